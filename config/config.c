@@ -1,0 +1,307 @@
+/* config/config.c: the key table and the INI reader built on inih. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define OFF(field)  offsetof(struct config, field)
+#define DIAL(field) (offsetof(struct config, dials) + offsetof(struct dials, field))
+
+static const char *const auth_choices[] = {"trust", "scram-sha-256", NULL};
+static const char *const log_choices[] = {"error", "warning", "info", "debug", NULL};
+static const char *const backend_choices[] = {"old", "new", NULL};
+static const char *const order_choices[] = {"lockstep", "parallel", NULL};
+static const char *const wait_choices[] = {"both", "primary", NULL};
+static const char *const divergence_choices[] = {"log", "serve_primary", NULL};
+
+#define S(sec, name, off, def, help)             {sec, name, CONFIG_STR, off, def, 0, 0, NULL, false, help}
+#define I(sec, name, off, def, lo, hi, rt, help) {sec, name, CONFIG_INT, off, def, lo, hi, NULL, rt, help}
+#define E(sec, name, off, def, ch, rt, help)     {sec, name, CONFIG_ENUM, off, def, 0, 0, ch, rt, help}
+#define B(sec, name, off, def, rt, help)         {sec, name, CONFIG_BOOL, off, def, 0, 1, NULL, rt, help}
+
+const struct config_key config_keys[] = {
+    S("pgdual", "listen_addr", OFF(listen_addr), "127.0.0.1", "address clients connect to"),
+    I("pgdual", "listen_port", OFF(listen_port), "6432", 0, 65535, false, "0 picks a free port"),
+    I("pgdual", "workers", OFF(workers), "2", 1, 64, false, "event-loop threads"),
+    E("pgdual", "auth_type", OFF(auth_type), "trust", auth_choices, false,
+      "trust | scram-sha-256 (against auth_file)"),
+    S("pgdual", "auth_file", OFF(auth_file), "", "userlist.txt: \"user\" \"password-or-verifier\""),
+    S("pgdual", "admin_users", OFF(admin_users), "admin", "users allowed on database pgdual"),
+    S("pgdual", "state_file", OFF(state_file), "pgdual.state", "persisted dials"),
+    S("pgdual", "journal_dir", OFF(journal_dir), "journal", "journal of writes the secondary missed"),
+    S("pgdual", "divergence_log", OFF(divergence_log), "divergences.jsonl", "JSON lines"),
+    I("pgdual", "metrics_port", OFF(metrics_port), "9187", 0, 65535, false, "0 = off"),
+    I("pgdual", "max_client_conn", OFF(max_client_conn), "1000", 1, 1000000, false,
+      "more clients get 53300 too_many_connections"),
+    I("pgdual", "client_login_timeout_ms", OFF(client_login_timeout_ms), "60000", 100, 3600000,
+      false, "a client that has not logged in by then is dropped"),
+    I("pgdual", "max_message_bytes", OFF(max_message_bytes), "67108864", 8192, 1073741823, false,
+      "largest frontend message accepted"),
+    I("pgdual", "backend_connect_timeout_ms", OFF(backend_connect_timeout_ms), "10000", 100,
+      3600000, false, "backend login must finish within this"),
+    I("pgdual", "shutdown_timeout_ms", OFF(shutdown_timeout_ms), "30000", 0, 86400000, false,
+      "SIGTERM waits this long for transactions to finish"),
+    E("pgdual", "log_level", OFF(log_level), "info", log_choices, false, "stderr verbosity"),
+    B("pgdual", "log_literals", OFF(log_literals), "off", false,
+      "log statement literals in the divergence log"),
+    S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", "libpq conninfo of old"),
+    S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", "libpq conninfo of new"),
+    E("cutover", "primary", DIAL(primary), "old", backend_choices, true, "source of truth"),
+    I("cutover", "read_new_percent", DIAL(read_new_percent), "0", 0, 100, true,
+      "share of routed reads served by new"),
+    I("cutover", "compare_percent", DIAL(compare_percent), "100", 0, 100, true,
+      "share of routed reads shadowed and compared"),
+    E("cutover", "mirror_order", DIAL(mirror_order), "lockstep", order_choices, true,
+      "lockstep | parallel"),
+    E("cutover", "commit_wait", DIAL(commit_wait), "both", wait_choices, true, "both | primary"),
+    E("cutover", "on_read_divergence", DIAL(on_read_divergence), "log", divergence_choices, true,
+      "log | serve_primary"),
+    I("cutover", "read_timeout_ms", DIAL(read_timeout_ms), "5000", 1, 86400000, true,
+      "a read on new slower than this falls back to old"),
+    I("cutover", "shadow_timeout_ms", DIAL(shadow_timeout_ms), "10000", 1, 86400000, true,
+      "a shadow read slower than this is cancelled"),
+    I("cutover", "fallback_buffer_bytes", DIAL(fallback_buffer_bytes), "1048576", 0, 1073741823,
+      true, "secondary reply held for fallback up to this size"),
+    B("cutover", "mirror", DIAL(mirror), "on", true, "off = ladder step 3: primary only"),
+    {NULL, NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, false, NULL},
+};
+
+const struct config_key *config_find_key(const char *section, const char *name)
+{
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        if ((!section || strcasecmp(section, k->section) == 0) && strcasecmp(name, k->name) == 0) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"on", "true", "yes", "1"};
+    static const char *const no[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int set_int(struct config *c, const struct config_key *k, const char *v, char *err,
+                   size_t n)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || x < k->min || x > k->max) {
+        snprintf(err, n, "invalid value for %s: \"%s\" (an integer from %d to %d)", k->name, v,
+                 k->min, k->max);
+        return -EINVAL;
+    }
+    *(int *)((char *)c + k->offset) = (int)x;
+    return 0;
+}
+
+static int set_enum(struct config *c, const struct config_key *k, const char *v, char *err,
+                    size_t n)
+{
+    for (int i = 0; k->choices[i]; i++) {
+        if (strcasecmp(v, k->choices[i]) == 0) {
+            *(int *)((char *)c + k->offset) = i;
+            return 0;
+        }
+    }
+    char allowed[128] = "";
+    for (int i = 0; k->choices[i]; i++) {
+        size_t l = strlen(allowed);
+        snprintf(allowed + l, sizeof(allowed) - l, "%s%s", i ? " | " : "", k->choices[i]);
+    }
+    snprintf(err, n, "invalid value for %s: \"%s\" (one of %s)", k->name, v, allowed);
+    return -EINVAL;
+}
+
+int config_set(struct config *c, const struct config_key *k, const char *value, char *err,
+               size_t errlen)
+{
+    switch (k->type) {
+    case CONFIG_STR: {
+        char *dup = strdup(value);
+        if (!dup) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        char **slot = (char **)((char *)c + k->offset);
+        free(*slot);
+        *slot = dup;
+        return 0;
+    }
+    case CONFIG_INT:
+        return set_int(c, k, value, err, errlen);
+    case CONFIG_ENUM:
+        return set_enum(c, k, value, err, errlen);
+    case CONFIG_BOOL: {
+        bool b;
+        if (parse_bool(value, &b) < 0) {
+            snprintf(err, errlen, "invalid value for %s: \"%s\" (on | off)", k->name, value);
+            return -EINVAL;
+        }
+        *(bool *)((char *)c + k->offset) = b;
+        return 0;
+    }
+    }
+    return -EINVAL;
+}
+
+void config_format(const struct config *c, const struct config_key *k, char *buf, size_t n)
+{
+    const char *base = (const char *)c + k->offset;
+    switch (k->type) {
+    case CONFIG_STR: {
+        const char *s = *(char *const *)base;
+        snprintf(buf, n, "%s", s ? s : "");
+        return;
+    }
+    case CONFIG_INT:
+        snprintf(buf, n, "%d", *(const int *)base);
+        return;
+    case CONFIG_ENUM:
+        snprintf(buf, n, "%s", k->choices[*(const int *)base]);
+        return;
+    case CONFIG_BOOL:
+        snprintf(buf, n, "%s", *(const bool *)base ? "on" : "off");
+        return;
+    }
+}
+
+void config_init_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    char err[256];
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        if (config_set(c, k, k->default_value, err, sizeof(err)) < 0) {
+            fprintf(stderr, "pgdual: bad built-in default: %s\n", err);
+            abort(); /* a startup-time programming error */
+        }
+    }
+}
+
+void config_free(struct config *c)
+{
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        if (k->type == CONFIG_STR) {
+            char **slot = (char **)((char *)c + k->offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+struct load_ctx {
+    struct config *c;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int line;
+};
+
+static int on_ini_pair(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *l = user;
+    if (l->err[0]) {
+        return 0; /* keep the first error */
+    }
+    const struct config_key *k = config_find_key(section, name);
+    if (!k) {
+        snprintf(l->err, l->errlen, "%s: unknown key \"%s\" in section [%s]", l->path, name,
+                 section);
+        return 0;
+    }
+    char msg[256];
+    if (config_set(l->c, k, value, msg, sizeof(msg)) < 0) {
+        snprintf(l->err, l->errlen, "%s: [%s] %s", l->path, section, msg);
+        return 0;
+    }
+    return 1;
+}
+
+/* Make relative file paths relative to the config file's directory. */
+static int resolve_paths(struct config *c, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        return 0;
+    }
+    size_t dirlen = (size_t)(slash - path);
+    char **files[] = {&c->auth_file, &c->state_file, &c->journal_dir, &c->divergence_log};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *f = *files[i];
+        if (!f || !f[0] || f[0] == '/') {
+            continue;
+        }
+        size_t n = dirlen + 1 + strlen(f) + 1;
+        char *abs = malloc(n);
+        if (!abs) {
+            return -ENOMEM;
+        }
+        snprintf(abs, n, "%.*s/%s", (int)dirlen, path, f);
+        free(f);
+        *files[i] = abs;
+    }
+    return 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+    struct load_ctx l = {c, path, err, errlen, 0};
+    err[0] = '\0';
+    int rc = ini_parse(path, on_ini_pair, &l);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot read the config file: %s", path, strerror(errno));
+        return -EIO;
+    }
+    if (rc > 0) {
+        if (!err[0]) {
+            snprintf(err, errlen, "%s:%d: syntax error", path, rc);
+        } else {
+            size_t used = strlen(err);
+            snprintf(err + used, errlen - used, " (line %d)", rc);
+        }
+        return -EINVAL;
+    }
+    if (c->auth_type == AUTH_SCRAM && !c->auth_file[0]) {
+        snprintf(err, errlen, "%s: auth_type = scram-sha-256 needs auth_file", path);
+        return -EINVAL;
+    }
+    if (resolve_paths(c, path) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+bool config_is_admin(const struct config *c, const char *user)
+{
+    const char *p = c->admin_users;
+    size_t ulen = strlen(user);
+    while (p && *p) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        size_t n = strcspn(p, ", ");
+        if (n == ulen && n > 0 && strncmp(p, user, n) == 0) {
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}

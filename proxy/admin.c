@@ -1,0 +1,330 @@
+/* proxy/admin.c: the admin console (database "pgdual"): a table of commands over simple Query. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/stats.h"
+#include "proxy/worker.h"
+
+#define ADMIN_MAX_QUERY (64 * 1024)
+#define ADMIN_MAX_WORDS 8
+
+struct admin_cmd {
+    const char *words[3]; /* the command's leading keywords, upper case */
+    void (*handler)(struct session *s, char **argv, int argc);
+    const char *help;
+};
+
+static void admin_error(struct session *s, const char *sqlstate, const char *msg)
+{
+    wire_put_error(&s->out, "ERROR", sqlstate, msg);
+}
+
+static void put_rows2(struct session *s, const char *c1, const char *c2)
+{
+    const char *names[2] = {c1, c2};
+    wire_put_row_description(&s->out, 2, names);
+}
+
+static void put_kv(struct session *s, const char *k, const char *v)
+{
+    const char *vals[2] = {k, v};
+    wire_put_data_row(&s->out, 2, vals);
+}
+
+static void put_kv_u64(struct session *s, const char *k, uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    put_kv(s, k, buf);
+}
+
+static void cmd_show_status(struct session *s, char **argv, int argc)
+{
+    struct server *srv = s->worker->server;
+    (void)argv;
+    (void)argc;
+    struct dials_snapshot *snap = server_dials_get(srv);
+    put_rows2(s, "key", "value");
+    for (const char *const *k = (const char *const[]){"primary", "read_new_percent",
+                                                       "compare_percent", "mirror_order",
+                                                       "commit_wait", "on_read_divergence",
+                                                       "mirror", NULL};
+         *k; k++) {
+        char buf[64];
+        struct config tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.dials = snap->d;
+        config_format(&tmp, config_find_key("cutover", *k), buf, sizeof(buf));
+        put_kv(s, *k, buf);
+    }
+    /* No mirroring yet: new receives no writes, so it is not in sync. */
+    put_kv(s, "secondary_state", "lagging");
+    for (int c = 0; c < STAT_COUNT; c++) {
+        put_kv_u64(s, stats_names[c], server_stat_sum(srv, c));
+    }
+    put_kv_u64(s, "journal_pending", 0);
+    put_kv_u64(s, "dials_version", snap->version);
+    put_kv_u64(s, "workers", (uint64_t)srv->nworkers);
+    put_kv_u64(s, "listen_port", (uint64_t)srv->listen_port);
+    put_kv(s, "version", PGDUAL_VERSION);
+    dials_snapshot_unref(snap);
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+static void cmd_show_config(struct session *s, char **argv, int argc)
+{
+    struct server *srv = s->worker->server;
+    (void)argv;
+    (void)argc;
+    struct dials_snapshot *snap = server_dials_get(srv);
+    struct config view = *srv->cfg;
+    view.dials = snap->d;
+    const char *names[5] = {"key", "value", "default", "changeable", "section"};
+    wire_put_row_description(&s->out, 5, names);
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        char val[1024];
+        config_format(&view, k, val, sizeof(val));
+        const char *row[5] = {k->name, val, k->default_value, k->runtime ? "yes" : "no",
+                              k->section};
+        wire_put_data_row(&s->out, 5, row);
+    }
+    dials_snapshot_unref(snap);
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+static void cmd_set(struct session *s, char **argv, int argc)
+{
+    /* SET key = value | SET key TO value */
+    if (argc != 4 || (strcmp(argv[2], "=") != 0 && strcasecmp(argv[2], "to") != 0)) {
+        admin_error(s, "42601", "syntax: SET key = value");
+        return;
+    }
+    char err[256];
+    if (server_set_dial(s->worker->server, argv[1], argv[3], err, sizeof(err)) < 0) {
+        admin_error(s, "22023", err);
+        return;
+    }
+    SLOG_INFO(s, "admin: SET %s = %s", argv[1], argv[3]);
+    wire_put_command_complete(&s->out, "SET");
+}
+
+static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    char err[256];
+    if (server_rollback_cutover(s->worker->server, err, sizeof(err)) < 0) {
+        admin_error(s, "XX000", err);
+        return;
+    }
+    SLOG_INFO(s, "admin: ROLLBACK CUTOVER (primary = old, read_new_percent = 0)");
+    wire_put_command_complete(&s->out, "ROLLBACK CUTOVER");
+}
+
+static void cmd_show_help(struct session *s, char **argv, int argc);
+
+static const struct admin_cmd admin_cmds[] = {
+    {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters"},
+    {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
+    {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
+    {{"SET", NULL, NULL}, cmd_set, "SET key = value: change a [cutover] dial"},
+    {{"ROLLBACK", "CUTOVER", NULL}, cmd_rollback_cutover,
+     "ROLLBACK CUTOVER: primary = old and read_new_percent = 0, at once"},
+};
+
+#define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))
+
+static void cmd_show_help(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    const char *names[1] = {"command"};
+    wire_put_row_description(&s->out, 1, names);
+    for (size_t i = 0; i < ADMIN_NCMDS; i++) {
+        const char *row[1] = {admin_cmds[i].help};
+        wire_put_data_row(&s->out, 1, row);
+    }
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+static char admin_eq[] = "="; /* the word for '=' (never written) */
+
+/* Split one command into words: quoted strings ('..' or "..") and '=' are single words. */
+static int admin_split(char *p, char **argv, int max)
+{
+    int argc = 0;
+    while (*p) {
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (!*p) {
+            break;
+        }
+        if (argc == max) {
+            return -1;
+        }
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            argv[argc++] = p;
+            while (*p && *p != q) {
+                p++;
+            }
+            if (!*p) {
+                return -1;
+            }
+            *p++ = '\0';
+        } else if (*p == '=') {
+            argv[argc++] = admin_eq;
+            p++;
+        } else {
+            argv[argc++] = p;
+            while (*p && !isspace((unsigned char)*p) && *p != '=') {
+                p++;
+            }
+            if (*p == '=') { /* "key=value": '=' is its own word */
+                *p++ = '\0';
+                if (argc == max) {
+                    return -1;
+                }
+                argv[argc++] = admin_eq;
+            } else if (*p) {
+                *p++ = '\0';
+            }
+        }
+    }
+    return argc;
+}
+
+static void admin_run_one(struct session *s, char *text)
+{
+    char *argv[ADMIN_MAX_WORDS];
+    int argc = admin_split(text, argv, ADMIN_MAX_WORDS);
+    if (argc == 0) {
+        return;
+    }
+    if (argc < 0) {
+        admin_error(s, "42601", "cannot parse the admin command");
+        return;
+    }
+    for (size_t i = 0; i < ADMIN_NCMDS; i++) {
+        const struct admin_cmd *c = &admin_cmds[i];
+        int w = 0;
+        while (w < 3 && c->words[w] && w < argc && strcasecmp(c->words[w], argv[w]) == 0) {
+            w++;
+        }
+        if (w == 3 || !c->words[w]) {
+            c->handler(s, argv, argc);
+            return;
+        }
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "unknown admin command \"%.60s\"; SHOW HELP lists them", argv[0]);
+    admin_error(s, "42601", msg);
+}
+
+static void admin_query(struct session *s, char *sql, size_t len)
+{
+    if (len == 0 || sql[len - 1] != '\0') {
+        session_end(s, END_PROTOCOL, "Query message without terminator");
+        return;
+    }
+    bool any = false;
+    for (char *save = NULL, *part = strtok_r(sql, ";", &save); part;
+         part = strtok_r(NULL, ";", &save)) {
+        size_t before = s->out.len;
+        admin_run_one(s, part);
+        any = any || s->out.len != before;
+    }
+    if (!any) {
+        wire_put_empty_query(&s->out);
+    }
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+}
+
+static int admin_begin(void *ctx, uint8_t type, uint32_t len)
+{
+    struct session *s = ctx;
+    (void)len;
+    if (type != PqMsg_Query && type != PqMsg_Terminate) {
+        return -1;
+    }
+    s->client_type = type;
+    wbuf_reset(&s->client_msg);
+    return 0;
+}
+
+static int admin_body(void *ctx, const uint8_t *p, size_t n)
+{
+    struct session *s = ctx;
+    wbuf_put_bytes(&s->client_msg, p, n);
+    return s->client_msg.failed ? -1 : 0;
+}
+
+static int admin_end(void *ctx)
+{
+    (void)ctx;
+    return 1;
+}
+
+static const struct wire_scan_ops admin_ops = {admin_begin, admin_body, admin_end};
+
+void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && s->state == SESSION_ADMIN) {
+        size_t used = 0;
+        int rc = wire_scan_feed(&s->client_scan, p + off, n - off, &admin_ops, s, &used);
+        off += used;
+        if (rc < 0) {
+            session_end(s, END_PROTOCOL, "the admin console takes simple Query messages only");
+            return;
+        }
+        if (rc == 0) {
+            return;
+        }
+        if (s->client_type == PqMsg_Terminate) {
+            session_end(s, END_CLIENT_TERMINATE, NULL);
+            return;
+        }
+        admin_query(s, (char *)s->client_msg.data, s->client_msg.len);
+    }
+}
+
+void admin_session_start(struct session *s)
+{
+    static const char *const params[][2] = {
+        {"server_version", "15.0 (pgdual " PGDUAL_VERSION ")"}, {"server_encoding", "UTF8"},
+        {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"}, {"integer_datetimes", "on"},
+        {"standard_conforming_strings", "on"}, {"is_superuser", "off"},
+    };
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        wire_put_parameter_status(&s->out, params[i][0], params[i][1]);
+    }
+    wire_put_backend_key(&s->out, s->id, s->cancel_secret);
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+    if (s->timer_open) {
+        uv_timer_stop(&s->timer);
+    }
+    session_set_state(s, SESSION_ADMIN);
+    wire_scanner_init(&s->client_scan, ADMIN_MAX_QUERY);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    if (s->client_msg.len > 0) {
+        struct wbuf early = s->client_msg;
+        wbuf_init(&s->client_msg);
+        admin_on_client_data(s, early.data, early.len);
+        wbuf_free(&early);
+    }
+}

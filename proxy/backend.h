@@ -1,0 +1,41 @@
+/* proxy/backend.h: one backend connection of a session: the libpq login driven by the loop,
+ * then raw protocol bytes on its socket (libpq stays out of the data path). */
+#pragma once
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "protocol/wire.h"
+#include "proxy/endpoint.h"
+
+struct session;
+struct wire_startup;
+
+struct backend {
+    struct session *session;
+    int which;              /* enum dial_backend: DIAL_OLD or DIAL_NEW */
+    PGconn *conn;           /* owns the socket; PQfinish'd when the session is freed */
+    uv_loop_t *loop;
+    uv_poll_t *login_poll;  /* heap handle while logging in (libpq may change sockets) */
+    int login_fd;
+    bool up;                /* login finished; ep is open */
+    struct endpoint ep;     /* the data path once up */
+    struct wire_scanner scan; /* splits what the backend sends */
+    uint8_t cur_type;       /* message being scanned */
+    bool capture;           /* capturing the current body into msg */
+    struct wbuf msg;        /* captured body (ReadyForQuery, ErrorResponse) */
+    uint8_t txn_status;     /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    bool sent_fatal;        /* the backend sent a FATAL ErrorResponse before closing */
+};
+
+/* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the
+ * client's startup packet where the conninfo leaves them out. Completion is reported through
+ * session_backend_ready() / session_backend_failed(). */
+int backend_login_start(struct backend *b, uv_loop_t *loop, const char *conninfo,
+                        const struct wire_startup *startup, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Close libuv handles; cb (for the data endpoint) releases its session reference. */
+void backend_close_handles(struct backend *b, uv_close_cb cb);
+/* Free libpq and buffers (after every handle closed). */
+void backend_free(struct backend *b);

@@ -1,0 +1,30 @@
+/* proxy/cancel.h: maps the BackendKeyData pgdual gave a client to the cancel keys of that
+ * session's backends, across worker threads, and fires PQcancel on libuv's thread pool so no
+ * loop blocks and every backend is cancelled at the same time. */
+#pragma once
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct cancel_registry;
+
+/* One session's cancel keys; refcounted because a cancel in flight may outlive the session. */
+struct cancel_entry {
+    uint32_t pid, secret;
+    PGcancel *keys[2]; /* [DIAL_OLD], [DIAL_NEW]; NULL where that backend is not connected */
+    atomic_int refs;
+    struct cancel_entry *next; /* registry bucket chain */
+};
+
+struct cancel_registry *cancel_registry_new(void);
+void cancel_registry_free(struct cancel_registry *r);
+/* New entry holding one reference, registered under (pid, secret). */
+struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, uint32_t secret);
+/* Install the cancel key of backend `which` (takes ownership of key). */
+void cancel_set_key(struct cancel_registry *r, struct cancel_entry *e, int which, PGcancel *key);
+/* Remove from the registry and drop the session's reference. */
+void cancel_unregister(struct cancel_registry *r, struct cancel_entry *e);
+/* Cancel every backend of the session with these keys; returns 0, or -1 if no such session.
+ * The PQcancel calls run on loop's thread pool. */
+int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32_t secret);

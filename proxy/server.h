@@ -1,0 +1,42 @@
+/* proxy/server.h: what the worker loops share: the config, the auth table, the master copy of
+ * the dials, the cancel registry and the client count. Everything here is either immutable while
+ * the workers run or guarded as its comment says; nothing here is touched per message. */
+#pragma once
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "config/dials.h"
+
+struct worker;
+struct cancel_registry;
+struct auth_table;
+
+struct server {
+    struct config *cfg;          /* immutable while workers run */
+    struct auth_table *auth;     /* immutable while workers run; NULL with auth_type = trust */
+    struct worker *workers;
+    int nworkers;
+    struct cancel_registry *cancels;
+    atomic_uint next_session_id;
+    atomic_int clients_now;      /* sessions holding a max_client_conn slot */
+    int listen_port;             /* the bound port (listen_port = 0 resolves here) */
+    int64_t started_ms;
+
+    pthread_mutex_t dials_lock;  /* guards the three fields below (admin path only) */
+    struct dials dials;          /* master copy: what SHOW STATUS reports */
+    uint64_t dials_version;
+    struct dials_snapshot *dials_snapshot; /* the last one published */
+};
+
+/* Take a reference on the current dials snapshot (any thread). */
+struct dials_snapshot *server_dials_get(struct server *srv);
+/* Validate and apply one runtime dial change; publish it to every worker. */
+int server_set_dial(struct server *srv, const char *key, const char *value, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
+/* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one published change. */
+int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Sum one counter over every worker. */
+uint64_t server_stat_sum(const struct server *srv, int counter);

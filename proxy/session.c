@@ -1,0 +1,261 @@
+/* proxy/session.c: session lifetime: accept, client I/O dispatch, the one exit, freeing. */
+#include "proxy/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "protocol/scram.h"
+#include "proxy/cancel.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/worker.h"
+
+static const char *const state_names[] = {
+#define X(n) #n,
+    SESSION_STATES(X)
+#undef X
+};
+
+static const struct {
+    const char *sqlstate;
+    const char *text;
+} end_reasons[] = {
+#define X(n, code, text) {code, text},
+    END_REASONS(X)
+#undef X
+};
+
+const char *session_state_name(enum session_state st)
+{
+    return state_names[st];
+}
+
+void session_set_state(struct session *s, enum session_state to)
+{
+    SLOG_DEBUG(s, "state %s -> %s", state_names[s->state], state_names[to]);
+    s->state = to;
+}
+
+static void session_free(struct session *s)
+{
+    for (int i = 0; i < 2; i++) {
+        backend_free(&s->backends[i]);
+    }
+    if (s->client.fd >= 0) {
+        close(s->client.fd);
+    }
+    endpoint_free(&s->client);
+    wbuf_free(&s->startup);
+    wbuf_free(&s->client_msg);
+    wbuf_free(&s->out);
+    scram_server_free(s->scram);
+    dials_snapshot_unref(s->dials);
+    free(s);
+}
+
+void session_unref(struct session *s)
+{
+    if (--s->refs == 0) {
+        session_free(s);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    session_unref(h->data);
+}
+
+/* Backend endpoints carry their backend in data. */
+static void on_backend_handle_closed(uv_handle_t *h)
+{
+    struct backend *b = h->data;
+    session_unref(b->session);
+}
+
+int session_flush_out(struct session *s)
+{
+    if (s->out.failed) {
+        wbuf_reset(&s->out);
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+        return -1;
+    }
+    int rc = endpoint_send(&s->client, s->out.data, s->out.len);
+    wbuf_reset(&s->out);
+    if (rc < 0) {
+        session_end(s, END_CLIENT_EOF, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void send_fatal(struct session *s, const char *sqlstate, const char *text,
+                       const char *detail)
+{
+    char msg[1024];
+    if (detail) {
+        snprintf(msg, sizeof(msg), "%s: %s", text, detail);
+    } else {
+        snprintf(msg, sizeof(msg), "%s", text);
+    }
+    wbuf_reset(&s->out);
+    wire_put_error(&s->out, "FATAL", sqlstate, msg);
+    if (!s->out.failed) {
+        /* Best effort: whatever the kernel takes now; the session is going away. */
+        if (endpoint_send(&s->client, s->out.data, s->out.len) == 0 &&
+            endpoint_flush(&s->client) < 0) {
+            SLOG_DEBUG(s, "the FATAL did not reach the client");
+        }
+    }
+    wbuf_reset(&s->out);
+}
+
+void session_end(struct session *s, enum session_end_reason why, const char *detail)
+{
+    if (s->state == SESSION_CLOSING) {
+        return;
+    }
+    struct worker *w = s->worker;
+    struct server *srv = w->server;
+    const char *code = end_reasons[why].sqlstate;
+    bool backend_said_it = why == END_BACKEND_LOST && s->backends[s->primary].sent_fatal;
+    if (code && !backend_said_it) {
+        send_fatal(s, code, end_reasons[why].text, detail);
+    }
+    if (why != END_CLIENT_EOF && why != END_CLIENT_TERMINATE && why != END_CANCEL_DONE) {
+        SLOG_INFO(s, "closing: %s%s%s", end_reasons[why].text, detail ? ": " : "",
+                  detail ? detail : "");
+    }
+    if (why == END_PROTOCOL) {
+        stats_add(&w->stats, STAT_protocol_errors_total, 1);
+    }
+    session_set_state(s, SESSION_CLOSING);
+    worker_remove_session(w, s);
+    if (s->cancel) {
+        cancel_unregister(srv->cancels, s->cancel);
+        s->cancel = NULL;
+    }
+    if (s->counted) {
+        atomic_fetch_sub(&srv->clients_now, 1);
+        stats_add(&w->stats, STAT_sessions_active, -1);
+        s->counted = false;
+    }
+    if (s->client.poll_open) {
+        endpoint_close(&s->client, on_handle_closed);
+    }
+    if (s->timer_open) {
+        s->timer_open = false;
+        uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    }
+    for (int i = 0; i < 2; i++) {
+        backend_close_handles(&s->backends[i], on_backend_handle_closed);
+    }
+    session_unref(s); /* the session's own reference */
+}
+
+static void on_client_io(uv_poll_t *h, int status, int events)
+{
+    struct session *s = h->data;
+    if (status < 0) {
+        session_end(s, END_CLIENT_EOF, uv_strerror(status));
+        return;
+    }
+    if ((events & UV_WRITABLE) && s->state != SESSION_CLOSING) {
+        if (endpoint_flush(&s->client) < 0) {
+            session_end(s, END_CLIENT_EOF, "write failed");
+            return;
+        }
+        struct backend *b = &s->backends[s->primary];
+        if (b->up && !b->ep.want_read && endpoint_pending(&s->client) < 64 * 1024) {
+            endpoint_want_read(&b->ep, true); /* back-pressure released */
+        }
+    }
+    if (!(events & UV_READABLE) || s->state == SESSION_CLOSING) {
+        return;
+    }
+    struct worker *w = s->worker;
+    ssize_t n = endpoint_read(&s->client, w->rbuf, sizeof(w->rbuf));
+    if (n == UV_EAGAIN) {
+        return;
+    }
+    if (n <= 0) {
+        bool mid_message = s->state == SESSION_READY && !wire_scanner_at_boundary(&s->client_scan);
+        session_end(s, mid_message ? END_PROTOCOL : END_CLIENT_EOF,
+                    mid_message ? "connection closed inside a message" : NULL);
+        return;
+    }
+    stats_add(&w->stats, STAT_bytes_from_clients, n);
+    switch (s->state) {
+    case SESSION_STARTUP:
+    case SESSION_AUTH:
+        session_on_client_startup(s, w->rbuf, (size_t)n);
+        return;
+    case SESSION_READY:
+        session_on_client_relay(s, w->rbuf, (size_t)n);
+        return;
+    case SESSION_ADMIN:
+        admin_on_client_data(s, w->rbuf, (size_t)n);
+        return;
+    case SESSION_CONNECTING:
+    case SESSION_CLOSING:
+        return;
+    }
+}
+
+static void on_login_timeout(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH ||
+        s->state == SESSION_CONNECTING) {
+        session_end(s, END_LOGIN_TIMEOUT, NULL);
+    }
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t v = 0;
+    while (getrandom(&v, sizeof(v), 0) != sizeof(v)) {
+    }
+    return v;
+}
+
+void session_accept(struct worker *w, int fd)
+{
+    struct server *srv = w->server;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->worker = w;
+    s->refs = 1;
+    s->client.fd = -1;
+    s->id = atomic_fetch_add(&srv->next_session_id, 1);
+    s->cancel_secret = random_u32();
+    s->primary = DIAL_OLD;
+    for (int i = 0; i < 2; i++) {
+        s->backends[i].session = s;
+        s->backends[i].which = i;
+        s->backends[i].ep.fd = -1;
+    }
+    if (endpoint_open(&s->client, &w->loop, fd, NULL, on_client_io, s) < 0) {
+        close(fd);
+        free(s);
+        return;
+    }
+    s->refs++;
+    worker_add_session(w, s);
+    stats_add(&w->stats, STAT_clients_total, 1);
+    stats_add(&w->stats, STAT_sessions_active, 1);
+    s->counted = true;
+    int now = atomic_fetch_add(&srv->clients_now, 1) + 1;
+    s->over_limit = now > srv->cfg->max_client_conn;
+    uv_timer_init(&w->loop, &s->timer);
+    s->timer.data = s;
+    s->timer_open = true;
+    s->refs++;
+    uv_timer_start(&s->timer, on_login_timeout, (uint64_t)srv->cfg->client_login_timeout_ms, 0);
+}

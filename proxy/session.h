@@ -1,0 +1,109 @@
+/* proxy/session.h: one client connection and its backend connections, owned by one worker loop.
+ * The session is the unit of failure: session_end() is its only exit. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "protocol/wire.h"
+#include "proxy/backend.h"
+#include "proxy/endpoint.h"
+
+struct worker;
+struct cancel_entry;
+struct dials_snapshot;
+struct scram_server;
+
+#define SESSION_STATES(X)                                                                          \
+    X(STARTUP)    /* reading untyped packets: SSLRequest, StartupMessage, CancelRequest */        \
+    X(AUTH)       /* SASL exchange with the client */                                             \
+    X(CONNECTING) /* client authenticated; backend logins in progress */                          \
+    X(READY)      /* relaying */                                                                  \
+    X(ADMIN)      /* the admin console: no backend */                                             \
+    X(CLOSING)    /* session_end called; handles closing */
+
+enum session_state {
+#define X(n) SESSION_##n,
+    SESSION_STATES(X)
+#undef X
+};
+
+/* X(name, sqlstate or NULL (no message to the client), text). */
+#define END_REASONS(X)                                                                             \
+    X(CLIENT_EOF, NULL, "client closed the connection")                                            \
+    X(CLIENT_TERMINATE, NULL, "client sent Terminate")                                             \
+    X(PROTOCOL, "08P01", "protocol violation")                                                     \
+    X(AUTH_FAILED, "28P01", "authentication failed")                                               \
+    X(REFUSED, "28000", "connection refused")                                                      \
+    X(TOO_MANY, "53300", "too many connections")                                                   \
+    X(LOGIN_TIMEOUT, "08006", "client login timeout")                                              \
+    X(BACKEND_CONNECT, "08006", "cannot connect to the backend")                                   \
+    X(BACKEND_LOST, "08006", "backend connection lost")                                            \
+    X(OUT_OF_MEMORY, "53200", "out of memory")                                                     \
+    X(SHUTDOWN, "57P01", "pgdual is shutting down")                                                \
+    X(CANCEL_DONE, NULL, "cancel request handled")
+
+enum session_end_reason {
+#define X(n, code, text) END_##n,
+    END_REASONS(X)
+#undef X
+};
+
+struct session {
+    uint32_t id;            /* also the pid in the BackendKeyData the client gets */
+    uint32_t cancel_secret; /* the secret in that BackendKeyData */
+    struct worker *worker;  /* owning loop; never changes */
+    enum session_state state;
+    int refs;               /* 1 for the session + 1 per open libuv handle; freed at 0 */
+    bool counted;           /* holds a slot in the server's client count */
+    bool over_limit;        /* accepted beyond max_client_conn: refuse after the startup packet */
+
+    struct endpoint client;
+    uv_timer_t timer;       /* login timeout; later per-statement timeouts */
+    bool timer_open;
+
+    /* Startup phase: untyped packets accumulate here (bounded by PQ_MAX_STARTUP_PACKET). */
+    struct wbuf startup;
+    struct scram_server *scram;
+    bool sasl_started;      /* the SASLInitialResponse has been handled */
+
+    /* Frontend message scanning after startup. */
+    struct wire_scanner client_scan;
+    uint8_t client_type;    /* type of the message being scanned */
+    bool client_capture;    /* the current message body is being captured into client_msg */
+    struct wbuf client_msg; /* captured body (auth responses, admin queries) */
+
+    struct backend backends[2]; /* [DIAL_OLD], [DIAL_NEW]; only the primary is used for now */
+    int primary;                /* enum dial_backend serving this session */
+    struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
+    struct cancel_entry *cancel;  /* registered once the backend is up */
+
+    struct wbuf out;        /* scratch for messages pgdual itself writes to the client */
+    char user[64];
+    char database[64];
+    char application_name[64];
+
+    struct session *prev, *next; /* worker's session list */
+};
+
+/* Accept path: takes ownership of a connected non-blocking fd. */
+void session_accept(struct worker *w, int fd);
+/* The only exit: sends the reason's FATAL (if any, with detail), logs, releases everything. */
+void session_end(struct session *s, enum session_end_reason why, const char *detail);
+void session_set_state(struct session *s, enum session_state to);
+/* Send what pgdual builds into s->out to the client and reset s->out. < 0: session ended. */
+int session_flush_out(struct session *s) __attribute__((warn_unused_result));
+/* Release one handle reference (used as the close callback's action). */
+void session_unref(struct session *s);
+const char *session_state_name(enum session_state st);
+
+/* session_startup.c */
+void session_on_client_startup(struct session *s, const uint8_t *p, size_t n);
+/* session_relay.c */
+void session_on_client_relay(struct session *s, const uint8_t *p, size_t n);
+void session_on_backend_readable(struct backend *b);
+void session_backend_ready(struct session *s, struct backend *b);
+void session_backend_failed(struct session *s, struct backend *b, const char *msg);
+/* admin.c */
+void admin_on_client_data(struct session *s, const uint8_t *p, size_t n);
+void admin_session_start(struct session *s);

@@ -1,0 +1,287 @@
+/* proxy/session_startup.c: the login phase: untyped startup packets (SSLRequest, GSSENCRequest,
+ * CancelRequest, StartupMessage), client authentication (trust or SCRAM-SHA-256), and the start
+ * of the backend login. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "protocol/scram.h"
+#include "proxy/auth.h"
+#include "proxy/cancel.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+#define AUTH_MAX_MESSAGE 8192
+#define ADMIN_DATABASE   "pgdual"
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool copy_name(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap) {
+        return false;
+    }
+    memcpy(dst, src ? src : "", n + 1);
+    return true;
+}
+
+static void start_backend_login(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    struct wire_startup st;
+    if (wire_parse_startup(s->startup.data + 4, s->startup.len - 4, &st) < 0) {
+        session_end(s, END_PROTOCOL, "startup packet");
+        return;
+    }
+    session_set_state(s, SESSION_CONNECTING);
+    endpoint_want_read(&s->client, false); /* nothing to read until the backend is up */
+    struct backend *b = &s->backends[s->primary];
+    const char *conninfo = s->primary == DIAL_OLD ? srv->cfg->backend_old : srv->cfg->backend_new;
+    char err[512];
+    if (backend_login_start(b, &s->worker->loop, conninfo, &st, err, sizeof(err)) < 0) {
+        session_backend_failed(s, b, err);
+    }
+}
+
+/* The client is authenticated: AuthenticationOk, then the console or the backend login. */
+static void client_authenticated(struct session *s)
+{
+    wire_put_auth(&s->out, AUTH_REQ_OK, NULL, 0);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    if (strcmp(s->database, ADMIN_DATABASE) == 0) {
+        admin_session_start(s);
+        return;
+    }
+    start_backend_login(s);
+}
+
+static void begin_auth(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    if (srv->cfg->auth_type == AUTH_TRUST) {
+        client_authenticated(s);
+        return;
+    }
+    const struct scram_secret *secret = auth_table_find(srv->auth, s->user);
+    s->scram = secret ? scram_server_new(secret) : NULL;
+    if (!s->scram) {
+        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
+                 s->user);
+        session_end(s, END_AUTH_FAILED, detail);
+        return;
+    }
+    static const char mechanisms[] = "SCRAM-SHA-256\0";
+    wire_put_auth(&s->out, AUTH_REQ_SASL, mechanisms, sizeof(mechanisms));
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    wire_scanner_init(&s->client_scan, AUTH_MAX_MESSAGE);
+    session_set_state(s, SESSION_AUTH);
+}
+
+static void on_startup_message(struct session *s, const struct wire_startup *st)
+{
+    struct server *srv = s->worker->server;
+    const char *db = wire_startup_param(st, "database");
+    if (!copy_name(s->user, sizeof(s->user), wire_startup_param(st, "user")) ||
+        !copy_name(s->database, sizeof(s->database), db && db[0] ? db : s->user) ||
+        !copy_name(s->application_name, sizeof(s->application_name),
+                   wire_startup_param(st, "application_name"))) {
+        session_end(s, END_PROTOCOL, "user, database or application_name too long");
+        return;
+    }
+    const char *repl = wire_startup_param(st, "replication");
+    if (repl && strcmp(repl, "false") != 0 && strcmp(repl, "0") != 0) {
+        session_end(s, END_REFUSED, "replication connections are not supported by pgdual");
+        return;
+    }
+    if (s->over_limit) {
+        session_end(s, END_TOO_MANY, "sorry, too many clients already");
+        return;
+    }
+    if (strcmp(s->database, ADMIN_DATABASE) == 0 && !config_is_admin(srv->cfg, s->user)) {
+        session_end(s, END_REFUSED, "user is not in admin_users; the admin console is refused");
+        return;
+    }
+    begin_auth(s);
+}
+
+/* A whole untyped packet sits in s->startup (length included). */
+static void on_startup_packet(struct session *s)
+{
+    struct wire_startup st;
+    if (wire_parse_startup(s->startup.data + 4, s->startup.len - 4, &st) < 0) {
+        session_end(s, END_PROTOCOL, "invalid startup packet");
+        return;
+    }
+    switch (st.code) {
+    case NEGOTIATE_SSL_CODE:
+    case NEGOTIATE_GSS_CODE:
+        wbuf_reset(&s->startup);
+        if (endpoint_send(&s->client, "N", 1) < 0) {
+            session_end(s, END_CLIENT_EOF, NULL);
+        }
+        return;
+    case CANCEL_REQUEST_CODE:
+        if (cancel_fire(s->worker->server->cancels, &s->worker->loop, st.cancel_pid,
+                        st.cancel_secret) == 0) {
+            stats_add(&s->worker->stats, STAT_cancels_total, 1);
+        }
+        session_end(s, END_CANCEL_DONE, NULL);
+        return;
+    case PG_PROTOCOL_V3:
+        on_startup_message(s, &st);
+        return;
+    default: {
+        char detail[128];
+        snprintf(detail, sizeof(detail),
+                 "unsupported frontend protocol %u.%u: pgdual supports 3.0", st.code >> 16,
+                 st.code & 0xffff);
+        session_end(s, END_PROTOCOL, detail);
+        return;
+    }
+    }
+}
+
+/* Accumulate one untyped packet; returns the bytes taken. */
+static size_t startup_consume(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t need = 4;
+    if (s->startup.len >= 4) {
+        need = be32(s->startup.data);
+    }
+    size_t take = need - s->startup.len < n ? need - s->startup.len : n;
+    wbuf_put_bytes(&s->startup, p, take);
+    if (s->startup.failed) {
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+        return take;
+    }
+    if (s->startup.len == 4) {
+        uint32_t len = be32(s->startup.data);
+        if (len < 8 || len > PQ_MAX_STARTUP_PACKET) {
+            session_end(s, END_PROTOCOL, "invalid length of startup packet");
+        }
+        return take;
+    }
+    if (s->startup.len >= 4 && s->startup.len == be32(s->startup.data)) {
+        on_startup_packet(s);
+    }
+    return take;
+}
+
+static void on_sasl_initial(struct session *s, struct wire_reader *r)
+{
+    const char *mech = wire_cstr(r);
+    uint32_t len = wire_u32(r);
+    const uint8_t *data = wire_bytes(r, len == 0xffffffff ? 0 : len);
+    if (r->failed || len == 0xffffffff || strcmp(mech, "SCRAM-SHA-256") != 0) {
+        session_end(s, END_PROTOCOL, "expected a SCRAM-SHA-256 SASLInitialResponse");
+        return;
+    }
+    const char *reply = NULL;
+    if (scram_server_first(s->scram, (const char *)data, len, &reply) < 0) {
+        session_end(s, END_PROTOCOL, "malformed SCRAM client-first-message");
+        return;
+    }
+    wire_put_auth(&s->out, AUTH_REQ_SASL_CONT, reply, strlen(reply));
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+}
+
+static void on_sasl_response(struct session *s, const uint8_t *data, size_t len)
+{
+    const char *reply = NULL;
+    int rc = scram_server_final(s->scram, (const char *)data, len, &reply);
+    if (rc < 0) {
+        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
+                 s->user);
+        session_end(s, rc == SCRAM_EAUTH ? END_AUTH_FAILED : END_PROTOCOL, detail);
+        return;
+    }
+    wire_put_auth(&s->out, AUTH_REQ_SASL_FIN, reply, strlen(reply));
+    scram_server_free(s->scram);
+    s->scram = NULL;
+    client_authenticated(s);
+}
+
+static int auth_begin(void *ctx, uint8_t type, uint32_t len)
+{
+    struct session *s = ctx;
+    (void)len;
+    if (type != PqMsg_SASLResponse) {
+        return -1;
+    }
+    wbuf_reset(&s->client_msg);
+    return 0;
+}
+
+static int auth_body(void *ctx, const uint8_t *p, size_t n)
+{
+    struct session *s = ctx;
+    wbuf_put_bytes(&s->client_msg, p, n);
+    return s->client_msg.failed ? -1 : 0;
+}
+
+static int auth_end(void *ctx)
+{
+    (void)ctx;
+    return 1; /* one message at a time: it may change the state */
+}
+
+static const struct wire_scan_ops auth_ops = {auth_begin, auth_body, auth_end};
+
+static size_t auth_consume(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t used = 0;
+    int rc = wire_scan_feed(&s->client_scan, p, n, &auth_ops, s, &used);
+    if (rc < 0) {
+        session_end(s, END_PROTOCOL, "expected a SASL response");
+        return used;
+    }
+    if (rc > 0) {
+        struct wire_reader r;
+        wire_reader_init(&r, s->client_msg.data, s->client_msg.len);
+        if (!s->sasl_started) {
+            s->sasl_started = true;
+            on_sasl_initial(s, &r);
+        } else {
+            on_sasl_response(s, s->client_msg.data, s->client_msg.len);
+        }
+    }
+    return used;
+}
+
+void session_on_client_startup(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        if (s->state == SESSION_STARTUP) {
+            off += startup_consume(s, p + off, n - off);
+        } else if (s->state == SESSION_AUTH) {
+            off += auth_consume(s, p + off, n - off);
+        } else {
+            break;
+        }
+    }
+    if (off < n && s->state != SESSION_CLOSING) {
+        /* A client that sends before ReadyForQuery: keep the bytes for the relay. */
+        wbuf_put_bytes(&s->client_msg, p + off, n - off);
+        if (s->client_msg.len > AUTH_MAX_MESSAGE || s->client_msg.failed) {
+            session_end(s, END_PROTOCOL, "too much data before the login finished");
+        }
+    }
+}

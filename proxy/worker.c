@@ -1,0 +1,216 @@
+/* proxy/worker.c: a worker thread: accept loop, dials mailbox, orderly stop. */
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/dials.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+
+static int listen_socket(const char *addr, int port, int *out_fd)
+{
+    struct sockaddr_storage ss;
+    int rc = uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss);
+    if (rc < 0) {
+        rc = uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    *out_fd = fd;
+    return 0;
+}
+
+int worker_bound_port(const struct worker *w)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(w->listen_fd, (struct sockaddr *)&ss, &len) < 0) {
+        return -1;
+    }
+    return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    struct worker *w = h->data;
+    (void)events;
+    if (status < 0 || w->stopping) {
+        return;
+    }
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                LOG_WARN("accept failed: %s", strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        session_accept(w, fd);
+    }
+}
+
+static void worker_begin_stop(struct worker *w)
+{
+    if (w->stopping) {
+        return;
+    }
+    w->stopping = true;
+    uv_close((uv_handle_t *)&w->listen_poll, NULL);
+    while (w->sessions) {
+        session_end(w->sessions, END_SHUTDOWN, NULL);
+    }
+    uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void on_wakeup(uv_async_t *h)
+{
+    struct worker *w = h->data;
+    pthread_mutex_lock(&w->mailbox_lock);
+    struct dials_snapshot *snap = w->mailbox_dials;
+    w->mailbox_dials = NULL;
+    bool stop = w->mailbox_stop;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    if (snap) {
+        dials_snapshot_unref(w->dials);
+        w->dials = snap;
+    }
+    if (stop) {
+        worker_begin_stop(w);
+    }
+}
+
+int worker_init(struct worker *w, struct server *srv, int index, int port)
+{
+    memset(w, 0, sizeof(*w));
+    w->server = srv;
+    w->index = index;
+    w->listen_fd = -1;
+    int rc = listen_socket(srv->cfg->listen_addr, port, &w->listen_fd);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = uv_loop_init(&w->loop);
+    if (rc < 0) {
+        goto err_close_fd;
+    }
+    w->loop.data = w;
+    rc = uv_poll_init(&w->loop, &w->listen_poll, w->listen_fd);
+    if (rc < 0) {
+        goto err_loop;
+    }
+    w->listen_poll.data = w;
+    rc = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    if (rc < 0) {
+        goto err_poll;
+    }
+    w->wakeup.data = w;
+    pthread_mutex_init(&w->mailbox_lock, NULL);
+    w->dials = server_dials_get(srv);
+    return uv_poll_start(&w->listen_poll, UV_READABLE, on_accept);
+
+err_poll:
+    uv_close((uv_handle_t *)&w->listen_poll, NULL);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+err_loop:
+    uv_loop_close(&w->loop);
+err_close_fd:
+    close(w->listen_fd);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&w->loop);
+    if (rc < 0) {
+        LOG_WARN("worker %d: loop closed with handles open: %s", w->index, uv_strerror(rc));
+    }
+    close(w->listen_fd);
+    dials_snapshot_unref(w->dials);
+    w->dials = NULL;
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    return rc ? -rc : 0;
+}
+
+void worker_post_dials(struct worker *w, struct dials_snapshot *snap)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    struct dials_snapshot *old = w->mailbox_dials;
+    w->mailbox_dials = snap;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    dials_snapshot_unref(old);
+    uv_async_send(&w->wakeup);
+}
+
+void worker_post_stop(struct worker *w)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    w->mailbox_stop = true;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    uv_async_send(&w->wakeup);
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+    pthread_mutex_lock(&w->mailbox_lock);
+    dials_snapshot_unref(w->mailbox_dials);
+    w->mailbox_dials = NULL;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    pthread_mutex_destroy(&w->mailbox_lock);
+}
+
+void worker_add_session(struct worker *w, struct session *s)
+{
+    s->prev = NULL;
+    s->next = w->sessions;
+    if (w->sessions) {
+        w->sessions->prev = s;
+    }
+    w->sessions = s;
+}
+
+void worker_remove_session(struct worker *w, struct session *s)
+{
+    if (s->prev) {
+        s->prev->next = s->next;
+    } else if (w->sessions == s) {
+        w->sessions = s->next;
+    }
+    if (s->next) {
+        s->next->prev = s->prev;
+    }
+    s->prev = s->next = NULL;
+}
+

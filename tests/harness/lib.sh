@@ -1,0 +1,370 @@
+# shellcheck shell=bash
+# tests/harness/lib.sh: sourced by the shell integration tests (tests/integration/it_*.sh).
+# Loads the clusters' cluster.env, starts and stops a private pgdual per test, counts assertions
+# and prints "N passed, N failed" as the script's last line.
+#
+# Environment:
+#   PGDUAL_TEST_CLUSTER  directory given to `pgcluster.sh start` (required)
+#   PGDUAL_BIN           pgdual binary (default: $PGDUAL_BUILD_DIR/pgdual, build dir default build/)
+#   PGDUAL_TEST_DIRECT=1 develop tests against PostgreSQL itself: it_proxy_start starts no pgdual
+#                        and PROXY_PORT is the old cluster's port (admin tests then skip)
+#   PGDUAL_TEST_KEEP=1   keep each test's temp dir (ini, pgdual log) even when all passed
+
+IT_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+IT_HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+IT_REPO_DIR=$(cd "$IT_HARNESS_DIR/../.." && pwd)
+IT_PASSED=0
+IT_FAILED=0
+IT_SKIPPED=0
+export IT_LAST_OUT="" # output of the last assert_fails command
+PROXY_PID=""
+PROXY_PORT=""
+PROXY_LOG=""
+PROXY_INI=""
+
+: "${PGDUAL_TEST_CLUSTER:?PGDUAL_TEST_CLUSTER must name the pgcluster.sh directory}"
+[[ -f "$PGDUAL_TEST_CLUSTER/cluster.env" ]] || {
+    echo "$IT_NAME: $PGDUAL_TEST_CLUSTER/cluster.env missing (pgcluster.sh start first)" >&2
+    exit 1
+}
+# shellcheck disable=SC1091
+source "$PGDUAL_TEST_CLUSTER/cluster.env"
+export PGHOST PGUSER OLD_PORT NEW_PORT PG_BIN
+export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
+unset PGPORT PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS
+PGDUAL_BIN=${PGDUAL_BIN:-${PGDUAL_BUILD_DIR:-$IT_REPO_DIR/build}/pgdual}
+PGDUAL_TEST_DIRECT=${PGDUAL_TEST_DIRECT:-0}
+
+IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgdual-$IT_NAME.XXXXXX")
+chmod 0755 "$IT_TMP" # the postgres OS user may need to read files here (COPY is client side)
+
+# ---------------------------------------------------------------------------------------------
+# Counting and reporting
+
+it_log() { echo "# $*" >&2; }
+
+it_pass() {
+    IT_PASSED=$((IT_PASSED + 1))
+    echo "ok - $*"
+}
+
+it_failed() {
+    IT_FAILED=$((IT_FAILED + 1))
+    echo "FAIL - $*" >&2
+}
+
+it_proxy_log_tail() {
+    if [[ -n "$PROXY_LOG" && -f "$PROXY_LOG" ]]; then
+        echo "----- last 40 lines of $PROXY_LOG -----" >&2
+        tail -n 40 "$PROXY_LOG" >&2
+        echo "-----" >&2
+    fi
+}
+
+# it_fail MSG: records a failure, shows the proxy log, and ends the test.
+it_fail() {
+    it_failed "$*"
+    exit 1 # it_cleanup shows the proxy log tail
+}
+
+# it_skip MSG: ends the test as skipped (exit 0, counted as skipped).
+it_skip() {
+    IT_SKIPPED=$((IT_SKIPPED + 1))
+    echo "skip - $*"
+    exit 0
+}
+
+# assert_eq EXPECTED ACTUAL MSG
+assert_eq() {
+    if [[ "$1" == "$2" ]]; then
+        it_pass "$3"
+    else
+        it_failed "$3: expected [$1], got [$2]"
+    fi
+}
+
+# assert_contains HAYSTACK NEEDLE MSG (fixed string, not a pattern)
+assert_contains() {
+    if [[ "$1" == *"$2"* ]]; then
+        it_pass "$3"
+    else
+        it_failed "$3: [$2] not found in [$(head -c 2000 <<<"$1")]"
+    fi
+}
+
+assert_not_contains() {
+    if [[ "$1" != *"$2"* ]]; then
+        it_pass "$3"
+    else
+        it_failed "$3: [$2] unexpectedly found in [$(head -c 2000 <<<"$1")]"
+    fi
+}
+
+# assert_match STRING ERE MSG
+assert_match() {
+    if [[ "$1" =~ $2 ]]; then
+        it_pass "$3"
+    else
+        it_failed "$3: [$(head -c 2000 <<<"$1")] does not match /$2/"
+    fi
+}
+
+# assert_ok MSG -- CMD...: CMD must exit 0.
+assert_ok() {
+    local msg=$1 rc=0
+    shift 2
+    "$@" >"$IT_TMP/last.out" 2>&1 || rc=$?
+    if ((rc == 0)); then
+        it_pass "$msg"
+    else
+        it_failed "$msg: exit $rc: $(tail -c 2000 "$IT_TMP/last.out")"
+    fi
+}
+
+# assert_fails MSG -- CMD...: CMD must exit non-zero; its output is left in IT_LAST_OUT.
+assert_fails() {
+    local msg=$1 rc=0
+    shift 2
+    "$@" >"$IT_TMP/last.out" 2>&1 || rc=$?
+    IT_LAST_OUT=$(cat "$IT_TMP/last.out")
+    if ((rc != 0)); then
+        it_pass "$msg"
+    else
+        it_failed "$msg: exited 0: $(tail -c 2000 "$IT_TMP/last.out")"
+    fi
+}
+
+# it_via_proxy: true when a real pgdual is under test (false in PGDUAL_TEST_DIRECT mode), for
+# assertions that only hold through pgdual (mirroring to new, admin console, auth).
+it_via_proxy() { [[ "$PGDUAL_TEST_DIRECT" != 1 ]]; }
+
+# it_wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; false on timeout.
+it_wait_for() {
+    local limit=$1 deadline
+    shift
+    deadline=$((SECONDS + limit))
+    while ((SECONDS <= deadline)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Databases
+
+# psql_old DB ARGS... / psql_new DB ARGS...: psql straight to a cluster (bypassing pgdual).
+psql_old() {
+    local db=$1
+    shift
+    psql -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$OLD_PORT" -U postgres -d "$db" "$@"
+}
+psql_new() {
+    local db=$1
+    shift
+    psql -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$NEW_PORT" -U postgres -d "$db" "$@"
+}
+# psql_proxy DB ARGS...: psql through pgdual as user postgres (override with -U after DB). Not
+# quiet, so command tags are printed.
+psql_proxy() {
+    local db=$1
+    shift
+    [[ -n "$PROXY_PORT" ]] || it_fail "psql_proxy before it_proxy_start"
+    psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$db" "$@"
+}
+# psql_admin SQL: the admin console, unaligned tuples only.
+psql_admin() {
+    psql -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PROXY_PORT" -U admin -d pgdual -tA -c "$1"
+}
+
+# it_createdb NAME: (re)creates database NAME on both old and new.
+it_createdb() {
+    local name=$1 port
+    for port in "$OLD_PORT" "$NEW_PORT"; do
+        psql -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+            -c "SET client_min_messages = warning" \
+            -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" \
+            -c "CREATE DATABASE \"$name\"" ||
+            it_fail "creating database $name on port $port"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# pgdual
+
+# it_write_ini FILE [section.key=value | raw line]...: default test config with overrides. A
+# section.key=value argument replaces that key when the defaults have it and is appended to the
+# section otherwise; an argument without a section goes to [pgdual].
+it_write_ini() {
+    local file=$1
+    shift
+    local -a order=() # "section.key" in first-seen order
+    local -A vals=()
+    local arg sec key val entry
+    local -a defaults=(
+        pgdual.listen_addr=127.0.0.1
+        pgdual.listen_port=0
+        pgdual.workers=2
+        pgdual.auth_type=trust
+        pgdual.admin_users=admin
+        pgdual.state_file=pgdual.state
+        pgdual.journal_dir=journal
+        pgdual.divergence_log=divergences.jsonl
+        pgdual.metrics_port=0
+        pgdual.log_level=info
+        "backends.old=host=127.0.0.1 port=$OLD_PORT"
+        "backends.new=host=127.0.0.1 port=$NEW_PORT"
+        cutover.primary=old
+        cutover.read_new_percent=0
+        cutover.compare_percent=100
+    )
+    for arg in "${defaults[@]}" "$@"; do
+        [[ "$arg" == *=* ]] || it_fail "it_write_ini: bad argument '$arg' (want section.key=value)"
+        key=${arg%%=*}
+        val=${arg#*=}
+        key=${key//[[:space:]]/}
+        val=${val#"${val%%[![:space:]]*}"}
+        [[ "$key" == *.* ]] || key="pgdual.$key"
+        [[ -n "${vals[$key]+set}" ]] || order+=("$key")
+        vals[$key]=$val
+    done
+    {
+        echo "; written by tests/harness/lib.sh for $IT_NAME"
+        local -A done_sec=()
+        for entry in "${order[@]}"; do
+            sec=${entry%%.*}
+            [[ -z "${done_sec[$sec]:-}" ]] || continue
+            done_sec[$sec]=1
+            echo "[$sec]"
+            for key in "${order[@]}"; do
+                if [[ "${key%%.*}" == "$sec" ]]; then
+                    echo "${key#*.} = ${vals[$key]}"
+                fi
+            done
+        done
+    } >"$file"
+}
+
+# it_proxy_start [section.key=value]...: writes $IT_TMP/pgdual.ini and starts pgdual on a free
+# port; exports PROXY_PORT and PROXY_PID. In PGDUAL_TEST_DIRECT mode, points at old instead.
+it_proxy_start() {
+    local deadline line
+    [[ -z "$PROXY_PID" ]] || it_proxy_stop
+    PROXY_INI="$IT_TMP/pgdual.ini"
+    PROXY_LOG="$IT_TMP/pgdual.log"
+    it_write_ini "$PROXY_INI" "$@"
+    if [[ "$PGDUAL_TEST_DIRECT" == 1 ]]; then
+        PROXY_PORT=$OLD_PORT
+        export PROXY_PORT
+        it_log "PGDUAL_TEST_DIRECT=1: talking to old (port $OLD_PORT) directly"
+        return 0
+    fi
+    [[ -x "$PGDUAL_BIN" ]] || it_fail "pgdual binary $PGDUAL_BIN not found"
+    : >"$PROXY_LOG"
+    "$PGDUAL_BIN" -c "$PROXY_INI" 2>>"$PROXY_LOG" >>"$PROXY_LOG" </dev/null &
+    PROXY_PID=$!
+    export PROXY_PID
+    deadline=$((SECONDS + 10))
+    while ((SECONDS <= deadline)); do
+        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$PROXY_LOG" || true)
+        if [[ -n "$line" ]]; then
+            PROXY_PORT=${line##*:}
+            export PROXY_PORT
+            it_log "pgdual pid $PROXY_PID listening on 127.0.0.1:$PROXY_PORT (log $PROXY_LOG)"
+            return 0
+        fi
+        if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+            wait "$PROXY_PID" 2>/dev/null || true
+            PROXY_PID=""
+            it_fail "pgdual exited during startup"
+        fi
+        sleep 0.05
+    done
+    it_fail "pgdual printed no 'listening on' line within 10 s"
+}
+
+# Sanitizer reports in the pgdual log are failures of the test that ran it.
+it_check_sanitizer_log() {
+    [[ -n "$PROXY_LOG" && -f "$PROXY_LOG" ]] || return 0
+    if grep -qE 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:' "$PROXY_LOG"; then
+        it_failed "sanitizer report in $PROXY_LOG"
+        grep -m5 -A20 -E 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:' \
+            "$PROXY_LOG" >&2 || true
+    fi
+}
+
+# it_proxy_stop: SIGTERM, then checks pgdual stopped within 10 s with status 0 (SIGKILL if not).
+it_proxy_stop() {
+    local pid=$PROXY_PID rc=0 i
+    [[ -n "$pid" ]] || return 0
+    PROXY_PID=""
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        it_failed "pgdual did not stop within 10 s of SIGTERM"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    else
+        wait "$pid" 2>/dev/null || rc=$?
+        if ((rc == 0)); then
+            it_pass "pgdual stopped cleanly on SIGTERM"
+        else
+            it_failed "pgdual exited with status $rc after SIGTERM"
+        fi
+    fi
+    it_check_sanitizer_log
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: always stop pgdual and print the summary as the last line.
+
+it_on_err() {
+    local rc=$1 line=$2 cmd=$3
+    it_failed "command failed with status $rc at $IT_NAME.sh:$line: $cmd"
+}
+
+it_cleanup() {
+    local rc=$?
+    set +e
+    trap - ERR
+    # Children still running (background clients) are ended by pid, not by name.
+    local j
+    for j in $(jobs -p); do
+        [[ "$j" == "$PROXY_PID" ]] || kill -KILL "$j" 2>/dev/null
+    done
+    if [[ -n "$PROXY_PID" ]]; then
+        it_proxy_stop
+    fi
+    if ((rc != 0 && IT_FAILED == 0)); then
+        it_failed "script exited with status $rc"
+    fi
+    if ((IT_FAILED > 0)); then
+        it_proxy_log_tail
+        echo "# kept $IT_TMP for inspection" >&2
+    elif [[ "${PGDUAL_TEST_KEEP:-0}" != 1 ]]; then
+        rm -rf "$IT_TMP"
+    fi
+    if ((IT_PASSED + IT_FAILED == 0 && IT_SKIPPED == 0)); then
+        it_failed "no assertion ran"
+    fi
+    if ((IT_SKIPPED > 0)); then
+        echo "$IT_PASSED passed, $IT_FAILED failed, $IT_SKIPPED skipped"
+    else
+        echo "$IT_PASSED passed, $IT_FAILED failed"
+    fi
+    if ((IT_FAILED > 0)); then
+        exit 1
+    fi
+    exit 0
+}
+
+set -o errtrace
+trap 'it_on_err $? $LINENO "$BASH_COMMAND"' ERR
+trap it_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM

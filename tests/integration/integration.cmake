@@ -1,0 +1,34 @@
+# tests/integration/integration.cmake: the `pg` fixture (two PostgreSQL 15 clusters from
+# tests/harness/pgcluster.sh) and the shell integration tests it_*.sh, all labelled integration.
+set(PGDUAL_PGTEST_DIR ${CMAKE_BINARY_DIR}/pgtest)
+set(PGDUAL_PGCLUSTER ${CMAKE_CURRENT_LIST_DIR}/../harness/pgcluster.sh)
+if(TARGET pgdual)
+  set(PGDUAL_BIN_FOR_TESTS $<TARGET_FILE:pgdual>)
+else()
+  set(PGDUAL_BIN_FOR_TESTS ${CMAKE_BINARY_DIR}/pgdual)
+endif()
+set(PGDUAL_IT_ENV "PGDUAL_TEST_CLUSTER=${PGDUAL_PGTEST_DIR};PGDUAL_BIN=${PGDUAL_BIN_FOR_TESTS}")
+
+add_test(NAME pg.start COMMAND bash ${PGDUAL_PGCLUSTER} start ${PGDUAL_PGTEST_DIR})
+set_tests_properties(pg.start PROPERTIES FIXTURES_SETUP pg LABELS integration TIMEOUT 120)
+add_test(NAME pg.stop COMMAND bash ${PGDUAL_PGCLUSTER} stop ${PGDUAL_PGTEST_DIR})
+set_tests_properties(pg.stop PROPERTIES FIXTURES_CLEANUP pg LABELS integration TIMEOUT 60)
+
+# it.<name>: one ctest per script; TIMEOUT generous enough for the sanitizer build.
+function(pgdual_shell_it name timeout)
+  add_test(NAME it.${name} COMMAND bash ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/it_${name}.sh)
+  set_tests_properties(it.${name} PROPERTIES
+    FIXTURES_REQUIRED pg
+    LABELS integration
+    TIMEOUT ${timeout}
+    ENVIRONMENT "${PGDUAL_IT_ENV}"
+    SKIP_REGULAR_EXPRESSION "[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped")
+endfunction()
+
+pgdual_shell_it(psql 180)
+pgdual_shell_it(pgbench 300)
+pgdual_shell_it(admin 120)
+pgdual_shell_it(scram 120)
+pgdual_shell_it(lifecycle 120)
+
+include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)

@@ -1,0 +1,180 @@
+/* tools/verify/repair.c: SQL that makes the secondary match the primary, and applying it. */
+#include "tools/verify/repair.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/verify/discover.h"
+#include "tools/verify/keys.h"
+#include "tools/verify/options.h"
+#include "tools/verify/pool.h"
+#include "tools/verify/result.h"
+#include "tools/verify/strbuf.h"
+#include "tools/verify/table.h"
+
+/* A fetch of primary rows whose answer becomes INSERT statements. */
+struct fetch {
+    struct table *t;
+    bool upsert; /* ON CONFLICT (pk) DO UPDATE, else a plain INSERT (keyless tables) */
+};
+
+/* Appends 'value'::type, or NULL::type, escaped for the secondary's connection. */
+static void put_literal(struct table *t, struct strbuf *b, const char *v, bool null,
+                        const char *type)
+{
+    if (null) {
+        strbuf_printf(b, "NULL::%s", type);
+        return;
+    }
+    PGconn *c = pool_conn(t->pool, !t->primary);
+    char *lit = PQescapeLiteral(c, v, strlen(v));
+    if (!lit) {
+        pool_fail(t->pool, "cannot quote a value of %s: %s", t->def->display, PQerrorMessage(c));
+        strbuf_puts(b, "NULL");
+        return;
+    }
+    strbuf_printf(b, "%s::%s", lit, type);
+    PQfreemem(lit);
+}
+
+static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, int row,
+                       bool upsert)
+{
+    const struct discover_side *sd = t->ref;
+    bool ident = false;
+    strbuf_printf(b, "INSERT INTO %s (", t->def->qname);
+    for (int i = 0, n = 0; i < sd->ncols; i++) {
+        if (!sd->cols[i].generated) {
+            strbuf_printf(b, "%s%s", n++ ? ", " : "", sd->cols[i].qname);
+            ident |= sd->cols[i].identity_always;
+        }
+    }
+    strbuf_printf(b, ")%s VALUES (", ident ? " OVERRIDING SYSTEM VALUE" : "");
+    for (int i = 0, n = 0; i < sd->ncols; i++) {
+        if (!sd->cols[i].generated) {
+            strbuf_puts(b, n++ ? ", " : "");
+            put_literal(t, b, PQgetvalue(res, row, i), PQgetisnull(res, row, i),
+                        sd->cols[i].type);
+        }
+    }
+    strbuf_puts(b, ")");
+    if (upsert) {
+        strbuf_puts(b, " ON CONFLICT (");
+        for (int k = 0; k < sd->nkeys; k++) {
+            strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+        }
+        strbuf_puts(b, ") DO ");
+        int n = 0;
+        for (int i = 0; i < sd->ncols; i++) {
+            bool key = false;
+            for (int k = 0; k < sd->nkeys; k++) {
+                key |= sd->keys[k] == i;
+            }
+            if (!key && !sd->cols[i].generated) {
+                strbuf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "UPDATE SET ",
+                              sd->cols[i].qname, sd->cols[i].qname);
+            }
+        }
+        strbuf_puts(b, n ? "" : "NOTHING");
+    }
+    strbuf_puts(b, ";\n");
+}
+
+static int on_fetch(void *ctx, int side, const PGresult *res)
+{
+    (void)side;
+    struct fetch *f = ctx;
+    for (int i = 0; i < PQntuples(res); i++) {
+        put_insert(f->t, &f->t->res->repair, res, i, f->upsert);
+        f->t->res->nrepair++;
+    }
+    free(f);
+    return 0;
+}
+
+void repair_upsert(struct table *t, const char *key, size_t klen)
+{
+    const char *params[64];
+    keys_split(key, klen, t->ref->nkeys, params);
+    struct strbuf b;
+    strbuf_init(&b);
+    strbuf_printf(&b, "SELECT %s FROM %s t WHERE ", t->allcols, t->def->qname);
+    table_key_cmp(t, &b, "=", 1);
+    struct fetch *f = util_xcalloc(1, sizeof *f);
+    f->t = t;
+    f->upsert = true;
+    pool_submit(t->pool, t->primary, b.p, t->ref->nkeys, params, on_fetch, f);
+    strbuf_free(&b);
+}
+
+void repair_delete(struct table *t, const char *key, size_t klen)
+{
+    const struct discover_side *sd = t->ref;
+    const char *vals[64];
+    keys_split(key, klen, sd->nkeys, vals);
+    struct strbuf *b = &t->res->repair;
+    strbuf_printf(b, "DELETE FROM %s WHERE (", t->def->qname);
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+    }
+    strbuf_puts(b, ") = (");
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_puts(b, k ? ", " : "");
+        put_literal(t, b, vals[k], false, sd->cols[sd->keys[k]].type);
+    }
+    strbuf_puts(b, ");\n");
+    t->res->nrepair++;
+}
+
+void repair_keyless_insert(struct table *t, int64_t hash, int64_t n)
+{
+    char h[32];
+    snprintf(h, sizeof h, "%lld", (long long)hash);
+    const char *params[1] = {h};
+    struct strbuf b;
+    strbuf_init(&b);
+    strbuf_printf(&b, "SELECT %s FROM %s t WHERE %s = $1::int8 LIMIT %lld", t->allcols,
+                  t->def->qname, t->rowhash, (long long)n);
+    struct fetch *f = util_xcalloc(1, sizeof *f);
+    f->t = t;
+    pool_submit(t->pool, t->primary, b.p, 1, params, on_fetch, f);
+    strbuf_free(&b);
+}
+
+void repair_keyless_delete(struct table *t, int64_t hash, int64_t n)
+{
+    strbuf_printf(&t->res->repair,
+                  "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s = %lld"
+                  " LIMIT %lld));\n",
+                  t->def->qname, t->def->qname, t->rowhash, (long long)hash, (long long)n);
+    t->res->nrepair++;
+}
+
+int repair_apply(const struct options *o, const char *sql, char *err, size_t errlen)
+{
+    int s = !o->primary;
+    PGconn *c = PQconnectdb(o->conninfo[s]);
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "repair: cannot connect to %s database: %s", util_side_name(s),
+                 PQerrorMessage(c));
+        PQfinish(c);
+        return -1;
+    }
+    struct strbuf b;
+    strbuf_init(&b);
+    strbuf_printf(&b, "BEGIN;\n%sCOMMIT;\n", sql);
+    PGresult *r = PQexec(c, b.p);
+    strbuf_free(&b);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+        snprintf(err, errlen, "repair on %s failed, rolled back: %s", util_side_name(s),
+                 PQerrorMessage(c));
+        rc = -1;
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
