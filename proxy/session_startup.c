@@ -261,6 +261,7 @@ static size_t auth_consume(struct session *s, const uint8_t *p, size_t n)
         } else {
             on_sasl_response(s, s->client_msg.data, s->client_msg.len);
         }
+        wbuf_reset(&s->client_msg); /* from here on it holds bytes sent before login ended */
     }
     return used;
 }

@@ -163,22 +163,29 @@ int worker_start(struct worker *w)
     return rc ? -rc : 0;
 }
 
+/* uv_async_send runs under the mailbox lock and never after a stop was posted: the worker
+ * closes its async handle once it has seen the stop, so a later send would touch a closed
+ * handle. */
 void worker_post_dials(struct worker *w, struct dials_snapshot *snap)
 {
     pthread_mutex_lock(&w->mailbox_lock);
     struct dials_snapshot *old = w->mailbox_dials;
     w->mailbox_dials = snap;
+    if (!w->mailbox_stop) {
+        uv_async_send(&w->wakeup);
+    }
     pthread_mutex_unlock(&w->mailbox_lock);
     dials_snapshot_unref(old);
-    uv_async_send(&w->wakeup);
 }
 
 void worker_post_stop(struct worker *w)
 {
     pthread_mutex_lock(&w->mailbox_lock);
-    w->mailbox_stop = true;
+    if (!w->mailbox_stop) {
+        w->mailbox_stop = true;
+        uv_async_send(&w->wakeup);
+    }
     pthread_mutex_unlock(&w->mailbox_lock);
-    uv_async_send(&w->wakeup);
 }
 
 void worker_join(struct worker *w)

@@ -24,7 +24,7 @@ else
 fi
 assert_eq "100000" "$(psql_old "$DB" -tA -c 'SELECT count(*) FROM pgbench_accounts')" \
     "pgbench_accounts loaded on old"
-if it_via_proxy; then
+if it_mirrors; then
     assert_eq "100000" "$(psql_new "$DB" -tA -c 'SELECT count(*) FROM pgbench_accounts')" \
         "pgbench_accounts mirrored to new"
 fi
@@ -53,7 +53,7 @@ sums="SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ':' ||
 old_sums=$(psql_old "$DB" -tA -c "$sums")
 IFS=: read -r a t b h <<<"$old_sums"
 assert_eq "$h:$h:$h" "$a:$t:$b" "balances on old match the history deltas"
-if it_via_proxy; then
+if it_mirrors; then
     assert_eq "$expected_history" \
         "$(psql_new "$DB" -tA -c 'SELECT count(*) FROM pgbench_history')" \
         "pgbench_history rows on new (mirrored)"

@@ -14,7 +14,7 @@ it_proxy_start
 check_both() {
     local expected=$1 sql=$2 msg=$3
     assert_eq "$expected" "$(psql_old "$DB" -tA -c "$sql")" "$msg (old)"
-    if it_via_proxy; then
+    if it_mirrors; then
         assert_eq "$expected" "$(psql_new "$DB" -tA -c "$sql")" "$msg (new, mirrored)"
     fi
 }
