@@ -19,8 +19,26 @@ static void usage(FILE *out)
                  "  -c, --config FILE  the pgdual.ini config file\n"
                  "  -h, --help         this text\n"
                  "  -V, --version      print the version\n"
+                 "      --config-reference  print every config key as a Markdown table\n"
                  "PostgreSQL proxy that mirrors writes to two databases (old and new) for\n"
                  "zero-loss migrations. SIGTERM stops gracefully, SIGINT at once.\n");
+}
+
+/* The README's configuration reference comes from the same table the parser reads. */
+static void print_config_reference(void)
+{
+    printf("| section | key | default | runtime (SET) | meaning |\n|---|---|---|---|---|\n");
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        printf("| [%s] | `%s` | `%s` | %s | ", k->section, k->name, k->default_value,
+               k->runtime ? "yes" : "no");
+        for (const char *c = k->help; *c; c++) {
+            if (*c == '|') {
+                putchar('\\'); /* a literal bar inside a Markdown table cell */
+            }
+            putchar(*c);
+        }
+        printf(" |\n");
+    }
 }
 
 static const char *parse_args(int argc, char **argv)
@@ -28,6 +46,7 @@ static const char *parse_args(int argc, char **argv)
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"version", no_argument, NULL, 'V'},
+                                             {"config-reference", no_argument, NULL, 'R'},
                                              {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int ch;
@@ -41,6 +60,9 @@ static const char *parse_args(int argc, char **argv)
             exit(0);
         case 'V':
             printf("pgdual %s\n", PGDUAL_VERSION);
+            exit(0);
+        case 'R':
+            print_config_reference();
             exit(0);
         default:
             usage(stderr);

@@ -210,7 +210,15 @@ static void on_login_timeout(uv_timer_t *t)
     struct session *s = t->data;
     if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH ||
         s->state == SESSION_CONNECTING) {
-        session_end(s, END_LOGIN_TIMEOUT, NULL);
+        session_end(s, s->state == SESSION_CONNECTING ? END_BACKEND_CONNECT : END_LOGIN_TIMEOUT,
+                    s->state == SESSION_CONNECTING ? "backend_connect_timeout_ms expired" : NULL);
+    }
+}
+
+void session_arm_login_timer(struct session *s, int ms)
+{
+    if (s->timer_open) {
+        uv_timer_start(&s->timer, on_login_timeout, (uint64_t)ms, 0);
     }
 }
 
@@ -257,5 +265,5 @@ void session_accept(struct worker *w, int fd)
     s->timer.data = s;
     s->timer_open = true;
     s->refs++;
-    uv_timer_start(&s->timer, on_login_timeout, (uint64_t)srv->cfg->client_login_timeout_ms, 0);
+    session_arm_login_timer(s, srv->cfg->client_login_timeout_ms);
 }

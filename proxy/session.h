@@ -91,6 +91,8 @@ void session_accept(struct worker *w, int fd);
 /* The only exit: sends the reason's FATAL (if any, with detail), logs, releases everything. */
 void session_end(struct session *s, enum session_end_reason why, const char *detail);
 void session_set_state(struct session *s, enum session_state to);
+/* (Re)start the login timer: client_login_timeout_ms, then backend_connect_timeout_ms. */
+void session_arm_login_timer(struct session *s, int ms);
 /* Send what pgdual builds into s->out to the client and reset s->out. < 0: session ended. */
 int session_flush_out(struct session *s) __attribute__((warn_unused_result));
 /* Release one handle reference (used as the close callback's action). */

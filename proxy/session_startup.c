@@ -41,6 +41,7 @@ static void start_backend_login(struct session *s)
         return;
     }
     session_set_state(s, SESSION_CONNECTING);
+    session_arm_login_timer(s, srv->cfg->backend_connect_timeout_ms);
     endpoint_want_read(&s->client, false); /* nothing to read until the backend is up */
     struct backend *b = &s->backends[s->primary];
     const char *conninfo = s->primary == DIAL_OLD ? srv->cfg->backend_old : srv->cfg->backend_new;
