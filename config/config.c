@@ -2,11 +2,12 @@
 #include "config/config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <ini.h>
 
 #define OFF(field)  offsetof(struct config, field)
 #define DIAL(field) (offsetof(struct config, dials) + offsetof(struct dials, field))
@@ -18,10 +19,22 @@ static const char *const order_choices[] = {"lockstep", "parallel", NULL};
 static const char *const wait_choices[] = {"both", "primary", NULL};
 static const char *const divergence_choices[] = {"log", "serve_primary", NULL};
 
-#define S(sec, name, off, def, help)             {sec, name, CONFIG_STR, off, def, 0, 0, NULL, false, help}
-#define I(sec, name, off, def, lo, hi, rt, help) {sec, name, CONFIG_INT, off, def, lo, hi, NULL, rt, help}
-#define E(sec, name, off, def, ch, rt, help)     {sec, name, CONFIG_ENUM, off, def, 0, 0, ch, rt, help}
-#define B(sec, name, off, def, rt, help)         {sec, name, CONFIG_BOOL, off, def, 0, 1, NULL, rt, help}
+#define S(sec, name, off, def, help)                             \
+    {                                                            \
+        sec, name, CONFIG_STR, off, def, 0, 0, NULL, false, help \
+    }
+#define I(sec, name, off, def, lo, hi, rt, help)                \
+    {                                                           \
+        sec, name, CONFIG_INT, off, def, lo, hi, NULL, rt, help \
+    }
+#define E(sec, name, off, def, ch, rt, help)                 \
+    {                                                        \
+        sec, name, CONFIG_ENUM, off, def, 0, 0, ch, rt, help \
+    }
+#define B(sec, name, off, def, rt, help)                       \
+    {                                                          \
+        sec, name, CONFIG_BOOL, off, def, 0, 1, NULL, rt, help \
+    }
 
 const struct config_key config_keys[] = {
     S("pgdual", "listen_addr", OFF(listen_addr), "127.0.0.1", "address clients connect to"),
@@ -32,7 +45,8 @@ const struct config_key config_keys[] = {
     S("pgdual", "auth_file", OFF(auth_file), "", "userlist.txt: \"user\" \"password-or-verifier\""),
     S("pgdual", "admin_users", OFF(admin_users), "admin", "users allowed on database pgdual"),
     S("pgdual", "state_file", OFF(state_file), "pgdual.state", "persisted dials"),
-    S("pgdual", "journal_dir", OFF(journal_dir), "journal", "journal of writes the secondary missed"),
+    S("pgdual", "journal_dir", OFF(journal_dir), "journal",
+      "journal of writes the secondary missed"),
     S("pgdual", "divergence_log", OFF(divergence_log), "divergences.jsonl", "JSON lines"),
     I("pgdual", "metrics_port", OFF(metrics_port), "9187", 0, 65535, false, "0 = off"),
     I("pgdual", "max_client_conn", OFF(max_client_conn), "1000", 1, 1000000, false,
@@ -97,8 +111,7 @@ static int parse_bool(const char *v, bool *out)
     return -EINVAL;
 }
 
-static int set_int(struct config *c, const struct config_key *k, const char *v, char *err,
-                   size_t n)
+static int set_int(struct config *c, const struct config_key *k, const char *v, char *err, size_t n)
 {
     char *end;
     errno = 0;

@@ -12,16 +12,16 @@ enum commit_wait { COMMIT_WAIT_BOTH, COMMIT_WAIT_PRIMARY };
 enum read_divergence { ON_DIVERGENCE_LOG, ON_DIVERGENCE_SERVE_PRIMARY };
 
 struct dials {
-    int primary;            /* enum dial_backend */
-    int read_new_percent;   /* 0..100 share of routed reads served by new */
-    int compare_percent;    /* 0..100 share of routed reads shadowed on the other backend */
-    int mirror_order;       /* enum mirror_order */
-    int commit_wait;        /* enum commit_wait */
-    int on_read_divergence; /* enum read_divergence */
-    int read_timeout_ms;    /* a routed read on the secondary slower than this falls back */
-    int shadow_timeout_ms;  /* a shadow slower than this is cancelled, counted, not compared */
+    int primary;               /* enum dial_backend */
+    int read_new_percent;      /* 0..100 share of routed reads served by new */
+    int compare_percent;       /* 0..100 share of routed reads shadowed on the other backend */
+    int mirror_order;          /* enum mirror_order */
+    int commit_wait;           /* enum commit_wait */
+    int on_read_divergence;    /* enum read_divergence */
+    int read_timeout_ms;       /* a routed read on the secondary slower than this falls back */
+    int shadow_timeout_ms;     /* a shadow slower than this is cancelled, counted, not compared */
     int fallback_buffer_bytes; /* secondary reply held for fallback up to this many bytes */
-    bool mirror;            /* false = step 3 of the ladder: writes go to the primary only */
+    bool mirror;               /* false = step 3 of the ladder: writes go to the primary only */
 };
 
 struct dials_snapshot {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USERLIST_LINE_MAX 4096               /* longest line accepted, in bytes */
+#define USERLIST_LINE_MAX 4096                /* longest line accepted, in bytes */
 #define USERLIST_FILE_MAX (16u * 1024 * 1024) /* largest auth_file accepted */
 
 /* Error codes: negative errno values (libuv style). -EINVAL: a malformed line (err names
@@ -143,8 +143,8 @@ static int add_line(struct userlist *ul, size_t *cap, const char *line, size_t l
     return rc;
 }
 
-int userlist_parse(const char *text, size_t len, const char *name, struct userlist **out,
-                   char *err, size_t errlen)
+int userlist_parse(const char *text, size_t len, const char *name, struct userlist **out, char *err,
+                   size_t errlen)
 {
     char ubuf[USERLIST_LINE_MAX + 1], pbuf[USERLIST_LINE_MAX + 1];
     struct userlist_line scratch = {ubuf, pbuf};

@@ -19,7 +19,7 @@ struct userlist {
 int userlist_load(const char *path, struct userlist **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* Parse from memory (same rules); `name` is used in error messages. */
-int userlist_parse(const char *text, size_t len, const char *name, struct userlist **out,
-                   char *err, size_t errlen) __attribute__((warn_unused_result));
+int userlist_parse(const char *text, size_t len, const char *name, struct userlist **out, char *err,
+                   size_t errlen) __attribute__((warn_unused_result));
 const struct userlist_entry *userlist_find(const struct userlist *ul, const char *user);
 void userlist_free(struct userlist *ul);

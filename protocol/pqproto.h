@@ -1,22 +1,23 @@
-/* protocol/pqproto.h: PostgreSQL v3 protocol constants, named as in PostgreSQL's libpq/protocol.h. */
+/* protocol/pqproto.h: PostgreSQL v3 protocol constants, named as in PostgreSQL's libpq/protocol.h.
+ */
 #pragma once
 
 /* Frontend (client -> server) message types. */
-#define PqMsg_Bind            'B'
-#define PqMsg_Close           'C'
-#define PqMsg_Describe        'D'
-#define PqMsg_Execute         'E'
-#define PqMsg_FunctionCall    'F'
-#define PqMsg_Flush           'H'
-#define PqMsg_Parse           'P'
-#define PqMsg_Query           'Q'
-#define PqMsg_Sync            'S'
-#define PqMsg_Terminate       'X'
-#define PqMsg_CopyFail        'f'
-#define PqMsg_GSSResponse     'p'
-#define PqMsg_PasswordMessage 'p'
+#define PqMsg_Bind                'B'
+#define PqMsg_Close               'C'
+#define PqMsg_Describe            'D'
+#define PqMsg_Execute             'E'
+#define PqMsg_FunctionCall        'F'
+#define PqMsg_Flush               'H'
+#define PqMsg_Parse               'P'
+#define PqMsg_Query               'Q'
+#define PqMsg_Sync                'S'
+#define PqMsg_Terminate           'X'
+#define PqMsg_CopyFail            'f'
+#define PqMsg_GSSResponse         'p'
+#define PqMsg_PasswordMessage     'p'
 #define PqMsg_SASLInitialResponse 'p'
-#define PqMsg_SASLResponse    'p'
+#define PqMsg_SASLResponse        'p'
 
 /* Backend (server -> client) message types. */
 #define PqMsg_ParseComplete            '1'
@@ -47,19 +48,19 @@
 #define PqMsg_CopyDone 'c'
 
 /* Authentication request codes (the Int32 after 'R'). */
-#define AUTH_REQ_OK       0
-#define AUTH_REQ_PASSWORD 3
-#define AUTH_REQ_MD5      5
-#define AUTH_REQ_SASL     10
+#define AUTH_REQ_OK        0
+#define AUTH_REQ_PASSWORD  3
+#define AUTH_REQ_MD5       5
+#define AUTH_REQ_SASL      10
 #define AUTH_REQ_SASL_CONT 11
-#define AUTH_REQ_SASL_FIN 12
+#define AUTH_REQ_SASL_FIN  12
 
 /* Untyped startup-phase packets: the Int32 "protocol version" field. */
-#define PG_PROTOCOL(m, n)        (((m) << 16) | (n))
-#define PG_PROTOCOL_V3           PG_PROTOCOL(3, 0)
-#define CANCEL_REQUEST_CODE      PG_PROTOCOL(1234, 5678)
-#define NEGOTIATE_SSL_CODE       PG_PROTOCOL(1234, 5679)
-#define NEGOTIATE_GSS_CODE       PG_PROTOCOL(1234, 5680)
+#define PG_PROTOCOL(m, n)   (((m) << 16) | (n))
+#define PG_PROTOCOL_V3      PG_PROTOCOL(3, 0)
+#define CANCEL_REQUEST_CODE PG_PROTOCOL(1234, 5678)
+#define NEGOTIATE_SSL_CODE  PG_PROTOCOL(1234, 5679)
+#define NEGOTIATE_GSS_CODE  PG_PROTOCOL(1234, 5680)
 
 /* ReadyForQuery transaction status bytes. */
 #define PQ_TXN_IDLE   'I'

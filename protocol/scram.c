@@ -1,4 +1,5 @@
-/* protocol/scram.c: SCRAM-SHA-256 as PostgreSQL 15 speaks it: verifiers, server and client sides. */
+/* protocol/scram.c: SCRAM-SHA-256 as PostgreSQL 15 speaks it: verifiers, server and client sides.
+ */
 #include "protocol/scram.h"
 
 #include <stdio.h>
@@ -11,14 +12,14 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#define SCRAM_PREFIX      "SCRAM-SHA-256$"
-#define SCRAM_RAW_NONCE   18 /* random bytes in a nonce, as PostgreSQL (24 base64 chars) */
-#define SCRAM_DEF_SALT    16 /* PostgreSQL's SCRAM_DEFAULT_SALT_LEN */
-#define SCRAM_DEF_ITER    4096
-#define SCRAM_B64_LEN(n)  (4 * (((n) + 2) / 3))
-#define SCRAM_BUF         (2 * SCRAM_MSG_MAX) /* one message we build (ours may echo theirs) */
-#define SCRAM_AUTH_BUF    (3 * SCRAM_BUF)     /* AuthMessage: three messages and two commas */
-#define SCRAM_USER_MAX    128 /* client: longest user name we put in n= (PostgreSQL: 63) */
+#define SCRAM_PREFIX     "SCRAM-SHA-256$"
+#define SCRAM_RAW_NONCE  18 /* random bytes in a nonce, as PostgreSQL (24 base64 chars) */
+#define SCRAM_DEF_SALT   16 /* PostgreSQL's SCRAM_DEFAULT_SALT_LEN */
+#define SCRAM_DEF_ITER   4096
+#define SCRAM_B64_LEN(n) (4 * (((n) + 2) / 3))
+#define SCRAM_BUF        (2 * SCRAM_MSG_MAX) /* one message we build (ours may echo theirs) */
+#define SCRAM_AUTH_BUF   (3 * SCRAM_BUF)     /* AuthMessage: three messages and two commas */
+#define SCRAM_USER_MAX   128 /* client: longest user name we put in n= (PostgreSQL: 63) */
 
 /* ---- base64 (RFC 4648, with padding; strict on input) ------------------------------------- */
 
@@ -291,8 +292,8 @@ int scram_secret_format(const struct scram_secret *secret, char *buf, size_t len
     b64_encode(secret->salt, secret->salt_len, salt);
     b64_encode(secret->stored_key, SCRAM_KEY_LEN, stored);
     b64_encode(secret->server_key, SCRAM_KEY_LEN, server);
-    int n = snprintf(buf, len, SCRAM_PREFIX "%d:%s$%s:%s", secret->iterations, salt, stored,
-                     server);
+    int n =
+        snprintf(buf, len, SCRAM_PREFIX "%d:%s$%s:%s", secret->iterations, salt, stored, server);
     return n < 0 || (size_t)n >= len ? SCRAM_EPROTO : 0;
 }
 
@@ -318,7 +319,8 @@ static int set_nonce(char out[SCRAM_NONCE_MAX + 1], const char *nonce)
     return 0;
 }
 
-/* AuthMessage = client-first-message-bare "," server-first-message "," client-final-without-proof */
+/* AuthMessage = client-first-message-bare "," server-first-message "," client-final-without-proof
+ */
 static int auth_message(char *buf, size_t cap, const char *bare, const char *sfirst,
                         const char *final, size_t final_len)
 {
@@ -333,14 +335,14 @@ enum scram_server_state { SRV_WANT_FIRST, SRV_WANT_FINAL, SRV_DONE, SRV_FAILED }
 struct scram_server {
     struct scram_secret secret;
     enum scram_server_state state;
-    char cbind_flag;                        /* gs2 flag the client sent: 'n' or 'y' */
-    char snonce[SCRAM_NONCE_MAX + 1];       /* our part of the nonce; "" until drawn or set */
-    char nonce[SCRAM_BUF];                  /* client nonce + snonce: what client-final echoes */
-    char bare[SCRAM_MSG_MAX + 1];           /* client-first-message-bare, for the AuthMessage */
-    char first[SCRAM_BUF];                  /* server-first-message we sent */
-    char in[SCRAM_MSG_MAX + 1];             /* the current input as a C string */
-    char out[SCRAM_BUF];                    /* the latest reply (server-final-message) */
-    char auth[SCRAM_AUTH_BUF];              /* AuthMessage scratch */
+    char cbind_flag;                  /* gs2 flag the client sent: 'n' or 'y' */
+    char snonce[SCRAM_NONCE_MAX + 1]; /* our part of the nonce; "" until drawn or set */
+    char nonce[SCRAM_BUF];            /* client nonce + snonce: what client-final echoes */
+    char bare[SCRAM_MSG_MAX + 1];     /* client-first-message-bare, for the AuthMessage */
+    char first[SCRAM_BUF];            /* server-first-message we sent */
+    char in[SCRAM_MSG_MAX + 1];       /* the current input as a C string */
+    char out[SCRAM_BUF];              /* the latest reply (server-final-message) */
+    char auth[SCRAM_AUTH_BUF];        /* AuthMessage scratch */
 };
 
 struct scram_server *scram_server_new(const struct scram_secret *secret)
@@ -428,8 +430,8 @@ int scram_server_first(struct scram_server *s, const char *msg, size_t len, cons
         return rc;
     }
     b64_encode(s->secret.salt, s->secret.salt_len, salt);
-    int n = snprintf(s->first, sizeof s->first, "r=%s,s=%s,i=%d", s->nonce, salt,
-                     s->secret.iterations);
+    int n =
+        snprintf(s->first, sizeof s->first, "r=%s,s=%s,i=%d", s->nonce, salt, s->secret.iterations);
     if (n < 0 || (size_t)n >= sizeof s->first) {
         return SCRAM_EPROTO;
     }
@@ -440,8 +442,7 @@ int scram_server_first(struct scram_server *s, const char *msg, size_t len, cons
 
 /* client-final-message: "c=" cbind ",r=" nonce [ "," extensions ] ",p=" proof. Sets *wp_len to
  * the length of client-final-message-without-proof. */
-static int server_parse_final(struct scram_server *s, uint8_t proof[SCRAM_KEY_LEN],
-                              size_t *wp_len)
+static int server_parse_final(struct scram_server *s, uint8_t proof[SCRAM_KEY_LEN], size_t *wp_len)
 {
     const char *p = s->in, *v, *attr;
     size_t vlen;
@@ -531,13 +532,13 @@ enum scram_client_state { CLI_NEW, CLI_SENT_FIRST, CLI_SENT_FINAL, CLI_DONE, CLI
 struct scram_client {
     enum scram_client_state state;
     char password[SCRAM_PASSWORD_MAX + 1];
-    char user[3 * SCRAM_USER_MAX + 1];         /* saslname: ',' and '=' escaped as =2C / =3D */
-    char cnonce[SCRAM_NONCE_MAX + 1];          /* our nonce; "" until drawn or set */
+    char user[3 * SCRAM_USER_MAX + 1]; /* saslname: ',' and '=' escaped as =2C / =3D */
+    char cnonce[SCRAM_NONCE_MAX + 1];  /* our nonce; "" until drawn or set */
     char bare[sizeof "n=,r=" + 3 * SCRAM_USER_MAX + SCRAM_NONCE_MAX]; /* client-first-bare */
-    char first[SCRAM_MSG_MAX + 1];             /* server-first-message as received */
-    uint8_t server_sig[SCRAM_KEY_LEN];         /* the v= we expect in server-final */
-    char out[SCRAM_BUF];                       /* the latest message we built */
-    char auth[SCRAM_AUTH_BUF];                 /* AuthMessage scratch */
+    char first[SCRAM_MSG_MAX + 1];     /* server-first-message as received */
+    uint8_t server_sig[SCRAM_KEY_LEN]; /* the v= we expect in server-final */
+    char out[SCRAM_BUF];               /* the latest message we built */
+    char auth[SCRAM_AUTH_BUF];         /* AuthMessage scratch */
 };
 
 struct scram_client *scram_client_new(const char *password)

@@ -1,16 +1,17 @@
 /* protocol/scram.h: SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL speaks it: server side for client
- * authentication, client side for tests and backend logins. Pure: no I/O; randomness from OpenSSL. */
+ * authentication, client side for tests and backend logins. Pure: no I/O; randomness from OpenSSL.
+ */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define SCRAM_KEY_LEN   32 /* SHA-256 */
-#define SCRAM_SALT_MAX  64
-#define SCRAM_EPROTO    (-2001) /* malformed SCRAM message or verifier */
-#define SCRAM_EAUTH     (-2002) /* wrong proof: authentication failed */
-#define SCRAM_ENOMEM    (-2003)
-#define SCRAM_ECRYPTO   (-2004) /* OpenSSL failure */
+#define SCRAM_KEY_LEN  32 /* SHA-256 */
+#define SCRAM_SALT_MAX 64
+#define SCRAM_EPROTO   (-2001) /* malformed SCRAM message or verifier */
+#define SCRAM_EAUTH    (-2002) /* wrong proof: authentication failed */
+#define SCRAM_ENOMEM   (-2003)
+#define SCRAM_ECRYPTO  (-2004) /* OpenSSL failure */
 
 /* What the server stores for a user (PostgreSQL's rolpassword "SCRAM-SHA-256$..."). */
 struct scram_secret {
@@ -46,7 +47,8 @@ int scram_server_final(struct scram_server *s, const char *msg, size_t len, cons
 struct scram_client;
 struct scram_client *scram_client_new(const char *password);
 void scram_client_free(struct scram_client *c);
-int scram_client_first(struct scram_client *c, const char **msg) __attribute__((warn_unused_result));
+int scram_client_first(struct scram_client *c, const char **msg)
+    __attribute__((warn_unused_result));
 int scram_client_final(struct scram_client *c, const char *server_first, size_t len,
                        const char **msg) __attribute__((warn_unused_result));
 /* Checks the server's signature in server-final-message. */

@@ -152,8 +152,8 @@ void wbuf_end_msg(struct wbuf *b, size_t start)
 
 /* ---- builders -------------------------------------------------------------------------- */
 
-static void put_error_like(struct wbuf *b, uint8_t type, const char *severity,
-                           const char *sqlstate, const char *msg)
+static void put_error_like(struct wbuf *b, uint8_t type, const char *severity, const char *sqlstate,
+                           const char *msg)
 {
     size_t m = wbuf_begin_msg(b, type);
     wbuf_put_u8(b, 'S');

@@ -111,18 +111,18 @@ const char *wire_startup_param(const struct wire_startup *s, const char *name);
 /* Callbacks return 0 to go on, > 0 to stop after the current message, < 0 to abort. */
 struct wire_scan_ops {
     int (*begin)(void *ctx, uint8_t type, uint32_t body_len); /* header complete */
-    int (*body)(void *ctx, const uint8_t *p, size_t n);        /* part of the body, in order */
-    int (*end)(void *ctx);                                      /* body complete */
+    int (*body)(void *ctx, const uint8_t *p, size_t n);       /* part of the body, in order */
+    int (*end)(void *ctx);                                    /* body complete */
 };
 
 struct wire_scanner {
-    uint32_t max_len;  /* largest accepted length field (includes the 4 length bytes) */
-    uint8_t hdr[5];    /* partial header carried across feeds */
-    uint8_t hdr_have;  /* bytes of hdr filled */
-    uint8_t type;      /* current message type */
+    uint32_t max_len;   /* largest accepted length field (includes the 4 length bytes) */
+    uint8_t hdr[5];     /* partial header carried across feeds */
+    uint8_t hdr_have;   /* bytes of hdr filled */
+    uint8_t type;       /* current message type */
     uint32_t body_left; /* body bytes still to come of the current message */
     bool in_body;
-    int pending_stop;   /* a positive callback value waiting for the end of its message */
+    int pending_stop; /* a positive callback value waiting for the end of its message */
 };
 
 void wire_scanner_init(struct wire_scanner *s, uint32_t max_len);

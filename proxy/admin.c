@@ -53,10 +53,9 @@ static void cmd_show_status(struct session *s, char **argv, int argc)
     (void)argc;
     struct dials_snapshot *snap = server_dials_get(srv);
     put_rows2(s, "key", "value");
-    for (const char *const *k = (const char *const[]){"primary", "read_new_percent",
-                                                       "compare_percent", "mirror_order",
-                                                       "commit_wait", "on_read_divergence",
-                                                       "mirror", NULL};
+    for (const char *const *k =
+             (const char *const[]){"primary", "read_new_percent", "compare_percent", "mirror_order",
+                                   "commit_wait", "on_read_divergence", "mirror", NULL};
          *k; k++) {
         char buf[64];
         struct config tmp;
@@ -136,7 +135,8 @@ static const struct admin_cmd admin_cmds[] = {
     {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
     {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
     {{"SET", NULL, NULL}, cmd_set, "SET key = value: change a [cutover] dial"},
-    {{"ROLLBACK", "CUTOVER", NULL}, cmd_rollback_cutover,
+    {{"ROLLBACK", "CUTOVER", NULL},
+     cmd_rollback_cutover,
      "ROLLBACK CUTOVER: primary = old and read_new_percent = 0, at once"},
 };
 
@@ -304,9 +304,13 @@ void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
 void admin_session_start(struct session *s)
 {
     static const char *const params[][2] = {
-        {"server_version", "15.0 (pgdual " PGDUAL_VERSION ")"}, {"server_encoding", "UTF8"},
-        {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"}, {"integer_datetimes", "on"},
-        {"standard_conforming_strings", "on"}, {"is_superuser", "off"},
+        {"server_version", "15.0 (pgdual " PGDUAL_VERSION ")"},
+        {"server_encoding", "UTF8"},
+        {"client_encoding", "UTF8"},
+        {"DateStyle", "ISO, MDY"},
+        {"integer_datetimes", "on"},
+        {"standard_conforming_strings", "on"},
+        {"is_superuser", "off"},
     };
     for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
         wire_put_parameter_status(&s->out, params[i][0], params[i][1]);

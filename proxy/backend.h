@@ -1,9 +1,10 @@
 /* proxy/backend.h: one backend connection of a session: the libpq login driven by the loop,
  * then raw protocol bytes on its socket (libpq stays out of the data path). */
 #pragma once
-#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <libpq-fe.h>
 #include <uv.h>
 
 #include "protocol/wire.h"
@@ -14,19 +15,19 @@ struct wire_startup;
 
 struct backend {
     struct session *session;
-    int which;              /* enum dial_backend: DIAL_OLD or DIAL_NEW */
-    PGconn *conn;           /* owns the socket; PQfinish'd when the session is freed */
+    int which;    /* enum dial_backend: DIAL_OLD or DIAL_NEW */
+    PGconn *conn; /* owns the socket; PQfinish'd when the session is freed */
     uv_loop_t *loop;
-    uv_poll_t *login_poll;  /* heap handle while logging in (libpq may change sockets) */
+    uv_poll_t *login_poll; /* heap handle while logging in (libpq may change sockets) */
     int login_fd;
-    bool up;                /* login finished; ep is open */
-    struct endpoint ep;     /* the data path once up */
+    bool up;                  /* login finished; ep is open */
+    struct endpoint ep;       /* the data path once up */
     struct wire_scanner scan; /* splits what the backend sends */
-    uint8_t cur_type;       /* message being scanned */
-    bool capture;           /* capturing the current body into msg */
-    struct wbuf msg;        /* captured body (ReadyForQuery, ErrorResponse) */
-    uint8_t txn_status;     /* last ReadyForQuery status: 'I', 'T' or 'E' */
-    bool sent_fatal;        /* the backend sent a FATAL ErrorResponse before closing */
+    uint8_t cur_type;         /* message being scanned */
+    bool capture;             /* capturing the current body into msg */
+    struct wbuf msg;          /* captured body (ReadyForQuery, ErrorResponse) */
+    uint8_t txn_status;       /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    bool sent_fatal;          /* the backend sent a FATAL ErrorResponse before closing */
 };
 
 /* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the

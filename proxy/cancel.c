@@ -96,8 +96,8 @@ static void on_cancel_work(uv_work_t *req)
     struct cancel_work *cw = req->data;
     char err[256];
     if (!PQcancel(cw->entry->keys[cw->which], err, sizeof(err))) {
-        LOG_WARN("cancel of session %u on %s failed: %s", cw->entry->pid,
-                 cw->which ? "new" : "old", err);
+        LOG_WARN("cancel of session %u on %s failed: %s", cw->entry->pid, cw->which ? "new" : "old",
+                 err);
     }
 }
 

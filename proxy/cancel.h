@@ -2,9 +2,10 @@
  * session's backends, across worker threads, and fires PQcancel on libuv's thread pool so no
  * loop blocks and every backend is cancelled at the same time. */
 #pragma once
-#include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdint.h>
+
+#include <libpq-fe.h>
 #include <uv.h>
 
 struct cancel_registry;

@@ -2,11 +2,12 @@
 #include "proxy/endpoint.h"
 
 #include <errno.h>
-#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 static void endpoint_update(struct endpoint *ep)
 {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
 #include <uv.h>
 
 typedef struct ssl_st SSL;
@@ -16,12 +17,12 @@ struct outq {
 };
 
 struct endpoint {
-    int fd;               /* -1 when not open */
-    uv_poll_t poll;       /* embedded; its data points at the owner given to endpoint_open */
-    bool poll_open;       /* uv_poll_init succeeded and uv_close not yet called */
-    bool want_read;       /* the owner wants readable events (back-pressure clears it) */
-    int events;           /* mask currently given to uv_poll_start (0 = stopped) */
-    SSL *ssl;             /* borrowed (libpq owns it for backends); NULL = plain socket */
+    int fd;         /* -1 when not open */
+    uv_poll_t poll; /* embedded; its data points at the owner given to endpoint_open */
+    bool poll_open; /* uv_poll_init succeeded and uv_close not yet called */
+    bool want_read; /* the owner wants readable events (back-pressure clears it) */
+    int events;     /* mask currently given to uv_poll_start (0 = stopped) */
+    SSL *ssl;       /* borrowed (libpq owns it for backends); NULL = plain socket */
     struct outq out;
     uv_poll_cb cb;
 };

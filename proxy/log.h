@@ -17,13 +17,13 @@ void log_session(enum log_level level, const struct session *s, const char *fmt,
 #define LOG_ERR(...)  log_msg(LOG_ERROR, __VA_ARGS__)
 #define LOG_WARN(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define LOG_INFO(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define SLOG_DEBUG(s, ...)                                                                         \
-    do {                                                                                           \
-        if (log_enabled(LOG_DEBUG))                                                                \
-            log_session(LOG_DEBUG, (s), __VA_ARGS__);                                              \
+#define SLOG_DEBUG(s, ...)                            \
+    do {                                              \
+        if (log_enabled(LOG_DEBUG))                   \
+            log_session(LOG_DEBUG, (s), __VA_ARGS__); \
     } while (0)
-#define SLOG_INFO(s, ...)                                                                          \
-    do {                                                                                           \
-        if (log_enabled(LOG_INFO))                                                                 \
-            log_session(LOG_INFO, (s), __VA_ARGS__);                                               \
+#define SLOG_INFO(s, ...)                            \
+    do {                                             \
+        if (log_enabled(LOG_INFO))                   \
+            log_session(LOG_INFO, (s), __VA_ARGS__); \
     } while (0)

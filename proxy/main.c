@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
 #include <uv.h>
 
 #include "proxy/auth.h"

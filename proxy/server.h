@@ -14,18 +14,18 @@ struct cancel_registry;
 struct auth_table;
 
 struct server {
-    struct config *cfg;          /* immutable while workers run */
-    struct auth_table *auth;     /* immutable while workers run; NULL with auth_type = trust */
+    struct config *cfg;      /* immutable while workers run */
+    struct auth_table *auth; /* immutable while workers run; NULL with auth_type = trust */
     struct worker *workers;
     int nworkers;
     struct cancel_registry *cancels;
     atomic_uint next_session_id;
-    atomic_int clients_now;      /* sessions holding a max_client_conn slot */
-    int listen_port;             /* the bound port (listen_port = 0 resolves here) */
+    atomic_int clients_now; /* sessions holding a max_client_conn slot */
+    int listen_port;        /* the bound port (listen_port = 0 resolves here) */
     int64_t started_ms;
 
-    pthread_mutex_t dials_lock;  /* guards the three fields below (admin path only) */
-    struct dials dials;          /* master copy: what SHOW STATUS reports */
+    pthread_mutex_t dials_lock; /* guards the three fields below (admin path only) */
+    struct dials dials;         /* master copy: what SHOW STATUS reports */
     uint64_t dials_version;
     struct dials_snapshot *dials_snapshot; /* the last one published */
 };

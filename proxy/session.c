@@ -208,8 +208,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
 static void on_login_timeout(uv_timer_t *t)
 {
     struct session *s = t->data;
-    if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH ||
-        s->state == SESSION_CONNECTING) {
+    if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH || s->state == SESSION_CONNECTING) {
         session_end(s, s->state == SESSION_CONNECTING ? END_BACKEND_CONNECT : END_LOGIN_TIMEOUT,
                     s->state == SESSION_CONNECTING ? "backend_connect_timeout_ms expired" : NULL);
     }

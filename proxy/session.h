@@ -3,6 +3,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "protocol/wire.h"
@@ -14,12 +15,12 @@ struct cancel_entry;
 struct dials_snapshot;
 struct scram_server;
 
-#define SESSION_STATES(X)                                                                          \
-    X(STARTUP)    /* reading untyped packets: SSLRequest, StartupMessage, CancelRequest */        \
-    X(AUTH)       /* SASL exchange with the client */                                             \
-    X(CONNECTING) /* client authenticated; backend logins in progress */                          \
-    X(READY)      /* relaying */                                                                  \
-    X(ADMIN)      /* the admin console: no backend */                                             \
+#define SESSION_STATES(X)                                                                  \
+    X(STARTUP)    /* reading untyped packets: SSLRequest, StartupMessage, CancelRequest */ \
+    X(AUTH)       /* SASL exchange with the client */                                      \
+    X(CONNECTING) /* client authenticated; backend logins in progress */                   \
+    X(READY)      /* relaying */                                                           \
+    X(ADMIN)      /* the admin console: no backend */                                      \
     X(CLOSING)    /* session_end called; handles closing */
 
 enum session_state {
@@ -29,18 +30,18 @@ enum session_state {
 };
 
 /* X(name, sqlstate or NULL (no message to the client), text). */
-#define END_REASONS(X)                                                                             \
-    X(CLIENT_EOF, NULL, "client closed the connection")                                            \
-    X(CLIENT_TERMINATE, NULL, "client sent Terminate")                                             \
-    X(PROTOCOL, "08P01", "protocol violation")                                                     \
-    X(AUTH_FAILED, "28P01", "authentication failed")                                               \
-    X(REFUSED, "28000", "connection refused")                                                      \
-    X(TOO_MANY, "53300", "too many connections")                                                   \
-    X(LOGIN_TIMEOUT, "08006", "client login timeout")                                              \
-    X(BACKEND_CONNECT, "08006", "cannot connect to the backend")                                   \
-    X(BACKEND_LOST, "08006", "backend connection lost")                                            \
-    X(OUT_OF_MEMORY, "53200", "out of memory")                                                     \
-    X(SHUTDOWN, "57P01", "pgdual is shutting down")                                                \
+#define END_REASONS(X)                                           \
+    X(CLIENT_EOF, NULL, "client closed the connection")          \
+    X(CLIENT_TERMINATE, NULL, "client sent Terminate")           \
+    X(PROTOCOL, "08P01", "protocol violation")                   \
+    X(AUTH_FAILED, "28P01", "authentication failed")             \
+    X(REFUSED, "28000", "connection refused")                    \
+    X(TOO_MANY, "53300", "too many connections")                 \
+    X(LOGIN_TIMEOUT, "08006", "client login timeout")            \
+    X(BACKEND_CONNECT, "08006", "cannot connect to the backend") \
+    X(BACKEND_LOST, "08006", "backend connection lost")          \
+    X(OUT_OF_MEMORY, "53200", "out of memory")                   \
+    X(SHUTDOWN, "57P01", "pgdual is shutting down")              \
     X(CANCEL_DONE, NULL, "cancel request handled")
 
 enum session_end_reason {
@@ -54,18 +55,18 @@ struct session {
     uint32_t cancel_secret; /* the secret in that BackendKeyData */
     struct worker *worker;  /* owning loop; never changes */
     enum session_state state;
-    int refs;               /* 1 for the session + 1 per open libuv handle; freed at 0 */
-    bool counted;           /* holds a slot in the server's client count */
-    bool over_limit;        /* accepted beyond max_client_conn: refuse after the startup packet */
+    int refs;        /* 1 for the session + 1 per open libuv handle; freed at 0 */
+    bool counted;    /* holds a slot in the server's client count */
+    bool over_limit; /* accepted beyond max_client_conn: refuse after the startup packet */
 
     struct endpoint client;
-    uv_timer_t timer;       /* login timeout; later per-statement timeouts */
+    uv_timer_t timer; /* login timeout; later per-statement timeouts */
     bool timer_open;
 
     /* Startup phase: untyped packets accumulate here (bounded by PQ_MAX_STARTUP_PACKET). */
     struct wbuf startup;
     struct scram_server *scram;
-    bool sasl_started;      /* the SASLInitialResponse has been handled */
+    bool sasl_started; /* the SASLInitialResponse has been handled */
 
     /* Frontend message scanning after startup. */
     struct wire_scanner client_scan;
@@ -73,12 +74,12 @@ struct session {
     bool client_capture;    /* the current message body is being captured into client_msg */
     struct wbuf client_msg; /* captured body (auth responses, admin queries) */
 
-    struct backend backends[2]; /* [DIAL_OLD], [DIAL_NEW]; only the primary is used for now */
-    int primary;                /* enum dial_backend serving this session */
+    struct backend backends[2];   /* [DIAL_OLD], [DIAL_NEW]; only the primary is used for now */
+    int primary;                  /* enum dial_backend serving this session */
     struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
     struct cancel_entry *cancel;  /* registered once the backend is up */
 
-    struct wbuf out;        /* scratch for messages pgdual itself writes to the client */
+    struct wbuf out; /* scratch for messages pgdual itself writes to the client */
     char user[64];
     char database[64];
     char application_name[64];

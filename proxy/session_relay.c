@@ -12,17 +12,26 @@
 #include "proxy/worker.h"
 
 /* Stop reading a peer while the other side has more than this queued; resume below LOW. */
-#define RELAY_HIGH_WATER (256 * 1024)
-#define RELAY_LOW_WATER  (64 * 1024)
-#define BACKEND_CAPTURE_MAX 8192
+#define RELAY_HIGH_WATER        (256 * 1024)
+#define RELAY_LOW_WATER         (64 * 1024)
+#define BACKEND_CAPTURE_MAX     8192
 #define BACKEND_READS_PER_EVENT 8
 
 /* The GUC_REPORT parameters of PostgreSQL 15, forwarded to the client after login. */
 static const char *const reported_params[] = {
-    "server_version", "server_encoding",   "client_encoding", "application_name",
-    "default_transaction_read_only",       "in_hot_standby",  "is_superuser",
-    "session_authorization",               "DateStyle",       "IntervalStyle",
-    "TimeZone",       "integer_datetimes", "standard_conforming_strings",
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "application_name",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "is_superuser",
+    "session_authorization",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
 };
 
 /* ---- frontend -> backend ----------------------------------------------------------------- */

@@ -77,8 +77,7 @@ static void begin_auth(struct session *s)
     if (!s->scram) {
         stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
         char detail[160];
-        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
-                 s->user);
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
         session_end(s, END_AUTH_FAILED, detail);
         return;
     }
@@ -146,9 +145,8 @@ static void on_startup_packet(struct session *s)
         return;
     default: {
         char detail[128];
-        snprintf(detail, sizeof(detail),
-                 "unsupported frontend protocol %u.%u: pgdual supports 3.0", st.code >> 16,
-                 st.code & 0xffff);
+        snprintf(detail, sizeof(detail), "unsupported frontend protocol %u.%u: pgdual supports 3.0",
+                 st.code >> 16, st.code & 0xffff);
         session_end(s, END_PROTOCOL, detail);
         return;
     }
@@ -208,8 +206,7 @@ static void on_sasl_response(struct session *s, const uint8_t *data, size_t len)
     if (rc < 0) {
         stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
         char detail[160];
-        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
-                 s->user);
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
         session_end(s, rc == SCRAM_EAUTH ? END_AUTH_FAILED : END_PROTOCOL, detail);
         return;
     }

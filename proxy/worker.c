@@ -31,8 +31,8 @@ static int listen_socket(const char *addr, int port, int *out_fd)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
+    socklen_t len =
+        ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
         rc = -errno;
         close(fd);
@@ -220,4 +220,3 @@ void worker_remove_session(struct worker *w, struct session *s)
     }
     s->prev = s->next = NULL;
 }
-

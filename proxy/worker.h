@@ -2,6 +2,7 @@
 #pragma once
 #include <pthread.h>
 #include <stdbool.h>
+
 #include <uv.h>
 
 #include "proxy/stats.h"
@@ -19,7 +20,7 @@ struct worker {
     uv_loop_t loop;
     int listen_fd;
     uv_poll_t listen_poll;
-    uv_async_t wakeup;       /* a new dials snapshot or a stop request is waiting */
+    uv_async_t wakeup; /* a new dials snapshot or a stop request is waiting */
 
     pthread_mutex_t mailbox_lock; /* guards the two mailbox fields */
     struct dials_snapshot *mailbox_dials;
@@ -27,8 +28,8 @@ struct worker {
 
     struct dials_snapshot *dials; /* loop-owned current snapshot */
     bool stopping;
-    struct stats stats;           /* written by this loop only */
-    struct session *sessions;     /* list head */
+    struct stats stats;                  /* written by this loop only */
+    struct session *sessions;            /* list head */
     unsigned char rbuf[WORKER_READ_BUF]; /* one read at a time is processed to the end */
 };
 

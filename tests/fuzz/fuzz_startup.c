@@ -1,4 +1,5 @@
-/* tests/fuzz/fuzz_startup.c: fuzz target: arbitrary bytes -> wire_parse_startup, checking its output. */
+/* tests/fuzz/fuzz_startup.c: fuzz target: arbitrary bytes -> wire_parse_startup, checking its
+ * output. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* a v3 packet without a user must have been refused */
         }
     }
-    if ((s.code == NEGOTIATE_SSL_CODE && size != 4) || (s.code == CANCEL_REQUEST_CODE && size != 12)) {
+    if ((s.code == NEGOTIATE_SSL_CODE && size != 4) ||
+        (s.code == CANCEL_REQUEST_CODE && size != 12)) {
         abort();
     }
     return 0;

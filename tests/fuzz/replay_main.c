@@ -1,4 +1,5 @@
-/* tests/fuzz/replay_main.c: replays corpus files through LLVMFuzzerTestOneInput (non-libFuzzer builds). */
+/* tests/fuzz/replay_main.c: replays corpus files through LLVMFuzzerTestOneInput (non-libFuzzer
+ * builds). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>

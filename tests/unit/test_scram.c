@@ -19,12 +19,12 @@
 #define RFC_SNONCE       "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define RFC_CLIENT_FIRST "n,,n=user,r=" RFC_CNONCE
 #define RFC_SERVER_FIRST "r=" RFC_CNONCE RFC_SNONCE ",s=" RFC_SALT_B64 ",i=4096"
-#define RFC_CLIENT_FINAL                                                                        \
+#define RFC_CLIENT_FINAL \
     "c=biws,r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
 #define RFC_SERVER_FINAL "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 /* StoredKey and ServerKey for that salt, computed independently (Python hashlib/hmac). */
-#define RFC_VERIFIER                                                                            \
-    "SCRAM-SHA-256$4096:" RFC_SALT_B64 "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="          \
+#define RFC_VERIFIER                                                                   \
+    "SCRAM-SHA-256$4096:" RFC_SALT_B64 "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=" \
     ":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
 static const uint8_t rfc_salt[16] = {0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e,
@@ -252,13 +252,12 @@ static void make_proof(const char *password, const char *auth, char out[64])
 {
     uint8_t salted[32], ckey[32], stored[32], sig[32];
     unsigned int n = 0;
-    assert_int_equal(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), rfc_salt,
-                                       sizeof rfc_salt, 4096, EVP_sha256(), 32, salted),
+    assert_int_equal(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), rfc_salt, sizeof rfc_salt,
+                                       4096, EVP_sha256(), 32, salted),
                      1);
     assert_non_null(HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, ckey, &n));
     assert_non_null(SHA256(ckey, 32, stored));
-    assert_non_null(
-        HMAC(EVP_sha256(), stored, 32, (const uint8_t *)auth, strlen(auth), sig, &n));
+    assert_non_null(HMAC(EVP_sha256(), stored, 32, (const uint8_t *)auth, strlen(auth), sig, &n));
     for (int i = 0; i < 32; i++) {
         sig[i] ^= ckey[i];
     }
@@ -291,7 +290,9 @@ static void expand(const char *tmpl, const char *nonce, const char *proof, char 
 {
     size_t o = 0;
     for (const char *t = tmpl; *t != '\0';) {
-        const char *rep = strncmp(t, "{n}", 3) == 0 ? nonce : strncmp(t, "{p}", 3) == 0 ? proof : NULL;
+        const char *rep = strncmp(t, "{n}", 3) == 0   ? nonce
+                          : strncmp(t, "{p}", 3) == 0 ? proof
+                                                      : NULL;
         size_t n = rep ? strlen(rep) : 1;
         assert_true(o + n < cap);
         memcpy(out + o, rep ? rep : t, n);
@@ -322,21 +323,21 @@ static void test_bad_client_final(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "c=biws,r={n}",                  /* no proof */
-        "c=biws,r={n},p={p},x=1",        /* proof not last */
-        "c=biws,r={n},p={p},",           /* trailing comma */
-        "c=eSws,r={n},p={p}",            /* gs2 flag was n */
-        "c=,r={n},p={p}",                /* empty binding */
+        "c=biws,r={n}",           /* no proof */
+        "c=biws,r={n},p={p},x=1", /* proof not last */
+        "c=biws,r={n},p={p},",    /* trailing comma */
+        "c=eSws,r={n},p={p}",     /* gs2 flag was n */
+        "c=,r={n},p={p}",         /* empty binding */
         "c=biws,r={n},c=biws,p={p}x",
-        "r={n},c=biws,p={p}",            /* order */
-        "c=biws,r={n}X,p={p}",           /* nonce with extra */
-        "c=biws,r=abc,p={p}",            /* client nonce only */
-        "c=biws,r=xyz,p={p}",            /* someone else's */
-        "c=biws,r={n},p=!!!!",           /* bad base64 */
-        "c=biws,r={n},p=AAAA",           /* short proof */
-        "c=biws,r={n},p={p}AAAA",        /* long proof */
+        "r={n},c=biws,p={p}",                                         /* order */
+        "c=biws,r={n}X,p={p}",                                        /* nonce with extra */
+        "c=biws,r=abc,p={p}",                                         /* client nonce only */
+        "c=biws,r=xyz,p={p}",                                         /* someone else's */
+        "c=biws,r={n},p=!!!!",                                        /* bad base64 */
+        "c=biws,r={n},p=AAAA",                                        /* short proof */
+        "c=biws,r={n},p={p}AAAA",                                     /* long proof */
         "c=biws,r={n},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ", /* no padding */
-        "c=biws,r={n},p{p}",             /* no '=' */
+        "c=biws,r={n},p{p}",                                          /* no '=' */
         "c=biws",
         "c=biws,r={n},p=",
     };
@@ -422,7 +423,8 @@ static void test_client_bad_server_first(void **state)
         "r=" RFC_CNONCE "abc,s=" RFC_SALT_B64,
         "m=ext,r=" RFC_CNONCE "abc,s=" RFC_SALT_B64 ",i=4096",
         /* a 66-byte salt is over SCRAM_SALT_MAX */
-        "r=" RFC_CNONCE "abc,s=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "r=" RFC_CNONCE
+        "abc,s=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         "AAAAAAAAAAAAAAAAAAAA,i=4096",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -113,8 +113,8 @@ static void test_errors(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct userlist *ul = NULL;
         char err[256] = "";
-        int rc = userlist_parse(cases[i].text, strlen(cases[i].text), "t.txt", &ul, err,
-                                sizeof err);
+        int rc =
+            userlist_parse(cases[i].text, strlen(cases[i].text), "t.txt", &ul, err, sizeof err);
         if (rc >= 0 || strncmp(err, cases[i].err, strlen(cases[i].err)) != 0) {
             fail_msg("case %zu: rc %d err \"%s\", want \"%s\"", i, rc, err, cases[i].err);
         }

@@ -60,7 +60,10 @@ static void test_builders_exact_bytes(void **state)
     assert_wbuf(&b, "R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256\0\0", 24);
     wbuf_reset(&b);
     wire_put_parameter_status(&b, "a", "bc");
-    assert_wbuf(&b, "S\0\0\0\x09" "a\0bc\0", 10);
+    assert_wbuf(&b,
+                "S\0\0\0\x09"
+                "a\0bc\0",
+                10);
     wbuf_reset(&b);
     wire_put_backend_key(&b, 0x01020304, 0xa0b0c0d0);
     assert_wbuf(&b, "K\0\0\0\x0c\x01\x02\x03\x04\xa0\xb0\xc0\xd0", 13);
@@ -73,7 +76,10 @@ static void test_builders_exact_bytes(void **state)
     wbuf_reset(&b);
     const char *vals[] = {"ab", NULL, ""};
     wire_put_data_row(&b, 3, vals);
-    assert_wbuf(&b, "D\0\0\0\x14\0\x03\0\0\0\x02" "ab\xff\xff\xff\xff\0\0\0\0", 21);
+    assert_wbuf(&b,
+                "D\0\0\0\x14\0\x03\0\0\0\x02"
+                "ab\xff\xff\xff\xff\0\0\0\0",
+                21);
     wbuf_reset(&b);
     const char *names[] = {"x"};
     wire_put_row_description(&b, 1, names);
@@ -91,7 +97,10 @@ static void test_error_builder_and_parse(void **state)
     struct wire_error_fields f;
     wbuf_init(&b);
     wire_put_error(&b, "FATAL", "08P01", "bad");
-    assert_wbuf(&b, "E\0\0\0\x1f" "SFATAL\0VFATAL\0C08P01\0Mbad\0\0", 32);
+    assert_wbuf(&b,
+                "E\0\0\0\x1f"
+                "SFATAL\0VFATAL\0C08P01\0Mbad\0\0",
+                32);
     assert_int_equal(wire_parse_error(b.data + 5, b.len - 5, &f), 0);
     assert_string_equal(f.severity, "FATAL");
     assert_string_equal(f.sqlstate, "08P01");
@@ -166,8 +175,8 @@ static void test_startup_special(void **state)
     static const uint8_t gss[] = {0x04, 0xd2, 0x16, 0x30};
     assert_int_equal(wire_parse_startup(gss, 4, &s), 0);
     assert_int_equal(s.code, NEGOTIATE_GSS_CODE);
-    static const uint8_t cancel[] = {0x04, 0xd2, 0x16, 0x2e, 0, 0, 0x30, 0x39,
-                                     0xde, 0xad, 0xbe, 0xef};
+    static const uint8_t cancel[] = {0x04, 0xd2, 0x16, 0x2e, 0,    0,
+                                     0x30, 0x39, 0xde, 0xad, 0xbe, 0xef};
     assert_int_equal(wire_parse_startup(cancel, sizeof cancel, &s), 0);
     assert_int_equal(s.code, 80877102);
     assert_int_equal(s.cancel_pid, 12345);
@@ -186,13 +195,13 @@ static void test_startup_bad(void **state)
         size_t len;
         int rc;
     } cases[] = {
-        {"\0\x03\0\0user\0alice\0", 15, WIRE_ETRUNC},             /* missing terminator */
-        {"\0\x03\0\0user\0alice", 14, WIRE_ETRUNC},               /* truncated value */
-        {"\0\x03\0\0user", 8, WIRE_ETRUNC},                       /* truncated name */
-        {"\0\x03\0\0database\0db\0\0", 17, WIRE_EPROTO},          /* no user */
-        {"\0\x03\0\0user\0\0\0", 11, WIRE_EPROTO},                /* empty user */
-        {"\0\x03\0\0\0", 5, WIRE_EPROTO},                         /* no params at all */
-        {"\0\x03\0\0user\0a\0\0junk", 16, WIRE_EPROTO},           /* bytes after terminator */
+        {"\0\x03\0\0user\0alice\0", 15, WIRE_ETRUNC},    /* missing terminator */
+        {"\0\x03\0\0user\0alice", 14, WIRE_ETRUNC},      /* truncated value */
+        {"\0\x03\0\0user", 8, WIRE_ETRUNC},              /* truncated name */
+        {"\0\x03\0\0database\0db\0\0", 17, WIRE_EPROTO}, /* no user */
+        {"\0\x03\0\0user\0\0\0", 11, WIRE_EPROTO},       /* empty user */
+        {"\0\x03\0\0\0", 5, WIRE_EPROTO},                /* no params at all */
+        {"\0\x03\0\0user\0a\0\0junk", 16, WIRE_EPROTO},  /* bytes after terminator */
         {"\0\x03\0", 3, WIRE_ETRUNC},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -272,7 +281,9 @@ static int on_end(void *ctx)
 static const struct wire_scan_ops rec_ops = {on_begin, on_body, on_end};
 
 /* Three messages: Query "select 1", Sync (empty body), CopyData of 3 bytes. */
-static const uint8_t stream[] = "Q\0\0\0\x0dselect 1\0" "S\0\0\0\x04" "d\0\0\0\x07xyz";
+static const uint8_t stream[] = "Q\0\0\0\x0dselect 1\0"
+                                "S\0\0\0\x04"
+                                "d\0\0\0\x07xyz";
 #define STREAM_LEN (sizeof stream - 1)
 #define STREAM_LOG "BQ9 E BS0 E Bd3 E "
 
@@ -286,8 +297,8 @@ static void test_scan_whole_and_split(void **state)
             size_t cut[4] = {0, a, b, STREAM_LEN}, used = 0;
             wire_scanner_init(&s, 1 << 20);
             for (int k = 0; k < 3; k++) {
-                int rc = wire_scan_feed(&s, stream + cut[k], cut[k + 1] - cut[k], &rec_ops, &r,
-                                        &used);
+                int rc =
+                    wire_scan_feed(&s, stream + cut[k], cut[k + 1] - cut[k], &rec_ops, &r, &used);
                 assert_int_equal(rc, 0);
                 assert_int_equal(used, cut[k + 1] - cut[k]);
             }
@@ -334,8 +345,7 @@ static void test_scan_bad_length(void **state)
         assert_true(used <= 5);
         assert_int_equal(r.msgs, 0);
         /* sticky: the stream cannot be resynchronised */
-        assert_int_equal(wire_scan_feed(&s, stream, STREAM_LEN, &rec_ops, &r, &used),
-                         WIRE_EBADLEN);
+        assert_int_equal(wire_scan_feed(&s, stream, STREAM_LEN, &rec_ops, &r, &used), WIRE_EBADLEN);
         assert_int_equal(r.msgs, 0);
     }
     struct wire_scanner s;
@@ -369,8 +379,7 @@ static void test_scan_stop_at_begin(void **state)
                 rc = wire_scan_feed(&s, stream + off, n, &rec_ops, &r, &used);
                 off += used;
             }
-            if (rc != 7 || off != ends[msg - 1] || !wire_scanner_at_boundary(&s) ||
-                r.msgs != msg) {
+            if (rc != 7 || off != ends[msg - 1] || !wire_scanner_at_boundary(&s) || r.msgs != msg) {
                 print_error("stop at msg %d, chunk %zu: rc %d off %zu (want %zu) boundary %d\n",
                             msg, chunk, rc, off, ends[msg - 1], wire_scanner_at_boundary(&s));
                 bad++;
@@ -391,8 +400,7 @@ static void test_scan_stop_at_end_and_abort(void **state)
     assert_int_equal(used, 19);
     assert_true(wire_scanner_at_boundary(&s));
     r.stop_msg = 0;
-    assert_int_equal(wire_scan_feed(&s, stream + used, STREAM_LEN - used, &rec_ops, &r, &used),
-                     0);
+    assert_int_equal(wire_scan_feed(&s, stream + used, STREAM_LEN - used, &rec_ops, &r, &used), 0);
     assert_int_equal(used, STREAM_LEN - 19);
     assert_string_equal(r.log, STREAM_LOG);
     /* a negative value aborts at once */

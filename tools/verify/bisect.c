@@ -1,9 +1,10 @@
 /* tools/verify/bisect.c: narrows a mismatching key range down to rows and diffs them. */
 #include "tools/verify/bisect.h"
 
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <libpq-fe.h>
 
 #include "tools/verify/discover.h"
 #include "tools/verify/keys.h"
@@ -167,11 +168,15 @@ void bisect_range(struct table *t, const struct scan_range *r, const int64_t cnt
     int np = 0;
     struct strbuf b;
     strbuf_init(&b);
-    strbuf_printf(&b, "SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgdual_rn"
-                      " FROM %s t WHERE ", t->subkeytext, t->keycols, t->keycols, t->def->qname);
+    strbuf_printf(&b,
+                  "SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgdual_rn"
+                  " FROM %s t WHERE ",
+                  t->subkeytext, t->keycols, t->keycols, t->def->qname);
     put_range_sql(t, r, &b, params, &np);
-    strbuf_printf(&b, ") s WHERE s.pgdual_rn %% %lld = 0 AND s.pgdual_rn < %lld"
-                      " ORDER BY s.pgdual_rn", (long long)step, (long long)most);
+    strbuf_printf(&b,
+                  ") s WHERE s.pgdual_rn %% %lld = 0 AND s.pgdual_rn < %lld"
+                  " ORDER BY s.pgdual_rn",
+                  (long long)step, (long long)most);
     pool_submit(t->pool, side, b.p, np, params, on_split, sp);
     strbuf_free(&b);
 }

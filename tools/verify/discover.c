@@ -49,8 +49,8 @@ static struct discover_table *find(struct discover_catalog *cat, const char *sch
     return NULL;
 }
 
-static struct discover_table *add_table(struct discover_catalog *cat, PGconn *c,
-                                        const char *schema, const char *name)
+static struct discover_table *add_table(struct discover_catalog *cat, PGconn *c, const char *schema,
+                                        const char *name)
 {
     struct discover_table *t = find(cat, schema, name);
     if (t) {
@@ -104,8 +104,7 @@ static int load_side(struct pool *p, int s, const struct options *o, struct disc
     const char *params[1] = {o->schema};
     PGresult *r = PQexecParams(c, catalog_sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s: catalog query failed: %s", util_side_name(s),
-                 PQerrorMessage(c));
+        snprintf(err, errlen, "%s: catalog query failed: %s", util_side_name(s), PQerrorMessage(c));
         PQclear(r);
         return -1;
     }
@@ -177,8 +176,8 @@ static void schema_diff(struct discover_table *t, const char *fmt, ...)
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     strbuf_puts(&b, tmp);
-    t->schema_diffs = util_xrealloc(t->schema_diffs,
-                                    sizeof *t->schema_diffs * (size_t)(t->nschema_diffs + 1));
+    t->schema_diffs =
+        util_xrealloc(t->schema_diffs, sizeof *t->schema_diffs * (size_t)(t->nschema_diffs + 1));
     t->schema_diffs[t->nschema_diffs++] = strbuf_take(&b);
 }
 
@@ -196,7 +195,8 @@ static void key_text(const struct discover_side *sd, struct strbuf *b)
 {
     strbuf_puts(b, "(");
     for (int k = 0; k < sd->nkeys; k++) {
-        strbuf_printf(b, "%s%s", k ? ", " : "", sd->keys[k] >= 0 ? sd->cols[sd->keys[k]].name : "?");
+        strbuf_printf(b, "%s%s", k ? ", " : "",
+                      sd->keys[k] >= 0 ? sd->cols[sd->keys[k]].name : "?");
     }
     strbuf_puts(b, sd->nkeys ? ")" : "none)");
 }
@@ -210,8 +210,8 @@ static void compare_defs(struct discover_table *t)
         if (!o) {
             schema_diff(t, "column %s (%s) missing on new", a->cols[i].name, a->cols[i].type);
         } else if (strcmp(o->type, a->cols[i].type)) {
-            schema_diff(t, "column %s: type %s on old, %s on new", a->cols[i].name,
-                        a->cols[i].type, o->type);
+            schema_diff(t, "column %s: type %s on old, %s on new", a->cols[i].name, a->cols[i].type,
+                        o->type);
         }
     }
     for (int i = 0; i < b->ncols; i++) {
@@ -296,8 +296,8 @@ static int finish_table(struct discover_table *t, char *err, size_t errlen)
     return 0;
 }
 
-int discover_run(struct pool *p, const struct options *o, struct discover_catalog *cat,
-                 char *err, size_t errlen)
+int discover_run(struct pool *p, const struct options *o, struct discover_catalog *cat, char *err,
+                 size_t errlen)
 {
     memset(cat, 0, sizeof *cat);
     for (int s = 0; s < 2; s++) {

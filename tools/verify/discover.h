@@ -11,11 +11,11 @@ struct options;
 struct pool;
 
 struct discover_col {
-    char *name;          /* unquoted */
-    char *qname;         /* quoted identifier for SQL */
-    char *type;          /* format_type(), usable as a cast target */
-    char category;       /* pg_type.typcategory */
-    bool generated;      /* GENERATED ALWAYS AS: never inserted */
+    char *name;           /* unquoted */
+    char *qname;          /* quoted identifier for SQL */
+    char *type;           /* format_type(), usable as a cast target */
+    char category;        /* pg_type.typcategory */
+    bool generated;       /* GENERATED ALWAYS AS: never inserted */
     bool identity_always; /* needs OVERRIDING SYSTEM VALUE on insert */
 };
 
@@ -24,21 +24,21 @@ struct discover_side {
     bool present;
     struct discover_col *cols;
     int ncols;
-    int *keys;           /* indexes into cols, primary key order */
+    int *keys; /* indexes into cols, primary key order */
     int nkeys;
-    double reltuples;    /* planner estimate, <0 unknown */
-    int64_t blocks;      /* heap size in blocks at the snapshot */
+    double reltuples;       /* planner estimate, <0 unknown */
+    int64_t blocks;         /* heap size in blocks at the snapshot */
     int64_t shared_buffers; /* the server's shared_buffers, in blocks */
 };
 
 struct discover_table {
     char *schema, *name;
-    char *display;       /* schema.name for humans and JSON */
-    char *qname;         /* "schema"."name" for SQL */
+    char *display; /* schema.name for humans and JSON */
+    char *qname;   /* "schema"."name" for SQL */
     struct discover_side side[2];
     char **schema_diffs; /* human-readable; non-empty means data is not compared */
     int nschema_diffs;
-    bool comparable;     /* present on both sides with the same columns and key */
+    bool comparable; /* present on both sides with the same columns and key */
 };
 
 struct discover_catalog {
@@ -48,8 +48,8 @@ struct discover_catalog {
 
 /* Fills cat from both sides (pool must be inside pool_begin). 0, or -1 with err set
  * (requested table absent on both sides, unsupported key type, catalog query failure). */
-int discover_run(struct pool *p, const struct options *o, struct discover_catalog *cat,
-                 char *err, size_t errlen) WUR;
+int discover_run(struct pool *p, const struct options *o, struct discover_catalog *cat, char *err,
+                 size_t errlen) WUR;
 void discover_free(struct discover_catalog *cat);
 /* The side whose definitions drive SQL generation (the primary if present). */
 const struct discover_side *discover_ref(const struct discover_table *t, int primary);

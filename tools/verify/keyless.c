@@ -1,9 +1,10 @@
 /* tools/verify/keyless.c: tables without a primary key, compared as multisets of rows. */
 #include "tools/verify/keyless.h"
 
-#include <libpq-fe.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include <libpq-fe.h>
 
 #include "tools/verify/discover.h"
 #include "tools/verify/options.h"

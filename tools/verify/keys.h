@@ -1,4 +1,5 @@
-/* tools/verify/keys.h: packed primary-key values (each column's text form + NUL) and 128-bit sums. */
+/* tools/verify/keys.h: packed primary-key values (each column's text form + NUL) and 128-bit sums.
+ */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -66,18 +66,36 @@ static int positive(const char *arg, const char *what, int *out)
     return 0;
 }
 
-enum { OPT_OLD = 256, OPT_NEW, OPT_TABLES, OPT_SCHEMA, OPT_JSON, OPT_PRIMARY, OPT_REPAIR,
-       OPT_APPLY, OPT_WATCH, OPT_JOBS, OPT_STATS, OPT_NOPROG };
+enum {
+    OPT_OLD = 256,
+    OPT_NEW,
+    OPT_TABLES,
+    OPT_SCHEMA,
+    OPT_JSON,
+    OPT_PRIMARY,
+    OPT_REPAIR,
+    OPT_APPLY,
+    OPT_WATCH,
+    OPT_JOBS,
+    OPT_STATS,
+    OPT_NOPROG
+};
 
-static const struct option longopts[] = {
-    {"old", required_argument, NULL, OPT_OLD},       {"new", required_argument, NULL, OPT_NEW},
-    {"config", required_argument, NULL, 'c'},        {"tables", required_argument, NULL, OPT_TABLES},
-    {"schema", required_argument, NULL, OPT_SCHEMA}, {"json", required_argument, NULL, OPT_JSON},
-    {"primary", required_argument, NULL, OPT_PRIMARY}, {"repair", no_argument, NULL, OPT_REPAIR},
-    {"apply", no_argument, NULL, OPT_APPLY},         {"watch", required_argument, NULL, OPT_WATCH},
-    {"jobs", required_argument, NULL, OPT_JOBS},     {"stats", no_argument, NULL, OPT_STATS},
-    {"no-progress", no_argument, NULL, OPT_NOPROG},  {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+static const struct option longopts[] = {{"old", required_argument, NULL, OPT_OLD},
+                                         {"new", required_argument, NULL, OPT_NEW},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"tables", required_argument, NULL, OPT_TABLES},
+                                         {"schema", required_argument, NULL, OPT_SCHEMA},
+                                         {"json", required_argument, NULL, OPT_JSON},
+                                         {"primary", required_argument, NULL, OPT_PRIMARY},
+                                         {"repair", no_argument, NULL, OPT_REPAIR},
+                                         {"apply", no_argument, NULL, OPT_APPLY},
+                                         {"watch", required_argument, NULL, OPT_WATCH},
+                                         {"jobs", required_argument, NULL, OPT_JOBS},
+                                         {"stats", no_argument, NULL, OPT_STATS},
+                                         {"no-progress", no_argument, NULL, OPT_NOPROG},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
 
 static int one_option(struct options *o, int c, const char *arg, const char **config)
 {
@@ -87,10 +105,18 @@ static int one_option(struct options *o, int c, const char *arg, const char **co
         free(o->conninfo[c == OPT_OLD ? UTIL_OLD : UTIL_NEW]);
         o->conninfo[c == OPT_OLD ? UTIL_OLD : UTIL_NEW] = util_xstrdup(arg);
         return 0;
-    case 'c': *config = arg; return 0;
-    case OPT_TABLES: o->tables = split_list(arg); return 0;
-    case OPT_SCHEMA: o->schema = util_xstrdup(arg); return 0;
-    case OPT_JSON: o->json_path = util_xstrdup(arg); return 0;
+    case 'c':
+        *config = arg;
+        return 0;
+    case OPT_TABLES:
+        o->tables = split_list(arg);
+        return 0;
+    case OPT_SCHEMA:
+        o->schema = util_xstrdup(arg);
+        return 0;
+    case OPT_JSON:
+        o->json_path = util_xstrdup(arg);
+        return 0;
     case OPT_PRIMARY:
         if (strcmp(arg, "old") && strcmp(arg, "new")) {
             fprintf(stderr, "pgdual-verify: --primary must be old or new, got '%s'\n", arg);
@@ -99,14 +125,28 @@ static int one_option(struct options *o, int c, const char *arg, const char **co
         o->primary = !strcmp(arg, "new") ? UTIL_NEW : UTIL_OLD;
         o->primary_set = true;
         return 0;
-    case OPT_REPAIR: o->repair = true; return 0;
-    case OPT_APPLY: o->apply = true; return 0;
-    case OPT_WATCH: return positive(arg, "--watch", &o->watch);
-    case OPT_JOBS: return positive(arg, "--jobs", &o->jobs);
-    case OPT_STATS: o->stats = true; return 0;
-    case OPT_NOPROG: o->progress = false; return 0;
-    case 'h': fputs(usage, stdout); return 1;
-    default: fputs(usage, stderr); return -1;
+    case OPT_REPAIR:
+        o->repair = true;
+        return 0;
+    case OPT_APPLY:
+        o->apply = true;
+        return 0;
+    case OPT_WATCH:
+        return positive(arg, "--watch", &o->watch);
+    case OPT_JOBS:
+        return positive(arg, "--jobs", &o->jobs);
+    case OPT_STATS:
+        o->stats = true;
+        return 0;
+    case OPT_NOPROG:
+        o->progress = false;
+        return 0;
+    case 'h':
+        fputs(usage, stdout);
+        return 1;
+    default:
+        fputs(usage, stderr);
+        return -1;
     }
 }
 

@@ -2,17 +2,16 @@
 #include "tools/verify/pool.h"
 
 #include <errno.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-#include <linux/tcp.h>
 
 #define POOL_MAX_PER_SIDE 16
 
@@ -28,8 +27,8 @@ struct job {
 
 struct pconn {
     PGconn *conn;
-    struct job *job;    /* running job, NULL when idle */
-    PGresult *last;     /* last non-NULL result of the running job */
+    struct job *job; /* running job, NULL when idle */
+    PGresult *last;  /* last non-NULL result of the running job */
 };
 
 struct pool {
@@ -192,8 +191,8 @@ int pool_end(struct pool *p)
     return 0;
 }
 
-void pool_submit(struct pool *p, int side, const char *sql, int nparams,
-                 const char *const *params, pool_done_fn fn, void *ctx)
+void pool_submit(struct pool *p, int side, const char *sql, int nparams, const char *const *params,
+                 pool_done_fn fn, void *ctx)
 {
     struct job *j = util_xcalloc(1, sizeof *j);
     j->sql = util_xstrdup(sql);

@@ -25,8 +25,8 @@ int pool_begin(struct pool *p) WUR;
 int pool_end(struct pool *p) WUR;
 
 /* Queues a query for any connection of side; sql and params are copied. */
-void pool_submit(struct pool *p, int side, const char *sql, int nparams,
-                 const char *const *params, pool_done_fn fn, void *ctx);
+void pool_submit(struct pool *p, int side, const char *sql, int nparams, const char *const *params,
+                 pool_done_fn fn, void *ctx);
 /* Runs queued jobs, several in flight per side, until none is left. 0 or -1 (see pool_error). */
 int pool_run(struct pool *p) WUR;
 /* Records the first failure; later ones are ignored. */

@@ -3,11 +3,11 @@
 #include <stdbool.h>
 
 struct progress {
-    bool enabled;   /* only when stderr is a terminal */
-    double total;   /* estimated rows to checksum, both sides */
-    double done;    /* rows checksummed so far, both sides */
-    double start;   /* util_now() at the start of the pass */
-    double drawn;   /* util_now() of the last draw */
+    bool enabled; /* only when stderr is a terminal */
+    double total; /* estimated rows to checksum, both sides */
+    double done;  /* rows checksummed so far, both sides */
+    double start; /* util_now() at the start of the pass */
+    double drawn; /* util_now() of the last draw */
 };
 
 void progress_init(struct progress *p, bool enabled, double total);

@@ -1,11 +1,12 @@
 /* tools/verify/repair.c: SQL that makes the secondary match the primary, and applying it. */
 #include "tools/verify/repair.h"
 
-#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <libpq-fe.h>
 
 #include "tools/verify/discover.h"
 #include "tools/verify/keys.h"
@@ -40,8 +41,7 @@ static void put_literal(struct table *t, struct strbuf *b, const char *v, bool n
     PQfreemem(lit);
 }
 
-static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, int row,
-                       bool upsert)
+static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, int row, bool upsert)
 {
     const struct discover_side *sd = t->ref;
     bool ident = false;
@@ -56,8 +56,7 @@ static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, i
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
             strbuf_puts(b, n++ ? ", " : "");
-            put_literal(t, b, PQgetvalue(res, row, i), PQgetisnull(res, row, i),
-                        sd->cols[i].type);
+            put_literal(t, b, PQgetvalue(res, row, i), PQgetisnull(res, row, i), sd->cols[i].type);
         }
     }
     strbuf_puts(b, ")");

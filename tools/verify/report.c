@@ -74,9 +74,11 @@ void report_summary(FILE *f, const struct options *o, const struct verify_pass *
         fprintf(f, "%s%-30s %s  rows old=%" PRId64 " new=%" PRId64 "  ranges=%d  %.2fs\n", prefix,
                 t->display, status(vp, i), r->rows[0], r->rows[1], r->ranges, r->seconds);
         if (r->multiset_differs) {
-            fprintf(f, "%s  no primary key: %" PRId64 " row(s) only on %s, %" PRId64
-                       " row(s) only on %s\n", prefix, r->ms_missing, util_side_name(o->primary),
-                    r->ms_extra, util_side_name(!o->primary));
+            fprintf(f,
+                    "%s  no primary key: %" PRId64 " row(s) only on %s, %" PRId64
+                    " row(s) only on %s\n",
+                    prefix, r->ms_missing, util_side_name(o->primary), r->ms_extra,
+                    util_side_name(!o->primary));
         }
         for (size_t k = 0; k < r->ndiffs && k < REPORT_MAX_LINES; k++) {
             struct strbuf b;
@@ -104,10 +106,12 @@ static void json_table(struct strbuf *b, const struct options *o, const struct v
     const struct result_table *r = &vp->res[i];
     strbuf_puts(b, i ? ",\n  {\"table\":" : "\n  {\"table\":");
     strbuf_put_json(b, t->display);
-    strbuf_printf(b, ",\"status\":\"%s\",\"rows_old\":%" PRId64 ",\"rows_new\":%" PRId64
-                     ",\"ranges\":%d,\"seconds\":%.3f,\"schema_differences\":[",
-                  !t->comparable ? "schema_differs" : verify_table_differs(vp, i) ? "different"
-                                                                                : "identical",
+    strbuf_printf(b,
+                  ",\"status\":\"%s\",\"rows_old\":%" PRId64 ",\"rows_new\":%" PRId64
+                  ",\"ranges\":%d,\"seconds\":%.3f,\"schema_differences\":[",
+                  !t->comparable                ? "schema_differs"
+                  : verify_table_differs(vp, i) ? "different"
+                                                : "identical",
                   r->rows[0], r->rows[1], r->ranges, r->seconds);
     for (int k = 0; k < t->nschema_diffs; k++) {
         strbuf_puts(b, k ? "," : "");
@@ -121,8 +125,10 @@ static void json_table(struct strbuf *b, const struct options *o, const struct v
         strbuf_puts(b, "}");
     }
     if (r->multiset_differs) {
-        strbuf_printf(b, "\n    {\"kind\":\"multiset\",\"missing_rows\":%" PRId64
-                         ",\"extra_rows\":%" PRId64 "}", r->ms_missing, r->ms_extra);
+        strbuf_printf(b,
+                      "\n    {\"kind\":\"multiset\",\"missing_rows\":%" PRId64
+                      ",\"extra_rows\":%" PRId64 "}",
+                      r->ms_missing, r->ms_extra);
     }
     strbuf_puts(b, "]}");
 }
@@ -186,9 +192,10 @@ char **report_lines(const struct options *o, const struct verify_pass *vp, int *
             v[len++] = strbuf_take(&b);
         }
         if (r->multiset_differs) {
-            strbuf_printf(&b, "%s: no primary key: %" PRId64 " row(s) only on %s, %" PRId64
-                              " only on %s", t->display, r->ms_missing,
-                          util_side_name(o->primary), r->ms_extra, util_side_name(!o->primary));
+            strbuf_printf(
+                &b, "%s: no primary key: %" PRId64 " row(s) only on %s, %" PRId64 " only on %s",
+                t->display, r->ms_missing, util_side_name(o->primary), r->ms_extra,
+                util_side_name(!o->primary));
             v[len++] = strbuf_take(&b);
         }
     }

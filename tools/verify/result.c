@@ -10,8 +10,8 @@
 const char *result_kind_name(enum result_kind k)
 {
     switch (k) {
-#define X(n, s)                                                                                    \
-    case RESULT_##n:                                                                               \
+#define X(n, s)      \
+    case RESULT_##n: \
         return s;
         RESULT_KINDS(X)
 #undef X

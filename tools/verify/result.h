@@ -16,22 +16,22 @@ enum result_kind {
 
 struct result_diff {
     enum result_kind kind;
-    char *key;  /* packed key (keys.h) */
+    char *key; /* packed key (keys.h) */
     size_t klen;
 };
 
 struct result_table {
-    int64_t rows[2];        /* rows counted on old and new */
-    int ranges;             /* key ranges checksummed (top level + bisection) */
-    int leaves;             /* ranges whose rows were fetched and diffed */
+    int64_t rows[2]; /* rows counted on old and new */
+    int ranges;      /* key ranges checksummed (top level + bisection) */
+    int leaves;      /* ranges whose rows were fetched and diffed */
     double seconds;
     struct result_diff *diffs;
     size_t ndiffs, cap;
-    bool multiset_differs;  /* keyless table: count or aggregate hash differs */
-    int64_t ms_missing;     /* keyless: rows only on the primary */
-    int64_t ms_extra;       /* keyless: rows only on the secondary */
-    struct strbuf repair;   /* repair SQL for this table */
-    int nrepair;            /* statements in repair */
+    bool multiset_differs; /* keyless table: count or aggregate hash differs */
+    int64_t ms_missing;    /* keyless: rows only on the primary */
+    int64_t ms_extra;      /* keyless: rows only on the secondary */
+    struct strbuf repair;  /* repair SQL for this table */
+    int nrepair;           /* statements in repair */
 };
 
 const char *result_kind_name(enum result_kind k);

@@ -2,15 +2,16 @@
  * (row count + sum of per-row text hashes per range, no rows transferred). */
 #include "tools/verify/scan.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "tools/verify/bisect.h"
 #include "tools/verify/discover.h"
-#include "tools/verify/keys.h"
 #include "tools/verify/keyless.h"
+#include "tools/verify/keys.h"
 #include "tools/verify/options.h"
 #include "tools/verify/pool.h"
 #include "tools/verify/progress.h"
@@ -19,11 +20,11 @@
 #include "tools/verify/table.h"
 
 /* Target rows per top-level range and the cap on ranges per table. */
-#define SCAN_RANGE_ROWS 50000.0
-#define SCAN_MAX_RANGES 256
+#define SCAN_RANGE_ROWS   50000.0
+#define SCAN_MAX_RANGES   256
 /* Heap blocks per ctid chunk and the cap on chunks per side. */
 #define SCAN_CHUNK_BLOCKS 4096
-#define SCAN_MAX_CHUNKS 256
+#define SCAN_MAX_CHUNKS   256
 
 /* One checksum request: a range cut into nb buckets, answered by both sides. */
 struct scan {
@@ -33,9 +34,9 @@ struct scan {
     int nb;
     int64_t *cnt[2];
     keys_i128 *sum[2];
-    int pending;             /* queries not answered yet */
-    bool top;                /* whole-table scan in ctid chunks */
-    bool total;              /* first whole-table pass: one range, counts are the table's rows */
+    int pending; /* queries not answered yet */
+    bool top;    /* whole-table scan in ctid chunks */
+    bool total;  /* first whole-table pass: one range, counts are the table's rows */
 };
 
 static int start_top(struct table *t, const struct keys_row *bounds, int nb, bool total);
@@ -210,8 +211,8 @@ void scan_start(struct table *t, const struct scan_range *r, const struct keys_r
                 int nbounds)
 {
     struct scan *sc = scan_new(t, r, bounds, nbounds);
-    const char **params = util_xcalloc((size_t)(nbounds + 3) * (size_t)t->ref->nkeys + 1,
-                                       sizeof *params);
+    const char **params =
+        util_xcalloc((size_t)(nbounds + 3) * (size_t)t->ref->nkeys + 1, sizeof *params);
     int np = 0;
     struct strbuf b;
     strbuf_init(&b);
@@ -312,10 +313,11 @@ static void sample_async(struct table *t)
     pct = pct > 100 ? 100 : pct < 0.001 ? 0.001 : pct;
     struct strbuf b;
     strbuf_init(&b);
-    strbuf_printf(&b, "SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgdual_rn,"
-                      " count(*) OVER () AS pgdual_n FROM %s t TABLESAMPLE SYSTEM (%.4f)) s"
-                      " WHERE s.pgdual_rn %% greatest(1, s.pgdual_n / %d) = 0"
-                      " AND s.pgdual_rn < s.pgdual_n ORDER BY s.pgdual_rn",
+    strbuf_printf(&b,
+                  "SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgdual_rn,"
+                  " count(*) OVER () AS pgdual_n FROM %s t TABLESAMPLE SYSTEM (%.4f)) s"
+                  " WHERE s.pgdual_rn %% greatest(1, s.pgdual_n / %d) = 0"
+                  " AND s.pgdual_rn < s.pgdual_n ORDER BY s.pgdual_rn",
                   t->subkeytext, t->keycols, t->keycols, t->def->qname, pct, want_ranges(t));
     pool_submit(t->pool, t->primary, b.p, 0, NULL, on_sample, t);
     strbuf_free(&b);
@@ -328,8 +330,8 @@ static int start_top(struct table *t, const struct keys_row *bounds, int nb, boo
     struct scan *sc = scan_new(t, &whole, bounds, nb);
     sc->top = true;
     sc->total = total;
-    const char **params = util_xcalloc((size_t)(nb + 1) * (size_t)t->ref->nkeys + 1,
-                                       sizeof *params);
+    const char **params =
+        util_xcalloc((size_t)(nb + 1) * (size_t)t->ref->nkeys + 1, sizeof *params);
     int np = 0;
     struct strbuf b;
     strbuf_init(&b);

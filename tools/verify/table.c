@@ -13,7 +13,8 @@ static char *col_list(const struct discover_side *sd, const int *idx, int n, con
     struct strbuf b;
     strbuf_init(&b);
     for (int i = 0; i < n; i++) {
-        strbuf_printf(&b, "%s%s.%s%s", i ? ", " : "", alias, sd->cols[idx ? idx[i] : i].qname, suffix);
+        strbuf_printf(&b, "%s%s.%s%s", i ? ", " : "", alias, sd->cols[idx ? idx[i] : i].qname,
+                      suffix);
     }
     return strbuf_take(&b);
 }
@@ -54,8 +55,7 @@ void table_free(struct table *t)
 void table_key_params(const struct table *t, struct strbuf *b, int first)
 {
     for (int k = 0; k < t->ref->nkeys; k++) {
-        strbuf_printf(b, "%s$%d::%s", k ? ", " : "", first + k,
-                      t->ref->cols[t->ref->keys[k]].type);
+        strbuf_printf(b, "%s$%d::%s", k ? ", " : "", first + k, t->ref->cols[t->ref->keys[k]].type);
     }
 }
 
@@ -66,8 +66,7 @@ void table_key_cmp(const struct table *t, struct strbuf *b, const char *op, int 
     strbuf_puts(b, ")");
 }
 
-void table_range_pred(const struct table *t, struct strbuf *b, bool has_lo, bool has_hi,
-                      int first)
+void table_range_pred(const struct table *t, struct strbuf *b, bool has_lo, bool has_hi, int first)
 {
     if (has_lo) {
         table_key_cmp(t, b, ">=", first);

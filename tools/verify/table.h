@@ -13,7 +13,7 @@ struct progress;
 struct result_table;
 
 /* Rows per range below which both sides' keys and row hashes are fetched and diffed. */
-#define TABLE_LEAF_ROWS 4096
+#define TABLE_LEAF_ROWS  4096
 /* Pieces a mismatching range is cut into. */
 #define TABLE_SPLIT_WAYS 16
 
@@ -37,8 +37,7 @@ void table_init(struct table *t, struct pool *p, const struct options *o,
 void table_free(struct table *t);
 /* Appends "(t.k1, t.k2) >= ($n::type, ...)" style predicates for the optional bounds;
  * params are numbered from first. Appends "true" when both are absent. */
-void table_range_pred(const struct table *t, struct strbuf *b, bool has_lo, bool has_hi,
-                      int first);
+void table_range_pred(const struct table *t, struct strbuf *b, bool has_lo, bool has_hi, int first);
 /* Appends "(t.k1, t.k2) <op> ($first::type1, ...)". */
 void table_key_cmp(const struct table *t, struct strbuf *b, const char *op, int first);
 /* Appends "$first::type1, ..." for one packed key. */

@@ -1,4 +1,5 @@
-/* tools/verify/util.h: allocation helpers that abort on OOM (a CLI tool), monotonic clock, attributes. */
+/* tools/verify/util.h: allocation helpers that abort on OOM (a CLI tool), monotonic clock,
+ * attributes. */
 #pragma once
 #include <stddef.h>
 

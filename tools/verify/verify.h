@@ -13,11 +13,11 @@ struct result_table;
 struct verify_pass {
     struct pool *pool;
     struct discover_catalog cat;
-    struct result_table *res;   /* one per cat.t */
-    int64_t *bytes[2];          /* bytes received per connection of each side (-1 unknown) */
+    struct result_table *res; /* one per cat.t */
+    int64_t *bytes[2];        /* bytes received per connection of each side (-1 unknown) */
     int nconn;
     double start, seconds;
-    char error[1024];           /* set when a step returns -1 */
+    char error[1024]; /* set when a step returns -1 */
 };
 
 /* Connects, opens the per-side snapshots and reads both catalogs. 0 or -1 (vp->error). */
