@@ -30,5 +30,6 @@ pgdual_shell_it(pgbench 300)
 pgdual_shell_it(admin 120)
 pgdual_shell_it(scram 120)
 pgdual_shell_it(lifecycle 120)
+pgdual_shell_it(backend_tls 120)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
