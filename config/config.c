@@ -62,6 +62,8 @@ const struct config_key config_keys[] = {
     E("pgdual", "log_level", OFF(log_level), "info", log_choices, false, "stderr verbosity"),
     B("pgdual", "log_literals", OFF(log_literals), "off", false,
       "log statement literals in the divergence log"),
+    S("pgdual", "read_only_functions", OFF(read_only_functions), "",
+      "extra side-effect-free functions (comma-separated, schema.name or name)"),
     S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", "libpq conninfo of old"),
     S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", "libpq conninfo of new"),
     E("cutover", "primary", DIAL(primary), "old", backend_choices, true, "source of truth"),

@@ -28,6 +28,7 @@ struct config {
     int shutdown_timeout_ms;
     int log_level; /* enum log_level */
     bool log_literals;
+    char *read_only_functions; /* comma-separated function names known side-effect free */
     /* [backends] */
     char *backend_old;
     char *backend_new;

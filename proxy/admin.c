@@ -64,8 +64,7 @@ static void cmd_show_status(struct session *s, char **argv, int argc)
         config_format(&tmp, config_find_key("cutover", *k), buf, sizeof(buf));
         put_kv(s, *k, buf);
     }
-    /* No mirroring yet: new receives no writes, so it is not in sync. */
-    put_kv(s, "secondary_state", "lagging");
+    put_kv(s, "secondary_state", server_secondary_state_name(srv));
     for (int c = 0; c < STAT_COUNT; c++) {
         put_kv_u64(s, stats_names[c], server_stat_sum(srv, c));
     }

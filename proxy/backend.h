@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "protocol/outcome.h"
 #include "protocol/wire.h"
 #include "proxy/endpoint.h"
 
@@ -28,6 +29,8 @@ struct backend {
     struct wbuf msg;          /* captured body (ReadyForQuery, ErrorResponse) */
     uint8_t txn_status;       /* last ReadyForQuery status: 'I', 'T' or 'E' */
     bool sent_fatal;          /* the backend sent a FATAL ErrorResponse before closing */
+    struct outcome_reader rd; /* folds replies into the current unit's outcome */
+    struct unit *cur_unit;    /* unit the current message belongs to (NULL: not compared) */
 };
 
 /* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the

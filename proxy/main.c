@@ -1,10 +1,13 @@
 /* proxy/main.c: pgdual's entry point: options, config, workers, signals. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -109,13 +112,42 @@ static int server_start_workers(struct server *srv)
             return -1;
         }
     }
-    LOG_INFO("listening on %s:%d (%d workers)", srv->cfg->listen_addr, port, srv->nworkers);
+    /* Printed at every log level: scripts wait for this line to learn the port. */
+    fprintf(stderr, "pgdual: listening on %s:%d (%d workers)\n", srv->cfg->listen_addr, port,
+            srv->nworkers);
+    return 0;
+}
+
+/* Split read_only_functions at commas into srv's array (owned by srv). */
+static int split_read_only_functions(struct server *srv, const char *list)
+{
+    size_t cap = 1;
+    for (const char *p = list; *p; p++) {
+        cap += *p == ',';
+    }
+    srv->read_only_functions = calloc(cap, sizeof(char *));
+    if (!srv->read_only_functions) {
+        return -1;
+    }
+    for (const char *p = list; *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (n > 0) {
+            char *name = strndup(p, n);
+            if (!name) {
+                return -1;
+            }
+            srv->read_only_functions[srv->n_read_only_functions++] = name;
+        }
+        p += n;
+    }
     return 0;
 }
 
 static int server_init(struct server *srv, struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
+    srv->divergence_fd = -1;
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
     atomic_init(&srv->next_session_id, 1);
@@ -128,9 +160,19 @@ static int server_init(struct server *srv, struct config *cfg)
     srv->dials_version = 1;
     srv->dials_snapshot = dials_snapshot_new(&srv->dials, srv->dials_version);
     srv->cancels = cancel_registry_new();
-    if (!srv->dials_snapshot || !srv->cancels) {
+    if (!srv->dials_snapshot || !srv->cancels ||
+        split_read_only_functions(srv, cfg->read_only_functions) < 0) {
         LOG_ERR("out of memory");
         return -1;
+    }
+    srv->divergence_fd = -1;
+    if (cfg->divergence_log[0]) {
+        srv->divergence_fd =
+            open(cfg->divergence_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (srv->divergence_fd < 0) {
+            LOG_ERR("divergence_log %s: %s", cfg->divergence_log, strerror(errno));
+            return -1;
+        }
     }
     if (cfg->auth_type == AUTH_SCRAM) {
         char err[512];
@@ -144,7 +186,14 @@ static int server_init(struct server *srv, struct config *cfg)
 
 static void server_cleanup(struct server *srv)
 {
+    for (size_t i = 0; i < srv->n_read_only_functions; i++) {
+        free(srv->read_only_functions[i]);
+    }
+    free(srv->read_only_functions);
     free(srv->workers);
+    if (srv->divergence_fd >= 0) {
+        close(srv->divergence_fd);
+    }
     auth_table_free(srv->auth);
     cancel_registry_free(srv->cancels);
     dials_snapshot_unref(srv->dials_snapshot);

@@ -87,3 +87,18 @@ uint64_t server_stat_sum(const struct server *srv, int counter)
     }
     return sum;
 }
+
+void server_secondary_lagging(struct server *srv)
+{
+    atomic_store(&srv->secondary_state, SECONDARY_lagging);
+}
+
+const char *server_secondary_state_name(const struct server *srv)
+{
+    static const char *const names[] = {
+#define X(n) #n,
+        SECONDARY_STATES(X)
+#undef X
+    };
+    return names[atomic_load(&srv->secondary_state)];
+}

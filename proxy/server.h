@@ -9,6 +9,14 @@
 #include "config/config.h"
 #include "config/dials.h"
 
+/* X(name): the SHOW STATUS values of secondary_state. */
+#define SECONDARY_STATES(X) X(in_sync) X(lagging) X(catching_up)
+enum secondary_state {
+#define X(n) SECONDARY_##n,
+    SECONDARY_STATES(X)
+#undef X
+};
+
 struct worker;
 struct cancel_registry;
 struct auth_table;
@@ -20,8 +28,12 @@ struct server {
     int nworkers;
     struct cancel_registry *cancels;
     atomic_uint next_session_id;
-    atomic_int clients_now; /* sessions holding a max_client_conn slot */
-    int listen_port;        /* the bound port (listen_port = 0 resolves here) */
+    atomic_int clients_now;     /* sessions holding a max_client_conn slot */
+    int listen_port;            /* the bound port (listen_port = 0 resolves here) */
+    char **read_only_functions; /* from [pgdual] read_only_functions, split at commas */
+    size_t n_read_only_functions;
+    int divergence_fd;          /* the divergence log, opened O_APPEND; -1 = none */
+    atomic_int secondary_state; /* enum secondary_state; leaves in_sync at the first loss */
     int64_t started_ms;
 
     pthread_mutex_t dials_lock; /* guards the three fields below (admin path only) */
@@ -38,5 +50,8 @@ int server_set_dial(struct server *srv, const char *key, const char *value, char
 /* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one published change. */
 int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* A session lost the secondary: the secondary misses writes from now on. */
+void server_secondary_lagging(struct server *srv);
+const char *server_secondary_state_name(const struct server *srv);
 /* Sum one counter over every worker. */
 uint64_t server_stat_sum(const struct server *srv, int counter);

@@ -43,8 +43,11 @@ void session_set_state(struct session *s, enum session_state to)
 static void session_free(struct session *s)
 {
     for (int i = 0; i < 2; i++) {
+        outcome_reader_free(&s->backends[i].rd);
         backend_free(&s->backends[i]);
     }
+    mirror_free(&s->mirror);
+    session_free_maps(s);
     if (s->client.fd >= 0) {
         close(s->client.fd);
     }
@@ -70,7 +73,7 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 /* Backend endpoints carry their backend in data. */
-static void on_backend_handle_closed(uv_handle_t *h)
+void session_backend_handle_closed(uv_handle_t *h)
 {
     struct backend *b = h->data;
     session_unref(b->session);
@@ -151,7 +154,7 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     }
     for (int i = 0; i < 2; i++) {
-        backend_close_handles(&s->backends[i], on_backend_handle_closed);
+        backend_close_handles(&s->backends[i], session_backend_handle_closed);
     }
     session_unref(s); /* the session's own reference */
 }
@@ -169,7 +172,8 @@ static void on_client_io(uv_poll_t *h, int status, int events)
             return;
         }
         struct backend *b = &s->backends[s->primary];
-        if (b->up && !b->ep.want_read && endpoint_pending(&s->client) < 64 * 1024) {
+        if (b->up && !b->ep.want_read && !s->mirror.holding &&
+            endpoint_pending(&s->client) < 64 * 1024) {
             endpoint_want_read(&b->ep, true); /* back-pressure released */
         }
     }
@@ -208,6 +212,12 @@ static void on_client_io(uv_poll_t *h, int status, int events)
 static void on_login_timeout(uv_timer_t *t)
 {
     struct session *s = t->data;
+    if (s->state == SESSION_CONNECTING && s->backends[s->primary].up) {
+        /* Only the secondary is late: it is not the client's business. */
+        session_backend_failed(s, &s->backends[s->primary ^ 1],
+                               "backend_connect_timeout_ms expired");
+        return;
+    }
     if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH || s->state == SESSION_CONNECTING) {
         session_end(s, s->state == SESSION_CONNECTING ? END_BACKEND_CONNECT : END_LOGIN_TIMEOUT,
                     s->state == SESSION_CONNECTING ? "backend_connect_timeout_ms expired" : NULL);
@@ -243,6 +253,8 @@ void session_accept(struct worker *w, int fd)
     s->id = atomic_fetch_add(&srv->next_session_id, 1);
     s->cancel_secret = random_u32();
     s->primary = DIAL_OLD;
+    mirror_init(&s->mirror);
+    s->dials = dials_snapshot_ref(w->dials);
     for (int i = 0; i < 2; i++) {
         s->backends[i].session = s;
         s->backends[i].which = i;
@@ -265,4 +277,13 @@ void session_accept(struct worker *w, int fd)
     s->timer_open = true;
     s->refs++;
     session_arm_login_timer(s, srv->cfg->client_login_timeout_ms);
+}
+
+void session_refresh_dials(struct session *s)
+{
+    struct dials_snapshot *cur = s->worker->dials;
+    if (s->dials != cur) {
+        dials_snapshot_unref(s->dials);
+        s->dials = dials_snapshot_ref(cur);
+    }
 }

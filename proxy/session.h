@@ -9,6 +9,7 @@
 #include "protocol/wire.h"
 #include "proxy/backend.h"
 #include "proxy/endpoint.h"
+#include "proxy/mirror.h"
 
 struct worker;
 struct cancel_entry;
@@ -50,6 +51,20 @@ enum session_end_reason {
 #undef X
 };
 
+/* What the extended protocol needs to know about a named statement or portal. */
+struct stmt_class {
+    char *name;
+    bool mirrored;
+    bool nondeterministic;
+    uint64_t fingerprint;
+    char *sql;
+};
+
+struct stmt_map {
+    struct stmt_class *v;
+    size_t n, cap;
+};
+
 struct session {
     uint32_t id;            /* also the pid in the BackendKeyData the client gets */
     uint32_t cancel_secret; /* the secret in that BackendKeyData */
@@ -74,7 +89,11 @@ struct session {
     bool client_capture;    /* the current message body is being captured into client_msg */
     struct wbuf client_msg; /* captured body (auth responses, admin queries) */
 
-    struct backend backends[2];   /* [DIAL_OLD], [DIAL_NEW]; only the primary is used for now */
+    struct backend backends[2];   /* [DIAL_OLD], [DIAL_NEW] */
+    int logins_pending;           /* backend logins not finished (ready or failed) */
+    struct mirror mirror;         /* units in flight and the secondary's progress */
+    struct stmt_map stmts;        /* prepared statement name -> class */
+    struct stmt_map portals;      /* portal name -> class of its statement */
     int primary;                  /* enum dial_backend serving this session */
     struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
     struct cancel_entry *cancel;  /* registered once the backend is up */
@@ -107,6 +126,15 @@ void session_on_client_relay(struct session *s, const uint8_t *p, size_t n);
 void session_on_backend_readable(struct backend *b);
 void session_backend_ready(struct session *s, struct backend *b);
 void session_backend_failed(struct session *s, struct backend *b, const char *msg);
+/* Send the ReadyForQuery held for commit_wait and go on relaying the primary. */
+void session_release_held_rfq(struct session *s);
+/* Close the secondary's data path (the session goes on with the primary). */
+void session_close_secondary(struct session *s);
+void session_free_maps(struct session *s);
+/* Close callback of backend endpoints: drops the session reference the endpoint held. */
+void session_backend_handle_closed(uv_handle_t *h);
+/* Take the worker's current dials (called at statement boundaries). */
+void session_refresh_dials(struct session *s);
 /* admin.c */
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n);
 void admin_session_start(struct session *s);

@@ -42,12 +42,17 @@ static void start_backend_login(struct session *s)
     }
     session_set_state(s, SESSION_CONNECTING);
     session_arm_login_timer(s, srv->cfg->backend_connect_timeout_ms);
-    endpoint_want_read(&s->client, false); /* nothing to read until the backend is up */
-    struct backend *b = &s->backends[s->primary];
-    const char *conninfo = s->primary == DIAL_OLD ? srv->cfg->backend_old : srv->cfg->backend_new;
-    char err[512];
-    if (backend_login_start(b, &s->worker->loop, conninfo, &st, err, sizeof(err)) < 0) {
-        session_backend_failed(s, b, err);
+    endpoint_want_read(&s->client, false); /* nothing to read until the backends are up */
+    s->primary = s->dials->d.primary;
+    bool both = s->dials->d.mirror;
+    s->logins_pending = both ? 2 : 1;
+    for (int i = 0; i < (both ? 2 : 1) && s->state == SESSION_CONNECTING; i++) {
+        struct backend *b = &s->backends[i == 0 ? s->primary : s->primary ^ 1];
+        const char *conninfo = b->which == DIAL_OLD ? srv->cfg->backend_old : srv->cfg->backend_new;
+        char err[512];
+        if (backend_login_start(b, &s->worker->loop, conninfo, &st, err, sizeof(err)) < 0) {
+            session_backend_failed(s, b, err);
+        }
     }
 }
 

@@ -131,6 +131,12 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
     w->wakeup.data = w;
     pthread_mutex_init(&w->mailbox_lock, NULL);
     w->dials = server_dials_get(srv);
+    w->classify = classify_cache_new(WORKER_CLASSIFY_CACHE);
+    w->classify_opts.read_only_functions = (const char *const *)srv->read_only_functions;
+    w->classify_opts.n_read_only_functions = srv->n_read_only_functions;
+    if (!w->classify) {
+        return UV_ENOMEM;
+    }
     return uv_poll_start(&w->listen_poll, UV_READABLE, on_accept);
 
 err_poll:
@@ -154,6 +160,8 @@ static void *worker_main(void *arg)
     close(w->listen_fd);
     dials_snapshot_unref(w->dials);
     w->dials = NULL;
+    classify_cache_free(w->classify);
+    w->classify = NULL;
     return NULL;
 }
 

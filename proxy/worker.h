@@ -5,13 +5,15 @@
 
 #include <uv.h>
 
+#include "protocol/classify.h"
 #include "proxy/stats.h"
 
 struct server;
 struct session;
 struct dials_snapshot;
 
-#define WORKER_READ_BUF (64 * 1024)
+#define WORKER_READ_BUF       (64 * 1024)
+#define WORKER_CLASSIFY_CACHE 4096
 
 struct worker {
     struct server *server;
@@ -28,9 +30,11 @@ struct worker {
 
     struct dials_snapshot *dials; /* loop-owned current snapshot */
     bool stopping;
-    struct stats stats;                  /* written by this loop only */
-    struct session *sessions;            /* list head */
-    unsigned char rbuf[WORKER_READ_BUF]; /* one read at a time is processed to the end */
+    struct stats stats;                    /* written by this loop only */
+    struct classify_cache *classify;       /* statement text -> class, this loop's own */
+    struct classify_options classify_opts; /* borrows the server's read_only_functions */
+    struct session *sessions;              /* list head */
+    unsigned char rbuf[WORKER_READ_BUF];   /* one read at a time is processed to the end */
 };
 
 /* Create the listening socket (binding port; 0 = any) and the loop. Runs on the main thread. */

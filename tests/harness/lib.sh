@@ -137,9 +137,9 @@ assert_fails() {
 # it_via_proxy: true when a real pgdual is under test (false in PGDUAL_TEST_DIRECT mode), for
 # assertions that only hold through pgdual (mirroring to new, admin console, auth).
 it_via_proxy() { [[ "$PGDUAL_TEST_DIRECT" != 1 ]]; }
-# it_mirrors: true when writes through pgdual reach new too. Dual-write (issue 3) is not built
-# yet, so checks of new's contents are off; they switch on here, in one place, when it lands.
-PGDUAL_MIRRORS=${PGDUAL_MIRRORS:-0}
+# it_mirrors: true when writes through pgdual reach new too (dual-write); PGDUAL_MIRRORS=0
+# turns the checks of new's contents off.
+PGDUAL_MIRRORS=${PGDUAL_MIRRORS:-1}
 it_mirrors() { it_via_proxy && [[ "$PGDUAL_MIRRORS" == 1 ]]; }
 
 # it_wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; false on timeout.

@@ -651,9 +651,9 @@ int proxy_stop(struct proxy *p)
 
 bool proxy_mirrors(const struct proxy *p)
 {
-    /* Dual-write (issue 3) is not built yet: nothing reaches new. Switch on when it lands. */
+    /* Dual-write mirrors to new; PGDUAL_MIRRORS=0 turns these checks off. */
     const char *m = getenv("PGDUAL_MIRRORS");
-    return !p->direct && m && strcmp(m, "1") == 0;
+    return !p->direct && !(m && strcmp(m, "0") == 0);
 }
 
 long proxy_rss_kib(const struct proxy *p)

@@ -238,7 +238,9 @@ int main(int argc, char **argv)
     (void)argc;
     it_init(argv[0], 280);
     REQUIRE(proxy_start(&g_px, "it_concurrency",
-                        &(struct proxy_opts){.pgdual = "max_client_conn = 1000"}) == 0);
+                        &(struct proxy_opts){.pgdual = "max_client_conn = 1000\n"
+                                                       "backend_connect_timeout_ms = 60000\n"
+                                                       "client_login_timeout_ms = 120000"}) == 0);
     PGconn *setup = proxy_connect(&g_px, IT_PGDUAL);
     REQUIRE(setup != NULL);
     PGresult *r = PQexec(

@@ -1,0 +1,335 @@
+/* protocol/classify.c: statement classification over libpg_query's protobuf parse tree. */
+#include "protocol/classify.h"
+
+#include <pg_query/pg_query.pb-c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <pg_query.h>
+
+/* Deeper trees than this are not walked; the statement is then mirrored (when in doubt). */
+#define WALK_MAX_DEPTH 2000
+
+/* What the generic walk found in one string. */
+struct walk {
+    const struct classify_options *opt;
+    bool unsafe; /* something that is not part of a side-effect-free read */
+    bool nondet; /* see classify_result.nondeterministic */
+};
+
+static const char *node_string(const PgQuery__Node *n)
+{
+    if (n == NULL || n->node_case != PG_QUERY__NODE__NODE_STRING || n->string == NULL) {
+        return NULL;
+    }
+    return n->string->sval;
+}
+
+/* FuncCall: the name is a list of String nodes: [name] or [schema, name]. Anything else (a
+ * three-part name, a non-string component) is unknown and therefore unsafe. */
+static void visit_func_call(struct walk *w, const PgQuery__FuncCall *fc)
+{
+    const char *schema = NULL;
+    const char *name = NULL;
+    if (fc->n_funcname == 1) {
+        name = node_string(fc->funcname[0]);
+    } else if (fc->n_funcname == 2) {
+        schema = node_string(fc->funcname[0]);
+        name = node_string(fc->funcname[1]);
+    }
+    if (name == NULL || (fc->n_funcname == 2 && schema == NULL)) {
+        w->unsafe = true;
+        return;
+    }
+    unsigned flags = classify_funcs_flags(schema, name, w->opt);
+    if (!(flags & CLASSIFY_FUNCS_READ)) {
+        w->unsafe = true;
+    }
+    if (flags & CLASSIFY_FUNCS_NONDET) {
+        w->nondet = true;
+    }
+}
+
+static bool sqlvalue_is_clock(PgQuery__SQLValueFunctionOp op)
+{
+    switch (op) {
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_DATE:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_TIME:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_TIME_N:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_TIMESTAMP:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_TIMESTAMP_N:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_LOCALTIME:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_LOCALTIME_N:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_LOCALTIMESTAMP:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_LOCALTIMESTAMP_N:
+        return true;
+    default:
+        return false; /* CURRENT_USER, CURRENT_SCHEMA, ...: session state, mirrored */
+    }
+}
+
+/* 'now'::timestamptz and friends: the date/time input functions read the clock. */
+static bool type_cast_reads_clock(const PgQuery__TypeCast *tc)
+{
+    const PgQuery__Node *arg = tc->arg;
+    if (arg == NULL || arg->node_case != PG_QUERY__NODE__NODE_A_CONST || arg->a_const == NULL ||
+        arg->a_const->val_case != PG_QUERY__A__CONST__VAL_SVAL || arg->a_const->sval == NULL) {
+        return false;
+    }
+    static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
+    const char *s = arg->a_const->sval->sval;
+    while (s != NULL && (*s == ' ' || *s == '\t')) {
+        s++;
+    }
+    for (size_t i = 0; s != NULL && i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(s, words[i], n) == 0 && (s[n] == '\0' || s[n] == ' ')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Node-specific checks; the generic walk then descends into every child anyway. */
+static void visit_message(struct walk *w, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__func_call__descriptor) {
+        visit_func_call(w, (const PgQuery__FuncCall *)m);
+    } else if (d == &pg_query__sqlvalue_function__descriptor) {
+        if (sqlvalue_is_clock(((const PgQuery__SQLValueFunction *)m)->op)) {
+            w->nondet = true;
+        }
+    } else if (d == &pg_query__type_cast__descriptor) {
+        if (type_cast_reads_clock((const PgQuery__TypeCast *)m)) {
+            w->nondet = true;
+        }
+    } else if (d == &pg_query__range_table_sample__descriptor) {
+        w->nondet = true; /* TABLESAMPLE: random, and physical layouts differ anyway */
+    } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__update_stmt__descriptor ||
+               d == &pg_query__delete_stmt__descriptor || d == &pg_query__merge_stmt__descriptor ||
+               d == &pg_query__locking_clause__descriptor ||
+               d == &pg_query__into_clause__descriptor) {
+        w->unsafe = true; /* DML anywhere (CTE), FOR UPDATE/SHARE anywhere, SELECT INTO */
+    } else if (d == &pg_query__common_table_expr__descriptor) {
+        const PgQuery__Node *q = ((const PgQuery__CommonTableExpr *)m)->ctequery;
+        if (q == NULL || q->node_case != PG_QUERY__NODE__NODE_SELECT_STMT) {
+            w->unsafe = true;
+        }
+    }
+}
+
+static void walk_message(struct walk *w, const ProtobufCMessage *m, int depth);
+
+/* Descend into every message-typed field, generically through the descriptor, so that a node
+ * is found wherever the grammar allows it (targets, WHERE, FROM, CTEs, args, VALUES, ...). */
+static void walk_fields(struct walk *w, const ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
+            continue;
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n;
+            const ProtobufCMessage *const *v;
+            memcpy(&n, base + f->quantifier_offset, sizeof n);
+            memcpy(&v, base + f->offset, sizeof v);
+            for (size_t k = 0; k < n; k++) {
+                walk_message(w, v[k], depth + 1);
+            }
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t which; /* the oneof's case member: only the active field is valid */
+            memcpy(&which, base + f->quantifier_offset, sizeof which);
+            if (which != f->id) {
+                continue;
+            }
+        }
+        const ProtobufCMessage *sub;
+        memcpy(&sub, base + f->offset, sizeof sub);
+        walk_message(w, sub, depth + 1);
+    }
+}
+
+static void walk_message(struct walk *w, const ProtobufCMessage *m, int depth)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (depth > WALK_MAX_DEPTH) {
+        w->unsafe = true;
+        return;
+    }
+    visit_message(w, m);
+    walk_fields(w, m, depth);
+}
+
+/* EXPLAIN runs the statement only with ANALYZE; ANALYZE counts as off only when spelled
+ * false/off/0 explicitly. */
+static bool explain_analyzes(const PgQuery__ExplainStmt *e)
+{
+    for (size_t i = 0; i < e->n_options; i++) {
+        const PgQuery__Node *o = e->options[i];
+        if (o == NULL || o->node_case != PG_QUERY__NODE__NODE_DEF_ELEM || o->def_elem == NULL ||
+            o->def_elem->defname == NULL || strcmp(o->def_elem->defname, "analyze") != 0) {
+            continue;
+        }
+        const PgQuery__Node *arg = o->def_elem->arg;
+        const char *s = node_string(arg);
+        bool off = (s != NULL && (strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0)) ||
+                   (arg != NULL && arg->node_case == PG_QUERY__NODE__NODE_INTEGER &&
+                    arg->integer != NULL && arg->integer->ival == 0);
+        if (!off) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static enum classify_txn txn_verb(const PgQuery__Node *n)
+{
+    if (n == NULL || n->node_case != PG_QUERY__NODE__NODE_TRANSACTION_STMT ||
+        n->transaction_stmt == NULL) {
+        return CLASSIFY_TXN_NONE;
+    }
+    switch (n->transaction_stmt->kind) {
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
+        return CLASSIFY_TXN_BEGIN;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT:
+        return CLASSIFY_TXN_COMMIT;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK:
+        return CLASSIFY_TXN_ROLLBACK;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT:
+        return CLASSIFY_TXN_SAVEPOINT;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_RELEASE:
+        return CLASSIFY_TXN_RELEASE;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_TO:
+        return CLASSIFY_TXN_ROLLBACK_TO;
+    default:
+        return CLASSIFY_TXN_OTHER;
+    }
+}
+
+static bool copy_client_side(const PgQuery__CopyStmt *c)
+{
+    return !c->is_program && (c->filename == NULL || c->filename[0] == '\0');
+}
+
+/* Is the top-level statement of a kind that may be a read? Also records the per-statement
+ * flags. The generic walk decides the rest (functions, INTO, locking, DML in CTEs). */
+static bool stmt_may_read(const PgQuery__Node *n, struct classify_result *out)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+    case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
+        return true;
+    case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+        return n->explain_stmt != NULL && !explain_analyzes(n->explain_stmt) &&
+               stmt_may_read(n->explain_stmt->query, out);
+    case PG_QUERY__NODE__NODE_COPY_STMT: {
+        const PgQuery__CopyStmt *c = n->copy_stmt;
+        if (c == NULL || !copy_client_side(c)) {
+            return false; /* server-side file or program: a side effect on the server */
+        }
+        if (c->is_from) {
+            out->is_copy_from = true;
+            return false;
+        }
+        out->is_copy_to = true;
+        return c->query == NULL || stmt_may_read(c->query, out);
+    }
+    case PG_QUERY__NODE__NODE_LISTEN_STMT:
+    case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+        out->is_listen = true;
+        return false;
+    default:
+        return false;
+    }
+}
+
+static void result_init(struct classify_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = CLASSIFY_MIRROR;
+    out->txn = CLASSIFY_TXN_NONE;
+    out->txn_last = CLASSIFY_TXN_NONE;
+}
+
+static void classify_tree(const PgQuery__ParseResult *tree, const struct classify_options *opt,
+                          struct classify_result *out)
+{
+    struct walk w = {.opt = opt, .unsafe = false, .nondet = false};
+    bool all_read = true;
+    for (size_t i = 0; i < tree->n_stmts; i++) {
+        const PgQuery__Node *stmt = tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL;
+        if (!stmt_may_read(stmt, out)) {
+            all_read = false;
+        }
+        enum classify_txn v = txn_verb(stmt);
+        if (i == 0) {
+            out->txn = v;
+        }
+        out->txn_last = v;
+        out->txn_control = out->txn_control || v != CLASSIFY_TXN_NONE;
+        walk_message(&w, (const ProtobufCMessage *)stmt, 0);
+    }
+    out->nstatements = (int)tree->n_stmts;
+    out->nondeterministic = w.nondet;
+    out->kind = all_read && !w.unsafe ? CLASSIFY_READ : CLASSIFY_MIRROR;
+}
+
+int classify_statement(const char *sql, const struct classify_options *opt,
+                       struct classify_result *out)
+{
+    if (out == NULL) {
+        return CLASSIFY_EINVAL;
+    }
+    result_init(out);
+    if (sql == NULL) {
+        return CLASSIFY_EINVAL;
+    }
+    PgQueryProtobufParseResult pr = pg_query_parse_protobuf(sql);
+    if (pr.error != NULL) {
+        out->parse_error = true;
+        pg_query_free_protobuf_parse_result(pr);
+        return 0;
+    }
+    PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
+        NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
+    pg_query_free_protobuf_parse_result(pr); /* unpack copied everything it needs */
+    if (tree == NULL) {
+        return CLASSIFY_ENOMEM;
+    }
+    classify_tree(tree, opt, out);
+    pg_query__parse_result__free_unpacked(tree, NULL);
+
+    PgQueryFingerprintResult fr = pg_query_fingerprint(sql);
+    if (fr.error == NULL) {
+        out->fingerprint = fr.fingerprint;
+    }
+    pg_query_free_fingerprint_result(fr);
+    return 0;
+}
+
+char *classify_normalize(const char *sql)
+{
+    if (sql == NULL) {
+        return NULL;
+    }
+    PgQueryNormalizeResult nr = pg_query_normalize(sql);
+    char *s = NULL;
+    if (nr.error == NULL && nr.normalized_query != NULL) {
+        s = strdup(nr.normalized_query);
+    }
+    pg_query_free_normalize_result(nr);
+    return s;
+}

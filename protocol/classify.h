@@ -1,0 +1,118 @@
+/* protocol/classify.h: decides from libpg_query's parse tree whether a statement is a routed read
+ * or must be mirrored, and flags nondeterminism. Pure: no I/O, no clock, no globals.
+ *
+ * Rules (DESIGN §3; when in doubt: mirror):
+ * - READ only if every statement is one of: SelectStmt (incl. VALUES, TABLE, set operations),
+ *   SHOW, EXPLAIN without ANALYZE whose inner statement is itself a READ, or COPY ... TO STDOUT
+ *   of a relation or of a READ query; and, anywhere in the tree, there is no INTO clause, no
+ *   locking clause (FOR UPDATE/SHARE/...), no INSERT/UPDATE/DELETE/MERGE (data-modifying CTE),
+ *   no CTE whose query is not a SELECT, and every function call is known side-effect free
+ *   (built-in table in classify_funcs.c, or the read_only_functions option).
+ * - Everything else, including anything that does not parse, is MIRROR.
+ * - An empty string (or only comments) has no statements and is a READ: nothing executes.
+ * Limits the parse tree cannot see (catalog knowledge): views, operators, casts and functional
+ * notation (t.f meaning f(t)) that call volatile functions; column defaults (serial/identity)
+ * and triggers. Reads through such objects are caught later by the shadow compare; writes are
+ * mirrored anyway. Trees nested deeper than about 1000 expression levels are mirrored.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes returned by this module (negative, libuv style). */
+#define CLASSIFY_EINVAL (-3001) /* NULL argument */
+#define CLASSIFY_ENOMEM (-3002) /* allocation or protobuf unpack failed */
+
+/* Statements longer than this are classified but never cached. */
+#define CLASSIFY_CACHE_MAX_TEXT 8192
+
+enum classify_kind {
+    CLASSIFY_READ,   /* proven read without side effects: one backend may serve it */
+    CLASSIFY_MIRROR, /* sent to both backends */
+};
+
+/* Transaction-control verb of one statement. START -> BEGIN, END -> COMMIT, ABORT -> ROLLBACK;
+ * PREPARE TRANSACTION, COMMIT PREPARED and ROLLBACK PREPARED are OTHER. */
+enum classify_txn {
+    CLASSIFY_TXN_NONE, /* not a transaction-control statement */
+    CLASSIFY_TXN_BEGIN,
+    CLASSIFY_TXN_COMMIT,
+    CLASSIFY_TXN_ROLLBACK,
+    CLASSIFY_TXN_SAVEPOINT,
+    CLASSIFY_TXN_RELEASE,
+    CLASSIFY_TXN_ROLLBACK_TO,
+    CLASSIFY_TXN_OTHER,
+};
+
+struct classify_result {
+    enum classify_kind kind; /* READ only if every statement is a proven read */
+    /* Nondeterminism rule: set only for what the parse tree shows, anywhere in any statement:
+     * calls of now, clock_timestamp, statement_timestamp, transaction_timestamp, timeofday,
+     * random, gen_random_uuid, uuid_generate_v1/v1mc/v4, nextval, currval, lastval, and of
+     * functions whose value differs between the backends or over time (version, pg_*_size,
+     * age); see classify_funcs.c; CURRENT_DATE/CURRENT_TIME/CURRENT_TIMESTAMP/LOCALTIME/
+     * LOCALTIMESTAMP; TABLESAMPLE; and the string literals 'now'/'today'/'tomorrow'/'yesterday'
+     * cast to a type. Row order without ORDER BY is the compare's concern, not flagged.
+     * A serial or identity default that fires on INSERT is NOT flagged: whether a column has
+     * one needs the catalog, so it is detected later by comparing RETURNING/row hashes. */
+    bool nondeterministic;
+    bool parse_error;      /* did not parse: mirrored, the primary's error reaches the client */
+    bool txn_control;      /* some statement is BEGIN/COMMIT/ROLLBACK/SAVEPOINT/... */
+    enum classify_txn txn; /* verb of the first statement (NONE if not txn control) */
+    enum classify_txn txn_last; /* verb of the last statement (== txn for one statement) */
+    bool is_listen;       /* some statement is LISTEN or UNLISTEN: primary only (DESIGN §4) */
+    bool is_copy_from;    /* some statement is COPY ... FROM STDIN (client streams data to both) */
+    bool is_copy_to;      /* some statement is COPY ... TO STDOUT (a read when its source is) */
+    int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
+    uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
+};
+
+/* Extra functions the operator declares side-effect free. Names are matched exactly as the
+ * parser folds them (unquoted identifiers are lower case): "f" matches an unqualified call f(),
+ * "s.f" matches only the qualified call s.f(). Borrowed for the duration of each call. */
+struct classify_options {
+    const char *const *read_only_functions;
+    size_t n_read_only_functions;
+};
+
+/* Classify one simple-query string (NUL-terminated). opt may be NULL. Returns 0 and fills *out
+ * (a parse error is a result: MIRROR + parse_error, return 0). On a negative return *out is
+ * still filled with a conservative MIRROR result. */
+int classify_statement(const char *sql, const struct classify_options *opt,
+                       struct classify_result *out) __attribute__((warn_unused_result));
+
+/* Normalized text with literals replaced by $n (pg_query_normalize); caller frees with free().
+ * NULL on failure (including text that does not parse). */
+char *classify_normalize(const char *sql);
+
+/* ---- function knowledge (classify_funcs.c) ------------------------------------------------ */
+
+/* Flags of a function name as far as classification is concerned. */
+#define CLASSIFY_FUNCS_READ   0x1u /* side-effect free: may appear in a routed read */
+#define CLASSIFY_FUNCS_NONDET 0x2u /* result differs between calls/backends */
+
+/* Flags for a call of schema.name (schema NULL when unqualified). The built-in table applies to
+ * unqualified and pg_catalog-qualified calls; opt's list as described at classify_options.
+ * Unknown functions get 0 (not READ). */
+unsigned classify_funcs_flags(const char *schema, const char *name,
+                              const struct classify_options *opt);
+
+/* ---- cache (classify_cache.c) ------------------------------------------------------------- */
+
+/* Bounded cache of results keyed by full statement text. Per event loop, NOT thread-safe: each
+ * worker owns one. Eviction is CLOCK (second chance): a hit sets the entry's reference bit, and
+ * when the cache is full the hand clears bits until it finds an unreferenced entry to replace.
+ * A cache remembers the options pointer it was last used with; passing another pointer clears
+ * it (the read_only_functions list changed), so results never outlive the list they used. */
+struct classify_cache;
+
+/* max_entries >= 1. NULL on allocation failure. */
+struct classify_cache *classify_cache_new(size_t max_entries);
+void classify_cache_free(struct classify_cache *c);
+/* Like classify_statement, served from the cache when the same text was classified before.
+ * Texts longer than CLASSIFY_CACHE_MAX_TEXT bytes are classified without caching. */
+int classify_cached(struct classify_cache *c, const char *sql, const struct classify_options *opt,
+                    struct classify_result *out) __attribute__((warn_unused_result));
+/* Number of entries held (for tests and SHOW output). */
+size_t classify_cache_count(const struct classify_cache *c);

@@ -1,0 +1,335 @@
+/* proxy/mirror.c: unit queue, the secondary's dispatch decisions (lockstep / parallel, the
+ * primary's transaction fate, commit_wait), and the unit-by-unit comparison. */
+#include "proxy/mirror.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "proxy/divergence.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void mirror_init(struct mirror *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->prim_status = PQ_TXN_IDLE;
+    wbuf_init(&m->held);
+    wbuf_init(&m->held_rest);
+}
+
+static void unit_free(struct unit *u)
+{
+    wbuf_free(&u->bytes);
+    free(u->sql);
+    free(u);
+}
+
+void mirror_free(struct mirror *m)
+{
+    while (m->head) {
+        struct unit *u = m->head;
+        m->head = u->next;
+        unit_free(u);
+    }
+    m->tail = m->building = NULL;
+    wbuf_free(&m->held);
+    wbuf_free(&m->held_rest);
+}
+
+struct unit *mirror_building(struct mirror *m)
+{
+    if (m->building) {
+        return m->building;
+    }
+    struct unit *u = calloc(1, sizeof(*u));
+    if (!u) {
+        return NULL;
+    }
+    wbuf_init(&u->bytes);
+    outcome_init(&u->prim);
+    outcome_init(&u->second);
+    u->start_us = now_us();
+    if (m->tail) {
+        m->tail->next = u;
+    } else {
+        m->head = u;
+    }
+    m->tail = u;
+    m->building = u;
+    return u;
+}
+
+struct unit *mirror_primary_unit(const struct mirror *m)
+{
+    struct unit *u = m->head;
+    while (u && u->prim_done) {
+        u = u->next;
+    }
+    return u;
+}
+
+struct unit *mirror_secondary_unit(const struct mirror *m)
+{
+    struct unit *u = m->head;
+    while (u && u->sec != UNIT_SEC_SENT) {
+        u = u->next;
+    }
+    return u;
+}
+
+static struct backend *secondary_of(struct session *s)
+{
+    return &s->backends[s->primary ^ 1];
+}
+
+/* Units at the head that both sides are finished with go away. */
+static void mirror_reap(struct mirror *m)
+{
+    while (m->head && m->head != m->building && m->head->prim_done &&
+           (m->head->sec == UNIT_SEC_DONE || m->head->sec == UNIT_SEC_SKIPPED)) {
+        struct unit *u = m->head;
+        m->head = u->next;
+        if (m->tail == u) {
+            m->tail = NULL;
+        }
+        unit_free(u);
+    }
+}
+
+static void send_secondary(struct session *s, const void *p, size_t n)
+{
+    struct backend *b = secondary_of(s);
+    if (endpoint_send(&b->ep, p, n) < 0) {
+        mirror_secondary_lost(s, "write to the secondary failed");
+    }
+}
+
+static void dispatch_unit(struct session *s, struct unit *u)
+{
+    struct worker *w = s->worker;
+    u->sec = UNIT_SEC_SENT;
+    u->sec_start_us = now_us();
+    s->mirror.in_flight++;
+    stats_add(&w->stats, STAT_writes_mirrored, 1);
+    send_secondary(s, u->bytes.data, u->bytes.len);
+    wbuf_free(&u->bytes); /* copy data and everything later goes straight through */
+}
+
+static void dispatch_rollback(struct session *s, struct unit *u)
+{
+    struct wbuf q;
+    wbuf_init(&q);
+    size_t m = wbuf_begin_msg(&q, PqMsg_Query);
+    wbuf_put_cstr(&q, "ROLLBACK");
+    wbuf_end_msg(&q, m);
+    u->replaced_by_rollback = true;
+    wbuf_free(&u->bytes);
+    u->bytes = q;
+    dispatch_unit(s, u);
+}
+
+/* The primary has finished u: does its fate let it reach the secondary, and as what? */
+static void decide_after_primary(struct session *s, struct unit *u)
+{
+    uint8_t before = u->prim_status_before, after = u->prim.txn_status;
+    if (before == PQ_TXN_FAILED) {
+        if (after == PQ_TXN_FAILED) {
+            u->sec = UNIT_SEC_SKIPPED; /* rejected by the primary: never sent */
+        } else if (after == PQ_TXN_IDLE) {
+            dispatch_rollback(s, u); /* COMMIT of a failed transaction is a ROLLBACK */
+        } else {
+            dispatch_unit(s, u); /* ROLLBACK TO SAVEPOINT: the same on both */
+        }
+        return;
+    }
+    if (u->prim.error) {
+        u->sec = UNIT_SEC_SKIPPED; /* lockstep: what the primary rejected never reaches new */
+        return;
+    }
+    dispatch_unit(s, u);
+}
+
+void mirror_dispatch(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    bool parallel = s->dials->d.mirror_order == MIRROR_PARALLEL;
+    for (struct unit *u = m->head; u; u = u->next) {
+        if (u->sec != UNIT_SEC_PENDING) {
+            continue;
+        }
+        if (!m->secondary_up || !u->mirrored || !s->dials->d.mirror) {
+            if (u->sealed || !m->secondary_up) {
+                u->sec = UNIT_SEC_SKIPPED;
+                continue;
+            }
+            return; /* not classified yet: keep the order */
+        }
+        if (u->prim_done) {
+            decide_after_primary(s, u);
+            continue;
+        }
+        bool early =
+            u->copy_in || (parallel && u->sealed && !u->txn_end && m->prim_status != PQ_TXN_FAILED);
+        if (!early) {
+            return; /* wait for the primary: later units keep their place behind it */
+        }
+        dispatch_unit(s, u);
+    }
+    mirror_reap(m);
+}
+
+void mirror_seal(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    struct unit *u = m->building;
+    if (!u) {
+        return;
+    }
+    u->sealed = true;
+    m->building = NULL;
+    if (!u->mirrored) {
+        wbuf_free(&u->bytes);
+    }
+    if (u->mirrored && u->nondeterministic) {
+        stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
+        divergence_report_nondeterministic(s, u);
+    }
+    mirror_dispatch(s);
+}
+
+void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len)
+{
+    struct unit *u = s->mirror.tail;
+    if (!u || !u->copy_in) {
+        return;
+    }
+    if (msg[0] == PqMsg_CopyDone || msg[0] == PqMsg_CopyFail) {
+        u->copy_end_held = true;
+        u->copy_failed = msg[0] == PqMsg_CopyFail;
+        return;
+    }
+    if (u->sec == UNIT_SEC_SENT) {
+        send_secondary(s, msg, len);
+    } else if (u->sec == UNIT_SEC_PENDING) {
+        wbuf_put_bytes(&u->bytes, msg, len);
+    }
+}
+
+/* COPY: the data went ahead; the end waits for the primary's verdict. */
+static void finish_copy(struct session *s, struct unit *u)
+{
+    if (u->sec != UNIT_SEC_SENT) {
+        return;
+    }
+    struct wbuf end;
+    wbuf_init(&end);
+    if (u->prim.error || u->copy_failed) {
+        size_t m = wbuf_begin_msg(&end, PqMsg_CopyFail);
+        wbuf_put_cstr(&end, "pgdual: the primary did not complete this COPY");
+        wbuf_end_msg(&end, m);
+    } else {
+        size_t m = wbuf_begin_msg(&end, PqMsg_CopyDone);
+        wbuf_end_msg(&end, m);
+    }
+    send_secondary(s, end.data, end.len);
+    wbuf_free(&end);
+}
+
+static void compare_unit(struct session *s, struct unit *u)
+{
+    if (u->replaced_by_rollback || u->sec != UNIT_SEC_DONE || !u->prim_done) {
+        return;
+    }
+    enum outcome_diff d = outcome_compare(&u->prim, &u->second);
+    if (d == OUTCOME_DIFF_none) {
+        return;
+    }
+    stats_add(&s->worker->stats, STAT_divergences_total, 1);
+    divergence_report(s, u, d);
+}
+
+bool mirror_primary_done(struct session *s, uint8_t status)
+{
+    struct mirror *m = &s->mirror;
+    struct unit *u = mirror_primary_unit(m);
+    if (!u) {
+        return false;
+    }
+    u->prim_done = true;
+    u->prim.txn_status = status;
+    u->prim_us = now_us() - u->start_us;
+    u->prim_status_before = m->prim_status;
+    m->prim_status = status;
+    if (!u->mirrored) {
+        enum stats_counter c =
+            s->primary == DIAL_OLD ? STAT_reads_served_old : STAT_reads_served_new;
+        stats_add(&s->worker->stats, c, 1);
+    }
+    if (u->copy_in) {
+        finish_copy(s, u);
+    }
+    mirror_dispatch(s);
+    compare_unit(s, u);
+    u->hold_rfq = status == PQ_TXN_IDLE && u->sec == UNIT_SEC_SENT &&
+                  s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
+    bool hold = u->hold_rfq;
+    mirror_reap(m);
+    return hold;
+}
+
+void mirror_secondary_done(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    struct unit *u = mirror_secondary_unit(m);
+    if (!u) {
+        return;
+    }
+    u->sec = UNIT_SEC_DONE;
+    u->sec_us = now_us() - u->sec_start_us;
+    m->in_flight--;
+    compare_unit(s, u);
+    bool release = u->hold_rfq;
+    u->hold_rfq = false;
+    mirror_reap(m);
+    if (release) {
+        session_release_held_rfq(s);
+    }
+}
+
+void mirror_secondary_lost(struct session *s, const char *why)
+{
+    struct mirror *m = &s->mirror;
+    if (!m->secondary_up) {
+        return;
+    }
+    m->secondary_up = false;
+    m->in_flight = 0;
+    server_secondary_lagging(s->worker->server);
+    stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
+    SLOG_INFO(s, "secondary lost (%s): this session carries on with the primary alone", why);
+    bool release = false;
+    for (struct unit *u = m->head; u; u = u->next) {
+        release = release || u->hold_rfq;
+        u->hold_rfq = false;
+        if (u->sec == UNIT_SEC_PENDING || u->sec == UNIT_SEC_SENT) {
+            u->sec = UNIT_SEC_SKIPPED;
+        }
+    }
+    session_close_secondary(s);
+    mirror_reap(m);
+    if (release) {
+        session_release_held_rfq(s);
+    }
+}

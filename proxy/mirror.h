@@ -1,0 +1,85 @@
+/* proxy/mirror.h: the mirroring state machine of one session. The client's messages are cut
+ * into units (a simple Query with its COPY data, or an extended batch up to Sync); the primary
+ * gets every unit at once; the secondary gets the mirrored ones in primary completion order
+ * (lockstep) or at once (parallel), following the primary's transaction fate; the two replies
+ * are compared unit by unit. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/outcome.h"
+#include "protocol/wire.h"
+
+#define MIRROR_HOLD_MAX (256 * 1024)
+
+struct session;
+
+/* Where a unit stands on the secondary. */
+#define UNIT_SEC_STATES(X)                                        \
+    X(PENDING) /* not decided yet */                              \
+    X(SENT)    /* written to the secondary, reply not complete */ \
+    X(DONE)    /* the secondary's ReadyForQuery arrived */        \
+    X(SKIPPED) /* not for the secondary (a read, the primary rejected it, secondary down) */
+
+enum unit_sec {
+#define X(n) UNIT_SEC_##n,
+    UNIT_SEC_STATES(X)
+#undef X
+};
+
+struct unit {
+    struct unit *next;
+    bool sealed;        /* its last message (Query, Sync, FunctionCall) has been received */
+    bool mirrored;      /* a write or session-state change: the secondary must get it */
+    bool txn_end;       /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
+    bool copy_in;       /* COPY FROM STDIN: its data streams to the secondary */
+    bool copy_end_held; /* the client's CopyDone/CopyFail, held until the primary decides */
+    bool copy_failed;   /* the client sent CopyFail */
+    bool nondeterministic;
+    bool prim_done;
+    bool hold_rfq; /* the primary's ReadyForQuery waits for the secondary (commit_wait) */
+    bool replaced_by_rollback; /* the primary's transaction failed: the secondary got ROLLBACK */
+    enum unit_sec sec;
+    uint8_t prim_status_before; /* the primary's transaction status when this unit started */
+    struct wbuf bytes;          /* frontend messages kept for the secondary */
+    struct outcome prim, second;
+    uint64_t start_us, prim_us, sec_start_us, sec_us;
+    uint64_t fingerprint;
+    char *sql; /* first mirrored statement's text (for the divergence log), owned */
+};
+
+struct mirror {
+    struct unit *head, *tail;
+    struct unit *building; /* receiving client messages; NULL between units */
+    int in_flight;         /* units the secondary has not finished (lag bound) */
+    bool secondary_up;
+    uint8_t prim_status; /* the primary's transaction status after its last completed unit */
+    /* commit_wait = both: a mirrored unit's reply from the primary is held (up to
+     * MIRROR_HOLD_MAX bytes; more streams) until its ReadyForQuery shows whether the client
+     * must wait for the secondary. The whole reply is held, not only the ReadyForQuery, so a
+     * client blocked in PQgetResult never waits with a lock-holding thread of its own. */
+    bool holding;          /* held reply complete: waiting for the secondary */
+    struct wbuf held;      /* the primary's reply bytes not yet released to the client */
+    struct wbuf held_rest; /* bytes after the held ReadyForQuery, not yet scanned */
+};
+
+void mirror_init(struct mirror *m);
+void mirror_free(struct mirror *m);
+/* The unit receiving client messages, created on first use. NULL on allocation failure. */
+struct unit *mirror_building(struct mirror *m);
+/* The building unit's last message arrived. */
+void mirror_seal(struct session *s);
+/* The oldest unit the primary / the secondary is working on. */
+struct unit *mirror_primary_unit(const struct mirror *m);
+struct unit *mirror_secondary_unit(const struct mirror *m);
+/* The primary finished its oldest unit (its ReadyForQuery arrived with status). Returns true
+ * if that ReadyForQuery must be held until the secondary finishes the unit. */
+bool mirror_primary_done(struct session *s, uint8_t status);
+/* The secondary finished its oldest unit. */
+void mirror_secondary_done(struct session *s);
+/* Send whatever units are ready for the secondary. */
+void mirror_dispatch(struct session *s);
+/* Client COPY data for the copy unit: stream it to the secondary if the unit is already there. */
+void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len);
+/* The secondary is gone: everything proceeds on the primary alone. */
+void mirror_secondary_lost(struct session *s, const char *why);

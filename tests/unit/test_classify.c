@@ -1,0 +1,385 @@
+/* tests/unit/test_classify.c: protocol/classify*.c: the case table, cache, normalize, functions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pg_query.h>
+
+#include "protocol/classify.h"
+
+static const char *const extra_funcs[] = {"my_stable_func", "util.fmt"};
+static const struct classify_options extra_opts = {extra_funcs, 2};
+
+static bool results_equal(const struct classify_result *a, const struct classify_result *b)
+{
+    return a->kind == b->kind && a->nondeterministic == b->nondeterministic &&
+           a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
+           a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
+           a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
+           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
+}
+
+static int txn_from_name(const char *s)
+{
+    static const char *const names[] = {"NONE",      "BEGIN",   "COMMIT",      "ROLLBACK",
+                                        "SAVEPOINT", "RELEASE", "ROLLBACK_TO", "OTHER"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* One row of cases.tsv, parsed. */
+struct tcase {
+    int line;
+    enum classify_kind kind;
+    bool nondet;
+    char *checks; /* comma-separated, '-' for none */
+    const char *sql;
+};
+
+/* Does the checks column hold this item (exactly)? */
+static bool has_check(const struct tcase *t, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = t->checks; p != NULL && *p;
+         p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (strncmp(p, item, n) == 0 && (p[n] == ',' || p[n] == '\0')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Value of "key=value" in the checks column, or NULL; copied into buf. */
+static const char *check_value(const struct tcase *t, const char *key, char *buf, size_t cap)
+{
+    size_t n = strlen(key);
+    for (const char *p = t->checks; p != NULL && *p;
+         p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (strncmp(p, key, n) == 0 && p[n] == '=') {
+            size_t len = strcspn(p + n + 1, ",");
+            if (len >= cap) {
+                return NULL;
+            }
+            memcpy(buf, p + n + 1, len);
+            buf[len] = '\0';
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int case_fail(const struct tcase *t, const char *what)
+{
+    fprintf(stderr, "cases.tsv:%d: %s: %s\n", t->line, what, t->sql);
+    return 1;
+}
+
+static int check_txn(const struct tcase *t, const char *key, enum classify_txn got)
+{
+    char buf[32];
+    const char *v = check_value(t, key, buf, sizeof buf);
+    if (v != NULL && txn_from_name(v) != (int)got) {
+        return case_fail(t, key);
+    }
+    return 0;
+}
+
+/* Returns the number of mismatches for one case (printed to stderr). */
+static int run_case(const struct tcase *t, struct classify_cache *cache)
+{
+    const struct classify_options *opt = has_check(t, "opt") ? &extra_opts : NULL;
+    struct classify_result r, rc;
+    if (classify_statement(t->sql, opt, &r) != 0) {
+        return case_fail(t, "classify_statement failed");
+    }
+    int bad = 0;
+    bad += r.kind != t->kind ? case_fail(t, "kind") : 0;
+    bad += r.nondeterministic != t->nondet ? case_fail(t, "nondeterministic") : 0;
+    bad += r.parse_error != has_check(t, "parse_error") ? case_fail(t, "parse_error") : 0;
+    bad += r.is_listen != has_check(t, "listen") ? case_fail(t, "is_listen") : 0;
+    bad += r.is_copy_from != has_check(t, "copy_from") ? case_fail(t, "is_copy_from") : 0;
+    bad += r.is_copy_to != has_check(t, "copy_to") ? case_fail(t, "is_copy_to") : 0;
+    bad += r.txn_control != has_check(t, "txn_control") ? case_fail(t, "txn_control") : 0;
+    bad += check_txn(t, "txn", r.txn) + check_txn(t, "last", r.txn_last);
+    char buf[16];
+    const char *n = check_value(t, "n", buf, sizeof buf);
+    bad += n != NULL && atoi(n) != r.nstatements ? case_fail(t, "nstatements") : 0;
+    /* An empty string has a (constant) fingerprint too; only a parse error gives 0. */
+    if (r.parse_error ? r.fingerprint != 0 : r.nstatements > 0 && r.fingerprint == 0) {
+        bad += case_fail(t, "fingerprint");
+    }
+    if (opt != NULL) {
+        struct classify_result plain;
+        bad += classify_statement(t->sql, NULL, &plain) != 0 || plain.kind != CLASSIFY_MIRROR
+                   ? case_fail(t, "without the option it must mirror")
+                   : 0;
+    }
+    for (int pass = 0; pass < 2; pass++) { /* miss, then hit */
+        if (classify_cached(cache, t->sql, opt, &rc) != 0 || !results_equal(&r, &rc)) {
+            bad += case_fail(t, "cached result differs");
+        }
+    }
+    return bad;
+}
+
+/* Split one line into a case; false for comments and blank lines. */
+static bool parse_line(char *line, int lineno, struct tcase *t)
+{
+    if (line[0] == '#' || line[0] == '\0') {
+        return false;
+    }
+    char *f[4] = {line, NULL, NULL, NULL};
+    for (int i = 1; i < 4; i++) {
+        char *tab = strchr(f[i - 1], '\t');
+        assert_non_null(tab);
+        *tab = '\0';
+        f[i] = tab + 1;
+    }
+    assert_true(strcmp(f[0], "READ") == 0 || strcmp(f[0], "MIRROR") == 0);
+    t->line = lineno;
+    t->kind = strcmp(f[0], "READ") == 0 ? CLASSIFY_READ : CLASSIFY_MIRROR;
+    t->nondet = strcmp(f[1], "1") == 0;
+    t->checks = f[2];
+    t->sql = f[3];
+    return true;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long size = ftell(fp);
+    assert_true(size > 0);
+    rewind(fp);
+    char *buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+    buf[size] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void test_cases_table(void **state)
+{
+    (void)state;
+    char *text = read_file(PGDUAL_TEST_DATA "/classify/cases.tsv");
+    struct classify_cache *cache = classify_cache_new(64);
+    assert_non_null(cache);
+    int ncases = 0, bad = 0, lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++; /* blank lines are skipped by strtok_r; numbering counts non-blank lines */
+        struct tcase t;
+        if (parse_line(line, lineno, &t)) {
+            ncases++;
+            bad += run_case(&t, cache);
+        }
+    }
+    classify_cache_free(cache);
+    free(text);
+    assert_int_equal(bad, 0);
+    assert_true(ncases >= 70);
+}
+
+static int cache_setup(void **state)
+{
+    *state = classify_cache_new(8);
+    return *state == NULL ? -1 : 0;
+}
+
+static int cache_teardown(void **state)
+{
+    classify_cache_free(*state);
+    return 0;
+}
+
+static void test_cache_hit(void **state)
+{
+    struct classify_cache *c = *state;
+    struct classify_result a, b, direct;
+    assert_int_equal(classify_cached(c, "SELECT now() FROM t", NULL, &a), 0);
+    assert_int_equal(classify_cache_count(c), 1);
+    assert_int_equal(classify_cached(c, "SELECT now() FROM t", NULL, &b), 0);
+    assert_int_equal(classify_cache_count(c), 1);
+    assert_int_equal(classify_statement("SELECT now() FROM t", NULL, &direct), 0);
+    assert_true(results_equal(&a, &b));
+    assert_true(results_equal(&a, &direct));
+    assert_int_equal(b.kind, CLASSIFY_READ);
+    assert_true(b.nondeterministic);
+}
+
+static void test_cache_bound(void **state)
+{
+    struct classify_cache *c = *state;
+    char sql[64];
+    struct classify_result r;
+    for (int i = 0; i < 100; i++) {
+        snprintf(sql, sizeof sql, i % 2 ? "SELECT %d" : "DELETE FROM t WHERE a = %d", i);
+        assert_int_equal(classify_cached(c, sql, NULL, &r), 0);
+        assert_int_equal(r.kind, i % 2 ? CLASSIFY_READ : CLASSIFY_MIRROR);
+        assert_true(classify_cache_count(c) <= 8);
+        /* keep one statement hot: CLOCK must not evict it while it is referenced */
+        assert_int_equal(classify_cached(c, "SELECT 'hot'", NULL, &r), 0);
+    }
+    assert_int_equal(classify_cache_count(c), 8);
+    for (int i = 99; i >= 90; i--) { /* still correct after evictions, in any order */
+        snprintf(sql, sizeof sql, i % 2 ? "SELECT %d" : "DELETE FROM t WHERE a = %d", i);
+        assert_int_equal(classify_cached(c, sql, NULL, &r), 0);
+        assert_int_equal(r.kind, i % 2 ? CLASSIFY_READ : CLASSIFY_MIRROR);
+    }
+    assert_int_equal(classify_cache_count(c), 8);
+}
+
+static void test_cache_long_text_not_cached(void **state)
+{
+    struct classify_cache *c = *state;
+    size_t n = CLASSIFY_CACHE_MAX_TEXT + 100;
+    char *sql = malloc(n + 1);
+    assert_non_null(sql);
+    memset(sql, ' ', n);
+    memcpy(sql, "SELECT 1", 8);
+    sql[n] = '\0';
+    struct classify_result r;
+    assert_int_equal(classify_cached(c, sql, NULL, &r), 0);
+    assert_int_equal(r.kind, CLASSIFY_READ);
+    assert_int_equal(classify_cache_count(c), 0);
+    free(sql);
+}
+
+static void test_cache_options_change(void **state)
+{
+    struct classify_cache *c = *state;
+    struct classify_result r;
+    const char *sql = "SELECT my_stable_func(1)";
+    assert_int_equal(classify_cached(c, sql, &extra_opts, &r), 0);
+    assert_int_equal(r.kind, CLASSIFY_READ);
+    assert_int_equal(classify_cached(c, sql, NULL, &r), 0);
+    assert_int_equal(r.kind, CLASSIFY_MIRROR);
+    assert_int_equal(classify_cache_count(c), 1);
+}
+
+static void test_cache_null_args(void **state)
+{
+    struct classify_result r;
+    assert_int_equal(classify_cached(*state, NULL, NULL, &r), CLASSIFY_EINVAL);
+    assert_int_equal(r.kind, CLASSIFY_MIRROR);
+    assert_int_equal(classify_cached(NULL, "SELECT 1", NULL, &r), 0); /* no cache: direct */
+    assert_int_equal(r.kind, CLASSIFY_READ);
+    assert_int_equal(classify_statement("SELECT 1", NULL, NULL), CLASSIFY_EINVAL);
+}
+
+static void test_normalize(void **state)
+{
+    (void)state;
+    char *s = classify_normalize("SELECT * FROM t WHERE a = 'secret' AND b = 42");
+    assert_non_null(s);
+    assert_non_null(strstr(s, "$1"));
+    assert_non_null(strstr(s, "$2"));
+    assert_null(strstr(s, "secret"));
+    assert_null(strstr(s, "42"));
+    free(s);
+    assert_null(classify_normalize(NULL));
+}
+
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    struct classify_result a, b, c, e;
+    assert_int_equal(classify_statement("SELECT * FROM t WHERE a = 1", NULL, &a), 0);
+    assert_int_equal(classify_statement("select *  from t where a = 2", NULL, &b), 0);
+    assert_int_equal(classify_statement("SELECT * FROM u WHERE a = 1", NULL, &c), 0);
+    assert_int_equal(classify_statement("SELEC 1", NULL, &e), 0);
+    assert_true(a.fingerprint != 0);
+    assert_true(a.fingerprint == b.fingerprint);
+    assert_true(a.fingerprint != c.fingerprint);
+    assert_true(e.fingerprint == 0);
+}
+
+static void test_funcs_flags(void **state)
+{
+    (void)state;
+    assert_int_equal(classify_funcs_flags(NULL, "abs", NULL), CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags("pg_catalog", "abs", NULL), CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags("public", "abs", NULL), 0u);
+    assert_int_equal(classify_funcs_flags(NULL, "now", NULL),
+                     CLASSIFY_FUNCS_READ | CLASSIFY_FUNCS_NONDET);
+    assert_int_equal(classify_funcs_flags(NULL, "nextval", NULL), CLASSIFY_FUNCS_NONDET);
+    assert_int_equal(classify_funcs_flags(NULL, "xmlexists", NULL), CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags(NULL, "pg_sleep", NULL), 0u);
+    assert_int_equal(classify_funcs_flags(NULL, "pg_advisory_lock", NULL), 0u);
+    assert_int_equal(classify_funcs_flags(NULL, "ABS", NULL), 0u); /* quoted: another function */
+    assert_int_equal(classify_funcs_flags(NULL, "my_stable_func", &extra_opts),
+                     CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags("x", "my_stable_func", &extra_opts), 0u);
+    assert_int_equal(classify_funcs_flags("util", "fmt", &extra_opts), CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags(NULL, "fmt", &extra_opts), 0u);
+    assert_int_equal(classify_funcs_flags("uti", "fmt", &extra_opts), 0u);
+    assert_int_equal(classify_funcs_flags(NULL, NULL, NULL), 0u);
+}
+
+/* Very deep trees either fail to parse or are mirrored; never a crash or a READ by accident. */
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    const int depth = 3000;
+    size_t n = (size_t)depth * 2 + 32;
+    char *sql = malloc(n);
+    assert_non_null(sql);
+    size_t off = (size_t)snprintf(sql, n, "SELECT ");
+    for (int i = 0; i < depth; i++) {
+        sql[off++] = '(';
+    }
+    sql[off++] = '1';
+    for (int i = 0; i < depth; i++) {
+        sql[off++] = ')';
+    }
+    sql[off] = '\0';
+    struct classify_result r;
+    assert_int_equal(classify_statement(sql, NULL, &r), 0);
+    free(sql);
+    /* Parentheses alone add no nodes, so this one may be READ; a nested call chain may not. */
+    char *calls = malloc((size_t)depth * 8 + 32);
+    assert_non_null(calls);
+    off = (size_t)sprintf(calls, "SELECT ");
+    for (int i = 0; i < depth; i++) {
+        off += (size_t)sprintf(calls + off, "abs(");
+    }
+    calls[off++] = '1';
+    for (int i = 0; i < depth; i++) {
+        calls[off++] = ')';
+    }
+    calls[off] = '\0';
+    assert_int_equal(classify_statement(calls, NULL, &r), 0);
+    assert_int_equal(r.kind, CLASSIFY_MIRROR);
+    free(calls);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases_table),
+        cmocka_unit_test_setup_teardown(test_cache_hit, cache_setup, cache_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_bound, cache_setup, cache_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_long_text_not_cached, cache_setup,
+                                        cache_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_options_change, cache_setup, cache_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_null_args, cache_setup, cache_teardown),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_funcs_flags),
+        cmocka_unit_test(test_deep_nesting),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    pg_query_exit(); /* free libpg_query's per-thread memory context so LSan sees no leak */
+    return rc;
+}
