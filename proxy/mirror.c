@@ -21,6 +21,29 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static void mirror_reap(struct mirror *m);
+
+/* The machinery below may lose the secondary while it walks the queue; a held reply released
+ * then would re-enter it and free units under its feet. So releases wait for the outermost
+ * call to finish. */
+static void mirror_enter(struct mirror *m)
+{
+    m->busy++;
+}
+
+static void mirror_leave(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    if (--m->busy > 0) {
+        return;
+    }
+    mirror_reap(m);
+    if (m->release_pending) {
+        m->release_pending = false;
+        session_release_held_rfq(s);
+    }
+}
+
 void mirror_init(struct mirror *m)
 {
     memset(m, 0, sizeof(*m));
@@ -94,7 +117,7 @@ static struct backend *secondary_of(struct session *s)
     return &s->backends[s->primary ^ 1];
 }
 
-/* Units at the head that both sides are finished with go away. */
+/* Units at the head that both sides are finished with go away. Only mirror_leave calls it. */
 static void mirror_reap(struct mirror *m)
 {
     while (m->head && m->head != m->building && m->head->prim_done &&
@@ -164,6 +187,7 @@ static void decide_after_primary(struct session *s, struct unit *u)
 void mirror_dispatch(struct session *s)
 {
     struct mirror *m = &s->mirror;
+    mirror_enter(m);
     bool parallel = s->dials->d.mirror_order == MIRROR_PARALLEL;
     for (struct unit *u = m->head; u; u = u->next) {
         if (u->sec != UNIT_SEC_PENDING) {
@@ -174,7 +198,7 @@ void mirror_dispatch(struct session *s)
                 u->sec = UNIT_SEC_SKIPPED;
                 continue;
             }
-            return; /* not classified yet: keep the order */
+            break; /* not classified yet: keep the order */
         }
         if (u->prim_done) {
             decide_after_primary(s, u);
@@ -183,11 +207,11 @@ void mirror_dispatch(struct session *s)
         bool early =
             u->copy_in || (parallel && u->sealed && !u->txn_end && m->prim_status != PQ_TXN_FAILED);
         if (!early) {
-            return; /* wait for the primary: later units keep their place behind it */
+            break; /* wait for the primary: later units keep their place behind it */
         }
         dispatch_unit(s, u);
     }
-    mirror_reap(m);
+    mirror_leave(s);
 }
 
 void mirror_seal(struct session *s)
@@ -202,11 +226,13 @@ void mirror_seal(struct session *s)
     if (!u->mirrored) {
         wbuf_free(&u->bytes);
     }
+    mirror_enter(m);
     if (u->mirrored && u->nondeterministic) {
         stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
         divergence_report_nondeterministic(s, u);
     }
     mirror_dispatch(s);
+    mirror_leave(s);
 }
 
 void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len)
@@ -267,6 +293,7 @@ bool mirror_primary_done(struct session *s, uint8_t status)
     if (!u) {
         return false;
     }
+    mirror_enter(m);
     u->prim_done = true;
     u->prim.txn_status = status;
     u->prim_us = now_us() - u->start_us;
@@ -285,7 +312,7 @@ bool mirror_primary_done(struct session *s, uint8_t status)
     u->hold_rfq = status == PQ_TXN_IDLE && u->sec == UNIT_SEC_SENT &&
                   s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
     bool hold = u->hold_rfq;
-    mirror_reap(m);
+    mirror_leave(s);
     return hold;
 }
 
@@ -296,16 +323,14 @@ void mirror_secondary_done(struct session *s)
     if (!u) {
         return;
     }
+    mirror_enter(m);
     u->sec = UNIT_SEC_DONE;
     u->sec_us = now_us() - u->sec_start_us;
     m->in_flight--;
     compare_unit(s, u);
-    bool release = u->hold_rfq;
+    m->release_pending = m->release_pending || u->hold_rfq;
     u->hold_rfq = false;
-    mirror_reap(m);
-    if (release) {
-        session_release_held_rfq(s);
-    }
+    mirror_leave(s);
 }
 
 void mirror_secondary_lost(struct session *s, const char *why)
@@ -328,8 +353,7 @@ void mirror_secondary_lost(struct session *s, const char *why)
         }
     }
     session_close_secondary(s);
-    mirror_reap(m);
-    if (release) {
-        session_release_held_rfq(s);
-    }
+    mirror_enter(m);
+    m->release_pending = m->release_pending || release;
+    mirror_leave(s);
 }

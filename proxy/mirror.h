@@ -53,7 +53,9 @@ struct mirror {
     struct unit *building; /* receiving client messages; NULL between units */
     int in_flight;         /* units the secondary has not finished (lag bound) */
     bool secondary_up;
-    uint8_t prim_status; /* the primary's transaction status after its last completed unit */
+    int busy;             /* depth of mirror calls in progress (see mirror_leave) */
+    bool release_pending; /* a held reply may go once the outermost call returns */
+    uint8_t prim_status;  /* the primary's transaction status after its last completed unit */
     /* commit_wait = both: a mirrored unit's reply from the primary is held (up to
      * MIRROR_HOLD_MAX bytes; more streams) until its ReadyForQuery shows whether the client
      * must wait for the secondary. The whole reply is held, not only the ReadyForQuery, so a

@@ -31,5 +31,10 @@ pgdual_shell_it(admin 120)
 pgdual_shell_it(scram 120)
 pgdual_shell_it(lifecycle 120)
 pgdual_shell_it(backend_tls 120)
+pgdual_shell_it(dualwrite 300)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
+
+# Stops the shared new cluster for a while: nothing else may run meanwhile.
+pgdual_shell_it(secondary_down 180)
+set_tests_properties(it.secondary_down PROPERTIES RUN_SERIAL TRUE)
