@@ -263,20 +263,8 @@ static int admin_begin(void *ctx, uint8_t type, uint32_t len)
     return 0;
 }
 
-static int admin_body(void *ctx, const uint8_t *p, size_t n)
-{
-    struct session *s = ctx;
-    wbuf_put_bytes(&s->client_msg, p, n);
-    return s->client_msg.failed ? -1 : 0;
-}
-
-static int admin_end(void *ctx)
-{
-    (void)ctx;
-    return 1;
-}
-
-static const struct wire_scan_ops admin_ops = {admin_begin, admin_body, admin_end};
+static const struct wire_scan_ops admin_ops = {admin_begin, session_capture_body,
+                                               session_capture_end};
 
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
 {

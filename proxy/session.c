@@ -287,3 +287,16 @@ void session_refresh_dials(struct session *s)
         s->dials = dials_snapshot_ref(cur);
     }
 }
+
+int session_capture_body(void *ctx, const uint8_t *p, size_t n)
+{
+    struct session *s = ctx;
+    wbuf_put_bytes(&s->client_msg, p, n);
+    return s->client_msg.failed ? -1 : 0;
+}
+
+int session_capture_end(void *ctx)
+{
+    (void)ctx;
+    return 1; /* one message at a time: handling it may change the session's state */
+}

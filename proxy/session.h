@@ -119,6 +119,11 @@ int session_flush_out(struct session *s) __attribute__((warn_unused_result));
 void session_unref(struct session *s);
 const char *session_state_name(enum session_state st);
 
+/* Scanner callbacks that capture one whole message body into s->client_msg and stop after it
+ * (used by the login and admin phases, whose messages are small and handled one at a time). */
+int session_capture_body(void *ctx, const uint8_t *p, size_t n);
+int session_capture_end(void *ctx);
+
 /* session_startup.c */
 void session_on_client_startup(struct session *s, const uint8_t *p, size_t n);
 /* session_relay.c */

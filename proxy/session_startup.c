@@ -232,20 +232,8 @@ static int auth_begin(void *ctx, uint8_t type, uint32_t len)
     return 0;
 }
 
-static int auth_body(void *ctx, const uint8_t *p, size_t n)
-{
-    struct session *s = ctx;
-    wbuf_put_bytes(&s->client_msg, p, n);
-    return s->client_msg.failed ? -1 : 0;
-}
-
-static int auth_end(void *ctx)
-{
-    (void)ctx;
-    return 1; /* one message at a time: it may change the state */
-}
-
-static const struct wire_scan_ops auth_ops = {auth_begin, auth_body, auth_end};
+static const struct wire_scan_ops auth_ops = {auth_begin, session_capture_body,
+                                              session_capture_end};
 
 static size_t auth_consume(struct session *s, const uint8_t *p, size_t n)
 {
