@@ -125,18 +125,18 @@ psql_proxy "$DB" -q -c "CREATE SEQUENCE s" -c "SELECT nextval('s')" >/dev/null
 assert_eq "1" "$(psql_new "$DB" -tA -c "SELECT last_value FROM s")" "SELECT nextval('s') reached new"
 
 # --- cancel of a mirrored pg_sleep ----------------------------------------------------------------
-start=$(date +%s%N)
 timeout 10 psql -X -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$DB" -c "SET statement_timeout = 0" \
     -c "SELECT pg_sleep(30)" >"$IT_TMP/sleep.out" 2>&1 &
 sleeper=$!
 sleep 0.5
 psql_old postgres -tA -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'" >"$IT_TMP/active.txt"
 # psql forwards SIGINT as a CancelRequest to pgdual (the BackendKeyData is pgdual's).
+start=$(date +%s%N) # measured from the cancel itself, as the issue states it
 kill -INT "$sleeper"
 wait "$sleeper" || true
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 assert_contains "$(cat "$IT_TMP/sleep.out")" "canceling statement" "the cancel reached the statement"
-if ((elapsed_ms < 1500)); then it_pass "cancel returned in ${elapsed_ms} ms"; else it_failed "cancel took ${elapsed_ms} ms"; fi
+if ((elapsed_ms < 1000)); then it_pass "cancel returned in ${elapsed_ms} ms (< 1 s)"; else it_failed "cancel took ${elapsed_ms} ms"; fi
 sleep 0.3
 for q in psql_old psql_new; do
     assert_eq "0" "$($q postgres -tA -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'")" \
