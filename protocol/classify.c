@@ -256,6 +256,23 @@ static bool stmt_may_read(const PgQuery__Node *n, struct classify_result *out)
     }
 }
 
+static bool stmt_is_dml(const PgQuery__Node *n)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+    case PG_QUERY__NODE__NODE_INSERT_STMT:
+    case PG_QUERY__NODE__NODE_UPDATE_STMT:
+    case PG_QUERY__NODE__NODE_DELETE_STMT:
+    case PG_QUERY__NODE__NODE_MERGE_STMT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void result_init(struct classify_result *out)
 {
     memset(out, 0, sizeof *out);
@@ -269,11 +286,13 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
 {
     struct walk w = {.opt = opt, .unsafe = false, .nondet = false};
     bool all_read = true;
+    out->dml_only = tree->n_stmts > 0;
     for (size_t i = 0; i < tree->n_stmts; i++) {
         const PgQuery__Node *stmt = tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL;
         if (!stmt_may_read(stmt, out)) {
             all_read = false;
         }
+        out->dml_only = out->dml_only && stmt_is_dml(stmt);
         enum classify_txn v = txn_verb(stmt);
         if (i == 0) {
             out->txn = v;

@@ -64,6 +64,10 @@ struct classify_result {
     bool is_listen;       /* some statement is LISTEN or UNLISTEN: primary only (DESIGN §4) */
     bool is_copy_from;    /* some statement is COPY ... FROM STDIN (client streams data to both) */
     bool is_copy_to;      /* some statement is COPY ... TO STDOUT (a read when its source is) */
+    /* Every statement is SELECT/INSERT/UPDATE/DELETE/MERGE (none is COPY, DDL, utility or
+     * transaction control): the string may run inside a transaction block unchanged, so pgdual
+     * may wrap an autocommit write in BEGIN/COMMIT on the primary (lockstep ordering). */
+    bool dml_only;
     int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
     uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
 };

@@ -111,6 +111,8 @@ static int run_case(const struct tcase *t, struct classify_cache *cache)
     bad += r.txn_control != has_check(t, "txn_control") ? case_fail(t, "txn_control") : 0;
     bad += check_txn(t, "txn", r.txn) + check_txn(t, "last", r.txn_last);
     char buf[16];
+    const char *dml = check_value(t, "dml", buf, sizeof buf);
+    bad += dml != NULL && (atoi(dml) != 0) != r.dml_only ? case_fail(t, "dml_only") : 0;
     const char *n = check_value(t, "n", buf, sizeof buf);
     bad += n != NULL && atoi(n) != r.nstatements ? case_fail(t, "nstatements") : 0;
     /* An empty string has a (constant) fingerprint too; only a parse error gives 0. */
