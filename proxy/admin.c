@@ -1,6 +1,5 @@
 /* proxy/admin.c: the admin console (database "pgdual"): a table of commands over simple Query. */
 #include <ctype.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,7 +9,7 @@
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
-#include "proxy/stats.h"
+#include "proxy/status.h"
 #include "proxy/worker.h"
 
 #define ADMIN_MAX_QUERY (64 * 1024)
@@ -39,41 +38,19 @@ static void put_kv(struct session *s, const char *k, const char *v)
     wire_put_data_row(&s->out, 2, vals);
 }
 
-static void put_kv_u64(struct session *s, const char *k, uint64_t v)
+/* status_row_fn: one SHOW STATUS row. */
+static void put_status_row(void *ctx, const char *key, const char *value, bool numeric)
 {
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%" PRIu64, v);
-    put_kv(s, k, buf);
+    (void)numeric;
+    put_kv(ctx, key, value);
 }
 
 static void cmd_show_status(struct session *s, char **argv, int argc)
 {
-    struct server *srv = s->worker->server;
     (void)argv;
     (void)argc;
-    struct dials_snapshot *snap = server_dials_get(srv);
     put_rows2(s, "key", "value");
-    for (const char *const *k =
-             (const char *const[]){"primary", "read_new_percent", "compare_percent", "mirror_order",
-                                   "commit_wait", "on_read_divergence", "mirror", NULL};
-         *k; k++) {
-        char buf[64];
-        struct config tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        tmp.dials = snap->d;
-        config_format(&tmp, config_find_key("cutover", *k), buf, sizeof(buf));
-        put_kv(s, *k, buf);
-    }
-    put_kv(s, "secondary_state", server_secondary_state_name(srv));
-    for (int c = 0; c < STAT_COUNT; c++) {
-        put_kv_u64(s, stats_names[c], server_stat_sum(srv, c));
-    }
-    put_kv_u64(s, "journal_pending", 0);
-    put_kv_u64(s, "dials_version", snap->version);
-    put_kv_u64(s, "workers", (uint64_t)srv->nworkers);
-    put_kv_u64(s, "listen_port", (uint64_t)srv->listen_port);
-    put_kv(s, "version", PGDUAL_VERSION);
-    dials_snapshot_unref(snap);
+    status_visit(s->worker->server, put_status_row, s);
     wire_put_command_complete(&s->out, "SHOW");
 }
 

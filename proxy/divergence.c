@@ -2,7 +2,6 @@
 #include "proxy/divergence.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,51 +14,20 @@
 #include "proxy/mirror.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
+#include "proxy/text.h"
 #include "proxy/worker.h"
 
 #define DIVERGENCE_LINE_MAX (16 * 1024)
 
-/* Append s as a JSON string (with quotes), escaping as RFC 8259 requires. */
-static void json_str(struct wbuf *b, const char *s)
-{
-    wbuf_put_u8(b, '"');
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            wbuf_put_u8(b, '\\');
-            wbuf_put_u8(b, *p);
-        } else if (*p < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof(esc), "\\u%04x", *p);
-            wbuf_put_bytes(b, esc, 6);
-        } else {
-            wbuf_put_u8(b, *p);
-        }
-    }
-    wbuf_put_u8(b, '"');
-}
-
-static void json_raw(struct wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void json_raw(struct wbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        wbuf_put_bytes(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-    }
-}
-
 static void json_side(struct wbuf *b, const char *name, const char *backend,
                       const struct outcome *o, uint64_t us)
 {
-    json_raw(b, ",\"%s\":{\"backend\":\"%s\",\"tag\":", name, backend);
-    json_str(b, o->last_tag);
-    json_raw(b, ",\"commands\":%" PRIu32 ",\"sqlstate\":", o->commands);
-    json_str(b, o->error ? o->sqlstate : "");
-    json_raw(b, ",\"rows\":%" PRIu64 ",\"hash\":\"%016" PRIx64 "\",\"latency_ms\":%.3f}", o->rows,
-             o->rows_hash ^ o->shape_hash ^ o->tags_hash, (double)us / 1000.0);
+    text_put_fmt(b, ",\"%s\":{\"backend\":\"%s\",\"tag\":", name, backend);
+    text_put_json_str(b, o->last_tag);
+    text_put_fmt(b, ",\"commands\":%" PRIu32 ",\"sqlstate\":", o->commands);
+    text_put_json_str(b, o->error ? o->sqlstate : "");
+    text_put_fmt(b, ",\"rows\":%" PRIu64 ",\"hash\":\"%016" PRIx64 "\",\"latency_ms\":%.3f}",
+                 o->rows, o->rows_hash ^ o->shape_hash ^ o->tags_hash, (double)us / 1000.0);
 }
 
 static void write_line(struct session *s, const struct unit *u, const char *kind, bool sides)
@@ -75,15 +43,15 @@ static void write_line(struct session *s, const struct unit *u, const char *kind
     gmtime_r(&now, &tm);
     char ts[32];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_raw(&b, "{\"time\":\"%s\",\"session\":%u,\"user\":", ts, s->id);
-    json_str(&b, s->user);
-    json_raw(&b, ",\"database\":");
-    json_str(&b, s->database);
-    json_raw(&b, ",\"kind\":\"%s\",\"fingerprint\":\"%016" PRIx64 "\",\"statement\":", kind,
-             u->fingerprint);
+    text_put_fmt(&b, "{\"time\":\"%s\",\"session\":%u,\"user\":", ts, s->id);
+    text_put_json_str(&b, s->user);
+    text_put_fmt(&b, ",\"database\":");
+    text_put_json_str(&b, s->database);
+    text_put_fmt(&b, ",\"kind\":\"%s\",\"fingerprint\":\"%016" PRIx64 "\",\"statement\":", kind,
+                 u->fingerprint);
     char *text = srv->cfg->log_literals ? NULL : classify_normalize(u->sql ? u->sql : "");
     const char *stmt = srv->cfg->log_literals ? u->sql : (text ? text : "(not normalizable)");
-    json_str(&b, stmt);
+    text_put_json_str(&b, stmt);
     free(text);
     if (sides) {
         const char *p = s->primary == DIAL_OLD ? "old" : "new";
@@ -91,7 +59,7 @@ static void write_line(struct session *s, const struct unit *u, const char *kind
         json_side(&b, "primary", p, &u->prim, u->prim_us);
         json_side(&b, "secondary", q, &u->second, u->sec_us);
     }
-    json_raw(&b, "}\n");
+    text_put_fmt(&b, "}\n");
     if (!b.failed && b.len <= DIVERGENCE_LINE_MAX) {
         ssize_t w = write(srv->divergence_fd, b.data, b.len);
         if (w != (ssize_t)b.len) {

@@ -1,4 +1,4 @@
-/* proxy/main.c: pgdual's entry point: options, config, workers, signals. */
+/* proxy/main.c: pgdual's entry point: options, config, workers, metrics endpoint, signals. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -14,6 +14,7 @@
 #include "proxy/auth.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
@@ -212,10 +213,15 @@ static int run(struct server *srv)
     sigint.data = sigterm.data = srv;
     uv_signal_start(&sigint, on_stop_signal, SIGINT);
     uv_signal_start(&sigterm, on_stop_signal, SIGTERM);
+    struct metrics *metrics = NULL; /* reads the workers' counters: lives inside their lifetime */
     int status = server_start_workers(srv) < 0 ? 1 : 0;
+    if (status == 0 && metrics_start(srv, &metrics) < 0) {
+        status = 1;
+    }
     if (status == 0) {
         uv_run(&loop, UV_RUN_DEFAULT);
     }
+    metrics_stop(metrics);
     for (int i = 0; i < srv->nworkers && srv->workers; i++) {
         if (srv->workers[i].thread) {
             worker_post_stop(&srv->workers[i]);

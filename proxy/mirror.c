@@ -283,6 +283,7 @@ static void compare_unit(struct session *s, struct unit *u)
         return;
     }
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
+    stats_divergence(&s->worker->stats, d);
     divergence_report(s, u, d);
 }
 
@@ -297,6 +298,7 @@ bool mirror_primary_done(struct session *s, uint8_t status)
     u->prim_done = true;
     u->prim.txn_status = status;
     u->prim_us = now_us() - u->start_us;
+    stats_primary_done(&s->worker->stats, s->primary, u->mirrored, u->prim_us);
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
     if (!u->mirrored) {
@@ -326,6 +328,7 @@ void mirror_secondary_done(struct session *s)
     mirror_enter(m);
     u->sec = UNIT_SEC_DONE;
     u->sec_us = now_us() - u->sec_start_us;
+    stats_observe(&s->worker->stats, s->primary ^ 1, u->sec_us);
     m->in_flight--;
     compare_unit(s, u);
     m->release_pending = m->release_pending || u->hold_rfq;

@@ -14,6 +14,12 @@ const char *const stats_names[STAT_COUNT] = {
 #undef X
 };
 
+const uint64_t stats_latency_bounds_us[STATS_LATENCY_BOUNDS] = {
+#define X(us) us,
+    STATS_LATENCY_BOUNDS_US(X)
+#undef X
+};
+
 struct dials_snapshot *server_dials_get(struct server *srv)
 {
     pthread_mutex_lock(&srv->dials_lock);
@@ -86,6 +92,21 @@ uint64_t server_stat_sum(const struct server *srv, int counter)
         sum += stats_get(&srv->workers[i].stats, (enum stats_counter)counter);
     }
     return sum;
+}
+
+void server_latency_sum(const struct server *srv, int backend, uint64_t *buckets, uint64_t *sum_us)
+{
+    *sum_us = 0;
+    for (int b = 0; b < STATS_LATENCY_BUCKETS; b++) {
+        buckets[b] = 0;
+    }
+    for (int i = 0; i < srv->nworkers; i++) {
+        const struct stats_latency *l = &srv->workers[i].stats.latency[backend & 1];
+        for (int b = 0; b < STATS_LATENCY_BUCKETS; b++) {
+            buckets[b] += atomic_load_explicit(&l->bucket[b], memory_order_relaxed);
+        }
+        *sum_us += atomic_load_explicit(&l->sum_us, memory_order_relaxed);
+    }
 }
 
 void server_secondary_lagging(struct server *srv)

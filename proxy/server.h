@@ -55,3 +55,6 @@ void server_secondary_lagging(struct server *srv);
 const char *server_secondary_state_name(const struct server *srv);
 /* Sum one counter over every worker. */
 uint64_t server_stat_sum(const struct server *srv, int counter);
+/* Sum backend's (enum dial_backend) latency histogram over every worker: per-bucket counts (not
+ * cumulative; STATS_LATENCY_BUCKETS of them, the last is +Inf) and the sum in microseconds. */
+void server_latency_sum(const struct server *srv, int backend, uint64_t *buckets, uint64_t *sum_us);

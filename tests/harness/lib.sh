@@ -289,6 +289,12 @@ it_proxy_start() {
     it_fail "pgdual printed no 'listening on' line within 10 s"
 }
 
+# it_free_port: prints a loopback port nothing listens on now (as pgcluster.sh picks the
+# clusters' ports), for a second listener such as metrics_port.
+it_free_port() {
+    bash "$IT_HARNESS_DIR/pgcluster.sh" free-port
+}
+
 # Sanitizer reports in the pgdual log are failures of the test that ran it.
 it_check_sanitizer_log() {
     [[ -n "$PROXY_LOG" && -f "$PROXY_LOG" ]] || return 0

@@ -6,6 +6,7 @@
 #   pgcluster.sh stop DIR                  stop both (-m immediate) and remove DIR; never fails
 #   pgcluster.sh stop-one DIR old|new [MODE]   stop one cluster (MODE: smart|fast|immediate, default fast)
 #   pgcluster.sh start-one DIR old|new     start one stopped cluster again on its port
+#   pgcluster.sh free-port                 print a loopback port nothing listens on now
 #
 # DIR/cluster.env holds KEY=VALUE lines (no quotes, no spaces) for shell `source` and C parsers:
 #   OLD_PORT NEW_PORT PGHOST PGUSER PG_BIN CLUSTER_DIR SOCKET_DIR OLD_DATA NEW_DATA
@@ -25,7 +26,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -238,6 +239,10 @@ cmd_start_one() {
 }
 
 main() {
+    if [[ "${1:-}" == free-port ]]; then
+        pick_port 0
+        return
+    fi
     [[ $# -ge 2 ]] || usage
     local cmd=$1 dir=$2
     [[ -n "$dir" ]] || usage

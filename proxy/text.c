@@ -1,0 +1,43 @@
+/* proxy/text.c: printf-style and JSON-string appends to a wbuf. */
+#include "proxy/text.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void text_put_fmt(struct wbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    wbuf_reserve(b, (size_t)n + 1); /* vsnprintf writes the NUL too; it is not counted */
+    if (b->failed) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void text_put_json_str(struct wbuf *b, const char *s)
+{
+    wbuf_put_u8(b, '"');
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            wbuf_put_u8(b, '\\');
+            wbuf_put_u8(b, *p);
+        } else if (*p < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof(esc), "\\u%04x", *p);
+            wbuf_put_bytes(b, esc, 6);
+        } else {
+            wbuf_put_u8(b, *p);
+        }
+    }
+    wbuf_put_u8(b, '"');
+}

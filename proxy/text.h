@@ -1,0 +1,10 @@
+/* proxy/text.h: appending text to a wbuf: printf-style, and as a JSON string literal. Used by
+ * the divergence log and the metrics endpoint. Pure: no I/O. */
+#pragma once
+#include "protocol/wire.h"
+
+/* Append the formatted text (no NUL). On allocation failure b->failed is set, as for every
+ * wbuf writer. */
+void text_put_fmt(struct wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s (NULL = "") as a JSON string with its quotes, escaped as RFC 8259 requires. */
+void text_put_json_str(struct wbuf *b, const char *s);
