@@ -41,6 +41,7 @@ proxy_exit() {
     PROXY_PID=""
     wait "$pid" 2>/dev/null || rc=$?
     STATUS=$rc
+    it_check_sanitizer_log # each it_proxy_start truncates the log: check this run's now
 }
 
 # --- a transaction finishes, an idle session goes at once ---------------------------------------
@@ -162,4 +163,3 @@ exec 7>&-
 { wait "$cut_pid"; } 2>/dev/null || true
 assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM d WHERE v = 'sigint'")" \
     "the transaction cut by SIGINT rolled back"
-it_check_sanitizer_log
