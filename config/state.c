@@ -223,11 +223,12 @@ int state_load(const char *path, struct dials *d, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) {
+        int e = errno;
+        if (e == ENOENT) {
             return 0;
         }
-        snprintf(err, errlen, "state file %s: cannot open: %s", path, strerror(errno));
-        return -errno;
+        snprintf(err, errlen, "state file %s: cannot open: %s", path, strerror(e));
+        return -e;
     }
     char *buf = malloc(STATE_MAX_BYTES + 1);
     if (!buf) {
@@ -244,7 +245,7 @@ int state_load(const char *path, struct dials *d, char *err, size_t errlen)
         }
         if (n < 0) {
             rc = -errno;
-            snprintf(err, errlen, "state file %s: cannot read: %s", path, strerror(errno));
+            snprintf(err, errlen, "state file %s: cannot read: %s", path, strerror(-rc));
             break;
         }
         len += (size_t)n;
