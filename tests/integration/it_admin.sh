@@ -133,7 +133,7 @@ assert_contains "$(cat "$IT_TMP/start.out")" "state file $STATE is corrupt: trun
     "the message names the file and the truncation"
 assert_not_contains "$(cat "$IT_TMP/start.out")" "listening on" "nothing listened"
 # A bad checksum (a hand edit) is refused the same way.
-sed 's/^read_new_percent = 0$/read_new_percent = 90/' <<<"$good_state" >"$STATE"
+printf '%s\n' "${good_state/read_new_percent = 0/read_new_percent = 90}" >"$STATE"
 rc=0
 "$PGDUAL_BIN" -c "$PROXY_INI" >"$IT_TMP/start.out" 2>&1 </dev/null || rc=$?
 assert_eq "1" "$rc" "start with an edited state file exits 1"
