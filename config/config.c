@@ -19,71 +19,78 @@ static const char *const order_choices[] = {"lockstep", "parallel", NULL};
 static const char *const wait_choices[] = {"both", "primary", NULL};
 static const char *const divergence_choices[] = {"log", "serve_primary", NULL};
 
-#define S(sec, name, off, def, help)                             \
+/* rt: a [cutover] dial (SET at run time; reloads too). rl: SIGHUP / RELOAD applies a change
+ * (else it needs a restart and a reload only warns). */
+#define S(sec, name, off, def, rl, help)                             \
+    {                                                                \
+        sec, name, CONFIG_STR, off, def, 0, 0, NULL, false, rl, help \
+    }
+#define I(sec, name, off, def, lo, hi, rt, rl, help)                \
+    {                                                               \
+        sec, name, CONFIG_INT, off, def, lo, hi, NULL, rt, rl, help \
+    }
+#define E(sec, name, off, def, ch, rt, rl, help)                 \
     {                                                            \
-        sec, name, CONFIG_STR, off, def, 0, 0, NULL, false, help \
+        sec, name, CONFIG_ENUM, off, def, 0, 0, ch, rt, rl, help \
     }
-#define I(sec, name, off, def, lo, hi, rt, help)                \
-    {                                                           \
-        sec, name, CONFIG_INT, off, def, lo, hi, NULL, rt, help \
-    }
-#define E(sec, name, off, def, ch, rt, help)                 \
-    {                                                        \
-        sec, name, CONFIG_ENUM, off, def, 0, 0, ch, rt, help \
-    }
-#define B(sec, name, off, def, rt, help)                       \
-    {                                                          \
-        sec, name, CONFIG_BOOL, off, def, 0, 1, NULL, rt, help \
+#define B(sec, name, off, def, rt, rl, help)                       \
+    {                                                              \
+        sec, name, CONFIG_BOOL, off, def, 0, 1, NULL, rt, rl, help \
     }
 
 const struct config_key config_keys[] = {
-    S("pgdual", "listen_addr", OFF(listen_addr), "127.0.0.1", "address clients connect to"),
-    I("pgdual", "listen_port", OFF(listen_port), "6432", 0, 65535, false, "0 picks a free port"),
-    I("pgdual", "workers", OFF(workers), "2", 1, 64, false, "event-loop threads"),
-    E("pgdual", "auth_type", OFF(auth_type), "trust", auth_choices, false,
+    S("pgdual", "listen_addr", OFF(listen_addr), "127.0.0.1", false, "address clients connect to"),
+    I("pgdual", "listen_port", OFF(listen_port), "6432", 0, 65535, false, false,
+      "0 picks a free port"),
+    I("pgdual", "workers", OFF(workers), "2", 1, 64, false, false, "event-loop threads"),
+    E("pgdual", "auth_type", OFF(auth_type), "trust", auth_choices, false, true,
       "trust | scram-sha-256 (against auth_file)"),
-    S("pgdual", "auth_file", OFF(auth_file), "", "userlist.txt: \"user\" \"password-or-verifier\""),
-    S("pgdual", "admin_users", OFF(admin_users), "admin", "users allowed on database pgdual"),
-    S("pgdual", "state_file", OFF(state_file), "pgdual.state", "persisted dials"),
-    S("pgdual", "journal_dir", OFF(journal_dir), "journal",
+    S("pgdual", "auth_file", OFF(auth_file), "", true,
+      "userlist.txt: \"user\" \"password-or-verifier\""),
+    S("pgdual", "admin_users", OFF(admin_users), "admin", true, "users allowed on database pgdual"),
+    S("pgdual", "state_file", OFF(state_file), "pgdual.state", false, "persisted dials"),
+    S("pgdual", "journal_dir", OFF(journal_dir), "journal", false,
       "journal of writes the secondary missed"),
-    S("pgdual", "divergence_log", OFF(divergence_log), "divergences.jsonl", "JSON lines"),
-    I("pgdual", "metrics_port", OFF(metrics_port), "9187", 0, 65535, false, "0 = off"),
-    I("pgdual", "max_client_conn", OFF(max_client_conn), "1000", 1, 1000000, false,
+    S("pgdual", "divergence_log", OFF(divergence_log), "divergences.jsonl", false, "JSON lines"),
+    I("pgdual", "metrics_port", OFF(metrics_port), "9187", 0, 65535, false, false, "0 = off"),
+    I("pgdual", "max_client_conn", OFF(max_client_conn), "1000", 1, 1000000, false, true,
       "more clients get 53300 too_many_connections"),
     I("pgdual", "client_login_timeout_ms", OFF(client_login_timeout_ms), "60000", 100, 3600000,
-      false, "a client that has not logged in by then is dropped"),
+      false, true, "a client that has not logged in by then is dropped"),
     I("pgdual", "max_message_bytes", OFF(max_message_bytes), "67108864", 8192, 1073741823, false,
-      "largest frontend message accepted"),
+      false, "largest frontend message accepted"),
     I("pgdual", "backend_connect_timeout_ms", OFF(backend_connect_timeout_ms), "10000", 100,
-      3600000, false, "backend login must finish within this"),
-    I("pgdual", "shutdown_timeout_ms", OFF(shutdown_timeout_ms), "30000", 0, 86400000, false,
+      3600000, false, true, "backend login must finish within this"),
+    I("pgdual", "shutdown_timeout_ms", OFF(shutdown_timeout_ms), "30000", 0, 86400000, false, true,
       "SIGTERM waits this long for transactions to finish"),
-    E("pgdual", "log_level", OFF(log_level), "info", log_choices, false, "stderr verbosity"),
-    B("pgdual", "log_literals", OFF(log_literals), "off", false,
+    E("pgdual", "log_level", OFF(log_level), "info", log_choices, false, true, "stderr verbosity"),
+    B("pgdual", "log_literals", OFF(log_literals), "off", false, true,
       "log statement literals in the divergence log"),
-    S("pgdual", "read_only_functions", OFF(read_only_functions), "",
+    S("pgdual", "read_only_functions", OFF(read_only_functions), "", false,
       "extra side-effect-free functions (comma-separated, schema.name or name)"),
-    S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", "libpq conninfo of old"),
-    S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", "libpq conninfo of new"),
-    E("cutover", "primary", DIAL(primary), "old", backend_choices, true, "source of truth"),
-    I("cutover", "read_new_percent", DIAL(read_new_percent), "0", 0, 100, true,
+    S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", true,
+      "libpq conninfo of old"),
+    S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", true,
+      "libpq conninfo of new"),
+    E("cutover", "primary", DIAL(primary), "old", backend_choices, true, true, "source of truth"),
+    I("cutover", "read_new_percent", DIAL(read_new_percent), "0", 0, 100, true, true,
       "share of routed reads served by new"),
-    I("cutover", "compare_percent", DIAL(compare_percent), "100", 0, 100, true,
+    I("cutover", "compare_percent", DIAL(compare_percent), "100", 0, 100, true, true,
       "share of routed reads shadowed and compared"),
-    E("cutover", "mirror_order", DIAL(mirror_order), "lockstep", order_choices, true,
+    E("cutover", "mirror_order", DIAL(mirror_order), "lockstep", order_choices, true, true,
       "lockstep | parallel"),
-    E("cutover", "commit_wait", DIAL(commit_wait), "both", wait_choices, true, "both | primary"),
+    E("cutover", "commit_wait", DIAL(commit_wait), "both", wait_choices, true, true,
+      "both | primary"),
     E("cutover", "on_read_divergence", DIAL(on_read_divergence), "log", divergence_choices, true,
-      "log | serve_primary"),
-    I("cutover", "read_timeout_ms", DIAL(read_timeout_ms), "5000", 1, 86400000, true,
+      true, "log | serve_primary"),
+    I("cutover", "read_timeout_ms", DIAL(read_timeout_ms), "5000", 1, 86400000, true, true,
       "a read on new slower than this falls back to old"),
-    I("cutover", "shadow_timeout_ms", DIAL(shadow_timeout_ms), "10000", 1, 86400000, true,
+    I("cutover", "shadow_timeout_ms", DIAL(shadow_timeout_ms), "10000", 1, 86400000, true, true,
       "a shadow read slower than this is cancelled"),
     I("cutover", "fallback_buffer_bytes", DIAL(fallback_buffer_bytes), "1048576", 0, 1073741823,
-      true, "secondary reply held for fallback up to this size"),
-    B("cutover", "mirror", DIAL(mirror), "on", true, "off = ladder step 3: primary only"),
-    {NULL, NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, false, NULL},
+      true, true, "secondary reply held for fallback up to this size"),
+    B("cutover", "mirror", DIAL(mirror), "on", true, true, "off = ladder step 3: primary only"),
+    {NULL, NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, false, false, NULL},
 };
 
 const struct config_key *config_find_key(const char *section, const char *name)
@@ -319,4 +326,60 @@ bool config_is_admin(const struct config *c, const char *user)
         p += n;
     }
     return false;
+}
+
+bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k)
+{
+    const char *pa = (const char *)a + k->offset;
+    const char *pb = (const char *)b + k->offset;
+    switch (k->type) {
+    case CONFIG_STR: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return strcmp(sa ? sa : "", sb ? sb : "") == 0;
+    }
+    case CONFIG_INT:
+    case CONFIG_ENUM:
+        return *(const int *)pa == *(const int *)pb;
+    case CONFIG_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    }
+    return false;
+}
+
+int config_copy_key(struct config *dst, const struct config *src, const struct config_key *k)
+{
+    const char *ps = (const char *)src + k->offset;
+    char *pd = (char *)dst + k->offset;
+    switch (k->type) {
+    case CONFIG_STR: {
+        const char *s = *(char *const *)ps;
+        char *dup = strdup(s ? s : "");
+        if (!dup) {
+            return -ENOMEM;
+        }
+        free(*(char **)pd);
+        *(char **)pd = dup;
+        return 0;
+    }
+    case CONFIG_INT:
+    case CONFIG_ENUM:
+        *(int *)pd = *(const int *)ps;
+        return 0;
+    case CONFIG_BOOL:
+        *(bool *)pd = *(const bool *)ps;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int config_copy(struct config *dst, const struct config *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        if (config_copy_key(dst, src, k) < 0) {
+            config_free(dst);
+            return -ENOMEM;
+        }
+    }
+    return 0;
 }

@@ -47,6 +47,7 @@ struct config_key {
     int min, max;               /* CONFIG_INT bounds */
     const char *const *choices; /* CONFIG_ENUM names, NULL-terminated; index = stored value */
     bool runtime;               /* may change with the admin console's SET (a [cutover] dial) */
+    bool reload;                /* a SIGHUP / RELOAD applies a change; else it needs a restart */
     const char *help;
 };
 
@@ -68,5 +69,12 @@ int config_set(struct config *c, const struct config_key *k, const char *value, 
                size_t errlen) __attribute__((warn_unused_result));
 /* The value of k in c as text. */
 void config_format(const struct config *c, const struct config_key *k, char *buf, size_t n);
+/* True if k has the same value in a and b. */
+bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k);
+/* Set k in dst to its value in src (strings are copied). */
+int config_copy_key(struct config *dst, const struct config *src, const struct config_key *k)
+    __attribute__((warn_unused_result));
+/* Deep copy of src into dst (uninitialised before; config_free it after). */
+int config_copy(struct config *dst, const struct config *src) __attribute__((warn_unused_result));
 /* True if user is listed in admin_users. */
 bool config_is_admin(const struct config *c, const char *user);

@@ -1,5 +1,7 @@
 /* proxy/admin.c: the admin console (database "pgdual"): a table of commands over simple Query. */
 #include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -7,6 +9,7 @@
 #include "config/dials.h"
 #include "protocol/pqproto.h"
 #include "proxy/log.h"
+#include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/status.h"
@@ -60,7 +63,8 @@ static void cmd_show_config(struct session *s, char **argv, int argc)
     (void)argv;
     (void)argc;
     struct dials_snapshot *snap = server_dials_get(srv);
-    struct config view = *srv->cfg;
+    struct server_conf *conf = server_conf_get(srv);
+    struct config view = conf->cfg;
     view.dials = snap->d;
     const char *names[5] = {"key", "value", "default", "changeable", "section"};
     wire_put_row_description(&s->out, 5, names);
@@ -71,23 +75,41 @@ static void cmd_show_config(struct session *s, char **argv, int argc)
                               k->section};
         wire_put_data_row(&s->out, 5, row);
     }
+    server_conf_unref(conf);
     dials_snapshot_unref(snap);
     wire_put_command_complete(&s->out, "SHOW");
 }
 
+/* The SQLSTATE for a failed dial change. */
+static const char *set_error_code(int rc)
+{
+    switch (rc) {
+    case -EINVAL:
+        return "22023"; /* invalid_parameter_value */
+    case -EPERM:
+        return "55000"; /* object_not_in_prerequisite_state: the guard */
+    case -EIO:
+        return "58030"; /* io_error: the state file could not be written; nothing changed */
+    default:
+        return "XX000";
+    }
+}
+
 static void cmd_set(struct session *s, char **argv, int argc)
 {
-    /* SET key = value | SET key TO value */
-    if (argc != 4 || (strcmp(argv[2], "=") != 0 && strcasecmp(argv[2], "to") != 0)) {
-        admin_error(s, "42601", "syntax: SET key = value");
+    /* SET key = value [FORCE] | SET key TO value [FORCE] */
+    bool force = argc == 5 && strcasecmp(argv[4], "force") == 0;
+    if ((argc != 4 && !force) || (strcmp(argv[2], "=") != 0 && strcasecmp(argv[2], "to") != 0)) {
+        admin_error(s, "42601", "syntax: SET key = value [FORCE]");
         return;
     }
-    char err[256];
-    if (server_set_dial(s->worker->server, argv[1], argv[3], err, sizeof(err)) < 0) {
-        admin_error(s, "22023", err);
+    char err[512];
+    int rc = server_set_dial(s->worker->server, argv[1], argv[3], force, err, sizeof(err));
+    if (rc < 0) {
+        admin_error(s, set_error_code(rc), err);
         return;
     }
-    SLOG_INFO(s, "admin: SET %s = %s", argv[1], argv[3]);
+    SLOG_INFO(s, "admin: SET %s = %s%s", argv[1], argv[3], force ? " FORCE" : "");
     wire_put_command_complete(&s->out, "SET");
 }
 
@@ -95,13 +117,27 @@ static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
 {
     (void)argv;
     (void)argc;
-    char err[256];
-    if (server_rollback_cutover(s->worker->server, err, sizeof(err)) < 0) {
-        admin_error(s, "XX000", err);
+    char err[512];
+    int rc = server_rollback_cutover(s->worker->server, err, sizeof(err));
+    if (rc < 0) {
+        admin_error(s, set_error_code(rc), err);
         return;
     }
     SLOG_INFO(s, "admin: ROLLBACK CUTOVER (primary = old, read_new_percent = 0)");
     wire_put_command_complete(&s->out, "ROLLBACK CUTOVER");
+}
+
+static void cmd_reload(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    char err[1024];
+    if (reload_run(s->worker->server, err, sizeof(err)) < 0) {
+        admin_error(s, "F0000", err); /* config_file_error */
+        return;
+    }
+    SLOG_INFO(s, "admin: RELOAD");
+    wire_put_command_complete(&s->out, "RELOAD");
 }
 
 static void cmd_show_help(struct session *s, char **argv, int argc);
@@ -110,10 +146,16 @@ static const struct admin_cmd admin_cmds[] = {
     {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters"},
     {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
     {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
-    {{"SET", NULL, NULL}, cmd_set, "SET key = value: change a [cutover] dial"},
+    {{"SET", NULL, NULL},
+     cmd_set,
+     "SET key = value [FORCE]: change a [cutover] dial, written to state_file before the answer; "
+     "mirror = off while primary = old needs FORCE"},
     {{"ROLLBACK", "CUTOVER", NULL},
      cmd_rollback_cutover,
      "ROLLBACK CUTOVER: primary = old and read_new_percent = 0, at once"},
+    {{"RELOAD", NULL, NULL},
+     cmd_reload,
+     "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},
 };
 
 #define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))

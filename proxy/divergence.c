@@ -49,8 +49,9 @@ static void write_line(struct session *s, const struct unit *u, const char *kind
     text_put_json_str(&b, s->database);
     text_put_fmt(&b, ",\"kind\":\"%s\",\"fingerprint\":\"%016" PRIx64 "\",\"statement\":", kind,
                  u->fingerprint);
-    char *text = srv->cfg->log_literals ? NULL : classify_normalize(u->sql ? u->sql : "");
-    const char *stmt = srv->cfg->log_literals ? u->sql : (text ? text : "(not normalizable)");
+    bool literals = s->worker->conf->cfg.log_literals; /* the loop's current config: reloadable */
+    char *text = literals ? NULL : classify_normalize(u->sql ? u->sql : "");
+    const char *stmt = literals ? u->sql : (text ? text : "(not normalizable)");
     text_put_json_str(&b, stmt);
     free(text);
     if (sides) {

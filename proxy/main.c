@@ -11,10 +11,12 @@
 
 #include <uv.h>
 
+#include "config/state.h"
 #include "proxy/auth.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
@@ -26,16 +28,19 @@ static void usage(FILE *out)
                  "  -V, --version      print the version\n"
                  "      --config-reference  print every config key as a Markdown table\n"
                  "PostgreSQL proxy that mirrors writes to two databases (old and new) for\n"
-                 "zero-loss migrations. SIGTERM stops gracefully, SIGINT at once.\n");
+                 "zero-loss migrations. SIGHUP reloads the config file; SIGTERM stops\n"
+                 "gracefully (open transactions finish, up to shutdown_timeout_ms); SIGINT\n"
+                 "stops at once.\n");
 }
 
 /* The README's configuration reference comes from the same table the parser reads. */
 static void print_config_reference(void)
 {
-    printf("| section | key | default | runtime (SET) | meaning |\n|---|---|---|---|---|\n");
+    printf("| section | key | default | runtime (SET) | reload | meaning |\n"
+           "|---|---|---|---|---|---|\n");
     for (const struct config_key *k = config_keys; k->name; k++) {
-        printf("| [%s] | `%s` | `%s` | %s | ", k->section, k->name, k->default_value,
-               k->runtime ? "yes" : "no");
+        printf("| [%s] | `%s` | `%s` | %s | %s | ", k->section, k->name, k->default_value,
+               k->runtime ? "yes" : "no", k->reload ? "yes" : "restart");
         for (const char *c = k->help; *c; c++) {
             if (*c == '|') {
                 putchar('\\'); /* a literal bar inside a Markdown table cell */
@@ -81,14 +86,74 @@ static const char *parse_args(int argc, char **argv)
     return path;
 }
 
-static void on_stop_signal(uv_signal_t *h, int signum)
+/* The main thread's loop: signals, the drain deadline, and the workers' exit notices. */
+struct main_loop {
+    struct server *srv;
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t drain_timer; /* shutdown_timeout_ms after SIGTERM */
+    uv_async_t worker_exited;
+    bool draining;
+};
+
+static void on_sigint(uv_signal_t *h, int signum)
 {
-    struct server *srv = h->data;
-    LOG_INFO("received %s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    for (int i = 0; i < srv->nworkers; i++) {
-        worker_post_stop(&srv->workers[i]);
+    struct main_loop *m = h->data;
+    (void)signum;
+    LOG_INFO("received SIGINT: stopping now");
+    for (int i = 0; i < m->srv->nworkers; i++) {
+        worker_post_stop(&m->srv->workers[i]);
     }
     uv_stop(h->loop);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct main_loop *m = t->data;
+    LOG_INFO("shutdown_timeout_ms expired: closing the sessions still in a transaction");
+    for (int i = 0; i < m->srv->nworkers; i++) {
+        worker_post_stop(&m->srv->workers[i]);
+    }
+}
+
+static void on_sigterm(uv_signal_t *h, int signum)
+{
+    struct main_loop *m = h->data;
+    (void)signum;
+    if (m->draining) {
+        LOG_INFO("received SIGTERM again: already draining (SIGINT stops at once)");
+        return;
+    }
+    m->draining = true;
+    struct server_conf *conf = server_conf_get(m->srv);
+    int ms = conf->cfg.shutdown_timeout_ms;
+    server_conf_unref(conf);
+    LOG_INFO("received SIGTERM: draining: no new connections; open transactions have %d ms "
+             "(shutdown_timeout_ms) to finish",
+             ms);
+    for (int i = 0; i < m->srv->nworkers; i++) {
+        worker_post_drain(&m->srv->workers[i]);
+    }
+    uv_timer_start(&m->drain_timer, on_drain_timeout, (uint64_t)ms, 0);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct main_loop *m = h->data;
+    (void)signum;
+    LOG_INFO("received SIGHUP: reloading %s", m->srv->config_path);
+    char err[1024];
+    if (reload_run(m->srv, err, sizeof(err)) < 0) {
+        return; /* reload_run logged why; the running config stays */
+    }
+}
+
+static void on_worker_exited(uv_async_t *h)
+{
+    struct main_loop *m = h->data;
+    if (atomic_load(&m->srv->workers_exited) == m->srv->nworkers) {
+        uv_stop(&m->loop); /* every worker finished (a drain completed, or a stop) */
+    }
 }
 
 static int server_start_workers(struct server *srv)
@@ -145,11 +210,38 @@ static int split_read_only_functions(struct server *srv, const char *list)
     return 0;
 }
 
-static int server_init(struct server *srv, struct config *cfg)
+/* The first config snapshot: a copy of the startup config with its auth table. */
+static int server_init_conf(struct server *srv, const struct config *cfg)
+{
+    struct auth_table *auth = NULL;
+    if (cfg->auth_type == AUTH_SCRAM) {
+        char err[512];
+        if (auth_table_load(cfg->auth_file, &auth, err, sizeof(err)) < 0) {
+            LOG_ERR("auth_file: %s", err);
+            return -1;
+        }
+    }
+    struct config copy;
+    if (config_copy(&copy, cfg) < 0) {
+        auth_table_free(auth);
+        LOG_ERR("out of memory");
+        return -1;
+    }
+    srv->conf = server_conf_new(&copy, auth);
+    if (!srv->conf) {
+        LOG_ERR("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int server_init(struct server *srv, struct config *cfg, const char *path,
+                       const struct dials *file_dials)
 {
     memset(srv, 0, sizeof(*srv));
     srv->divergence_fd = -1;
     srv->cfg = cfg;
+    srv->config_path = path;
     srv->nworkers = cfg->workers;
     atomic_init(&srv->next_session_id, 1);
     atomic_init(&srv->clients_now, 0);
@@ -157,7 +249,11 @@ static int server_init(struct server *srv, struct config *cfg)
     clock_gettime(CLOCK_REALTIME, &ts);
     srv->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     pthread_mutex_init(&srv->dials_lock, NULL);
+    pthread_mutex_init(&srv->conf_lock, NULL);
+    pthread_mutex_init(&srv->reload_lock, NULL);
+    atomic_init(&srv->workers_exited, 0);
     srv->dials = cfg->dials;
+    srv->file_dials = *file_dials;
     srv->dials_version = 1;
     srv->dials_snapshot = dials_snapshot_new(&srv->dials, srv->dials_version);
     srv->cancels = cancel_registry_new();
@@ -175,14 +271,7 @@ static int server_init(struct server *srv, struct config *cfg)
             return -1;
         }
     }
-    if (cfg->auth_type == AUTH_SCRAM) {
-        char err[512];
-        if (auth_table_load(cfg->auth_file, &srv->auth, err, sizeof(err)) < 0) {
-            LOG_ERR("auth_file: %s", err);
-            return -1;
-        }
-    }
-    return 0;
+    return server_init_conf(srv, cfg);
 }
 
 static void server_cleanup(struct server *srv)
@@ -195,31 +284,41 @@ static void server_cleanup(struct server *srv)
     if (srv->divergence_fd >= 0) {
         close(srv->divergence_fd);
     }
-    auth_table_free(srv->auth);
+    server_conf_unref(srv->conf);
     cancel_registry_free(srv->cancels);
     dials_snapshot_unref(srv->dials_snapshot);
     pthread_mutex_destroy(&srv->dials_lock);
+    pthread_mutex_destroy(&srv->conf_lock);
+    pthread_mutex_destroy(&srv->reload_lock);
 }
 
 static int run(struct server *srv)
 {
-    uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
-    if (uv_loop_init(&loop) < 0) {
+    struct main_loop m;
+    memset(&m, 0, sizeof(m));
+    m.srv = srv;
+    if (uv_loop_init(&m.loop) < 0) {
         return 1;
     }
-    uv_signal_init(&loop, &sigint);
-    uv_signal_init(&loop, &sigterm);
-    sigint.data = sigterm.data = srv;
-    uv_signal_start(&sigint, on_stop_signal, SIGINT);
-    uv_signal_start(&sigterm, on_stop_signal, SIGTERM);
+    m.loop.data = &m;
+    uv_signal_init(&m.loop, &m.sigint);
+    uv_signal_init(&m.loop, &m.sigterm);
+    uv_signal_init(&m.loop, &m.sighup);
+    uv_timer_init(&m.loop, &m.drain_timer);
+    uv_async_init(&m.loop, &m.worker_exited, on_worker_exited);
+    m.sigint.data = m.sigterm.data = m.sighup.data = m.drain_timer.data = &m;
+    m.worker_exited.data = &m;
+    srv->worker_exited = &m.worker_exited;
+    uv_signal_start(&m.sigint, on_sigint, SIGINT);
+    uv_signal_start(&m.sigterm, on_sigterm, SIGTERM);
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     struct metrics *metrics = NULL; /* reads the workers' counters: lives inside their lifetime */
     int status = server_start_workers(srv) < 0 ? 1 : 0;
     if (status == 0 && metrics_start(srv, &metrics) < 0) {
         status = 1;
     }
     if (status == 0) {
-        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_run(&m.loop, UV_RUN_DEFAULT);
     }
     metrics_stop(metrics);
     for (int i = 0; i < srv->nworkers && srv->workers; i++) {
@@ -228,11 +327,36 @@ static int run(struct server *srv)
             worker_join(&srv->workers[i]);
         }
     }
-    uv_close((uv_handle_t *)&sigint, NULL);
-    uv_close((uv_handle_t *)&sigterm, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    srv->worker_exited = NULL; /* every worker thread has ended: nothing sends it any more */
+    uv_handle_t *handles[] = {(uv_handle_t *)&m.sigint, (uv_handle_t *)&m.sigterm,
+                              (uv_handle_t *)&m.sighup, (uv_handle_t *)&m.drain_timer,
+                              (uv_handle_t *)&m.worker_exited};
+    for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++) {
+        uv_close(handles[i], NULL);
+    }
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&m.loop);
     return status;
+}
+
+/* The dials come from the state file when it exists, else from the config file; a state file
+ * that cannot be trusted stops pgdual (starting from the config would silently undo a
+ * rollback). */
+static int load_state(struct config *cfg)
+{
+    if (!cfg->state_file[0]) {
+        return 0; /* state_file = "": dials are not persisted */
+    }
+    char err[1024];
+    int rc = state_load(cfg->state_file, &cfg->dials, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "pgdual: %s; fix or remove it (then the config file's dials apply)\n", err);
+        return -1;
+    }
+    if (rc == 1) {
+        LOG_INFO("dials taken from the state file %s", cfg->state_file);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -248,8 +372,13 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level((enum log_level)cfg.log_level);
+    struct dials file_dials = cfg.dials;
+    if (load_state(&cfg) < 0) {
+        config_free(&cfg);
+        return 1;
+    }
     struct server srv;
-    int status = server_init(&srv, &cfg) < 0 ? 1 : run(&srv);
+    int status = server_init(&srv, &cfg, path, &file_dials) < 0 ? 1 : run(&srv);
     server_cleanup(&srv);
     config_free(&cfg);
     LOG_INFO("pgdual stopped");

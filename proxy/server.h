@@ -1,10 +1,14 @@
-/* proxy/server.h: what the worker loops share: the config, the auth table, the master copy of
- * the dials, the cancel registry and the client count. Everything here is either immutable while
- * the workers run or guarded as its comment says; nothing here is touched per message. */
+/* proxy/server.h: what the worker loops share: the startup config, the reloadable config
+ * snapshot (with the auth table), the master copy of the dials and its state file, the cancel
+ * registry and the client count. Everything here is either immutable while the workers run or
+ * guarded as its comment says; nothing here is touched per message. */
 #pragma once
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "config/config.h"
 #include "config/dials.h"
@@ -21,9 +25,21 @@ struct worker;
 struct cancel_registry;
 struct auth_table;
 
+/* The reloadable part of the config: an immutable, refcounted snapshot. A reload builds a new
+ * one and posts it to every worker (like the dials); a session takes its worker's snapshot at
+ * accept and keeps it for its lifetime, so one login never mixes two configs. */
+struct server_conf {
+    atomic_uint refs;
+    struct config cfg;       /* owned; restart-only keys always hold the values running */
+    struct auth_table *auth; /* owned; NULL with auth_type = trust */
+};
+
 struct server {
-    struct config *cfg;      /* immutable while workers run */
-    struct auth_table *auth; /* immutable while workers run; NULL with auth_type = trust */
+    /* The config loaded at start. Immutable while workers run: only keys that need a restart
+     * (listen_addr, workers, max_message_bytes, state_file, ...) are read from it; reloadable
+     * keys are read from a struct server_conf. */
+    const struct config *cfg;
+    const char *config_path; /* re-read by reload */
     struct worker *workers;
     int nworkers;
     struct cancel_registry *cancels;
@@ -35,20 +51,47 @@ struct server {
     int divergence_fd;          /* the divergence log, opened O_APPEND; -1 = none */
     atomic_int secondary_state; /* enum secondary_state; leaves in_sync at the first loss */
     int64_t started_ms;
+    uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
+    atomic_int workers_exited;
 
-    pthread_mutex_t dials_lock; /* guards the three fields below (admin path only) */
-    struct dials dials;         /* master copy: what SHOW STATUS reports */
+    pthread_mutex_t conf_lock;   /* guards conf (taken by reload and by worker_init) */
+    struct server_conf *conf;    /* the current snapshot, one reference held here */
+    pthread_mutex_t reload_lock; /* serializes reloads (SIGHUP on main, RELOAD on a worker) */
+
+    /* Guards the fields below (admin and reload paths only). A change is written to the state
+     * file under the lock before it is published, so the file and the master copy agree. */
+    pthread_mutex_t dials_lock;
+    struct dials dials;      /* master copy: what SHOW STATUS reports */
+    struct dials file_dials; /* [cutover] as the config file last said */
     uint64_t dials_version;
     struct dials_snapshot *dials_snapshot; /* the last one published */
 };
 
+/* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation
+ * failure, with both freed. */
+struct server_conf *server_conf_new(struct config *cfg_take, struct auth_table *auth_take);
+struct server_conf *server_conf_ref(struct server_conf *c);
+void server_conf_unref(struct server_conf *c);
+/* Take a reference on the current config snapshot (any thread). */
+struct server_conf *server_conf_get(struct server *srv);
+/* Make conf (one reference, consumed) the current snapshot and post it to every worker. */
+void server_conf_publish_take(struct server *srv, struct server_conf *conf);
+
 /* Take a reference on the current dials snapshot (any thread). */
 struct dials_snapshot *server_dials_get(struct server *srv);
-/* Validate and apply one runtime dial change; publish it to every worker. */
-int server_set_dial(struct server *srv, const char *key, const char *value, char *err,
+/* Validate one runtime dial change, persist it to the state file, then publish it to every
+ * worker. -EINVAL: unknown key or bad value; -EPERM: refused by a guard (SET mirror = off
+ * while primary = old needs force); -EIO: the state file could not be written (nothing
+ * changed). */
+int server_set_dial(struct server *srv, const char *key, const char *value, bool force, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
-/* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one published change. */
+/* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one persisted, published change. */
 int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Reload's dial rule: a dial whose value in the file (file_now) differs from the file loaded
+ * before wins and is persisted; the others keep their runtime value. Returns how many dials
+ * changed (>= 0) or < 0 (state file not written: nothing changed, err says why). */
+int server_reload_dials(struct server *srv, const struct dials *file_now, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* A session lost the secondary: the secondary misses writes from now on. */
 void server_secondary_lagging(struct server *srv);

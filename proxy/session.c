@@ -57,6 +57,7 @@ static void session_free(struct session *s)
     wbuf_free(&s->out);
     scram_server_free(s->scram);
     dials_snapshot_unref(s->dials);
+    server_conf_unref(s->conf);
     free(s);
 }
 
@@ -180,6 +181,10 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE) || s->state == SESSION_CLOSING) {
         return;
     }
+    if (s->drain_close) {
+        endpoint_want_read(&s->client, false); /* draining: no new statement starts */
+        return;
+    }
     struct worker *w = s->worker;
     ssize_t n = endpoint_read(&s->client, w->rbuf, sizeof(w->rbuf));
     if (n == UV_EAGAIN) {
@@ -255,6 +260,7 @@ void session_accept(struct worker *w, int fd)
     s->primary = DIAL_OLD;
     mirror_init(&s->mirror);
     s->dials = dials_snapshot_ref(w->dials);
+    s->conf = server_conf_ref(w->conf);
     for (int i = 0; i < 2; i++) {
         s->backends[i].session = s;
         s->backends[i].which = i;
@@ -262,6 +268,8 @@ void session_accept(struct worker *w, int fd)
     }
     if (endpoint_open(&s->client, &w->loop, fd, NULL, on_client_io, s) < 0) {
         close(fd);
+        dials_snapshot_unref(s->dials);
+        server_conf_unref(s->conf);
         free(s);
         return;
     }
@@ -271,12 +279,46 @@ void session_accept(struct worker *w, int fd)
     stats_add(&w->stats, STAT_sessions_active, 1);
     s->counted = true;
     int now = atomic_fetch_add(&srv->clients_now, 1) + 1;
-    s->over_limit = now > srv->cfg->max_client_conn;
+    s->over_limit = now > s->conf->cfg.max_client_conn;
     uv_timer_init(&w->loop, &s->timer);
     s->timer.data = s;
     s->timer_open = true;
     s->refs++;
-    session_arm_login_timer(s, srv->cfg->client_login_timeout_ms);
+    session_arm_login_timer(s, s->conf->cfg.client_login_timeout_ms);
+}
+
+void session_at_txn_boundary(struct session *s)
+{
+    if (s->worker->draining && s->backends[s->primary].txn_status == PQ_TXN_IDLE) {
+        s->drain_close = true;
+        endpoint_want_read(&s->client, false);
+    }
+}
+
+bool session_drain_ready(const struct session *s)
+{
+    switch (s->state) {
+    case SESSION_STARTUP:
+    case SESSION_AUTH:
+    case SESSION_CONNECTING:
+    case SESSION_ADMIN:
+        return true; /* no transaction to finish */
+    case SESSION_CLOSING:
+        return false;
+    case SESSION_READY:
+        break;
+    }
+    const struct mirror *m = &s->mirror;
+    if (s->backends[s->primary].txn_status != PQ_TXN_IDLE || m->building || m->holding ||
+        endpoint_pending(&s->client) > 0) {
+        return false;
+    }
+    for (const struct unit *u = m->head; u; u = u->next) {
+        if (!u->prim_done || u->sec == UNIT_SEC_PENDING || u->sec == UNIT_SEC_SENT) {
+            return false; /* a statement still running on the primary or the secondary */
+        }
+    }
+    return true;
 }
 
 void session_refresh_dials(struct session *s)

@@ -15,6 +15,7 @@ struct worker;
 struct cancel_entry;
 struct dials_snapshot;
 struct scram_server;
+struct server_conf;
 
 #define SESSION_STATES(X)                                                                  \
     X(STARTUP)    /* reading untyped packets: SSLRequest, StartupMessage, CancelRequest */ \
@@ -96,7 +97,11 @@ struct session {
     struct stmt_map portals;      /* portal name -> class of its statement */
     int primary;                  /* enum dial_backend serving this session */
     struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
-    struct cancel_entry *cancel;  /* registered once the backend is up */
+    struct server_conf *conf;     /* the config as at accept: auth, backends, timeouts */
+    /* Draining (SIGTERM): the primary's transaction ended; no new statement is read from the
+     * client, and the session ends once everything in flight is finished and flushed. */
+    bool drain_close;
+    struct cancel_entry *cancel; /* registered once the backend is up */
 
     struct wbuf out; /* scratch for messages pgdual itself writes to the client */
     char user[64];
@@ -138,6 +143,12 @@ void session_close_secondary(struct session *s);
 void session_free_maps(struct session *s);
 /* Close callback of backend endpoints: drops the session reference the endpoint held. */
 void session_backend_handle_closed(uv_handle_t *h);
+/* The primary sent a ReadyForQuery (its status is in backends[primary].txn_status): while the
+ * worker drains, a session back outside a transaction block takes no new statement. */
+void session_at_txn_boundary(struct session *s);
+/* While draining: true when s may be closed now (not inside a transaction, nothing in flight
+ * on either backend, nothing held or queued for the client; or not relaying at all). */
+bool session_drain_ready(const struct session *s);
 /* Take the worker's current dials (called at statement boundaries). */
 void session_refresh_dials(struct session *s);
 /* admin.c */

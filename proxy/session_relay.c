@@ -390,6 +390,7 @@ static int backend_end(void *ctx)
         mirror_secondary_done(s);
         return 0;
     }
+    session_at_txn_boundary(s);
     return mirror_primary_done(s, b->txn_status) ? RELAY_STOP_HOLD : RELAY_STOP_RFQ;
 }
 

@@ -34,21 +34,21 @@ static bool copy_name(char *dst, size_t cap, const char *src)
 
 static void start_backend_login(struct session *s)
 {
-    struct server *srv = s->worker->server;
+    const struct config *cfg = &s->conf->cfg;
     struct wire_startup st;
     if (wire_parse_startup(s->startup.data + 4, s->startup.len - 4, &st) < 0) {
         session_end(s, END_PROTOCOL, "startup packet");
         return;
     }
     session_set_state(s, SESSION_CONNECTING);
-    session_arm_login_timer(s, srv->cfg->backend_connect_timeout_ms);
+    session_arm_login_timer(s, cfg->backend_connect_timeout_ms);
     endpoint_want_read(&s->client, false); /* nothing to read until the backends are up */
     s->primary = s->dials->d.primary;
     bool both = s->dials->d.mirror;
     s->logins_pending = both ? 2 : 1;
     for (int i = 0; i < (both ? 2 : 1) && s->state == SESSION_CONNECTING; i++) {
         struct backend *b = &s->backends[i == 0 ? s->primary : s->primary ^ 1];
-        const char *conninfo = b->which == DIAL_OLD ? srv->cfg->backend_old : srv->cfg->backend_new;
+        const char *conninfo = b->which == DIAL_OLD ? cfg->backend_old : cfg->backend_new;
         char err[512];
         if (backend_login_start(b, &s->worker->loop, conninfo, &st, err, sizeof(err)) < 0) {
             session_backend_failed(s, b, err);
@@ -72,12 +72,11 @@ static void client_authenticated(struct session *s)
 
 static void begin_auth(struct session *s)
 {
-    struct server *srv = s->worker->server;
-    if (srv->cfg->auth_type == AUTH_TRUST) {
+    if (s->conf->cfg.auth_type == AUTH_TRUST) {
         client_authenticated(s);
         return;
     }
-    const struct scram_secret *secret = auth_table_find(srv->auth, s->user);
+    const struct scram_secret *secret = auth_table_find(s->conf->auth, s->user);
     s->scram = secret ? scram_server_new(secret) : NULL;
     if (!s->scram) {
         stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
@@ -97,7 +96,6 @@ static void begin_auth(struct session *s)
 
 static void on_startup_message(struct session *s, const struct wire_startup *st)
 {
-    struct server *srv = s->worker->server;
     const char *db = wire_startup_param(st, "database");
     if (!copy_name(s->user, sizeof(s->user), wire_startup_param(st, "user")) ||
         !copy_name(s->database, sizeof(s->database), db && db[0] ? db : s->user) ||
@@ -115,7 +113,7 @@ static void on_startup_message(struct session *s, const struct wire_startup *st)
         session_end(s, END_TOO_MANY, "sorry, too many clients already");
         return;
     }
-    if (strcmp(s->database, ADMIN_DATABASE) == 0 && !config_is_admin(srv->cfg, s->user)) {
+    if (strcmp(s->database, ADMIN_DATABASE) == 0 && !config_is_admin(&s->conf->cfg, s->user)) {
         session_end(s, END_REFUSED, "user is not in admin_users; the admin console is refused");
         return;
     }

@@ -57,7 +57,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct worker *w = h->data;
     (void)events;
-    if (status < 0 || w->stopping) {
+    if (status < 0 || w->stopping || w->draining) {
         return;
     }
     for (int i = 0; i < 64; i++) {
@@ -74,17 +74,79 @@ static void on_accept(uv_poll_t *h, int status, int events)
     }
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct worker *w = h->data;
+    close(w->listen_fd); /* from now on connections to this socket are refused */
+    w->listen_fd = -1;
+}
+
+static void worker_close_listener(struct worker *w)
+{
+    if (w->listen_open) {
+        w->listen_open = false;
+        uv_close((uv_handle_t *)&w->listen_poll, on_listener_closed);
+    }
+}
+
 static void worker_begin_stop(struct worker *w)
 {
     if (w->stopping) {
         return;
     }
     w->stopping = true;
-    uv_close((uv_handle_t *)&w->listen_poll, NULL);
+    /* The worker may stop by itself (a drain that finished): no uv_async_send after this. */
+    pthread_mutex_lock(&w->mailbox_lock);
+    w->mailbox_stop = true;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    worker_close_listener(w);
     while (w->sessions) {
         session_end(w->sessions, END_SHUTDOWN, NULL);
     }
+    if (w->drain_timer_open) {
+        w->drain_timer_open = false;
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    }
     uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+/* End every session that has reached a transaction boundary; stop when none is left. */
+static void drain_sweep(struct worker *w)
+{
+    for (struct session *s = w->sessions, *next; s; s = next) {
+        next = s->next;
+        if (session_drain_ready(s)) {
+            session_end(s, END_SHUTDOWN, NULL);
+        }
+    }
+    if (!w->sessions) {
+        LOG_INFO("worker %d: drained", w->index);
+        worker_begin_stop(w);
+    }
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    drain_sweep(t->data);
+}
+
+static void worker_begin_drain(struct worker *w)
+{
+    if (w->stopping || w->draining) {
+        return;
+    }
+    w->draining = true;
+    worker_close_listener(w);
+    if (uv_timer_init(&w->loop, &w->drain_timer) == 0) {
+        w->drain_timer.data = w;
+        w->drain_timer_open = true;
+        uv_timer_start(&w->drain_timer, on_drain_timer, WORKER_DRAIN_SWEEP_MS,
+                       WORKER_DRAIN_SWEEP_MS);
+    }
+    drain_sweep(w); /* idle sessions go at once */
+    if (!w->stopping && !w->drain_timer_open) {
+        worker_begin_stop(w); /* no timer to wait with: stop now rather than hang */
+    }
 }
 
 static void on_wakeup(uv_async_t *h)
@@ -93,14 +155,23 @@ static void on_wakeup(uv_async_t *h)
     pthread_mutex_lock(&w->mailbox_lock);
     struct dials_snapshot *snap = w->mailbox_dials;
     w->mailbox_dials = NULL;
+    struct server_conf *conf = w->mailbox_conf;
+    w->mailbox_conf = NULL;
+    bool drain = w->mailbox_drain;
     bool stop = w->mailbox_stop;
     pthread_mutex_unlock(&w->mailbox_lock);
     if (snap) {
         dials_snapshot_unref(w->dials);
         w->dials = snap;
     }
+    if (conf) {
+        server_conf_unref(w->conf);
+        w->conf = conf;
+    }
     if (stop) {
         worker_begin_stop(w);
+    } else if (drain) {
+        worker_begin_drain(w);
     }
 }
 
@@ -124,6 +195,7 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
         goto err_loop;
     }
     w->listen_poll.data = w;
+    w->listen_open = true;
     rc = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     if (rc < 0) {
         goto err_poll;
@@ -131,6 +203,7 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
     w->wakeup.data = w;
     pthread_mutex_init(&w->mailbox_lock, NULL);
     w->dials = server_dials_get(srv);
+    w->conf = server_conf_get(srv);
     w->classify = classify_cache_new(WORKER_CLASSIFY_CACHE);
     w->classify_opts.read_only_functions = (const char *const *)srv->read_only_functions;
     w->classify_opts.n_read_only_functions = srv->n_read_only_functions;
@@ -140,6 +213,7 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
     return uv_poll_start(&w->listen_poll, UV_READABLE, on_accept);
 
 err_poll:
+    w->listen_open = false;
     uv_close((uv_handle_t *)&w->listen_poll, NULL);
     uv_run(&w->loop, UV_RUN_NOWAIT);
 err_loop:
@@ -157,11 +231,21 @@ static void *worker_main(void *arg)
     if (rc < 0) {
         LOG_WARN("worker %d: loop closed with handles open: %s", w->index, uv_strerror(rc));
     }
-    close(w->listen_fd);
+    if (w->listen_fd >= 0) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
     dials_snapshot_unref(w->dials);
     w->dials = NULL;
+    server_conf_unref(w->conf);
+    w->conf = NULL;
     classify_cache_free(w->classify);
     w->classify = NULL;
+    struct server *srv = w->server;
+    atomic_fetch_add(&srv->workers_exited, 1);
+    if (srv->worker_exited) {
+        uv_async_send(srv->worker_exited); /* closed by main only after every join */
+    }
     return NULL;
 }
 
@@ -186,6 +270,28 @@ void worker_post_dials(struct worker *w, struct dials_snapshot *snap)
     dials_snapshot_unref(old);
 }
 
+void worker_post_conf(struct worker *w, struct server_conf *conf)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    struct server_conf *old = w->mailbox_conf;
+    w->mailbox_conf = conf;
+    if (!w->mailbox_stop) {
+        uv_async_send(&w->wakeup);
+    }
+    pthread_mutex_unlock(&w->mailbox_lock);
+    server_conf_unref(old);
+}
+
+void worker_post_drain(struct worker *w)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    if (!w->mailbox_stop && !w->mailbox_drain) {
+        w->mailbox_drain = true;
+        uv_async_send(&w->wakeup);
+    }
+    pthread_mutex_unlock(&w->mailbox_lock);
+}
+
 void worker_post_stop(struct worker *w)
 {
     pthread_mutex_lock(&w->mailbox_lock);
@@ -202,6 +308,8 @@ void worker_join(struct worker *w)
     pthread_mutex_lock(&w->mailbox_lock);
     dials_snapshot_unref(w->mailbox_dials);
     w->mailbox_dials = NULL;
+    server_conf_unref(w->mailbox_conf);
+    w->mailbox_conf = NULL;
     pthread_mutex_unlock(&w->mailbox_lock);
     pthread_mutex_destroy(&w->mailbox_lock);
 }

@@ -11,9 +11,11 @@
 struct server;
 struct session;
 struct dials_snapshot;
+struct server_conf;
 
 #define WORKER_READ_BUF       (64 * 1024)
 #define WORKER_CLASSIFY_CACHE 4096
+#define WORKER_DRAIN_SWEEP_MS 10 /* while draining: how often idle sessions are looked for */
 
 struct worker {
     struct server *server;
@@ -22,14 +24,23 @@ struct worker {
     uv_loop_t loop;
     int listen_fd;
     uv_poll_t listen_poll;
-    uv_async_t wakeup; /* a new dials snapshot or a stop request is waiting */
+    bool listen_open;  /* listen_poll not closed yet (closing it closes listen_fd) */
+    uv_async_t wakeup; /* a new snapshot, a drain or a stop request is waiting */
 
-    pthread_mutex_t mailbox_lock; /* guards the two mailbox fields */
+    pthread_mutex_t mailbox_lock; /* guards the mailbox fields */
     struct dials_snapshot *mailbox_dials;
-    bool mailbox_stop;
+    struct server_conf *mailbox_conf;
+    bool mailbox_drain;
+    bool mailbox_stop; /* also set by the worker itself once it stops: no send after that */
 
     struct dials_snapshot *dials; /* loop-owned current snapshot */
+    struct server_conf *conf;     /* loop-owned current config snapshot (sessions ref it) */
     bool stopping;
+    /* SIGTERM: the listener is closed; sessions end at their next transaction boundary (the
+     * sweep timer closes each one once it is idle), then the worker stops. */
+    bool draining;
+    uv_timer_t drain_timer;
+    bool drain_timer_open;
     struct stats stats;                    /* written by this loop only */
     struct classify_cache *classify;       /* statement text -> class, this loop's own */
     struct classify_options classify_opts; /* borrows the server's read_only_functions */
@@ -43,6 +54,11 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
 /* Post a new snapshot (takes one reference). Any thread. */
 void worker_post_dials(struct worker *w, struct dials_snapshot *snap);
+/* Post a new config snapshot (takes one reference). Any thread. */
+void worker_post_conf(struct worker *w, struct server_conf *conf);
+/* Graceful stop: close the listener, end sessions at their transaction boundaries, then stop. */
+void worker_post_drain(struct worker *w);
+/* Stop now: every session ends with FATAL 57P01. */
 void worker_post_stop(struct worker *w);
 void worker_join(struct worker *w);
 int worker_bound_port(const struct worker *w);

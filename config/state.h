@@ -1,0 +1,43 @@
+/* config/state.h: the state file: the [cutover] dials persisted across restarts, in a small
+ * self-checking text format. Pure file I/O: no loops, no locks (the caller serializes writes).
+ *
+ * Format (every line ends with '\n'):
+ *
+ *     # pgdual state file: written by pgdual; edit the config file or use the admin console
+ *     version = 1
+ *     primary = old
+ *     read_new_percent = 25
+ *     ...                         one "key = value" line per [cutover] dial
+ *     checksum = 0123456789abcdef  XXH64 (seed 0) of every byte before this line, 16 hex digits
+ *
+ * The checksum line is also the end marker: nothing may follow it. A file without it (a torn
+ * or truncated write), with another checksum, an unknown key, a key twice, or a bad value is
+ * refused as a whole. Keys missing from a well-formed file keep the caller's value (a newer
+ * pgdual may know more dials than the one that wrote the file). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/dials.h"
+
+#define STATE_VERSION   1
+#define STATE_MAX_BYTES (64 * 1024) /* a state file is a few hundred bytes; refuse anything big */
+
+/* XXH64 (seed 0) of n bytes: the checksum the last line carries. */
+uint64_t state_checksum(const void *p, size_t n);
+/* Write the whole file text for d into buf (NUL-terminated). Returns its length, or -ENOSPC
+ * when cap is too small. */
+int state_format(const struct dials *d, char *buf, size_t cap) __attribute__((warn_unused_result));
+/* Parse a whole file text of len bytes; on success the dials it names are set in *d (others
+ * keep their value). On failure *d is unchanged and err says what is wrong (no file name). */
+int state_parse(const char *text, size_t len, struct dials *d, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Read and parse path. 1 = loaded into *d, 0 = the file does not exist (*d unchanged), < 0 =
+ * unreadable or corrupt: err is one line naming the file and what is wrong. */
+int state_load(const char *path, struct dials *d, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Replace path atomically with d: write "<path>.tmp" in the same directory, fsync it, rename it
+ * over path, fsync the directory. When this returns 0 the new dials survive a crash; on error
+ * the old file is intact and err names the failing step. */
+int state_save(const char *path, const struct dials *d, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
