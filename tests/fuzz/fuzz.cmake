@@ -15,3 +15,4 @@ endfunction()
 
 pgdual_fuzz(wire_scan)
 pgdual_fuzz(startup)
+pgdual_fuzz(classify)

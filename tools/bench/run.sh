@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
 # tools/bench/run.sh: throughput / latency / proxy-CPU benchmark of pgdual against direct
-# PostgreSQL and pgbouncer 1.18 (session pool mode), all in front of the same "old" cluster.
+# PostgreSQL, pgbouncer 1.18 (session pool mode) and Pgpool-II 4.3 (native replication).
 #
-#   tools/bench/run.sh             ROUNDS (default 3) interleaved rounds of DURATION (default 10) s
-#   tools/bench/run.sh --quick     smoke test: 1 round of 3 s
-#   tools/bench/run.sh --profile   no table: perf-profile pgdual under select-only -M prepared -c 16
-#                                  for DURATION s, top symbols -> tools/bench/profile-latest.txt
+#   tools/bench/run.sh                    relay rounds, then dual-write rounds (both phases)
+#   tools/bench/run.sh --relay-only       relay phase only: ROUNDS (default 3) interleaved rounds
+#                                         of DURATION (default 10) s, 5 workloads x 3 targets
+#   tools/bench/run.sh --dual-write-only  dual-write phase only: DW_ROUNDS (default 3) rounds of
+#                                         DW_DURATION (default 10) s, TPC-B x 4 targets x DW_MODES
+#   tools/bench/run.sh --quick [...]      smoke test: 1 round of 3 s (combines with the above)
+#   tools/bench/run.sh --profile          no table: perf-profile pgdual under select-only
+#                                         -M prepared -c 16 for DURATION s -> profile-latest.txt
 #
-# Environment: ROUNDS, DURATION, SCALE (pgbench -i -s, default 10), PGDUAL_BIN (default
-# build/pgdual), PGBOUNCER_BIN, PGBENCH_BIN, WAIT_MAX_S (max wait for a quiet machine, default 1200).
+# Environment: ROUNDS, DURATION, SCALE (pgbench -i -s, default 10), DW_ROUNDS, DW_DURATION,
+# DW_SCALE (default SCALE), DW_MODES (pgbench -M values, default "prepared simple"),
+# PGDUAL_BIN (default build/pgdual), PGBOUNCER_BIN, PGPOOL_BIN, PGBENCH_BIN, WAIT_MAX_S (max wait
+# for a quiet machine, default 1200).
 #
-# One run starts its own two clusters (tests/harness/pgcluster.sh) under a temp dir, initialises
-# pgbench on old, starts pgbouncer and pgdual in front of old, waits until no `ctest` or
-# `cmake --build` process shares the cores, then runs for each round, target and workload one
-# pgbench -T DURATION. Per run it records tps, average latency and the proxy's CPU seconds
-# (utime+stime of the proxy process from /proc/PID/stat) divided by the statements executed.
-# Prints the table and writes it as markdown to tools/bench/results-latest.md.
+# One run starts its own two clusters (tests/harness/pgcluster.sh) under a temp dir and waits
+# until no `ctest` or `cmake --build` process shares the cores.
+# Relay phase: pgbench -i on old, pgbouncer and pgdual (mirror = off) in front of old; for each
+# round, target and workload one pgbench -T DURATION.
+# Dual-write phase: TPC-B (pgbench -c 8 -j 2) against direct old (database bench_direct, old
+# only), pgdual mirror_order = lockstep and = parallel (commit_wait = both) and pgpool native
+# replication, the three over the same database bench_dw on old and new, initialised once by
+# pgbench -i through pgdual-lockstep; only dual-writing targets touch bench_dw, so both sides
+# stay identical (checked before each round and at the end). Target order rotates per round.
+# Per run it records tps, average latency and the proxy's CPU seconds (utime+stime from
+# /proc/PID/stat; for pgpool summed over its processes). Prints the tables and writes them as
+# markdown to tools/bench/results-latest.md.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -23,33 +35,60 @@ REPO=$PWD
 HERE=$REPO/tools/bench
 COMMAND_LINE="tools/bench/run.sh${*:+ $*}"
 
-MODE=full
-case "${1:-}" in
-"") ;;
---quick) MODE=quick ;;
---profile) MODE=profile ;;
--h | --help)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-*)
-    echo "usage: tools/bench/run.sh [--quick|--profile]" >&2
+usage() {
+    echo "usage: tools/bench/run.sh [--quick] [--relay-only|--dual-write-only] | --profile" >&2
     exit 2
-    ;;
-esac
+}
+
+MODE=full
+RUN_RELAY=1
+RUN_DUAL=1
+for arg in "$@"; do
+    case "$arg" in
+    --quick)
+        [[ $MODE == profile ]] && usage
+        MODE=quick
+        ;;
+    --profile)
+        [[ $MODE == quick ]] && usage
+        MODE=profile
+        ;;
+    --relay-only) RUN_DUAL=0 ;;
+    --dual-write-only) RUN_RELAY=0 ;;
+    -h | --help)
+        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *) usage ;;
+    esac
+done
+((RUN_RELAY + RUN_DUAL > 0)) || usage
+if [[ $MODE == profile ]]; then
+    ((RUN_RELAY)) || usage # the profile runs on the relay pgdual
+    RUN_DUAL=0
+fi
 
 if [[ $MODE == quick ]]; then
     ROUNDS=1
     DURATION=3
+    DW_ROUNDS=1
+    DW_DURATION=3
 else
     ROUNDS=${ROUNDS:-3}
     DURATION=${DURATION:-10}
+    DW_ROUNDS=${DW_ROUNDS:-3}
+    DW_DURATION=${DW_DURATION:-10}
 fi
 SCALE=${SCALE:-10}
+DW_SCALE=${DW_SCALE:-$SCALE}
+DW_MODES=${DW_MODES:-prepared simple}
+DW_DB=bench_dw         # on old and new: written only through dual-writing targets
+DW_DIRECT_DB=bench_direct # on old only: the direct baseline of the dual-write phase
 WAIT_MAX_S=${WAIT_MAX_S:-1200}
 PG_BIN_DEFAULT=/usr/lib/postgresql/15/bin
 PGDUAL_BIN=${PGDUAL_BIN:-$REPO/build/pgdual}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}
+PGPOOL_BIN=${PGPOOL_BIN:-$(command -v pgpool || echo /usr/sbin/pgpool)}
 if [[ -z "${PGBENCH_BIN:-}" ]]; then
     if [[ -x $PG_BIN_DEFAULT/pgbench ]]; then
         PGBENCH_BIN=$PG_BIN_DEFAULT/pgbench
@@ -69,13 +108,13 @@ WORKLOADS=(
     "select-prepared-c16|-S -M prepared -c 16 -j 2|1"
     "tpcb-prepared-c8|-M prepared -c 8 -j 2|7"
 )
-# Targets, in the order they run inside a round.
-# TODO(dual-write): once pgdual mirrors writes to new, add the targets `pgdual-lockstep`
-# (mirror_order = lockstep), `pgdual-parallel` (mirror_order = parallel) and `pgpool`
-# (pgpool-II native replication mode over old+new, the dual-write baseline): append them here,
-# start them in start_dual_write_targets() and give them a port in target_port(). Until then
-# TPC-B through pgdual writes to old only.
+# Relay targets, in the order they run inside a round. `pgdual` is the relay-only proxy
+# (mirror = off): TPC-B through it writes to old only.
 TARGETS=(direct pgbouncer pgdual)
+# Dual-write targets (TPC-B, pgbench -c 8 -j 2, one workload per DW_MODES entry). `direct` is
+# old alone (database bench_direct); the others write to old and new (database bench_dw).
+DW_TARGETS=(direct pgdual-lockstep pgdual-parallel pgpool)
+DW_CLIENTS="-c 8 -j 2"
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -87,12 +126,26 @@ TMP=""
 PGDUAL_PID=""
 PGBOUNCER_RUNUSER_PID=""
 PGBOUNCER_PID=""
+PGDUAL_LOCKSTEP_PID=""
+PGDUAL_PARALLEL_PID=""
+PGPOOL_RUNUSER_PID=""
+PGPOOL_PID=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n "$PGDUAL_PID" ]] && kill -0 "$PGDUAL_PID" 2>/dev/null; then
-        stop_pid "$PGDUAL_PID"
+    local pid
+    for pid in "$PGDUAL_PID" "$PGDUAL_LOCKSTEP_PID" "$PGDUAL_PARALLEL_PID"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            stop_pid "$pid"
+        fi
+    done
+    # pgpool: SIGINT is its fast shutdown (SIGTERM would wait for clients).
+    if [[ -n "$PGPOOL_PID" ]] && kill -0 "$PGPOOL_PID" 2>/dev/null; then
+        stop_pid "$PGPOOL_PID" INT
+    fi
+    if [[ -n "$PGPOOL_RUNUSER_PID" ]]; then
+        wait "$PGPOOL_RUNUSER_PID" 2>/dev/null || true
     fi
     if [[ -n "$PGBOUNCER_PID" ]] && kill -0 "$PGBOUNCER_PID" 2>/dev/null; then
         stop_pid "$PGBOUNCER_PID"
@@ -107,10 +160,10 @@ cleanup() {
     exit "$rc"
 }
 
-# SIGTERM, wait up to 10 s, then SIGKILL.
+# SIGTERM (or the given signal), wait up to 10 s, then SIGKILL.
 stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
+    local pid=$1 sig=${2:-TERM}
+    kill -"$sig" "$pid" 2>/dev/null || true
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
@@ -181,15 +234,46 @@ cpu_ticks() {
     echo $((f[11] + f[12]))
 }
 
+# CPU of a multi-process server in clock ticks: the parent's own and reaped children's time
+# (fields 14-17), plus the live children's utime+stime. A child that exits between the two
+# reads is counted by neither, one that exits and is reaped moves into the parent's cutime.
+tree_cpu_ticks() {
+    local parent=$1 stat rest total child
+    local -a f
+    stat=$(<"/proc/$parent/stat")
+    rest=${stat##*) }
+    read -r -a f <<<"$rest"
+    total=$((f[11] + f[12] + f[13] + f[14]))
+    for child in $(pgrep -P "$parent" || true); do
+        stat=$(cat "/proc/$child/stat" 2>/dev/null) || continue
+        rest=${stat##*) }
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
 # Proxy pid of a target, or empty for targets with no proxy.
 target_pid() {
     case "$1" in
     direct) echo "" ;;
     pgbouncer) echo "$PGBOUNCER_PID" ;;
     pgdual) echo "$PGDUAL_PID" ;;
-    # TODO(dual-write): pgdual-lockstep | pgdual-parallel | pgpool
+    pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PID" ;;
+    pgdual-parallel) echo "$PGDUAL_PARALLEL_PID" ;;
+    pgpool) echo "$PGPOOL_PID" ;;
     *) die "unknown target $1" ;;
     esac
+}
+
+# Proxy CPU ticks of a target (pgpool: its whole process tree).
+target_cpu_ticks() {
+    local target=$1 pid=$2
+    if [[ $target == pgpool ]]; then
+        tree_cpu_ticks "$pid"
+    else
+        cpu_ticks "$pid"
+    fi
 }
 
 target_port() {
@@ -197,7 +281,9 @@ target_port() {
     direct) echo "$OLD_PORT" ;;
     pgbouncer) echo "$PGBOUNCER_PORT" ;;
     pgdual) echo "$PGDUAL_PORT" ;;
-    # TODO(dual-write): pgdual-lockstep | pgdual-parallel | pgpool
+    pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PORT" ;;
+    pgdual-parallel) echo "$PGDUAL_PARALLEL_PORT" ;;
+    pgpool) echo "$PGPOOL_PORT" ;;
     *) die "unknown target $1" ;;
     esac
 }
@@ -206,11 +292,21 @@ psql_old() {
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$OLD_PORT" -U postgres -d postgres "$@"
 }
 
+# psql_at PORT DB ARGS...: psql straight to one cluster.
+psql_at() {
+    local port=$1 db=$2
+    shift 2
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"
+}
+
 start_clusters() {
     tests/harness/pgcluster.sh start "$TMP/pg" >&2
     # shellcheck disable=SC1091
     source "$TMP/pg/cluster.env"
     PG_BIN=${PG_BIN:-$PG_BIN_DEFAULT}
+}
+
+init_relay_data() {
     log "pgbench -i -s $SCALE on old (127.0.0.1:$OLD_PORT)"
     "$PGBENCH_BIN" -i -q -s "$SCALE" -h 127.0.0.1 -p "$OLD_PORT" -U postgres postgres \
         >"$TMP/pgbench-init.log" 2>&1 || {
@@ -275,26 +371,20 @@ EOF
     die "pgbouncer did not start"
 }
 
-start_pgdual() {
-    local dir=$TMP/pgdual try mirror_line=""
+# launch_pgdual NAME CUTOVER_LINES: starts one pgdual with its config in $TMP/NAME (mirror_order
+# and commit_wait as given, or lockstep / both); sets LAUNCH_PORT and LAUNCH_PID.
+launch_pgdual() {
+    local name=$1 cutover=$2 dir=$TMP/$1 try
     mkdir -p "$dir"
-    # The `pgdual` target is the primary-only proxy (mirror = off: writes go to old only; new has
-    # no pgbench tables, so mirrored TPC-B writes would fail there and flood divergences.jsonl).
-    # Dual-write is measured by the future pgdual-lockstep / pgdual-parallel targets.
-    local reference
-    reference=$("$PGDUAL_BIN" --config-reference 2>/dev/null || true)
-    if grep -Eq '^[|] [[]cutover[]] [|] .mirror. [|]' <<<"$reference"; then
-        mirror_line="mirror = off"
-    fi
     for try in 1 2 3 4 5; do
-        PGDUAL_PORT=$(pick_port)
+        LAUNCH_PORT=$(pick_port)
         # log_level = warning: the "listening on" line is not printed, so readiness is
         # detected with pg_isready on the configured port.
         cat >"$dir/pgdual.ini" <<EOF
-; tools/bench/run.sh
+; tools/bench/run.sh ($name)
 [pgdual]
 listen_addr = 127.0.0.1
-listen_port = $PGDUAL_PORT
+listen_port = $LAUNCH_PORT
 workers = 2
 max_client_conn = 200
 log_level = warning
@@ -311,29 +401,186 @@ new = host=127.0.0.1 port=$NEW_PORT
 primary = old
 read_new_percent = 0
 compare_percent = 100
-mirror_order = lockstep
-commit_wait = both
 on_read_divergence = log
-$mirror_line
+$cutover
 EOF
         "$PGDUAL_BIN" -c "$dir/pgdual.ini" 2>>"$dir/pgdual.log" </dev/null &
-        PGDUAL_PID=$!
-        PGDUAL_MIRROR_NOTE=${mirror_line:-"no mirror dial in this build"}
-        if wait_accepting "$PGDUAL_PORT" "$PGDUAL_PID"; then
-            log "pgdual (pid $PGDUAL_PID) on 127.0.0.1:$PGDUAL_PORT"
+        LAUNCH_PID=$!
+        if wait_accepting "$LAUNCH_PORT" "$LAUNCH_PID"; then
+            log "$name (pid $LAUNCH_PID) on 127.0.0.1:$LAUNCH_PORT"
             return 0
         fi
-        log "pgdual start on $PGDUAL_PORT failed (try $try)"
-        stop_pid "$PGDUAL_PID"
-        PGDUAL_PID=""
+        log "$name start on $LAUNCH_PORT failed (try $try)"
+        stop_pid "$LAUNCH_PID"
+        LAUNCH_PID=""
     done
     tail -n 20 "$dir/pgdual.log" >&2 || true
-    die "pgdual did not start"
+    die "$name did not start"
 }
 
-# TODO(dual-write): start pgdual-lockstep / pgdual-parallel (pgdual with writes mirrored to new)
-# and pgpool here; they need the pgbench tables on new as well (pgbench -i on new).
-start_dual_write_targets() { :; }
+# Does this pgdual build have the [cutover] mirror dial?
+pgdual_has_mirror_dial() {
+    local reference
+    reference=$("$PGDUAL_BIN" --config-reference 2>/dev/null || true)
+    grep -Eq '^[|] [[]cutover[]] [|] .mirror. [|]' <<<"$reference"
+}
+
+start_pgdual() {
+    # The `pgdual` target is the primary-only proxy (mirror = off: writes go to old only; new has
+    # no pgbench tables in database postgres, so mirrored TPC-B writes would fail there and
+    # flood divergences.jsonl). Dual-write is measured by pgdual-lockstep / pgdual-parallel.
+    local mirror_line=""
+    pgdual_has_mirror_dial && mirror_line="mirror = off"
+    PGDUAL_MIRROR_NOTE=${mirror_line:-"no mirror dial in this build"}
+    launch_pgdual pgdual "mirror_order = lockstep
+commit_wait = both
+$mirror_line"
+    PGDUAL_PORT=$LAUNCH_PORT
+    PGDUAL_PID=$LAUNCH_PID
+}
+
+start_pgpool() {
+    local dir=$TMP/pgpool try pcp_port
+    mkdir -p "$dir"
+    : >"$dir/pcp.conf"
+    chmod 0755 "$dir"
+    for try in 1 2 3 4 5; do
+        PGPOOL_PORT=$(pick_port)
+        pcp_port=$(pick_port)
+        # Native replication: every write to backend0 (old) and then backend1 (new); reads to
+        # old only (replicate_select = off, load_balance_mode = off). No failover or health
+        # checks: a node must never be detached during a run (checked per round). Pooling: one
+        # cached backend pair per child, 12 children for pgbench's 8 clients and our psql.
+        cat >"$dir/pgpool.conf" <<EOF
+backend_clustering_mode = 'native_replication'
+listen_addresses = '127.0.0.1'
+port = $PGPOOL_PORT
+unix_socket_directories = '$dir'
+pcp_listen_addresses = ''
+pcp_port = $pcp_port
+pcp_socket_dir = '$dir'
+wd_ipc_socket_dir = '$dir'
+backend_hostname0 = '127.0.0.1'
+backend_port0 = $OLD_PORT
+backend_weight0 = 1
+backend_flag0 = 'DISALLOW_TO_FAILOVER'
+backend_hostname1 = '127.0.0.1'
+backend_port1 = $NEW_PORT
+backend_weight1 = 1
+backend_flag1 = 'DISALLOW_TO_FAILOVER'
+enable_pool_hba = off
+pool_passwd = ''
+num_init_children = 12
+max_pool = 1
+connection_cache = on
+child_life_time = 0
+child_max_connections = 0
+connection_life_time = 0
+replicate_select = off
+load_balance_mode = off
+insert_lock = off
+replication_stop_on_mismatch = off
+failover_on_backend_error = off
+health_check_period = 0
+sr_check_period = 0
+memory_cache_enabled = off
+use_watchdog = off
+log_destination = 'stderr'
+log_min_messages = warning
+pid_file_name = '$dir/pgpool.pid'
+logdir = '$dir'
+EOF
+        rm -f "$dir/pgpool.pid"
+        if [[ $(id -u) -eq 0 ]]; then
+            chown -R postgres:postgres "$dir"
+            (cd / && exec runuser -u postgres -- "$PGPOOL_BIN" -n -f "$dir/pgpool.conf" \
+                -F "$dir/pcp.conf") >>"$dir/pgpool.log" 2>&1 </dev/null &
+        else
+            "$PGPOOL_BIN" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" \
+                >>"$dir/pgpool.log" 2>&1 </dev/null &
+        fi
+        PGPOOL_RUNUSER_PID=$!
+        for _ in $(seq 100); do
+            [[ -s "$dir/pgpool.pid" ]] && break
+            kill -0 "$PGPOOL_RUNUSER_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        PGPOOL_PID=$(tr -dc 0-9 <"$dir/pgpool.pid" 2>/dev/null || true)
+        if [[ -n "$PGPOOL_PID" ]] && wait_accepting "$PGPOOL_PORT" "$PGPOOL_PID"; then
+            log "pgpool (pid $PGPOOL_PID) on 127.0.0.1:$PGPOOL_PORT"
+            return 0
+        fi
+        log "pgpool start on $PGPOOL_PORT failed (try $try)"
+        [[ -n "$PGPOOL_PID" ]] && stop_pid "$PGPOOL_PID" INT
+        wait "$PGPOOL_RUNUSER_PID" 2>/dev/null || true
+        PGPOOL_PID=""
+        PGPOOL_RUNUSER_PID=""
+    done
+    tail -n 20 "$dir/pgpool.log" >&2 || true
+    die "pgpool did not start"
+}
+
+# "up up" when pgpool has both backends attached.
+pgpool_node_status() {
+    psql_at "$PGPOOL_PORT" "$DW_DB" -At -F' ' -c 'SHOW pool_nodes' 2>/dev/null |
+        awk '{ printf "%s%s", (NR > 1 ? " " : ""), $4 }'
+}
+
+# Table checksums of one side of bench_dw (or bench_direct): accounts, tellers, branches.
+dw_sums() {
+    local port=$1 db=$2 what=${3:-all}
+    local q="SELECT (SELECT sum(bbalance) FROM pgbench_branches) || '/' ||
+                    (SELECT sum(tbalance) FROM pgbench_tellers)"
+    if [[ $what == all ]]; then
+        q="$q || '/' || (SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts)"
+    fi
+    psql_at "$port" "$db" -At -c "$q"
+}
+
+# Database bench_dw on old and new, bench_direct on old; dual-writing targets in front of both.
+start_dual_write_targets() {
+    local port
+    for port in "$OLD_PORT" "$NEW_PORT"; do
+        psql_at "$port" postgres -c "CREATE DATABASE $DW_DB"
+    done
+    psql_at "$OLD_PORT" postgres -c "CREATE DATABASE $DW_DIRECT_DB"
+    local mirror_line=""
+    pgdual_has_mirror_dial && mirror_line="mirror = on"
+    launch_pgdual pgdual-lockstep "mirror_order = lockstep
+commit_wait = both
+$mirror_line"
+    PGDUAL_LOCKSTEP_PORT=$LAUNCH_PORT
+    PGDUAL_LOCKSTEP_PID=$LAUNCH_PID
+    launch_pgdual pgdual-parallel "mirror_order = parallel
+commit_wait = both
+$mirror_line"
+    PGDUAL_PARALLEL_PORT=$LAUNCH_PORT
+    PGDUAL_PARALLEL_PID=$LAUNCH_PID
+    start_pgpool
+
+    # pgbench -i through the dual-writing pgdual creates and fills bench_dw on both sides.
+    log "pgbench -i -s $DW_SCALE through pgdual-lockstep (bench_dw on old and new)," \
+        "and directly on old (bench_direct)"
+    "$PGBENCH_BIN" -i -q -s "$DW_SCALE" -h 127.0.0.1 -p "$PGDUAL_LOCKSTEP_PORT" -U postgres \
+        "$DW_DB" >"$TMP/pgbench-init-dw.log" 2>&1 || {
+        cat "$TMP/pgbench-init-dw.log" >&2
+        die "pgbench -i through pgdual-lockstep failed"
+    }
+    "$PGBENCH_BIN" -i -q -s "$DW_SCALE" -h 127.0.0.1 -p "$OLD_PORT" -U postgres \
+        "$DW_DIRECT_DB" >"$TMP/pgbench-init-direct.log" 2>&1 || {
+        cat "$TMP/pgbench-init-direct.log" >&2
+        die "pgbench -i on old failed"
+    }
+    psql_at "$OLD_PORT" "$DW_DIRECT_DB" -c 'VACUUM ANALYZE'
+    for port in "$OLD_PORT" "$NEW_PORT"; do
+        psql_at "$port" "$DW_DB" -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+    done
+    DW_SUMS_INIT_OLD=$(dw_sums "$OLD_PORT" "$DW_DB")
+    DW_SUMS_INIT_NEW=$(dw_sums "$NEW_PORT" "$DW_DB")
+    [[ $DW_SUMS_INIT_OLD == "$DW_SUMS_INIT_NEW" ]] ||
+        die "bench_dw differs after pgbench -i: old $DW_SUMS_INIT_OLD, new $DW_SUMS_INIT_NEW"
+    [[ $(pgpool_node_status) == "up up" ]] || die "pgpool does not have both backends up"
+}
 
 # Runs one pgbench; appends a line to $TMP/results.tsv:
 # round target workload tps latency_ms cpu_ticks queries status
@@ -382,10 +629,91 @@ run_one() {
         "cpu_ticks=${ticks:--} queries=$((${txns:-0} * per_txn)) $status"
 }
 
-# Builds the table (tab separated) from results.tsv: medians over rounds (ok rows only).
-# Columns: workload target tps latency ratio cpu_per_10k rounds_ok rounds_total
+# Runs one dual-write TPC-B pgbench; appends a line to $TMP/dw.tsv (columns as results.tsv,
+# with transactions instead of statements).
+run_dw_one() {
+    local round=$1 target=$2 mode=$3
+    local name=tpcb-$mode-c8 port pid db=$DW_DB out before=0 after=0 ticks="" rc=0 sides side
+    port=$(target_port "$target")
+    pid=$(target_pid "$target")
+    out=$TMP/out/dw.$round.$target.$name.log
+    sides="$OLD_PORT $NEW_PORT"
+    if [[ $target == direct ]]; then
+        db=$DW_DIRECT_DB
+        sides=$OLD_PORT
+    fi
+    # Same start for every target, outside the measured window, straight to each cluster.
+    for side in $sides; do
+        psql_at "$side" "$db" -c 'VACUUM pgbench_branches' -c 'VACUUM pgbench_tellers' \
+            -c 'TRUNCATE pgbench_history'
+    done
+    if [[ $target != direct ]]; then
+        local so sn
+        so=$(dw_sums "$OLD_PORT" "$DW_DB" small)
+        sn=$(dw_sums "$NEW_PORT" "$DW_DB" small)
+        if [[ $so != "$sn" ]]; then
+            log "round $round $target: bench_dw differs before the run: old $so, new $sn"
+            echo "round $round before $target $name: bench_dw branches/tellers sums differ (old $so, new $sn)" \
+                >>"$TMP/dw-problems.txt"
+        fi
+    fi
+    if [[ -n "$pid" ]]; then
+        kill -0 "$pid" 2>/dev/null || die "$target (pid $pid) is gone"
+        before=$(target_cpu_ticks "$target" "$pid")
+    fi
+    # shellcheck disable=SC2086 # $DW_CLIENTS is a list of pgbench options
+    "$PGBENCH_BIN" -n -M "$mode" $DW_CLIENTS -T "$DW_DURATION" -h 127.0.0.1 -p "$port" \
+        -U postgres "$db" >"$out" 2>&1 || rc=$?
+    if [[ -n "$pid" ]]; then
+        if kill -0 "$pid" 2>/dev/null; then
+            after=$(target_cpu_ticks "$target" "$pid")
+            ticks=$((after - before))
+        else
+            log "$target (pid $pid) died during $name"
+            rc=99
+        fi
+    fi
+    if [[ $target == pgpool && $rc -eq 0 && $(pgpool_node_status) != "up up" ]]; then
+        log "pgpool detached a backend during round $round $name: $(pgpool_node_status)"
+        rc=98
+    fi
+    local tps lat txns failed status=ok
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    if [[ $rc -ne 0 || -z "$tps" || -z "$txns" || ${failed:-0} -ne 0 ]]; then
+        status="error(rc=$rc,failed=${failed:-?})"
+        log "round $round $target $name: $status; output tail:"
+        tail -n 5 "$out" >&2
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$name" "${tps:-NA}" \
+        "${lat:-NA}" "${ticks:-NA}" "${txns:-0}" "$status" >>"$TMP/dw.tsv"
+    log "round $round $(printf '%-15s %-18s' "$target" "$name") tps=${tps:-NA} lat=${lat:-NA}ms" \
+        "cpu_ticks=${ticks:--} txns=${txns:-0} $status"
+}
+
+# Dual-write phase: DW_ROUNDS rounds; the target order rotates by one each round so that no
+# target always runs first (right after the VACUUM) or last.
+run_dual_write() {
+    local round i n=${#DW_TARGETS[@]} target mode
+    log "dual-write: $DW_ROUNDS round(s) x $n targets x modes ($DW_MODES) x ${DW_DURATION}s"
+    for ((round = 1; round <= DW_ROUNDS; round++)); do
+        for ((i = 0; i < n; i++)); do
+            target=${DW_TARGETS[$(((i + round - 1) % n))]}
+            for mode in $DW_MODES; do
+                run_dw_one "$round" "$target" "$mode"
+            done
+        done
+    done
+}
+
+# summarize FILE PER: builds the table (tab separated) from FILE (results.tsv or dw.tsv):
+# medians over rounds (ok rows only); proxy CPU seconds per PER units (statements or
+# transactions, column 7).
+# Columns: workload target tps latency ratio cpu_per_PER rounds_ok rounds_total
 summarize() {
-    awk -F'\t' -v tck="$CLK_TCK" '
+    awk -F'\t' -v tck="$CLK_TCK" -v per="$2" '
     function median(s,    n, a, i, j, t) {
         n = split(s, a, " ")
         if (n == 0) return "NA"
@@ -402,7 +730,7 @@ summarize() {
         if ($8 != "ok") next
         ok[k]++
         tps[k] = tps[k] " " $4; lat[k] = lat[k] " " $5
-        if ($6 != "NA" && $7 > 0) cpu[k] = cpu[k] " " ($6 / tck) / $7 * 10000
+        if ($6 != "NA" && $7 > 0) cpu[k] = cpu[k] " " ($6 / tck) / $7 * per
     }
     END {
         for (i = 1; i <= nk; i++) {
@@ -419,20 +747,26 @@ summarize() {
                 (ml[k] == "NA" ? "NA" : sprintf("%.3f", ml[k])), r,
                 (mc[k] == "-" ? "-" : sprintf("%.3f", mc[k])), ok[k], total[k]
         }
-    }' "$TMP/results.tsv"
+    }' "$1"
 }
 
 versions() {
     echo "- pgdual: $("$PGDUAL_BIN" --version 2>&1 | head -n1) ($PGDUAL_BIN)"
-    echo "- pgbouncer: $("$PGBOUNCER_BIN" --version 2>&1 | head -n1)"
+    if ((RUN_RELAY)); then
+        echo "- pgbouncer: $("$PGBOUNCER_BIN" --version 2>&1 | head -n1)"
+    fi
+    if ((RUN_DUAL)); then
+        echo "- pgpool: $("$PGPOOL_BIN" --version 2>&1 | head -n1)"
+    fi
     echo "- pgbench: $("$PGBENCH_BIN" --version 2>&1 | head -n1)"
     echo "- server: $(psql_old -At -c 'SELECT version()' | head -n1)"
     echo "- kernel: $(uname -sr); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 }
 
-report() {
+# Relay phase: prints its table and headline; writes its markdown section to $TMP/md-relay.
+report_relay() {
     local table=$TMP/table.tsv pgd_cpu pgd_tps pgb_tps ratio cpu_verdict tps_verdict
-    summarize >"$table"
+    summarize "$TMP/results.tsv" 10000 >"$table"
     pgd_cpu=$(awk -F'\t' '$1 == "select-prepared-c16" && $2 == "pgdual" { print $6 }' "$table")
     pgd_tps=$(awk -F'\t' '$1 == "select-prepared-c16" && $2 == "pgdual" { print $3 }' "$table")
     pgb_tps=$(awk -F'\t' '$1 == "select-prepared-c16" && $2 == "pgbouncer" { print $3 }' "$table")
@@ -440,7 +774,7 @@ report() {
     cpu_verdict=$(awk -v c="$pgd_cpu" 'BEGIN { if (c == "" || c == "-" || c == "NA") print "n/a"; else print (c <= 0.10 ? "MET" : "NOT MET") }')
     tps_verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "NA") print "n/a"; else print (r >= 1.3 ? "MET" : "NOT MET") }')
 
-    local md=$HERE/results-latest.md body
+    local body
     body=$(
         echo "| workload | target | median tps | median latency ms | ratio to direct | proxy CPU s/10k queries |"
         echo "|---|---|---:|---:|---:|---:|"
@@ -467,13 +801,8 @@ report() {
     [[ -n "$problems" ]] && echo "$problems"
 
     {
-        echo "# pgdual benchmark: latest results"
+        echo "## Relay (ROUNDS=$ROUNDS, DURATION=${DURATION}s, SCALE=$SCALE)"
         echo
-        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-        echo "- command: \`$COMMAND_LINE\` (ROUNDS=$ROUNDS, DURATION=${DURATION}s, SCALE=$SCALE)"
-        echo "- nproc: $(nproc); load average before measuring: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-        [[ -n "${QUIET_NOTE:-}" ]] && echo "- WARNING: $QUIET_NOTE"
-        versions
         echo "- setup: two PG15 clusters (tests/harness/pgcluster.sh, fsync off), pgbench -i -s $SCALE on old;"
         echo "  every target in front of old over 127.0.0.1 TCP; pgbouncer pool_mode = session,"
         echo "  default_pool_size = 20; pgdual workers = 2, primary = old, ${PGDUAL_MIRROR_NOTE}"
@@ -494,6 +823,154 @@ report() {
             echo '```'
             echo "$problems"
             echo '```'
+        fi
+    } >"$TMP/md-relay"
+}
+
+# admin_status PORT: "key=value ..." of a pgdual's SHOW STATUS (selected keys).
+admin_status() {
+    "$PG_BIN/psql" -X -At -F= -h 127.0.0.1 -p "$1" -U admin -d pgdual -c 'SHOW STATUS' 2>/dev/null |
+        awk -F= '$1 ~ /^(secondary_state|writes_mirrored|divergences_total|nondeterministic_writes_total|backend_failures_total)$/ {
+            printf "%s%s=%s", (n++ ? " " : ""), $1, $2 }'
+}
+
+# Value of column $3 (tps) or $6 (CPU) for workload/target from the dual-write table.
+dw_cell() {
+    awk -F'\t' -v w="$2" -v t="$3" -v c="$4" '$1 == w && $2 == t { print $c }' "$1"
+}
+
+ratio_of() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && a != "NA" && b != "NA" && b > 0) printf "%.2f", a / b; else print "NA" }'
+}
+
+# Dual-write phase: prints its table and headline; writes its markdown to $TMP/md-dw.
+report_dual() {
+    local table=$TMP/dw-table.tsv mode w
+    summarize "$TMP/dw.tsv" 1000 >"$table"
+    # Extra column: ratio to pgpool, inserted after the ratio to direct.
+    awk -F'\t' -v OFS='\t' 'NR == FNR { if ($2 == "pgpool") p[$1] = $3; next }
+        { r = ($3 != "NA" && ($1 in p) && p[$1] != "NA" && p[$1] > 0) ? sprintf("%.2f", $3 / p[$1]) : "NA"
+          print $1, $2, $3, $4, $5, r, $6, $7, $8 }' "$table" "$table" >"$table.2"
+    mv "$table.2" "$table"
+
+    local headline=""
+    for mode in $DW_MODES; do
+        w=tpcb-$mode-c8
+        local lock par pool direct lock_cpu par_cpu pool_cpu r verdict
+        lock=$(dw_cell "$table" "$w" pgdual-lockstep 3)
+        par=$(dw_cell "$table" "$w" pgdual-parallel 3)
+        pool=$(dw_cell "$table" "$w" pgpool 3)
+        direct=$(dw_cell "$table" "$w" direct 3)
+        lock_cpu=$(dw_cell "$table" "$w" pgdual-lockstep 7)
+        par_cpu=$(dw_cell "$table" "$w" pgdual-parallel 7)
+        pool_cpu=$(dw_cell "$table" "$w" pgpool 7)
+        r=$(ratio_of "$lock" "$pool")
+        verdict=$(awk -v r="$r" 'BEGIN { if (r == "NA") print "n/a"; else print (r >= 2 ? "MET" : "NOT MET") }')
+        headline+="- $w: pgdual-lockstep / pgpool tps ${r}x (${lock:-NA} / ${pool:-NA}; target >= 2x: $verdict);"
+        headline+=" pgdual-parallel / pgpool $(ratio_of "$par" "$pool")x"$'\n'
+        headline+="- $w: pgdual-lockstep / direct $(ratio_of "$lock" "$direct")x,"
+        headline+=" pgdual-parallel / direct $(ratio_of "$par" "$direct")x (direct = old alone, ${direct:-NA} tps)"$'\n'
+        headline+="- $w: pgdual CPU per 1,000 transactions: lockstep ${lock_cpu:-NA} s, parallel ${par_cpu:-NA} s"
+        headline+=" (pgpool, all processes: ${pool_cpu:-NA} s)"$'\n'
+    done
+    headline+="- consistency after the run (bench_dw, branches/tellers/accounts count:sum): $DW_CHECK"
+
+    local problems name
+    problems=$(
+        for name in pgdual-lockstep pgdual-parallel; do
+            local port
+            port=$(target_port "$name")
+            echo "$name SHOW STATUS: $(admin_status "$port")"
+            grep -o '"kind":"[a-z_]*"' "$TMP/$name/divergences.jsonl" 2>/dev/null | sort | uniq -c |
+                sed "s/^ */  $name divergences.jsonl: /" || true
+            grep -v -e '^\s*$' -e 'listening on' "$TMP/$name/pgdual.log" 2>/dev/null | sort | uniq -c |
+                sort -rn | head -n 5 |
+                sed "s/^/  $name stderr: /" || true
+        done
+        grep -E 'WARNING|ERROR|FATAL' "$TMP/pgpool/pgpool.log" 2>/dev/null | sed 's/^[-0-9: .]*//; s/pid [0-9]*/pid N/' |
+            sort | uniq -c | sort -rn | head -n 5 | sed 's/^/  pgpool log: /' || true
+        cat "$TMP/dw-problems.txt" 2>/dev/null || true
+        awk -F'\t' '$8 != "ok" { printf "failed run: round %s %s %s %s\n", $1, $2, $3, $8 }' "$TMP/dw.tsv"
+    )
+
+    echo
+    column -t -s$'\t' -N workload,target,median_tps,median_lat_ms,ratio_direct,ratio_pgpool,cpu_s_per_1k_txn,ok,runs \
+        "$table" 2>/dev/null || cat "$table"
+    echo
+    echo "$headline"
+    [[ -n "$problems" ]] && echo "$problems"
+
+    {
+        echo "## Dual-write TPC-B (DW_ROUNDS=$DW_ROUNDS, DW_DURATION=${DW_DURATION}s, DW_SCALE=$DW_SCALE)"
+        echo
+        echo "- workload: built-in TPC-B, \`pgbench -n -M MODE $DW_CLIENTS -T $DW_DURATION\` for MODE in: $DW_MODES."
+        echo "- targets: direct = old alone (database $DW_DIRECT_DB); pgdual-lockstep (mirror = on,"
+        echo "  mirror_order = lockstep, commit_wait = both), pgdual-parallel (mirror_order = parallel,"
+        echo "  commit_wait = both), both workers = 2; pgpool = Pgpool-II native_replication, backend0 = old,"
+        echo "  backend1 = new, replicate_select = off, load_balance_mode = off, num_init_children = 12,"
+        echo "  max_pool = 1, connection_cache = on, insert_lock = off. All over 127.0.0.1 TCP."
+        echo "- data: $DW_DB on old and new made by \`pgbench -i -s $DW_SCALE\` through pgdual-lockstep"
+        echo "  (initial sums equal: $DW_SUMS_INIT_OLD); only dual-writing targets write to it. Before each"
+        echo "  run, straight to each cluster: VACUUM branches/tellers, TRUNCATE history. Target order"
+        echo "  rotates by one per round. Medians over rounds."
+        echo "- proxy CPU: utime+stime (/proc/PID/stat) over the run per 1,000 transactions; pgdual is"
+        echo "  one process; pgpool is summed over its main process and children."
+        echo
+        echo "| workload | target | median tps | median latency ms | ratio to direct | ratio to pgpool | proxy CPU s/1k txns |"
+        echo "|---|---|---:|---:|---:|---:|---:|"
+        awk -F'\t' '{ n = ($8 < $9) ? sprintf(" (%d/%d rounds ok)", $8, $9) : ""
+            printf "| %s | %s | %s%s | %s | %s | %s | %s |\n", $1, $2, $3, n, $4, $5, $6, $7 }' "$table"
+        echo
+        echo "Headline figures:"
+        echo
+        echo "$headline"
+        if [[ -n "$problems" ]]; then
+            echo
+            echo "Notes:"
+            echo
+            echo '```'
+            echo "$problems"
+            echo '```'
+        fi
+    } >"$TMP/md-dw"
+}
+
+# Compares bench_dw on old and new after the dual-write phase; sets DW_CHECK.
+check_dual_write() {
+    local so sn
+    so=$(dw_sums "$OLD_PORT" "$DW_DB")
+    sn=$(dw_sums "$NEW_PORT" "$DW_DB")
+    if [[ $so == "$sn" ]]; then
+        DW_CHECK="equal on old and new ($so)"
+    else
+        DW_CHECK="DIFFERENT: old $so, new $sn"
+    fi
+    log "dual-write consistency: $DW_CHECK"
+}
+
+report() {
+    local md=$HERE/results-latest.md
+    if ((RUN_RELAY)); then
+        report_relay
+    fi
+    if ((RUN_DUAL)); then
+        report_dual
+    fi
+    {
+        echo "# pgdual benchmark: latest results"
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo "- command: \`$COMMAND_LINE\`; wall time: ${SECONDS}s (measuring: $((SECONDS - MEASURE_START))s)"
+        echo "- nproc: $(nproc); load average before measuring: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+        [[ -n "${QUIET_NOTE:-}" ]] && echo "- WARNING: $QUIET_NOTE"
+        versions
+        if ((RUN_RELAY)); then
+            echo
+            cat "$TMP/md-relay"
+        fi
+        if ((RUN_DUAL)); then
+            echo
+            cat "$TMP/md-dw"
         fi
     } >"$md"
     log "wrote $md"
@@ -568,7 +1045,12 @@ profile() {
 
 main() {
     [[ -x "$PGBENCH_BIN" ]] || die "pgbench not found (set PGBENCH_BIN)"
-    [[ -x "$PGBOUNCER_BIN" ]] || die "pgbouncer not found (set PGBOUNCER_BIN)"
+    if ((RUN_RELAY)); then
+        [[ -x "$PGBOUNCER_BIN" ]] || die "pgbouncer not found (set PGBOUNCER_BIN)"
+    fi
+    if ((RUN_DUAL)); then
+        [[ -x "$PGPOOL_BIN" ]] || die "pgpool not found (set PGPOOL_BIN; tools/install-deps.sh installs pgpool2)"
+    fi
     # A build may be producing the binary right now: wait for a quiet machine first.
     QUIET_NOTE=""
     wait_quiet
@@ -580,27 +1062,40 @@ main() {
     chmod 0755 "$TMP"
     mkdir -p "$TMP/out"
     : >"$TMP/results.tsv"
+    : >"$TMP/dw.tsv"
 
     start_clusters
-    start_pgbouncer
-    start_pgdual
-    start_dual_write_targets
+    if ((RUN_RELAY)); then
+        init_relay_data
+        start_pgbouncer
+        start_pgdual
+    fi
+    if ((RUN_DUAL)); then
+        start_dual_write_targets
+    fi
 
     wait_quiet
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    MEASURE_START=$SECONDS
     if [[ $MODE == profile ]]; then
         profile
         return 0
     fi
-    log "mode $MODE: $ROUNDS round(s) x ${#TARGETS[@]} targets x ${#WORKLOADS[@]} workloads x ${DURATION}s"
-    local round target spec
-    for ((round = 1; round <= ROUNDS; round++)); do
-        for target in "${TARGETS[@]}"; do
-            for spec in "${WORKLOADS[@]}"; do
-                run_one "$round" "$target" "$spec"
+    if ((RUN_RELAY)); then
+        log "relay, mode $MODE: $ROUNDS round(s) x ${#TARGETS[@]} targets x ${#WORKLOADS[@]} workloads x ${DURATION}s"
+        local round target spec
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for target in "${TARGETS[@]}"; do
+                for spec in "${WORKLOADS[@]}"; do
+                    run_one "$round" "$target" "$spec"
+                done
             done
         done
-    done
+    fi
+    if ((RUN_DUAL)); then
+        run_dual_write
+        check_dual_write
+    fi
     report
 }
 
