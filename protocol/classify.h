@@ -61,9 +61,9 @@ struct classify_result {
     bool txn_control;      /* some statement is BEGIN/COMMIT/ROLLBACK/SAVEPOINT/... */
     enum classify_txn txn; /* verb of the first statement (NONE if not txn control) */
     enum classify_txn txn_last; /* verb of the last statement (== txn for one statement) */
-    bool is_listen;       /* some statement is LISTEN or UNLISTEN: primary only (DESIGN §4) */
-    bool is_copy_from;    /* some statement is COPY ... FROM STDIN (client streams data to both) */
-    bool is_copy_to;      /* some statement is COPY ... TO STDOUT (a read when its source is) */
+    bool is_listen;    /* some statement is LISTEN or UNLISTEN: primary only (DESIGN §4) */
+    bool is_copy_from; /* some statement is COPY ... FROM STDIN (client streams data to both) */
+    bool is_copy_to;   /* some statement is COPY ... TO STDOUT (a read when its source is) */
     /* Every statement is SELECT/INSERT/UPDATE/DELETE/MERGE (none is COPY, DDL, utility or
      * transaction control): the string may run inside a transaction block unchanged, so pgdual
      * may wrap an autocommit write in BEGIN/COMMIT on the primary (lockstep ordering). */

@@ -50,6 +50,7 @@ void mirror_init(struct mirror *m)
     m->prim_status = PQ_TXN_IDLE;
     wbuf_init(&m->held);
     wbuf_init(&m->held_rest);
+    wbuf_init(&m->wrap_error);
 }
 
 static void unit_free(struct unit *u)
@@ -69,6 +70,7 @@ void mirror_free(struct mirror *m)
     m->tail = m->building = NULL;
     wbuf_free(&m->held);
     wbuf_free(&m->held_rest);
+    wbuf_free(&m->wrap_error);
 }
 
 struct unit *mirror_building(struct mirror *m)
@@ -92,6 +94,50 @@ struct unit *mirror_building(struct mirror *m)
     m->tail = u;
     m->building = u;
     return u;
+}
+
+struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
+                                  struct wbuf *out)
+{
+    struct unit *u = calloc(1, sizeof(*u));
+    if (!u) {
+        return NULL;
+    }
+    wbuf_init(&u->bytes);
+    outcome_init(&u->prim);
+    outcome_init(&u->second);
+    u->start_us = now_us();
+    u->sealed = u->internal = true;
+    u->sec = UNIT_SEC_SKIPPED;
+    struct unit **link = &m->head;
+    while (*link && *link != before) {
+        link = &(*link)->next;
+    }
+    u->next = *link;
+    *link = u;
+    if (!u->next) {
+        m->tail = u;
+    }
+    size_t at = wbuf_begin_msg(out, PqMsg_Query);
+    wbuf_put_cstr(out, sql);
+    wbuf_end_msg(out, at);
+    return u;
+}
+
+bool mirror_secondary_behind(const struct mirror *m)
+{
+    for (const struct unit *u = m->head; u && u != m->building; u = u->next) {
+        if ((u->mirrored && !u->prim_done) || u->sec == UNIT_SEC_PENDING ||
+            u->sec == UNIT_SEC_SENT) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool mirror_wrap_ready(const struct mirror *m)
+{
+    return m->wrap_open && m->wrap_prim_done && !m->wrap_finishing && !mirror_secondary_behind(m);
 }
 
 struct unit *mirror_primary_unit(const struct mirror *m)
@@ -287,20 +333,29 @@ static void compare_unit(struct session *s, struct unit *u)
     divergence_report(s, u, d);
 }
 
-bool mirror_primary_done(struct session *s, uint8_t status)
+enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
 {
     struct mirror *m = &s->mirror;
     struct unit *u = mirror_primary_unit(m);
     if (!u) {
-        return false;
+        return MIRROR_REPLY_PASS;
     }
     mirror_enter(m);
     u->prim_done = true;
     u->prim.txn_status = status;
     u->prim_us = now_us() - u->start_us;
-    stats_primary_done(&s->worker->stats, s->primary, u->mirrored, u->prim_us);
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
+    enum mirror_reply reply = MIRROR_REPLY_PASS;
+    if (u->internal) {
+        if (u->wrap_end) {
+            m->wrap_open = m->wrap_finishing = m->wrap_prim_done = false;
+            reply = MIRROR_REPLY_WRAP_END;
+        }
+        mirror_leave(s);
+        return reply;
+    }
+    stats_primary_done(&s->worker->stats, s->primary, u->mirrored, u->prim_us);
     if (!u->mirrored) {
         enum stats_counter c =
             s->primary == DIAL_OLD ? STAT_reads_served_old : STAT_reads_served_new;
@@ -313,9 +368,15 @@ bool mirror_primary_done(struct session *s, uint8_t status)
     compare_unit(s, u);
     u->hold_rfq = status == PQ_TXN_IDLE && u->sec == UNIT_SEC_SENT &&
                   s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
-    bool hold = u->hold_rfq;
+    if (u->wrapped) {
+        m->wrap_prim_done = true;
+        m->wrap_commit = !u->prim.error && status == PQ_TXN_BLOCK;
+        reply = MIRROR_REPLY_HOLD;
+    } else if (u->hold_rfq) {
+        reply = MIRROR_REPLY_HOLD;
+    }
     mirror_leave(s);
-    return hold;
+    return reply;
 }
 
 void mirror_secondary_done(struct session *s)

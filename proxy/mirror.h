@@ -39,6 +39,13 @@ struct unit {
     bool prim_done;
     bool hold_rfq; /* the primary's ReadyForQuery waits for the secondary (commit_wait) */
     bool replaced_by_rollback; /* the primary's transaction failed: the secondary got ROLLBACK */
+    /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
+    bool defer_fwd; /* started with the session idle: sent to the primary when sealed */
+    bool wrap_ok;   /* every statement so far may run inside a transaction block unchanged */
+    int writes;     /* mirrored statements (Query or Execute) in the unit */
+    bool wrapped;   /* runs inside pgdual's BEGIN/COMMIT on the primary */
+    bool internal;  /* pgdual's own statement on the primary: its reply is not the client's */
+    bool wrap_end;  /* internal: the COMMIT/ROLLBACK that ends the wrap */
     enum unit_sec sec;
     uint8_t prim_status_before; /* the primary's transaction status when this unit started */
     struct wbuf bytes;          /* frontend messages kept for the secondary */
@@ -63,6 +70,26 @@ struct mirror {
     bool holding;          /* held reply complete: waiting for the secondary */
     struct wbuf held;      /* the primary's reply bytes not yet released to the client */
     struct wbuf held_rest; /* bytes after the held ReadyForQuery, not yet scanned */
+    /* Lockstep ordering across sessions: the primary's row locks decide the order of conflicting
+     * writes, so the primary must not release them before the secondary applied the write. An
+     * autocommit write (whole unit, session idle) therefore runs on the primary inside pgdual's
+     * own BEGIN ... COMMIT: BEGIN goes just before the unit, the unit's reply is held, the
+     * secondary applies the unit, then COMMIT (ROLLBACK if the primary rejected it) goes to the
+     * primary, and the held reply is released with ReadyForQuery status 'I'. The client's next
+     * message waits meanwhile (the session's gate). A client COMMIT waits likewise until the
+     * secondary has applied every earlier unit. */
+    bool wrap_open;         /* a wrapped unit's transaction is open on the primary */
+    bool wrap_prim_done;    /* ...and the primary has answered the unit */
+    bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
+    bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
+    struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
+};
+
+/* What the primary's ReadyForQuery means for the client's reply. */
+enum mirror_reply {
+    MIRROR_REPLY_PASS,     /* forward it */
+    MIRROR_REPLY_HOLD,     /* hold the reply until the secondary (or the wrap) is done */
+    MIRROR_REPLY_WRAP_END, /* pgdual's COMMIT/ROLLBACK finished: release the held reply */
 };
 
 void mirror_init(struct mirror *m);
@@ -74,14 +101,21 @@ void mirror_seal(struct session *s);
 /* The oldest unit the primary / the secondary is working on. */
 struct unit *mirror_primary_unit(const struct mirror *m);
 struct unit *mirror_secondary_unit(const struct mirror *m);
-/* The primary finished its oldest unit (its ReadyForQuery arrived with status). Returns true
- * if that ReadyForQuery must be held until the secondary finishes the unit. */
-bool mirror_primary_done(struct session *s, uint8_t status);
+/* The primary finished its oldest unit (its ReadyForQuery arrived with status). */
+enum mirror_reply mirror_primary_done(struct session *s, uint8_t status);
 /* The secondary finished its oldest unit. */
 void mirror_secondary_done(struct session *s);
 /* Send whatever units are ready for the secondary. */
 void mirror_dispatch(struct session *s);
 /* Client COPY data for the copy unit: stream it to the secondary if the unit is already there. */
 void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len);
+/* A unit of pgdual's own (reply swallowed, never mirrored) running sql on the primary, queued
+ * before `before` (NULL: at the tail). Its Query message is appended to out. NULL on failure. */
+struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
+                                  struct wbuf *out);
+/* True while a unit other than the building one is unfinished on the primary or the secondary. */
+bool mirror_secondary_behind(const struct mirror *m);
+/* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
+bool mirror_wrap_ready(const struct mirror *m);
 /* The secondary is gone: everything proceeds on the primary alone. */
 void mirror_secondary_lost(struct session *s, const char *why);

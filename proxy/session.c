@@ -54,6 +54,8 @@ static void session_free(struct session *s)
     endpoint_free(&s->client);
     wbuf_free(&s->startup);
     wbuf_free(&s->client_msg);
+    wbuf_free(&s->to_primary);
+    wbuf_free(&s->gate_rest);
     wbuf_free(&s->out);
     scram_server_free(s->scram);
     dials_snapshot_unref(s->dials);
@@ -181,8 +183,8 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE) || s->state == SESSION_CLOSING) {
         return;
     }
-    if (s->drain_close) {
-        endpoint_want_read(&s->client, false); /* draining: no new statement starts */
+    if (s->drain_close || s->gated) {
+        endpoint_want_read(&s->client, false); /* draining, or a message waits at the gate */
         return;
     }
     struct worker *w = s->worker;
@@ -204,6 +206,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
         return;
     case SESSION_READY:
         session_on_client_relay(s, w->rbuf, (size_t)n);
+        session_relay_after_event(s);
         return;
     case SESSION_ADMIN:
         admin_on_client_data(s, w->rbuf, (size_t)n);

@@ -57,6 +57,8 @@ struct stmt_class {
     char *name;
     bool mirrored;
     bool nondeterministic;
+    bool dml_only; /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
+    bool commits;  /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
     uint64_t fingerprint;
     char *sql;
 };
@@ -88,7 +90,14 @@ struct session {
     struct wire_scanner client_scan;
     uint8_t client_type;    /* type of the message being scanned */
     bool client_capture;    /* the current message body is being captured into client_msg */
-    struct wbuf client_msg; /* captured body (auth responses, admin queries) */
+    struct wbuf client_msg; /* captured message (auth responses, admin queries, relay) */
+    struct wbuf to_primary; /* relay: frontend messages of one read, sent to the primary at once */
+    /* The gate: a frontend message that must wait (a COMMIT until the secondary caught up, any
+     * message while a wrapped autocommit write is open). It stays in client_msg, unprocessed;
+     * the bytes read after it wait in gate_rest; the client is not read meanwhile. */
+    bool gated;
+    bool gate_opening; /* session_gate_check is replaying the gated bytes */
+    struct wbuf gate_rest;
 
     struct backend backends[2];   /* [DIAL_OLD], [DIAL_NEW] */
     int logins_pending;           /* backend logins not finished (ready or failed) */
@@ -136,6 +145,8 @@ void session_on_client_relay(struct session *s, const uint8_t *p, size_t n);
 void session_on_backend_readable(struct backend *b);
 void session_backend_ready(struct session *s, struct backend *b);
 void session_backend_failed(struct session *s, struct backend *b, const char *msg);
+/* Deferred relay work after an I/O event: end a finished wrap, open the gate when it may. */
+void session_relay_after_event(struct session *s);
 /* Send the ReadyForQuery held for commit_wait and go on relaying the primary. */
 void session_release_held_rfq(struct session *s);
 /* Close the secondary's data path (the session goes on with the primary). */

@@ -25,6 +25,8 @@
 #define RELAY_STOP_TERMINATE    1
 #define RELAY_STOP_HOLD         2
 #define RELAY_STOP_RFQ          3
+#define RELAY_STOP_WRAP_END     4
+#define RELAY_STOP_GATE         5
 
 /* ---- statement and portal classes ------------------------------------------------------ */
 
@@ -66,6 +68,8 @@ static int map_put(struct stmt_map *m, const char *name, const struct stmt_class
     free(e->sql);
     e->mirrored = c->mirrored;
     e->nondeterministic = c->nondeterministic;
+    e->dml_only = c->dml_only;
+    e->commits = c->commits;
     e->fingerprint = c->fingerprint;
     e->sql = sql ? strndup(sql, 4096) : NULL;
     return 0;
@@ -119,34 +123,45 @@ static void unit_note_sql(struct unit *u, const char *sql, uint64_t fingerprint)
     }
 }
 
-/* Classify sql into c; when in doubt, mirror. */
+/* Classify sql into r; when in doubt (no memory), mirror. */
+static void classify_or_mirror(struct session *s, const char *sql, struct classify_result *r)
+{
+    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, r) < 0) {
+        memset(r, 0, sizeof(*r));
+        r->kind = CLASSIFY_MIRROR;
+    }
+}
+
+/* COMMIT, END, PREPARE TRANSACTION (and the *_PREPARED verbs): the statement that releases the
+ * primary's locks. */
+static bool result_commits(const struct classify_result *r)
+{
+    return r->txn == CLASSIFY_TXN_COMMIT || r->txn_last == CLASSIFY_TXN_COMMIT ||
+           r->txn == CLASSIFY_TXN_OTHER || r->txn_last == CLASSIFY_TXN_OTHER;
+}
+
 static void relay_classify(struct session *s, const char *sql, struct stmt_class *c)
 {
     struct classify_result r;
+    classify_or_mirror(s, sql, &r);
     memset(c, 0, sizeof(*c));
-    c->sql = NULL;
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) < 0) {
-        c->mirrored = true;
-        return;
-    }
     c->mirrored = r.kind != CLASSIFY_READ;
     c->nondeterministic = r.nondeterministic;
+    c->dml_only = r.dml_only;
+    c->commits = result_commits(&r);
     c->fingerprint = r.fingerprint;
 }
 
 static void on_query(struct session *s, struct unit *u, const char *sql)
 {
     struct classify_result r;
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) < 0) {
-        r.kind = CLASSIFY_MIRROR;
-        r.nondeterministic = r.is_listen = r.is_copy_from = false;
-        r.txn = CLASSIFY_TXN_NONE;
-        r.fingerprint = 0;
-    }
+    classify_or_mirror(s, sql, &r);
     u->mirrored = r.kind != CLASSIFY_READ && !(r.is_listen && r.nstatements == 1);
     u->nondeterministic = u->mirrored && r.nondeterministic;
     u->txn_end = r.txn_control; /* parallel mode never sends these ahead of the primary */
     u->copy_in = r.is_copy_from;
+    u->wrap_ok = u->wrap_ok && r.dml_only;
+    u->writes += u->mirrored;
     unit_note_sql(u, sql, r.fingerprint);
 }
 
@@ -156,6 +171,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
     const char *sql = wire_cstr(rd);
     if (!name || !sql) {
         u->mirrored = true;
+        u->wrap_ok = false;
         return;
     }
     struct stmt_class c;
@@ -178,6 +194,7 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
     struct stmt_class unknown = {.mirrored = true};
     if (!portal || map_put(&s->portals, portal, c ? c : &unknown, c ? c->sql : NULL) < 0) {
         u->mirrored = true;
+        u->wrap_ok = false;
     }
 }
 
@@ -186,14 +203,113 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     const char *portal = wire_cstr(rd);
     struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
     stats_add(&s->worker->stats, STAT_statements_total, 1);
+    u->wrap_ok = u->wrap_ok && c && c->dml_only;
     if (!c || c->mirrored) {
         u->mirrored = true;
+        u->writes++;
         u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
         if (c && c->sql) {
             unit_note_sql(u, c->sql, c->fingerprint);
         }
     }
 }
+
+/* ---- lockstep ordering: the wrap and the gate (see struct mirror) ------------------------ */
+
+/* Frontend messages of one unit held back from the primary (while deciding on a wrap) at most. */
+#define DEFER_MAX (64 * 1024)
+
+static bool lockstep_mirroring(const struct session *s)
+{
+    const struct dials *d = &s->dials->d;
+    return s->mirror.secondary_up && d->mirror && d->mirror_order == MIRROR_LOCKSTEP;
+}
+
+/* May the unit starting now be wrapped if it turns out to be an autocommit write? */
+static bool may_wrap(const struct session *s)
+{
+    const struct mirror *m = &s->mirror;
+    return lockstep_mirroring(s) && s->dials->d.commit_wait == COMMIT_WAIT_BOTH &&
+           m->prim_status == PQ_TXN_IDLE && !m->holding && !m->wrap_open &&
+           mirror_primary_unit(m) == NULL;
+}
+
+/* Does the whole frontend message msg commit the primary's transaction? */
+static bool message_commits(struct session *s, const uint8_t *msg, size_t len)
+{
+    if (msg[0] == PqMsg_Query && len >= 6 && msg[len - 1] == '\0') {
+        struct classify_result r;
+        classify_or_mirror(s, (const char *)msg + 5, &r);
+        return result_commits(&r);
+    }
+    if (msg[0] == PqMsg_Execute) {
+        struct wire_reader rd;
+        wire_reader_init(&rd, msg + 5, len - 5);
+        const char *portal = wire_cstr(&rd);
+        const struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
+        return c && c->commits;
+    }
+    return false;
+}
+
+/* Must this frontend message wait before it reaches the primary? */
+static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
+{
+    if (s->mirror.wrap_open) {
+        return true; /* pgdual's transaction on the primary comes first */
+    }
+    return lockstep_mirroring(s) && mirror_secondary_behind(&s->mirror) &&
+           message_commits(s, msg, len);
+}
+
+static void forward(struct session *s, const void *p, size_t n)
+{
+    wbuf_put_bytes(&s->to_primary, p, n);
+}
+
+static int flush_to_primary(struct session *s)
+{
+    struct wbuf *f = &s->to_primary;
+    int rc = f->failed ? -1 : 0;
+    if (rc == 0 && f->len > 0) {
+        rc = endpoint_send(&s->backends[s->primary].ep, f->data, f->len);
+    }
+    wbuf_reset(f);
+    if (rc < 0) {
+        session_end(s, END_BACKEND_LOST, "write to the primary failed");
+    }
+    return rc;
+}
+
+/* A deferred unit goes to the primary as it is. */
+static void stop_deferring(struct session *s, struct unit *u)
+{
+    if (u->defer_fwd) {
+        u->defer_fwd = false;
+        forward(s, u->bytes.data, u->bytes.len);
+    }
+}
+
+/* The unit's last message arrived: send a deferred unit (wrapped if it is an autocommit write
+ * that may run in a transaction block), then let the mirror take it. */
+static int seal_unit(struct session *s, struct unit *u)
+{
+    struct mirror *m = &s->mirror;
+    if (u->defer_fwd && u->mirrored && u->wrap_ok && u->writes > 0 && !u->copy_in) {
+        if (!mirror_internal_unit(m, u, "BEGIN", &s->to_primary)) {
+            return -1;
+        }
+        u->wrapped = true;
+        m->wrap_open = true;
+        m->wrap_prim_done = m->wrap_finishing = false;
+        wbuf_reset(&m->wrap_error);
+    }
+    stop_deferring(s, u);
+    mirror_seal(s);
+    return 0;
+}
+
+/* ---- frontend -> backends ------------------------------------------------------------- */
 
 /* One whole frontend message (header included) is in s->client_msg. */
 static int frontend_message(struct session *s)
@@ -203,7 +319,11 @@ static int frontend_message(struct session *s)
     uint8_t type = msg[0];
     if (type == PqMsg_CopyData || type == PqMsg_CopyDone || type == PqMsg_CopyFail) {
         mirror_copy_data(s, msg, len);
+        forward(s, msg, len);
         return 0;
+    }
+    if (must_gate(s, msg, len)) {
+        return RELAY_STOP_GATE;
     }
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
@@ -211,11 +331,22 @@ static int frontend_message(struct session *s)
     if (!s->mirror.building) {
         session_refresh_dials(s); /* a statement boundary */
     }
+    bool starts = s->mirror.building == NULL;
+    bool defer = starts && may_wrap(s);
     struct unit *u = mirror_building(&s->mirror);
     if (!u) {
         return -1;
     }
+    if (starts) {
+        u->defer_fwd = defer;
+        u->wrap_ok = true;
+    }
     wbuf_put_bytes(&u->bytes, msg, len);
+    if (!u->defer_fwd) {
+        forward(s, msg, len);
+    } else if (u->bytes.len > DEFER_MAX) {
+        stop_deferring(s, u);
+    }
     struct wire_reader rd;
     wire_reader_init(&rd, msg + 5, len - 5);
     switch (type) {
@@ -225,8 +356,7 @@ static int frontend_message(struct session *s)
             return -1;
         }
         on_query(s, u, (const char *)msg + 5);
-        mirror_seal(s);
-        return 0;
+        return seal_unit(s, u);
     case PqMsg_Parse:
         on_parse(s, u, &rd);
         return 0;
@@ -242,12 +372,14 @@ static int frontend_message(struct session *s)
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
         u->mirrored = true;
-        mirror_seal(s);
-        return 0;
+        u->wrap_ok = false;
+        return seal_unit(s, u);
     case PqMsg_Sync:
-        mirror_seal(s);
+        return seal_unit(s, u);
+    case PqMsg_Flush:
+        stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
-    default: /* Describe, Flush */
+    default: /* Describe */
         return 0;
     }
 }
@@ -280,6 +412,11 @@ static int frontend_end(void *ctx)
 
 static const struct wire_scan_ops frontend_ops = {frontend_begin, frontend_body, frontend_end};
 
+static bool client_may_read(const struct session *s)
+{
+    return s->state == SESSION_READY && !s->gated && !s->drain_close;
+}
+
 static void client_backpressure(struct session *s)
 {
     struct backend *p = &s->backends[s->primary];
@@ -292,9 +429,22 @@ static void client_backpressure(struct session *s)
                                               s->mirror.in_flight < MIRROR_MAX_LAG / 2));
     if (over && s->client.want_read) {
         endpoint_want_read(&s->client, false);
-    } else if (under && !s->client.want_read && s->state == SESSION_READY) {
+    } else if (under && !s->client.want_read && client_may_read(s)) {
         endpoint_want_read(&s->client, true);
     }
+}
+
+static void protocol_violation(struct session *s, int rc)
+{
+    char detail[96];
+    if (rc == WIRE_EBADLEN) {
+        snprintf(detail, sizeof(detail), "invalid message length (max_message_bytes is %u)",
+                 s->client_scan.max_len);
+    } else {
+        snprintf(detail, sizeof(detail), "invalid or malformed frontend message 0x%02x",
+                 s->client_type ? s->client_type : s->client_scan.hdr[0]);
+    }
+    session_end(s, END_PROTOCOL, detail);
 }
 
 void session_on_client_relay(struct session *s, const uint8_t *p, size_t n)
@@ -302,27 +452,51 @@ void session_on_client_relay(struct session *s, const uint8_t *p, size_t n)
     size_t used = 0;
     int rc = wire_scan_feed(&s->client_scan, p, n, &frontend_ops, s, &used);
     if (rc < 0) {
-        char detail[96];
-        if (rc == WIRE_EBADLEN) {
-            snprintf(detail, sizeof(detail), "invalid message length (max_message_bytes is %u)",
-                     s->client_scan.max_len);
-        } else {
-            snprintf(detail, sizeof(detail), "invalid or malformed frontend message 0x%02x",
-                     s->client_type ? s->client_type : s->client_scan.hdr[0]);
-        }
-        session_end(s, END_PROTOCOL, detail);
+        protocol_violation(s, rc);
         return;
     }
     if (rc == RELAY_STOP_TERMINATE) {
         session_end(s, END_CLIENT_TERMINATE, NULL);
         return;
     }
-    struct backend *b = &s->backends[s->primary];
-    if (endpoint_send(&b->ep, p, used) < 0) {
-        session_end(s, END_BACKEND_LOST, "write to the primary failed");
+    if (s->state != SESSION_READY || flush_to_primary(s) < 0) {
+        return;
+    }
+    if (rc == RELAY_STOP_GATE) {
+        s->gated = true;
+        wbuf_put_bytes(&s->gate_rest, p + used, n - used);
+        endpoint_want_read(&s->client, false);
         return;
     }
     client_backpressure(s);
+}
+
+/* The gated message may go now: process it, then the bytes that came after it. */
+static void gate_check(struct session *s)
+{
+    if (!s->gated || s->gate_opening || s->state != SESSION_READY ||
+        must_gate(s, s->client_msg.data, s->client_msg.len)) {
+        return;
+    }
+    s->gate_opening = true;
+    s->gated = false;
+    int rc = frontend_message(s);
+    if (rc < 0) {
+        protocol_violation(s, rc);
+    } else if (rc == RELAY_STOP_TERMINATE) {
+        session_end(s, END_CLIENT_TERMINATE, NULL);
+    } else if (flush_to_primary(s) == 0) {
+        struct wbuf rest = s->gate_rest;
+        wbuf_init(&s->gate_rest);
+        if (rest.len > 0) {
+            session_on_client_relay(s, rest.data, rest.len);
+        }
+        wbuf_free(&rest);
+    }
+    s->gate_opening = false;
+    if (s->state == SESSION_READY && !s->gated) {
+        client_backpressure(s);
+    }
 }
 
 /* ---- backends -> client / comparison ----------------------------------------------------- */
@@ -380,6 +554,14 @@ static int backend_end(void *ctx)
             (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
             b->sent_fatal = true;
         }
+        struct unit *u = is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
+        if (u && u->wrap_end) { /* pgdual's COMMIT failed: the client must hear of it */
+            struct wbuf *e = &s->mirror.wrap_error;
+            wbuf_reset(e);
+            size_t at = wbuf_begin_msg(e, PqMsg_ErrorResponse);
+            wbuf_put_bytes(e, b->msg.data, b->msg.len);
+            wbuf_end_msg(e, at);
+        }
         return 0;
     }
     if (b->cur_type != PqMsg_ReadyForQuery || b->msg.len != 1) {
@@ -391,7 +573,14 @@ static int backend_end(void *ctx)
         return 0;
     }
     session_at_txn_boundary(s);
-    return mirror_primary_done(s, b->txn_status) ? RELAY_STOP_HOLD : RELAY_STOP_RFQ;
+    switch (mirror_primary_done(s, b->txn_status)) {
+    case MIRROR_REPLY_HOLD:
+        return RELAY_STOP_HOLD;
+    case MIRROR_REPLY_WRAP_END:
+        return RELAY_STOP_WRAP_END;
+    default:
+        return RELAY_STOP_RFQ;
+    }
 }
 
 static const struct wire_scan_ops backend_ops = {backend_begin, backend_body, backend_end};
@@ -425,18 +614,41 @@ static int flush_held(struct session *s)
     return rc;
 }
 
+/* pgdual's COMMIT/ROLLBACK ended the wrap: the held reply goes with the status the client
+ * expects ('I': for it the write was autocommit), or pgdual's COMMIT's error replaces it. */
+static int release_wrap(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    struct wbuf *h = &m->held;
+    if (m->wrap_error.len > 0) {
+        SLOG_INFO(s, "the primary refused to COMMIT a write the secondary applied: divergence");
+        stats_add(&s->worker->stats, STAT_divergences_total, 1);
+        stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
+        wbuf_reset(h);
+        wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
+        wire_put_ready(h, PQ_TXN_IDLE);
+        wbuf_reset(&m->wrap_error);
+    } else if (h->len > 0) {
+        h->data[h->len - 1] = PQ_TXN_IDLE;
+    }
+    return flush_held(s);
+}
+
 /* Relay primary bytes to the client, one unit's reply (up to its ReadyForQuery) at a time:
- * a mirrored unit's reply is held while commit_wait may apply; a ReadyForQuery that must wait
- * for the secondary stops the relay (the rest is kept, unscanned). 1 = holding. */
+ * a mirrored unit's reply is held while commit_wait may apply (always for a wrapped unit); a
+ * ReadyForQuery that must wait stops the relay (the rest is kept, unscanned); the replies to
+ * pgdual's own statements are dropped. 1 = holding. */
 static int relay_primary_bytes(struct session *s, struct backend *b, const uint8_t *p, size_t n)
 {
     struct mirror *m = &s->mirror;
     while (n > 0) {
         struct unit *u = mirror_primary_unit(m);
+        bool internal = u && u->internal;
         /* Not a COPY (the client must see CopyInResponse) nor an unsealed batch (a client
          * waiting after Flush must see its results). */
-        bool candidate = u && u->mirrored && u->sealed && !u->copy_in && m->secondary_up &&
-                         s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
+        bool hold = u && !internal &&
+                    (u->wrapped || (u->mirrored && u->sealed && !u->copy_in && m->secondary_up &&
+                                    s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
         size_t used = 0;
         int rc = wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used);
         if (rc < 0) {
@@ -446,10 +658,22 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         if (s->state != SESSION_READY) {
             return -1;
         }
-        if (candidate && m->held.len + used <= MIRROR_HOLD_MAX) {
+        if (internal) {
+            /* pgdual's own statement: not the client's business */
+        } else if (!hold) {
+            if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
+                return -1;
+            }
+        } else if (m->held.len + used <= MIRROR_HOLD_MAX) {
             wbuf_put_bytes(&m->held, p, used);
-        } else if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
-            return -1;
+        } else {
+            /* Too big to hold: stream it, but keep a final ReadyForQuery's status byte, which
+             * must still wait (and, for a wrap, change). */
+            size_t keep = rc == RELAY_STOP_HOLD ? 1 : 0;
+            if (flush_held(s) < 0 || send_client(s, p, used - keep) < 0) {
+                return -1;
+            }
+            wbuf_put_bytes(&m->held, p + used - keep, keep);
         }
         p += used;
         n -= used;
@@ -460,6 +684,9 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             endpoint_want_read(&b->ep, false);
             return 1;
         }
+        if (rc == RELAY_STOP_WRAP_END && release_wrap(s) < 0) {
+            return -1;
+        }
         if (rc == RELAY_STOP_RFQ && flush_held(s) < 0) {
             return -1;
         }
@@ -467,24 +694,60 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
     return 0;
 }
 
-void session_release_held_rfq(struct session *s)
+/* Go on relaying the primary after a hold: first the bytes kept after the held ReadyForQuery. */
+static void resume_primary(struct session *s)
 {
     struct mirror *m = &s->mirror;
-    if (!m->holding || s->state != SESSION_READY) {
-        return;
-    }
     m->holding = false;
-    if (flush_held(s) < 0) {
-        return;
-    }
     struct backend *b = &s->backends[s->primary];
     struct wbuf rest = m->held_rest;
     wbuf_init(&m->held_rest);
     int rc = rest.len ? relay_primary_bytes(s, b, rest.data, rest.len) : 0;
     wbuf_free(&rest);
-    if (rc == 0 && endpoint_pending(&s->client) < RELAY_HIGH_WATER) {
+    if (rc == 0 && s->state == SESSION_READY && endpoint_pending(&s->client) < RELAY_HIGH_WATER) {
         endpoint_want_read(&b->ep, true);
     }
+}
+
+void session_release_held_rfq(struct session *s)
+{
+    if (!s->mirror.holding || s->state != SESSION_READY || flush_held(s) < 0) {
+        return;
+    }
+    resume_primary(s);
+}
+
+/* The wrapped unit is done on both sides: end pgdual's transaction on the primary; the reply
+ * stays held until that ends (release_wrap). */
+static void finish_wrap(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    struct wbuf q;
+    wbuf_init(&q);
+    struct unit *f = mirror_internal_unit(m, NULL, m->wrap_commit ? "COMMIT" : "ROLLBACK", &q);
+    if (!f || q.failed) {
+        wbuf_free(&q);
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+        return;
+    }
+    f->wrap_end = true;
+    m->wrap_finishing = true;
+    struct backend *b = &s->backends[s->primary];
+    int rc = endpoint_send(&b->ep, q.data, q.len);
+    wbuf_free(&q);
+    if (rc < 0) {
+        backend_lost(s, b, "write to the primary failed");
+        return;
+    }
+    resume_primary(s);
+}
+
+void session_relay_after_event(struct session *s)
+{
+    if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror)) {
+        finish_wrap(s);
+    }
+    gate_check(s);
 }
 
 static void read_primary(struct session *s, struct backend *b)
@@ -561,18 +824,17 @@ static void on_backend_io(uv_poll_t *h, int status, int events)
     }
     if (status < 0) {
         backend_lost(s, b, uv_strerror(status));
-        return;
-    }
-    if (events & UV_WRITABLE) {
-        if (endpoint_flush(&b->ep) < 0) {
-            backend_lost(s, b, "write failed");
-            return;
+    } else if ((events & UV_WRITABLE) && endpoint_flush(&b->ep) < 0) {
+        backend_lost(s, b, "write failed");
+    } else {
+        if (events & UV_WRITABLE) {
+            client_backpressure(s);
         }
-        client_backpressure(s);
+        if ((events & UV_READABLE) && b->up && s->state == SESSION_READY) {
+            session_on_backend_readable(b);
+        }
     }
-    if ((events & UV_READABLE) && b->up && s->state == SESSION_READY) {
-        session_on_backend_readable(b);
-    }
+    session_relay_after_event(s);
 }
 
 void session_close_secondary(struct session *s)

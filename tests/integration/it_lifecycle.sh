@@ -61,8 +61,8 @@ assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM lc")" "no row on ol
 # Each session is a psql reading commands from a FIFO we hold open.
 start_session() { # NAME FD
     mkfifo "$IT_TMP/$1.in"
-    psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$DB" -tA \
-        -f "$IT_TMP/$1.in" >"$IT_TMP/$1.out" 2>&1 &
+    psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PROXY_PORT" -U postgres \
+        -d "dbname=$DB application_name=it_$1" -tA -f "$IT_TMP/$1.in" >"$IT_TMP/$1.out" 2>&1 &
 }
 out_has() { grep -q -- "$2" "$IT_TMP/$1.out"; }
 
@@ -79,7 +79,7 @@ it_wait_for 10 out_has victim victim-ready || it_fail "victim session did not st
 it_wait_for 10 out_has bystander bystander-ready || it_fail "bystander session did not start"
 
 terminated=$(psql_old postgres -tA -c "SELECT count(pg_terminate_backend(pid))
-    FROM pg_stat_activity WHERE datname = '$DB' AND query LIKE '%victim-marker%'
+    FROM pg_stat_activity WHERE datname = '$DB' AND application_name = 'it_victim'
     AND pid <> pg_backend_pid()")
 assert_eq "1" "$terminated" "terminated the victim's backend on old"
 sleep 0.5
@@ -103,7 +103,7 @@ assert_contains "$(cat "$IT_TMP/bystander.out")" "bystander-after" "bystander ke
 assert_eq "bystander-2,bystander-marker,victim-marker" \
     "$(psql_old "$DB" -tA -c "SELECT string_agg(v, ',' ORDER BY v) FROM lc")" "rows on old"
 if it_via_proxy; then
-    if it_wait_for 10 none_left "$NEW_PORT" victim-marker; then
+    if it_wait_for 10 none_left "$NEW_PORT" it_victim; then
         it_pass "victim's backend on new closed too"
     else
         it_failed "victim's backend on new still there"
