@@ -140,6 +140,24 @@ static void cmd_reload(struct session *s, char **argv, int argc)
     wire_put_command_complete(&s->out, "RELOAD");
 }
 
+static void cmd_pause(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    server_set_paused(s->worker->server, true);
+    SLOG_INFO(s, "admin: PAUSE (statements wait at transaction boundaries)");
+    wire_put_command_complete(&s->out, "PAUSE");
+}
+
+static void cmd_resume(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    server_set_paused(s->worker->server, false);
+    SLOG_INFO(s, "admin: RESUME");
+    wire_put_command_complete(&s->out, "RESUME");
+}
+
 static void cmd_show_help(struct session *s, char **argv, int argc);
 
 static const struct admin_cmd admin_cmds[] = {
@@ -156,6 +174,11 @@ static const struct admin_cmd admin_cmds[] = {
     {{"RELOAD", NULL, NULL},
      cmd_reload,
      "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},
+    {{"PAUSE", NULL, NULL},
+     cmd_pause,
+     "PAUSE: hold every session's next statement at its transaction boundary (transactions "
+     "in flight finish)"},
+    {{"RESUME", NULL, NULL}, cmd_resume, "RESUME: release the statements PAUSE holds"},
 };
 
 #define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))

@@ -79,6 +79,14 @@ void server_conf_publish_take(struct server *srv, struct server_conf *conf)
 
 /* ---- dials ----------------------------------------------------------------------------------- */
 
+void server_set_paused(struct server *srv, bool paused)
+{
+    atomic_store(&srv->paused, paused);
+    for (int i = 0; i < srv->nworkers; i++) {
+        worker_post_gates(&srv->workers[i]);
+    }
+}
+
 struct dials_snapshot *server_dials_get(struct server *srv)
 {
     pthread_mutex_lock(&srv->dials_lock);

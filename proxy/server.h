@@ -50,6 +50,7 @@ struct server {
     size_t n_read_only_functions;
     int divergence_fd;          /* the divergence log, opened O_APPEND; -1 = none */
     atomic_int secondary_state; /* enum secondary_state; leaves in_sync at the first loss */
+    atomic_bool paused;         /* PAUSE: statements wait at transaction boundaries */
     int64_t started_ms;
     uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
     atomic_int workers_exited;
@@ -93,6 +94,8 @@ int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
  * changed (>= 0) or < 0 (state file not written: nothing changed, err says why). */
 int server_reload_dials(struct server *srv, const struct dials *file_now, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* PAUSE / RESUME: set the flag, then make every worker look at its waiting sessions again. */
+void server_set_paused(struct server *srv, bool paused);
 /* A session lost the secondary: the secondary misses writes from now on. */
 void server_secondary_lagging(struct server *srv);
 const char *server_secondary_state_name(const struct server *srv);

@@ -32,18 +32,19 @@ enum session_state {
 };
 
 /* X(name, sqlstate or NULL (no message to the client), text). */
-#define END_REASONS(X)                                           \
-    X(CLIENT_EOF, NULL, "client closed the connection")          \
-    X(CLIENT_TERMINATE, NULL, "client sent Terminate")           \
-    X(PROTOCOL, "08P01", "protocol violation")                   \
-    X(AUTH_FAILED, "28P01", "authentication failed")             \
-    X(REFUSED, "28000", "connection refused")                    \
-    X(TOO_MANY, "53300", "too many connections")                 \
-    X(LOGIN_TIMEOUT, "08006", "client login timeout")            \
-    X(BACKEND_CONNECT, "08006", "cannot connect to the backend") \
-    X(BACKEND_LOST, "08006", "backend connection lost")          \
-    X(OUT_OF_MEMORY, "53200", "out of memory")                   \
-    X(SHUTDOWN, "57P01", "pgdual is shutting down")              \
+#define END_REASONS(X)                                                                             \
+    X(CLIENT_EOF, NULL, "client closed the connection")                                            \
+    X(CLIENT_TERMINATE, NULL, "client sent Terminate")                                             \
+    X(PROTOCOL, "08P01", "protocol violation")                                                     \
+    X(AUTH_FAILED, "28P01", "authentication failed")                                               \
+    X(REFUSED, "28000", "connection refused")                                                      \
+    X(TOO_MANY, "53300", "too many connections")                                                   \
+    X(LOGIN_TIMEOUT, "08006", "client login timeout")                                              \
+    X(BACKEND_CONNECT, "08006", "cannot connect to the backend")                                   \
+    X(BACKEND_LOST, "08006", "backend connection lost")                                            \
+    X(OUT_OF_MEMORY, "53200", "out of memory")                                                     \
+    X(SHUTDOWN, "57P01", "pgdual is shutting down")                                                \
+    X(PRIMARY_SWITCH, "57P01", "the primary changed and this session cannot follow it; reconnect") \
     X(CANCEL_DONE, NULL, "cancel request handled")
 
 enum session_end_reason {
@@ -110,6 +111,7 @@ struct session {
     /* Draining (SIGTERM): the primary's transaction ended; no new statement is read from the
      * client, and the session ends once everything in flight is finished and flushed. */
     bool drain_close;
+    bool listens; /* ran LISTEN: notifications come from this primary only, so it stays */
     struct cancel_entry *cancel; /* registered once the backend is up */
 
     struct wbuf out; /* scratch for messages pgdual itself writes to the client */

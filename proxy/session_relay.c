@@ -27,6 +27,7 @@
 #define RELAY_STOP_RFQ          3
 #define RELAY_STOP_WRAP_END     4
 #define RELAY_STOP_GATE         5
+#define RELAY_STOP_ENDED        6
 
 /* ---- statement and portal classes ------------------------------------------------------ */
 
@@ -160,6 +161,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     u->nondeterministic = u->mirrored && r.nondeterministic;
     u->txn_end = r.txn_control; /* parallel mode never sends these ahead of the primary */
     u->copy_in = r.is_copy_from;
+    s->listens = s->listens || r.is_listen;
     u->wrap_ok = u->wrap_ok && r.dml_only;
     u->writes += u->mirrored;
     unit_note_sql(u, sql, r.fingerprint);
@@ -255,8 +257,13 @@ static bool message_commits(struct session *s, const uint8_t *msg, size_t len)
 /* Must this frontend message wait before it reaches the primary? */
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
-    if (s->mirror.wrap_open) {
+    const struct mirror *m = &s->mirror;
+    if (m->wrap_open) {
         return true; /* pgdual's transaction on the primary comes first */
+    }
+    if (atomic_load_explicit(&s->worker->server->paused, memory_order_relaxed) && !m->building &&
+        m->prim_status == PQ_TXN_IDLE && mirror_primary_unit(m) == NULL) {
+        return true; /* PAUSE: no new transaction starts */
     }
     return lockstep_mirroring(s) && mirror_secondary_behind(&s->mirror) &&
            message_commits(s, msg, len);
@@ -309,6 +316,33 @@ static int seal_unit(struct session *s, struct unit *u)
     return 0;
 }
 
+/* ---- promotion: the session follows the primary dial at an idle boundary ---------------- */
+
+/* Called when a unit starts. The primary dial changed: switch when nothing is open or in
+ * flight on either side (a transaction finishes where it started); a session that cannot
+ * follow (no secondary connection, so no way to serve from the new primary) ends, rather than
+ * writing to the old primary alone. Returns -1 if the session ended. */
+static int follow_primary_dial(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    int want = s->dials->d.primary;
+    if (want == s->primary || m->prim_status != PQ_TXN_IDLE || m->holding || m->wrap_open ||
+        mirror_secondary_behind(m) || mirror_primary_unit(m) != NULL) {
+        return 0;
+    }
+    if (!m->secondary_up) {
+        session_end(s, END_PRIMARY_SWITCH,
+                    want == DIAL_NEW ? "new is not connected" : "old is not connected");
+        return -1;
+    }
+    if (s->listens || s->backends[want].txn_status != PQ_TXN_IDLE) {
+        return 0; /* LISTEN stays where it was registered; new sessions get the new primary */
+    }
+    s->primary = want;
+    SLOG_INFO(s, "primary is now %s for this session", want == DIAL_NEW ? "new" : "old");
+    return 0;
+}
+
 /* ---- frontend -> backends ------------------------------------------------------------- */
 
 /* One whole frontend message (header included) is in s->client_msg. */
@@ -328,10 +362,13 @@ static int frontend_message(struct session *s)
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
     }
-    if (!s->mirror.building) {
-        session_refresh_dials(s); /* a statement boundary */
-    }
     bool starts = s->mirror.building == NULL;
+    if (starts) {
+        session_refresh_dials(s); /* a statement boundary */
+        if (follow_primary_dial(s) < 0) {
+            return RELAY_STOP_ENDED;
+        }
+    }
     bool defer = starts && may_wrap(s);
     struct unit *u = mirror_building(&s->mirror);
     if (!u) {
@@ -459,7 +496,7 @@ void session_on_client_relay(struct session *s, const uint8_t *p, size_t n)
         session_end(s, END_CLIENT_TERMINATE, NULL);
         return;
     }
-    if (s->state != SESSION_READY || flush_to_primary(s) < 0) {
+    if (rc == RELAY_STOP_ENDED || s->state != SESSION_READY || flush_to_primary(s) < 0) {
         return;
     }
     if (rc == RELAY_STOP_GATE) {
@@ -485,7 +522,7 @@ static void gate_check(struct session *s)
         protocol_violation(s, rc);
     } else if (rc == RELAY_STOP_TERMINATE) {
         session_end(s, END_CLIENT_TERMINATE, NULL);
-    } else if (flush_to_primary(s) == 0) {
+    } else if (s->state == SESSION_READY && flush_to_primary(s) == 0) {
         struct wbuf rest = s->gate_rest;
         wbuf_init(&s->gate_rest);
         if (rest.len > 0) {

@@ -159,6 +159,8 @@ static void on_wakeup(uv_async_t *h)
     w->mailbox_conf = NULL;
     bool drain = w->mailbox_drain;
     bool stop = w->mailbox_stop;
+    bool gates = w->mailbox_gates;
+    w->mailbox_gates = false;
     pthread_mutex_unlock(&w->mailbox_lock);
     if (snap) {
         dials_snapshot_unref(w->dials);
@@ -167,6 +169,12 @@ static void on_wakeup(uv_async_t *h)
     if (conf) {
         server_conf_unref(w->conf);
         w->conf = conf;
+    }
+    for (struct session *s = w->sessions, *next; gates && s; s = next) {
+        next = s->next;
+        if (s->gated) {
+            session_relay_after_event(s);
+        }
     }
     if (stop) {
         worker_begin_stop(w);
@@ -280,6 +288,16 @@ void worker_post_conf(struct worker *w, struct server_conf *conf)
     }
     pthread_mutex_unlock(&w->mailbox_lock);
     server_conf_unref(old);
+}
+
+void worker_post_gates(struct worker *w)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    w->mailbox_gates = true;
+    if (!w->mailbox_stop) {
+        uv_async_send(&w->wakeup);
+    }
+    pthread_mutex_unlock(&w->mailbox_lock);
 }
 
 void worker_post_drain(struct worker *w)

@@ -31,7 +31,8 @@ struct worker {
     struct dials_snapshot *mailbox_dials;
     struct server_conf *mailbox_conf;
     bool mailbox_drain;
-    bool mailbox_stop; /* also set by the worker itself once it stops: no send after that */
+    bool mailbox_gates; /* look at the sessions waiting at their gate again (RESUME) */
+    bool mailbox_stop;  /* also set by the worker itself once it stops: no send after that */
 
     struct dials_snapshot *dials; /* loop-owned current snapshot */
     struct server_conf *conf;     /* loop-owned current config snapshot (sessions ref it) */
@@ -58,6 +59,8 @@ void worker_post_dials(struct worker *w, struct dials_snapshot *snap);
 void worker_post_conf(struct worker *w, struct server_conf *conf);
 /* Graceful stop: close the listener, end sessions at their transaction boundaries, then stop. */
 void worker_post_drain(struct worker *w);
+/* Re-check every session's gate on the worker's loop (after RESUME). */
+void worker_post_gates(struct worker *w);
 /* Stop now: every session ends with FATAL 57P01. */
 void worker_post_stop(struct worker *w);
 void worker_join(struct worker *w);

@@ -35,6 +35,7 @@ pgdual_shell_it(lifecycle 120)
 pgdual_shell_it(backend_tls 120)
 pgdual_shell_it(dualwrite 300)
 pgdual_shell_it(metrics 120)
+pgdual_shell_it(promote 120)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
