@@ -36,6 +36,7 @@ pgdual_shell_it(backend_tls 120)
 pgdual_shell_it(dualwrite 300)
 pgdual_shell_it(metrics 120)
 pgdual_shell_it(promote 120)
+pgdual_shell_it(ladder 180)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
