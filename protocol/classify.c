@@ -339,6 +339,16 @@ int classify_statement(const char *sql, const struct classify_options *opt,
     return 0;
 }
 
+bool classify_result_equal(const struct classify_result *a, const struct classify_result *b)
+{
+    return a->kind == b->kind && a->nondeterministic == b->nondeterministic &&
+           a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
+           a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
+           a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
+           a->dml_only == b->dml_only && a->nstatements == b->nstatements &&
+           a->fingerprint == b->fingerprint;
+}
+
 char *classify_normalize(const char *sql)
 {
     if (sql == NULL) {

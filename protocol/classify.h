@@ -86,6 +86,9 @@ struct classify_options {
 int classify_statement(const char *sql, const struct classify_options *opt,
                        struct classify_result *out) __attribute__((warn_unused_result));
 
+/* Every field of a and b equal (the cache and the fuzz target check their answers with it). */
+bool classify_result_equal(const struct classify_result *a, const struct classify_result *b);
+
 /* Normalized text with literals replaced by $n (pg_query_normalize); caller frees with free().
  * NULL on failure (including text that does not parse). */
 char *classify_normalize(const char *sql);

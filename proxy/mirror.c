@@ -73,31 +73,8 @@ void mirror_free(struct mirror *m)
     wbuf_free(&m->wrap_error);
 }
 
-struct unit *mirror_building(struct mirror *m)
-{
-    if (m->building) {
-        return m->building;
-    }
-    struct unit *u = calloc(1, sizeof(*u));
-    if (!u) {
-        return NULL;
-    }
-    wbuf_init(&u->bytes);
-    outcome_init(&u->prim);
-    outcome_init(&u->second);
-    u->start_us = now_us();
-    if (m->tail) {
-        m->tail->next = u;
-    } else {
-        m->head = u;
-    }
-    m->tail = u;
-    m->building = u;
-    return u;
-}
-
-struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
-                                  struct wbuf *out)
+/* A fresh unit linked into the queue before `before` (NULL: at the tail). */
+static struct unit *unit_insert(struct mirror *m, struct unit *before)
 {
     struct unit *u = calloc(1, sizeof(*u));
     if (!u) {
@@ -107,8 +84,6 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
     outcome_init(&u->prim);
     outcome_init(&u->second);
     u->start_us = now_us();
-    u->sealed = u->internal = true;
-    u->sec = UNIT_SEC_SKIPPED;
     struct unit **link = &m->head;
     while (*link && *link != before) {
         link = &(*link)->next;
@@ -118,6 +93,26 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
     if (!u->next) {
         m->tail = u;
     }
+    return u;
+}
+
+struct unit *mirror_building(struct mirror *m)
+{
+    if (!m->building) {
+        m->building = unit_insert(m, NULL);
+    }
+    return m->building;
+}
+
+struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
+                                  struct wbuf *out)
+{
+    struct unit *u = unit_insert(m, before);
+    if (!u) {
+        return NULL;
+    }
+    u->sealed = u->internal = true;
+    u->sec = UNIT_SEC_SKIPPED;
     size_t at = wbuf_begin_msg(out, PqMsg_Query);
     wbuf_put_cstr(out, sql);
     wbuf_end_msg(out, at);
@@ -395,6 +390,18 @@ void mirror_secondary_done(struct session *s)
     m->release_pending = m->release_pending || u->hold_rfq;
     u->hold_rfq = false;
     mirror_leave(s);
+}
+
+void mirror_session_closing(struct session *s)
+{
+    struct mirror *m = &s->mirror;
+    if (!m->wrap_open || !m->wrap_prim_done || !m->wrap_commit || !m->secondary_up) {
+        return;
+    }
+    SLOG_INFO(s, "session closed inside a wrapped write: old rolls it back, new keeps it: "
+                 "divergence (repair with pgdual-verify)");
+    stats_add(&s->worker->stats, STAT_divergences_total, 1);
+    stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
 }
 
 void mirror_secondary_lost(struct session *s, const char *why)

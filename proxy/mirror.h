@@ -117,5 +117,9 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
 bool mirror_secondary_behind(const struct mirror *m);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
+/* The session is closing. A wrapped write whose reply the client never got is rolled back on
+ * the primary when its connection closes, while the secondary applied (or is applying) it:
+ * counted and logged as a divergence, so the write on new alone is never silent. */
+void mirror_session_closing(struct session *s);
 /* The secondary is gone: everything proceeds on the primary alone. */
 void mirror_secondary_lost(struct session *s, const char *why);

@@ -138,6 +138,9 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
     if (why == END_PROTOCOL) {
         stats_add(&w->stats, STAT_protocol_errors_total, 1);
     }
+    if (s->state == SESSION_READY) {
+        mirror_session_closing(s);
+    }
     session_set_state(s, SESSION_CLOSING);
     worker_remove_session(w, s);
     if (s->cancel) {

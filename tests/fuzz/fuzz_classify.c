@@ -70,15 +70,6 @@ static void check_result(const char *sql, int rc, const struct classify_result *
     }
 }
 
-static bool results_equal(const struct classify_result *a, const struct classify_result *b)
-{
-    return a->kind == b->kind && a->nondeterministic == b->nondeterministic &&
-           a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
-           a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
-           a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
-           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
-}
-
 /* classify_cached must answer exactly what classify_statement answers, on a miss and a hit. */
 static void check_cached(struct classify_cache *c, const char *sql,
                          const struct classify_options *opt, const struct classify_result *want)
@@ -87,7 +78,7 @@ static void check_cached(struct classify_cache *c, const char *sql,
     for (int i = 0; i < 2; i++) {
         int rc = classify_cached(c, sql, opt, &r);
         check_result(sql, rc, &r);
-        if (rc == 0 && !results_equal(&r, want)) {
+        if (rc == 0 && !classify_result_equal(&r, want)) {
             abort();
         }
     }
@@ -166,7 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = classify_statement(sql, opt, &want);
     check_result(sql, rc, &want);
     if (rc == 0) {
-        if (classify_statement(sql, opt, &again) != 0 || !results_equal(&want, &again)) {
+        if (classify_statement(sql, opt, &again) != 0 || !classify_result_equal(&want, &again)) {
             abort(); /* deterministic */
         }
         check_cached(cache, sql, opt, &want);

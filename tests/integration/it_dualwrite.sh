@@ -127,6 +127,35 @@ it_log "parallel mode, 8 x 200 order-dependent updates: $verdict; divergences fl
 assert_ok "SET mirror_order = lockstep" -- psql_admin "SET mirror_order = lockstep"
 counter_reset
 
+# --- a client that leaves while its wrapped write waits for new --------------------------------
+# A transaction held directly on new locks the row; the write through pgdual is done on old (in
+# pgdual's transaction) and waits on new; the client is killed; new then applies it and old rolls
+# it back: the write on new alone must be counted as a divergence, not be silent.
+psql_proxy "$DB" -c "CREATE TABLE leave (id int PRIMARY KEY, v int)" -c "INSERT INTO leave VALUES (1, 0)" >/dev/null
+mkfifo "$IT_TMP/locker.in"
+psql -X -h 127.0.0.1 -p "$NEW_PORT" -U postgres -d "$DB" -f "$IT_TMP/locker.in" >"$IT_TMP/locker.out" 2>&1 &
+locker=$!
+exec 9>"$IT_TMP/locker.in"
+echo "BEGIN; SELECT v FROM leave WHERE id = 1 FOR UPDATE;" >&9
+div0=$(status_value divergences_total)
+psql -X -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$DB" -c "UPDATE leave SET v = 1 WHERE id = 1" >/dev/null 2>&1 &
+leaver=$!
+waiting_on_new() {
+    [[ "$(psql_new postgres -tA -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE leave%'")" == 1 ]]
+}
+it_wait_for 10 waiting_on_new || it_failed "the write did not reach new"
+kill -KILL "$leaver"
+wait "$leaver" 2>/dev/null || true
+sleep 0.5
+echo "COMMIT;" >&9
+exec 9>&-
+wait "$locker" || true
+it_wait_for 10 eval '[[ "$(status_value divergences_total)" == "$((div0 + 1))" ]]' &&
+    it_pass "a client leaving a wrapped write is counted as a divergence" ||
+    it_failed "divergences_total $(status_value divergences_total), expected $((div0 + 1))"
+assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT v FROM leave")" "old rolled the abandoned write back"
+assert_eq "1" "$(psql_new "$DB" -tA -c "SELECT v FROM leave")" "new applied it (the divergence counted above)"
+
 # --- a write failing only on new ---------------------------------------------------------------
 before=$(status_value divergences_total)
 psql_new "$DB" -c "INSERT INTO tx VALUES (42, 'only on new')"

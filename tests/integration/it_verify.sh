@@ -155,6 +155,12 @@ check "-c pgdual.ini works" "[ $rc -eq 0 ]"
 "$BIN" -c "$W/pgdual.ini" --tables comp --watch 1 >"$W/watch.out" 2>&1 & WP=$!
 sleep 2
 q "$NEW_PORT" "DELETE FROM comp WHERE region = 'region-3' AND day = '2000-01-01'"
+# A pass takes a few seconds on a loaded machine: wait for the report (up to 30 s), then give
+# --watch 3 s more, in which it must not report the same difference again.
+for _ in $(seq 300); do
+    grep -q 'new: public.comp: row' "$W/watch.out" && break
+    sleep 0.1
+done
 sleep 3
 kill "$WP" 2>/dev/null; wait "$WP" 2>/dev/null
 cat "$W/watch.out"

@@ -15,15 +15,6 @@
 static const char *const extra_funcs[] = {"my_stable_func", "util.fmt"};
 static const struct classify_options extra_opts = {extra_funcs, 2};
 
-static bool results_equal(const struct classify_result *a, const struct classify_result *b)
-{
-    return a->kind == b->kind && a->nondeterministic == b->nondeterministic &&
-           a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
-           a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
-           a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
-           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
-}
-
 static int txn_from_name(const char *s)
 {
     static const char *const names[] = {"NONE",      "BEGIN",   "COMMIT",      "ROLLBACK",
@@ -126,7 +117,7 @@ static int run_case(const struct tcase *t, struct classify_cache *cache)
                    : 0;
     }
     for (int pass = 0; pass < 2; pass++) { /* miss, then hit */
-        if (classify_cached(cache, t->sql, opt, &rc) != 0 || !results_equal(&r, &rc)) {
+        if (classify_cached(cache, t->sql, opt, &rc) != 0 || !classify_result_equal(&r, &rc)) {
             bad += case_fail(t, "cached result differs");
         }
     }
@@ -214,8 +205,8 @@ static void test_cache_hit(void **state)
     assert_int_equal(classify_cached(c, "SELECT now() FROM t", NULL, &b), 0);
     assert_int_equal(classify_cache_count(c), 1);
     assert_int_equal(classify_statement("SELECT now() FROM t", NULL, &direct), 0);
-    assert_true(results_equal(&a, &b));
-    assert_true(results_equal(&a, &direct));
+    assert_true(classify_result_equal(&a, &b));
+    assert_true(classify_result_equal(&a, &direct));
     assert_int_equal(b.kind, CLASSIFY_READ);
     assert_true(b.nondeterministic);
 }

@@ -582,6 +582,22 @@ $mirror_line"
     [[ $(pgpool_node_status) == "up up" ]] || die "pgpool does not have both backends up"
 }
 
+# pgbench_figures OUT RC WHAT: sets the caller's tps, lat, txns, failed and status from pgbench's
+# output OUT and exit status RC; a failed run logs WHAT and the output's tail.
+pgbench_figures() {
+    local out=$1 rc=$2
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    status=ok
+    if [[ $rc -ne 0 || -z "$tps" || -z "$txns" || ${failed:-0} -ne 0 ]]; then
+        status="error(rc=$rc,failed=${failed:-?})"
+        log "$3: $status; output tail:"
+        tail -n 5 "$out" >&2
+    fi
+}
+
 # Runs one pgbench; appends a line to $TMP/results.tsv:
 # round target workload tps latency_ms cpu_ticks queries status
 run_one() {
@@ -613,16 +629,8 @@ run_one() {
             rc=99
         fi
     fi
-    local tps lat txns failed status=ok
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
-    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
-    if [[ $rc -ne 0 || -z "$tps" || -z "$txns" || ${failed:-0} -ne 0 ]]; then
-        status="error(rc=$rc,failed=${failed:-?})"
-        log "round $round $target $name: $status; output tail:"
-        tail -n 5 "$out" >&2
-    fi
+    local tps lat txns failed status
+    pgbench_figures "$out" "$rc" "round $round $target $name"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$name" "${tps:-NA}" \
         "${lat:-NA}" "${ticks:-NA}" "$((${txns:-0} * per_txn))" "$status" >>"$TMP/results.tsv"
     log "round $round $(printf '%-9s %-20s' "$target" "$name") tps=${tps:-NA} lat=${lat:-NA}ms" \
@@ -677,16 +685,8 @@ run_dw_one() {
         log "pgpool detached a backend during round $round $name: $(pgpool_node_status)"
         rc=98
     fi
-    local tps lat txns failed status=ok
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
-    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
-    if [[ $rc -ne 0 || -z "$tps" || -z "$txns" || ${failed:-0} -ne 0 ]]; then
-        status="error(rc=$rc,failed=${failed:-?})"
-        log "round $round $target $name: $status; output tail:"
-        tail -n 5 "$out" >&2
-    fi
+    local tps lat txns failed status
+    pgbench_figures "$out" "$rc" "round $round $target $name"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$name" "${tps:-NA}" \
         "${lat:-NA}" "${ticks:-NA}" "${txns:-0}" "$status" >>"$TMP/dw.tsv"
     log "round $round $(printf '%-15s %-18s' "$target" "$name") tps=${tps:-NA} lat=${lat:-NA}ms" \
