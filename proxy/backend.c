@@ -227,3 +227,39 @@ void backend_free(struct backend *b)
         b->conn = NULL;
     }
 }
+
+void backend_msg_begin(struct backend *b, uint8_t type)
+{
+    b->cur_type = type;
+    b->capture = type == PqMsg_ReadyForQuery || type == PqMsg_ErrorResponse;
+    if (b->capture) {
+        wbuf_reset(&b->msg);
+    }
+}
+
+void backend_msg_body(struct backend *b, const uint8_t *p, size_t n)
+{
+    if (b->capture && b->msg.len + n <= BACKEND_CAPTURE_MAX) {
+        wbuf_put_bytes(&b->msg, p, n);
+    }
+}
+
+uint8_t backend_msg_end(struct backend *b)
+{
+    if (!b->capture || b->msg.failed) {
+        return 0;
+    }
+    if (b->cur_type == PqMsg_ErrorResponse) {
+        struct wire_error_fields f;
+        if (wire_parse_error(b->msg.data, b->msg.len, &f) == 0 && f.severity &&
+            (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
+            b->sent_fatal = true;
+        }
+        return PqMsg_ErrorResponse;
+    }
+    if (b->msg.len != 1) {
+        return 0;
+    }
+    b->txn_status = b->msg.data[0];
+    return PqMsg_ReadyForQuery;
+}

@@ -33,6 +33,16 @@ struct backend {
     struct unit *cur_unit;    /* unit the current message belongs to (NULL: not compared) */
 };
 
+/* The small messages pgdual itself reads from a backend's replies (ReadyForQuery,
+ * ErrorResponse) are captured into b->msg while they stream. */
+#define BACKEND_CAPTURE_MAX 8192
+void backend_msg_begin(struct backend *b, uint8_t type);
+void backend_msg_body(struct backend *b, const uint8_t *p, size_t n);
+/* The message is complete. An ErrorResponse with severity FATAL or PANIC sets sent_fatal; a
+ * ReadyForQuery sets txn_status. Returns the message type if it was one of those two and was
+ * captured whole, else 0. */
+uint8_t backend_msg_end(struct backend *b);
+
 /* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the
  * client's startup packet where the conninfo leaves them out. Completion is reported through
  * session_backend_ready() / session_backend_failed(). */

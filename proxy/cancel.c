@@ -18,6 +18,9 @@ struct cancel_work {
     uv_work_t req;
     struct cancel_entry *entry; /* one reference */
     int which;
+    bool ok;
+    void (*done)(void *arg, bool ok); /* NULL for a client's cancel */
+    void *arg;
 };
 
 struct cancel_registry *cancel_registry_new(void)
@@ -95,7 +98,8 @@ static void on_cancel_work(uv_work_t *req)
 {
     struct cancel_work *cw = req->data;
     char err[256];
-    if (!PQcancel(cw->entry->keys[cw->which], err, sizeof(err))) {
+    cw->ok = PQcancel(cw->entry->keys[cw->which], err, sizeof(err)) != 0;
+    if (!cw->ok) {
         LOG_WARN("cancel of session %u on %s failed: %s", cw->entry->pid, cw->which ? "new" : "old",
                  err);
     }
@@ -105,6 +109,9 @@ static void on_cancel_done(uv_work_t *req, int status)
 {
     struct cancel_work *cw = req->data;
     (void)status;
+    if (cw->done) {
+        cw->done(cw->arg, cw->ok);
+    }
     entry_unref(cw->entry);
     free(cw);
 }
@@ -140,6 +147,31 @@ int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32
             free(cw);
             entry_unref(e);
         }
+    }
+    return 0;
+}
+
+int cancel_one(struct cancel_entry *e, uv_loop_t *loop, int which, void (*done)(void *arg, bool ok),
+               void *arg)
+{
+    /* The key is only replaced by the loop that owns e (at login), which is this one. */
+    if (!e->keys[which]) {
+        return -1;
+    }
+    struct cancel_work *cw = calloc(1, sizeof(*cw));
+    if (!cw) {
+        return -1;
+    }
+    cw->req.data = cw;
+    cw->entry = e;
+    cw->which = which;
+    cw->done = done;
+    cw->arg = arg;
+    atomic_fetch_add(&e->refs, 1);
+    if (uv_queue_work(loop, &cw->req, on_cancel_work, on_cancel_done) < 0) {
+        entry_unref(e);
+        free(cw);
+        return -1;
     }
     return 0;
 }

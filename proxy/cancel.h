@@ -3,6 +3,7 @@
  * loop blocks and every backend is cancelled at the same time. */
 #pragma once
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
@@ -29,3 +30,9 @@ void cancel_unregister(struct cancel_registry *r, struct cancel_entry *e);
 /* Cancel every backend of the session with these keys; returns 0, or -1 if no such session.
  * The PQcancel calls run on loop's thread pool. */
 int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32_t secret);
+/* Cancel what backend `which` of the session e belongs to runs now (pgdual's own cancel, e.g. a
+ * read past its timeout). done(arg, ok) runs on loop's thread once PQcancel returned: the
+ * backend has been signalled by then, so nothing sent to it afterwards can be hit. -1 (done is
+ * not called) when there is no key or the request cannot be queued. */
+int cancel_one(struct cancel_entry *e, uv_loop_t *loop, int which, void (*done)(void *arg, bool ok),
+               void *arg);

@@ -81,3 +81,10 @@ void divergence_report_nondeterministic(struct session *s, const struct unit *u)
 {
     write_line(s, u, "nondeterministic_write", false);
 }
+
+void divergence_record(struct session *s, const struct divergence_event *e)
+{
+    SLOG_INFO(s, "divergence %s: primary %s %s, secondary %s %s", e->kind,
+              e->prim ? e->prim->last_tag : "", e->prim ? e->prim->sqlstate : "",
+              e->second ? e->second->last_tag : "", e->second ? e->second->sqlstate : "");
+}

@@ -4,22 +4,16 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config/dials.h"
 #include "protocol/pqproto.h"
+#include "proxy/clock.h"
 #include "proxy/divergence.h"
 #include "proxy/log.h"
+#include "proxy/route.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void mirror_reap(struct mirror *m);
 
@@ -53,7 +47,7 @@ void mirror_init(struct mirror *m)
     wbuf_init(&m->wrap_error);
 }
 
-static void unit_free(struct unit *u)
+void mirror_unit_free(struct unit *u)
 {
     wbuf_free(&u->bytes);
     free(u->sql);
@@ -65,7 +59,7 @@ void mirror_free(struct mirror *m)
     while (m->head) {
         struct unit *u = m->head;
         m->head = u->next;
-        unit_free(u);
+        mirror_unit_free(u);
     }
     m->tail = m->building = NULL;
     wbuf_free(&m->held);
@@ -83,7 +77,7 @@ static struct unit *unit_insert(struct mirror *m, struct unit *before)
     wbuf_init(&u->bytes);
     outcome_init(&u->prim);
     outcome_init(&u->second);
-    u->start_us = now_us();
+    u->start_us = clock_monotonic_us();
     struct unit **link = &m->head;
     while (*link && *link != before) {
         link = &(*link)->next;
@@ -100,8 +94,34 @@ struct unit *mirror_building(struct mirror *m)
 {
     if (!m->building) {
         m->building = unit_insert(m, NULL);
+        if (m->building) {
+            m->building->serial = ++m->next_serial;
+            m->building->needs = 3;
+            m->building->routable = true;
+        }
     }
     return m->building;
+}
+
+struct unit *mirror_take_building(struct mirror *m)
+{
+    struct unit *u = m->building;
+    if (!u) {
+        return NULL;
+    }
+    struct unit **link = &m->head;
+    struct unit *prev = NULL;
+    while (*link != u) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    *link = u->next;
+    if (m->tail == u) {
+        m->tail = prev;
+    }
+    m->building = NULL;
+    u->next = NULL;
+    return u;
 }
 
 struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
@@ -168,7 +188,19 @@ static void mirror_reap(struct mirror *m)
         if (m->tail == u) {
             m->tail = NULL;
         }
-        unit_free(u);
+        mirror_unit_free(u);
+    }
+}
+
+/* u will never reach the secondary although it should have: if it may change data there, the
+ * secondary is no longer a copy of the primary (lagging: no reads are routed to it). A session
+ * that merely lost its connection to it, without missing a write, leaves it in_sync. */
+static void secondary_missed(struct session *s, const struct unit *u)
+{
+    if (u->mirrored && !u->internal &&
+        atomic_load(&s->worker->server->secondary_state) == SECONDARY_in_sync) {
+        SLOG_INFO(s, "a mirrored statement did not reach the secondary: it is now lagging");
+        server_secondary_lagging(s->worker->server);
     }
 }
 
@@ -184,7 +216,7 @@ static void dispatch_unit(struct session *s, struct unit *u)
 {
     struct worker *w = s->worker;
     u->sec = UNIT_SEC_SENT;
-    u->sec_start_us = now_us();
+    u->sec_start_us = clock_monotonic_us();
     s->mirror.in_flight++;
     stats_add(&w->stats, STAT_writes_mirrored, 1);
     send_secondary(s, u->bytes.data, u->bytes.len);
@@ -230,12 +262,18 @@ void mirror_dispatch(struct session *s)
     struct mirror *m = &s->mirror;
     mirror_enter(m);
     bool parallel = s->dials->d.mirror_order == MIRROR_PARALLEL;
-    for (struct unit *u = m->head; u; u = u->next) {
+    /* A routed read still owns the secondary (or pgdual's cancel for it is on its way): what
+     * comes after it waits, in order (route_try dispatches again when it ends). */
+    bool blocked = m->secondary_up && route_blocks(s, s->primary ^ 1);
+    for (struct unit *u = blocked ? NULL : m->head; u; u = u->next) {
         if (u->sec != UNIT_SEC_PENDING) {
             continue;
         }
         if (!m->secondary_up || !u->mirrored || !s->dials->d.mirror) {
             if (u->sealed || !m->secondary_up) {
+                if (!m->secondary_up && s->dials->d.mirror) {
+                    secondary_missed(s, u);
+                }
                 u->sec = UNIT_SEC_SKIPPED;
                 continue;
             }
@@ -338,7 +376,7 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     mirror_enter(m);
     u->prim_done = true;
     u->prim.txn_status = status;
-    u->prim_us = now_us() - u->start_us;
+    u->prim_us = clock_monotonic_us() - u->start_us;
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
     enum mirror_reply reply = MIRROR_REPLY_PASS;
@@ -361,8 +399,12 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     }
     mirror_dispatch(s);
     compare_unit(s, u);
-    u->hold_rfq = status == PQ_TXN_IDLE && u->sec == UNIT_SEC_SENT &&
-                  s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
+    /* PENDING here: a routed read held its dispatch back; it follows when the read ends. */
+    bool to_secondary =
+        u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up && u->mirrored &&
+                                    !u->prim.error && route_blocks(s, s->primary ^ 1));
+    u->hold_rfq =
+        status == PQ_TXN_IDLE && to_secondary && s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
     if (u->wrapped) {
         m->wrap_prim_done = true;
         m->wrap_commit = !u->prim.error && status == PQ_TXN_BLOCK;
@@ -383,7 +425,7 @@ void mirror_secondary_done(struct session *s)
     }
     mirror_enter(m);
     u->sec = UNIT_SEC_DONE;
-    u->sec_us = now_us() - u->sec_start_us;
+    u->sec_us = clock_monotonic_us() - u->sec_start_us;
     stats_observe(&s->worker->stats, s->primary ^ 1, u->sec_us);
     m->in_flight--;
     compare_unit(s, u);
@@ -412,7 +454,6 @@ void mirror_secondary_lost(struct session *s, const char *why)
     }
     m->secondary_up = false;
     m->in_flight = 0;
-    server_secondary_lagging(s->worker->server);
     stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
     SLOG_INFO(s, "secondary lost (%s): this session carries on with the primary alone", why);
     bool release = false;
@@ -420,6 +461,7 @@ void mirror_secondary_lost(struct session *s, const char *why)
         release = release || u->hold_rfq;
         u->hold_rfq = false;
         if (u->sec == UNIT_SEC_PENDING || u->sec == UNIT_SEC_SENT) {
+            secondary_missed(s, u);
             u->sec = UNIT_SEC_SKIPPED;
         }
     }

@@ -46,6 +46,15 @@ struct unit {
     bool wrapped;   /* runs inside pgdual's BEGIN/COMMIT on the primary */
     bool internal;  /* pgdual's own statement on the primary: its reply is not the client's */
     bool wrap_end;  /* internal: the COMMIT/ROLLBACK that ends the wrap */
+    /* Read routing (proxy/route.c). */
+    uint32_t serial; /* the session's unit number: which unit defined a statement or portal */
+    bool may_wrap;   /* started when an autocommit write could be wrapped */
+    bool routable;   /* nothing in it but proven reads (and Parse/Bind/Describe for them) */
+    int reads;       /* routed-read statements (Query or Execute) in it */
+    bool read_nondeterministic; /* a read uses now(), random() ...: not comparable */
+    bool defines;               /* it Parses a statement or Binds a portal */
+    uint8_t needs;              /* backends (bit per enum dial_backend) holding what it uses but did
+                                   not define itself */
     enum unit_sec sec;
     uint8_t prim_status_before; /* the primary's transaction status when this unit started */
     struct wbuf bytes;          /* frontend messages kept for the secondary */
@@ -57,6 +66,7 @@ struct unit {
 
 struct mirror {
     struct unit *head, *tail;
+    uint32_t next_serial;
     struct unit *building; /* receiving client messages; NULL between units */
     int in_flight;         /* units the secondary has not finished (lag bound) */
     bool secondary_up;
@@ -98,6 +108,9 @@ void mirror_free(struct mirror *m);
 struct unit *mirror_building(struct mirror *m);
 /* The building unit's last message arrived. */
 void mirror_seal(struct session *s);
+/* Unlink the building unit from the queue and hand it to the caller (route.c takes reads). */
+struct unit *mirror_take_building(struct mirror *m);
+void mirror_unit_free(struct unit *u);
 /* The oldest unit the primary / the secondary is working on. */
 struct unit *mirror_primary_unit(const struct mirror *m);
 struct unit *mirror_secondary_unit(const struct mirror *m);

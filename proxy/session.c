@@ -47,6 +47,7 @@ static void session_free(struct session *s)
         backend_free(&s->backends[i]);
     }
     mirror_free(&s->mirror);
+    route_free(s);
     session_free_maps(s);
     if (s->client.fd >= 0) {
         close(s->client.fd);
@@ -182,6 +183,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
             endpoint_pending(&s->client) < 64 * 1024) {
             endpoint_want_read(&b->ep, true); /* back-pressure released */
         }
+        route_client_drained(s);
     }
     if (!(events & UV_READABLE) || s->state == SESSION_CLOSING) {
         return;
@@ -265,6 +267,7 @@ void session_accept(struct worker *w, int fd)
     s->cancel_secret = random_u32();
     s->primary = DIAL_OLD;
     mirror_init(&s->mirror);
+    route_init(s);
     s->dials = dials_snapshot_ref(w->dials);
     s->conf = server_conf_ref(w->conf);
     for (int i = 0; i < 2; i++) {
@@ -295,6 +298,9 @@ void session_accept(struct worker *w, int fd)
 
 void session_at_txn_boundary(struct session *s)
 {
+    if (s->backends[s->primary].txn_status == PQ_TXN_IDLE) {
+        route_txn_ended(s);
+    }
     if (s->worker->draining && s->backends[s->primary].txn_status == PQ_TXN_IDLE) {
         s->drain_close = true;
         endpoint_want_read(&s->client, false);
@@ -316,7 +322,7 @@ bool session_drain_ready(const struct session *s)
     }
     const struct mirror *m = &s->mirror;
     if (s->backends[s->primary].txn_status != PQ_TXN_IDLE || m->building || m->holding ||
-        endpoint_pending(&s->client) > 0) {
+        s->route.active || endpoint_pending(&s->client) > 0) {
         return false;
     }
     for (const struct unit *u = m->head; u; u = u->next) {

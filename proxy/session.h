@@ -10,6 +10,7 @@
 #include "proxy/backend.h"
 #include "proxy/endpoint.h"
 #include "proxy/mirror.h"
+#include "proxy/route.h"
 
 struct worker;
 struct cancel_entry;
@@ -58,8 +59,10 @@ struct stmt_class {
     char *name;
     bool mirrored;
     bool nondeterministic;
-    bool dml_only; /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
-    bool commits;  /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
+    bool dml_only;    /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
+    bool commits;     /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
+    uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
+    uint32_t made_in; /* serial of the unit that defined it */
     uint64_t fingerprint;
     char *sql;
 };
@@ -103,6 +106,7 @@ struct session {
     struct backend backends[2];   /* [DIAL_OLD], [DIAL_NEW] */
     int logins_pending;           /* backend logins not finished (ready or failed) */
     struct mirror mirror;         /* units in flight and the secondary's progress */
+    struct route route;           /* the routed read in flight, if any */
     struct stmt_map stmts;        /* prepared statement name -> class */
     struct stmt_map portals;      /* portal name -> class of its statement */
     int primary;                  /* enum dial_backend serving this session */
@@ -154,6 +158,9 @@ void session_release_held_rfq(struct session *s);
 /* Close the secondary's data path (the session goes on with the primary). */
 void session_close_secondary(struct session *s);
 void session_free_maps(struct session *s);
+/* The statements and portals the unit with this serial defined are on these backends (bit per
+ * enum dial_backend). */
+void session_place_objects(struct session *s, uint32_t serial, uint8_t on);
 /* Close callback of backend endpoints: drops the session reference the endpoint held. */
 void session_backend_handle_closed(uv_handle_t *h);
 /* The primary sent a ReadyForQuery (its status is in backends[primary].txn_status): while the

@@ -10,6 +10,7 @@
 #include "protocol/pqproto.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
+#include "proxy/route.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -17,7 +18,6 @@
 /* Stop reading a peer while the other side has more than this queued; resume below LOW. */
 #define RELAY_HIGH_WATER        (256 * 1024)
 #define RELAY_LOW_WATER         (64 * 1024)
-#define BACKEND_CAPTURE_MAX     8192
 #define BACKEND_READS_PER_EVENT 8
 /* Per-session secondary lag bound: units the secondary has not finished. */
 #define MIRROR_MAX_LAG          64
@@ -42,7 +42,7 @@ static struct stmt_class *map_find(struct stmt_map *m, const char *name)
 }
 
 static int map_put(struct stmt_map *m, const char *name, const struct stmt_class *c,
-                   const char *sql)
+                   const char *sql, uint32_t made_in)
 {
     struct stmt_class *e = map_find(m, name);
     if (!e) {
@@ -67,6 +67,8 @@ static int map_put(struct stmt_map *m, const char *name, const struct stmt_class
         }
     }
     free(e->sql);
+    e->on = 0; /* set once the unit defining it has been placed (session_place_objects) */
+    e->made_in = made_in;
     e->mirrored = c->mirrored;
     e->nondeterministic = c->nondeterministic;
     e->dml_only = c->dml_only;
@@ -84,6 +86,30 @@ static void map_free(struct stmt_map *m)
     }
     free(m->v);
     memset(m, 0, sizeof(*m));
+}
+
+static void map_place(struct stmt_map *m, uint32_t serial, uint8_t on)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->v[i].made_in == serial) {
+            m->v[i].on = on;
+        }
+    }
+}
+
+void session_place_objects(struct session *s, uint32_t serial, uint8_t on)
+{
+    map_place(&s->stmts, serial, on);
+    map_place(&s->portals, serial, on);
+}
+
+/* u uses c, a statement or portal: unless u defined it, only the backends holding it can run u.
+ * Unknown names are the client's error, wherever it runs. */
+static void unit_uses(struct unit *u, const struct stmt_class *c)
+{
+    if (c && c->made_in != u->serial) {
+        u->needs &= c->on;
+    }
 }
 
 void session_free_maps(struct session *s)
@@ -159,8 +185,15 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     classify_or_mirror(s, sql, &r);
     u->mirrored = r.kind != CLASSIFY_READ && !(r.is_listen && r.nstatements == 1);
     u->nondeterministic = u->mirrored && r.nondeterministic;
+    if (r.kind == CLASSIFY_READ) {
+        u->reads++;
+        u->read_nondeterministic = u->read_nondeterministic || r.nondeterministic;
+    } else {
+        u->routable = false;
+    }
     u->txn_end = r.txn_control; /* parallel mode never sends these ahead of the primary */
     u->copy_in = r.is_copy_from;
+    u->routable = u->routable && !r.is_copy_from;
     s->listens = s->listens || r.is_listen;
     u->wrap_ok = u->wrap_ok && r.dml_only;
     u->writes += u->mirrored;
@@ -178,9 +211,10 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
     }
     struct stmt_class c;
     relay_classify(s, sql, &c);
-    if (map_put(&s->stmts, name, &c, sql) < 0) {
+    if (map_put(&s->stmts, name, &c, sql, u->serial) < 0) {
         c.mirrored = true;
     }
+    u->defines = true;
     /* A named statement must exist on both sides; so must anything that writes. */
     if (name[0] || c.mirrored) {
         u->mirrored = true;
@@ -194,7 +228,10 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
     const char *stmt = wire_cstr(rd);
     struct stmt_class *c = stmt ? map_find(&s->stmts, stmt) : NULL;
     struct stmt_class unknown = {.mirrored = true};
-    if (!portal || map_put(&s->portals, portal, c ? c : &unknown, c ? c->sql : NULL) < 0) {
+    unit_uses(u, c);
+    u->defines = true;
+    if (!portal ||
+        map_put(&s->portals, portal, c ? c : &unknown, c ? c->sql : NULL, u->serial) < 0) {
         u->mirrored = true;
         u->wrap_ok = false;
     }
@@ -206,6 +243,11 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
     stats_add(&s->worker->stats, STAT_statements_total, 1);
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
+    unit_uses(u, c);
+    if (c && !c->mirrored) {
+        u->reads++;
+        u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;
+    }
     if (!c || c->mirrored) {
         u->mirrored = true;
         u->writes++;
@@ -214,6 +256,17 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
             unit_note_sql(u, c->sql, c->fingerprint);
         }
     }
+}
+
+static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    uint8_t kind = wire_u8(rd);
+    const char *name = wire_cstr(rd);
+    if (!name) {
+        u->routable = false;
+        return;
+    }
+    unit_uses(u, map_find(kind == 'S' ? &s->stmts : &s->portals, name));
 }
 
 /* ---- lockstep ordering: the wrap and the gate (see struct mirror) ------------------------ */
@@ -227,13 +280,19 @@ static bool lockstep_mirroring(const struct session *s)
     return s->mirror.secondary_up && d->mirror && d->mirror_order == MIRROR_LOCKSTEP;
 }
 
+/* Nothing of the session is running or held on the primary. */
+static bool primary_idle(const struct session *s)
+{
+    const struct mirror *m = &s->mirror;
+    return !m->holding && !m->wrap_open && mirror_primary_unit(m) == NULL &&
+           !route_owns(s, s->primary);
+}
+
 /* May the unit starting now be wrapped if it turns out to be an autocommit write? */
 static bool may_wrap(const struct session *s)
 {
-    const struct mirror *m = &s->mirror;
     return lockstep_mirroring(s) && s->dials->d.commit_wait == COMMIT_WAIT_BOTH &&
-           m->prim_status == PQ_TXN_IDLE && !m->holding && !m->wrap_open &&
-           mirror_primary_unit(m) == NULL;
+           s->mirror.prim_status == PQ_TXN_IDLE && primary_idle(s);
 }
 
 /* Does the whole frontend message msg commit the primary's transaction? */
@@ -258,8 +317,8 @@ static bool message_commits(struct session *s, const uint8_t *msg, size_t len)
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
     const struct mirror *m = &s->mirror;
-    if (m->wrap_open) {
-        return true; /* pgdual's transaction on the primary comes first */
+    if (m->wrap_open || route_gates_client(s)) {
+        return true; /* pgdual's transaction on the primary, or a routed read, comes first */
     }
     if (atomic_load_explicit(&s->worker->server->paused, memory_order_relaxed) && !m->building &&
         m->prim_status == PQ_TXN_IDLE && mirror_primary_unit(m) == NULL) {
@@ -302,7 +361,13 @@ static void stop_deferring(struct session *s, struct unit *u)
 static int seal_unit(struct session *s, struct unit *u)
 {
     struct mirror *m = &s->mirror;
-    if (u->defer_fwd && u->mirrored && u->wrap_ok && u->writes > 0 && !u->copy_in) {
+    if (u->defer_fwd && !u->mirrored) {
+        int taken = route_try(s, u);
+        if (taken != 0) {
+            return taken < 0 ? RELAY_STOP_ENDED : 0;
+        }
+    }
+    if (u->defer_fwd && u->may_wrap && u->mirrored && u->wrap_ok && u->writes > 0 && !u->copy_in) {
         if (!mirror_internal_unit(m, u, "BEGIN", &s->to_primary)) {
             return -1;
         }
@@ -312,6 +377,10 @@ static int seal_unit(struct session *s, struct unit *u)
         wbuf_reset(&m->wrap_error);
     }
     stop_deferring(s, u);
+    if (u->defines) {
+        session_place_objects(s, u->serial,
+                              u->mirrored ? 3 : (uint8_t)(1u << s->primary)); /* see unit_uses */
+    }
     mirror_seal(s);
     return 0;
 }
@@ -327,7 +396,7 @@ static int follow_primary_dial(struct session *s)
     struct mirror *m = &s->mirror;
     int want = s->dials->d.primary;
     if (want == s->primary || m->prim_status != PQ_TXN_IDLE || m->holding || m->wrap_open ||
-        mirror_secondary_behind(m) || mirror_primary_unit(m) != NULL) {
+        s->route.active || mirror_secondary_behind(m) || mirror_primary_unit(m) != NULL) {
         return 0;
     }
     if (!m->secondary_up) {
@@ -369,13 +438,17 @@ static int frontend_message(struct session *s)
             return RELAY_STOP_ENDED;
         }
     }
-    bool defer = starts && may_wrap(s);
+    /* A unit starting with the primary idle is held back until it is complete: then it is
+     * known whether it is an autocommit write to wrap or a read to route. */
+    bool wrap = starts && may_wrap(s);
+    bool defer = starts && primary_idle(s);
     struct unit *u = mirror_building(&s->mirror);
     if (!u) {
         return -1;
     }
     if (starts) {
         u->defer_fwd = defer;
+        u->may_wrap = wrap;
         u->wrap_ok = true;
     }
     wbuf_put_bytes(&u->bytes, msg, len);
@@ -416,7 +489,10 @@ static int frontend_message(struct session *s)
     case PqMsg_Flush:
         stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
-    default: /* Describe */
+    case PqMsg_Describe:
+        on_describe(s, u, &rd);
+        return 0;
+    default:
         return 0;
     }
 }
@@ -548,11 +624,7 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     struct backend *b = ctx;
     struct session *s = b->session;
     (void)len;
-    b->cur_type = type;
-    b->capture = type == PqMsg_ReadyForQuery || type == PqMsg_ErrorResponse;
-    if (b->capture) {
-        wbuf_reset(&b->msg);
-    }
+    backend_msg_begin(b, type);
     struct unit *u =
         is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
     b->cur_unit = u && u->mirrored ? u : NULL;
@@ -565,9 +637,7 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
 static int backend_body(void *ctx, const uint8_t *p, size_t n)
 {
     struct backend *b = ctx;
-    if (b->capture && b->msg.len + n <= BACKEND_CAPTURE_MAX) {
-        wbuf_put_bytes(&b->msg, p, n);
-    }
+    backend_msg_body(b, p, n);
     if (b->cur_unit) {
         outcome_body(&b->rd, p, n);
     }
@@ -582,15 +652,8 @@ static int backend_end(void *ctx)
         outcome_end(&b->rd, is_primary(b) ? &b->cur_unit->prim : &b->cur_unit->second);
         b->cur_unit = NULL;
     }
-    if (!b->capture || b->msg.failed) {
-        return 0;
-    }
-    if (b->cur_type == PqMsg_ErrorResponse) {
-        struct wire_error_fields f;
-        if (wire_parse_error(b->msg.data, b->msg.len, &f) == 0 && f.severity &&
-            (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
-            b->sent_fatal = true;
-        }
+    uint8_t seen = backend_msg_end(b);
+    if (seen == PqMsg_ErrorResponse) {
         struct unit *u = is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
         if (u && u->wrap_end) { /* pgdual's COMMIT failed: the client must hear of it */
             struct wbuf *e = &s->mirror.wrap_error;
@@ -601,10 +664,9 @@ static int backend_end(void *ctx)
         }
         return 0;
     }
-    if (b->cur_type != PqMsg_ReadyForQuery || b->msg.len != 1) {
+    if (seen != PqMsg_ReadyForQuery) {
         return 0;
     }
-    b->txn_status = b->msg.data[0];
     if (!is_primary(b)) {
         mirror_secondary_done(s);
         return 0;
@@ -627,6 +689,7 @@ static void backend_lost(struct session *s, struct backend *b, const char *why)
     stats_add(&s->worker->stats, STAT_backend_failures_total, 1);
     if (!is_primary(b)) {
         mirror_secondary_lost(s, why);
+        route_backend_lost(s, b->which);
         return;
     }
     SLOG_INFO(s, "%s backend: %s", b->which == DIAL_OLD ? "old" : "new", why);
@@ -679,6 +742,15 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
 {
     struct mirror *m = &s->mirror;
     while (n > 0) {
+        if (route_owns(s, b->which)) {
+            size_t taken = 0;
+            if (route_feed(s, b, p, n, &taken) < 0) {
+                return -1;
+            }
+            p += taken;
+            n -= taken;
+            continue;
+        }
         struct unit *u = mirror_primary_unit(m);
         bool internal = u && u->internal;
         /* Not a COPY (the client must see CopyInResponse) nor an unsealed batch (a client
@@ -815,6 +887,25 @@ static void read_primary(struct session *s, struct backend *b)
     }
 }
 
+/* The secondary's replies: a routed read's (route.c), else folded into the units' outcomes. */
+static int relay_secondary_bytes(struct session *s, struct backend *b, const uint8_t *p, size_t n)
+{
+    while (n > 0 && s->state == SESSION_READY && s->mirror.secondary_up) {
+        size_t used = 0;
+        if (route_owns(s, b->which)) {
+            if (route_feed(s, b, p, n, &used) < 0) {
+                return -1;
+            }
+        } else if (wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used) < 0) {
+            backend_lost(s, b, "malformed message from the secondary");
+            return -1;
+        }
+        p += used;
+        n -= used;
+    }
+    return s->state == SESSION_READY ? 0 : -1;
+}
+
 static void read_secondary(struct session *s, struct backend *b)
 {
     struct worker *w = s->worker;
@@ -828,13 +919,11 @@ static void read_secondary(struct session *s, struct backend *b)
             backend_lost(s, b, n == 0 ? "connection closed" : uv_strerror((int)n));
             return;
         }
-        size_t used = 0;
-        if (wire_scan_feed(&b->scan, w->rbuf, (size_t)n, &backend_ops, b, &used) < 0) {
-            backend_lost(s, b, "malformed message from the secondary");
+        if (relay_secondary_bytes(s, b, w->rbuf, (size_t)n) < 0) {
             return;
         }
-        if ((size_t)n < sizeof(w->rbuf)) {
-            break;
+        if ((size_t)n < sizeof(w->rbuf) || !b->ep.want_read) {
+            break; /* drained for now, or the client of a read it serves is full */
         }
     }
     if (s->state == SESSION_READY) {
@@ -977,8 +1066,7 @@ void session_backend_failed(struct session *s, struct backend *b, const char *ms
     /* The secondary is not the client's business: carry on with the primary alone. */
     SLOG_INFO(s, "secondary login failed (%s): going on with the primary alone", detail);
     stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
-    server_secondary_lagging(s->worker->server);
-    b->up = false;
+    b->up = false; /* lagging once a write misses it (mirror.c: secondary_missed) */
     backend_close_handles(b, session_backend_handle_closed);
     if (s->state == SESSION_CONNECTING && --s->logins_pending == 0) {
         finish_login(s);

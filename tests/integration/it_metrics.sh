@@ -122,7 +122,12 @@ assert_eq "$(st "$S" mirrored_served_new)" \
     "$(m 'pgdual_statements_served_total{backend="new",class="mirrored"}')" \
     "mirrored statements served by new"
 assert_eq "$(st "$S" writes_mirrored)" "$(m pgdual_writes_mirrored_total)" "writes_mirrored"
-assert_eq "$(st "$S" fallbacks_total)" "$(m pgdual_fallbacks_total)" "fallbacks_total"
+for reason in error timeout connection_lost; do
+    assert_eq "$(st "$S" "fallbacks_$reason")" "$(m "pgdual_fallbacks_total{reason=\"$reason\"}")" \
+        "fallbacks for reason $reason"
+done
+fell=$(awk '$1 ~ /^pgdual_fallbacks_total\{/ { n += $2 } END { print n + 0 }' "$IT_TMP/samples")
+assert_eq "$(st "$S" fallbacks_total)" "$fell" "fallbacks_total is the sum over reasons"
 assert_eq "$(st "$S" shadow_timeouts_total)" "$(m pgdual_shadow_timeouts_total)" \
     "shadow_timeouts_total"
 for kind in error_mismatch sqlstate_mismatch tag_mismatch result_mismatch; do
@@ -146,12 +151,15 @@ assert_eq 1 "$(m 'pgdual_divergences_total{kind="nondeterministic"}')" "the rand
 assert_eq 0 "$(m pgdual_sessions_active)" "sessions_active gauge at the quiet moment"
 
 # Latency histograms: old (the primary) observed every unit it completed, new (the secondary)
-# every unit it was sent.
+# every unit mirrored to it and every read shadowed on it (compare_percent = 100, nothing timed
+# out, so each shadow run was compared).
 hist=pgdual_statement_duration_seconds
 assert_eq "$((reads_old + mirrored_old))" "$(m "${hist}_count{backend=\"old\"}")" \
     "old's histogram counts every unit old served"
-assert_eq "$(st "$S" writes_mirrored)" "$(m "${hist}_count{backend=\"new\"}")" \
-    "new's histogram counts every unit mirrored to new"
+assert_eq 1 "$(($(st "$S" shadow_compares_total) > 0))" "reads were shadowed on new"
+assert_eq "$(($(st "$S" writes_mirrored) + $(st "$S" shadow_compares_total)))" \
+    "$(m "${hist}_count{backend=\"new\"}")" \
+    "new's histogram counts every unit mirrored to new and every shadow run there"
 assert_eq "$(m "${hist}_count{backend=\"old\"}")" "$(m "${hist}_bucket{backend=\"old\",le=\"+Inf\"}")" \
     "+Inf bucket equals _count"
 assert_match "$(m "${hist}_sum{backend=\"old\"}")" '^0\.[0-9]*[1-9][0-9]*$|^[1-9]' \

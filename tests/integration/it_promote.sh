@@ -41,6 +41,8 @@ echo "BEGIN;" >&8
 ask 8 t t1
 it_wait_for 10 out_has t "t1:old" || it_failed "the transaction starts on old"
 
+# The ladder's step 2: reads are all on new already (step 1), then new becomes the primary.
+assert_ok "SET read_new_percent = 100" -- psql_admin "SET read_new_percent = 100"
 assert_ok "SET primary = new" -- psql_admin "SET primary = new"
 sleep 0.3 # the dial reaches the workers through their mailboxes
 ask 7 s s2
