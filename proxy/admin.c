@@ -8,11 +8,13 @@
 
 #include "config/dials.h"
 #include "protocol/pqproto.h"
+#include "proxy/divergence_table.h"
 #include "proxy/log.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/status.h"
+#include "proxy/text.h"
 #include "proxy/worker.h"
 
 #define ADMIN_MAX_QUERY (64 * 1024)
@@ -77,6 +79,32 @@ static void cmd_show_config(struct session *s, char **argv, int argc)
     }
     server_conf_unref(conf);
     dials_snapshot_unref(snap);
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+/* divergence_group_fn: one SHOW DIVERGENCES row. */
+static void put_divergence_row(void *ctx, const struct divergence_group *g)
+{
+    struct session *s = ctx;
+    char fp[17], count[24], first[TEXT_TIME_MAX], last[TEXT_TIME_MAX];
+    snprintf(fp, sizeof(fp), "%016" PRIx64, g->fingerprint);
+    snprintf(count, sizeof(count), "%" PRIu64, g->count);
+    text_utc_time(g->first_seen, first);
+    text_utc_time(g->last_seen, last);
+    const char *row[6] = {fp, g->kind, count, first, last, g->statement};
+    wire_put_data_row(&s->out, 6, row);
+}
+
+static void cmd_show_divergences(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    const char *names[6] = {"fingerprint", "kind", "count", "first_seen", "last_seen", "statement"};
+    wire_put_row_description(&s->out, 6, names);
+    struct divergence_table *t = s->worker->server->divergences;
+    if (t) {
+        divergence_table_visit(t, put_divergence_row, s);
+    }
     wire_put_command_complete(&s->out, "SHOW");
 }
 
@@ -163,6 +191,10 @@ static void cmd_show_help(struct session *s, char **argv, int argc);
 static const struct admin_cmd admin_cmds[] = {
     {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters"},
     {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
+    {{"SHOW", "DIVERGENCES", NULL},
+     cmd_show_divergences,
+     "SHOW DIVERGENCES: divergences since start, one row per statement fingerprint and kind, "
+     "most recently seen first"},
     {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
     {{"SET", NULL, NULL},
      cmd_set,

@@ -14,6 +14,7 @@
 #include "config/state.h"
 #include "proxy/auth.h"
 #include "proxy/cancel.h"
+#include "proxy/divergence_table.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/reload.h"
@@ -257,7 +258,8 @@ static int server_init(struct server *srv, struct config *cfg, const char *path,
     srv->dials_version = 1;
     srv->dials_snapshot = dials_snapshot_new(&srv->dials, srv->dials_version);
     srv->cancels = cancel_registry_new();
-    if (!srv->dials_snapshot || !srv->cancels ||
+    srv->divergences = divergence_table_new(DIVERGENCE_TABLE_GROUPS);
+    if (!srv->dials_snapshot || !srv->cancels || !srv->divergences ||
         split_read_only_functions(srv, cfg->read_only_functions) < 0) {
         LOG_ERR("out of memory");
         return -1;
@@ -286,6 +288,7 @@ static void server_cleanup(struct server *srv)
     }
     server_conf_unref(srv->conf);
     cancel_registry_free(srv->cancels);
+    divergence_table_free(srv->divergences);
     dials_snapshot_unref(srv->dials_snapshot);
     pthread_mutex_destroy(&srv->dials_lock);
     pthread_mutex_destroy(&srv->conf_lock);

@@ -444,6 +444,21 @@ void mirror_session_closing(struct session *s)
                  "divergence (repair with pgdual-verify)");
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
     stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
+    /* The wrapped unit is still queued while new applies it; once new is done it is reaped. */
+    struct unit *u = m->head;
+    while (u && !u->wrapped) {
+        u = u->next;
+    }
+    struct divergence_event e = {.kind = outcome_diff_name(OUTCOME_DIFF_error_mismatch)};
+    if (u) {
+        e.fingerprint = u->fingerprint;
+        e.sql = u->sql;
+        e.prim = &u->prim; /* its success, which old now rolls back */
+        e.prim_us = u->prim_us;
+        e.second = u->sec == UNIT_SEC_DONE ? &u->second : NULL;
+        e.sec_us = u->sec_us;
+    }
+    divergence_record(s, &e);
 }
 
 void mirror_secondary_lost(struct session *s, const char *why)

@@ -1,7 +1,7 @@
 /* proxy/server.h: what the worker loops share: the startup config, the reloadable config
  * snapshot (with the auth table), the master copy of the dials and its state file, the cancel
- * registry and the client count. Everything here is either immutable while the workers run or
- * guarded as its comment says; nothing here is touched per message. */
+ * registry, the divergence table and the client count. Everything here is either immutable
+ * while the workers run or guarded as its comment says; nothing here is touched per message. */
 #pragma once
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +24,7 @@ enum secondary_state {
 struct worker;
 struct cancel_registry;
 struct auth_table;
+struct divergence_table;
 
 /* The reloadable part of the config: an immutable, refcounted snapshot. A reload builds a new
  * one and posts it to every worker (like the dials); a session takes its worker's snapshot at
@@ -54,6 +55,9 @@ struct server {
     int64_t started_ms;
     uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
     atomic_int workers_exited;
+
+    /* Owned: the divergences SHOW DIVERGENCES lists, grouped; it has its own lock. */
+    struct divergence_table *divergences;
 
     pthread_mutex_t conf_lock;   /* guards conf (taken by reload and by worker_init) */
     struct server_conf *conf;    /* the current snapshot, one reference held here */

@@ -9,6 +9,7 @@
 #include "protocol/classify.h"
 #include "protocol/pqproto.h"
 #include "proxy/cancel.h"
+#include "proxy/divergence.h"
 #include "proxy/log.h"
 #include "proxy/route.h"
 #include "proxy/server.h"
@@ -724,6 +725,10 @@ static int release_wrap(struct session *s)
         SLOG_INFO(s, "the primary refused to COMMIT a write the secondary applied: divergence");
         stats_add(&s->worker->stats, STAT_divergences_total, 1);
         stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
+        /* The wrapped unit was reaped when new finished it, before pgdual's COMMIT was sent:
+         * its statement is no longer known here. */
+        struct divergence_event e = {.kind = outcome_diff_name(OUTCOME_DIFF_error_mismatch)};
+        divergence_record(s, &e);
         wbuf_reset(h);
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);

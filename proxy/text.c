@@ -1,4 +1,4 @@
-/* proxy/text.c: printf-style and JSON-string appends to a wbuf. */
+/* proxy/text.c: printf-style and JSON-string appends to a wbuf; the UTC timestamp format. */
 #include "proxy/text.h"
 
 #include <stdarg.h>
@@ -40,4 +40,12 @@ void text_put_json_str(struct wbuf *b, const char *s)
         }
     }
     wbuf_put_u8(b, '"');
+}
+
+void text_utc_time(time_t t, char out[TEXT_TIME_MAX])
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, TEXT_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, TEXT_TIME_MAX, "%lld", (long long)t);
+    }
 }

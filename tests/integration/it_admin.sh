@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/integration/it_admin.sh: the admin console (DESIGN §11): SHOW STATUS keys, SET of dials,
-# rejected SETs, ROLLBACK CUTOVER, non-admin refusal, SHOW CONFIG, the mirror = off guard, dials
-# persisted in state_file (over SIGKILL, refused writes, corrupt files at start).
+# rejected SETs, ROLLBACK CUTOVER, non-admin refusal, SHOW CONFIG, SHOW DIVERGENCES (empty), the
+# mirror = off guard, dials persisted in state_file (over SIGKILL, refused writes, corrupt files
+# at start).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -57,6 +58,12 @@ assert_not_contains "$IT_LAST_OUT" "read_new_percent" "non-admin sees no status"
 config=$(psql_admin "SHOW CONFIG")
 assert_match "$config" "(^|"$'\n'")listen_port\\|" "SHOW CONFIG lists listen_port"
 assert_match "$config" "(^|"$'\n'")admin_users\\|admin" "SHOW CONFIG lists admin_users"
+
+# SHOW DIVERGENCES: its columns, empty on a fresh pgdual (it_dualwrite.sh fills it), in SHOW HELP.
+divs=$(psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PROXY_PORT" -U admin -d pgdual -A -c "SHOW DIVERGENCES")
+assert_eq "fingerprint|kind|count|first_seen|last_seen|statement"$'\n'"(0 rows)" "$divs" \
+    "SHOW DIVERGENCES: six columns, no rows before any divergence"
+assert_contains "$(psql_admin "SHOW HELP")" "SHOW DIVERGENCES:" "SHOW HELP lists SHOW DIVERGENCES"
 
 # --- SET mirror = off is guarded while primary = old ------------------------------------------
 assert_fails "SET mirror = off refused while primary = old" -- psql_admin "SET mirror = off"

@@ -2,8 +2,9 @@
 # tests/integration/it_dualwrite.sh: writes through pgdual reach old and new identically
 # (DDL, DML, ON CONFLICT, data-modifying CTEs, \copy, transactions, savepoints); lockstep keeps
 # order-dependent updates of concurrent sessions equal; a write failing only on new is a logged
-# divergence the client never sees; nondeterministic writes are counted and logged without
-# literals; a cancel of a mirrored pg_sleep returns fast.
+# divergence the client never sees; SHOW DIVERGENCES groups divergences by fingerprint and kind;
+# nondeterministic writes are counted and logged without literals; a cancel of a mirrored
+# pg_sleep returns fast.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -165,6 +166,41 @@ assert_eq "$((before + 1))" "$(status_value divergences_total)" "the unique viol
 assert_contains "$(cat "$LOG")" '"kind":"error_mismatch"' "divergence log names the kind"
 assert_contains "$(cat "$LOG")" '"sqlstate":"23505"' "divergence log has new's SQLSTATE"
 assert_eq "1" "$(psql_proxy "$DB" -tA -c "SELECT 1")" "the session keeps working"
+
+# --- SHOW DIVERGENCES: a row changed on new alone, then updated through pgdual twice -----------
+psql_proxy "$DB" -q -c "CREATE TABLE drift (id int PRIMARY KEY, v int)" \
+    -c "INSERT INTO drift VALUES (1, 10), (2, 20)"
+psql_new "$DB" -c "UPDATE drift SET v = 99 WHERE id = 2"
+before=$(status_value divergences_total)
+assert_eq "21" "$(psql_proxy "$DB" -q -tA -c "UPDATE drift SET v = v + 1 WHERE id = 2 RETURNING v")" \
+    "the client gets old's RETURNING row"
+assert_eq "23" "$(psql_proxy "$DB" -q -tA -c "UPDATE drift SET v = v + 2 WHERE id = 2 RETURNING v")" \
+    "again (other literal, same fingerprint)"
+assert_eq "102" "$(psql_new "$DB" -tA -c "SELECT v FROM drift WHERE id = 2")" "new applied both"
+assert_eq "$((before + 2))" "$(status_value divergences_total)" "divergences_total grew by 2"
+divs=$(psql_admin "SHOW DIVERGENCES")
+it_log "SHOW DIVERGENCES:"$'\n'"$divs"
+drift_stmt='UPDATE drift SET v = v + $1 WHERE id = $2 RETURNING v'
+drift=$(awk -F'|' -v st="$drift_stmt" '$6 == st' <<<"$divs")
+assert_eq "1" "$(grep -c . <<<"$drift" || true)" "one group for the two UPDATEs (normalized statement)"
+IFS="|" read -r fp kind count first last _ <<<"$drift"
+assert_eq "result_mismatch|2" "$kind|$count" "the group: kind result_mismatch, count 2"
+assert_match "$fp" '^[0-9a-f]{16}$' "fingerprint is 16 hex digits"
+assert_contains "$(grep -F '"statement":"UPDATE drift SET v = v + $1' "$LOG")" "\"fingerprint\":\"$fp\"" \
+    "the fingerprint is the one in the divergence log"
+iso='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
+assert_match "$first" "$iso" "first_seen is ISO-8601 UTC"
+assert_match "$last" "$iso" "last_seen is ISO-8601 UTC"
+if [[ ! "$last" < "$first" ]]; then it_pass "last_seen >= first_seen"; else it_failed "last_seen $last < first_seen $first"; fi
+assert_eq "$drift" "$(head -n 1 <<<"$divs")" "the most recently seen group is listed first"
+assert_contains "$divs" '|error_mismatch|1|' "the earlier error_mismatch groups are listed too"
+assert_eq "error_mismatch|1" \
+    "$(awk -F'|' '$6 == "INSERT INTO tx VALUES ($1, $2)" { print $2 "|" $3 }' <<<"$divs")" \
+    "the unique violation on new: its own group"
+assert_eq "error_mismatch|1" \
+    "$(awk -F'|' '$6 == "UPDATE leave SET v = $1 WHERE id = $2" { print $2 "|" $3 }' <<<"$divs")" \
+    "the abandoned wrapped write: its own group, with its statement"
+assert_not_contains "$divs" "through pgdual" "no literal in SHOW DIVERGENCES (log_literals = off)"
 
 # --- nondeterministic writes --------------------------------------------------------------------
 nd=$(status_value nondeterministic_writes_total)
