@@ -65,6 +65,8 @@ void mirror_free(struct mirror *m)
     wbuf_free(&m->held);
     wbuf_free(&m->held_rest);
     wbuf_free(&m->wrap_error);
+    free(m->wrap_sql);
+    m->wrap_sql = NULL;
 }
 
 /* A fresh unit linked into the queue before `before` (NULL: at the tail). */

@@ -88,11 +88,13 @@ struct mirror {
      * primary, and the held reply is released with ReadyForQuery status 'I'. The client's next
      * message waits meanwhile (the session's gate). A client COMMIT waits likewise until the
      * secondary has applied every earlier unit. */
-    bool wrap_open;         /* a wrapped unit's transaction is open on the primary */
-    bool wrap_prim_done;    /* ...and the primary has answered the unit */
-    bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
-    bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
-    struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
+    bool wrap_open;            /* a wrapped unit's transaction is open on the primary */
+    bool wrap_prim_done;       /* ...and the primary has answered the unit */
+    bool wrap_commit;          /* ...successfully: end it with COMMIT, else ROLLBACK */
+    bool wrap_finishing;       /* the COMMIT/ROLLBACK has been sent */
+    struct wbuf wrap_error;    /* the primary's ErrorResponse to pgdual's own statement, if any */
+    uint64_t wrap_fingerprint; /* the wrapped statement, for the divergence log */
+    char *wrap_sql;            /* owned */
 };
 
 /* What the primary's ReadyForQuery means for the client's reply. */

@@ -374,6 +374,9 @@ static int seal_unit(struct session *s, struct unit *u)
         }
         u->wrapped = true;
         m->wrap_open = true;
+        free(m->wrap_sql);
+        m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
+        m->wrap_fingerprint = u->fingerprint;
         m->wrap_prim_done = m->wrap_finishing = false;
         wbuf_reset(&m->wrap_error);
     }
@@ -725,9 +728,10 @@ static int release_wrap(struct session *s)
         SLOG_INFO(s, "the primary refused to COMMIT a write the secondary applied: divergence");
         stats_add(&s->worker->stats, STAT_divergences_total, 1);
         stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
-        /* The wrapped unit was reaped when new finished it, before pgdual's COMMIT was sent:
-         * its statement is no longer known here. */
-        struct divergence_event e = {.kind = outcome_diff_name(OUTCOME_DIFF_error_mismatch)};
+        /* The wrapped unit was reaped when new finished it: the mirror kept its statement. */
+        struct divergence_event e = {.kind = outcome_diff_name(OUTCOME_DIFF_error_mismatch),
+                                     .fingerprint = m->wrap_fingerprint,
+                                     .sql = m->wrap_sql};
         divergence_record(s, &e);
         wbuf_reset(h);
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
