@@ -7,6 +7,12 @@
 #include <stdint.h>
 
 enum dial_backend { DIAL_OLD = 0, DIAL_NEW = 1 };
+
+/* The other backend. */
+static inline int dial_other(int which)
+{
+    return which ^ 1;
+}
 enum mirror_order { MIRROR_LOCKSTEP, MIRROR_PARALLEL };
 enum commit_wait { COMMIT_WAIT_BOTH, COMMIT_WAIT_PRIMARY };
 enum read_divergence { ON_DIVERGENCE_LOG, ON_DIVERGENCE_SERVE_PRIMARY };

@@ -8,6 +8,7 @@
 
 #include "config/dials.h"
 #include "protocol/pqproto.h"
+#include "proxy/clock.h"
 #include "proxy/divergence_table.h"
 #include "proxy/log.h"
 #include "proxy/reload.h"
@@ -138,6 +139,7 @@ static void cmd_set(struct session *s, char **argv, int argc)
         return;
     }
     SLOG_INFO(s, "admin: SET %s = %s%s", argv[1], argv[3], force ? " FORCE" : "");
+    s->admin_wait_version = server_dials_version(s->worker->server);
     wire_put_command_complete(&s->out, "SET");
 }
 
@@ -152,6 +154,7 @@ static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
         return;
     }
     SLOG_INFO(s, "admin: ROLLBACK CUTOVER (primary = old, read_new_percent = 0)");
+    s->admin_wait_version = server_dials_version(s->worker->server);
     wire_put_command_complete(&s->out, "ROLLBACK CUTOVER");
 }
 
@@ -303,6 +306,58 @@ static void admin_run_one(struct session *s, char *text)
     admin_error(s, "42601", msg);
 }
 
+/* A dial change answers once every worker has taken it, so a statement any client starts after
+ * the answer sees it (ROLLBACK CUTOVER: nothing that starts later is served by new). The loops
+ * take it within microseconds; meanwhile the console is not read. */
+#define ADMIN_APPLY_POLL_MS 1
+#define ADMIN_APPLY_WAIT_US (5 * 1000 * 1000)
+
+static void admin_flush(struct session *s)
+{
+    s->admin_wait_version = 0;
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    endpoint_want_read(&s->client, true);
+    if (s->gate_rest.len > 0) { /* what the client sent after the change, not read yet */
+        struct wbuf rest = s->gate_rest;
+        wbuf_init(&s->gate_rest);
+        admin_on_client_data(s, rest.data, rest.len);
+        wbuf_free(&rest);
+    }
+}
+
+static void on_apply_poll(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (s->state != SESSION_ADMIN || !s->admin_wait_version) {
+        uv_timer_stop(t);
+        return;
+    }
+    bool applied = server_dials_applied(s->worker->server, s->admin_wait_version);
+    if (!applied && clock_monotonic_us() - s->admin_wait_since_us < ADMIN_APPLY_WAIT_US) {
+        return;
+    }
+    if (!applied) {
+        SLOG_INFO(s, "a worker has not taken the dial change after 5 s; answering anyway");
+    }
+    uv_timer_stop(t);
+    admin_flush(s);
+}
+
+static void admin_reply(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    if (!s->admin_wait_version || server_dials_applied(srv, s->admin_wait_version) ||
+        !s->timer_open) {
+        admin_flush(s);
+        return;
+    }
+    s->admin_wait_since_us = clock_monotonic_us();
+    endpoint_want_read(&s->client, false);
+    uv_timer_start(&s->timer, on_apply_poll, ADMIN_APPLY_POLL_MS, ADMIN_APPLY_POLL_MS);
+}
+
 static void admin_query(struct session *s, char *sql, size_t len)
 {
     if (len == 0 || sql[len - 1] != '\0') {
@@ -320,9 +375,7 @@ static void admin_query(struct session *s, char *sql, size_t len)
         wire_put_empty_query(&s->out);
     }
     wire_put_ready(&s->out, PQ_TXN_IDLE);
-    if (session_flush_out(s) < 0) {
-        return;
-    }
+    admin_reply(s);
 }
 
 static int admin_begin(void *ctx, uint8_t type, uint32_t len)
@@ -343,7 +396,7 @@ static const struct wire_scan_ops admin_ops = {admin_begin, session_capture_body
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
 {
     size_t off = 0;
-    while (off < n && s->state == SESSION_ADMIN) {
+    while (off < n && s->state == SESSION_ADMIN && !s->admin_wait_version) {
         size_t used = 0;
         int rc = wire_scan_feed(&s->client_scan, p + off, n - off, &admin_ops, s, &used);
         off += used;
@@ -359,6 +412,9 @@ void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
             return;
         }
         admin_query(s, (char *)s->client_msg.data, s->client_msg.len);
+    }
+    if (s->state == SESSION_ADMIN && s->admin_wait_version && off < n) {
+        wbuf_put_bytes(&s->gate_rest, p + off, n - off);
     }
 }
 

@@ -24,11 +24,6 @@
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
-static int other(int which)
-{
-    return which ^ 1;
-}
-
 /* 0..99, from the session's own xorshift64* generator (the loop owns it: no lock, no syscall). */
 static int draw_percent(struct route *r)
 {
@@ -133,7 +128,7 @@ bool route_gates_client(const struct session *s)
      * may send it there (it would wait behind the shadow anyway); otherwise the primary serves
      * on while the shadow finishes, and reads meanwhile are not shadowed. */
     return !r->client_done || route_blocks(s, s->primary) ||
-           (route_blocks(s, other(s->primary)) && dial_uses_secondary(s));
+           (route_blocks(s, dial_other(s->primary)) && dial_uses_secondary(s));
 }
 
 void route_txn_ended(struct session *s)
@@ -172,7 +167,7 @@ static bool route_choose(struct session *s, const struct unit *u, struct route_c
     struct route *r = &s->route;
     const struct mirror *m = &s->mirror;
     const struct dials *d = &s->dials->d;
-    int prim = s->primary, sec = other(prim);
+    int prim = s->primary, sec = dial_other(prim);
     const struct backend *q = &s->backends[sec];
     bool sec_usable = m->secondary_up && q->up && q->txn_status == m->prim_status &&
                       m->prim_status != PQ_TXN_FAILED;
@@ -262,7 +257,7 @@ static void count_fallback(struct session *s, enum route_fallback why)
 static void fall_back(struct session *s, enum route_fallback why)
 {
     struct route *r = &s->route;
-    int sec = other(s->primary);
+    int sec = dial_other(s->primary);
     struct route_side *sd = &r->side[sec];
     /* What the secondary still sends of its serving run is only hashed now. */
     for (int i = 0; i < sd->nsegs; i++) {
@@ -374,7 +369,7 @@ static void client_done(struct session *s, int served_by)
 static enum outcome_diff compare_runs(const struct session *s)
 {
     const struct route_side *p = &s->route.side[s->primary];
-    const struct route_side *q = &s->route.side[other(s->primary)];
+    const struct route_side *q = &s->route.side[dial_other(s->primary)];
     return outcome_compare(&p->out, &q->out);
 }
 
@@ -408,7 +403,7 @@ static void release_secondary_answer(struct session *s)
         }
     }
     patch_ready_status(s);
-    client_done(s, other(prim));
+    client_done(s, dial_other(prim));
 }
 
 /* A serving run on backend which ended with its ReadyForQuery. */
@@ -626,7 +621,7 @@ static void on_route_timer(uv_timer_t *t)
         return;
     }
     uint64_t now = clock_monotonic_us();
-    int sec = other(s->primary);
+    int sec = dial_other(s->primary);
     if (r->deadline_serve_us && now >= r->deadline_serve_us) {
         r->deadline_serve_us = 0;
         if (!r->client_done && !r->streaming && r->serve == sec) {
@@ -636,7 +631,7 @@ static void on_route_timer(uv_timer_t *t)
     }
     if (s->state == SESSION_READY && r->deadline_shadow_us && now >= r->deadline_shadow_us) {
         r->deadline_shadow_us = 0;
-        int shadow = other(r->initial_serve);
+        int shadow = dial_other(r->initial_serve);
         struct route_side *sd = &r->side[shadow];
         if (sd->nsegs > 0 && !sd->run_ended) {
             stats_add(&s->worker->stats, STAT_shadow_timeouts_total, 1);
@@ -698,9 +693,9 @@ static void record_comparison(struct session *s)
         .fingerprint = r->fingerprint,
         .sql = r->sql,
         .prim = &r->side[prim].out,
-        .second = &r->side[other(prim)].out,
+        .second = &r->side[dial_other(prim)].out,
         .prim_us = r->side[prim].us,
-        .sec_us = r->side[other(prim)].us,
+        .sec_us = r->side[dial_other(prim)].us,
     };
     divergence_record(s, &e);
 }
@@ -743,7 +738,7 @@ int route_try(struct session *s, struct unit *u)
     }
     if (r->active || !u->routable || u->reads == 0 || !u->defer_fwd || u->mirrored || m->holding ||
         m->wrap_open || m->in_flight > 0 || mirror_secondary_behind(m) ||
-        mirror_primary_unit(m) != u || route_blocks(s, other(s->primary))) {
+        mirror_primary_unit(m) != u || route_blocks(s, dial_other(s->primary))) {
         return 0;
     }
     struct route_choice c;
@@ -772,7 +767,7 @@ int route_try(struct session *s, struct unit *u)
         return -1;
     }
     session_place_objects(s, r->serial,
-                          (uint8_t)((1u << c.serve) | (c.shadow ? 1u << other(c.serve) : 0)));
+                          (uint8_t)((1u << c.serve) | (c.shadow ? 1u << dial_other(c.serve) : 0)));
     uint64_t now = clock_monotonic_us();
     if (c.serve != s->primary && !c.forced) {
         r->deadline_serve_us = now + (uint64_t)d->read_timeout_ms * 1000u;
@@ -783,8 +778,8 @@ int route_try(struct session *s, struct unit *u)
     if (start_run(s, c.serve, ROUTE_SEG_SERVE) < 0 && s->state != SESSION_READY) {
         return -1;
     }
-    if (c.shadow && s->state == SESSION_READY && r->active && !r->side[other(c.serve)].lost) {
-        start_run(s, other(c.serve), ROUTE_SEG_SHADOW);
+    if (c.shadow && s->state == SESSION_READY && r->active && !r->side[dial_other(c.serve)].lost) {
+        start_run(s, dial_other(c.serve), ROUTE_SEG_SHADOW);
     }
     if (s->state != SESSION_READY) {
         return -1;

@@ -82,9 +82,7 @@ void server_conf_publish_take(struct server *srv, struct server_conf *conf)
 void server_set_paused(struct server *srv, bool paused)
 {
     atomic_store(&srv->paused, paused);
-    for (int i = 0; i < srv->nworkers; i++) {
-        worker_post_gates(&srv->workers[i]);
-    }
+    server_post_gates(srv);
 }
 
 struct dials_snapshot *server_dials_get(struct server *srv)
@@ -275,4 +273,38 @@ const char *server_secondary_state_name(const struct server *srv)
 #undef X
     };
     return names[atomic_load(&srv->secondary_state)];
+}
+
+int server_busy_on(const struct server *srv, int primary)
+{
+    int n = 0;
+    for (int i = 0; i < srv->nworkers; i++) {
+        n += atomic_load_explicit(&srv->workers[i].busy_on[primary & 1], memory_order_relaxed);
+    }
+    return n;
+}
+
+uint64_t server_dials_version(struct server *srv)
+{
+    pthread_mutex_lock(&srv->dials_lock);
+    uint64_t v = srv->dials_version;
+    pthread_mutex_unlock(&srv->dials_lock);
+    return v;
+}
+
+bool server_dials_applied(const struct server *srv, uint64_t version)
+{
+    for (int i = 0; i < srv->nworkers; i++) {
+        if (atomic_load_explicit(&srv->workers[i].dials_applied, memory_order_acquire) < version) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void server_post_gates(struct server *srv)
+{
+    for (int i = 0; i < srv->nworkers; i++) {
+        worker_post_gates(&srv->workers[i]);
+    }
 }

@@ -105,6 +105,15 @@ void server_secondary_lagging(struct server *srv);
 const char *server_secondary_state_name(const struct server *srv);
 /* Sum one counter over every worker. */
 uint64_t server_stat_sum(const struct server *srv, int counter);
+/* Sessions, over all workers, inside a transaction or a statement with this primary. */
+int server_busy_on(const struct server *srv, int primary);
+/* The version of the dials last published. */
+uint64_t server_dials_version(struct server *srv);
+/* Has every worker taken dials of at least this version (so every statement that starts now
+ * sees them)? */
+bool server_dials_applied(const struct server *srv, uint64_t version);
+/* Ask every worker to look at its gated sessions again. */
+void server_post_gates(struct server *srv);
 /* Sum backend's (enum dial_backend) latency histogram over every worker: per-bucket counts (not
  * cumulative; STATS_LATENCY_BUCKETS of them, the last is +Inf) and the sum in microseconds. */
 void server_latency_sum(const struct server *srv, int backend, uint64_t *buckets, uint64_t *sum_us);

@@ -143,6 +143,7 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         mirror_session_closing(s);
     }
     session_set_state(s, SESSION_CLOSING);
+    session_track_busy(s);
     worker_remove_session(w, s);
     if (s->cancel) {
         cancel_unregister(srv->cancels, s->cancel);
@@ -268,6 +269,7 @@ void session_accept(struct worker *w, int fd)
     s->primary = DIAL_OLD;
     mirror_init(&s->mirror);
     route_init(s);
+    s->busy_on = -1;
     s->dials = dials_snapshot_ref(w->dials);
     s->conf = server_conf_ref(w->conf);
     for (int i = 0; i < 2; i++) {
@@ -331,6 +333,34 @@ bool session_drain_ready(const struct session *s)
         }
     }
     return true;
+}
+
+void session_track_busy(struct session *s)
+{
+    const struct mirror *m = &s->mirror;
+    bool busy =
+        s->state == SESSION_READY && !s->listens &&
+        (m->prim_status != PQ_TXN_IDLE || m->head || m->holding || m->wrap_open || s->route.active);
+    int now = busy ? s->primary : -1;
+    if (now == s->busy_on) {
+        return;
+    }
+    struct worker *w = s->worker;
+    if (s->busy_on >= 0) {
+        _Atomic int *c = &w->busy_on[s->busy_on];
+        int left = atomic_load_explicit(c, memory_order_relaxed) - 1;
+        atomic_store_explicit(c, left, memory_order_relaxed);
+        /* Sessions waiting to switch primary wait for this count (over all workers) to reach 0. */
+        if (left == 0 && w->dials->d.primary != s->busy_on) {
+            server_post_gates(w->server);
+        }
+    }
+    if (now >= 0) {
+        _Atomic int *c = &w->busy_on[now];
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+    s->busy_on = now;
 }
 
 void session_refresh_dials(struct session *s)

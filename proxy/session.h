@@ -116,7 +116,13 @@ struct session {
      * client, and the session ends once everything in flight is finished and flushed. */
     bool drain_close;
     bool listens; /* ran LISTEN: notifications come from this primary only, so it stays */
+    int busy_on;  /* counted in worker->busy_on[busy_on] (inside a transaction or a statement
+                     with that primary), or -1 */
     struct cancel_entry *cancel; /* registered once the backend is up */
+
+    /* Admin console: a dial change answers only once every worker has it (see admin_reply). */
+    uint64_t admin_wait_version;
+    uint64_t admin_wait_since_us;
 
     struct wbuf out; /* scratch for messages pgdual itself writes to the client */
     char user[64];
@@ -169,6 +175,8 @@ void session_at_txn_boundary(struct session *s);
 /* While draining: true when s may be closed now (not inside a transaction, nothing in flight
  * on either backend, nothing held or queued for the client; or not relaying at all). */
 bool session_drain_ready(const struct session *s);
+/* Keep the worker's busy_on counts right (after every event, and at the end). */
+void session_track_busy(struct session *s);
 /* Take the worker's current dials (called at statement boundaries). */
 void session_refresh_dials(struct session *s);
 /* admin.c */

@@ -314,6 +314,35 @@ static bool message_commits(struct session *s, const uint8_t *msg, size_t len)
     return false;
 }
 
+/* Sessions on different primaries must never run at the same time: one writing new-first and
+ * one writing old-first could each hold a row lock on its primary and wait for it on its
+ * secondary, a lock cycle across two servers that neither detects. So after the primary dial
+ * changed, a session between transactions starts nothing until every worker has the change and
+ * no session still runs a transaction (or a statement) on the other primary; a session still on
+ * the old primary also waits until nothing of its own is in flight, then switches
+ * (follow_primary_dial). Sessions that stay where they are (LISTEN, or no connection to the
+ * other side) neither wait nor count. In steady state this is two relaxed loads per worker. */
+static bool switch_must_wait(struct session *s)
+{
+    const struct mirror *m = &s->mirror;
+    if (m->building || m->prim_status != PQ_TXN_IDLE || s->listens) {
+        return false;
+    }
+    const struct dials_snapshot *d = s->worker->dials;
+    int want = d->d.primary;
+    if (want != s->primary) {
+        if (!m->secondary_up) {
+            return false; /* it cannot follow: follow_primary_dial ends it */
+        }
+        if (m->holding || m->wrap_open || s->route.active || mirror_secondary_behind(m) ||
+            mirror_primary_unit(m) != NULL) {
+            return true;
+        }
+    }
+    struct server *srv = s->worker->server;
+    return !server_dials_applied(srv, d->version) || server_busy_on(srv, dial_other(want)) > 0;
+}
+
 /* Must this frontend message wait before it reaches the primary? */
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
@@ -324,6 +353,9 @@ static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
     if (atomic_load_explicit(&s->worker->server->paused, memory_order_relaxed) && !m->building &&
         m->prim_status == PQ_TXN_IDLE && mirror_primary_unit(m) == NULL) {
         return true; /* PAUSE: no new transaction starts */
+    }
+    if (switch_must_wait(s)) {
+        return true;
     }
     return lockstep_mirroring(s) && mirror_secondary_behind(&s->mirror) &&
            message_commits(s, msg, len);
@@ -866,6 +898,7 @@ void session_relay_after_event(struct session *s)
         finish_wrap(s);
     }
     gate_check(s);
+    session_track_busy(s);
 }
 
 static void read_primary(struct session *s, struct backend *b)

@@ -165,6 +165,10 @@ static void on_wakeup(uv_async_t *h)
     if (snap) {
         dials_snapshot_unref(w->dials);
         w->dials = snap;
+        atomic_store_explicit(&w->dials_applied, snap->version, memory_order_release);
+        if (server_dials_applied(w->server, snap->version)) {
+            server_post_gates(w->server); /* sessions waiting to switch primary may go now */
+        }
     }
     if (conf) {
         server_conf_unref(w->conf);
@@ -211,6 +215,7 @@ int worker_init(struct worker *w, struct server *srv, int index, int port)
     w->wakeup.data = w;
     pthread_mutex_init(&w->mailbox_lock, NULL);
     w->dials = server_dials_get(srv);
+    atomic_store(&w->dials_applied, w->dials->version);
     w->conf = server_conf_get(srv);
     w->classify = classify_cache_new(WORKER_CLASSIFY_CACHE);
     w->classify_opts.read_only_functions = (const char *const *)srv->read_only_functions;

@@ -35,7 +35,10 @@ struct worker {
     bool mailbox_stop;  /* also set by the worker itself once it stops: no send after that */
 
     struct dials_snapshot *dials; /* loop-owned current snapshot */
-    struct server_conf *conf;     /* loop-owned current config snapshot (sessions ref it) */
+    /* Written by this loop only (relaxed stores), read by any thread. */
+    _Atomic uint64_t dials_applied; /* version of the snapshot its sessions now start with */
+    _Atomic int busy_on[2];   /* its sessions inside a transaction or a statement, by primary */
+    struct server_conf *conf; /* loop-owned current config snapshot (sessions ref it) */
     bool stopping;
     /* SIGTERM: the listener is closed; sessions end at their next transaction boundary (the
      * sweep timer closes each one once it is idle), then the worker stops. */

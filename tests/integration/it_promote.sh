@@ -45,13 +45,21 @@ it_wait_for 10 out_has t "t1:old" || it_failed "the transaction starts on old"
 assert_ok "SET read_new_percent = 100" -- psql_admin "SET read_new_percent = 100"
 assert_ok "SET primary = new" -- psql_admin "SET primary = new"
 sleep 0.3 # the dial reaches the workers through their mailboxes
+# t's transaction still runs on old: s must not start on new meanwhile (a session writing
+# new-first and one writing old-first could lock each other across the two servers).
 ask 7 s s2
-it_wait_for 10 out_has s "s2:new" && it_pass "an open session follows the promotion at its next statement" ||
-    it_failed "open session after SET primary = new: $(cat "$IT_TMP/s.out")"
+sleep 1.5
+if out_has s "s2:new" || out_has s "s2:old"; then
+    it_failed "s answered while a transaction was open on old: $(cat "$IT_TMP/s.out")"
+else
+    it_pass "an open session waits to switch while a transaction runs on the old primary"
+fi
 ask 8 t t2
 it_wait_for 10 out_has t "t2:old" && it_pass "a transaction in flight finishes on old" ||
     it_failed "transaction in flight after promotion: $(cat "$IT_TMP/t.out")"
 echo "COMMIT;" >&8
+it_wait_for 10 out_has s "s2:new" && it_pass "once it committed, the open session follows the promotion" ||
+    it_failed "open session after SET primary = new: $(cat "$IT_TMP/s.out")"
 ask 8 t t3
 it_wait_for 10 out_has t "t3:new" && it_pass "after its COMMIT the session reads new" ||
     it_failed "after COMMIT: $(cat "$IT_TMP/t.out")"
