@@ -11,7 +11,7 @@ else()
   set(PGDUAL_C_IT_BIN ${CMAKE_BINARY_DIR}/pgdual)
 endif()
 
-set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput)
+set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback)
 foreach(name IN LISTS PGDUAL_C_ITESTS)
   add_executable(it_${name} ${CMAKE_CURRENT_LIST_DIR}/it_${name}.c)
   target_link_libraries(it_${name} PRIVATE pgdual_it pgdual_warnings PkgConfig::PQ)
@@ -22,6 +22,8 @@ foreach(name IN LISTS PGDUAL_C_ITESTS)
     TIMEOUT 300
     ENVIRONMENT "PGDUAL_TEST_CLUSTER=${CMAKE_BINARY_DIR}/pgtest;PGDUAL_BIN=${PGDUAL_C_IT_BIN}")
 endforeach()
+find_package(Threads REQUIRED)
+target_link_libraries(it_rollback PRIVATE Threads::Threads)
 # it_concurrency opens 200 clients (400 backend connections); keep it from overlapping the others'
 # connection budget on small machines.
 set_tests_properties(it.concurrency PROPERTIES RUN_SERIAL TRUE)
