@@ -55,6 +55,10 @@ struct unit {
     bool defines;               /* it Parses a statement or Binds a portal */
     uint8_t needs;              /* backends (bit per enum dial_backend) holding what it uses but did
                                    not define itself */
+    bool drawn;                 /* the read dials were drawn for it: */
+    int draw_serve;             /* ...the backend to serve it */
+    bool draw_shadow;           /* ...and whether to shadow it */
+    bool route_waiting;         /* complete, held back until the secondary caught up (route_try) */
     enum unit_sec sec;
     uint8_t prim_status_before; /* the primary's transaction status when this unit started */
     struct wbuf bytes;          /* frontend messages kept for the secondary */

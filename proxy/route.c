@@ -81,11 +81,23 @@ void route_init(struct session *s)
     }
 }
 
+/* Buffers are kept for the session's next read, unless a big answer grew them. */
+#define ROUTE_KEEP_BYTES (64 * 1024)
+
+static void reuse_or_free(struct wbuf *b)
+{
+    if (b->cap > ROUTE_KEEP_BYTES) {
+        wbuf_free(b);
+    } else {
+        wbuf_reset(b);
+    }
+}
+
 static void route_reset(struct route *r)
 {
     r->active = false;
-    wbuf_reset(&r->bytes);
-    wbuf_reset(&r->to_client);
+    reuse_or_free(&r->bytes);
+    reuse_or_free(&r->to_client);
     free(r->sql);
     r->sql = NULL;
     memset(r->side, 0, sizeof(r->side));
@@ -138,60 +150,100 @@ void route_txn_ended(struct session *s)
 
 /* ---- the routing decision -------------------------------------------------------------- */
 
-struct route_choice {
-    int serve;   /* enum dial_backend */
-    bool shadow; /* also run on the other backend and compare */
-    bool forced; /* only the secondary holds what the read uses */
-};
-
 /* The read dial: which backend serves a read (enum dial_backend). */
 static int draw_serve(struct session *s)
 {
     return draw_percent(&s->route) < s->dials->d.read_new_percent ? DIAL_NEW : DIAL_OLD;
 }
 
-/* Inside a transaction block the dial is drawn once, at its first read (routed or not). */
-static void draw_for_transaction(struct session *s)
+/* Draw the dials for u once (a read that waits keeps its draw): which backend serves it (once
+ * per transaction block, at its first read) and whether it is shadowed. */
+static void draw_once(struct session *s, struct unit *u)
 {
     struct route *r = &s->route;
-    if (s->mirror.prim_status == PQ_TXN_BLOCK && !r->txn_drawn) {
-        r->txn_drawn = true;
-        r->txn_serve = draw_serve(s);
+    if (u->drawn) {
+        return;
+    }
+    u->drawn = true;
+    if (s->mirror.prim_status == PQ_TXN_BLOCK) {
+        if (!r->txn_drawn) {
+            r->txn_drawn = true;
+            r->txn_serve = draw_serve(s);
+        }
+        u->draw_serve = r->txn_serve;
+    } else {
+        u->draw_serve = draw_serve(s);
+    }
+    int pct = s->dials->d.compare_percent;
+    u->draw_shadow = pct > 0 && draw_percent(r) < pct;
+    if (u->draw_shadow && u->read_nondeterministic) {
+        stats_add(&s->worker->stats, STAT_shadow_not_comparable_total, 1);
+        u->draw_shadow = false;
     }
 }
 
-/* Where does this read run? The session has nothing in flight (checked by the caller). False:
- * the primary alone serves it, the usual way. */
-static bool route_choose(struct session *s, const struct unit *u, struct route_choice *c)
+/* Is the secondary a copy the read may use at all? */
+static bool secondary_usable(const struct session *s)
 {
-    struct route *r = &s->route;
+    const struct backend *q = &s->backends[dial_other(s->primary)];
+    const struct server *srv = s->worker->server;
+    return s->mirror.secondary_up && q->up && s->dials->d.mirror &&
+           atomic_load_explicit(&srv->secondary_state, memory_order_relaxed) == SECONDARY_in_sync;
+}
+
+/* Is anything of the session still running or held on either backend? */
+static bool session_busy(const struct session *s)
+{
     const struct mirror *m = &s->mirror;
-    const struct dials *d = &s->dials->d;
+    return s->route.active || m->holding || m->wrap_open || m->in_flight > 0 ||
+           mirror_secondary_behind(m) || route_blocks(s, dial_other(s->primary));
+}
+
+/* The routing decision for read u (sealed, held back, the primary idle): ROUTE_TRY_PRIMARY (the
+ * usual way), ROUTE_TRY_WAIT, or route it with *c filled. */
+struct route_choice {
+    int serve;   /* enum dial_backend */
+    bool shadow; /* also run on the other backend and compare */
+    bool forced; /* only the secondary holds what the read uses */
+};
+enum { ROUTE_TRY_PRIMARY, ROUTE_TRY_ROUTE, ROUTE_TRY_WAIT };
+
+static int route_choose(struct session *s, struct unit *u, struct route_choice *c)
+{
+    const struct mirror *m = &s->mirror;
     int prim = s->primary, sec = dial_other(prim);
-    const struct backend *q = &s->backends[sec];
-    bool sec_usable = m->secondary_up && q->up && q->txn_status == m->prim_status &&
-                      m->prim_status != PQ_TXN_FAILED;
     memset(c, 0, sizeof(*c));
     if (!(u->needs & (1u << prim))) {
         /* It uses a statement or portal a read routed to the secondary created: only there. */
         c->serve = sec;
         c->forced = true;
-        return sec_usable;
-    }
-    struct server *srv = s->worker->server;
-    if (!sec_usable || !(u->needs & (1u << sec)) || !d->mirror ||
-        atomic_load_explicit(&srv->secondary_state, memory_order_relaxed) != SECONDARY_in_sync) {
-        return false; /* the secondary may miss writes: it serves nothing */
-    }
-    c->serve = m->prim_status == PQ_TXN_BLOCK ? r->txn_serve : draw_serve(s);
-    if (d->compare_percent > 0 && draw_percent(r) < d->compare_percent) {
-        if (u->read_nondeterministic) {
-            stats_add(&s->worker->stats, STAT_shadow_not_comparable_total, 1);
-        } else {
-            c->shadow = true;
+    } else {
+        draw_once(s, u);
+        if (!(u->needs & (1u << sec)) || !secondary_usable(s)) {
+            return ROUTE_TRY_PRIMARY; /* the secondary may miss writes: it serves nothing */
+        }
+        c->serve = u->draw_serve;
+        c->shadow = u->draw_shadow;
+        if (c->serve == prim && !c->shadow) {
+            return ROUTE_TRY_PRIMARY;
         }
     }
-    return c->serve != prim || c->shadow;
+    if (!m->secondary_up || !s->backends[sec].up) {
+        return ROUTE_TRY_PRIMARY;
+    }
+    if (session_busy(s)) {
+        if (c->serve == sec) {
+            return ROUTE_TRY_WAIT; /* it would queue behind the secondary's work anyway */
+        }
+        /* Served by the primary: the client does not wait for a shadow; this one is skipped. */
+        stats_add(&s->worker->stats, STAT_shadows_skipped_total, 1);
+        return ROUTE_TRY_PRIMARY;
+    }
+    /* Both sides idle: their transactions must be alike (the same fate so far). */
+    if (s->backends[sec].txn_status != m->prim_status || m->prim_status == PQ_TXN_FAILED) {
+        return ROUTE_TRY_PRIMARY;
+    }
+    return ROUTE_TRY_ROUTE;
 }
 
 /* ---- running the read on a backend ------------------------------------------------------ */
@@ -733,17 +785,18 @@ int route_try(struct session *s, struct unit *u)
 {
     struct route *r = &s->route;
     struct mirror *m = &s->mirror;
-    if (u->routable && u->reads > 0 && !u->mirrored) {
-        draw_for_transaction(s);
-    }
-    if (r->active || !u->routable || u->reads == 0 || !u->defer_fwd || u->mirrored || m->holding ||
-        m->wrap_open || m->in_flight > 0 || mirror_secondary_behind(m) ||
-        mirror_primary_unit(m) != u || route_blocks(s, dial_other(s->primary))) {
+    if (!u->routable || u->reads == 0 || !u->defer_fwd || u->mirrored ||
+        mirror_primary_unit(m) != u) {
         return 0;
     }
     struct route_choice c;
-    if (!route_choose(s, u, &c)) {
+    switch (route_choose(s, u, &c)) {
+    case ROUTE_TRY_PRIMARY:
         return 0;
+    case ROUTE_TRY_WAIT:
+        return 2;
+    default:
+        break;
     }
     const struct dials *d = &s->dials->d;
     mirror_take_building(m);

@@ -78,9 +78,10 @@ struct route {
 
 void route_init(struct session *s);
 void route_free(struct session *s);
-/* A deferred read unit (sealed, not mirrored, nothing else in flight) is complete: decide where
- * it runs. Returns 1 if the route took it (the unit is gone), 0 to send it the usual way
- * (primary only), -1 if the session ended. */
+/* A held-back unit is complete: if it is a read, decide where it runs (route_choose). Returns 1
+ * if the route took it (the unit is gone), 0 to send it the usual way (primary only), 2 when it
+ * must wait until the session's earlier work is done on the secondary (the dial chose the
+ * secondary: try again then), -1 if the session ended. */
 int route_try(struct session *s, struct unit *u);
 /* Does the route still expect replies from this backend? */
 bool route_owns(const struct session *s, int which);

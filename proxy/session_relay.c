@@ -347,7 +347,7 @@ static bool switch_must_wait(struct session *s)
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
     const struct mirror *m = &s->mirror;
-    if (m->wrap_open || route_gates_client(s)) {
+    if (m->wrap_open || route_gates_client(s) || (m->building && m->building->route_waiting)) {
         return true; /* pgdual's transaction on the primary, or a routed read, comes first */
     }
     if (atomic_load_explicit(&s->worker->server->paused, memory_order_relaxed) && !m->building &&
@@ -396,6 +396,10 @@ static int seal_unit(struct session *s, struct unit *u)
     struct mirror *m = &s->mirror;
     if (u->defer_fwd && !u->mirrored) {
         int taken = route_try(s, u);
+        if (taken == 2) {
+            u->route_waiting = true; /* route_wait_check tries again; later messages gate */
+            return 0;
+        }
         if (taken != 0) {
             return taken < 0 ? RELAY_STOP_ENDED : 0;
         }
@@ -892,11 +896,28 @@ static void finish_wrap(struct session *s)
     resume_primary(s);
 }
 
+/* A complete read waits for the secondary to catch up (route_try): try again. */
+static void route_wait_check(struct session *s)
+{
+    struct unit *u = s->mirror.building;
+    if (s->state != SESSION_READY || !u || !u->route_waiting) {
+        return;
+    }
+    u->route_waiting = false;
+    int rc = seal_unit(s, u);
+    if (rc < 0) {
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+    } else if (rc == 0 && s->state == SESSION_READY) {
+        flush_to_primary(s);
+    }
+}
+
 void session_relay_after_event(struct session *s)
 {
     if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror)) {
         finish_wrap(s);
     }
+    route_wait_check(s);
     gate_check(s);
     session_track_busy(s);
 }

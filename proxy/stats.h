@@ -24,6 +24,8 @@
       "reads served by the secondary that failed after part of the answer reached the client") \
     X(shadow_compares_total, "shadow comparisons completed")                                   \
     X(shadow_timeouts_total, "shadow reads cancelled after shadow_timeout_ms")                 \
+    X(shadows_skipped_total, "reads drawn for shadowing served by the primary alone: the "     \
+                             "secondary was still busy (its previous shadow)")                 \
     X(shadow_not_comparable_total,                                                             \
       "reads drawn for shadowing but nondeterministic (now(), random() ...)")                  \
     X(divergences_total, "divergences between old and new")                                    \
