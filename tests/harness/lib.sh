@@ -183,6 +183,129 @@ psql_admin() {
     psql -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$PROXY_PORT" -U admin -d pgdual -tA -c "$1"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Admin counters
+
+# it_status KEY: one SHOW STATUS value; empty when SHOW STATUS has no such key.
+it_status() {
+    psql_admin "SHOW STATUS" | awk -F'|' -v k="$1" '$1 == k { print $2 }'
+}
+
+# it_status_mark: remembers every SHOW STATUS value now, the base of it_status_delta.
+declare -gA IT_STATUS_MARK=()
+it_status_mark() {
+    local k v
+    IT_STATUS_MARK=()
+    while IFS='|' read -r k v; do
+        IT_STATUS_MARK[$k]=$v
+    done < <(psql_admin "SHOW STATUS")
+    ((${#IT_STATUS_MARK[@]} > 0)) || it_fail "SHOW STATUS returned nothing"
+}
+
+# it_status_delta KEY: growth of counter KEY since it_status_mark, or "missing" when SHOW STATUS
+# lacks the key.
+it_status_delta() {
+    local now
+    now=$(it_status "$1")
+    if [[ ! "$now" =~ ^[0-9]+$ || ! "${IT_STATUS_MARK[$1]:-}" =~ ^[0-9]+$ ]]; then
+        echo missing
+        return 0
+    fi
+    echo $((now - IT_STATUS_MARK[$1]))
+}
+
+# assert_delta KEY OP N MSG [WAIT_S]: the growth of counter KEY since it_status_mark compared
+# with N by OP (-eq -ne -ge -gt -le -lt) must hold; with WAIT_S, polls up to that many seconds
+# for it to hold (counters of shadow reads may settle after the client's answer).
+assert_delta() {
+    local key=$1 op=$2 n=$3 msg=$4 wait_s=${5:-0} d deadline
+    deadline=$((SECONDS + wait_s))
+    while :; do
+        d=$(it_status_delta "$key")
+        if [[ "$d" != missing ]] && test "$d" "$op" "$n"; then
+            it_pass "$msg ($key +$d)"
+            return 0
+        fi
+        ((SECONDS < deadline)) || break
+        sleep 0.1
+    done
+    it_failed "$msg: $key grew by $d, want $op $n"
+}
+
+# it_dials KEY=VALUE...: sets [cutover] dials with the admin console, then gives the workers
+# time to get them (they apply at each session's next statement).
+it_dials() {
+    local kv
+    for kv in "$@"; do
+        psql_admin "SET ${kv%%=*} = ${kv#*=}" >/dev/null || it_fail "admin SET ${kv%%=*} = ${kv#*=}"
+    done
+    sleep 0.5
+}
+
+# ---------------------------------------------------------------------------------------------
+# Interactive sessions: a psql through pgdual fed from a FIFO, so a test can interleave its
+# statements with other events. Output (-tA, errors included) goes to $IT_TMP/NAME.out.
+
+declare -gA IT_SESSION_FD=() IT_SESSION_PID=()
+
+# it_session_open NAME DB: starts the session (it connects at once).
+it_session_open() {
+    local name=$1 db=$2 fd
+    mkfifo "$IT_TMP/$name.in"
+    psql -X -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$db" -tA -f "$IT_TMP/$name.in" \
+        >"$IT_TMP/$name.out" 2>&1 &
+    IT_SESSION_PID[$name]=$!
+    exec {fd}>"$IT_TMP/$name.in"
+    IT_SESSION_FD[$name]=$fd
+}
+
+# it_session_send NAME SQL: queues SQL (with its ';') on the session; fails when psql is gone.
+it_session_send() {
+    local fd=${IT_SESSION_FD[$1]}
+    kill -0 "${IT_SESSION_PID[$1]}" 2>/dev/null || {
+        it_failed "session $1 is gone: $(tail -c 1000 "$IT_TMP/$1.out")"
+        return 1
+    }
+    (
+        trap '' PIPE
+        printf '%s\n' "$2" >&"$fd"
+    )
+}
+
+# it_session_count NAME LINE: how many output lines of the session are exactly LINE.
+it_session_count() {
+    grep -cxF -- "$2" "$IT_TMP/$1.out" || true
+}
+
+# it_session_wait NAME LINE [N [SECONDS]]: waits (default 10 s) until the session printed LINE
+# at least N (default 1) times.
+it_session_wait() {
+    local name=$1 line=$2 n=${3:-1} limit=${4:-10} deadline
+    deadline=$((SECONDS + limit))
+    while (($(it_session_count "$name" "$line") < n)); do
+        ((SECONDS <= deadline)) || return 1
+        sleep 0.05
+    done
+}
+
+# it_session_close NAME: ends the session's input and waits (up to 10 s) for psql to exit.
+it_session_close() {
+    local name=$1 fd=${IT_SESSION_FD[$1]} pid=${IT_SESSION_PID[$1]} i
+    exec {fd}>&-
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "IT_SESSION_FD[$name]" "IT_SESSION_PID[$name]"
+}
+
+# it_now_ms: wall clock in milliseconds.
+it_now_ms() {
+    echo $(($(date +%s%N) / 1000000))
+}
+
 # it_createdb NAME: (re)creates database NAME on both old and new.
 it_createdb() {
     local name=$1 port

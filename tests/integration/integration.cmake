@@ -37,9 +37,14 @@ pgdual_shell_it(dualwrite 300)
 pgdual_shell_it(metrics 120)
 pgdual_shell_it(promote 120)
 pgdual_shell_it(ladder 180)
+pgdual_shell_it(reads 420)
+pgdual_shell_it(reads_big 420)
+pgdual_shell_it(reads_ramp 240)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
 # Stops the shared new cluster for a while: nothing else may run meanwhile.
 pgdual_shell_it(secondary_down 180)
 set_tests_properties(it.secondary_down PROPERTIES RUN_SERIAL TRUE)
+pgdual_shell_it(reads_fallback 240)
+set_tests_properties(it.reads_fallback PROPERTIES RUN_SERIAL TRUE)

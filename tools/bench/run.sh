@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # tools/bench/run.sh: throughput / latency / proxy-CPU benchmark of pgdual against direct
-# PostgreSQL, pgbouncer 1.18 (session pool mode) and Pgpool-II 4.3 (native replication).
+# PostgreSQL, pgbouncer 1.18 (session pool mode) and Pgpool-II 4.3 (native replication), and of
+# pgdual's read dial against itself as a relay.
 #
-#   tools/bench/run.sh                    relay rounds, then dual-write rounds (both phases)
+#   tools/bench/run.sh                    relay, dual-write and read-dial rounds (all phases)
 #   tools/bench/run.sh --relay-only       relay phase only: ROUNDS (default 3) interleaved rounds
 #                                         of DURATION (default 10) s, 5 workloads x 3 targets
 #   tools/bench/run.sh --dual-write-only  dual-write phase only: DW_ROUNDS (default 3) rounds of
 #                                         DW_DURATION (default 10) s, TPC-B x 4 targets x DW_MODES
+#   tools/bench/run.sh --reads-only       read-dial phase only: RD_ROUNDS (default 3) rounds of
+#                                         RD_DURATION (default 10) s, select-only x 3 dial settings
+#                                         (the --*-only flags combine: the phases named run)
 #   tools/bench/run.sh --quick [...]      smoke test: 1 round of 3 s (combines with the above)
 #   tools/bench/run.sh --profile          no table: perf-profile pgdual under select-only
 #                                         -M prepared -c 16 for DURATION s -> profile-latest.txt
 #
 # Environment: ROUNDS, DURATION, SCALE (pgbench -i -s, default 10), DW_ROUNDS, DW_DURATION,
-# DW_SCALE (default SCALE), DW_MODES (pgbench -M values, default "prepared simple"),
-# PGDUAL_BIN (default build/pgdual), PGBOUNCER_BIN, PGPOOL_BIN, PGBENCH_BIN, WAIT_MAX_S (max wait
-# for a quiet machine, default 1200).
+# DW_SCALE (default SCALE), DW_MODES (pgbench -M values, default "prepared simple"), RD_ROUNDS,
+# RD_DURATION, RD_SCALE (default SCALE), PGDUAL_BIN (default build/pgdual), PGBOUNCER_BIN,
+# PGPOOL_BIN, PGBENCH_BIN, WAIT_MAX_S (max wait for a quiet machine, default 1200).
 #
 # One run starts its own two clusters (tests/harness/pgcluster.sh) under a temp dir and waits
 # until no `ctest` or `cmake --build` process shares the cores.
@@ -26,8 +30,14 @@
 # pgbench -i through pgdual-lockstep; only dual-writing targets touch bench_dw, so both sides
 # stay identical (checked before each round and at the end). Target order rotates per round.
 # Per run it records tps, average latency and the proxy's CPU seconds (utime+stime from
-# /proc/PID/stat; for pgpool summed over its processes). Prints the tables and writes them as
-# markdown to tools/bench/results-latest.md.
+# /proc/PID/stat; for pgpool summed over its processes).
+# Read-dial phase: database bench_rd on old and new, filled by pgbench -i through one pgdual
+# (pgdual-reads, mirror on); per round, select-only -M prepared -c 16 through it with the dials
+# (read_new_percent, compare_percent) = (0, 0) (the relay figure), (50, 0) and (50, 100), set
+# with the admin console before each run (order rotates per round). Records tps, CPU, and the
+# growth of reads_served_old/new and shadow_compares_total; reports the ratios to the relay
+# figure and pgdual's CPU seconds per 10,000 compared reads.
+# Prints the tables and writes them as markdown to tools/bench/results-latest.md.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -36,13 +46,12 @@ HERE=$REPO/tools/bench
 COMMAND_LINE="tools/bench/run.sh${*:+ $*}"
 
 usage() {
-    echo "usage: tools/bench/run.sh [--quick] [--relay-only|--dual-write-only] | --profile" >&2
+    echo "usage: tools/bench/run.sh [--quick] [--relay-only] [--dual-write-only] [--reads-only] | --profile" >&2
     exit 2
 }
 
 MODE=full
-RUN_RELAY=1
-RUN_DUAL=1
+ONLY=""
 for arg in "$@"; do
     case "$arg" in
     --quick)
@@ -53,19 +62,29 @@ for arg in "$@"; do
         [[ $MODE == quick ]] && usage
         MODE=profile
         ;;
-    --relay-only) RUN_DUAL=0 ;;
-    --dual-write-only) RUN_RELAY=0 ;;
+    --relay-only) ONLY+=" relay" ;;
+    --dual-write-only) ONLY+=" dual" ;;
+    --reads-only) ONLY+=" reads" ;;
     -h | --help)
-        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) usage ;;
     esac
 done
-((RUN_RELAY + RUN_DUAL > 0)) || usage
+# No --*-only flag: every phase; otherwise just the phases named.
+RUN_RELAY=1
+RUN_DUAL=1
+RUN_READS=1
+if [[ -n $ONLY ]]; then
+    [[ $ONLY == *relay* ]] || RUN_RELAY=0
+    [[ $ONLY == *dual* ]] || RUN_DUAL=0
+    [[ $ONLY == *reads* ]] || RUN_READS=0
+fi
 if [[ $MODE == profile ]]; then
     ((RUN_RELAY)) || usage # the profile runs on the relay pgdual
     RUN_DUAL=0
+    RUN_READS=0
 fi
 
 if [[ $MODE == quick ]]; then
@@ -73,17 +92,23 @@ if [[ $MODE == quick ]]; then
     DURATION=3
     DW_ROUNDS=1
     DW_DURATION=3
+    RD_ROUNDS=1
+    RD_DURATION=3
 else
     ROUNDS=${ROUNDS:-3}
     DURATION=${DURATION:-10}
     DW_ROUNDS=${DW_ROUNDS:-3}
     DW_DURATION=${DW_DURATION:-10}
+    RD_ROUNDS=${RD_ROUNDS:-3}
+    RD_DURATION=${RD_DURATION:-10}
 fi
 SCALE=${SCALE:-10}
 DW_SCALE=${DW_SCALE:-$SCALE}
 DW_MODES=${DW_MODES:-prepared simple}
 DW_DB=bench_dw         # on old and new: written only through dual-writing targets
 DW_DIRECT_DB=bench_direct # on old only: the direct baseline of the dual-write phase
+RD_SCALE=${RD_SCALE:-$SCALE}
+RD_DB=bench_rd # on old and new, filled through pgdual-reads; read-only afterwards
 WAIT_MAX_S=${WAIT_MAX_S:-1200}
 PG_BIN_DEFAULT=/usr/lib/postgresql/15/bin
 PGDUAL_BIN=${PGDUAL_BIN:-$REPO/build/pgdual}
@@ -115,6 +140,15 @@ TARGETS=(direct pgbouncer pgdual)
 # old alone (database bench_direct); the others write to old and new (database bench_dw).
 DW_TARGETS=(direct pgdual-lockstep pgdual-parallel pgpool)
 DW_CLIENTS="-c 8 -j 2"
+# Read-dial settings: name | read_new_percent | compare_percent. The first is the relay figure
+# the others are compared with. All run select-only -M prepared -c 16 -j 2 through pgdual-reads.
+RD_CONFIGS=(
+    "dial0-cmp0|0|0"
+    "dial50-cmp0|50|0"
+    "dial50-cmp100|50|100"
+)
+RD_WORKLOAD="select-prepared-c16"
+RD_ARGS="-S -M prepared -c 16 -j 2"
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -128,6 +162,7 @@ PGBOUNCER_RUNUSER_PID=""
 PGBOUNCER_PID=""
 PGDUAL_LOCKSTEP_PID=""
 PGDUAL_PARALLEL_PID=""
+PGDUAL_READS_PID=""
 PGPOOL_RUNUSER_PID=""
 PGPOOL_PID=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -135,7 +170,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local pid
-    for pid in "$PGDUAL_PID" "$PGDUAL_LOCKSTEP_PID" "$PGDUAL_PARALLEL_PID"; do
+    for pid in "$PGDUAL_PID" "$PGDUAL_LOCKSTEP_PID" "$PGDUAL_PARALLEL_PID" "$PGDUAL_READS_PID"; do
         if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
             stop_pid "$pid"
         fi
@@ -261,6 +296,7 @@ target_pid() {
     pgdual) echo "$PGDUAL_PID" ;;
     pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PID" ;;
     pgdual-parallel) echo "$PGDUAL_PARALLEL_PID" ;;
+    pgdual-reads) echo "$PGDUAL_READS_PID" ;;
     pgpool) echo "$PGPOOL_PID" ;;
     *) die "unknown target $1" ;;
     esac
@@ -283,6 +319,7 @@ target_port() {
     pgdual) echo "$PGDUAL_PORT" ;;
     pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PORT" ;;
     pgdual-parallel) echo "$PGDUAL_PARALLEL_PORT" ;;
+    pgdual-reads) echo "$PGDUAL_READS_PORT" ;;
     pgpool) echo "$PGPOOL_PORT" ;;
     *) die "unknown target $1" ;;
     esac
@@ -827,11 +864,30 @@ report_relay() {
     } >"$TMP/md-relay"
 }
 
-# admin_status PORT: "key=value ..." of a pgdual's SHOW STATUS (selected keys).
+# admin_status PORT [KEYS_ERE]: "key=value ..." of a pgdual's SHOW STATUS (selected keys).
 admin_status() {
+    local keys=${2:-secondary_state|writes_mirrored|divergences_total|nondeterministic_writes_total|backend_failures_total}
     "$PG_BIN/psql" -X -At -F= -h 127.0.0.1 -p "$1" -U admin -d pgdual -c 'SHOW STATUS' 2>/dev/null |
-        awk -F= '$1 ~ /^(secondary_state|writes_mirrored|divergences_total|nondeterministic_writes_total|backend_failures_total)$/ {
-            printf "%s%s=%s", (n++ ? " " : ""), $1, $2 }'
+        awk -F= -v re="^($keys)\$" '$1 ~ re { printf "%s%s=%s", (n++ ? " " : ""), $1, $2 }'
+}
+
+# admin_set PORT KEY VALUE: changes a [cutover] dial of a running pgdual (admin console).
+admin_set() {
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U admin -d pgdual \
+        -c "SET $2 = $3" >/dev/null
+}
+
+# pgdual_notes NAME [KEYS_ERE]: the report's notes on one pgdual target: selected SHOW STATUS keys (KEYS_ERE
+# as admin_status), its divergence kinds and its most frequent stderr lines.
+pgdual_notes() {
+    local name=$1 port
+    port=$(target_port "$name")
+    echo "$name SHOW STATUS: $(admin_status "$port" "${2:-}")"
+    grep -o '"kind":"[a-z_]*"' "$TMP/$name/divergences.jsonl" 2>/dev/null | sort | uniq -c |
+        sed "s/^ */  $name divergences.jsonl: /" || true
+    grep -v -e '^\s*$' -e 'listening on' "$TMP/$name/pgdual.log" 2>/dev/null | sort | uniq -c |
+        sort -rn | head -n 5 |
+        sed "s/^/  $name stderr: /" || true
 }
 
 # Value of column $3 (tps) or $6 (CPU) for workload/target from the dual-write table.
@@ -878,14 +934,7 @@ report_dual() {
     local problems name
     problems=$(
         for name in pgdual-lockstep pgdual-parallel; do
-            local port
-            port=$(target_port "$name")
-            echo "$name SHOW STATUS: $(admin_status "$port")"
-            grep -o '"kind":"[a-z_]*"' "$TMP/$name/divergences.jsonl" 2>/dev/null | sort | uniq -c |
-                sed "s/^ */  $name divergences.jsonl: /" || true
-            grep -v -e '^\s*$' -e 'listening on' "$TMP/$name/pgdual.log" 2>/dev/null | sort | uniq -c |
-                sort -rn | head -n 5 |
-                sed "s/^/  $name stderr: /" || true
+            pgdual_notes "$name"
         done
         grep -E 'WARNING|ERROR|FATAL' "$TMP/pgpool/pgpool.log" 2>/dev/null | sed 's/^[-0-9: .]*//; s/pid [0-9]*/pid N/' |
             sort | uniq -c | sort -rn | head -n 5 | sed 's/^/  pgpool log: /' || true
@@ -935,6 +984,168 @@ report_dual() {
     } >"$TMP/md-dw"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Read-dial phase
+
+# Database bench_rd on old and new, filled through pgdual-reads (mirrored), which the read-dial
+# runs then use; both sides must be equal, or shadow compares would count divergences.
+start_read_target() {
+    local port mirror_line=""
+    for port in "$OLD_PORT" "$NEW_PORT"; do
+        psql_at "$port" postgres -c "CREATE DATABASE $RD_DB"
+    done
+    pgdual_has_mirror_dial && mirror_line="mirror = on"
+    launch_pgdual pgdual-reads "mirror_order = lockstep
+commit_wait = both
+$mirror_line"
+    PGDUAL_READS_PORT=$LAUNCH_PORT
+    PGDUAL_READS_PID=$LAUNCH_PID
+    log "pgbench -i -s $RD_SCALE through pgdual-reads ($RD_DB on old and new)"
+    "$PGBENCH_BIN" -i -q -s "$RD_SCALE" -h 127.0.0.1 -p "$PGDUAL_READS_PORT" -U postgres \
+        "$RD_DB" >"$TMP/pgbench-init-rd.log" 2>&1 || {
+        cat "$TMP/pgbench-init-rd.log" >&2
+        die "pgbench -i through pgdual-reads failed"
+    }
+    for port in "$OLD_PORT" "$NEW_PORT"; do
+        psql_at "$port" "$RD_DB" -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+    done
+    RD_SUMS=$(dw_sums "$OLD_PORT" "$RD_DB")
+    [[ $RD_SUMS == "$(dw_sums "$NEW_PORT" "$RD_DB")" ]] ||
+        die "$RD_DB differs between old and new after pgbench -i"
+}
+
+# rd_counters PORT: "reads_served_old reads_served_new shadow_compares_total" of a pgdual.
+rd_counters() {
+    "$PG_BIN/psql" -X -At -F= -h 127.0.0.1 -p "$1" -U admin -d pgdual -c 'SHOW STATUS' 2>/dev/null |
+        awk -F= '{ v[$1] = $2 }
+            END { printf "%d %d %d\n", v["reads_served_old"], v["reads_served_new"], v["shadow_compares_total"] }'
+}
+
+# Runs one read-dial pgbench; appends a line to $TMP/rd.tsv: the columns of results.tsv, then
+# shadow compares, reads served by old, reads served by new (growth over the run).
+run_rd_one() {
+    local round=$1 spec=$2 name dial cmp port=$PGDUAL_READS_PORT pid=$PGDUAL_READS_PID
+    local out before ticks="" rc=0 old0 new0 cmp0 old1 new1 cmp1
+    IFS='|' read -r name dial cmp <<<"$spec"
+    out=$TMP/out/rd.$round.$name.log
+    kill -0 "$pid" 2>/dev/null || die "pgdual-reads (pid $pid) is gone"
+    { admin_set "$port" read_new_percent "$dial" && admin_set "$port" compare_percent "$cmp"; } ||
+        die "pgdual-reads: SET read_new_percent = $dial, compare_percent = $cmp failed"
+    sleep 0.5 # the workers get the new dials through their mailboxes
+    read -r old0 new0 cmp0 < <(rd_counters "$port")
+    before=$(cpu_ticks "$pid")
+    # shellcheck disable=SC2086 # $RD_ARGS is a list of pgbench options
+    "$PGBENCH_BIN" -n $RD_ARGS -T "$RD_DURATION" -h 127.0.0.1 -p "$port" -U postgres "$RD_DB" \
+        >"$out" 2>&1 || rc=$?
+    if kill -0 "$pid" 2>/dev/null; then
+        ticks=$(($(cpu_ticks "$pid") - before))
+    else
+        log "pgdual-reads (pid $pid) died during $name"
+        rc=99
+    fi
+    read -r old1 new1 cmp1 < <(rd_counters "$port")
+    local tps lat txns failed status
+    pgbench_figures "$out" "$rc" "round $round $name"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$RD_WORKLOAD" \
+        "${tps:-NA}" "${lat:-NA}" "${ticks:-NA}" "${txns:-0}" "$status" "$((cmp1 - cmp0))" \
+        "$((old1 - old0))" "$((new1 - new0))" >>"$TMP/rd.tsv"
+    log "round $round $(printf '%-14s' "$name") tps=${tps:-NA} lat=${lat:-NA}ms cpu_ticks=${ticks:--}" \
+        "queries=${txns:-0} compares=$((cmp1 - cmp0)) served old/new=$((old1 - old0))/$((new1 - new0)) $status"
+}
+
+# Read-dial phase: RD_ROUNDS rounds; the order of the dial settings rotates by one each round.
+run_reads() {
+    local round i n=${#RD_CONFIGS[@]}
+    log "read dial: $RD_ROUNDS round(s) x $n dial settings x ${RD_DURATION}s ($RD_WORKLOAD)"
+    for ((round = 1; round <= RD_ROUNDS; round++)); do
+        for ((i = 0; i < n; i++)); do
+            run_rd_one "$round" "${RD_CONFIGS[$(((i + round - 1) % n))]}"
+        done
+    done
+}
+
+# rd_verdict TABLE SETTING TARGET: "RATIOx (target >= TARGETx: MET|NOT MET)" for a setting of
+# the read-dial table; n/a when no read was served by new (a build without the read dial).
+rd_verdict() {
+    awk -F'\t' -v n="$2" -v t="$3" '$1 == n { r = $4; share = $7; found = 1 }
+        END {
+            if (!found || r == "NA") { print "NA (target >= " t "x: n/a)"; exit }
+            if (share !~ /^[1-9]/) { print r "x (target >= " t "x: n/a, no read was served by new: this build does not route reads)"; exit }
+            print r "x (target >= " t "x: " (r >= t ? "MET" : "NOT MET") ")"
+        }' "$1"
+}
+
+# Read-dial phase: prints its table and headline; writes its markdown to $TMP/md-reads.
+report_reads() {
+    local table=$TMP/rd-table.tsv relay
+    # Medians as the other phases; CPU per 10,000 compared reads is the same summary over the
+    # compares column (runs without compares get "-").
+    summarize "$TMP/rd.tsv" 10000 >"$table"
+    awk -F'\t' -v OFS='\t' '{ $7 = $9; print }' "$TMP/rd.tsv" >"$TMP/rd-cmp.tsv"
+    summarize "$TMP/rd-cmp.tsv" 10000 >"$TMP/rd-cmp-table.tsv"
+    relay=$(awk -F'\t' '$2 == "dial0-cmp0" { print $3 }' "$table")
+    # Columns: setting, tps, latency, ratio to relay, CPU/10k reads, CPU/10k compared reads,
+    # share of reads served by new (over all ok runs), rounds ok, rounds.
+    awk -F'\t' -v OFS='\t' -v relay="$relay" '
+        FILENAME == ARGV[1] { if ($8 == "ok") { o[$2] += $10; nw[$2] += $11 } next }
+        FILENAME == ARGV[2] { c[$2] = $6; next }
+        { r = ($3 != "NA" && relay != "" && relay != "NA" && relay > 0) ? sprintf("%.2f", $3 / relay) : "NA"
+          sh = (o[$2] + nw[$2] > 0) ? sprintf("%.0f %%", 100 * nw[$2] / (o[$2] + nw[$2])) : "NA"
+          print $2, $3, $4, r, $6, c[$2], sh, $7, $8 }' \
+        "$TMP/rd.tsv" "$TMP/rd-cmp-table.tsv" "$table" >"$table.2"
+    mv "$table.2" "$table"
+
+    local cpu_cmp headline
+    cpu_cmp=$(awk -F'\t' '$1 == "dial50-cmp100" { print $6 }' "$table")
+    headline="- relay figure (dial 0, compare 0): ${relay:-NA} tps"$'\n'
+    headline+="- dial 50, compare 0 / relay: $(rd_verdict "$table" dial50-cmp0 0.9)"$'\n'
+    headline+="- dial 50, compare 100 / relay: $(rd_verdict "$table" dial50-cmp100 0.7)"$'\n'
+    headline+="- pgdual CPU per 10,000 compared reads (dial 50, compare 100): ${cpu_cmp:-NA} s"
+
+    local problems
+    problems=$(
+        pgdual_notes pgdual-reads 'secondary_state|reads_served_old|reads_served_new|fallbacks_total|shadow_compares_total|shadow_timeouts_total|divergences_total'
+        awk -F'\t' '$8 != "ok" { printf "failed run: round %s %s %s\n", $1, $2, $8 }' "$TMP/rd.tsv"
+    )
+
+    echo
+    column -t -s$'\t' -N setting,median_tps,median_lat_ms,ratio_relay,cpu_s_per_10k_reads,cpu_s_per_10k_compared,served_by_new,ok,runs \
+        "$table" 2>/dev/null || cat "$table"
+    echo
+    echo "$headline"
+    [[ -n "$problems" ]] && echo "$problems"
+
+    {
+        echo "## Read dial (RD_ROUNDS=$RD_ROUNDS, RD_DURATION=${RD_DURATION}s, RD_SCALE=$RD_SCALE)"
+        echo
+        echo "- workload: \`pgbench -n $RD_ARGS -T $RD_DURATION\` through one pgdual (pgdual-reads,"
+        echo "  workers = 2, primary = old, mirror on) over $RD_DB on old and new, made by"
+        echo "  \`pgbench -i -s $RD_SCALE\` through it (sums equal on both sides: $RD_SUMS)."
+        echo "- settings (read_new_percent, compare_percent), set with the admin console before each run:"
+        echo "  dial0-cmp0 = (0, 0), the relay figure; dial50-cmp0 = (50, 0); dial50-cmp100 = (50, 100)."
+        echo "  Order rotates by one per round. Medians over rounds."
+        echo "- proxy CPU: utime+stime (/proc/PID/stat) over the run, per 10,000 reads and per 10,000"
+        echo "  compared reads (growth of shadow_compares_total over the run); served by new ="
+        echo "  reads_served_new / (reads_served_old + reads_served_new) over the runs."
+        echo
+        echo "| setting | median tps | median latency ms | ratio to relay | proxy CPU s/10k reads | proxy CPU s/10k compared reads | served by new | rounds ok |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+        awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$table"
+        echo
+        echo "Headline figures:"
+        echo
+        echo "$headline"
+        if [[ -n "$problems" ]]; then
+            echo
+            echo "Notes:"
+            echo
+            echo '```'
+            echo "$problems"
+            echo '```'
+        fi
+    } >"$TMP/md-reads"
+}
+
 # Compares bench_dw on old and new after the dual-write phase; sets DW_CHECK.
 check_dual_write() {
     local so sn
@@ -956,6 +1167,9 @@ report() {
     if ((RUN_DUAL)); then
         report_dual
     fi
+    if ((RUN_READS)); then
+        report_reads
+    fi
     {
         echo "# pgdual benchmark: latest results"
         echo
@@ -971,6 +1185,10 @@ report() {
         if ((RUN_DUAL)); then
             echo
             cat "$TMP/md-dw"
+        fi
+        if ((RUN_READS)); then
+            echo
+            cat "$TMP/md-reads"
         fi
     } >"$md"
     log "wrote $md"
@@ -1063,6 +1281,7 @@ main() {
     mkdir -p "$TMP/out"
     : >"$TMP/results.tsv"
     : >"$TMP/dw.tsv"
+    : >"$TMP/rd.tsv"
 
     start_clusters
     if ((RUN_RELAY)); then
@@ -1072,6 +1291,9 @@ main() {
     fi
     if ((RUN_DUAL)); then
         start_dual_write_targets
+    fi
+    if ((RUN_READS)); then
+        start_read_target
     fi
 
     wait_quiet
@@ -1095,6 +1317,9 @@ main() {
     if ((RUN_DUAL)); then
         run_dual_write
         check_dual_write
+    fi
+    if ((RUN_READS)); then
+        run_reads
     fi
     report
 }
