@@ -59,6 +59,7 @@ struct unit {
     int draw_serve;             /* ...the backend to serve it */
     bool draw_shadow;           /* ...and whether to shadow it */
     bool route_waiting;         /* complete, held back until the secondary caught up (route_try) */
+    uint64_t wait_since_us;     /* ...since then */
     enum unit_sec sec;
     uint8_t prim_status_before; /* the primary's transaction status when this unit started */
     struct wbuf bytes;          /* frontend messages kept for the secondary */

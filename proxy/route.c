@@ -150,6 +150,9 @@ void route_txn_ended(struct session *s)
 
 /* ---- the routing decision -------------------------------------------------------------- */
 
+static void arm_timer(struct session *s);
+static void count_fallback(struct session *s, enum route_fallback why);
+
 /* The read dial: which backend serves a read (enum dial_backend). */
 static int draw_serve(struct session *s)
 {
@@ -232,8 +235,25 @@ static int route_choose(struct session *s, struct unit *u, struct route_choice *
         return ROUTE_TRY_PRIMARY;
     }
     if (session_busy(s)) {
+        if (c->serve == sec && !c->forced) {
+            /* It would queue behind the secondary's work anyway; but not for longer than
+             * read_timeout_ms, after which the primary serves it like a timed-out read. */
+            uint64_t now = clock_monotonic_us();
+            if (!u->wait_since_us) {
+                u->wait_since_us = now;
+            }
+            uint64_t limit = (uint64_t)s->dials->d.read_timeout_ms * 1000u;
+            if (now - u->wait_since_us < limit) {
+                s->route.wait_deadline_us = u->wait_since_us + limit;
+                arm_timer(s);
+                return ROUTE_TRY_WAIT;
+            }
+            s->route.wait_deadline_us = 0;
+            count_fallback(s, ROUTE_FALLBACK_timeout);
+            return ROUTE_TRY_PRIMARY;
+        }
         if (c->serve == sec) {
-            return ROUTE_TRY_WAIT; /* it would queue behind the secondary's work anyway */
+            return ROUTE_TRY_WAIT; /* only the secondary can serve it */
         }
         /* Served by the primary: the client does not wait for a shadow; this one is skipped. */
         stats_add(&s->worker->stats, STAT_shadows_skipped_total, 1);
@@ -243,12 +263,12 @@ static int route_choose(struct session *s, struct unit *u, struct route_choice *
     if (s->backends[sec].txn_status != m->prim_status || m->prim_status == PQ_TXN_FAILED) {
         return ROUTE_TRY_PRIMARY;
     }
+    s->route.wait_deadline_us = 0;
     return ROUTE_TRY_ROUTE;
 }
 
 /* ---- running the read on a backend ------------------------------------------------------ */
 
-static void arm_timer(struct session *s);
 static void maybe_finish(struct session *s);
 
 /* Send bytes to backend which; a failed send is that backend's loss. */
@@ -669,10 +689,19 @@ static void on_route_timer(uv_timer_t *t)
 {
     struct session *s = t->data;
     struct route *r = &s->route;
-    if (s->state != SESSION_READY || !r->active) {
+    if (s->state != SESSION_READY) {
         return;
     }
     uint64_t now = clock_monotonic_us();
+    if (r->wait_deadline_us && now >= r->wait_deadline_us) {
+        r->wait_deadline_us =
+            0; /* route_wait_check (below) sends the waiting read to the primary */
+    }
+    if (!r->active) {
+        arm_timer(s);
+        session_relay_after_event(s);
+        return;
+    }
     int sec = dial_other(s->primary);
     if (r->deadline_serve_us && now >= r->deadline_serve_us) {
         r->deadline_serve_us = 0;
@@ -714,6 +743,9 @@ static void arm_timer(struct session *s)
         if (r->deadline_shadow_us && (!next || r->deadline_shadow_us < next)) {
             next = r->deadline_shadow_us;
         }
+    }
+    if (r->wait_deadline_us && (!next || r->wait_deadline_us < next)) {
+        next = r->wait_deadline_us;
     }
     if (!next) {
         uv_timer_stop(&s->timer);

@@ -67,6 +67,7 @@ struct route {
     struct wbuf to_client;      /* the serving reply not yet sent to the client */
     uint64_t deadline_serve_us; /* the secondary serving: fall back after this (0 = none) */
     uint64_t deadline_shadow_us;
+    uint64_t wait_deadline_us; /* a read waiting for the secondary goes to the primary then */
     uint64_t fingerprint;
     char *sql;                 /* owned */
     struct route_side side[2]; /* by enum dial_backend */

@@ -277,4 +277,28 @@ fi
 it_session_close shadow
 assert_delta divergences_total -eq 0 "a timed-out shadow is no divergence"
 
+# A read the dial sends to new waits for new to apply the transaction's write, but only up to
+# read_timeout_ms: with new's table locked by another connection, old answers it (and the
+# transaction reads its own write there); COMMIT then waits for new.
+psql_proxy "$DB" -q -c "CREATE TABLE lagged (id int PRIMARY KEY)"
+it_dials read_new_percent=100 compare_percent=0 read_timeout_ms=500
+psql_new "$DB" -q -c "BEGIN" -c "LOCK TABLE lagged IN EXCLUSIVE MODE" -c "SELECT pg_sleep(3)" \
+    -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+sleep 0.5 # the lock is taken
+it_status_mark
+t0=$(it_now_ms)
+lag_out=$(psql_proxy "$DB" -tA -c "BEGIN" -c "INSERT INTO lagged VALUES (1)" \
+    -c "SELECT 'lag:' || m.v || ':' || (SELECT count(*) FROM lagged) FROM marker m" -c "COMMIT" 2>&1)
+elapsed=$(($(it_now_ms) - t0))
+assert_contains "$lag_out" "lag:old:1" "the read waiting for a lagging new is answered by old, with the transaction's write"
+assert_delta fallbacks_timeout -eq 1 "it counts as a timed-out fallback"
+if ((elapsed >= 2000)); then
+    it_pass "COMMIT waited for new to apply the write (${elapsed} ms in all)"
+else
+    it_failed "the transaction ended after ${elapsed} ms, before new could apply its write"
+fi
+wait "$locker" || true
+assert_eq "1" "$(psql_new "$DB" -tA -c "SELECT count(*) FROM lagged")" "the write reached new"
+
 it_proxy_stop
