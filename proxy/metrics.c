@@ -180,8 +180,8 @@ static void render_state(struct server *srv, struct wbuf *b)
                      strcmp(states[i], now) == 0);
     }
     put_header(b, "pgdual_secondary_lag_units", "gauge",
-               "Units sent to the secondary and not finished there: not measured yet, always 0.");
-    put_sample(b, "pgdual_secondary_lag_units", "", 0);
+               "Mirrored units sent to the secondary and not finished there, over all sessions.");
+    put_sample(b, "pgdual_secondary_lag_units", "", (uint64_t)server_lag_units(srv));
     put_header(b, "pgdual_journal_pending", "gauge",
                "Writes journaled for the secondary and not replayed: no journal yet, always 0.");
     put_sample(b, "pgdual_journal_pending", "", 0);

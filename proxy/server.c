@@ -308,3 +308,12 @@ void server_post_gates(struct server *srv)
         worker_post_gates(&srv->workers[i]);
     }
 }
+
+int server_lag_units(const struct server *srv)
+{
+    int n = 0;
+    for (int i = 0; i < srv->nworkers; i++) {
+        n += atomic_load_explicit(&srv->workers[i].lag_units, memory_order_relaxed);
+    }
+    return n > 0 ? n : 0;
+}

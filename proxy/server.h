@@ -107,6 +107,8 @@ const char *server_secondary_state_name(const struct server *srv);
 uint64_t server_stat_sum(const struct server *srv, int counter);
 /* Sessions, over all workers, inside a transaction or a statement with this primary. */
 int server_busy_on(const struct server *srv, int primary);
+/* Mirrored units sent to the secondary and not finished there, over all sessions. */
+int server_lag_units(const struct server *srv);
 /* The version of the dials last published. */
 uint64_t server_dials_version(struct server *srv);
 /* Has every worker taken dials of at least this version (so every statement that starts now

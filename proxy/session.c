@@ -341,11 +341,17 @@ void session_track_busy(struct session *s)
     bool busy =
         s->state == SESSION_READY && !s->listens &&
         (m->prim_status != PQ_TXN_IDLE || m->head || m->holding || m->wrap_open || s->route.active);
+    struct worker *w = s->worker;
+    int lag = s->state == SESSION_READY && m->secondary_up ? m->in_flight : 0;
+    if (lag != s->lag_counted) {
+        int cur = atomic_load_explicit(&w->lag_units, memory_order_relaxed);
+        atomic_store_explicit(&w->lag_units, cur + lag - s->lag_counted, memory_order_relaxed);
+        s->lag_counted = lag;
+    }
     int now = busy ? s->primary : -1;
     if (now == s->busy_on) {
         return;
     }
-    struct worker *w = s->worker;
     if (s->busy_on >= 0) {
         _Atomic int *c = &w->busy_on[s->busy_on];
         int left = atomic_load_explicit(c, memory_order_relaxed) - 1;

@@ -115,9 +115,10 @@ struct session {
     /* Draining (SIGTERM): the primary's transaction ended; no new statement is read from the
      * client, and the session ends once everything in flight is finished and flushed. */
     bool drain_close;
-    bool listens; /* ran LISTEN: notifications come from this primary only, so it stays */
-    int busy_on;  /* counted in worker->busy_on[busy_on] (inside a transaction or a statement
-                     with that primary), or -1 */
+    bool listens;    /* ran LISTEN: notifications come from this primary only, so it stays */
+    int busy_on;     /* counted in worker->busy_on[busy_on] (inside a transaction or a statement
+                        with that primary), or -1 */
+    int lag_counted; /* its share of worker->lag_units */
     struct cancel_entry *cancel; /* registered once the backend is up */
 
     /* Admin console: a dial change answers only once every worker has it (see admin_reply). */

@@ -38,6 +38,7 @@ void status_visit(struct server *srv, status_row_fn fn, void *ctx)
     for (int c = 0; c < STAT_COUNT; c++) {
         visit_u64(fn, ctx, stats_names[c], server_stat_sum(srv, c));
     }
+    visit_u64(fn, ctx, "secondary_lag_units", (uint64_t)server_lag_units(srv));
     visit_u64(fn, ctx, "journal_pending", 0);
     visit_u64(fn, ctx, "dials_version", snap->version);
     visit_u64(fn, ctx, "workers", (uint64_t)srv->nworkers);

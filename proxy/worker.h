@@ -38,6 +38,7 @@ struct worker {
     /* Written by this loop only (relaxed stores), read by any thread. */
     _Atomic uint64_t dials_applied; /* version of the snapshot its sessions now start with */
     _Atomic int busy_on[2];   /* its sessions inside a transaction or a statement, by primary */
+    _Atomic int lag_units;    /* mirrored units its sessions sent to the secondary, unfinished */
     struct server_conf *conf; /* loop-owned current config snapshot (sessions ref it) */
     bool stopping;
     /* SIGTERM: the listener is closed; sessions end at their next transaction boundary (the

@@ -38,6 +38,7 @@ pgdual_shell_it(metrics 120)
 pgdual_shell_it(promote 120)
 pgdual_shell_it(ladder 180)
 pgdual_shell_it(reads 420)
+pgdual_shell_it(reads_stream 180)
 pgdual_shell_it(reads_big 420)
 pgdual_shell_it(reads_ramp 240)
 

@@ -168,7 +168,7 @@ assert_eq 1 "$(m 'pgdual_secondary_state{state="in_sync"}')" "secondary_state in
 assert_eq "0 0" "$(m 'pgdual_secondary_state{state="lagging"}') $(m 'pgdual_secondary_state{state="catching_up"}')" \
     "other secondary states = 0"
 assert_eq "0 0" "$(m pgdual_journal_pending) $(m pgdual_secondary_lag_units)" \
-    "journal_pending and secondary_lag_units gauges exist (0: not measured yet)"
+    "journal_pending (no journal yet) and secondary_lag_units (nothing in flight now) are 0"
 
 # /status: a JSON object holding exactly SHOW STATUS, with the same values.
 assert_ok "/status parses as a JSON object" -- python3 -c '
@@ -227,6 +227,25 @@ print(f"{head.split(b' ')[1].decode()} {len(rest)} {int(b'content-length: ' in h
 EOF
 )
 assert_eq "200 0 1" "$head_rest" "HEAD /metrics: 200, a Content-Length, and no body bytes"
+
+# Secondary lag: a write new cannot apply yet (its table locked on new) is one unit in flight
+# on the secondary, in SHOW STATUS and /metrics; once new applied it, 0 again.
+psql_proxy "$DB" -q -c "CREATE TABLE lagme (id int)"
+psql_new "$DB" -q -c "BEGIN" -c "LOCK TABLE lagme IN EXCLUSIVE MODE" -c "SELECT pg_sleep(3)" \
+    -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+sleep 0.5
+psql_proxy "$DB" -q -c "INSERT INTO lagme VALUES (1)" >/dev/null 2>&1 &
+writer=$!
+lag_is() { [[ "$(psql_admin "SHOW STATUS" | awk -F'|' '$1 == "secondary_lag_units" { print $2 }')" == "$1" ]]; }
+it_wait_for 2 lag_is 1 && it_pass "secondary_lag_units = 1 while new waits for its lock" ||
+    it_failed "secondary_lag_units while new is blocked: $(psql_admin "SHOW STATUS" | grep lag_units)"
+http GET /metrics "$IT_TMP/lag.txt" >/dev/null
+assert_contains "$(cat "$IT_TMP/lag.txt")" "pgdual_secondary_lag_units 1" "and pgdual_secondary_lag_units 1 on /metrics"
+wait "$writer" || it_failed "the blocked write failed"
+wait "$locker" || true
+it_wait_for 5 lag_is 0 && it_pass "secondary_lag_units back to 0 once new applied it" ||
+    it_failed "secondary_lag_units after new applied the write"
 
 it_proxy_stop
 if [[ "$(http GET /metrics "$IT_TMP/after" 2>/dev/null || true)" == 200 ]]; then
