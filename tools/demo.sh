@@ -116,12 +116,13 @@ Connect the application (or psql) through pgdual:
 Admin console:
   psql -h 127.0.0.1 -p $PORT -U admin pgdual
 
-Cutover dials to try in the console:
-  SET read_new_percent = 25;
-  SET compare_percent = 100;
-  SET primary = new;
-  ROLLBACK CUTOVER;
-  SHOW STATUS;
+Cutover dials to try in the console (the ladder: see README "Cutover runbook"):
+  SET read_new_percent = 25;     -- share of reads new serves (falls back to old on trouble)
+  SET compare_percent = 100;     -- share of reads also run on the other side and compared
+  SET read_new_percent = 100;
+  SET primary = new;             -- promote: new is the source of truth, writes mirror to old
+  ROLLBACK CUTOVER;              -- back to old in one step
+  SHOW STATUS;  SHOW DIVERGENCES;
 
 Compare the sides directly:
   psql -h 127.0.0.1 -p $OLD_PORT -U postgres -c 'TABLE demo_accounts'

@@ -258,6 +258,16 @@ wait_quiet() {
     done
 }
 
+# print_phase TABLE COLUMNS HEADLINE PROBLEMS: a phase's table (tab-separated, columns named),
+# its headline figures and any problems, on stdout.
+print_phase() {
+    echo
+    column -t -s$'\t' -N "$2" "$1" 2>/dev/null || cat "$1"
+    echo
+    echo "$3"
+    [[ -z "$4" ]] || echo "$4"
+}
+
 # Process CPU time (utime+stime, all threads) in clock ticks. Fields 14 and 15 of
 # /proc/PID/stat; the text after the last ')' starts at field 3.
 cpu_ticks() {
@@ -830,12 +840,8 @@ report_relay() {
         awk -F'\t' '$8 != "ok" { printf "failed run: round %s %s %s %s\n", $1, $2, $3, $8 }' "$TMP/results.tsv"
     )
 
-    echo
-    column -t -s$'\t' -N workload,target,median_tps,median_lat_ms,ratio_direct,cpu_s_per_10k,ok,runs "$table" 2>/dev/null ||
-        cat "$table"
-    echo
-    echo "$headline"
-    [[ -n "$problems" ]] && echo "$problems"
+    print_phase "$table" workload,target,median_tps,median_lat_ms,ratio_direct,cpu_s_per_10k,ok,runs \
+        "$headline" "$problems"
 
     {
         echo "## Relay (ROUNDS=$ROUNDS, DURATION=${DURATION}s, SCALE=$SCALE)"
@@ -942,12 +948,8 @@ report_dual() {
         awk -F'\t' '$8 != "ok" { printf "failed run: round %s %s %s %s\n", $1, $2, $3, $8 }' "$TMP/dw.tsv"
     )
 
-    echo
-    column -t -s$'\t' -N workload,target,median_tps,median_lat_ms,ratio_direct,ratio_pgpool,cpu_s_per_1k_txn,ok,runs \
-        "$table" 2>/dev/null || cat "$table"
-    echo
-    echo "$headline"
-    [[ -n "$problems" ]] && echo "$problems"
+    print_phase "$table" workload,target,median_tps,median_lat_ms,ratio_direct,ratio_pgpool,cpu_s_per_1k_txn,ok,runs \
+        "$headline" "$problems"
 
     {
         echo "## Dual-write TPC-B (DW_ROUNDS=$DW_ROUNDS, DW_DURATION=${DW_DURATION}s, DW_SCALE=$DW_SCALE)"
@@ -1108,12 +1110,8 @@ report_reads() {
         awk -F'\t' '$8 != "ok" { printf "failed run: round %s %s %s\n", $1, $2, $8 }' "$TMP/rd.tsv"
     )
 
-    echo
-    column -t -s$'\t' -N setting,median_tps,median_lat_ms,ratio_relay,cpu_s_per_10k_reads,cpu_s_per_10k_compared,served_by_new,ok,runs \
-        "$table" 2>/dev/null || cat "$table"
-    echo
-    echo "$headline"
-    [[ -n "$problems" ]] && echo "$problems"
+    print_phase "$table" setting,median_tps,median_lat_ms,ratio_relay,cpu_s_per_10k_reads,cpu_s_per_10k_compared,served_by_new,ok,runs \
+        "$headline" "$problems"
 
     {
         echo "## Read dial (RD_ROUNDS=$RD_ROUNDS, RD_DURATION=${RD_DURATION}s, RD_SCALE=$RD_SCALE)"
