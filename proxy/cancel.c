@@ -53,7 +53,8 @@ static void entry_unref(struct cancel_entry *e)
     free(e);
 }
 
-struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, uint32_t secret)
+struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, uint32_t secret,
+                                     void (*delivered)(void *arg), void *delivered_arg)
 {
     struct cancel_entry *e = calloc(1, sizeof(*e));
     if (!e) {
@@ -61,6 +62,8 @@ struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, ui
     }
     e->pid = pid;
     e->secret = secret;
+    e->delivered = delivered;
+    e->delivered_arg = delivered_arg;
     atomic_init(&e->refs, 1);
     pthread_mutex_lock(&r->lock);
     struct cancel_entry **head = &r->buckets[pid % CANCEL_BUCKETS];
@@ -111,6 +114,10 @@ static void on_cancel_done(uv_work_t *req, int status)
     (void)status;
     if (cw->done) {
         cw->done(cw->arg, cw->ok);
+    } else if (atomic_fetch_sub_explicit(&cw->entry->client_pending, 1, memory_order_acq_rel) ==
+                   1 &&
+               cw->entry->delivered) {
+        cw->entry->delivered(cw->entry->delivered_arg);
     }
     entry_unref(cw->entry);
     free(cw);
@@ -143,8 +150,13 @@ int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32
             cw->entry = e;
             cw->which = i;
         }
+        atomic_fetch_add_explicit(&e->client_pending, 1, memory_order_acq_rel);
         if (!cw || uv_queue_work(loop, &cw->req, on_cancel_work, on_cancel_done) < 0) {
             free(cw);
+            if (atomic_fetch_sub_explicit(&e->client_pending, 1, memory_order_acq_rel) == 1 &&
+                e->delivered) {
+                e->delivered(e->delivered_arg);
+            }
             entry_unref(e);
         }
     }

@@ -16,13 +16,26 @@ struct cancel_entry {
     uint32_t pid, secret;
     PGcancel *keys[2]; /* [DIAL_OLD], [DIAL_NEW]; NULL where that backend is not connected */
     atomic_int refs;
+    /* A client's cancel requests not delivered yet (PQcancel not returned). While any is, the
+     * session sends nothing new to its backends: PostgreSQL signals a backend twice for one
+     * request (the process and its group), and a late signal would cancel the next statement. */
+    atomic_int client_pending;
+    void (*delivered)(void *arg); /* called (any thread) when client_pending drops to 0 */
+    void *delivered_arg;
     struct cancel_entry *next; /* registry bucket chain */
 };
 
 struct cancel_registry *cancel_registry_new(void);
 void cancel_registry_free(struct cancel_registry *r);
-/* New entry holding one reference, registered under (pid, secret). */
-struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, uint32_t secret);
+/* New entry holding one reference, registered under (pid, secret). delivered(arg) runs on some
+ * thread when the session's client cancels are all delivered (see client_pending). */
+struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, uint32_t secret,
+                                     void (*delivered)(void *arg), void *delivered_arg);
+/* Is a client's cancel for this session still on its way? */
+static inline bool cancel_client_pending(const struct cancel_entry *e)
+{
+    return e && atomic_load_explicit(&e->client_pending, memory_order_acquire) > 0;
+}
 /* Install the cancel key of backend `which` (takes ownership of key). */
 void cancel_set_key(struct cancel_registry *r, struct cancel_entry *e, int which, PGcancel *key);
 /* Remove from the registry and drop the session's reference. */

@@ -7,6 +7,7 @@
 
 #include "config/dials.h"
 #include "protocol/pqproto.h"
+#include "proxy/cancel.h"
 #include "proxy/clock.h"
 #include "proxy/divergence.h"
 #include "proxy/log.h"
@@ -259,15 +260,21 @@ static void decide_after_primary(struct session *s, struct unit *u)
     dispatch_unit(s, u);
 }
 
+/* Nothing may be sent to the secondary now: a routed read still owns it, or a cancel (pgdual's
+ * or the client's) is on its way there and could hit what is sent next. What waits keeps its
+ * order; the route's end and the cancel's delivery dispatch again. */
+static bool secondary_blocked(const struct session *s)
+{
+    return s->mirror.secondary_up &&
+           (route_blocks(s, s->primary ^ 1) || cancel_client_pending(s->cancel));
+}
+
 void mirror_dispatch(struct session *s)
 {
     struct mirror *m = &s->mirror;
     mirror_enter(m);
     bool parallel = s->dials->d.mirror_order == MIRROR_PARALLEL;
-    /* A routed read still owns the secondary (or pgdual's cancel for it is on its way): what
-     * comes after it waits, in order (route_try dispatches again when it ends). */
-    bool blocked = m->secondary_up && route_blocks(s, s->primary ^ 1);
-    for (struct unit *u = blocked ? NULL : m->head; u; u = u->next) {
+    for (struct unit *u = secondary_blocked(s) ? NULL : m->head; u; u = u->next) {
         if (u->sec != UNIT_SEC_PENDING) {
             continue;
         }
@@ -404,7 +411,7 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     /* PENDING here: a routed read held its dispatch back; it follows when the read ends. */
     bool to_secondary =
         u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up && u->mirrored &&
-                                    !u->prim.error && route_blocks(s, s->primary ^ 1));
+                                    !u->prim.error && secondary_blocked(s));
     u->hold_rfq =
         status == PQ_TXN_IDLE && to_secondary && s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
     if (u->wrapped) {

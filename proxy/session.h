@@ -160,6 +160,9 @@ void session_backend_ready(struct session *s, struct backend *b);
 void session_backend_failed(struct session *s, struct backend *b, const char *msg);
 /* Deferred relay work after an I/O event: end a finished wrap, open the gate when it may. */
 void session_relay_after_event(struct session *s);
+/* Something the session may wait for changed elsewhere (RESUME, a dial applied, a cancel
+ * delivered, no more transactions on the other primary): dispatch and open the gate if it may. */
+void session_relay_wake(struct session *s);
 /* Send the ReadyForQuery held for commit_wait and go on relaying the primary. */
 void session_release_held_rfq(struct session *s);
 /* Close the secondary's data path (the session goes on with the primary). */

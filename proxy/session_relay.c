@@ -347,7 +347,8 @@ static bool switch_must_wait(struct session *s)
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
     const struct mirror *m = &s->mirror;
-    if (m->wrap_open || route_gates_client(s) || (m->building && m->building->route_waiting)) {
+    if (m->wrap_open || route_gates_client(s) || (m->building && m->building->route_waiting) ||
+        (!m->building && cancel_client_pending(s->cancel))) {
         return true; /* pgdual's transaction on the primary, or a routed read, comes first */
     }
     if (atomic_load_explicit(&s->worker->server->paused, memory_order_relaxed) && !m->building &&
@@ -912,6 +913,17 @@ static void route_wait_check(struct session *s)
     }
 }
 
+void session_relay_wake(struct session *s)
+{
+    if (s->state != SESSION_READY) {
+        return;
+    }
+    if (s->mirror.head) {
+        mirror_dispatch(s);
+    }
+    session_relay_after_event(s);
+}
+
 void session_relay_after_event(struct session *s)
 {
     if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror)) {
@@ -1100,7 +1112,8 @@ void session_backend_ready(struct session *s, struct backend *b)
     b->txn_status = PQ_TXN_IDLE;
     wire_scanner_init(&b->scan, UINT32_MAX);
     if (!s->cancel) {
-        s->cancel = cancel_register(srv->cancels, s->id, s->cancel_secret);
+        s->cancel =
+            cancel_register(srv->cancels, s->id, s->cancel_secret, worker_post_gates_cb, s->worker);
     }
     if (s->cancel) {
         cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));

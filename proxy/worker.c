@@ -176,9 +176,7 @@ static void on_wakeup(uv_async_t *h)
     }
     for (struct session *s = w->sessions, *next; gates && s; s = next) {
         next = s->next;
-        if (s->gated) {
-            session_relay_after_event(s);
-        }
+        session_relay_wake(s);
     }
     if (stop) {
         worker_begin_stop(w);
@@ -358,4 +356,9 @@ void worker_remove_session(struct worker *w, struct session *s)
         s->next->prev = s->prev;
     }
     s->prev = s->next = NULL;
+}
+
+void worker_post_gates_cb(void *worker)
+{
+    worker_post_gates(worker);
 }

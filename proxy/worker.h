@@ -65,6 +65,8 @@ void worker_post_conf(struct worker *w, struct server_conf *conf);
 void worker_post_drain(struct worker *w);
 /* Re-check every session's gate on the worker's loop (after RESUME). */
 void worker_post_gates(struct worker *w);
+/* The same as a void (*)(void *) callback (arg: the worker). */
+void worker_post_gates_cb(void *worker);
 /* Stop now: every session ends with FATAL 57P01. */
 void worker_post_stop(struct worker *w);
 void worker_join(struct worker *w);
