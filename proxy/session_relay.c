@@ -347,6 +347,9 @@ static bool switch_must_wait(struct session *s)
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
     const struct mirror *m = &s->mirror;
+    if (msg[0] == PqMsg_Terminate && s->route.active) {
+        return true; /* a shadow still runs: its comparison is made before the session ends */
+    }
     if (m->wrap_open || route_gates_client(s) || (m->building && m->building->route_waiting) ||
         (!m->building && cancel_client_pending(s->cancel))) {
         return true; /* pgdual's transaction on the primary, or a routed read, comes first */

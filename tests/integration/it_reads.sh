@@ -138,8 +138,16 @@ assert_delta divergences_total -eq 0 "equal sides: no divergence"
 
 # A row changed on new alone: the same read through pgdual is a result divergence, listed by
 # SHOW DIVERGENCES with its normalized statement (no literal).
-psql_new "$DB" -c "UPDATE eq SET v = 'changed' WHERE id = 7"
+# A shadow slower than the answer: psql has old's answer and sends Terminate while new still
+# runs the shadow; the comparison is still made (the session ends after it).
+psql_old "$DB" -c "CREATE VIEW late_shadow AS SELECT 'old'::text AS x"
+psql_new "$DB" -c "CREATE VIEW late_shadow AS SELECT 'new'::text AS x FROM pg_sleep(0.5)"
 it_dials read_new_percent=0
+it_status_mark
+assert_eq "old" "$(psql_proxy "$DB" -tA -c "SELECT x FROM late_shadow")" "the client gets old's answer at once"
+assert_delta divergences_result_mismatch -eq 1 "a shadow still running when the client leaves is compared" 10
+
+psql_new "$DB" -c "UPDATE eq SET v = 'changed' WHERE id = 7"
 it_status_mark
 assert_eq "v7" "$(psql_proxy "$DB" -tA -c "SELECT v FROM eq WHERE id = 7")" "dial 0 serves old's row"
 assert_delta divergences_total -eq 1 "the changed row is a divergence" 10
