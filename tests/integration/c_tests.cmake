@@ -1,6 +1,7 @@
 # tests/integration/c_tests.cmake: the C + libpq integration tests (it_*.c) and their harness
 # library. Included at the end of integration.cmake, which provides the `pg` fixture.
-add_library(pgdual_it STATIC ${CMAKE_CURRENT_LIST_DIR}/../harness/proxy.c)
+add_library(pgdual_it STATIC ${CMAKE_CURRENT_LIST_DIR}/../harness/proxy.c
+  ${CMAKE_CURRENT_LIST_DIR}/../harness/raw.c)
 target_link_libraries(pgdual_it PUBLIC pgdual_warnings PkgConfig::PQ)
 target_include_directories(pgdual_it PUBLIC ${PROJECT_SOURCE_DIR})
 
@@ -11,7 +12,7 @@ else()
   set(PGDUAL_C_IT_BIN ${CMAKE_BINARY_DIR}/pgdual)
 endif()
 
-set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback)
+set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback portal)
 foreach(name IN LISTS PGDUAL_C_ITESTS)
   add_executable(it_${name} ${CMAKE_CURRENT_LIST_DIR}/it_${name}.c)
   target_link_libraries(it_${name} PRIVATE pgdual_it pgdual_warnings PkgConfig::PQ)

@@ -14,135 +14,13 @@
 #include <libpq-fe.h>
 
 #include "tests/harness/proxy.h"
+#include "tests/harness/raw.h"
 
 #define MAX_CLIENT_CONN   8
 #define LOGIN_TIMEOUT_MS  1000
 #define MAX_MESSAGE_BYTES 65536
 
 static struct proxy g_px;
-
-static int raw_connect(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_px.port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        it_note("raw connect: %s", strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    return fd;
-}
-
-static bool send_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w <= 0) {
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
-/* Reads exactly len bytes before the deadline. Returns len, 0 on EOF/reset, -1 on timeout. */
-static int recv_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
-{
-    size_t got = 0;
-    while (got < len) {
-        int left = (int)(deadline - it_now_ms());
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) == 0) {
-            return -1;
-        }
-        ssize_t r = recv(fd, buf + got, len - got, 0);
-        if (r <= 0) {
-            return 0;
-        }
-        got += (size_t)r;
-    }
-    return (int)len;
-}
-
-/* One backend message: type and payload (truncated to cap). Returns 1, 0 on EOF, -1 on timeout or
- * an impossible length. */
-static int read_msg(int fd, char *type, uint8_t *payload, size_t cap, uint32_t *plen, int timeout)
-{
-    int64_t deadline = it_now_ms() + timeout;
-    uint8_t h[5];
-    int r = recv_exact(fd, h, 5, deadline);
-    if (r <= 0) {
-        return r;
-    }
-    uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
-    if (len < 4 || len - 4 > cap) {
-        it_note("backend message '%c' with length %u", h[0], len);
-        return -1;
-    }
-    *type = (char)h[0];
-    *plen = len - 4;
-    return recv_exact(fd, payload, len - 4, deadline) == (int)(len - 4) ? 1 : 0;
-}
-
-/* SQLSTATE ('C' field) of an ErrorResponse payload into out[6]. */
-static bool error_sqlstate(const uint8_t *p, uint32_t len, char *out)
-{
-    uint32_t i = 0;
-    while (i < len && p[i] != 0) {
-        char field = (char)p[i++];
-        const char *val = (const char *)p + i;
-        size_t vl = strnlen(val, len - i);
-        if (field == 'C' && vl == 5) {
-            memcpy(out, val, 6);
-            return true;
-        }
-        i += (uint32_t)vl + 1;
-    }
-    return false;
-}
-
-static size_t build_startup(uint8_t *b, uint32_t version)
-{
-    size_t n = 8;
-    const char *kv[] = {"user", g_px.cluster.user, "database", g_px.dbname};
-    for (int i = 0; i < 4; i++) {
-        size_t l = strlen(kv[i]) + 1;
-        memcpy(b + n, kv[i], l);
-        n += l;
-    }
-    b[n++] = 0;
-    const uint32_t be[2] = {htonl((uint32_t)n), htonl(version)};
-    memcpy(b, be, 8);
-    return n;
-}
-
-/* Connects and completes a v3 startup, reading up to ReadyForQuery. Returns the fd or -1. */
-static int raw_session(void)
-{
-    int fd = raw_connect();
-    uint8_t b[512];
-    if (fd < 0 || !send_all(fd, b, build_startup(b, 196608))) {
-        return -1;
-    }
-    for (;;) {
-        char t = 0;
-        uint32_t len = 0;
-        static uint8_t payload[65536];
-        if (read_msg(fd, &t, payload, sizeof payload, &len, 5000) != 1 || t == 'E') {
-            it_note("startup failed (message '%c')", t);
-            close(fd);
-            return -1;
-        }
-        if (t == 'Z') {
-            return fd;
-        }
-    }
-}
 
 /* After the bad input: an ErrorResponse with one of the allowed SQLSTATEs (required unless
  * error_optional), then EOF within 3 s. */
@@ -152,17 +30,17 @@ static void expect_error_then_eof(int fd, const char *state_a, const char *state
     static uint8_t payload[65536];
     char t = 0;
     uint32_t len = 0;
-    int r = read_msg(fd, &t, payload, sizeof payload, &len, 3000);
+    int r = raw_read_msg(fd, &t, payload, sizeof payload, &len, 3000);
     while (r == 1 && t == 'N') { /* a notice may precede the error */
-        r = read_msg(fd, &t, payload, sizeof payload, &len, 3000);
+        r = raw_read_msg(fd, &t, payload, sizeof payload, &len, 3000);
     }
     if (r == 1) {
         char st[6] = "";
         CHECK_EQ(t, 'E');
-        CHECK(error_sqlstate(payload, len, st));
+        CHECK(raw_error_sqlstate(payload, len, st));
         it_note("ErrorResponse SQLSTATE %s", st);
         CHECK(strcmp(st, state_a) == 0 || (state_b != NULL && strcmp(st, state_b) == 0));
-        r = read_msg(fd, &t, payload, sizeof payload, &len, 3000);
+        r = raw_read_msg(fd, &t, payload, sizeof payload, &len, 3000);
         CHECK_EQ(r, 0); /* EOF right after the error */
     } else if (error_optional) {
         it_note("no ErrorResponse (allowed here), %s", r == 0 ? "EOF" : "timeout");
@@ -208,9 +86,9 @@ static void case_garbage(void)
 {
     it_case("(a) garbage instead of a startup packet");
     static const char http[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    int fd = raw_connect();
+    int fd = raw_connect(&g_px);
     REQUIRE(fd >= 0);
-    CHECK(send_all(fd, http, sizeof http - 1));
+    CHECK(raw_send_all(fd, http, sizeof http - 1));
     expect_error_then_eof(fd, "08P01", "0A000", g_px.direct);
     expect_proxy_healthy();
 
@@ -222,9 +100,9 @@ static void case_garbage(void)
     }
     const uint32_t len = htonl(sizeof junk);
     memcpy(junk, &len, 4);
-    fd = raw_connect();
+    fd = raw_connect(&g_px);
     REQUIRE(fd >= 0);
-    CHECK(send_all(fd, junk, sizeof junk));
+    CHECK(raw_send_all(fd, junk, sizeof junk));
     expect_error_then_eof(fd, "08P01", "0A000", g_px.direct);
     expect_proxy_healthy();
 }
@@ -233,9 +111,9 @@ static void case_after_startup(const char *name, const uint8_t *msg, size_t len,
                                bool error_optional)
 {
     it_case(name);
-    int fd = raw_session();
+    int fd = raw_session(&g_px);
     REQUIRE(fd >= 0);
-    CHECK(send_all(fd, msg, len));
+    CHECK(raw_send_all(fd, msg, len));
     if (half_close) {
         shutdown(fd, SHUT_WR);
     }
@@ -247,16 +125,16 @@ static void case_protocol_v2(void)
 {
     it_case("(e) startup packet with protocol 2.0");
     uint8_t b[512];
-    int fd = raw_connect();
+    int fd = raw_connect(&g_px);
     REQUIRE(fd >= 0);
-    CHECK(send_all(fd, b, build_startup(b, 2u << 16)));
+    CHECK(raw_send_all(fd, b, raw_build_startup(&g_px, b, 2u << 16)));
     /* Read everything up to EOF: PostgreSQL answers a 2.0 client in the 2.0 format ('E', text,
      * NUL) while a 3.0 ErrorResponse carries a length and a SQLSTATE. Either is an error. */
     static uint8_t raw[8192];
     size_t n = 0;
     int64_t deadline = it_now_ms() + 3000;
     for (int r = 1; r > 0 && n < sizeof raw;) {
-        r = recv_exact(fd, raw + n, 1, deadline);
+        r = raw_recv_exact(fd, raw + n, 1, deadline);
         n += r > 0 ? 1 : 0;
         if (r < 0) {
             it_note("timeout: no EOF after the protocol 2.0 error");
@@ -268,7 +146,7 @@ static void case_protocol_v2(void)
     uint32_t len = (uint32_t)raw[1] << 24 | (uint32_t)raw[2] << 16 | (uint32_t)raw[3] << 8 | raw[4];
     char st[6] = "";
     if (len + 1 == n) {
-        CHECK(error_sqlstate(raw + 5, len - 4, st));
+        CHECK(raw_error_sqlstate(raw + 5, len - 4, st));
         it_note("3.0 ErrorResponse SQLSTATE %s", st);
         CHECK(strcmp(st, "0A000") == 0 || strcmp(st, "08P01") == 0);
     } else {
@@ -286,11 +164,11 @@ static void case_silent_client(void)
         it_note("skip: PostgreSQL's own authentication_timeout is 60 s");
         return;
     }
-    int fd = raw_connect();
+    int fd = raw_connect(&g_px);
     REQUIRE(fd >= 0);
     int64_t t0 = it_now_ms();
     uint8_t buf[1024];
-    int r = recv_exact(fd, buf, sizeof buf, t0 + 4000); /* any error bytes, then EOF */
+    int r = raw_recv_exact(fd, buf, sizeof buf, t0 + 4000); /* any error bytes, then EOF */
     int64_t took = it_now_ms() - t0;
     it_note("closed after %lld ms", (long long)took);
     CHECK_EQ(r, 0);
@@ -299,11 +177,11 @@ static void case_silent_client(void)
     close(fd);
 
     it_case("(f') a client stalling inside its startup packet is closed too");
-    fd = raw_connect();
+    fd = raw_connect(&g_px);
     REQUIRE(fd >= 0);
-    CHECK(send_all(fd, "\0\0\0\x30\0\x03", 6));
+    CHECK(raw_send_all(fd, "\0\0\0\x30\0\x03", 6));
     t0 = it_now_ms();
-    r = recv_exact(fd, buf, sizeof buf, t0 + 4000);
+    r = raw_recv_exact(fd, buf, sizeof buf, t0 + 4000);
     CHECK_EQ(r, 0);
     CHECK_LE(it_now_ms() - t0, 3000);
     close(fd);
@@ -327,10 +205,11 @@ static void case_max_client_conn(void)
     CHECK(strstr(PQerrorMessage(extra), "too many connections") != NULL);
     it_note("libpq says: %s", PQerrorMessage(extra));
     PQfinish(extra);
-    int fd = raw_connect();
+    int fd = raw_connect(&g_px);
     uint8_t b[512];
     if (CHECK(fd >= 0)) {
-        (void)send_all(fd, b, build_startup(b, 196608)); /* may race with pgdual's close */
+        (void)raw_send_all(fd, b,
+                           raw_build_startup(&g_px, b, 196608)); /* may race with pgdual's close */
         expect_error_then_eof(fd, "53300", NULL, false);
     }
     /* Freeing one slot lets a new client in (closing is asynchronous: retry briefly). */
