@@ -209,6 +209,13 @@ void wire_put_ready(struct wbuf *b, uint8_t txn_status)
     wbuf_end_msg(b, m);
 }
 
+void wire_put_query(struct wbuf *b, const char *sql)
+{
+    size_t m = wbuf_begin_msg(b, PqMsg_Query);
+    wbuf_put_cstr(b, sql);
+    wbuf_end_msg(b, m);
+}
+
 void wire_put_row_description(struct wbuf *b, int ncols, const char *const *names)
 {
     size_t m = wbuf_begin_msg(b, PqMsg_RowDescription);

@@ -75,6 +75,8 @@ void wire_put_row_description(struct wbuf *b, int ncols, const char *const *name
 void wire_put_data_row(struct wbuf *b, int ncols, const char *const *values);
 void wire_put_command_complete(struct wbuf *b, const char *tag);
 void wire_put_empty_query(struct wbuf *b);
+/* A simple Query (client -> server): pgdual's own statements to a backend. */
+void wire_put_query(struct wbuf *b, const char *sql);
 
 /* ---- decoders for the message bodies the proxy looks at ------------------------------- */
 

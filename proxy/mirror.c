@@ -136,9 +136,7 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
     }
     u->sealed = u->internal = true;
     u->sec = UNIT_SEC_SKIPPED;
-    size_t at = wbuf_begin_msg(out, PqMsg_Query);
-    wbuf_put_cstr(out, sql);
-    wbuf_end_msg(out, at);
+    wire_put_query(out, sql);
     return u;
 }
 
@@ -230,9 +228,7 @@ static void dispatch_rollback(struct session *s, struct unit *u)
 {
     struct wbuf q;
     wbuf_init(&q);
-    size_t m = wbuf_begin_msg(&q, PqMsg_Query);
-    wbuf_put_cstr(&q, "ROLLBACK");
-    wbuf_end_msg(&q, m);
+    wire_put_query(&q, "ROLLBACK");
     u->replaced_by_rollback = true;
     wbuf_free(&u->bytes);
     u->bytes = q;

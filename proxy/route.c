@@ -48,13 +48,6 @@ static void seg_pop(struct route_side *sd)
     sd->nsegs--;
 }
 
-static void put_query(struct wbuf *b, const char *sql)
-{
-    size_t at = wbuf_begin_msg(b, PqMsg_Query);
-    wbuf_put_cstr(b, sql);
-    wbuf_end_msg(b, at);
-}
-
 static bool client_bound(const struct route *r, int which, enum route_seg seg, uint8_t type,
                          int primary)
 {
@@ -299,7 +292,7 @@ static int start_run(struct session *s, int which, enum route_seg seg)
     wbuf_init(&q);
     if (first && s->mirror.prim_status == PQ_TXN_BLOCK &&
         !(which == s->primary && seg == ROUTE_SEG_SERVE)) {
-        put_query(&q, ROUTE_SAVEPOINT);
+        wire_put_query(&q, ROUTE_SAVEPOINT);
         seg_push(sd, ROUTE_SEG_OWN);
         sd->savepoint = true;
     }
@@ -547,8 +540,8 @@ static void savepoint_end(struct session *s, int which)
     struct route_side *sd = &s->route.side[which];
     struct wbuf q;
     wbuf_init(&q);
-    put_query(&q,
-              s->backends[which].txn_status == PQ_TXN_FAILED ? ROUTE_ROLLBACK_TO : ROUTE_RELEASE);
+    wire_put_query(&q, s->backends[which].txn_status == PQ_TXN_FAILED ? ROUTE_ROLLBACK_TO
+                                                                      : ROUTE_RELEASE);
     seg_push(sd, ROUTE_SEG_OWN);
     sd->savepoint = false;
     route_send(s, which, &q);

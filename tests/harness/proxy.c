@@ -410,6 +410,17 @@ int proxy_exec_direct(const struct proxy *p, enum it_target t, const char *sql)
     return rc;
 }
 
+int proxy_make_marker(const struct proxy *p)
+{
+    static const char *const sql[2] = {
+        "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('old')",
+        "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('new')",
+    };
+    return proxy_exec_direct(p, IT_OLD, sql[0]) == 0 && proxy_exec_direct(p, IT_NEW, sql[1]) == 0
+               ? 0
+               : -1;
+}
+
 static void on_notice_ignore(void *arg, const char *msg)
 {
     (void)arg;

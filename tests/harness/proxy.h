@@ -73,6 +73,10 @@ PGconn *proxy_connect_as(const struct proxy *p, enum it_target t, const char *us
 int proxy_exec_direct(const struct proxy *p, enum it_target t, const char *sql)
     __attribute__((warn_unused_result));
 
+/* Creates table marker(v text) directly on each cluster, holding 'old' on old and 'new' on new,
+ * so every answer that reads it names the backend that served it. Returns 0 or -1. */
+int proxy_make_marker(const struct proxy *p) __attribute__((warn_unused_result));
+
 /* First column of the first row of `sql` as an integer on `conn`; sets *ok false on any error. */
 long long it_query_ll(PGconn *conn, const char *sql, bool *ok);
 

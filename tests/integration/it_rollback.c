@@ -75,12 +75,7 @@ int main(void)
         it_note("skip: needs pgdual and both backends");
         return it_finish();
     }
-    REQUIRE(proxy_exec_direct(&g_px, IT_OLD,
-                              "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('old')") ==
-            0);
-    REQUIRE(proxy_exec_direct(&g_px, IT_NEW,
-                              "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('new')") ==
-            0);
+    REQUIRE(proxy_make_marker(&g_px) == 0);
     PGconn *setup = proxy_connect(&g_px, IT_PGDUAL);
     REQUIRE(setup != NULL);
     PGresult *r = PQexec(setup, "CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); "

@@ -258,6 +258,20 @@ wait_quiet() {
     done
 }
 
+# md_headline_notes HEADLINE PROBLEMS: the markdown tail of a phase's section.
+md_headline_notes() {
+    echo "Headline figures:"
+    echo
+    echo "$1"
+    [[ -n "$2" ]] || return 0
+    echo
+    echo "Notes:"
+    echo
+    echo '```'
+    echo "$2"
+    echo '```'
+}
+
 # print_phase TABLE COLUMNS HEADLINE PROBLEMS: a phase's table (tab-separated, columns named),
 # its headline figures and any problems, on stdout.
 print_phase() {
@@ -856,17 +870,7 @@ report_relay() {
         echo
         echo "$body"
         echo
-        echo "Headline figures:"
-        echo
-        echo "$headline"
-        if [[ -n "$problems" ]]; then
-            echo
-            echo "Notes:"
-            echo
-            echo '```'
-            echo "$problems"
-            echo '```'
-        fi
+        md_headline_notes "$headline" "$problems"
     } >"$TMP/md-relay"
 }
 
@@ -972,17 +976,7 @@ report_dual() {
         awk -F'\t' '{ n = ($8 < $9) ? sprintf(" (%d/%d rounds ok)", $8, $9) : ""
             printf "| %s | %s | %s%s | %s | %s | %s | %s |\n", $1, $2, $3, n, $4, $5, $6, $7 }' "$table"
         echo
-        echo "Headline figures:"
-        echo
-        echo "$headline"
-        if [[ -n "$problems" ]]; then
-            echo
-            echo "Notes:"
-            echo
-            echo '```'
-            echo "$problems"
-            echo '```'
-        fi
+        md_headline_notes "$headline" "$problems"
     } >"$TMP/md-dw"
 }
 
@@ -1130,17 +1124,7 @@ report_reads() {
         echo "|---|---:|---:|---:|---:|---:|---:|---:|"
         awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$table"
         echo
-        echo "Headline figures:"
-        echo
-        echo "$headline"
-        if [[ -n "$problems" ]]; then
-            echo
-            echo "Notes:"
-            echo
-            echo '```'
-            echo "$problems"
-            echo '```'
-        fi
+        md_headline_notes "$headline" "$problems"
     } >"$TMP/md-reads"
 }
 
