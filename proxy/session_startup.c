@@ -242,15 +242,19 @@ static size_t auth_consume(struct session *s, const uint8_t *p, size_t n)
         return used;
     }
     if (rc > 0) {
+        /* Take the message out first: from here on client_msg holds only bytes the client sent
+         * before the login ended, which the console or the relay replays as its first input. */
+        struct wbuf msg = s->client_msg;
+        wbuf_init(&s->client_msg);
         struct wire_reader r;
-        wire_reader_init(&r, s->client_msg.data, s->client_msg.len);
+        wire_reader_init(&r, msg.data, msg.len);
         if (!s->sasl_started) {
             s->sasl_started = true;
             on_sasl_initial(s, &r);
         } else {
-            on_sasl_response(s, s->client_msg.data, s->client_msg.len);
+            on_sasl_response(s, msg.data, msg.len);
         }
-        wbuf_reset(&s->client_msg); /* from here on it holds bytes sent before login ended */
+        wbuf_free(&msg);
     }
     return used;
 }

@@ -107,7 +107,10 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$sockdir'
 max_connections = 600
 fsync = off
-synchronous_commit = off
+# A commit is written to the kernel before it is acknowledged (no fsync: fsync is off), so a
+# test that stops a cluster with -m immediate right after a write never loses it, however slow
+# or fast the machine. With 'off' the WAL writer decides, and a fast stop lost the commit.
+synchronous_commit = on
 full_page_writes = off
 shared_buffers = 64MB
 logging_collector = off

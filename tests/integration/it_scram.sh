@@ -26,8 +26,9 @@ verifier=$(psql_old postgres -tA -c "SELECT rolpassword FROM pg_authid WHERE rol
 # shellcheck disable=SC2016 # a literal $ in the pattern
 assert_match "$verifier" '^SCRAM-SHA-256\$4096:' "got a SCRAM verifier from pg_authid"
 
-printf '"%s" "%s"\n"%s" "%s"\n' "$PLAIN_USER" "$PLAIN_PW" "$VERIF_USER" "$verifier" \
-    >"$IT_TMP/userlist.txt"
+ADMIN_PW='admin-Secret-3'
+printf '"%s" "%s"\n"%s" "%s"\n"admin" "%s"\n' "$PLAIN_USER" "$PLAIN_PW" "$VERIF_USER" "$verifier" \
+    "$ADMIN_PW" >"$IT_TMP/userlist.txt"
 it_proxy_start pgdual.auth_type=scram-sha-256 pgdual.auth_file=userlist.txt
 
 # login USER PASSWORD: runs SELECT current_user through pgdual without ever prompting.
@@ -50,6 +51,22 @@ assert_fails "user missing from auth_file refused" -- login postgres "$PLAIN_PW"
 assert_match "$IT_LAST_OUT" "FATAL" "unknown user: FATAL error"
 assert_fails "no password refused" -- login_nopw "$PLAIN_USER"
 assert_match "$IT_LAST_OUT" "password" "no password: asked for one"
+
+# The admin console under SCRAM: the password login, then every kind of command, several per
+# connection (the console once parsed the leftover SASL bytes as commands and closed).
+admin() {
+    PGPASSWORD=$1 psql -X -w -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PROXY_PORT" -U admin -d pgdual \
+        -tA -F'|' "${@:2}"
+}
+out=$(admin "$ADMIN_PW" -c "SHOW STATUS" 2>&1)
+assert_match "$out" "(^|$'\n')primary\|old" "admin: SHOW STATUS under scram-sha-256"
+assert_eq "SET" "$(admin "$ADMIN_PW" -c "SET compare_percent = 40" 2>&1)" "admin: SET under scram"
+assert_eq "compare_percent|40" "$(admin "$ADMIN_PW" -c "SHOW STATUS" 2>&1 | grep '^compare_percent|')" \
+    "admin: the SET took effect"
+out=$(admin "$ADMIN_PW" -c "SHOW CONFIG" -c "SHOW DIVERGENCES" -c "SHOW HELP" 2>&1)
+assert_contains "$out" "auth_type|scram-sha-256" "admin: three commands on one connection"
+assert_fails "admin: wrong password refused" -- admin "wrong" -c "SHOW STATUS"
+assert_match "$IT_LAST_OUT" "authentication failed" "admin: wrong password is an auth error"
 
 # Still working after the failures.
 assert_eq "$VERIF_USER" "$(login "$VERIF_USER" "$VERIF_PW" 2>&1)" "login works after failures"
