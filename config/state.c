@@ -31,7 +31,7 @@ static bool is_dial_key(const struct config_key *k)
     return k->runtime && strcmp(k->section, "cutover") == 0;
 }
 
-int state_format(const struct dials *d, char *buf, size_t cap)
+int state_format(const struct dials *d, const struct state_secondary *sec, char *buf, size_t cap)
 {
     struct config view;
     memset(&view, 0, sizeof(view));
@@ -49,6 +49,14 @@ int state_format(const struct dials *d, char *buf, size_t cap)
         char val[64];
         config_format(&view, k, val, sizeof(val));
         n = snprintf(buf + len, cap - len, "%s = %s\n", k->name, val);
+        if (n < 0 || (size_t)n >= cap - len) {
+            return -ENOSPC;
+        }
+        len += (size_t)n;
+    }
+    if (sec && sec->name[0]) {
+        n = snprintf(buf + len, cap - len, "secondary_state = %s\nsecondary_since = %lld\n",
+                     sec->name, (long long)sec->since_ms);
         if (n < 0 || (size_t)n >= cap - len) {
             return -ENOSPC;
         }
@@ -139,7 +147,43 @@ struct parse_ctx {
     struct config scratch; /* only .dials is used */
     bool seen[64];         /* index into config_keys: each dial once */
     bool version_seen;
+    struct state_secondary sec;
+    bool sec_name_seen, sec_since_seen;
 };
+
+/* secondary_state / secondary_since. 1 = handled, 0 = not one of them, < 0 = bad. */
+static int parse_secondary(struct parse_ctx *p, const char *key, const char *value, int lineno,
+                           char *err, size_t errlen)
+{
+    bool is_name = strcmp(key, "secondary_state") == 0;
+    if (!is_name && strcmp(key, "secondary_since") != 0) {
+        return 0;
+    }
+    bool *seen = is_name ? &p->sec_name_seen : &p->sec_since_seen;
+    if (*seen) {
+        snprintf(err, errlen, "line %d: key \"%s\" given twice", lineno, key);
+        return -EINVAL;
+    }
+    *seen = true;
+    if (is_name) {
+        size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz_");
+        if (n == 0 || value[n] != '\0' || n >= sizeof(p->sec.name)) {
+            snprintf(err, errlen, "line %d: bad secondary_state \"%s\"", lineno, value);
+            return -EINVAL;
+        }
+        memcpy(p->sec.name, value, n + 1);
+        return 1;
+    }
+    char *end;
+    errno = 0;
+    long long ms = strtoll(value, &end, 10);
+    if (errno || *end != '\0' || ms < 0) {
+        snprintf(err, errlen, "line %d: bad secondary_since \"%s\"", lineno, value);
+        return -EINVAL;
+    }
+    p->sec.since_ms = ms;
+    return 1;
+}
 
 static int parse_line(struct parse_ctx *p, char *line, int lineno, char *err, size_t errlen)
 {
@@ -160,6 +204,10 @@ static int parse_line(struct parse_ctx *p, char *line, int lineno, char *err, si
         p->version_seen = true;
         return 0;
     }
+    int sec_rc = parse_secondary(p, key, value, lineno, err, errlen);
+    if (sec_rc != 0) {
+        return sec_rc < 0 ? sec_rc : 0;
+    }
     const struct config_key *k = config_find_key("cutover", key);
     if (!k || !is_dial_key(k)) {
         snprintf(err, errlen, "line %d: unknown key \"%s\"", lineno, key);
@@ -179,7 +227,8 @@ static int parse_line(struct parse_ctx *p, char *line, int lineno, char *err, si
     return 0;
 }
 
-int state_parse(const char *text, size_t len, struct dials *d, char *err, size_t errlen)
+int state_parse(const char *text, size_t len, struct dials *d, struct state_secondary *sec,
+                char *err, size_t errlen)
 {
     size_t body_len = 0;
     if (memchr(text, '\0', len)) {
@@ -216,10 +265,14 @@ int state_parse(const char *text, size_t len, struct dials *d, char *err, size_t
         return -EINVAL;
     }
     *d = p.scratch.dials;
+    if (sec) {
+        *sec = p.sec;
+    }
     return 0;
 }
 
-int state_load(const char *path, struct dials *d, char *err, size_t errlen)
+int state_load(const char *path, struct dials *d, struct state_secondary *sec, char *err,
+               size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -261,7 +314,7 @@ int state_load(const char *path, struct dials *d, char *err, size_t errlen)
     }
     if (rc == 0) {
         char msg[256];
-        rc = state_parse(buf, len, d, msg, sizeof(msg));
+        rc = state_parse(buf, len, d, sec, msg, sizeof(msg));
         if (rc < 0) {
             snprintf(err, errlen, "state file %s is corrupt: %s", path, msg);
         }
@@ -309,10 +362,11 @@ static int sync_dir_of(const char *path)
     return rc;
 }
 
-int state_save(const char *path, const struct dials *d, char *err, size_t errlen)
+int state_save(const char *path, const struct dials *d, const struct state_secondary *sec,
+               char *err, size_t errlen)
 {
     char text[4096];
-    int len = state_format(d, text, sizeof(text));
+    int len = state_format(d, sec, text, sizeof(text));
     char tmp[4096];
     if (len < 0 || (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
         snprintf(err, errlen, "state file %s: path or contents too long", path);

@@ -14,8 +14,9 @@
 /* What the generic walk found in one string. */
 struct walk {
     const struct classify_options *opt;
-    bool unsafe; /* something that is not part of a side-effect-free read */
-    bool nondet; /* see classify_result.nondeterministic */
+    bool unsafe;  /* something that is not part of a side-effect-free read */
+    bool nondet;  /* see classify_result.nondeterministic */
+    bool inserts; /* see classify_result.inserts */
 };
 
 static const char *node_string(const PgQuery__Node *n)
@@ -107,8 +108,10 @@ static void visit_message(struct walk *w, const ProtobufCMessage *m)
         }
     } else if (d == &pg_query__range_table_sample__descriptor) {
         w->nondet = true; /* TABLESAMPLE: random, and physical layouts differ anyway */
-    } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__update_stmt__descriptor ||
-               d == &pg_query__delete_stmt__descriptor || d == &pg_query__merge_stmt__descriptor ||
+    } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__merge_stmt__descriptor) {
+        w->unsafe = true;  /* DML anywhere (CTE) ... */
+        w->inserts = true; /* ... and a column default (serial, identity) may draw a value */
+    } else if (d == &pg_query__update_stmt__descriptor || d == &pg_query__delete_stmt__descriptor ||
                d == &pg_query__locking_clause__descriptor ||
                d == &pg_query__into_clause__descriptor) {
         w->unsafe = true; /* DML anywhere (CTE), FOR UPDATE/SHARE anywhere, SELECT INTO */
@@ -242,6 +245,7 @@ static bool stmt_may_read(const PgQuery__Node *n, struct classify_result *out)
         }
         if (c->is_from) {
             out->is_copy_from = true;
+            out->inserts = true; /* COPY FROM fills column defaults too */
             return false;
         }
         out->is_copy_to = true;
@@ -284,7 +288,7 @@ static void result_init(struct classify_result *out)
 static void classify_tree(const PgQuery__ParseResult *tree, const struct classify_options *opt,
                           struct classify_result *out)
 {
-    struct walk w = {.opt = opt, .unsafe = false, .nondet = false};
+    struct walk w = {.opt = opt, .unsafe = false, .nondet = false, .inserts = false};
     bool all_read = true;
     out->dml_only = tree->n_stmts > 0;
     for (size_t i = 0; i < tree->n_stmts; i++) {
@@ -299,10 +303,12 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
         }
         out->txn_last = v;
         out->txn_control = out->txn_control || v != CLASSIFY_TXN_NONE;
+        out->commits = out->commits || v == CLASSIFY_TXN_COMMIT || v == CLASSIFY_TXN_OTHER;
         walk_message(&w, (const ProtobufCMessage *)stmt, 0);
     }
     out->nstatements = (int)tree->n_stmts;
     out->nondeterministic = w.nondet;
+    out->inserts = out->inserts || w.inserts;
     out->kind = all_read && !w.unsafe ? CLASSIFY_READ : CLASSIFY_MIRROR;
 }
 
@@ -346,7 +352,7 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
            a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
            a->dml_only == b->dml_only && a->nstatements == b->nstatements &&
-           a->fingerprint == b->fingerprint;
+           a->commits == b->commits && a->inserts == b->inserts && a->fingerprint == b->fingerprint;
 }
 
 char *classify_normalize(const char *sql)

@@ -68,6 +68,12 @@ struct classify_result {
      * transaction control): the string may run inside a transaction block unchanged, so pgdual
      * may wrap an autocommit write in BEGIN/COMMIT on the primary (lockstep ordering). */
     bool dml_only;
+    /* Some statement (any, not only the first or last) is COMMIT/END or PREPARE TRANSACTION /
+     * COMMIT PREPARED / ROLLBACK PREPARED: running it releases the primary's row locks. */
+    bool commits;
+    /* Some statement is INSERT, MERGE or COPY FROM (anywhere, CTEs included): a column default
+     * (serial, identity, nextval) may draw a value the server makes up, even when it fails. */
+    bool inserts;
     int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
     uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
 };

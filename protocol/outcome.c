@@ -91,7 +91,17 @@ static void fold_error(struct outcome *o, const struct wbuf *b)
     if (!o->error && wire_parse_error(b->data, b->len, &f) == 0 && f.sqlstate) {
         snprintf(o->sqlstate, sizeof(o->sqlstate), "%s", f.sqlstate);
     }
+    if (!o->error) {
+        o->commands_at_error = o->commands;
+        o->acks_at_error = o->acks;
+        o->tags_hash_at_error = o->tags_hash;
+    }
     o->error = true;
+}
+
+uint32_t outcome_steps_done(const struct outcome *o, bool simple)
+{
+    return simple ? o->commands_at_error : o->commands_at_error + o->acks_at_error;
 }
 
 static void fold_tag(struct outcome *o, const char *tag, size_t len)
@@ -120,6 +130,15 @@ void outcome_end(struct outcome_reader *r, struct outcome *o)
         return;
     case PqMsg_RowDescription:
         o->shape_hash = mix(o->shape_hash, &(uint64_t){row_description_hash(b->data, b->len)}, 8);
+        o->acks++; /* a Describe's answer in a batch (a simple Query counts commands only) */
+        return;
+    case PqMsg_ParseComplete:
+    case PqMsg_BindComplete:
+    case PqMsg_CloseComplete:
+    case PqMsg_NoData:
+    case PqMsg_PortalSuspended:
+    case PqMsg_FunctionCallResponse:
+        o->acks++;
         return;
     case PqMsg_ReadyForQuery:
         o->txn_status = b->len == 1 ? b->data[0] : '?';

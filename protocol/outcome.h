@@ -21,7 +21,18 @@ struct outcome {
     uint64_t rows_hash;  /* sum of per-row hashes: the same rows in any order are equal */
     uint64_t shape_hash; /* ordered hash of RowDescription (column names and type oids) */
     uint8_t txn_status;  /* from ReadyForQuery; 0 until it arrives */
+    /* Steps the server acknowledged (see protocol/replay.h): commands counts the statements of
+     * a simple Query and the Executes of a batch; acks the other per-message acknowledgements
+     * (ParseComplete, BindComplete, CloseComplete, RowDescription/NoData of a Describe,
+     * PortalSuspended, FunctionCallResponse). Both as they stood at the first ErrorResponse. */
+    uint32_t acks;
+    uint32_t commands_at_error, acks_at_error;
+    uint64_t tags_hash_at_error; /* tags_hash as it stood at the first ErrorResponse */
 };
+
+/* Steps o's server completed before its error: statements of a simple Query (simple = true),
+ * or messages of an extended batch or FunctionCall. Meaningful only when o->error. */
+uint32_t outcome_steps_done(const struct outcome *o, bool simple);
 
 void outcome_init(struct outcome *o);
 

@@ -345,19 +345,29 @@ static int run(struct server *srv)
 /* The dials come from the state file when it exists, else from the config file; a state file
  * that cannot be trusted stops pgdual (starting from the config would silently undo a
  * rollback). */
-static int load_state(struct config *cfg)
+static int load_state(struct config *cfg, struct state_secondary *sec)
 {
     if (!cfg->state_file[0]) {
         return 0; /* state_file = "": dials are not persisted */
     }
     char err[1024];
-    int rc = state_load(cfg->state_file, &cfg->dials, err, sizeof(err));
+    int rc = state_load(cfg->state_file, &cfg->dials, sec, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "pgdual: %s; fix or remove it (then the config file's dials apply)\n", err);
         return -1;
     }
+    if (sec->name[0] && sync_state_parse(sec->name) < 0) {
+        fprintf(stderr, "pgdual: state file %s: unknown secondary_state \"%s\"\n", cfg->state_file,
+                sec->name);
+        return -1;
+    }
     if (rc == 1) {
         LOG_INFO("dials taken from the state file %s", cfg->state_file);
+    }
+    if (sec->name[0] && sync_state_parse(sec->name) != SYNC_in_sync) {
+        LOG_WARN("state file %s: the secondary is %s (since %lld ms after the epoch): no read is "
+                 "routed to it until a reconciliation finds it equal",
+                 cfg->state_file, sec->name, (long long)sec->since_ms);
     }
     return 0;
 }
@@ -376,12 +386,17 @@ int main(int argc, char **argv)
     }
     log_set_level((enum log_level)cfg.log_level);
     struct dials file_dials = cfg.dials;
-    if (load_state(&cfg) < 0) {
+    struct state_secondary sec = {.name = ""};
+    if (load_state(&cfg, &sec) < 0) {
         config_free(&cfg);
         return 1;
     }
     struct server srv;
-    int status = server_init(&srv, &cfg, path, &file_dials) < 0 ? 1 : run(&srv);
+    int status = 1;
+    if (server_init(&srv, &cfg, path, &file_dials) == 0) {
+        server_secondary_restore(&srv, &sec);
+        status = run(&srv);
+    }
     server_cleanup(&srv);
     config_free(&cfg);
     LOG_INFO("pgdual stopped");

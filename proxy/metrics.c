@@ -169,7 +169,7 @@ static void render_state(struct server *srv, struct wbuf *b)
 {
     static const char *const states[] = {
 #define X(n) #n,
-        SECONDARY_STATES(X)
+        SYNC_STATES(X)
 #undef X
     };
     const char *now = server_secondary_state_name(srv);

@@ -2,11 +2,14 @@
  * primary's transaction fate, commit_wait), and the unit-by-unit comparison. */
 #include "proxy/mirror.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/dials.h"
+#include "protocol/classify.h"
 #include "protocol/pqproto.h"
+#include "protocol/replay.h"
 #include "proxy/cancel.h"
 #include "proxy/clock.h"
 #include "proxy/divergence.h"
@@ -43,6 +46,7 @@ void mirror_init(struct mirror *m)
 {
     memset(m, 0, sizeof(*m));
     m->prim_status = PQ_TXN_IDLE;
+    m->sec_txn_expected = PQ_TXN_IDLE;
     wbuf_init(&m->held);
     wbuf_init(&m->held_rest);
     wbuf_init(&m->wrap_error);
@@ -198,10 +202,9 @@ static void mirror_reap(struct mirror *m)
  * that merely lost its connection to it, without missing a write, leaves it in_sync. */
 static void secondary_missed(struct session *s, const struct unit *u)
 {
-    if (u->mirrored && !u->internal &&
-        atomic_load(&s->worker->server->secondary_state) == SECONDARY_in_sync) {
-        SLOG_INFO(s, "a mirrored statement did not reach the secondary: it is now lagging");
-        server_secondary_lagging(s->worker->server);
+    if (u->mirrored && !u->internal) {
+        server_secondary_lagging(s->worker->server,
+                                 "a mirrored statement did not reach the secondary");
     }
 }
 
@@ -217,6 +220,12 @@ static void dispatch_unit(struct session *s, struct unit *u)
 {
     struct worker *w = s->worker;
     u->sec = UNIT_SEC_SENT;
+    if (u->sec_rfq_left == 0) {
+        u->sec_rfq_left = 1;
+    }
+    if (u->prim_done) {
+        s->mirror.sec_txn_expected = u->wrapped ? PQ_TXN_IDLE : u->prim.txn_status;
+    }
     u->sec_start_us = clock_monotonic_us();
     s->mirror.in_flight++;
     stats_add(&w->stats, STAT_writes_mirrored, 1);
@@ -224,36 +233,131 @@ static void dispatch_unit(struct session *s, struct unit *u)
     wbuf_free(&u->bytes); /* copy data and everything later goes straight through */
 }
 
-static void dispatch_rollback(struct session *s, struct unit *u)
+/* The statement the primary rejected may have drawn sequence values there (an INSERT's serial
+ * or identity default, an explicit nextval): they are gone on the primary and were never drawn
+ * on the secondary, whose later defaults are then off by one. Until values are pinned from the
+ * primary (issue 12), the secondary is no longer a copy: count it and leave in_sync. */
+static void note_failed_draw(struct session *s, struct unit *u, const struct replay_failure *f)
+{
+    bool drew = false;
+    if (f->type == PqMsg_Query && f->stmt_len > 0) {
+        char *stmt = strndup((const char *)u->bytes.data + 5 + f->stmt_offset, f->stmt_len);
+        struct classify_result r;
+        drew = !stmt || classify_statement(stmt, NULL, &r) < 0 || r.inserts || r.nondeterministic;
+        free(stmt);
+    } else if (f->type == PqMsg_Execute) {
+        drew = (u->execute_draws >> (f->execute_index < 63 ? f->execute_index : 63)) & 1;
+    }
+    if (!drew) {
+        return;
+    }
+    stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
+    divergence_report_nondeterministic(s, u);
+    server_secondary_diverged(s->worker->server,
+                              "a write the primary rejected may have drawn sequence values there");
+}
+
+/* The primary stopped u at an error. The secondary gets the steps the primary completed, then
+ * a statement that fails on purpose, so it applies exactly what the primary applied and its
+ * transaction ends in the same state (DESIGN §5; protocol/replay.h). Returns false when u needs
+ * nothing on the secondary. */
+static bool build_replay(struct session *s, struct unit *u)
+{
+    bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
+    uint32_t done = outcome_steps_done(&u->prim, simple);
+    struct wbuf out;
+    wbuf_init(&out);
+    struct replay_failure f;
+    int rc = replay_build(u->bytes.data, u->bytes.len, done, &out, &f);
+    if (rc < 0) {
+        wbuf_free(&out);
+        SLOG_INFO(s, "cannot rebuild what the primary executed of a failed unit (%d)", rc);
+        server_secondary_diverged(s->worker->server,
+                                  "a failed unit the secondary cannot replay step by step");
+        return false;
+    }
+    note_failed_draw(s, u, &f);
+    uint8_t before = u->prim_status_before;
+    /* Nothing ran and the transaction state needs no change: an autocommit statement the
+     * primary rejected, anything rejected in a transaction that had already failed, or a
+     * wrapped write (pgdual rolls its transaction back on the primary). */
+    if (u->wrapped ||
+        (done == 0 && (before == PQ_TXN_FAILED ||
+                       (before == PQ_TXN_IDLE && u->prim.txn_status == PQ_TXN_IDLE)))) {
+        wbuf_free(&out);
+        return false;
+    }
+    u->sec_rfq_left = 1;
+    if (u->prim.txn_status == PQ_TXN_IDLE) {
+        /* The primary's transaction ended (a failed COMMIT ends it); the secondary's may be
+         * left failed by our statement: end it too. Harmless when there is none. */
+        wire_put_query(&out, "ROLLBACK");
+        u->sec_rfq_left = 2;
+    }
+    if (out.failed) {
+        wbuf_free(&out);
+        server_secondary_diverged(s->worker->server, "out of memory replaying a failed unit");
+        return false;
+    }
+    wbuf_free(&u->bytes);
+    u->bytes = out;
+    u->replayed = true;
+    return true;
+}
+
+/* The primary has finished u: what reaches the secondary. A unit the primary completed goes
+ * as it is (a COMMIT of a failed transaction rolls back on both: the secondary's transaction
+ * failed at the same step); one it stopped at an error goes as far as the primary got. */
+/* The primary's transaction failed before u (a read it served failed) but the secondary's did
+ * not: fail it the same way first, so u finds the same state there (COMMIT rolls back, ROLLBACK
+ * TO SAVEPOINT recovers, anything else is refused on both). */
+static int prepend_failure(struct unit *u, bool keep_bytes)
 {
     struct wbuf q;
     wbuf_init(&q);
-    wire_put_query(&q, "ROLLBACK");
-    u->replaced_by_rollback = true;
+    wire_put_query(&q, REPLAY_FAIL_SQL);
+    if (keep_bytes) {
+        wbuf_put_bytes(&q, u->bytes.data, u->bytes.len);
+    }
+    if (q.failed) {
+        wbuf_free(&q);
+        return -1;
+    }
     wbuf_free(&u->bytes);
     u->bytes = q;
-    dispatch_unit(s, u);
+    u->sec_rfq_left = (uint8_t)((keep_bytes ? (u->sec_rfq_left ? u->sec_rfq_left : 1) : 0) + 1);
+    u->sec_lead_rfqs = keep_bytes ? 1 : 0; /* alone, our failure is the whole (compared) unit */
+    if (!keep_bytes) {
+        u->replayed = true;
+        outcome_init(&u->prim); /* compared as "no step done, then failed" on both */
+        u->prim.error = true;
+        snprintf(u->prim.sqlstate, sizeof(u->prim.sqlstate), "%s", REPLAY_FAIL_SQLSTATE);
+    }
+    return 0;
 }
 
-/* The primary has finished u: does its fate let it reach the secondary, and as what? */
 static void decide_after_primary(struct session *s, struct unit *u)
 {
-    uint8_t before = u->prim_status_before, after = u->prim.txn_status;
-    if (before == PQ_TXN_FAILED) {
-        if (after == PQ_TXN_FAILED) {
-            u->sec = UNIT_SEC_SKIPPED; /* rejected by the primary: never sent */
-        } else if (after == PQ_TXN_IDLE) {
-            dispatch_rollback(s, u); /* COMMIT of a failed transaction is a ROLLBACK */
+    struct mirror *m = &s->mirror;
+    bool send = !u->prim.error || build_replay(s, u);
+    if (u->prim_status_before == PQ_TXN_FAILED && m->sec_txn_expected != PQ_TXN_FAILED &&
+        !u->wrapped) {
+        if (prepend_failure(u, send) < 0) {
+            server_secondary_diverged(s->worker->server, "out of memory failing a transaction");
+            send = false;
         } else {
-            dispatch_unit(s, u); /* ROLLBACK TO SAVEPOINT: the same on both */
+            send = true;
         }
+    }
+    if (send) {
+        dispatch_unit(s, u);
         return;
     }
-    if (u->prim.error) {
-        u->sec = UNIT_SEC_SKIPPED; /* lockstep: what the primary rejected never reaches new */
-        return;
+    u->sec = UNIT_SEC_SKIPPED;
+    if (u->hold_rfq) { /* held while a routed read blocked the secondary: nothing to wait for */
+        u->hold_rfq = false;
+        s->mirror.release_pending = true;
     }
-    dispatch_unit(s, u);
 }
 
 /* Nothing may be sent to the secondary now: a routed read still owns it, or a cancel (pgdual's
@@ -357,18 +461,46 @@ static void finish_copy(struct session *s, struct unit *u)
     wbuf_free(&end);
 }
 
+/* A replayed unit: the secondary must have completed the same steps with the same tags, then
+ * failed at pgdual's statement (an earlier failure there is a real divergence). The rows of the
+ * primary's failed step have no counterpart and are not compared. */
+static enum outcome_diff compare_replayed(const struct unit *u)
+{
+    const struct outcome *p = &u->prim, *q = &u->second;
+    if (!q->error) {
+        return OUTCOME_DIFF_error_mismatch;
+    }
+    if (strcmp(q->sqlstate, REPLAY_FAIL_SQLSTATE) != 0) {
+        return OUTCOME_DIFF_sqlstate_mismatch;
+    }
+    if (p->commands_at_error != q->commands_at_error || p->acks_at_error != q->acks_at_error ||
+        p->tags_hash_at_error != q->tags_hash_at_error) {
+        return OUTCOME_DIFF_tag_mismatch;
+    }
+    return OUTCOME_DIFF_none;
+}
+
 static void compare_unit(struct session *s, struct unit *u)
 {
-    if (u->replaced_by_rollback || u->sec != UNIT_SEC_DONE || !u->prim_done) {
+    if (u->sec != UNIT_SEC_DONE || !u->prim_done) {
         return;
     }
-    enum outcome_diff d = outcome_compare(&u->prim, &u->second);
+    enum outcome_diff d = u->replayed ? compare_replayed(u) : outcome_compare(&u->prim, &u->second);
     if (d == OUTCOME_DIFF_none) {
         return;
     }
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
     stats_divergence(&s->worker->stats, d);
     divergence_report(s, u, d);
+    /* A write (or session change) that came out differently: the data may differ now. Rows of a
+     * write flagged nondeterministic (now(), random()) differ by design and are counted as
+     * nondeterministic writes instead. The state is persisted before the reply is released. */
+    if (u->mirrored && !(d == OUTCOME_DIFF_result_mismatch && u->nondeterministic)) {
+        char why[96];
+        snprintf(why, sizeof(why), "a mirrored write came out differently on the secondary (%s)",
+                 outcome_diff_name(d));
+        server_secondary_diverged(s->worker->server, why);
+    }
 }
 
 enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
@@ -402,12 +534,14 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     if (u->copy_in) {
         finish_copy(s, u);
     }
+    if (u->sec == UNIT_SEC_SENT) {
+        m->sec_txn_expected = status; /* sent ahead of the primary's verdict (COPY, parallel) */
+    }
     mirror_dispatch(s);
     compare_unit(s, u);
     /* PENDING here: a routed read held its dispatch back; it follows when the read ends. */
-    bool to_secondary =
-        u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up && u->mirrored &&
-                                    !u->prim.error && secondary_blocked(s));
+    bool to_secondary = u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up &&
+                                                    u->mirrored && secondary_blocked(s));
     u->hold_rfq =
         status == PQ_TXN_IDLE && to_secondary && s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
     if (u->wrapped) {
@@ -426,6 +560,13 @@ void mirror_secondary_done(struct session *s)
     struct mirror *m = &s->mirror;
     struct unit *u = mirror_secondary_unit(m);
     if (!u) {
+        return;
+    }
+    if (u->sec_rfq_left > 1) {
+        u->sec_rfq_left--; /* pgdual's ROLLBACK after a replay, or the unit after our lead */
+        if (u->sec_lead_rfqs > 0) {
+            u->sec_lead_rfqs--;
+        }
         return;
     }
     mirror_enter(m);

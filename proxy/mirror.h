@@ -38,7 +38,16 @@ struct unit {
     bool nondeterministic;
     bool prim_done;
     bool hold_rfq; /* the primary's ReadyForQuery waits for the secondary (commit_wait) */
-    bool replaced_by_rollback; /* the primary's transaction failed: the secondary got ROLLBACK */
+    /* The primary stopped at an error: the secondary got the steps the primary completed and a
+     * statement that fails on purpose (protocol/replay.h), compared as such. */
+    bool replayed;
+    uint8_t sec_rfq_left;  /* ReadyForQuery messages the secondary still owes for this unit */
+    uint8_t sec_lead_rfqs; /* ...of which the first answer pgdual's own leading statement (not
+                              folded into the secondary's outcome) */
+    /* Bit i: the unit's Execute number i runs an INSERT/MERGE/COPY FROM or a nondeterministic
+     * write (it may draw sequence values); Executes past 63 share bit 63. */
+    uint64_t execute_draws;
+    int executes; /* Execute messages in the unit so far */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
     bool defer_fwd; /* started with the session idle: sent to the primary when sealed */
     bool wrap_ok;   /* every statement so far may run inside a transaction block unchanged */
@@ -78,6 +87,11 @@ struct mirror {
     int busy;             /* depth of mirror calls in progress (see mirror_leave) */
     bool release_pending; /* a held reply may go once the outermost call returns */
     uint8_t prim_status;  /* the primary's transaction status after its last completed unit */
+    /* The transaction status the secondary will have once it has run everything sent to it, if
+     * it follows the primary. A read that failed on the primary inside a transaction (reads never
+     * reach the secondary) leaves the primary's transaction failed and the secondary's not: the
+     * next unit for the secondary then fails it first (see decide_after_primary). */
+    uint8_t sec_txn_expected;
     /* commit_wait = both: a mirrored unit's reply from the primary is held (up to
      * MIRROR_HOLD_MAX bytes; more streams) until its ReadyForQuery shows whether the client
      * must wait for the secondary. The whole reply is held, not only the ReadyForQuery, so a

@@ -183,8 +183,7 @@ static bool secondary_usable(const struct session *s)
 {
     const struct backend *q = &s->backends[dial_other(s->primary)];
     const struct server *srv = s->worker->server;
-    return s->mirror.secondary_up && q->up && s->dials->d.mirror &&
-           atomic_load_explicit(&srv->secondary_state, memory_order_relaxed) == SECONDARY_in_sync;
+    return s->mirror.secondary_up && q->up && s->dials->d.mirror && server_secondary_in_sync(srv);
 }
 
 /* Is anything of the session still running or held on either backend? */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/state.h"
 #include "proxy/auth.h"
@@ -129,12 +130,13 @@ static int server_commit_locked(struct server *srv, const struct dials *next, ch
         return -ENOMEM;
     }
     const char *path = srv->cfg->state_file;
-    if (path && path[0] && state_save(path, next, err, errlen) < 0) {
+    const struct state_secondary *sec = &srv->secondary_file;
+    if (path && path[0] && state_save(path, next, sec, err, errlen) < 0) {
         dials_snapshot_unref(snap);
         /* A failure after the rename (the directory fsync) leaves next in the file: put the
          * running dials back so a restart never picks up a change that was refused. */
         char again[512];
-        if (state_save(path, &srv->dials, again, sizeof(again)) < 0) {
+        if (state_save(path, &srv->dials, sec, again, sizeof(again)) < 0) {
             LOG_ERR("%s (the running dials may differ from the file until the next change)", again);
         }
         return -EIO;
@@ -260,19 +262,66 @@ void server_latency_sum(const struct server *srv, int backend, uint64_t *buckets
     }
 }
 
-void server_secondary_lagging(struct server *srv)
+static int64_t wall_ms(void)
 {
-    atomic_store(&srv->secondary_state, SECONDARY_lagging);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void server_secondary_miss(struct server *srv, enum sync_state how, const char *why)
+{
+    enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
+    if (sync_state_after_miss(cur, how) == cur) {
+        return; /* already out of sync this way: nothing to write */
+    }
+    pthread_mutex_lock(&srv->dials_lock);
+    cur = (enum sync_state)atomic_load(&srv->secondary_state);
+    enum sync_state next = sync_state_after_miss(cur, how);
+    if (next != cur) {
+        struct state_secondary sec = {.since_ms = wall_ms()};
+        snprintf(sec.name, sizeof(sec.name), "%s", sync_state_name(next));
+        const char *path = srv->cfg->state_file;
+        char err[512];
+        if (path && path[0] && state_save(path, &srv->dials, &sec, err, sizeof(err)) < 0) {
+            /* The state changes in memory anyway (no read goes to the secondary), but a restart
+             * would not know: say so loudly. */
+            LOG_ERR("secondary_state %s not persisted: %s", sync_state_name(next), err);
+        }
+        srv->secondary_file = sec;
+        atomic_store(&srv->secondary_since_ms, sec.since_ms);
+        atomic_store(&srv->secondary_state, (int)next);
+        LOG_WARN("secondary_state %s -> %s: %s", sync_state_name(cur), sync_state_name(next), why);
+    }
+    pthread_mutex_unlock(&srv->dials_lock);
+}
+
+void server_secondary_lagging(struct server *srv, const char *why)
+{
+    server_secondary_miss(srv, SYNC_lagging, why);
+}
+
+void server_secondary_diverged(struct server *srv, const char *why)
+{
+    server_secondary_miss(srv, SYNC_diverged, why);
+}
+
+void server_secondary_restore(struct server *srv, const struct state_secondary *sec)
+{
+    int st = sec->name[0] ? sync_state_parse(sec->name) : SYNC_in_sync;
+    srv->secondary_file = *sec;
+    atomic_store(&srv->secondary_state, st < 0 ? SYNC_diverged : st);
+    atomic_store(&srv->secondary_since_ms, sec->since_ms);
 }
 
 const char *server_secondary_state_name(const struct server *srv)
 {
-    static const char *const names[] = {
-#define X(n) #n,
-        SECONDARY_STATES(X)
-#undef X
-    };
-    return names[atomic_load(&srv->secondary_state)];
+    return sync_state_name((enum sync_state)atomic_load(&srv->secondary_state));
+}
+
+bool server_secondary_in_sync(const struct server *srv)
+{
+    return atomic_load_explicit(&srv->secondary_state, memory_order_relaxed) == SYNC_in_sync;
 }
 
 int server_busy_on(const struct server *srv, int primary)

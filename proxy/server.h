@@ -12,14 +12,8 @@
 
 #include "config/config.h"
 #include "config/dials.h"
-
-/* X(name): the SHOW STATUS values of secondary_state. */
-#define SECONDARY_STATES(X) X(in_sync) X(lagging) X(catching_up)
-enum secondary_state {
-#define X(n) SECONDARY_##n,
-    SECONDARY_STATES(X)
-#undef X
-};
+#include "config/state.h"
+#include "proxy/sync_state.h"
 
 struct worker;
 struct cancel_registry;
@@ -49,9 +43,13 @@ struct server {
     int listen_port;            /* the bound port (listen_port = 0 resolves here) */
     char **read_only_functions; /* from [pgdual] read_only_functions, split at commas */
     size_t n_read_only_functions;
-    int divergence_fd;          /* the divergence log, opened O_APPEND; -1 = none */
-    atomic_int secondary_state; /* enum secondary_state; leaves in_sync at the first loss */
-    atomic_bool paused;         /* PAUSE: statements wait at transaction boundaries */
+    int divergence_fd; /* the divergence log, opened O_APPEND; -1 = none */
+    /* enum sync_state: read lock-free (routing reads it per read); changed only by
+     * server_secondary_miss / server_secondary_set under dials_lock, after the state file
+     * says so. */
+    atomic_int secondary_state;
+    _Atomic int64_t secondary_since_ms; /* Unix ms when it entered that state */
+    atomic_bool paused;                 /* PAUSE: statements wait at transaction boundaries */
     int64_t started_ms;
     uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
     atomic_int workers_exited;
@@ -70,6 +68,7 @@ struct server {
     struct dials file_dials; /* [cutover] as the config file last said */
     uint64_t dials_version;
     struct dials_snapshot *dials_snapshot; /* the last one published */
+    struct state_secondary secondary_file; /* the secondary lines the state file holds */
 };
 
 /* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation
@@ -100,9 +99,21 @@ int server_reload_dials(struct server *srv, const struct dials *file_now, char *
     __attribute__((warn_unused_result));
 /* PAUSE / RESUME: set the flag, then make every worker look at its waiting sessions again. */
 void server_set_paused(struct server *srv, bool paused);
-/* A session lost the secondary: the secondary misses writes from now on. */
-void server_secondary_lagging(struct server *srv);
+/* The secondary missed or failed a write the primary applied (how: SYNC_lagging when it could
+ * not be reached, SYNC_diverged when it could): take it out of in_sync as
+ * sync_state_after_miss says. The state file is written (fsync) before the new state is
+ * published and before this returns, so a caller that acknowledges the write afterwards never
+ * leaves a state file that still says in_sync. Blocks the calling loop for the fsync, once per
+ * state change. why is logged. */
+void server_secondary_miss(struct server *srv, enum sync_state how, const char *why);
+/* Convenience forms of server_secondary_miss. */
+void server_secondary_lagging(struct server *srv, const char *why);
+void server_secondary_diverged(struct server *srv, const char *why);
+/* Set the state read from the state file at start (before the workers run). */
+void server_secondary_restore(struct server *srv, const struct state_secondary *sec);
 const char *server_secondary_state_name(const struct server *srv);
+/* Is the secondary in_sync (reads may be routed to it)? Lock-free. */
+bool server_secondary_in_sync(const struct server *srv);
 /* Sum one counter over every worker. */
 uint64_t server_stat_sum(const struct server *srv, int counter);
 /* Sessions, over all workers, inside a transaction or a statement with this primary. */

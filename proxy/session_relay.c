@@ -74,6 +74,7 @@ static int map_put(struct stmt_map *m, const char *name, const struct stmt_class
     e->nondeterministic = c->nondeterministic;
     e->dml_only = c->dml_only;
     e->commits = c->commits;
+    e->inserts = c->inserts;
     e->fingerprint = c->fingerprint;
     e->sql = sql ? strndup(sql, 4096) : NULL;
     return 0;
@@ -164,8 +165,7 @@ static void classify_or_mirror(struct session *s, const char *sql, struct classi
  * primary's locks. */
 static bool result_commits(const struct classify_result *r)
 {
-    return r->txn == CLASSIFY_TXN_COMMIT || r->txn_last == CLASSIFY_TXN_COMMIT ||
-           r->txn == CLASSIFY_TXN_OTHER || r->txn_last == CLASSIFY_TXN_OTHER;
+    return r->commits; /* any statement of the string, not only the first or the last */
 }
 
 static void relay_classify(struct session *s, const char *sql, struct stmt_class *c)
@@ -177,6 +177,7 @@ static void relay_classify(struct session *s, const char *sql, struct stmt_class
     c->nondeterministic = r.nondeterministic;
     c->dml_only = r.dml_only;
     c->commits = result_commits(&r);
+    c->inserts = r.inserts;
     c->fingerprint = r.fingerprint;
 }
 
@@ -243,6 +244,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     const char *portal = wire_cstr(rd);
     struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
     stats_add(&s->worker->stats, STAT_statements_total, 1);
+    u->executes++;
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     unit_uses(u, c);
     if (c && !c->mirrored) {
@@ -253,6 +255,10 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
         u->mirrored = true;
         u->writes++;
         u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
+        if (!c || c->inserts || c->nondeterministic) {
+            int i = u->executes - 1; /* this Execute's number in the unit */
+            u->execute_draws |= 1ull << (i < 63 ? i : 63);
+        }
         if (c && c->sql) {
             unit_note_sql(u, c->sql, c->fingerprint);
         }
@@ -671,7 +677,8 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     backend_msg_begin(b, type);
     struct unit *u =
         is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
-    b->cur_unit = u && u->mirrored ? u : NULL;
+    /* The secondary's answer to pgdual's own leading statement is not the unit's. */
+    b->cur_unit = u && u->mirrored && (is_primary(b) || u->sec_lead_rfqs == 0) ? u : NULL;
     if (b->cur_unit) {
         outcome_begin(&b->rd, type);
     }

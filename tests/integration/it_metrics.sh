@@ -164,8 +164,9 @@ assert_eq "$(m "${hist}_count{backend=\"old\"}")" "$(m "${hist}_bucket{backend=\
     "+Inf bucket equals _count"
 assert_match "$(m "${hist}_sum{backend=\"old\"}")" '^0\.[0-9]*[1-9][0-9]*$|^[1-9]' \
     "old's latency sum is positive"
-assert_eq 1 "$(m 'pgdual_secondary_state{state="in_sync"}')" "secondary_state in_sync = 1"
-assert_eq "0 0" "$(m 'pgdual_secondary_state{state="lagging"}') $(m 'pgdual_secondary_state{state="catching_up"}')" \
+# The UPDATE that came out differently on new (tag_mismatch) took new out of in_sync.
+assert_eq 1 "$(m 'pgdual_secondary_state{state="diverged"}')" "secondary_state diverged = 1"
+assert_eq "0 0 0 0" "$(m 'pgdual_secondary_state{state="in_sync"}') $(m 'pgdual_secondary_state{state="seeding"}') $(m 'pgdual_secondary_state{state="lagging"}') $(m 'pgdual_secondary_state{state="reconciling"}')" \
     "other secondary states = 0"
 assert_eq "0 0" "$(m pgdual_journal_pending) $(m pgdual_secondary_lag_units)" \
     "journal_pending (no journal yet) and secondary_lag_units (nothing in flight now) are 0"

@@ -357,6 +357,40 @@ static void test_deep_nesting(void **state)
     free(calls);
 }
 
+/* commits: any statement commits, not only the first or the last; inserts: INSERT, MERGE and
+ * COPY FROM anywhere (a column default may draw a sequence value). */
+static void test_commits_and_inserts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        bool commits, inserts;
+    } cases[] = {
+        {"COMMIT", true, false},
+        {"END", true, false},
+        {"UPDATE t SET v = 1; COMMIT; SELECT 1", true, false},
+        {"BEGIN; INSERT INTO t VALUES (1); COMMIT; SELECT 1/0", true, true},
+        {"PREPARE TRANSACTION 'x'", true, false},
+        {"ROLLBACK; SELECT 1", false, false},
+        {"SAVEPOINT a; RELEASE a", false, false},
+        {"INSERT INTO t DEFAULT VALUES", false, true},
+        {"WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x", false, true},
+        {"MERGE INTO t USING u ON t.id = u.id WHEN NOT MATCHED THEN INSERT VALUES (u.id)", false,
+         true},
+        {"COPY t FROM STDIN", false, true},
+        {"UPDATE t SET v = v + 1", false, false},
+        {"DELETE FROM t", false, false},
+        {"SELECT 1", false, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct classify_result r;
+        assert_int_equal(classify_statement(cases[i].sql, NULL, &r), 0);
+        if (r.commits != cases[i].commits || r.inserts != cases[i].inserts) {
+            fail_msg("%s: commits %d inserts %d", cases[i].sql, r.commits, r.inserts);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_funcs_flags),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_commits_and_inserts),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_query_exit(); /* free libpg_query's per-thread memory context so LSan sees no leak */

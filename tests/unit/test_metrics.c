@@ -40,7 +40,7 @@ static int setup(void **state)
     f->srv.dials.primary = DIAL_NEW;
     f->srv.dials_snapshot = dials_snapshot_new(&f->srv.dials, 7);
     assert_non_null(f->srv.dials_snapshot);
-    atomic_init(&f->srv.secondary_state, SECONDARY_lagging);
+    atomic_init(&f->srv.secondary_state, SYNC_lagging);
     wbuf_init(&f->out);
     *state = f;
     return 0;

@@ -69,7 +69,7 @@ static void expect_parse_error(const char *text, size_t len, const char *needle)
 {
     struct dials d = default_dials(), before = d;
     char err[256] = "";
-    assert_true(state_parse(text, len, &d, err, sizeof(err)) < 0);
+    assert_true(state_parse(text, len, &d, NULL, err, sizeof(err)) < 0);
     if (!strstr(err, needle)) {
         fail_msg("error \"%s\" does not contain \"%s\"", err, needle);
     }
@@ -81,17 +81,53 @@ static void test_round_trip(void **state)
     (void)state;
     struct dials in = changed_dials(), out = default_dials();
     char buf[4096];
-    int len = state_format(&in, buf, sizeof(buf));
+    int len = state_format(&in, NULL, buf, sizeof(buf));
     assert_true(len > 0);
     assert_int_equal((size_t)len, strlen(buf));
     assert_non_null(strstr(buf, "\nprimary = new\n"));
     assert_non_null(strstr(buf, "\nread_new_percent = 25\n"));
     assert_non_null(strstr(buf, "\nmirror = off\n"));
     char err[256] = "";
-    assert_int_equal(state_parse(buf, (size_t)len, &out, err, sizeof(err)), 0);
+    assert_int_equal(state_parse(buf, (size_t)len, &out, NULL, err, sizeof(err)), 0);
     assert_dials_equal(&in, &out);
     /* Too small a buffer is an error, not a cut file. */
-    assert_int_equal(state_format(&in, buf, 40), -ENOSPC);
+    assert_int_equal(state_format(&in, NULL, buf, 40), -ENOSPC);
+}
+
+/* The secondary's sync state rides along: written, read back, absent in older files, and a
+ * malformed or repeated line refuses the whole file. */
+static void test_secondary_state(void **state)
+{
+    (void)state;
+    struct dials in = changed_dials(), out = default_dials();
+    struct state_secondary sec = {.name = "diverged", .since_ms = 1796000000123};
+    struct state_secondary got = {.name = "junk", .since_ms = 7};
+    char buf[4096], err[256] = "";
+    int len = state_format(&in, &sec, buf, sizeof(buf));
+    assert_true(len > 0);
+    assert_non_null(strstr(buf, "\nsecondary_state = diverged\nsecondary_since = 1796000000123\n"));
+    assert_int_equal(state_parse(buf, (size_t)len, &out, &got, err, sizeof(err)), 0);
+    assert_string_equal(got.name, "diverged");
+    assert_int_equal(got.since_ms, 1796000000123);
+    assert_dials_equal(&in, &out);
+
+    len = state_format(&in, NULL, buf, sizeof(buf)); /* no secondary lines: empty name */
+    assert_null(strstr(buf, "secondary_state"));
+    assert_int_equal(state_parse(buf, (size_t)len, &out, &got, err, sizeof(err)), 0);
+    assert_string_equal(got.name, "");
+
+    static const char *const bad[] = {"secondary_state = Diverged\n", "secondary_state = \n",
+                                      "secondary_since = -5\n", "secondary_since = 12x\n",
+                                      "secondary_state = a\nsecondary_state = b\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        int n = snprintf(text, sizeof(text), "version = 1\n%s", bad[i]);
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "checksum = %016llx\n",
+                      (unsigned long long)state_checksum(text, (size_t)n));
+        strcpy(got.name, "kept");
+        assert_true(state_parse(text, (size_t)n, &out, &got, err, sizeof(err)) < 0);
+        assert_string_equal(got.name, "kept");
+    }
 }
 
 static void test_truncated_everywhere(void **state)
@@ -99,12 +135,12 @@ static void test_truncated_everywhere(void **state)
     (void)state;
     struct dials in = changed_dials();
     char buf[4096];
-    int len = state_format(&in, buf, sizeof(buf));
+    int len = state_format(&in, NULL, buf, sizeof(buf));
     assert_true(len > 0);
     for (int cut = 0; cut < len; cut++) {
         struct dials d = default_dials(), before = d;
         char err[256] = "";
-        if (state_parse(buf, (size_t)cut, &d, err, sizeof(err)) == 0) {
+        if (state_parse(buf, (size_t)cut, &d, NULL, err, sizeof(err)) == 0) {
             fail_msg("a file cut to %d of %d bytes was accepted", cut, len);
         }
         assert_true(err[0] != '\0');
@@ -121,7 +157,7 @@ static void test_bad_checksum(void **state)
     (void)state;
     struct dials in = changed_dials();
     char buf[4096];
-    int len = state_format(&in, buf, sizeof(buf));
+    int len = state_format(&in, NULL, buf, sizeof(buf));
     char *v = strstr(buf, "read_new_percent = 25");
     assert_non_null(v);
     v[strlen("read_new_percent = 2")] = '6'; /* a valid value, but not what was sealed */
@@ -167,7 +203,7 @@ static void test_missing_keys_keep_value(void **state)
     size_t n = seal("# comment\nversion = 1\nread_new_percent = 40\n", text, sizeof(text));
     struct dials d = changed_dials();
     char err[256] = "";
-    assert_int_equal(state_parse(text, n, &d, err, sizeof(err)), 0);
+    assert_int_equal(state_parse(text, n, &d, NULL, err, sizeof(err)), 0);
     assert_int_equal(d.read_new_percent, 40);
     assert_int_equal(d.primary, DIAL_NEW); /* not in the file: unchanged */
     assert_int_equal(d.compare_percent, 7);
@@ -183,33 +219,33 @@ static void test_save_load(void **state)
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     char err[512] = "";
     struct dials d = default_dials();
-    assert_int_equal(state_load(path, &d, err, sizeof(err)), 0); /* absent: not an error */
+    assert_int_equal(state_load(path, &d, NULL, err, sizeof(err)), 0); /* absent: not an error */
 
     struct dials in = changed_dials();
-    assert_int_equal(state_save(path, &in, err, sizeof(err)), 0);
+    assert_int_equal(state_save(path, &in, NULL, err, sizeof(err)), 0);
     assert_int_equal(access(tmp, F_OK), -1); /* the temp file was renamed away */
     struct dials out = default_dials();
-    assert_int_equal(state_load(path, &out, err, sizeof(err)), 1);
+    assert_int_equal(state_load(path, &out, NULL, err, sizeof(err)), 1);
     assert_dials_equal(&in, &out);
 
     /* Overwrite with other values. */
     in.read_new_percent = 50;
-    assert_int_equal(state_save(path, &in, err, sizeof(err)), 0);
-    assert_int_equal(state_load(path, &out, err, sizeof(err)), 1);
+    assert_int_equal(state_save(path, &in, NULL, err, sizeof(err)), 0);
+    assert_int_equal(state_load(path, &out, NULL, err, sizeof(err)), 1);
     assert_int_equal(out.read_new_percent, 50);
 
     /* Truncate the file on disk: the load names the file and the problem. */
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(truncate(path, st.st_size - 5), 0);
-    assert_true(state_load(path, &out, err, sizeof(err)) < 0);
+    assert_true(state_load(path, &out, NULL, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "corrupt"));
 
     /* A directory that does not exist: the save fails and says so. */
     char bad[300];
     snprintf(bad, sizeof(bad), "%s/missing/pgdual.state", dir);
-    assert_true(state_save(bad, &in, err, sizeof(err)) < 0);
+    assert_true(state_save(bad, &in, NULL, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, bad));
 
     unlink(path);
@@ -220,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_secondary_state),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_bad_checksum),
         cmocka_unit_test(test_unknown_key_and_bad_values),
