@@ -256,6 +256,26 @@ static bool stmt_may_read(const PgQuery__Node *n, struct classify_result *out)
     }
 }
 
+/* Does the statement create or drop a named prepared statement or portal? */
+static bool stmt_touches_objects(const PgQuery__Node *n)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+        return true;
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+        return n->discard_stmt != NULL &&
+               n->discard_stmt->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL;
+    default:
+        return false;
+    }
+}
+
 static bool stmt_is_dml(const PgQuery__Node *n)
 {
     if (n == NULL) {
@@ -293,6 +313,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
             all_read = false;
         }
         out->dml_only = out->dml_only && stmt_is_dml(stmt);
+        out->session_objects = out->session_objects || stmt_touches_objects(stmt);
         enum classify_txn v = txn_verb(stmt);
         if (i == 0) {
             out->txn = v;
@@ -345,8 +366,77 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
            a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
            a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
-           a->dml_only == b->dml_only && a->nstatements == b->nstatements &&
-           a->fingerprint == b->fingerprint;
+           a->dml_only == b->dml_only && a->session_objects == b->session_objects &&
+           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
+}
+
+/* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */
+static bool stmt_effect(const PgQuery__Node *n, struct classify_effect *e)
+{
+    const char *name = NULL;
+    if (!stmt_touches_objects(n)) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+        e->kind = CLASSIFY_EFFECT_PREPARE;
+        name = n->prepare_stmt->name;
+        break;
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+        name = n->deallocate_stmt->name;
+        e->kind = name && name[0] ? CLASSIFY_EFFECT_DEALLOCATE : CLASSIFY_EFFECT_DEALLOCATE_ALL;
+        break;
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+        e->kind = CLASSIFY_EFFECT_DISCARD_ALL;
+        break;
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+        e->kind = CLASSIFY_EFFECT_DECLARE;
+        name = n->declare_cursor_stmt->portalname;
+        break;
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+        name = n->close_portal_stmt->portalname;
+        e->kind = name && name[0] ? CLASSIFY_EFFECT_CLOSE : CLASSIFY_EFFECT_CLOSE_ALL;
+        break;
+    default:
+        return false;
+    }
+    size_t len = name ? strnlen(name, CLASSIFY_NAME_MAX) : 0;
+    memcpy(e->name, name ? name : "", len);
+    e->name[len] = '\0';
+    return true;
+}
+
+int classify_effects(const char *sql, struct classify_effect *out, size_t cap, size_t *n)
+{
+    if (sql == NULL || n == NULL || (out == NULL && cap > 0)) {
+        return CLASSIFY_EINVAL;
+    }
+    *n = 0;
+    PgQueryProtobufParseResult pr = pg_query_parse_protobuf(sql);
+    if (pr.error != NULL) {
+        pg_query_free_protobuf_parse_result(pr);
+        return CLASSIFY_EPARSE;
+    }
+    PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
+        NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
+    pg_query_free_protobuf_parse_result(pr);
+    if (tree == NULL) {
+        return CLASSIFY_ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < tree->n_stmts && rc == 0; i++) {
+        struct classify_effect e = {.stmt = (int)i};
+        if (!stmt_effect(tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL, &e)) {
+            continue;
+        }
+        if (*n == cap) {
+            rc = CLASSIFY_E2BIG;
+        } else {
+            out[(*n)++] = e;
+        }
+    }
+    pg_query__parse_result__free_unpacked(tree, NULL);
+    return rc;
 }
 
 char *classify_normalize(const char *sql)
