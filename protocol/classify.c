@@ -17,6 +17,7 @@ struct walk {
     bool unsafe;  /* something that is not part of a side-effect-free read */
     bool nondet;  /* see classify_result.nondeterministic */
     bool inserts; /* see classify_result.inserts */
+    bool locking; /* a locking clause (FOR UPDATE/SHARE...) was seen */
 };
 
 static const char *node_string(const PgQuery__Node *n)
@@ -112,9 +113,10 @@ static void visit_message(struct walk *w, const ProtobufCMessage *m)
         w->unsafe = true;  /* DML anywhere (CTE) ... */
         w->inserts = true; /* ... and a column default (serial, identity) may draw a value */
     } else if (d == &pg_query__update_stmt__descriptor || d == &pg_query__delete_stmt__descriptor ||
-               d == &pg_query__locking_clause__descriptor ||
                d == &pg_query__into_clause__descriptor) {
-        w->unsafe = true; /* DML anywhere (CTE), FOR UPDATE/SHARE anywhere, SELECT INTO */
+        w->unsafe = true; /* DML anywhere (CTE), SELECT INTO */
+    } else if (d == &pg_query__locking_clause__descriptor) {
+        w->locking = true; /* FOR UPDATE/SHARE anywhere: not a read, but changes no data */
     } else if (d == &pg_query__common_table_expr__descriptor) {
         const PgQuery__Node *q = ((const PgQuery__CommonTableExpr *)m)->ctequery;
         if (q == NULL || q->node_case != PG_QUERY__NODE__NODE_SELECT_STMT) {
@@ -260,6 +262,26 @@ static bool stmt_may_read(const PgQuery__Node *n, struct classify_result *out)
     }
 }
 
+/* Does the statement create or drop a named prepared statement or portal? */
+static bool stmt_touches_objects(const PgQuery__Node *n)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+        return true;
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+        return n->discard_stmt != NULL &&
+               n->discard_stmt->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL;
+    default:
+        return false;
+    }
+}
+
 static bool stmt_is_dml(const PgQuery__Node *n)
 {
     if (n == NULL) {
@@ -288,7 +310,8 @@ static void result_init(struct classify_result *out)
 static void classify_tree(const PgQuery__ParseResult *tree, const struct classify_options *opt,
                           struct classify_result *out)
 {
-    struct walk w = {.opt = opt, .unsafe = false, .nondet = false, .inserts = false};
+    struct walk w = {
+        .opt = opt, .unsafe = false, .nondet = false, .inserts = false, .locking = false};
     bool all_read = true;
     out->dml_only = tree->n_stmts > 0;
     for (size_t i = 0; i < tree->n_stmts; i++) {
@@ -297,6 +320,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
             all_read = false;
         }
         out->dml_only = out->dml_only && stmt_is_dml(stmt);
+        out->session_objects = out->session_objects || stmt_touches_objects(stmt);
         enum classify_txn v = txn_verb(stmt);
         if (i == 0) {
             out->txn = v;
@@ -309,7 +333,8 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     out->nstatements = (int)tree->n_stmts;
     out->nondeterministic = w.nondet;
     out->inserts = out->inserts || w.inserts;
-    out->kind = all_read && !w.unsafe ? CLASSIFY_READ : CLASSIFY_MIRROR;
+    out->kind = all_read && !w.unsafe && !w.locking ? CLASSIFY_READ : CLASSIFY_MIRROR;
+    out->lock_only_read = all_read && !w.unsafe && w.locking;
 }
 
 int classify_statement(const char *sql, const struct classify_options *opt,
@@ -351,8 +376,79 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->parse_error == b->parse_error && a->txn_control == b->txn_control &&
            a->txn == b->txn && a->txn_last == b->txn_last && a->is_listen == b->is_listen &&
            a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
-           a->dml_only == b->dml_only && a->nstatements == b->nstatements &&
-           a->commits == b->commits && a->inserts == b->inserts && a->fingerprint == b->fingerprint;
+           a->dml_only == b->dml_only && a->session_objects == b->session_objects &&
+           a->commits == b->commits && a->inserts == b->inserts &&
+           a->lock_only_read == b->lock_only_read && a->nstatements == b->nstatements &&
+           a->fingerprint == b->fingerprint;
+}
+
+/* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */
+static bool stmt_effect(const PgQuery__Node *n, struct classify_effect *e)
+{
+    const char *name = NULL;
+    if (!stmt_touches_objects(n)) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+        e->kind = CLASSIFY_EFFECT_PREPARE;
+        name = n->prepare_stmt->name;
+        break;
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+        name = n->deallocate_stmt->name;
+        e->kind = name && name[0] ? CLASSIFY_EFFECT_DEALLOCATE : CLASSIFY_EFFECT_DEALLOCATE_ALL;
+        break;
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+        e->kind = CLASSIFY_EFFECT_DISCARD_ALL;
+        break;
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+        e->kind = CLASSIFY_EFFECT_DECLARE;
+        name = n->declare_cursor_stmt->portalname;
+        break;
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+        name = n->close_portal_stmt->portalname;
+        e->kind = name && name[0] ? CLASSIFY_EFFECT_CLOSE : CLASSIFY_EFFECT_CLOSE_ALL;
+        break;
+    default:
+        return false;
+    }
+    size_t len = name ? strnlen(name, CLASSIFY_NAME_MAX) : 0;
+    memcpy(e->name, name ? name : "", len);
+    e->name[len] = '\0';
+    return true;
+}
+
+int classify_effects(const char *sql, struct classify_effect *out, size_t cap, size_t *n)
+{
+    if (sql == NULL || n == NULL || (out == NULL && cap > 0)) {
+        return CLASSIFY_EINVAL;
+    }
+    *n = 0;
+    PgQueryProtobufParseResult pr = pg_query_parse_protobuf(sql);
+    if (pr.error != NULL) {
+        pg_query_free_protobuf_parse_result(pr);
+        return CLASSIFY_EPARSE;
+    }
+    PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
+        NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
+    pg_query_free_protobuf_parse_result(pr);
+    if (tree == NULL) {
+        return CLASSIFY_ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < tree->n_stmts && rc == 0; i++) {
+        struct classify_effect e = {.stmt = (int)i};
+        if (!stmt_effect(tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL, &e)) {
+            continue;
+        }
+        if (*n == cap) {
+            rc = CLASSIFY_E2BIG;
+        } else {
+            out[(*n)++] = e;
+        }
+    }
+    pg_query__parse_result__free_unpacked(tree, NULL);
+    return rc;
 }
 
 char *classify_normalize(const char *sql)

@@ -23,6 +23,8 @@
 /* Error codes returned by this module (negative, libuv style). */
 #define CLASSIFY_EINVAL (-3001) /* NULL argument */
 #define CLASSIFY_ENOMEM (-3002) /* allocation or protobuf unpack failed */
+#define CLASSIFY_EPARSE (-3003) /* the text does not parse */
+#define CLASSIFY_E2BIG  (-3004) /* more effects than the caller's array holds */
 
 /* Statements longer than this are classified but never cached. */
 #define CLASSIFY_CACHE_MAX_TEXT 8192
@@ -74,6 +76,15 @@ struct classify_result {
     /* Some statement is INSERT, MERGE or COPY FROM (anywhere, CTEs included): a column default
      * (serial, identity, nextval) may draw a value the server makes up, even when it fails. */
     bool inserts;
+    /* Every statement would be a proven read but for a locking clause (SELECT ... FOR UPDATE /
+     * SHARE, SKIP LOCKED, NOWAIT): mirrored (its locks matter) but it changes no data, so rows
+     * or tags that differ between the backends (a queue pop picking another row) are not a
+     * difference in the data. */
+    bool lock_only_read;
+    /* Some statement creates or drops a prepared statement or a portal by name: PREPARE,
+     * DEALLOCATE [ALL], DISCARD ALL, DECLARE (a cursor is a portal), CLOSE [ALL]. The names are
+     * read with classify_effects (rare, so not cached). */
+    bool session_objects;
     int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
     uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
 };
@@ -91,6 +102,34 @@ struct classify_options {
  * still filled with a conservative MIRROR result. */
 int classify_statement(const char *sql, const struct classify_options *opt,
                        struct classify_result *out) __attribute__((warn_unused_result));
+
+/* What one statement does to the session's named objects (see classify_effects). */
+enum classify_effect_kind {
+    CLASSIFY_EFFECT_PREPARE,        /* PREPARE name AS ...: statement name now exists */
+    CLASSIFY_EFFECT_DEALLOCATE,     /* DEALLOCATE name: statement name is gone */
+    CLASSIFY_EFFECT_DEALLOCATE_ALL, /* DEALLOCATE ALL: every prepared statement is gone */
+    CLASSIFY_EFFECT_DISCARD_ALL,    /* DISCARD ALL: every prepared statement and portal is gone */
+    CLASSIFY_EFFECT_DECLARE,        /* DECLARE name CURSOR: portal name now exists */
+    CLASSIFY_EFFECT_CLOSE,          /* CLOSE name: portal name is gone */
+    CLASSIFY_EFFECT_CLOSE_ALL,      /* CLOSE ALL: every portal is gone */
+};
+
+/* Names are as the parser leaves them: unquoted identifiers folded to lower case and cut to
+ * NAMEDATALEN - 1 = 63 bytes, as the server does. */
+#define CLASSIFY_NAME_MAX 63
+
+struct classify_effect {
+    int stmt; /* index of the statement in the string, from 0 */
+    enum classify_effect_kind kind;
+    char name[CLASSIFY_NAME_MAX + 1]; /* "" for the _ALL kinds */
+};
+
+/* The effects of sql's statements on named statements and portals, in statement order, into
+ * out[0 .. cap); *n is their number. Statements without such an effect add nothing. Returns 0,
+ * CLASSIFY_EPARSE when sql does not parse, CLASSIFY_E2BIG when there are more than cap (*n is
+ * then cap), CLASSIFY_ENOMEM or CLASSIFY_EINVAL. */
+int classify_effects(const char *sql, struct classify_effect *out, size_t cap, size_t *n)
+    __attribute__((warn_unused_result));
 
 /* Every field of a and b equal (the cache and the fuzz target check their answers with it). */
 bool classify_result_equal(const struct classify_result *a, const struct classify_result *b);

@@ -231,7 +231,8 @@ void backend_free(struct backend *b)
 void backend_msg_begin(struct backend *b, uint8_t type)
 {
     b->cur_type = type;
-    b->capture = type == PqMsg_ReadyForQuery || type == PqMsg_ErrorResponse;
+    b->capture =
+        type == PqMsg_ReadyForQuery || type == PqMsg_ErrorResponse || type == PqMsg_ParameterStatus;
     if (b->capture) {
         wbuf_reset(&b->msg);
     }
@@ -256,6 +257,13 @@ uint8_t backend_msg_end(struct backend *b)
             b->sent_fatal = true;
         }
         return PqMsg_ErrorResponse;
+    }
+    if (b->cur_type == PqMsg_ParameterStatus) {
+        struct wire_reader rd;
+        wire_reader_init(&rd, b->msg.data, b->msg.len);
+        const char *name = wire_cstr(&rd);
+        session_note_parameter(b, name, wire_cstr(&rd));
+        return 0;
     }
     if (b->msg.len != 1) {
         return 0;

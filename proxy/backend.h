@@ -31,16 +31,20 @@ struct backend {
     bool sent_fatal;          /* the backend sent a FATAL ErrorResponse before closing */
     struct outcome_reader rd; /* folds replies into the current unit's outcome */
     struct unit *cur_unit;    /* unit the current message belongs to (NULL: not compared) */
+    /* Reported parameters that make the server lex statement texts otherwise than pgdual's
+     * parser (see session_note_parameter). */
+    bool scs_off;         /* standard_conforming_strings is off */
+    bool encoding_unsafe; /* client_encoding may put a backslash byte inside a character */
 };
 
 /* The small messages pgdual itself reads from a backend's replies (ReadyForQuery,
- * ErrorResponse) are captured into b->msg while they stream. */
+ * ErrorResponse, ParameterStatus) are captured into b->msg while they stream. */
 #define BACKEND_CAPTURE_MAX 8192
 void backend_msg_begin(struct backend *b, uint8_t type);
 void backend_msg_body(struct backend *b, const uint8_t *p, size_t n);
 /* The message is complete. An ErrorResponse with severity FATAL or PANIC sets sent_fatal; a
- * ReadyForQuery sets txn_status. Returns the message type if it was one of those two and was
- * captured whole, else 0. */
+ * ReadyForQuery sets txn_status; a ParameterStatus is noted (session_note_parameter). Returns the
+ * message type if it was one of those two and was captured whole, else 0. */
 uint8_t backend_msg_end(struct backend *b);
 
 /* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the

@@ -265,6 +265,15 @@ static bool build_replay(struct session *s, struct unit *u)
 {
     bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
     uint32_t done = outcome_steps_done(&u->prim, simple);
+    if (simple && done > 0 && (u->lex_unsafe || session_lexing_settings_unsafe(s))) {
+        /* libpg_query's split of the text may not be the server's (a backslash that does not
+         * escape under standard_conforming_strings = off): no replay from it. */
+        server_secondary_diverged(s->worker->server,
+                                  "a failed Query the secondary cannot replay under "
+                                  "standard_conforming_strings = off or a backslash-unsafe "
+                                  "client_encoding");
+        return false;
+    }
     struct wbuf out;
     wbuf_init(&out);
     struct replay_failure f;
@@ -492,10 +501,15 @@ static void compare_unit(struct session *s, struct unit *u)
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
     stats_divergence(&s->worker->stats, d);
     divergence_report(s, u, d);
-    /* A write (or session change) that came out differently: the data may differ now. Rows of a
-     * write flagged nondeterministic (now(), random()) differ by design and are counted as
-     * nondeterministic writes instead. The state is persisted before the reply is released. */
-    if (u->mirrored && !(d == OUTCOME_DIFF_result_mismatch && u->nondeterministic)) {
+    /* A write (or session change) that came out differently: the data may differ now. Not so
+     * for rows of a write flagged nondeterministic (now(), random(): they differ by design and
+     * are counted as nondeterministic writes) nor for a unit of lock-only reads (a SKIP LOCKED
+     * queue pop picking another row changes nothing). The state is persisted before the reply
+     * is released. */
+    bool lock_reads_only = u->writes > 0 && u->lock_reads == u->writes;
+    bool reads_only = u->writes > 0 && u->lock_reads + u->unsure_reads == u->writes;
+    bool rows_only = d == OUTCOME_DIFF_result_mismatch;
+    if (u->mirrored && !lock_reads_only && !(rows_only && (u->nondeterministic || reads_only))) {
         char why[96];
         snprintf(why, sizeof(why), "a mirrored write came out differently on the secondary (%s)",
                  outcome_diff_name(d));

@@ -49,12 +49,16 @@ struct unit {
     uint64_t execute_draws;
     int executes; /* Execute messages in the unit so far */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
-    bool defer_fwd; /* started with the session idle: sent to the primary when sealed */
-    bool wrap_ok;   /* every statement so far may run inside a transaction block unchanged */
-    int writes;     /* mirrored statements (Query or Execute) in the unit */
-    bool wrapped;   /* runs inside pgdual's BEGIN/COMMIT on the primary */
-    bool internal;  /* pgdual's own statement on the primary: its reply is not the client's */
-    bool wrap_end;  /* internal: the COMMIT/ROLLBACK that ends the wrap */
+    bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
+    bool wrap_ok;     /* every statement so far may run inside a transaction block unchanged */
+    int writes;       /* mirrored statements (Query or Execute) in the unit */
+    int lock_reads;   /* ...of which lock-only reads (SELECT ... FOR UPDATE: classify.h) */
+    int unsure_reads; /* ...of which reads mirrored only because the lexing was unsure */
+    bool lex_unsafe;  /* a Query in it was sent while the server may lex otherwise than
+                         libpg_query (standard_conforming_strings off, such an encoding) */
+    bool wrapped;     /* runs inside pgdual's BEGIN/COMMIT on the primary */
+    bool internal;    /* pgdual's own statement on the primary: its reply is not the client's */
+    bool wrap_end;    /* internal: the COMMIT/ROLLBACK that ends the wrap */
     /* Read routing (proxy/route.c). */
     uint32_t serial; /* the session's unit number: which unit defined a statement or portal */
     bool may_wrap;   /* started when an autocommit write could be wrapped */

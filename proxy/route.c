@@ -794,10 +794,15 @@ static void maybe_finish(struct session *s)
             placed |= (uint8_t)(1u << i);
         }
     }
+    bool ran_ok = placed != 0; /* every message of the read ran there */
     if (r->fell_back || !placed) {
         placed |= (uint8_t)(1u << s->primary);
     }
     session_place_objects(s, r->serial, placed);
+    if (ran_ok) {
+        stmt_track_confirm_all(&s->stmts, r->serial);
+    }
+    stmt_track_unit_done(&s->stmts, r->serial, s->mirror.prim_status);
     route_reset(r);
     arm_timer(s);
     mirror_dispatch(s); /* what waited for the secondary goes now */

@@ -11,6 +11,7 @@
 #include "proxy/endpoint.h"
 #include "proxy/mirror.h"
 #include "proxy/route.h"
+#include "proxy/stmt_track.h"
 
 struct worker;
 struct cancel_entry;
@@ -54,25 +55,6 @@ enum session_end_reason {
 #undef X
 };
 
-/* What the extended protocol needs to know about a named statement or portal. */
-struct stmt_class {
-    char *name;
-    bool mirrored;
-    bool nondeterministic;
-    bool dml_only;    /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
-    bool commits;     /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
-    bool inserts;     /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
-    uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
-    uint32_t made_in; /* serial of the unit that defined it */
-    uint64_t fingerprint;
-    char *sql;
-};
-
-struct stmt_map {
-    struct stmt_class *v;
-    size_t n, cap;
-};
-
 struct session {
     uint32_t id;            /* also the pid in the BackendKeyData the client gets */
     uint32_t cancel_secret; /* the secret in that BackendKeyData */
@@ -108,8 +90,7 @@ struct session {
     int logins_pending;           /* backend logins not finished (ready or failed) */
     struct mirror mirror;         /* units in flight and the secondary's progress */
     struct route route;           /* the routed read in flight, if any */
-    struct stmt_map stmts;        /* prepared statement name -> class */
-    struct stmt_map portals;      /* portal name -> class of its statement */
+    struct stmt_track stmts;      /* prepared statements and portals as the primary holds them */
     int primary;                  /* enum dial_backend serving this session */
     struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
     struct server_conf *conf;     /* the config as at accept: auth, backends, timeouts */
@@ -169,6 +150,22 @@ void session_release_held_rfq(struct session *s);
 /* Close the secondary's data path (the session goes on with the primary). */
 void session_close_secondary(struct session *s);
 void session_free_maps(struct session *s);
+/* session_classify.c */
+/* Classify one whole frontend message (Query, Parse, Bind, Execute, Describe, Close,
+ * FunctionCall) into u, the unit it joins, and record what it does to named statements and
+ * portals. A Query must be NUL-terminated. */
+void session_classify_message(struct session *s, struct unit *u, const uint8_t *msg, size_t len);
+/* Does a backend report standard_conforming_strings = off or a client_encoding whose multibyte
+ * characters can hold a backslash byte? Then the server may lex a text otherwise than
+ * libpg_query. */
+bool session_lexing_settings_unsafe(const struct session *s);
+/* Does the whole frontend message msg (Query or Execute) commit the primary's transaction? True
+ * when it might. */
+bool session_message_commits(struct session *s, const uint8_t *msg, size_t len);
+/* A backend reported a parameter (at login or by ParameterStatus): note the ones that decide
+ * whether pgdual's parse of a statement text can be trusted (standard_conforming_strings,
+ * client_encoding). */
+void session_note_parameter(struct backend *b, const char *name, const char *value);
 /* The statements and portals the unit with this serial defined are on these backends (bit per
  * enum dial_backend). */
 void session_place_objects(struct session *s, uint32_t serial, uint8_t on);

@@ -22,103 +22,12 @@
 #define BACKEND_READS_PER_EVENT 8
 /* Per-session secondary lag bound: units the secondary has not finished. */
 #define MIRROR_MAX_LAG          64
-#define STMT_MAP_MAX            100000
 #define RELAY_STOP_TERMINATE    1
 #define RELAY_STOP_HOLD         2
 #define RELAY_STOP_RFQ          3
 #define RELAY_STOP_WRAP_END     4
 #define RELAY_STOP_GATE         5
 #define RELAY_STOP_ENDED        6
-
-/* ---- statement and portal classes ------------------------------------------------------ */
-
-static struct stmt_class *map_find(struct stmt_map *m, const char *name)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        if (strcmp(m->v[i].name, name) == 0) {
-            return &m->v[i];
-        }
-    }
-    return NULL;
-}
-
-static int map_put(struct stmt_map *m, const char *name, const struct stmt_class *c,
-                   const char *sql, uint32_t made_in)
-{
-    struct stmt_class *e = map_find(m, name);
-    if (!e) {
-        if (m->n == STMT_MAP_MAX) {
-            return -1;
-        }
-        if (m->n == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 8;
-            struct stmt_class *v = realloc(m->v, cap * sizeof(*v));
-            if (!v) {
-                return -1;
-            }
-            m->v = v;
-            m->cap = cap;
-        }
-        e = &m->v[m->n++];
-        memset(e, 0, sizeof(*e));
-        e->name = strdup(name);
-        if (!e->name) {
-            m->n--;
-            return -1;
-        }
-    }
-    free(e->sql);
-    e->on = 0; /* set once the unit defining it has been placed (session_place_objects) */
-    e->made_in = made_in;
-    e->mirrored = c->mirrored;
-    e->nondeterministic = c->nondeterministic;
-    e->dml_only = c->dml_only;
-    e->commits = c->commits;
-    e->inserts = c->inserts;
-    e->fingerprint = c->fingerprint;
-    e->sql = sql ? strndup(sql, 4096) : NULL;
-    return 0;
-}
-
-static void map_free(struct stmt_map *m)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        free(m->v[i].name);
-        free(m->v[i].sql);
-    }
-    free(m->v);
-    memset(m, 0, sizeof(*m));
-}
-
-static void map_place(struct stmt_map *m, uint32_t serial, uint8_t on)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        if (m->v[i].made_in == serial) {
-            m->v[i].on = on;
-        }
-    }
-}
-
-void session_place_objects(struct session *s, uint32_t serial, uint8_t on)
-{
-    map_place(&s->stmts, serial, on);
-    map_place(&s->portals, serial, on);
-}
-
-/* u uses c, a statement or portal: unless u defined it, only the backends holding it can run u.
- * Unknown names are the client's error, wherever it runs. */
-static void unit_uses(struct unit *u, const struct stmt_class *c)
-{
-    if (c && c->made_in != u->serial) {
-        u->needs &= c->on;
-    }
-}
-
-void session_free_maps(struct session *s)
-{
-    map_free(&s->stmts);
-    map_free(&s->portals);
-}
 
 /* ---- frontend -> backends ------------------------------------------------------------- */
 
@@ -142,138 +51,6 @@ static bool frontend_type_valid(uint8_t t)
     default:
         return false;
     }
-}
-
-static void unit_note_sql(struct unit *u, const char *sql, uint64_t fingerprint)
-{
-    if (!u->sql) {
-        u->sql = strndup(sql, 4096);
-        u->fingerprint = fingerprint;
-    }
-}
-
-/* Classify sql into r; when in doubt (no memory), mirror. */
-static void classify_or_mirror(struct session *s, const char *sql, struct classify_result *r)
-{
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, r) < 0) {
-        memset(r, 0, sizeof(*r));
-        r->kind = CLASSIFY_MIRROR;
-    }
-}
-
-/* COMMIT, END, PREPARE TRANSACTION (and the *_PREPARED verbs): the statement that releases the
- * primary's locks. */
-static bool result_commits(const struct classify_result *r)
-{
-    return r->commits; /* any statement of the string, not only the first or the last */
-}
-
-static void relay_classify(struct session *s, const char *sql, struct stmt_class *c)
-{
-    struct classify_result r;
-    classify_or_mirror(s, sql, &r);
-    memset(c, 0, sizeof(*c));
-    c->mirrored = r.kind != CLASSIFY_READ;
-    c->nondeterministic = r.nondeterministic;
-    c->dml_only = r.dml_only;
-    c->commits = result_commits(&r);
-    c->inserts = r.inserts;
-    c->fingerprint = r.fingerprint;
-}
-
-static void on_query(struct session *s, struct unit *u, const char *sql)
-{
-    struct classify_result r;
-    classify_or_mirror(s, sql, &r);
-    u->mirrored = r.kind != CLASSIFY_READ && !(r.is_listen && r.nstatements == 1);
-    u->nondeterministic = u->mirrored && r.nondeterministic;
-    if (r.kind == CLASSIFY_READ) {
-        u->reads++;
-        u->read_nondeterministic = u->read_nondeterministic || r.nondeterministic;
-    } else {
-        u->routable = false;
-    }
-    u->txn_end = r.txn_control; /* parallel mode never sends these ahead of the primary */
-    u->copy_in = r.is_copy_from;
-    u->routable = u->routable && !r.is_copy_from;
-    s->listens = s->listens || r.is_listen;
-    u->wrap_ok = u->wrap_ok && r.dml_only;
-    u->writes += u->mirrored;
-    unit_note_sql(u, sql, r.fingerprint);
-}
-
-static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
-{
-    const char *name = wire_cstr(rd);
-    const char *sql = wire_cstr(rd);
-    if (!name || !sql) {
-        u->mirrored = true;
-        u->wrap_ok = false;
-        return;
-    }
-    struct stmt_class c;
-    relay_classify(s, sql, &c);
-    if (map_put(&s->stmts, name, &c, sql, u->serial) < 0) {
-        c.mirrored = true;
-    }
-    u->defines = true;
-    /* A named statement must exist on both sides; so must anything that writes. */
-    if (name[0] || c.mirrored) {
-        u->mirrored = true;
-        unit_note_sql(u, sql, c.fingerprint);
-    }
-}
-
-static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
-{
-    const char *portal = wire_cstr(rd);
-    const char *stmt = wire_cstr(rd);
-    struct stmt_class *c = stmt ? map_find(&s->stmts, stmt) : NULL;
-    struct stmt_class unknown = {.mirrored = true};
-    unit_uses(u, c);
-    u->defines = true;
-    if (!portal ||
-        map_put(&s->portals, portal, c ? c : &unknown, c ? c->sql : NULL, u->serial) < 0) {
-        u->mirrored = true;
-        u->wrap_ok = false;
-    }
-}
-
-static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd)
-{
-    const char *portal = wire_cstr(rd);
-    struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
-    stats_add(&s->worker->stats, STAT_statements_total, 1);
-    u->executes++;
-    u->wrap_ok = u->wrap_ok && c && c->dml_only;
-    unit_uses(u, c);
-    if (c && !c->mirrored) {
-        u->reads++;
-        u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;
-    }
-    if (!c || c->mirrored) {
-        u->mirrored = true;
-        u->writes++;
-        u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
-        if (!c || c->inserts || c->nondeterministic) {
-            int i = u->executes - 1; /* this Execute's number in the unit */
-            u->execute_draws |= 1ull << (i < 63 ? i : 63);
-        }
-        if (c && c->sql) {
-            unit_note_sql(u, c->sql, c->fingerprint);
-        }
-    }
-}
-
-static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)
-{
-    uint8_t kind = wire_u8(rd);
-    const char *name = wire_cstr(rd);
-    if (!name) {
-        u->routable = false;
-        return;
-    }
-    unit_uses(u, map_find(kind == 'S' ? &s->stmts : &s->portals, name));
 }
 
 /* ---- lockstep ordering: the wrap and the gate (see struct mirror) ------------------------ */
@@ -300,24 +77,6 @@ static bool may_wrap(const struct session *s)
 {
     return lockstep_mirroring(s) && s->dials->d.commit_wait == COMMIT_WAIT_BOTH &&
            s->mirror.prim_status == PQ_TXN_IDLE && primary_idle(s);
-}
-
-/* Does the whole frontend message msg commit the primary's transaction? */
-static bool message_commits(struct session *s, const uint8_t *msg, size_t len)
-{
-    if (msg[0] == PqMsg_Query && len >= 6 && msg[len - 1] == '\0') {
-        struct classify_result r;
-        classify_or_mirror(s, (const char *)msg + 5, &r);
-        return result_commits(&r);
-    }
-    if (msg[0] == PqMsg_Execute) {
-        struct wire_reader rd;
-        wire_reader_init(&rd, msg + 5, len - 5);
-        const char *portal = wire_cstr(&rd);
-        const struct stmt_class *c = portal ? map_find(&s->portals, portal) : NULL;
-        return c && c->commits;
-    }
-    return false;
 }
 
 /* Sessions on different primaries must never run at the same time: one writing new-first and
@@ -368,7 +127,7 @@ static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
         return true;
     }
     return lockstep_mirroring(s) && mirror_secondary_behind(&s->mirror) &&
-           message_commits(s, msg, len);
+           session_message_commits(s, msg, len);
 }
 
 static void forward(struct session *s, const void *p, size_t n)
@@ -507,42 +266,25 @@ static int frontend_message(struct session *s)
     } else if (u->bytes.len > DEFER_MAX) {
         stop_deferring(s, u);
     }
-    struct wire_reader rd;
-    wire_reader_init(&rd, msg + 5, len - 5);
     switch (type) {
     case PqMsg_Query:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
         if (len < 6 || msg[len - 1] != '\0') {
             return -1;
         }
-        on_query(s, u, (const char *)msg + 5);
+        session_classify_message(s, u, msg, len);
         return seal_unit(s, u);
-    case PqMsg_Parse:
-        on_parse(s, u, &rd);
-        return 0;
-    case PqMsg_Bind:
-        on_bind(s, u, &rd);
-        return 0;
-    case PqMsg_Execute:
-        on_execute(s, u, &rd);
-        return 0;
-    case PqMsg_Close:
-        u->mirrored = true;
-        return 0;
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
-        u->mirrored = true;
-        u->wrap_ok = false;
+        session_classify_message(s, u, msg, len);
         return seal_unit(s, u);
     case PqMsg_Sync:
         return seal_unit(s, u);
     case PqMsg_Flush:
         stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
-    case PqMsg_Describe:
-        on_describe(s, u, &rd);
-        return 0;
     default:
+        session_classify_message(s, u, msg, len);
         return 0;
     }
 }
@@ -704,8 +446,11 @@ static int backend_end(void *ctx)
         b->cur_unit = NULL;
     }
     uint8_t seen = backend_msg_end(b);
+    struct unit *u = is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
+    if (u) { /* which of the unit's messages ran decides its statements and portals */
+        stmt_track_reply(&s->stmts, u->internal ? 0 : u->serial, b->cur_type);
+    }
     if (seen == PqMsg_ErrorResponse) {
-        struct unit *u = is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
         if (u && u->wrap_end) { /* pgdual's COMMIT failed: the client must hear of it */
             struct wbuf *e = &s->mirror.wrap_error;
             wbuf_reset(e);
@@ -722,6 +467,7 @@ static int backend_end(void *ctx)
         mirror_secondary_done(s);
         return 0;
     }
+    stmt_track_unit_done(&s->stmts, u && !u->internal ? u->serial : 0, b->txn_status);
     session_at_txn_boundary(s);
     switch (mirror_primary_done(s, b->txn_status)) {
     case MIRROR_REPLY_HOLD:
@@ -1131,6 +877,9 @@ void session_backend_ready(struct session *s, struct backend *b)
     if (!is_primary(b)) {
         s->mirror.secondary_up = true;
     }
+    session_note_parameter(b, "standard_conforming_strings",
+                           PQparameterStatus(b->conn, "standard_conforming_strings"));
+    session_note_parameter(b, "client_encoding", PQparameterStatus(b->conn, "client_encoding"));
     if (--s->logins_pending == 0) {
         finish_login(s);
     }

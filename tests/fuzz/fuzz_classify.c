@@ -1,5 +1,6 @@
 /* tests/fuzz/fuzz_classify.c: fuzz target: arbitrary bytes -> classify_statement, classify_cached
- * and classify_normalize, checking the invariants protocol/classify.h promises for any text. */
+ * classify_normalize and classify_effects, checking the invariants protocol/classify.h promises for
+ * any text. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -118,6 +119,25 @@ static void check_normalize(const char *sql, const struct classify_result *r)
     free(n);
 }
 
+/* classify_effects: found exactly when session_objects says so, names NUL-terminated and at
+ * most CLASSIFY_NAME_MAX bytes, statement indexes in range and increasing. */
+static void check_effects(const char *sql, const struct classify_result *r)
+{
+    struct classify_effect fx[8];
+    size_t n = 0;
+    int rc = classify_effects(sql, fx, 8, &n);
+    if ((rc == CLASSIFY_EPARSE) != r->parse_error || n > 8 ||
+        (rc == 0 && (n > 0) != r->session_objects)) {
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strnlen(fx[i].name, sizeof fx[i].name) > CLASSIFY_NAME_MAX || fx[i].stmt < 0 ||
+            fx[i].stmt >= r->nstatements || (i > 0 && fx[i].stmt <= fx[i - 1].stmt)) {
+            abort();
+        }
+    }
+}
+
 static void check_null_arguments(struct classify_cache *c)
 {
     struct classify_result r;
@@ -167,6 +187,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     check_normalize(sql, &want);
+    if (rc == 0) {
+        check_effects(sql, &want);
+    }
     free(sql);
     return 0;
 }

@@ -124,6 +124,15 @@ it_session_close w
 same_table t "order-dependent update behind a COMMIT in a multi-statement Query"
 assert_eq "in_sync" "$(it_status secondary_state)" "still in_sync"
 
+# --- a queue pop (lock-only read) that picks another row on new changes no data -----------------
+hold_new_row 1
+it_status_mark
+assert_eq "1" "$(psql_proxy "$DB" -tA -c "SELECT id FROM t ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED")" \
+    "old's queue pop answers"
+release_new
+assert_delta divergences_total -eq 1 "new popped another row: a divergence is counted"
+assert_eq "in_sync" "$(it_status secondary_state)" "but a lock-only read changes no data: in_sync"
+
 # --- item 9: a write that fails on new only takes new out of in_sync --------------------------------
 psql_new "$DB" -c "ALTER TABLE t ADD CONSTRAINT only_on_new CHECK (v < 1000)"
 it_dials read_new_percent=100

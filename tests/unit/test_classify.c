@@ -100,6 +100,7 @@ static int run_case(const struct tcase *t, struct classify_cache *cache)
     bad += r.is_copy_from != has_check(t, "copy_from") ? case_fail(t, "is_copy_from") : 0;
     bad += r.is_copy_to != has_check(t, "copy_to") ? case_fail(t, "is_copy_to") : 0;
     bad += r.txn_control != has_check(t, "txn_control") ? case_fail(t, "txn_control") : 0;
+    bad += r.session_objects != has_check(t, "objects") ? case_fail(t, "session_objects") : 0;
     bad += check_txn(t, "txn", r.txn) + check_txn(t, "last", r.txn_last);
     char buf[16];
     const char *dml = check_value(t, "dml", buf, sizeof buf);
@@ -391,6 +392,85 @@ static void test_commits_and_inserts(void **state)
     }
 }
 
+/* lock_only_read: a read but for its locking clause (mirrored, changes no data). */
+static void test_lock_only_read(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        bool lock_only;
+    } cases[] = {
+        {"SELECT * FROM q WHERE done = false LIMIT 1 FOR UPDATE SKIP LOCKED", true},
+        {"SELECT * FROM t FOR SHARE NOWAIT", true},
+        {"SELECT * FROM t WHERE id IN (SELECT id FROM u FOR UPDATE)", true},
+        {"SELECT 1; SELECT * FROM t FOR UPDATE", true},
+        {"SELECT * FROM t", false},
+        {"SELECT my_func() FROM t FOR UPDATE", false},
+        {"SELECT * INTO x FROM t FOR UPDATE", false},
+        {"WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", false},
+        {"SELECT * FROM t FOR UPDATE; UPDATE t SET v = 1", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct classify_result r;
+        assert_int_equal(classify_statement(cases[i].sql, NULL, &r), 0);
+        if (r.lock_only_read != cases[i].lock_only ||
+            (cases[i].lock_only && r.kind != CLASSIFY_MIRROR)) {
+            fail_msg("%s: lock_only_read %d kind %d", cases[i].sql, r.lock_only_read, r.kind);
+        }
+    }
+}
+
+/* classify_effects: names and kinds of what PREPARE / DEALLOCATE / DISCARD / DECLARE / CLOSE
+ * do, by statement index. */
+static void test_effects(void **state)
+{
+    (void)state;
+    struct classify_effect fx[8];
+    size_t n = 99;
+    assert_int_equal(classify_effects("SELECT 1; DEALLOCATE s1; PREPARE S1 AS INSERT INTO t "
+                                      "VALUES (1); PREPARE \"Q\" AS SELECT 2",
+                                      fx, 8, &n),
+                     0);
+    assert_int_equal(n, 3);
+    assert_int_equal(fx[0].kind, CLASSIFY_EFFECT_DEALLOCATE);
+    assert_int_equal(fx[0].stmt, 1);
+    assert_string_equal(fx[0].name, "s1");
+    assert_int_equal(fx[1].kind, CLASSIFY_EFFECT_PREPARE);
+    assert_int_equal(fx[1].stmt, 2);
+    assert_string_equal(fx[1].name, "s1"); /* unquoted: folded */
+    assert_string_equal(fx[2].name, "Q");
+    assert_int_equal(classify_effects("DEALLOCATE ALL; DEALLOCATE PREPARE x; DISCARD ALL; "
+                                      "DISCARD PLANS; CLOSE ALL; CLOSE c; DECLARE d CURSOR FOR "
+                                      "SELECT 1",
+                                      fx, 8, &n),
+                     0);
+    assert_int_equal(n, 6);
+    assert_int_equal(fx[0].kind, CLASSIFY_EFFECT_DEALLOCATE_ALL);
+    assert_string_equal(fx[0].name, "");
+    assert_int_equal(fx[1].kind, CLASSIFY_EFFECT_DEALLOCATE);
+    assert_string_equal(fx[1].name, "x");
+    assert_int_equal(fx[2].kind, CLASSIFY_EFFECT_DISCARD_ALL);
+    assert_int_equal(fx[3].kind, CLASSIFY_EFFECT_CLOSE_ALL);
+    assert_int_equal(fx[3].stmt, 4); /* DISCARD PLANS has no effect but counts as a statement */
+    assert_int_equal(fx[4].kind, CLASSIFY_EFFECT_CLOSE);
+    assert_string_equal(fx[4].name, "c");
+    assert_int_equal(fx[5].kind, CLASSIFY_EFFECT_DECLARE);
+    assert_string_equal(fx[5].name, "d");
+    /* Names are cut to 63 bytes, as the server does. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "DEALLOCATE %0100d", 0);
+    memcpy(sql + 11, "a", 1); /* an identifier, not a number */
+    assert_int_equal(classify_effects(sql, fx, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(strlen(fx[0].name), CLASSIFY_NAME_MAX);
+    assert_int_equal(classify_effects("SELECT 1", fx, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(classify_effects("DEALLOCATE", fx, 8, &n), CLASSIFY_EPARSE);
+    assert_int_equal(classify_effects("DEALLOCATE a; DEALLOCATE b", fx, 1, &n), CLASSIFY_E2BIG);
+    assert_int_equal(n, 1);
+    assert_int_equal(classify_effects(NULL, fx, 8, &n), CLASSIFY_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +486,8 @@ int main(void)
         cmocka_unit_test(test_funcs_flags),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_commits_and_inserts),
+        cmocka_unit_test(test_lock_only_read),
+        cmocka_unit_test(test_effects),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_query_exit(); /* free libpg_query's per-thread memory context so LSan sees no leak */

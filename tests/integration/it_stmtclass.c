@@ -1,0 +1,298 @@
+/* tests/integration/it_stmtclass.c: what pgdual believes a statement is must be what the server
+ * runs. With read_new_percent = 100 every statement pgdual takes for a read goes to new alone,
+ * so a write it misclassifies lands on new only. Each case sends exact protocol bytes on a raw
+ * socket, then checks the rows directly on old and on new:
+ * - a Parse of a name that exists is rejected (42P05): the name keeps its INSERT;
+ * - SQL DEALLOCATE + PREPARE re-define a protocol-prepared name;
+ * - a Query inside an unsynced extended batch does not lower the batch's class;
+ * - with standard_conforming_strings off, "SELECT 'a\''; DELETE ...; --'" deletes on both sides
+ *   (pgdual's parser, which lexes as if it were on, sees one SELECT), also when the SET is still
+ *   in flight; with it on again, reads route to new again. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness/proxy.h"
+#include "tests/harness/raw.h"
+
+static struct proxy g_px;
+
+/* Frontend messages: type, length, then the body parts appended by the put_* calls. */
+struct msg {
+    uint8_t b[2048];
+    size_t n, start;
+};
+
+static void msg_begin(struct msg *m, char type)
+{
+    m->start = m->n;
+    m->b[m->n++] = (uint8_t)type;
+    m->n += 4;
+}
+
+static void put_bytes(struct msg *m, const void *p, size_t len)
+{
+    memcpy(m->b + m->n, p, len);
+    m->n += len;
+}
+
+static void put_str(struct msg *m, const char *s)
+{
+    put_bytes(m, s, strlen(s) + 1);
+}
+
+static void put_u16(struct msg *m, uint16_t v)
+{
+    uint16_t be = htons(v);
+    put_bytes(m, &be, 2);
+}
+
+static void put_u32(struct msg *m, uint32_t v)
+{
+    uint32_t be = htonl(v);
+    put_bytes(m, &be, 4);
+}
+
+static void msg_end(struct msg *m)
+{
+    uint32_t be = htonl((uint32_t)(m->n - m->start - 1));
+    memcpy(m->b + m->start + 1, &be, 4);
+}
+
+static void add_query(struct msg *m, const char *sql)
+{
+    msg_begin(m, 'Q');
+    put_str(m, sql);
+    msg_end(m);
+}
+
+static void add_parse(struct msg *m, const char *name, const char *sql)
+{
+    msg_begin(m, 'P');
+    put_str(m, name);
+    put_str(m, sql);
+    put_u16(m, 0);
+    msg_end(m);
+}
+
+/* Bind the unnamed portal to stmt: no parameters, default formats. */
+static void add_bind(struct msg *m, const char *stmt)
+{
+    msg_begin(m, 'B');
+    put_str(m, "");
+    put_str(m, stmt);
+    put_u16(m, 0);
+    put_u16(m, 0);
+    put_u16(m, 0);
+    msg_end(m);
+}
+
+static void add_execute(struct msg *m)
+{
+    msg_begin(m, 'E');
+    put_str(m, "");
+    put_u32(m, 0);
+    msg_end(m);
+}
+
+static void add_sync(struct msg *m)
+{
+    msg_begin(m, 'S');
+    msg_end(m);
+}
+
+/* What the replies held, up to the nz-th ReadyForQuery. */
+struct reply {
+    char types[64]; /* message types in order */
+    char sqlstate[6];
+    char first_value[16]; /* the first DataRow's first column */
+};
+
+static bool read_replies(int fd, int nz, struct reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    size_t nt = 0;
+    while (nz > 0) {
+        char t = 0;
+        uint32_t len = 0;
+        static uint8_t p[65536];
+        if (raw_read_msg(fd, &t, p, sizeof p, &len, 10000) != 1) {
+            it_note("no complete reply (seen \"%s\")", r->types);
+            return false;
+        }
+        if (nt + 1 < sizeof r->types) {
+            r->types[nt++] = t;
+        }
+        if (t == 'E' && !r->sqlstate[0]) {
+            raw_error_sqlstate(p, len, r->sqlstate);
+        } else if (t == 'D' && !r->first_value[0] && len >= 6) {
+            uint32_t l;
+            memcpy(&l, p + 2, 4);
+            l = ntohl(l);
+            if (l < sizeof r->first_value && 6 + l <= len) {
+                memcpy(r->first_value, p + 6, l);
+            }
+        } else if (t == 'Z') {
+            nz--;
+        }
+    }
+    return true;
+}
+
+/* Send m, read nz ReadyForQuery's worth of replies. */
+static bool roundtrip(int fd, struct msg *m, int nz, struct reply *r)
+{
+    bool ok = raw_send_all(fd, m->b, m->n) && read_replies(fd, nz, r);
+    m->n = 0;
+    return ok;
+}
+
+/* count(*) of t's rows with this id, directly on old or new (-1 on error). */
+static long long rows_with(enum it_target side, int id)
+{
+    PGconn *c = proxy_connect(&g_px, side);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM t WHERE id = %d", id);
+    bool ok = c != NULL;
+    long long n = ok ? it_query_ll(c, sql, &ok) : -1;
+    PQfinish(c);
+    return ok ? n : -1;
+}
+
+#define CHECK_ROWS(id, want)                     \
+    do {                                         \
+        CHECK_EQ(rows_with(IT_OLD, (id)), want); \
+        CHECK_EQ(rows_with(IT_NEW, (id)), want); \
+    } while (0)
+
+static void case_parse_existing(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("Parse s1 = INSERT; Parse s1 = SELECT 1 (42P05); Bind/Execute s1 inserts on both");
+    add_parse(&m, "s1", "INSERT INTO t VALUES (1, 'a')");
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.types, "1Z");
+    add_parse(&m, "s1", "SELECT 1");
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "42P05");
+    add_bind(&m, "s1");
+    add_execute(&m);
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.types, "2CZ");
+    CHECK_ROWS(1, 1);
+}
+
+static void case_sql_redefine(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("Parse s2 = SELECT 1; SQL DEALLOCATE s2 + PREPARE s2 AS INSERT; Bind/Execute s2");
+    add_parse(&m, "s2", "SELECT 1");
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.types, "1Z");
+    add_query(&m, "SELECT 1; DEALLOCATE s2; PREPARE s2 AS INSERT INTO t VALUES (2, 'b')");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "");
+    add_bind(&m, "s2");
+    add_execute(&m);
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.types, "2CZ");
+    CHECK_ROWS(2, 1);
+}
+
+static void case_query_in_batch(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("Parse/Bind/Execute INSERT, then Query SELECT 1 before the Sync");
+    add_parse(&m, "", "INSERT INTO t VALUES (3, 'c')");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_query(&m, "SELECT 1");
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 2, &r));
+    CHECK_STR(r.types, "12CTDCZZ");
+    CHECK_ROWS(3, 1);
+}
+
+/* The marker table says which side served a read. */
+static void check_marker(int fd, const char *want)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    add_query(&m, "SELECT v FROM marker");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.first_value, want);
+}
+
+static void case_scs_off(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    static const char *const disguised = "SELECT 'a\\''; DELETE FROM t WHERE id = 100; --'";
+    it_case("a read routes to new while standard_conforming_strings is on");
+    check_marker(fd, "new");
+
+    it_case("SET standard_conforming_strings = off: the disguised DELETE deletes on both");
+    add_query(&m, "SET standard_conforming_strings = off");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "");
+    add_query(&m, disguised);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "");
+    CHECK_ROWS(100, 0);
+    it_case("...and no read is routed to new meanwhile");
+    check_marker(fd, "old");
+
+    it_case("SET ... = on: reads route again");
+    add_query(&m, "SET standard_conforming_strings = on");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    check_marker(fd, "new");
+
+    it_case("the SET and the disguised DELETE sent together: the DELETE runs on both");
+    add_query(&m, "SET standard_conforming_strings = off");
+    add_query(&m, "SELECT 'a\\''; DELETE FROM t WHERE id = 101; --'");
+    REQUIRE(roundtrip(fd, &m, 2, &r));
+    CHECK_STR(r.sqlstate, "");
+    CHECK_ROWS(101, 0);
+    add_query(&m, "RESET standard_conforming_strings");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    check_marker(fd, "new");
+}
+
+int main(void)
+{
+    it_init("it_stmtclass", 120);
+    struct proxy_opts opts = {.cutover = "read_new_percent = 100\ncompare_percent = 0\n"};
+    REQUIRE(proxy_start(&g_px, "it_stmtclass", &opts) == 0);
+    if (!proxy_mirrors(&g_px)) {
+        it_note("skip: needs pgdual and both backends");
+        return it_finish();
+    }
+    REQUIRE(proxy_make_marker(&g_px) == 0);
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(proxy_exec_direct(&g_px, i == 0 ? IT_OLD : IT_NEW,
+                                  "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                                  "INSERT INTO t VALUES (100, 'x'), (101, 'y')") == 0);
+    }
+    int fd = raw_session(&g_px);
+    REQUIRE(fd >= 0);
+    case_parse_existing(fd);
+    case_sql_redefine(fd);
+    case_query_in_batch(fd);
+    case_scs_off(fd);
+    close(fd);
+    char state[32];
+    if (proxy_admin_status(&g_px, "secondary_state", state, sizeof state) == 0) {
+        CHECK_STR(state, "in_sync");
+    }
+    return it_finish();
+}
