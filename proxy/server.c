@@ -265,6 +265,12 @@ void server_secondary_lagging(struct server *srv)
     atomic_store(&srv->secondary_state, SECONDARY_lagging);
 }
 
+void server_secondary_diverged(struct server *srv, const char *why)
+{
+    (void)why;
+    server_secondary_lagging(srv); /* TEMPORARY: the lead's sync-state module replaces this */
+}
+
 const char *server_secondary_state_name(const struct server *srv)
 {
     static const char *const names[] = {

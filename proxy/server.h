@@ -102,6 +102,9 @@ int server_reload_dials(struct server *srv, const struct dials *file_now, char *
 void server_set_paused(struct server *srv, bool paused);
 /* A session lost the secondary: the secondary misses writes from now on. */
 void server_secondary_lagging(struct server *srv);
+/* The secondary missed (or may have missed) a write the primary kept, or kept one the primary
+ * did not (why says which, for the caller's log line): it is no longer a copy of the primary. */
+void server_secondary_diverged(struct server *srv, const char *why);
 const char *server_secondary_state_name(const struct server *srv);
 /* Sum one counter over every worker. */
 uint64_t server_stat_sum(const struct server *srv, int counter);

@@ -140,6 +140,15 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         stats_add(&w->stats, STAT_protocol_errors_total, 1);
     }
     if (s->state == SESSION_READY) {
+        const char *lost = session_work_at_stake(s);
+        if (lost) {
+            /* Closing the backends now may leave a write on one side only. */
+            SLOG_INFO(s,
+                      "closing (%s) with mirrored work unfinished: %s: the secondary is out "
+                      "of sync",
+                      end_reasons[why].text, lost);
+            server_secondary_diverged(srv, lost);
+        }
         mirror_session_closing(s);
     }
     session_set_state(s, SESSION_CLOSING);
@@ -161,22 +170,37 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         s->timer_open = false;
         uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     }
+    session_linger_close(s);
     for (int i = 0; i < 2; i++) {
         backend_close_handles(&s->backends[i], session_backend_handle_closed);
     }
     session_unref(s); /* the session's own reference */
 }
 
+/* The client is gone: a relaying session first finishes the work in flight (session_linger.c). */
+static void client_lost(struct session *s, enum session_end_reason why, const char *detail)
+{
+    if (s->state != SESSION_READY) {
+        session_end(s, why, detail);
+        return;
+    }
+    session_client_gone(s, why, detail);
+    session_relay_after_event(s);
+}
+
 static void on_client_io(uv_poll_t *h, int status, int events)
 {
     struct session *s = h->data;
+    if (s->client_gone) {
+        return;
+    }
     if (status < 0) {
-        session_end(s, END_CLIENT_EOF, uv_strerror(status));
+        client_lost(s, END_CLIENT_EOF, uv_strerror(status));
         return;
     }
     if ((events & UV_WRITABLE) && s->state != SESSION_CLOSING) {
         if (endpoint_flush(&s->client) < 0) {
-            session_end(s, END_CLIENT_EOF, "write failed");
+            client_lost(s, END_CLIENT_EOF, "write failed");
             return;
         }
         struct backend *b = &s->backends[s->primary];
@@ -200,7 +224,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     }
     if (n <= 0) {
         bool mid_message = s->state == SESSION_READY && !wire_scanner_at_boundary(&s->client_scan);
-        session_end(s, mid_message ? END_PROTOCOL : END_CLIENT_EOF,
+        client_lost(s, mid_message ? END_PROTOCOL : END_CLIENT_EOF,
                     mid_message ? "connection closed inside a message" : NULL);
         return;
     }
@@ -321,6 +345,9 @@ bool session_drain_ready(const struct session *s)
         return false;
     case SESSION_READY:
         break;
+    }
+    if (s->client_gone) {
+        return false; /* it ends by itself once its work is finished (session_linger.c) */
     }
     const struct mirror *m = &s->mirror;
     if (s->backends[s->primary].txn_status != PQ_TXN_IDLE || m->building || m->holding ||
