@@ -396,6 +396,29 @@ void session_track_busy(struct session *s)
     s->busy_on = now;
 }
 
+void session_publish_cancel_targets(struct session *s)
+{
+    if (!s->cancel) {
+        return;
+    }
+    uint8_t t = (uint8_t)(1u << s->primary);
+    const struct mirror *m = &s->mirror;
+    int sec = s->primary ^ 1;
+    if (s->state == SESSION_READY && m->secondary_up) {
+        /* In lockstep the secondary usually runs a unit the primary already finished (the client
+         * may have its answer): cancelling it there would lose a write on new alone. */
+        const struct unit *pu = mirror_primary_unit(m);
+        const struct unit *su = mirror_secondary_unit(m);
+        if ((su && su == pu) || route_owns(s, sec)) {
+            t |= (uint8_t)(1u << sec);
+        }
+    }
+    if (t != s->cancel_targets) {
+        s->cancel_targets = t;
+        cancel_set_targets(s->cancel, t);
+    }
+}
+
 void session_refresh_dials(struct session *s)
 {
     struct dials_snapshot *cur = s->worker->dials;

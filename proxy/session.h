@@ -120,6 +120,7 @@ struct session {
                         with that primary), or -1 */
     int lag_counted; /* its share of worker->lag_units */
     struct cancel_entry *cancel; /* registered once the backend is up */
+    uint8_t cancel_targets;      /* last value published to cancel->targets */
     /* The client went away (EOF, Terminate, a failed write) while work it sent was in flight:
      * the session lingers, its client endpoint discarding, until that work is finished on both
      * backends or linger_deadline_us passes (session_linger.c). */
@@ -192,6 +193,11 @@ bool session_drain_ready(const struct session *s);
 void session_track_busy(struct session *s);
 /* Take the worker's current dials (called at statement boundaries). */
 void session_refresh_dials(struct session *s);
+/* Publish to the cancel registry which backends run the client's current statement (the
+ * primary; the secondary only while it runs that same unit or a routed read of it), so that a
+ * client's CancelRequest never hits an earlier write the secondary is still applying. Called
+ * after every event and before anything new is sent to the secondary. */
+void session_publish_cancel_targets(struct session *s);
 /* session_linger.c */
 /* The client is gone (why/detail as for session_end; detail a static string or NULL). Nothing
  * more is read from it and what would be sent to it is dropped; the session ends (through

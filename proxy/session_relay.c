@@ -940,6 +940,7 @@ void session_relay_after_event(struct session *s)
     route_wait_check(s);
     gate_check(s);
     session_track_busy(s);
+    session_publish_cancel_targets(s);
     session_linger_check(s);
 }
 
@@ -1127,6 +1128,7 @@ void session_backend_ready(struct session *s, struct backend *b)
     }
     if (s->cancel) {
         cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));
+        session_publish_cancel_targets(s);
     }
     if (!is_primary(b)) {
         s->mirror.secondary_up = true;
