@@ -294,6 +294,7 @@ void session_accept(struct worker *w, int fd)
     mirror_init(&s->mirror);
     route_init(s);
     s->busy_on = -1;
+    s->cancel_targets = 0xff; /* nothing published yet */
     s->dials = dials_snapshot_ref(w->dials);
     s->conf = server_conf_ref(w->conf);
     for (int i = 0; i < 2; i++) {
@@ -401,9 +402,12 @@ void session_publish_cancel_targets(struct session *s)
     if (!s->cancel) {
         return;
     }
-    uint8_t t = (uint8_t)(1u << s->primary);
     const struct mirror *m = &s->mirror;
     int sec = s->primary ^ 1;
+    /* Once the primary answered a wrapped write, it runs nothing of the client's until pgdual's
+     * COMMIT/ROLLBACK ended the wrap (the client's next message waits at the gate): a cancel
+     * there could only hit pgdual's COMMIT, leaving the write on new alone. */
+    uint8_t t = m->wrap_open && m->wrap_prim_done ? 0 : (uint8_t)(1u << s->primary);
     if (s->state == SESSION_READY && m->secondary_up) {
         /* In lockstep the secondary usually runs a unit the primary already finished (the client
          * may have its answer): cancelling it there would lose a write on new alone. */

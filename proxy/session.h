@@ -120,7 +120,7 @@ struct session {
                         with that primary), or -1 */
     int lag_counted; /* its share of worker->lag_units */
     struct cancel_entry *cancel; /* registered once the backend is up */
-    uint8_t cancel_targets;      /* last value published to cancel->targets */
+    uint8_t cancel_targets;      /* last value published to cancel->targets (0xff: none yet) */
     /* The client went away (EOF, Terminate, a failed write) while work it sent was in flight:
      * the session lingers, its client endpoint discarding, until that work is finished on both
      * backends or linger_deadline_us passes (session_linger.c). */

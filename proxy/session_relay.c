@@ -934,7 +934,12 @@ void session_relay_wake(struct session *s)
 
 void session_relay_after_event(struct session *s)
 {
-    if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror)) {
+    /* pgdual's COMMIT of a wrap waits, like the client's next message, for a client's cancel
+     * still on its way (a late signal of it must not hit the COMMIT); the targets are published
+     * first (see struct cancel_entry). Its delivery wakes the session. */
+    session_publish_cancel_targets(s);
+    if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror) &&
+        !cancel_client_pending(s->cancel)) {
         finish_wrap(s);
     }
     route_wait_check(s);

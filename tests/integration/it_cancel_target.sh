@@ -3,7 +3,8 @@
 # current statement. In lockstep with commit_wait = primary the client has its answer to a write
 # while new still applies it (held back here by a row lock taken directly on new); the client's
 # next statement, a slow read on old, is cancelled: the read stops, the earlier write still lands
-# on new once the lock goes, and secondary_state stays in_sync.
+# on new once the lock goes, and secondary_state stays in_sync. A cancel of a wrapped write whose
+# answer waits for new hits neither side; in parallel mode a cancel stops both.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -62,6 +63,41 @@ else
     it_failed "new: v = $(v_on psql_new), old: v = $(v_on psql_old)"
 fi
 assert_eq "in_sync" "$(it_status secondary_state)" "secondary_state stays in_sync"
+
+# commit_wait = both: the autocommit UPDATE runs on old inside pgdual's BEGIN ... COMMIT and its
+# answer is held until new applied it. The client's cancel (psql's ^C while it waits) reaches
+# neither: old runs nothing of the client's, new an earlier unit; pgdual's COMMIT follows once
+# new is done, and the client gets UPDATE 1.
+psql_admin "SET commit_wait = both" >/dev/null
+mkfifo "$IT_TMP/locker2.in"
+psql -X -h 127.0.0.1 -p "$NEW_PORT" -U postgres -d "$DB" -tA -f "$IT_TMP/locker2.in" \
+    >"$IT_TMP/locker2.out" 2>&1 &
+locker=$!
+exec 9>"$IT_TMP/locker2.in"
+echo "BEGIN; SELECT 'again-' || 'locked' FROM ct WHERE id = 1 FOR UPDATE;" >&9
+it_wait_for 10 grep -q again-locked "$IT_TMP/locker2.out" || it_fail "the second lock on new was not taken"
+div0=$(it_status divergences_total)
+psql -X -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d "$DB" -c "UPDATE ct SET v = 2 WHERE id = 1" \
+    >"$IT_TMP/wrapped.out" 2>&1 &
+client=$!
+it_wait_for 10 write_waits_on_new || it_fail "the wrapped UPDATE never waited on new"
+kill -INT "$client"
+it_wait_for 10 grep -q "Cancel request sent" "$IT_TMP/wrapped.out" || it_failed "psql sent no cancel"
+sleep 0.5 # a cancel sent on would have reached new by now (the thread pool runs it at once)
+if write_waits_on_new; then
+    it_pass "the wrapped write still waits on new after the client's cancel"
+else
+    it_failed "the client's cancel hit the wrapped write on new"
+fi
+echo "COMMIT;" >&9
+exec 9>&-
+wait "$locker" 2>/dev/null || true
+it_wait_for 10 eval '! kill -0 '"$client"' 2>/dev/null' || it_failed "the wrapped UPDATE never answered"
+wait "$client" 2>/dev/null || true
+assert_contains "$(cat "$IT_TMP/wrapped.out")" "UPDATE 1" "the client got its UPDATE's answer"
+assert_eq "2|2" "$(v_on psql_old)|$(v_on psql_new)" "the wrapped write is on both sides"
+assert_eq "$div0" "$(it_status divergences_total)" "no divergence"
+assert_eq "in_sync" "$(it_status secondary_state)" "secondary_state still in_sync"
 
 # The cancel still reaches the secondary when it runs the client's statement: in parallel mode
 # a mirrored pg_sleep runs on both at once, and the cancel stops it on both.
