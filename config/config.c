@@ -62,7 +62,8 @@ const struct config_key config_keys[] = {
     I("pgdual", "backend_connect_timeout_ms", OFF(backend_connect_timeout_ms), "10000", 100,
       3600000, false, true, "backend login must finish within this"),
     I("pgdual", "shutdown_timeout_ms", OFF(shutdown_timeout_ms), "30000", 0, 86400000, false, true,
-      "SIGTERM waits this long for transactions to finish"),
+      "SIGTERM waits this long for transactions to finish; a session whose client left, for its "
+      "work in flight"),
     E("pgdual", "log_level", OFF(log_level), "info", log_choices, false, true, "stderr verbosity"),
     B("pgdual", "log_literals", OFF(log_literals), "off", false, true,
       "log statement literals in the divergence log"),

@@ -65,6 +65,7 @@ struct cancel_entry *cancel_register(struct cancel_registry *r, uint32_t pid, ui
     e->delivered = delivered;
     e->delivered_arg = delivered_arg;
     atomic_init(&e->refs, 1);
+    atomic_init(&e->targets, 3u); /* until the session publishes its own */
     pthread_mutex_lock(&r->lock);
     struct cancel_entry **head = &r->buckets[pid % CANCEL_BUCKETS];
     e->next = *head;
@@ -108,16 +109,23 @@ static void on_cancel_work(uv_work_t *req)
     }
 }
 
+/* One client_pending count dropped: the last one tells the session. */
+static void client_pending_done(struct cancel_entry *e)
+{
+    if (atomic_fetch_sub_explicit(&e->client_pending, 1, memory_order_acq_rel) == 1 &&
+        e->delivered) {
+        e->delivered(e->delivered_arg);
+    }
+}
+
 static void on_cancel_done(uv_work_t *req, int status)
 {
     struct cancel_work *cw = req->data;
     (void)status;
     if (cw->done) {
         cw->done(cw->arg, cw->ok);
-    } else if (atomic_fetch_sub_explicit(&cw->entry->client_pending, 1, memory_order_acq_rel) ==
-                   1 &&
-               cw->entry->delivered) {
-        cw->entry->delivered(cw->entry->delivered_arg);
+    } else {
+        client_pending_done(cw->entry);
     }
     entry_unref(cw->entry);
     free(cw);
@@ -134,14 +142,17 @@ int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32
     if (e) {
         keys[0] = e->keys[0];
         keys[1] = e->keys[1];
-        atomic_fetch_add(&e->refs, (keys[0] != NULL) + (keys[1] != NULL));
+        atomic_fetch_add(&e->refs, 1); /* this call's own */
     }
     pthread_mutex_unlock(&r->lock);
     if (!e) {
         return -1;
     }
+    /* Counted before the targets are read: see the targets field. */
+    atomic_fetch_add_explicit(&e->client_pending, 1, memory_order_seq_cst);
+    unsigned targets = atomic_load_explicit(&e->targets, memory_order_seq_cst);
     for (int i = 0; i < 2; i++) {
-        if (!keys[i]) {
+        if (!keys[i] || !(targets & (1u << i))) {
             continue;
         }
         struct cancel_work *cw = calloc(1, sizeof(*cw));
@@ -150,16 +161,16 @@ int cancel_fire(struct cancel_registry *r, uv_loop_t *loop, uint32_t pid, uint32
             cw->entry = e;
             cw->which = i;
         }
+        atomic_fetch_add(&e->refs, 1);
         atomic_fetch_add_explicit(&e->client_pending, 1, memory_order_acq_rel);
         if (!cw || uv_queue_work(loop, &cw->req, on_cancel_work, on_cancel_done) < 0) {
             free(cw);
-            if (atomic_fetch_sub_explicit(&e->client_pending, 1, memory_order_acq_rel) == 1 &&
-                e->delivered) {
-                e->delivered(e->delivered_arg);
-            }
+            client_pending_done(e);
             entry_unref(e);
         }
     }
+    client_pending_done(e); /* this call's own count */
+    entry_unref(e);
     return 0;
 }
 

@@ -124,6 +124,9 @@ static int outq_append(struct outq *q, const void *p, size_t n)
 int endpoint_send(struct endpoint *ep, const void *p, size_t n)
 {
     const unsigned char *b = p;
+    if (ep->discard) {
+        return 0;
+    }
     if (endpoint_pending(ep) == 0) {
         while (n > 0) {
             ssize_t w = endpoint_write_some(ep, b, n);
@@ -148,6 +151,9 @@ int endpoint_send(struct endpoint *ep, const void *p, size_t n)
 int endpoint_flush(struct endpoint *ep)
 {
     struct outq *q = &ep->out;
+    if (ep->discard) {
+        return 0;
+    }
     while (q->head < q->len) {
         ssize_t w = endpoint_write_some(ep, q->data + q->head, q->len - q->head);
         if (w == UV_EAGAIN) {
@@ -172,7 +178,15 @@ int endpoint_flush(struct endpoint *ep)
 
 void endpoint_want_read(struct endpoint *ep, bool on)
 {
-    ep->want_read = on;
+    ep->want_read = on && !ep->discard;
+    endpoint_update(ep);
+}
+
+void endpoint_discard(struct endpoint *ep)
+{
+    ep->discard = true;
+    ep->want_read = false;
+    ep->out.head = ep->out.len = 0;
     endpoint_update(ep);
 }
 

@@ -21,6 +21,7 @@ struct endpoint {
     uv_poll_t poll; /* embedded; its data points at the owner given to endpoint_open */
     bool poll_open; /* uv_poll_init succeeded and uv_close not yet called */
     bool want_read; /* the owner wants readable events (back-pressure clears it) */
+    bool discard;   /* the peer is gone: nothing is read, whatever is sent is dropped */
     int events;     /* mask currently given to uv_poll_start (0 = stopped) */
     SSL *ssl;       /* borrowed (libpq owns it for backends); NULL = plain socket */
     struct outq out;
@@ -42,6 +43,9 @@ static inline size_t endpoint_pending(const struct endpoint *ep)
 }
 /* Turn reading on or off (back-pressure); writable interest follows the queue. */
 void endpoint_want_read(struct endpoint *ep, bool on);
+/* The peer is gone: stop polling, drop the queue, and from now on accept and drop every send
+ * (the owner may go on producing output for it while it finishes other work). */
+void endpoint_discard(struct endpoint *ep);
 /* Stop polling and close the handle; close_cb runs later. The fd is not closed here. */
 void endpoint_close(struct endpoint *ep, uv_close_cb close_cb);
 /* Free the queue memory (after the handle is closed). */

@@ -381,6 +381,7 @@ static bool secondary_blocked(const struct session *s)
 void mirror_dispatch(struct session *s)
 {
     struct mirror *m = &s->mirror;
+    session_publish_cancel_targets(s); /* before secondary_blocked reads client_pending */
     mirror_enter(m);
     bool parallel = s->dials->d.mirror_order == MIRROR_PARALLEL;
     for (struct unit *u = secondary_blocked(s) ? NULL : m->head; u; u = u->next) {

@@ -56,6 +56,8 @@ struct unit {
     int unsure_reads; /* ...of which reads mirrored only because the lexing was unsure */
     bool lex_unsafe;  /* a Query in it was sent while the server may lex otherwise than
                          libpg_query (standard_conforming_strings off, such an encoding) */
+    bool commits;     /* it Executes a COMMIT/PREPARE TRANSACTION: ends a block by itself, Sync
+                         or not (see session_work_at_stake) */
     bool wrapped;     /* runs inside pgdual's BEGIN/COMMIT on the primary */
     bool internal;    /* pgdual's own statement on the primary: its reply is not the client's */
     bool wrap_end;    /* internal: the COMMIT/ROLLBACK that ends the wrap */
@@ -155,9 +157,10 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
 bool mirror_secondary_behind(const struct mirror *m);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
-/* The session is closing. A wrapped write whose reply the client never got is rolled back on
- * the primary when its connection closes, while the secondary applied (or is applying) it:
- * counted and logged as a divergence, so the write on new alone is never silent. */
+/* The session is closing without finishing its wrap (a session whose client left finishes it
+ * first: session_linger.c; this is SIGINT, a deadline, a lost primary). The wrapped write is
+ * rolled back on the primary when its connection closes, while the secondary applied (or is
+ * applying) it: counted and logged as a divergence, so the write on new alone is never silent. */
 void mirror_session_closing(struct session *s);
 /* The secondary is gone: everything proceeds on the primary alone. */
 void mirror_secondary_lost(struct session *s, const char *why);

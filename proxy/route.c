@@ -402,8 +402,7 @@ static int flush_client(struct session *s)
     int rc = endpoint_send(&s->client, r->to_client.data, r->to_client.len);
     wbuf_reset(&r->to_client);
     if (rc < 0) {
-        session_end(s, END_CLIENT_EOF, "write to the client failed");
-        return -1;
+        session_client_gone(s, END_CLIENT_EOF, "write to the client failed");
     }
     return 0;
 }

@@ -140,6 +140,15 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         stats_add(&w->stats, STAT_protocol_errors_total, 1);
     }
     if (s->state == SESSION_READY) {
+        const char *lost = session_work_at_stake(s);
+        if (lost) {
+            /* Closing the backends now may leave a write on one side only. */
+            SLOG_INFO(s,
+                      "closing (%s) with mirrored work unfinished: %s: the secondary is out "
+                      "of sync",
+                      end_reasons[why].text, lost);
+            server_secondary_diverged(srv, lost);
+        }
         mirror_session_closing(s);
     }
     session_set_state(s, SESSION_CLOSING);
@@ -161,22 +170,37 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         s->timer_open = false;
         uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     }
+    session_linger_close(s);
     for (int i = 0; i < 2; i++) {
         backend_close_handles(&s->backends[i], session_backend_handle_closed);
     }
     session_unref(s); /* the session's own reference */
 }
 
+/* The client is gone: a relaying session first finishes the work in flight (session_linger.c). */
+static void client_lost(struct session *s, enum session_end_reason why, const char *detail)
+{
+    if (s->state != SESSION_READY) {
+        session_end(s, why, detail);
+        return;
+    }
+    session_client_gone(s, why, detail);
+    session_relay_after_event(s);
+}
+
 static void on_client_io(uv_poll_t *h, int status, int events)
 {
     struct session *s = h->data;
+    if (s->client_gone) {
+        return;
+    }
     if (status < 0) {
-        session_end(s, END_CLIENT_EOF, uv_strerror(status));
+        client_lost(s, END_CLIENT_EOF, uv_strerror(status));
         return;
     }
     if ((events & UV_WRITABLE) && s->state != SESSION_CLOSING) {
         if (endpoint_flush(&s->client) < 0) {
-            session_end(s, END_CLIENT_EOF, "write failed");
+            client_lost(s, END_CLIENT_EOF, "write failed");
             return;
         }
         struct backend *b = &s->backends[s->primary];
@@ -200,7 +224,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     }
     if (n <= 0) {
         bool mid_message = s->state == SESSION_READY && !wire_scanner_at_boundary(&s->client_scan);
-        session_end(s, mid_message ? END_PROTOCOL : END_CLIENT_EOF,
+        client_lost(s, mid_message ? END_PROTOCOL : END_CLIENT_EOF,
                     mid_message ? "connection closed inside a message" : NULL);
         return;
     }
@@ -270,6 +294,7 @@ void session_accept(struct worker *w, int fd)
     mirror_init(&s->mirror);
     route_init(s);
     s->busy_on = -1;
+    s->cancel_targets = 0xff; /* nothing published yet */
     s->dials = dials_snapshot_ref(w->dials);
     s->conf = server_conf_ref(w->conf);
     for (int i = 0; i < 2; i++) {
@@ -322,6 +347,9 @@ bool session_drain_ready(const struct session *s)
     case SESSION_READY:
         break;
     }
+    if (s->client_gone) {
+        return false; /* it ends by itself once its work is finished (session_linger.c) */
+    }
     const struct mirror *m = &s->mirror;
     if (s->backends[s->primary].txn_status != PQ_TXN_IDLE || m->building || m->holding ||
         s->route.active || endpoint_pending(&s->client) > 0) {
@@ -367,6 +395,32 @@ void session_track_busy(struct session *s)
                               memory_order_relaxed);
     }
     s->busy_on = now;
+}
+
+void session_publish_cancel_targets(struct session *s)
+{
+    if (!s->cancel) {
+        return;
+    }
+    const struct mirror *m = &s->mirror;
+    int sec = s->primary ^ 1;
+    /* Once the primary answered a wrapped write, it runs nothing of the client's until pgdual's
+     * COMMIT/ROLLBACK ended the wrap (the client's next message waits at the gate): a cancel
+     * there could only hit pgdual's COMMIT, leaving the write on new alone. */
+    uint8_t t = m->wrap_open && m->wrap_prim_done ? 0 : (uint8_t)(1u << s->primary);
+    if (s->state == SESSION_READY && m->secondary_up) {
+        /* In lockstep the secondary usually runs a unit the primary already finished (the client
+         * may have its answer): cancelling it there would lose a write on new alone. */
+        const struct unit *pu = mirror_primary_unit(m);
+        const struct unit *su = mirror_secondary_unit(m);
+        if ((su && su == pu) || route_owns(s, sec)) {
+            t |= (uint8_t)(1u << sec);
+        }
+    }
+    if (t != s->cancel_targets) {
+        s->cancel_targets = t;
+        cancel_set_targets(s->cancel, t);
+    }
 }
 
 void session_refresh_dials(struct session *s)

@@ -102,6 +102,16 @@ struct session {
                         with that primary), or -1 */
     int lag_counted; /* its share of worker->lag_units */
     struct cancel_entry *cancel; /* registered once the backend is up */
+    uint8_t cancel_targets;      /* last value published to cancel->targets (0xff: none yet) */
+    /* The client went away (EOF, Terminate, a failed write) while work it sent was in flight:
+     * the session lingers, its client endpoint discarding, until that work is finished on both
+     * backends or linger_deadline_us passes (session_linger.c). */
+    bool client_gone;
+    enum session_end_reason gone_why;
+    const char *gone_detail; /* a static string or NULL */
+    uint64_t linger_deadline_us;
+    uv_timer_t linger_timer;
+    bool linger_open;
 
     /* Admin console: a dial change answers only once every worker has it (see admin_reply). */
     uint64_t admin_wait_version;
@@ -181,6 +191,23 @@ bool session_drain_ready(const struct session *s);
 void session_track_busy(struct session *s);
 /* Take the worker's current dials (called at statement boundaries). */
 void session_refresh_dials(struct session *s);
+/* Publish to the cancel registry which backends run the client's current statement (the
+ * primary; the secondary only while it runs that same unit or a routed read of it), so that a
+ * client's CancelRequest never hits an earlier write the secondary is still applying. Called
+ * after every event and before anything new is sent to the secondary. */
+void session_publish_cancel_targets(struct session *s);
+/* session_linger.c */
+/* The client is gone (why/detail as for session_end; detail a static string or NULL). Nothing
+ * more is read from it and what would be sent to it is dropped; the session ends (through
+ * session_linger_check) once the work it sent is finished on both backends. */
+void session_client_gone(struct session *s, enum session_end_reason why, const char *detail);
+/* End a session whose client is gone if nothing is in flight any more. */
+void session_linger_check(struct session *s);
+/* Why closing this session's backends now could leave a write on one side only (a message
+ * for the log), or NULL when nothing is at stake. */
+const char *session_work_at_stake(const struct session *s);
+/* Close the linger timer, if any (session_end). */
+void session_linger_close(struct session *s);
 /* admin.c */
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n);
 void admin_session_start(struct session *s);

@@ -274,6 +274,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     stats_add(&s->worker->stats, STAT_statements_total, 1);
     u->executes++;
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
+    u->commits = u->commits || (c && c->commits);
     unit_uses(u, c);
     if (c && !c->mirrored) {
         u->reads++;

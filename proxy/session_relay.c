@@ -319,7 +319,7 @@ static const struct wire_scan_ops frontend_ops = {frontend_begin, frontend_body,
 
 static bool client_may_read(const struct session *s)
 {
-    return s->state == SESSION_READY && !s->gated && !s->drain_close;
+    return s->state == SESSION_READY && !s->gated && !s->drain_close && !s->client_gone;
 }
 
 static void client_backpressure(struct session *s)
@@ -361,7 +361,10 @@ void session_on_client_relay(struct session *s, const uint8_t *p, size_t n)
         return;
     }
     if (rc == RELAY_STOP_TERMINATE) {
-        session_end(s, END_CLIENT_TERMINATE, NULL);
+        /* What came before the Terminate goes on as if it had come alone. */
+        if (flush_to_primary(s) == 0) {
+            session_client_gone(s, END_CLIENT_TERMINATE, NULL);
+        }
         return;
     }
     if (rc == RELAY_STOP_ENDED || s->state != SESSION_READY || flush_to_primary(s) < 0) {
@@ -389,7 +392,7 @@ static void gate_check(struct session *s)
     if (rc < 0) {
         protocol_violation(s, rc);
     } else if (rc == RELAY_STOP_TERMINATE) {
-        session_end(s, END_CLIENT_TERMINATE, NULL);
+        session_client_gone(s, END_CLIENT_TERMINATE, NULL);
     } else if (s->state == SESSION_READY && flush_to_primary(s) == 0) {
         struct wbuf rest = s->gate_rest;
         wbuf_init(&s->gate_rest);
@@ -493,12 +496,13 @@ static void backend_lost(struct session *s, struct backend *b, const char *why)
     session_end(s, END_BACKEND_LOST, b->which == DIAL_OLD ? "old database" : "new database");
 }
 
+/* A client that cannot be written to any more is gone: the relay goes on, dropping its
+ * replies, until the work in flight is finished (session_linger.c). */
 static int send_client(struct session *s, const uint8_t *p, size_t n)
 {
     stats_add(&s->worker->stats, STAT_bytes_to_clients, (int64_t)n);
     if (n > 0 && endpoint_send(&s->client, p, n) < 0) {
-        session_end(s, END_CLIENT_EOF, "write to the client failed");
-        return -1;
+        session_client_gone(s, END_CLIENT_EOF, "write to the client failed");
     }
     return 0;
 }
@@ -682,12 +686,19 @@ void session_relay_wake(struct session *s)
 
 void session_relay_after_event(struct session *s)
 {
-    if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror)) {
+    /* pgdual's COMMIT of a wrap waits, like the client's next message, for a client's cancel
+     * still on its way (a late signal of it must not hit the COMMIT); the targets are published
+     * first (see struct cancel_entry). Its delivery wakes the session. */
+    session_publish_cancel_targets(s);
+    if (s->state == SESSION_READY && s->mirror.holding && mirror_wrap_ready(&s->mirror) &&
+        !cancel_client_pending(s->cancel)) {
         finish_wrap(s);
     }
     route_wait_check(s);
     gate_check(s);
     session_track_busy(s);
+    session_publish_cancel_targets(s);
+    session_linger_check(s);
 }
 
 static void read_primary(struct session *s, struct backend *b)
@@ -851,6 +862,7 @@ static void finish_login(struct session *s)
         wbuf_init(&s->client_msg);
         session_on_client_relay(s, early.data, early.len);
         wbuf_free(&early);
+        session_relay_after_event(s);
     }
 }
 
@@ -873,6 +885,7 @@ void session_backend_ready(struct session *s, struct backend *b)
     }
     if (s->cancel) {
         cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));
+        session_publish_cancel_targets(s);
     }
     if (!is_primary(b)) {
         s->mirror.secondary_up = true;
