@@ -14,10 +14,11 @@
 /* What the generic walk found in one string. */
 struct walk {
     const struct classify_options *opt;
-    bool unsafe;  /* something that is not part of a side-effect-free read */
-    bool nondet;  /* see classify_result.nondeterministic */
-    bool inserts; /* see classify_result.inserts */
-    bool locking; /* a locking clause (FOR UPDATE/SHARE...) was seen */
+    bool unsafe;    /* something that is not part of a side-effect-free read */
+    bool nondet;    /* see classify_result.nondeterministic */
+    bool inserts;   /* see classify_result.inserts */
+    bool locking;   /* a locking clause (FOR UPDATE/SHARE...) was seen */
+    bool user_code; /* see classify_result.user_code */
 };
 
 static const char *node_string(const PgQuery__Node *n)
@@ -41,12 +42,15 @@ static void visit_func_call(struct walk *w, const PgQuery__FuncCall *fc)
         name = node_string(fc->funcname[1]);
     }
     if (name == NULL || (fc->n_funcname == 2 && schema == NULL)) {
-        w->unsafe = true;
+        w->unsafe = w->user_code = true;
         return;
     }
     unsigned flags = classify_funcs_flags(schema, name, w->opt);
     if (!(flags & CLASSIFY_FUNCS_READ)) {
         w->unsafe = true;
+    }
+    if (flags == 0) {
+        w->user_code = true; /* not a function pgdual knows: it may run anything */
     }
     if (flags & CLASSIFY_FUNCS_NONDET) {
         w->nondet = true;
@@ -115,6 +119,8 @@ static void visit_message(struct walk *w, const ProtobufCMessage *m)
     } else if (d == &pg_query__update_stmt__descriptor || d == &pg_query__delete_stmt__descriptor ||
                d == &pg_query__into_clause__descriptor) {
         w->unsafe = true; /* DML anywhere (CTE), SELECT INTO */
+    } else if (d == &pg_query__do_stmt__descriptor || d == &pg_query__call_stmt__descriptor) {
+        w->unsafe = w->user_code = true; /* DO / CALL: code of the user's */
     } else if (d == &pg_query__locking_clause__descriptor) {
         w->locking = true; /* FOR UPDATE/SHARE anywhere: not a read, but changes no data */
     } else if (d == &pg_query__common_table_expr__descriptor) {
@@ -310,8 +316,12 @@ static void result_init(struct classify_result *out)
 static void classify_tree(const PgQuery__ParseResult *tree, const struct classify_options *opt,
                           struct classify_result *out)
 {
-    struct walk w = {
-        .opt = opt, .unsafe = false, .nondet = false, .inserts = false, .locking = false};
+    struct walk w = {.opt = opt,
+                     .unsafe = false,
+                     .nondet = false,
+                     .inserts = false,
+                     .locking = false,
+                     .user_code = false};
     bool all_read = true;
     out->dml_only = tree->n_stmts > 0;
     for (size_t i = 0; i < tree->n_stmts; i++) {
@@ -335,6 +345,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     out->inserts = out->inserts || w.inserts;
     out->kind = all_read && !w.unsafe && !w.locking ? CLASSIFY_READ : CLASSIFY_MIRROR;
     out->lock_only_read = all_read && !w.unsafe && w.locking;
+    out->user_code = w.user_code;
 }
 
 int classify_statement(const char *sql, const struct classify_options *opt,
@@ -378,8 +389,8 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->is_copy_from == b->is_copy_from && a->is_copy_to == b->is_copy_to &&
            a->dml_only == b->dml_only && a->session_objects == b->session_objects &&
            a->commits == b->commits && a->inserts == b->inserts &&
-           a->lock_only_read == b->lock_only_read && a->nstatements == b->nstatements &&
-           a->fingerprint == b->fingerprint;
+           a->lock_only_read == b->lock_only_read && a->user_code == b->user_code &&
+           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
 }
 
 /* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */

@@ -81,6 +81,12 @@ struct classify_result {
      * or tags that differ between the backends (a queue pop picking another row) are not a
      * difference in the data. */
     bool lock_only_read;
+    /* Some statement runs code pgdual does not know: DO, CALL, or a call of a function that is
+     * in neither the built-in table nor read_only_functions. Such code may do anything the
+     * parse tree cannot show: draw sequence values, PREPARE / DEALLOCATE / CLOSE / OPEN named
+     * statements and cursors through SPI. (Triggers of a DML statement are not seen: the catalog
+     * would tell.) */
+    bool user_code;
     /* Some statement creates or drops a prepared statement or a portal by name: PREPARE,
      * DEALLOCATE [ALL], DISCARD ALL, DECLARE (a cursor is a portal), CLOSE [ALL]. The names are
      * read with classify_effects (rare, so not cached). */

@@ -145,10 +145,13 @@ static void cmd_set(struct session *s, char **argv, int argc)
 
 static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
 {
-    (void)argv;
-    (void)argc;
+    bool force = argc == 3 && strcasecmp(argv[2], "force") == 0;
+    if (argc != 2 && !force) {
+        admin_error(s, "42601", "syntax: ROLLBACK CUTOVER [FORCE]");
+        return;
+    }
     char err[512];
-    int rc = server_rollback_cutover(s->worker->server, err, sizeof(err));
+    int rc = server_rollback_cutover(s->worker->server, force, err, sizeof(err));
     if (rc < 0) {
         admin_error(s, set_error_code(rc), err);
         return;
@@ -202,10 +205,12 @@ static const struct admin_cmd admin_cmds[] = {
     {{"SET", NULL, NULL},
      cmd_set,
      "SET key = value [FORCE]: change a [cutover] dial, written to state_file before the answer; "
-     "mirror = off while primary = old needs FORCE"},
+     "mirror = off while primary = old, and a primary switch while the secondary is not in_sync, "
+     "need FORCE"},
     {{"ROLLBACK", "CUTOVER", NULL},
      cmd_rollback_cutover,
-     "ROLLBACK CUTOVER: primary = old and read_new_percent = 0, at once"},
+     "ROLLBACK CUTOVER [FORCE]: primary = old and read_new_percent = 0, at once (switching "
+     "back from new while old is not in_sync needs FORCE)"},
     {{"RELOAD", NULL, NULL},
      cmd_reload,
      "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},

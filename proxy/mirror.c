@@ -239,14 +239,23 @@ static void dispatch_unit(struct session *s, struct unit *u)
  * primary (issue 12), the secondary is no longer a copy: count it and leave in_sync. */
 static void note_failed_draw(struct session *s, struct unit *u, const struct replay_failure *f)
 {
+    /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class
+     * 42) drew nothing. */
+    const char *st = u->prim.sqlstate;
+    if (strcmp(st, "25P02") == 0 || strncmp(st, "42", 2) == 0) {
+        return;
+    }
     bool drew = false;
     if (f->type == PqMsg_Query && f->stmt_len > 0) {
         char *stmt = strndup((const char *)u->bytes.data + 5 + f->stmt_offset, f->stmt_len);
         struct classify_result r;
-        drew = !stmt || classify_statement(stmt, NULL, &r) < 0 || r.inserts || r.nondeterministic;
+        drew = !stmt || classify_statement(stmt, NULL, &r) < 0 || r.inserts || r.nondeterministic ||
+               r.user_code;
         free(stmt);
     } else if (f->type == PqMsg_Execute) {
         drew = (u->execute_draws >> (f->execute_index < 63 ? f->execute_index : 63)) & 1;
+    } else if (f->type == PqMsg_FunctionCall) {
+        drew = true; /* a function by OID: pgdual does not know what it does */
     }
     if (!drew) {
         return;
@@ -265,6 +274,11 @@ static bool build_replay(struct session *s, struct unit *u)
 {
     bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
     uint32_t done = outcome_steps_done(&u->prim, simple);
+    if (u->outcome_partial) {
+        server_secondary_diverged(s->worker->server,
+                                  "a failed batch whose first answers were not counted");
+        return false;
+    }
     if (simple && done > 0 && (u->lex_unsafe || session_lexing_settings_unsafe(s))) {
         /* libpg_query's split of the text may not be the server's (a backslash that does not
          * escape under standard_conforming_strings = off): no replay from it. */
@@ -340,6 +354,7 @@ static int prepend_failure(struct unit *u, bool keep_bytes)
         u->replayed = true;
         outcome_init(&u->prim); /* compared as "no step done, then failed" on both */
         u->prim.error = true;
+        u->prim.txn_status = PQ_TXN_FAILED; /* what the secondary is left in, as the primary */
         snprintf(u->prim.sqlstate, sizeof(u->prim.sqlstate), "%s", REPLAY_FAIL_SQLSTATE);
     }
     return 0;
@@ -390,7 +405,11 @@ void mirror_dispatch(struct session *s)
         }
         if (!m->secondary_up || !u->mirrored || !s->dials->d.mirror) {
             if (u->sealed || !m->secondary_up) {
-                if (!m->secondary_up && s->dials->d.mirror) {
+                if (!s->dials->d.mirror && u->mirrored && !u->internal) {
+                    /* mirror = off: the write skips a reachable secondary on purpose. */
+                    server_secondary_diverged(s->worker->server,
+                                              "mirror = off: a write skipped the secondary");
+                } else if (!m->secondary_up) {
                     secondary_missed(s, u);
                 }
                 u->sec = UNIT_SEC_SKIPPED;
@@ -495,7 +514,14 @@ static void compare_unit(struct session *s, struct unit *u)
     if (u->sec != UNIT_SEC_DONE || !u->prim_done) {
         return;
     }
-    enum outcome_diff d = u->replayed ? compare_replayed(u) : outcome_compare(&u->prim, &u->second);
+    enum outcome_diff d;
+    if (u->outcome_partial) {
+        /* The primary's outcome lacks the steps before the unit turned mirrored: only a failure
+         * of the secondary alone can be told. */
+        d = !u->prim.error && u->second.error ? OUTCOME_DIFF_error_mismatch : OUTCOME_DIFF_none;
+    } else {
+        d = u->replayed ? compare_replayed(u) : outcome_compare(&u->prim, &u->second);
+    }
     if (d == OUTCOME_DIFF_none) {
         return;
     }
@@ -508,7 +534,10 @@ static void compare_unit(struct session *s, struct unit *u)
      * queue pop picking another row changes nothing). The state is persisted before the reply
      * is released. */
     bool lock_reads_only = u->writes > 0 && u->lock_reads == u->writes;
-    bool reads_only = u->writes > 0 && u->lock_reads + u->unsure_reads == u->writes;
+    /* Under standard_conforming_strings = off the parse that calls a text a read is not to be
+     * trusted: its rows differing may be a write's. */
+    bool reads_only =
+        u->writes > 0 && u->lock_reads + u->unsure_reads == u->writes && !u->lex_unsafe;
     bool rows_only = d == OUTCOME_DIFF_result_mismatch;
     if (u->mirrored && !lock_reads_only && !(rows_only && (u->nondeterministic || reads_only))) {
         char why[96];
@@ -557,8 +586,10 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     /* PENDING here: a routed read held its dispatch back; it follows when the read ends. */
     bool to_secondary = u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up &&
                                                     u->mirrored && secondary_blocked(s));
-    u->hold_rfq =
-        status == PQ_TXN_IDLE && to_secondary && s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
+    /* A commit the client must not see before the secondary has it: the unit ended outside a
+     * block, or committed inside it (COMMIT AND CHAIN, COMMIT; BEGIN ...). */
+    u->hold_rfq = (status == PQ_TXN_IDLE || u->commits) && to_secondary &&
+                  s->dials->d.commit_wait == COMMIT_WAIT_BOTH;
     if (u->wrapped) {
         m->wrap_prim_done = true;
         m->wrap_commit = !u->prim.error && status == PQ_TXN_BLOCK;

@@ -41,6 +41,9 @@ struct unit {
     /* The primary stopped at an error: the secondary got the steps the primary completed and a
      * statement that fails on purpose (protocol/replay.h), compared as such. */
     bool replayed;
+    uint32_t prim_msgs;    /* messages of the primary's reply to it so far (any class) */
+    bool outcome_partial;  /* turned mirrored after the primary began answering: prim misses
+                              the first steps (see classify_into in session_relay.c) */
     uint8_t sec_rfq_left;  /* ReadyForQuery messages the secondary still owes for this unit */
     uint8_t sec_lead_rfqs; /* ...of which the first answer pgdual's own leading statement (not
                               folded into the secondary's outcome) */

@@ -161,6 +161,20 @@ static bool set_needs_force(const struct config_key *k, const struct dials *cur,
            next->primary == DIAL_OLD;
 }
 
+/* DESIGN §7: while the secondary is out of sync it may lack writes the primary acknowledged, so
+ * it does not become the primary unless the operator insists. True (and err set) to refuse. */
+static bool switch_refused(struct server *srv, char *err, size_t errlen, const char *how)
+{
+    if (server_secondary_in_sync(srv)) {
+        return false;
+    }
+    snprintf(err, errlen,
+             "refusing to switch the primary: secondary_state is %s, so the other side may lack "
+             "writes the current primary acknowledged; reconcile first, or %s",
+             server_secondary_state_name(srv), how);
+    return true;
+}
+
 int server_set_dial(struct server *srv, const char *key, const char *value, bool force, char *err,
                     size_t errlen)
 {
@@ -180,6 +194,10 @@ int server_set_dial(struct server *srv, const char *key, const char *value, bool
                  "and fall behind; use SET mirror = off FORCE if that is intended");
         rc = -EPERM;
     }
+    if (rc == 0 && !force && scratch.dials.primary != srv->dials.primary &&
+        switch_refused(srv, err, errlen, "SET primary = ... FORCE")) {
+        rc = -EPERM;
+    }
     if (rc == 0) {
         rc = server_commit_locked(srv, &scratch.dials, err, errlen);
     }
@@ -187,12 +205,17 @@ int server_set_dial(struct server *srv, const char *key, const char *value, bool
     return rc;
 }
 
-int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
+int server_rollback_cutover(struct server *srv, bool force, char *err, size_t errlen)
 {
     pthread_mutex_lock(&srv->dials_lock);
     struct dials next = srv->dials;
     next.primary = DIAL_OLD;
     next.read_new_percent = 0;
+    if (!force && srv->dials.primary != DIAL_OLD &&
+        switch_refused(srv, err, errlen, "ROLLBACK CUTOVER FORCE")) {
+        pthread_mutex_unlock(&srv->dials_lock);
+        return -EPERM;
+    }
     int rc = server_commit_locked(srv, &next, err, errlen);
     pthread_mutex_unlock(&srv->dials_lock);
     return rc;

@@ -89,8 +89,10 @@ struct dials_snapshot *server_dials_get(struct server *srv);
  * changed). */
 int server_set_dial(struct server *srv, const char *key, const char *value, bool force, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
-/* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one persisted, published change. */
-int server_rollback_cutover(struct server *srv, char *err, size_t errlen)
+/* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one persisted, published change.
+ * When that switches the primary (it is new) while the secondary is not in_sync, -EPERM unless
+ * force (SET primary is guarded the same way). */
+int server_rollback_cutover(struct server *srv, bool force, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* Reload's dial rule: a dial whose value in the file (file_now) differs from the file loaded
  * before wins and is persisted; the others keep their runtime value. Returns how many dials

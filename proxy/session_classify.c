@@ -173,6 +173,15 @@ static void record_effects(struct session *s, struct unit *u, const char *sql, u
     }
 }
 
+/* Code pgdual cannot see into (DO, CALL, an unknown function) may PREPARE, DEALLOCATE, CLOSE or
+ * OPEN named statements and cursors through SPI: nothing known about names survives it. */
+static void forget_after_user_code(struct session *s, struct unit *u, bool user_code)
+{
+    if (user_code) {
+        stmt_track_clear(&s->stmts, u->serial, STMT_SPACE_BOTH, STMT_REPLY_NONE, 0);
+    }
+}
+
 /* ---- one message each ---------------------------------------------------------------------- */
 
 static void on_query(struct session *s, struct unit *u, const char *sql)
@@ -193,6 +202,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
         u->routable = false;
     }
     u->txn_end = u->txn_end || r.txn_control; /* parallel mode never sends these early */
+    u->commits = u->commits || r.commits;
     u->copy_in = u->copy_in || r.is_copy_from;
     u->routable = u->routable && !r.is_copy_from;
     s->listens = s->listens || r.is_listen;
@@ -210,6 +220,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     if (r.session_objects) {
         record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first);
     }
+    forget_after_user_code(s, u, mirrored && r.user_code);
 }
 
 static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
@@ -231,6 +242,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .commits = result_commits(&r),
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
+        .user_code = r.user_code,
         .effects = r.session_objects,
         .lex_unsure = r.nstatements < 0,
         .fingerprint = r.fingerprint,
@@ -285,7 +297,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
         u->writes++;
         u->lock_reads += c && c->lock_only_read;
         u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
-        if (!c || c->inserts || c->nondeterministic) {
+        if (!c || c->inserts || c->nondeterministic || c->user_code) {
             int i = u->executes - 1; /* this Execute's number in the unit */
             u->execute_draws |= 1ull << (i < 63 ? i : 63);
         }
@@ -296,6 +308,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     if (!c || c->effects || c->lex_unsure) {
         record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1);
     }
+    forget_after_user_code(s, u, c && c->user_code);
 }
 
 static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)

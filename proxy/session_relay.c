@@ -223,6 +223,18 @@ static int follow_primary_dial(struct session *s)
 
 /* ---- frontend -> backends ------------------------------------------------------------- */
 
+/* Classify msg into u. A unit that turns mirrored only after the primary has begun to answer
+ * it (a batch that Flushed reads before its first write) has an outcome that misses the steps
+ * before: it cannot be compared step by step nor replayed (mirror.c). */
+static void classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+{
+    bool was_mirrored = u->mirrored;
+    session_classify_message(s, u, msg, len);
+    if (!was_mirrored && u->mirrored && u->prim_msgs > 0) {
+        u->outcome_partial = true;
+    }
+}
+
 /* One whole frontend message (header included) is in s->client_msg. */
 static int frontend_message(struct session *s)
 {
@@ -272,11 +284,11 @@ static int frontend_message(struct session *s)
         if (len < 6 || msg[len - 1] != '\0') {
             return -1;
         }
-        session_classify_message(s, u, msg, len);
+        classify_into(s, u, msg, len);
         return seal_unit(s, u);
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
-        session_classify_message(s, u, msg, len);
+        classify_into(s, u, msg, len);
         return seal_unit(s, u);
     case PqMsg_Sync:
         return seal_unit(s, u);
@@ -284,7 +296,7 @@ static int frontend_message(struct session *s)
         stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
     default:
-        session_classify_message(s, u, msg, len);
+        classify_into(s, u, msg, len);
         return 0;
     }
 }
@@ -422,6 +434,9 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     backend_msg_begin(b, type);
     struct unit *u =
         is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
+    if (u && is_primary(b)) {
+        u->prim_msgs++; /* see classify_into */
+    }
     /* The secondary's answer to pgdual's own leading statement is not the unit's. */
     b->cur_unit = u && u->mirrored && (is_primary(b) || u->sec_lead_rfqs == 0) ? u : NULL;
     if (b->cur_unit) {

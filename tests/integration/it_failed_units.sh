@@ -94,8 +94,33 @@ assert_contains "$(cat "$IT_TMP/pipe.out")" "division by zero" "the pipelined ba
 assert_eq "1,2,3,4,7,9,10" "$(ids_on old)" "old kept the committed Execute, not the failed tail"
 assert_eq "1,2,3,4,7,9,10" "$(ids_on new)" "new too"
 
+# --- several statements rejected in a transaction a failed read aborted (review finding 9) -----
+client -c "BEGIN" -c "INSERT INTO t VALUES (12)" -c "SELECT 1 / 0" -c "INSERT INTO t VALUES (13)" \
+    -c "INSERT INTO t VALUES (14)" -c "ROLLBACK"
+assert_eq "1,2,3,4,7,9,10" "$(ids_on new)" "rejected INSERTs in an aborted transaction: nothing on new"
+
+# --- COMMIT AND CHAIN is answered only once new has committed (review finding 7) ----------------
+# A deferred trigger on new alone makes new's commit slow; the answer must wait for it.
+psql_new "$DB" -q <<'SQL'
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END$$;
+CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION slow_commit();
+SQL
+it_session_open chain "$DB"
+it_session_send chain "BEGIN;"
+it_session_send chain "INSERT INTO t VALUES (15);"
+it_session_send chain "COMMIT AND CHAIN;"
+it_session_wait chain COMMIT 1 20 || it_failed "COMMIT AND CHAIN was not answered"
+assert_eq "1" "$(psql_new "$DB" -tA -c "SELECT count(*) FROM t WHERE id = 15")" \
+    "when COMMIT AND CHAIN is answered, new has committed the row"
+it_session_send chain "COMMIT;"
+it_session_close chain
+psql_new "$DB" -q -c "DROP TRIGGER slow ON t" -c "DROP FUNCTION slow_commit()"
+
 assert_eq "in_sync" "$(it_status secondary_state)" "none of these took new out of sync"
 assert_eq "0" "$(it_status divergences_total)" "and none was a divergence"
+same_table t "after the transactions above"
 
 # --- item 12a: a COMMIT in the middle of a Query waits for new ------------------------------------
 # new holds row 1 locked (directly), so the client's first UPDATE of it is pending there. The
@@ -174,4 +199,33 @@ assert_delta nondeterministic_writes_total -eq 1 "the rejected INSERT is counted
 assert_eq "diverged" "$(it_status secondary_state)" "and takes new out of in_sync"
 assert_eq "$(psql_old "$DB" -tA -c "SELECT last_value FROM s_id_seq")|$(psql_new "$DB" -tA -c "SELECT last_value FROM s_id_seq")" \
     "2|1" "(the sequences did drift: old drew 2, new did not)"
+it_proxy_stop
+
+# --- a rejected call of a user function may have drawn values (review finding 5) ---------------
+rm -f "$IT_TMP/pgdual.state"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+psql_proxy "$DB" -q -c "CREATE TABLE audit (id serial PRIMARY KEY, note text)" \
+    -c "CREATE FUNCTION audit_then_fail() RETURNS int LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO audit (note) VALUES ('x'); RETURN 1 / 0; END\$\$"
+assert_fails "the function fails" -- psql_proxy "$DB" -c "SELECT audit_then_fail()"
+assert_eq "diverged" "$(it_status secondary_state)" "a failed user function takes new out of in_sync"
+it_proxy_stop
+
+# --- mirror = off skips the secondary: out of sync; a primary switch then needs FORCE (finding 6) -
+rm -f "$IT_TMP/pgdual.state"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+psql_admin "SET mirror = off FORCE" >/dev/null
+psql_proxy "$DB" -q -c "INSERT INTO t VALUES (500)"
+psql_admin "SET mirror = on" >/dev/null
+assert_eq "0" "$(psql_new "$DB" -tA -c "SELECT count(*) FROM t WHERE id = 500")" "(the write skipped new)"
+assert_eq "diverged" "$(it_status secondary_state)" "a write skipped under mirror = off takes new out of in_sync"
+assert_fails "SET primary = new is refused while new is not in_sync" -- psql_admin "SET primary = new"
+assert_contains "$IT_LAST_OUT" "secondary_state is diverged" "the refusal says why"
+assert_eq "old" "$(it_status primary)" "the primary did not change"
+assert_ok "SET primary = new FORCE switches anyway" -- psql_admin "SET primary = new FORCE"
+assert_fails "ROLLBACK CUTOVER back to an out-of-sync old is refused" -- psql_admin "ROLLBACK CUTOVER"
+assert_ok "ROLLBACK CUTOVER FORCE" -- psql_admin "ROLLBACK CUTOVER FORCE"
+assert_eq "old" "$(it_status primary)" "rolled back"
+assert_ok "ROLLBACK CUTOVER with old already primary needs no FORCE" -- psql_admin "ROLLBACK CUTOVER"
 it_proxy_stop

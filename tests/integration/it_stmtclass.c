@@ -249,8 +249,14 @@ static void case_scs_off(int fd)
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
     CHECK_ROWS(100, 0);
-    it_case("...and no read is routed to new meanwhile");
-    check_marker(fd, "old");
+    it_case("...and no read is routed to new meanwhile (a mirrored read, equal on both sides)");
+    char before[32], after[32];
+    REQUIRE(proxy_admin_status(&g_px, "reads_served_new", before, sizeof before) == 0);
+    add_query(&m, "SELECT count(*) FROM t WHERE id >= 100");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.first_value, "1");
+    REQUIRE(proxy_admin_status(&g_px, "reads_served_new", after, sizeof after) == 0);
+    CHECK_STR(after, before);
 
     it_case("SET ... = on: reads route again");
     add_query(&m, "SET standard_conforming_strings = on");
@@ -268,6 +274,100 @@ static void case_scs_off(int fd)
     check_marker(fd, "new");
 }
 
+static void add_flush(struct msg *m)
+{
+    msg_begin(m, 'H');
+    msg_end(m);
+}
+
+/* Read replies up to and including the first message of type stop (no ReadyForQuery). */
+static bool read_until(int fd, char stop)
+{
+    for (int i = 0; i < 32; i++) {
+        char t = 0;
+        uint32_t len = 0;
+        static uint8_t p[65536];
+        if (raw_read_msg(fd, &t, p, sizeof p, &len, 10000) != 1) {
+            return false;
+        }
+        if (t == stop) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void case_user_code_redefines(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("Parse s3 = SELECT 1; a DO block DEALLOCATEs and PREPAREs s3 AS INSERT; Execute s3");
+    add_parse(&m, "s3", "SELECT 1");
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    add_query(&m, "DO $$BEGIN EXECUTE 'DEALLOCATE s3'; "
+                  "EXECUTE 'PREPARE s3 AS INSERT INTO t VALUES (3003, ''d'')'; END$$");
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "");
+    add_bind(&m, "s3");
+    add_execute(&m);
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.types, "2CZ");
+    CHECK_ROWS(3003, 1);
+}
+
+/* A batch that Flushed a read's answers, then wrote: the primary's outcome misses the first
+ * steps; no false divergence when all goes well. */
+static void case_flush_then_write(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("P/B/E SELECT 1, Flush (answered), then P/B/E INSERT, Sync: no false divergence");
+    add_parse(&m, "", "SELECT 1");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_flush(&m);
+    REQUIRE(raw_send_all(fd, m.b, m.n));
+    m.n = 0;
+    REQUIRE(read_until(fd, 'C'));
+    add_parse(&m, "", "INSERT INTO t VALUES (4004, 'e')");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "");
+    CHECK_ROWS(4004, 1);
+}
+
+/* The same shape failing after a nextval: the replay cannot count the primary's first steps, so
+ * new leaves in_sync rather than replay the wrong prefix. */
+static void case_flush_then_fail(int fd)
+{
+    struct msg m = {.n = 0};
+    struct reply r;
+    it_case("P/B/E SELECT 1, Flush, then nextval and a failing statement: new is diverged");
+    add_parse(&m, "", "SELECT 1");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_flush(&m);
+    REQUIRE(raw_send_all(fd, m.b, m.n));
+    m.n = 0;
+    REQUIRE(read_until(fd, 'C'));
+    add_parse(&m, "", "SELECT nextval('sq')");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_parse(&m, "", "SELECT 1/0");
+    add_bind(&m, "");
+    add_execute(&m);
+    add_sync(&m);
+    REQUIRE(roundtrip(fd, &m, 1, &r));
+    CHECK_STR(r.sqlstate, "22012");
+    char state[32];
+    REQUIRE(proxy_admin_status(&g_px, "secondary_state", state, sizeof state) == 0);
+    CHECK_STR(state, "diverged");
+}
+
 int main(void)
 {
     it_init("it_stmtclass", 120);
@@ -281,6 +381,7 @@ int main(void)
     for (int i = 0; i < 2; i++) {
         REQUIRE(proxy_exec_direct(&g_px, i == 0 ? IT_OLD : IT_NEW,
                                   "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                                  "CREATE SEQUENCE sq;"
                                   "INSERT INTO t VALUES (100, 'x'), (101, 'y')") == 0);
     }
     int fd = raw_session(&g_px);
@@ -289,10 +390,13 @@ int main(void)
     case_sql_redefine(fd);
     case_query_in_batch(fd);
     case_scs_off(fd);
-    close(fd);
+    case_user_code_redefines(fd);
+    case_flush_then_write(fd);
     char state[32];
     if (proxy_admin_status(&g_px, "secondary_state", state, sizeof state) == 0) {
         CHECK_STR(state, "in_sync");
     }
+    case_flush_then_fail(fd); /* last: it takes new out of in_sync */
+    close(fd);
     return it_finish();
 }

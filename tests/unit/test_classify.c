@@ -420,6 +420,33 @@ static void test_lock_only_read(void **state)
     }
 }
 
+/* user_code: DO, CALL, and functions pgdual does not know; not built-ins like nextval. */
+static void test_user_code(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        bool user_code;
+    } cases[] = {
+        {"DO $$BEGIN EXECUTE 'DEALLOCATE s1'; END$$", true},
+        {"CALL p(1)", true},
+        {"SELECT my_func()", true},
+        {"SELECT s.f(1)", true},
+        {"INSERT INTO t VALUES (my_func())", true},
+        {"SELECT nextval('s')", false},
+        {"SELECT lower('A'), now()", false},
+        {"INSERT INTO t VALUES (1)", false},
+        {"UPDATE t SET v = v + 1", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct classify_result r;
+        assert_int_equal(classify_statement(cases[i].sql, NULL, &r), 0);
+        if (r.user_code != cases[i].user_code) {
+            fail_msg("%s: user_code %d", cases[i].sql, r.user_code);
+        }
+    }
+}
+
 /* classify_effects: names and kinds of what PREPARE / DEALLOCATE / DISCARD / DECLARE / CLOSE
  * do, by statement index. */
 static void test_effects(void **state)
@@ -487,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_commits_and_inserts),
         cmocka_unit_test(test_lock_only_read),
+        cmocka_unit_test(test_user_code),
         cmocka_unit_test(test_effects),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
