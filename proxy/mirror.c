@@ -363,6 +363,7 @@ static void compare_unit(struct session *s, struct unit *u)
         return;
     }
     enum outcome_diff d = outcome_compare(&u->prim, &u->second);
+    divergence_note_partial(s, &u->prim, &u->second);
     if (d == OUTCOME_DIFF_none) {
         return;
     }
