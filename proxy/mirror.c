@@ -156,6 +156,27 @@ bool mirror_wrap_ready(const struct mirror *m)
     return m->wrap_open && m->wrap_prim_done && !m->wrap_finishing && !mirror_secondary_behind(m);
 }
 
+void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len)
+{
+    size_t whole = (size_t)len + 5;
+    switch (type) {
+    case PqMsg_CommandComplete:
+    case PqMsg_EmptyQueryResponse:
+        m->wrap_tail = whole; /* a later statement's completion: the earlier one may go */
+        return;
+    case PqMsg_ReadyForQuery:
+    case PqMsg_NoticeResponse:
+    case PqMsg_ParameterStatus:
+    case PqMsg_NotificationResponse:
+        /* The ReadyForQuery is always kept (its status changes); the others stay with it. */
+        m->wrap_tail += type == PqMsg_ReadyForQuery || m->wrap_tail > 0 ? whole : 0;
+        return;
+    default:
+        m->wrap_tail = 0; /* more output follows: what came before was not the end */
+        return;
+    }
+}
+
 struct unit *mirror_primary_unit(const struct mirror *m)
 {
     struct unit *u = m->head;

@@ -93,11 +93,17 @@ struct mirror {
      * primary, and the held reply is released with ReadyForQuery status 'I'. The client's next
      * message waits meanwhile (the session's gate). A client COMMIT waits likewise until the
      * secondary has applied every earlier unit. */
-    bool wrap_open;            /* a wrapped unit's transaction is open on the primary */
-    bool wrap_prim_done;       /* ...and the primary has answered the unit */
-    bool wrap_commit;          /* ...successfully: end it with COMMIT, else ROLLBACK */
-    bool wrap_finishing;       /* the COMMIT/ROLLBACK has been sent */
-    struct wbuf wrap_error;    /* the primary's ErrorResponse to pgdual's own statement, if any */
+    bool wrap_open;         /* a wrapped unit's transaction is open on the primary */
+    bool wrap_prim_done;    /* ...and the primary has answered the unit */
+    bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
+    bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
+    struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
+    /* A wrapped reply longer than MIRROR_HOLD_MAX streams, except its tail: the last
+     * CommandComplete and what follows it up to ReadyForQuery. If pgdual's COMMIT then fails,
+     * the tail is replaced by the error, as PostgreSQL itself reports an error at an implicit
+     * commit instead of the CommandComplete: the client never sees a write complete that did
+     * not commit. */
+    size_t wrap_tail;          /* bytes of the tail's messages (counted whole from their header) */
     uint64_t wrap_fingerprint; /* the wrapped statement, for the divergence log */
     char *wrap_sql;            /* owned */
 };
@@ -135,6 +141,9 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
                                   struct wbuf *out);
 /* True while a unit other than the building one is unfinished on the primary or the secondary. */
 bool mirror_secondary_behind(const struct mirror *m);
+/* A message of type with body length len begins in the primary's reply to the wrapped unit:
+ * keep wrap_tail up to date. */
+void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
 /* The session is closing. A wrapped write whose reply the client never got is rolled back on

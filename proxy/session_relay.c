@@ -418,6 +418,7 @@ static int seal_unit(struct session *s, struct unit *u)
         m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
         m->wrap_fingerprint = u->fingerprint;
         m->wrap_prim_done = m->wrap_finishing = false;
+        m->wrap_tail = 0;
         wbuf_reset(&m->wrap_error);
     }
     stop_deferring(s, u);
@@ -667,13 +668,15 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
 {
     struct backend *b = ctx;
     struct session *s = b->session;
-    (void)len;
     backend_msg_begin(b, type);
     struct unit *u =
         is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
     b->cur_unit = u && u->mirrored ? u : NULL;
     if (b->cur_unit) {
         outcome_begin(&b->rd, type);
+    }
+    if (u && u->wrapped && is_primary(b)) {
+        mirror_wrap_tail_note(&s->mirror, type, len);
     }
     return 0;
 }
@@ -688,6 +691,24 @@ static int backend_body(void *ctx, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* pgdual's COMMIT failed: its ErrorResponse replaces the wrapped reply's end. One cut to its
+ * complete fields (backend_msg_end) may have lost its message text: say so in its place. */
+static void keep_wrap_error(struct session *s, const struct backend *b)
+{
+    struct wbuf *e = &s->mirror.wrap_error;
+    struct wire_error_fields f;
+    bool no_text = b->msg_cut && (wire_parse_error(b->msg.data, b->msg.len, &f) != 0 || !f.message);
+    wbuf_reset(e);
+    size_t at = wbuf_begin_msg(e, PqMsg_ErrorResponse);
+    wbuf_put_bytes(e, b->msg.data, b->msg.len - (no_text ? 1 : 0));
+    if (no_text) {
+        wbuf_put_u8(e, 'M');
+        wbuf_put_cstr(e, "(pgdual: the error message was too long to pass on)");
+        wbuf_put_u8(e, 0);
+    }
+    wbuf_end_msg(e, at);
+}
+
 static int backend_end(void *ctx)
 {
     struct backend *b = ctx;
@@ -700,11 +721,7 @@ static int backend_end(void *ctx)
     if (seen == PqMsg_ErrorResponse) {
         struct unit *u = is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
         if (u && u->wrap_end) { /* pgdual's COMMIT failed: the client must hear of it */
-            struct wbuf *e = &s->mirror.wrap_error;
-            wbuf_reset(e);
-            size_t at = wbuf_begin_msg(e, PqMsg_ErrorResponse);
-            wbuf_put_bytes(e, b->msg.data, b->msg.len);
-            wbuf_end_msg(e, at);
+            keep_wrap_error(s, b);
         }
         return 0;
     }
@@ -759,7 +776,9 @@ static int flush_held(struct session *s)
 }
 
 /* pgdual's COMMIT/ROLLBACK ended the wrap: the held reply goes with the status the client
- * expects ('I': for it the write was autocommit), or pgdual's COMMIT's error replaces it. */
+ * expects ('I': for it the write was autocommit), or pgdual's COMMIT's error replaces its tail
+ * (the last CommandComplete up to ReadyForQuery): rows, then the error, as PostgreSQL answers
+ * when an autocommit statement fails at its commit. */
 static int release_wrap(struct session *s)
 {
     struct mirror *m = &s->mirror;
@@ -773,7 +792,7 @@ static int release_wrap(struct session *s)
                                      .fingerprint = m->wrap_fingerprint,
                                      .sql = m->wrap_sql};
         divergence_record(s, &e);
-        wbuf_reset(h);
+        h->len -= m->wrap_tail < h->len ? m->wrap_tail : h->len; /* see wrap_tail */
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);
         wbuf_reset(&m->wrap_error);
@@ -781,6 +800,29 @@ static int release_wrap(struct session *s)
         h->data[h->len - 1] = PQ_TXN_IDLE;
     }
     return flush_held(s);
+}
+
+/* A wrapped reply grew past MIRROR_HOLD_MAX: send what is held except its tail (see wrap_tail
+ * in struct mirror), which waits for pgdual's COMMIT. The tail's last message may still be
+ * arriving, and a header not complete yet may begin one. */
+static int stream_wrapped(struct session *s, const struct backend *b)
+{
+    struct mirror *m = &s->mirror;
+    const struct wire_scanner *sc = &b->scan;
+    size_t keep = sc->in_body ? 0 : sc->hdr_have;
+    if (m->wrap_tail > 0) {
+        keep += m->wrap_tail - (sc->in_body ? sc->body_left : 0);
+    }
+    if (keep >= m->held.len) {
+        return 0;
+    }
+    size_t n = m->held.len - keep;
+    if (send_client(s, m->held.data, n) < 0) {
+        return -1;
+    }
+    memmove(m->held.data, m->held.data + n, keep);
+    m->held.len = keep;
+    return 0;
 }
 
 /* Relay primary bytes to the client, one unit's reply (up to its ReadyForQuery) at a time:
@@ -822,11 +864,16 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
                 return -1;
             }
+        } else if (u->wrapped) {
+            wbuf_put_bytes(&m->held, p, used);
+            if (m->held.len > MIRROR_HOLD_MAX && stream_wrapped(s, b) < 0) {
+                return -1;
+            }
         } else if (m->held.len + used <= MIRROR_HOLD_MAX) {
             wbuf_put_bytes(&m->held, p, used);
         } else {
             /* Too big to hold: stream it, but keep a final ReadyForQuery's status byte, which
-             * must still wait (and, for a wrap, change). */
+             * must still wait. */
             size_t keep = rc == RELAY_STOP_HOLD ? 1 : 0;
             if (flush_held(s) < 0 || send_client(s, p, used - keep) < 0) {
                 return -1;
