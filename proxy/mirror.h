@@ -29,12 +29,19 @@ enum unit_sec {
 
 struct unit {
     struct unit *next;
-    bool sealed;        /* its last message (Query, Sync, FunctionCall) has been received */
-    bool mirrored;      /* a write or session-state change: the secondary must get it */
-    bool txn_end;       /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
-    bool copy_in;       /* COPY FROM STDIN: its data streams to the secondary */
-    bool copy_end_held; /* the client's CopyDone/CopyFail, held until the primary decides */
-    bool copy_failed;   /* the client sent CopyFail */
+    bool sealed;           /* its last message (Query, Sync, FunctionCall) has been received */
+    bool mirrored;         /* a write or session-state change: the secondary must get it */
+    bool txn_end;          /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
+    bool copy_in;          /* COPY FROM STDIN: its data streams to the secondary */
+    bool copy_end_held;    /* the client's CopyDone/CopyFail, held until the primary decides */
+    bool copy_failed;      /* the client sent CopyFail */
+    bool copy_ext;         /* the COPY came through Execute: its copy data ends with a Sync */
+    bool copy_sync_held;   /* ...the client's Sync after CopyDone/CopyFail, held with it */
+    bool copy_started;     /* the primary sent CopyInResponse: the rest of the reply may wait */
+    bool sec_copy_started; /* the secondary sent CopyInResponse */
+    bool copy_end_sent;    /* the held end (and Sync) went to the secondary */
+    bool copy_fail_forced; /* ...as pgdual's CopyFail, the primary having failed: the
+                              secondary's error is then pgdual's doing, not comparable */
     bool nondeterministic;
     bool prim_done;
     bool hold_rfq; /* the primary's ReadyForQuery waits for the secondary (commit_wait) */
@@ -76,6 +83,8 @@ struct mirror {
     int in_flight;         /* units the secondary has not finished (lag bound) */
     bool secondary_up;
     int busy;             /* depth of mirror calls in progress (see mirror_leave) */
+    int sec_rfq_extra;    /* ReadyForQuery messages the secondary owes an extended COPY it
+                             refused at its start (one for its first Sync, one for the last) */
     bool release_pending; /* a held reply may go once the outermost call returns */
     uint8_t prim_status;  /* the primary's transaction status after its last completed unit */
     /* commit_wait = both: a mirrored unit's reply from the primary is held (up to
@@ -135,6 +144,12 @@ void mirror_secondary_done(struct session *s);
 void mirror_dispatch(struct session *s);
 /* Client COPY data for the copy unit: stream it to the secondary if the unit is already there. */
 void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len);
+/* A Sync from the client: true if it closes an extended COPY still running on the primary (it
+ * then belongs to that unit and is held with the COPY's end for the secondary), false if it is
+ * an ordinary Sync. */
+bool mirror_copy_sync(struct session *s);
+/* A CopyInResponse began on the primary (primary true) or the secondary for its current unit. */
+void mirror_copy_started(struct session *s, bool primary);
 /* A unit of pgdual's own (reply swallowed, never mirrored) running sql on the primary, queued
  * before `before` (NULL: at the tail). Its Query message is appended to out. NULL on failure. */
 struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,

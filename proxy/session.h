@@ -61,6 +61,7 @@ struct stmt_class {
     bool nondeterministic;
     bool dml_only;    /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
     bool commits;     /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
+    bool copy_from;   /* COPY ... FROM STDIN: its Execute starts a copy-in */
     uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
     uint32_t made_in; /* serial of the unit that defined it */
     uint64_t fingerprint;

@@ -29,6 +29,7 @@
 #define RELAY_STOP_WRAP_END     4
 #define RELAY_STOP_GATE         5
 #define RELAY_STOP_ENDED        6
+#define RELAY_STOP_COPY_IN      7
 
 /* ---- statement and portal classes ------------------------------------------------------ */
 
@@ -74,6 +75,7 @@ static int map_put(struct stmt_map *m, const char *name, const struct stmt_class
     e->nondeterministic = c->nondeterministic;
     e->dml_only = c->dml_only;
     e->commits = c->commits;
+    e->copy_from = c->copy_from;
     e->fingerprint = c->fingerprint;
     e->sql = sql ? strndup(sql, 4096) : NULL;
     return 0;
@@ -177,6 +179,7 @@ static void relay_classify(struct session *s, const char *sql, struct stmt_class
     c->nondeterministic = r.nondeterministic;
     c->dml_only = r.dml_only;
     c->commits = result_commits(&r);
+    c->copy_from = r.is_copy_from;
     c->fingerprint = r.fingerprint;
 }
 
@@ -245,6 +248,12 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     stats_add(&s->worker->stats, STAT_statements_total, 1);
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     unit_uses(u, c);
+    if (c && c->copy_from) {
+        /* Extended COPY FROM STDIN: the primary answers the Sync that follows only after the
+         * copy data, its end and the client's next Sync (it ignores a Sync while copying). */
+        u->copy_in = u->copy_ext = true;
+        u->routable = false;
+    }
     if (c && !c->mirrored) {
         u->reads++;
         u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;
@@ -459,6 +468,35 @@ static int follow_primary_dial(struct session *s)
 
 /* ---- frontend -> backends ------------------------------------------------------------- */
 
+/* Raises the refusal of a Query holding COPY FROM STDIN among other statements. */
+#define COPY_BATCH_REFUSAL                                                                  \
+    "DO $pgdual$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = 'pgdual: COPY "    \
+    "FROM STDIN must be the only statement of its query', HINT = 'Send each COPY ... FROM " \
+    "STDIN as a query of its own.'; END$pgdual$"
+
+/* The Query in s->client_msg holds COPY FROM STDIN and more statements: the secondary cannot be
+ * given exactly what the primary executes (the data of each COPY would have to wait for the
+ * primary's verdict on the one before), so none of it runs. It is replaced, in s->client_msg,
+ * by pgdual's own statement that fails with 0A000 on the primary alone: the error reaches the
+ * client in order, and inside a transaction block fails it as any error would (the secondary
+ * follows the primary's transaction fate). 1 = refused, 0 = not, -1 = no memory. */
+static int refuse_copy_batch(struct session *s)
+{
+    const struct wbuf *q = &s->client_msg;
+    if (q->len < 6 || q->data[q->len - 1] != '\0') {
+        return 0;
+    }
+    struct classify_result r;
+    classify_or_mirror(s, (const char *)q->data + 5, &r);
+    if (!r.is_copy_from || r.nstatements < 2) {
+        return 0;
+    }
+    SLOG_INFO(s, "refused a query holding COPY FROM STDIN among other statements");
+    wbuf_reset(&s->client_msg);
+    wire_put_query(&s->client_msg, COPY_BATCH_REFUSAL);
+    return s->client_msg.failed ? -1 : 1;
+}
+
 /* One whole frontend message (header included) is in s->client_msg. */
 static int frontend_message(struct session *s)
 {
@@ -470,8 +508,20 @@ static int frontend_message(struct session *s)
         forward(s, msg, len);
         return 0;
     }
+    if (type == PqMsg_Sync && mirror_copy_sync(s)) {
+        forward(s, msg, len); /* closes an extended COPY: held for the secondary with its end */
+        return 0;
+    }
     if (must_gate(s, msg, len)) {
-        return RELAY_STOP_GATE;
+        return RELAY_STOP_GATE; /* gate_check runs this again on the same message */
+    }
+    int refused = type == PqMsg_Query ? refuse_copy_batch(s) : 0;
+    if (refused < 0) {
+        return -1;
+    }
+    if (refused) {
+        msg = s->client_msg.data;
+        len = s->client_msg.len;
     }
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
@@ -511,6 +561,10 @@ static int frontend_message(struct session *s)
             return -1;
         }
         on_query(s, u, (const char *)msg + 5);
+        if (refused) { /* pgdual's own statement, for the primary alone */
+            u->mirrored = u->routable = u->copy_in = u->nondeterministic = false;
+            u->writes = 0;
+        }
         return seal_unit(s, u);
     case PqMsg_Parse:
         on_parse(s, u, &rd);
@@ -678,6 +732,11 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     if (u && u->wrapped && is_primary(b)) {
         mirror_wrap_tail_note(&s->mirror, type, len);
     }
+    if (type == PqMsg_CopyInResponse) {
+        mirror_copy_started(s, is_primary(b));
+        /* The relay decides again after it whether the rest of the reply is held. */
+        return is_primary(b) ? RELAY_STOP_COPY_IN : 0;
+    }
     return 0;
 }
 
@@ -844,11 +903,13 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         }
         struct unit *u = mirror_primary_unit(m);
         bool internal = u && u->internal;
-        /* Not a COPY (the client must see CopyInResponse) nor an unsealed batch (a client
-         * waiting after Flush must see its results). */
-        bool hold = u && !internal &&
-                    (u->wrapped || (u->mirrored && u->sealed && !u->copy_in && m->secondary_up &&
-                                    s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
+        /* Not a COPY's CopyInResponse (the client must see it to send the data; what follows it
+         * waits like any reply) nor an unsealed batch (a client waiting after Flush must see its
+         * results). */
+        bool hold =
+            u && !internal &&
+            (u->wrapped || (u->mirrored && u->sealed && (!u->copy_in || u->copy_started) &&
+                            m->secondary_up && s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
         size_t used = 0;
         int rc = wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used);
         if (rc < 0) {

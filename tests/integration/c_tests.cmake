@@ -12,7 +12,7 @@ else()
   set(PGDUAL_C_IT_BIN ${CMAKE_BINARY_DIR}/pgdual)
 endif()
 
-set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback portal wrap)
+set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback portal wrap copy)
 foreach(name IN LISTS PGDUAL_C_ITESTS)
   add_executable(it_${name} ${CMAKE_CURRENT_LIST_DIR}/it_${name}.c)
   target_link_libraries(it_${name} PRIVATE pgdual_it pgdual_warnings PkgConfig::PQ)
