@@ -901,8 +901,9 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             n -= taken;
             continue;
         }
-        struct unit *u = mirror_primary_unit(m);
+        struct unit *u = mirror_primary_unit(m); /* may be freed while the reply is scanned */
         bool internal = u && u->internal;
+        bool wrapped = u && u->wrapped;
         /* Not a COPY's CopyInResponse (the client must see it to send the data; what follows it
          * waits like any reply) nor an unsealed batch (a client waiting after Flush must see its
          * results). */
@@ -925,7 +926,7 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
                 return -1;
             }
-        } else if (u->wrapped) {
+        } else if (wrapped) {
             wbuf_put_bytes(&m->held, p, used);
             if (m->held.len > MIRROR_HOLD_MAX && stream_wrapped(s, b) < 0) {
                 return -1;
