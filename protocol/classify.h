@@ -149,6 +149,7 @@ char *classify_normalize(const char *sql);
 /* Flags of a function name as far as classification is concerned. */
 #define CLASSIFY_FUNCS_READ   0x1u /* side-effect free: may appear in a routed read */
 #define CLASSIFY_FUNCS_NONDET 0x2u /* result differs between calls/backends */
+#define CLASSIFY_FUNCS_KNOWN  0x4u /* built in, not a read, but not code of the user's */
 
 /* Flags for a call of schema.name (schema NULL when unqualified). The built-in table applies to
  * unqualified and pg_catalog-qualified calls; opt's list as described at classify_options.

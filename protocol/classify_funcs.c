@@ -8,6 +8,7 @@
 #define R  CLASSIFY_FUNCS_READ
 #define N  CLASSIFY_FUNCS_NONDET
 #define RN (CLASSIFY_FUNCS_READ | CLASSIFY_FUNCS_NONDET)
+#define K  CLASSIFY_FUNCS_KNOWN
 
 struct func_entry {
     const char *name;
@@ -18,11 +19,14 @@ struct func_entry {
  * RN: also side-effect free but the value differs between calls or between the two backends
  * (clock, randomness, physical sizes, server version; age(x) reads the current date).
  * N: nondeterministic and NOT a read (sequence state).
- * Deliberately absent, so that a call mirrors: setval, pg_advisory_*, pg_try_advisory_*,
- * set_config, pg_notify, lo_*, dblink*, pg_terminate_backend, pg_cancel_backend, pg_sleep*,
- * txid_current, pg_current_xact_id, inet_{client,server}_addr (differ per backend connection),
- * and every function not listed. Names that the grammar turns into other nodes (coalesce,
- * greatest, least, current_user, ...) are listed anyway: harmless, and robust to grammar
+ * K: built in, NOT a read (so a call mirrors), and not code of the user's: it neither draws
+ * sequence values nor touches named statements (classify_result.user_code stays false):
+ * pg_advisory_*, pg_try_advisory_*, pg_notify, pg_sleep*, set_config, txid_current,
+ * pg_current_xact_id.
+ * Deliberately absent, so that a call mirrors and counts as user code: setval, lo_*, dblink*,
+ * pg_terminate_backend, pg_cancel_backend, inet_{client,server}_addr (differ per backend
+ * connection), and every function not listed. Names that the grammar turns into other nodes
+ * (coalesce, greatest, least, current_user, ...) are listed anyway: harmless, and robust to grammar
  * changes. SQL syntax that becomes pg_catalog calls is covered (extract, substring, position,
  * overlay, trim -> btrim/ltrim/rtrim, AT TIME ZONE -> timezone, IS NORMALIZED, SIMILAR TO,
  * OVERLAPS, COLLATION FOR). */
@@ -210,8 +214,16 @@ static const struct func_entry builtin[] = {
     {"percent_rank", R},
     {"percentile_cont", R},
     {"percentile_disc", R},
+    {"pg_advisory_lock", K},
+    {"pg_advisory_lock_shared", K},
+    {"pg_advisory_unlock", K},
+    {"pg_advisory_unlock_all", K},
+    {"pg_advisory_unlock_shared", K},
+    {"pg_advisory_xact_lock", K},
+    {"pg_advisory_xact_lock_shared", K},
     {"pg_collation_for", R},
     {"pg_column_size", R},
+    {"pg_current_xact_id", K},
     {"pg_database_size", RN},
     {"pg_get_constraintdef", R},
     {"pg_get_expr", R},
@@ -223,12 +235,20 @@ static const struct func_entry builtin[] = {
     {"pg_get_viewdef", R},
     {"pg_has_role", R},
     {"pg_indexes_size", RN},
+    {"pg_notify", K},
     {"pg_relation_size", RN},
     {"pg_size_bytes", R},
     {"pg_size_pretty", R},
+    {"pg_sleep", K},
+    {"pg_sleep_for", K},
+    {"pg_sleep_until", K},
     {"pg_table_is_visible", R},
     {"pg_table_size", RN},
     {"pg_total_relation_size", RN},
+    {"pg_try_advisory_lock", K},
+    {"pg_try_advisory_lock_shared", K},
+    {"pg_try_advisory_xact_lock", K},
+    {"pg_try_advisory_xact_lock_shared", K},
     {"pg_typeof", R},
     {"phraseto_tsquery", R},
     {"pi", R},
@@ -270,6 +290,7 @@ static const struct func_entry builtin[] = {
     {"rtrim", R},
     {"scale", R},
     {"session_user", R},
+    {"set_config", K},
     {"sha224", R},
     {"sha256", R},
     {"sha384", R},
@@ -311,6 +332,7 @@ static const struct func_entry builtin[] = {
     {"ts_headline", R},
     {"ts_rank", R},
     {"ts_rank_cd", R},
+    {"txid_current", K},
     {"unnest", R},
     {"upper", R},
     {"uuid_generate_v1", RN},

@@ -28,7 +28,14 @@ struct outcome {
     uint32_t acks;
     uint32_t commands_at_error, acks_at_error;
     uint64_t tags_hash_at_error; /* tags_hash as it stood at the first ErrorResponse */
+    uint8_t unknown; /* OUTCOME_UNKNOWN_* bits: parts a message too long to read whole hid */
 };
+
+/* A message longer than OUTCOME_CAPTURE_MAX is never read in part as if it were whole: what it
+ * would have told is marked unknown, and the comparison leaves that part out. */
+#define OUTCOME_UNKNOWN_SQLSTATE 1u /* an ErrorResponse cut before its SQLSTATE field */
+#define OUTCOME_UNKNOWN_TAGS     2u /* a CommandComplete too long: the tag hash is incomplete */
+#define OUTCOME_UNKNOWN_SHAPE    4u /* a RowDescription too long: the shape hash is incomplete */
 
 /* Steps o's server completed before its error: statements of a simple Query (simple = true),
  * or messages of an extended batch or FunctionCall. Meaningful only when o->error. */
@@ -42,6 +49,7 @@ struct outcome_reader {
     void *row_state;   /* XXH3_state_t, reset per DataRow */
     uint8_t type;      /* message being read */
     struct wbuf small; /* body of a non-DataRow message, up to OUTCOME_CAPTURE_MAX */
+    bool cut;          /* the body went past OUTCOME_CAPTURE_MAX: small holds its first part */
 };
 #define OUTCOME_CAPTURE_MAX (64 * 1024)
 
@@ -66,6 +74,9 @@ enum outcome_diff {
 #undef X
 };
 
-/* The first way a and b differ, or OUTCOME_DIFF_none. */
+/* The first way a and b differ, or OUTCOME_DIFF_none. A part unknown on either side (see
+ * OUTCOME_UNKNOWN_*) is not compared: outcome_fully_compared says whether that happened. */
 enum outcome_diff outcome_compare(const struct outcome *a, const struct outcome *b);
+/* Did outcome_compare(a, b) compare every part (no part unknown on either side)? */
+bool outcome_fully_compared(const struct outcome *a, const struct outcome *b);
 const char *outcome_diff_name(enum outcome_diff d);

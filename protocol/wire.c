@@ -290,6 +290,24 @@ int wire_parse_error(const uint8_t *body, size_t len, struct wire_error_fields *
     }
 }
 
+void wire_error_keep_complete_fields(struct wbuf *b)
+{
+    size_t pos = 0;
+    while (pos < b->len) {
+        if (b->data[pos] == 0) {
+            b->len = pos + 1; /* already terminated: nothing was cut after all */
+            return;
+        }
+        const uint8_t *nul = memchr(b->data + pos + 1, 0, b->len - pos - 1);
+        if (!nul) {
+            break; /* this field's value was cut */
+        }
+        pos = (size_t)(nul - b->data) + 1;
+    }
+    b->len = pos;
+    wbuf_put_u8(b, 0);
+}
+
 static int parse_startup_params(struct wire_reader *r, struct wire_startup *out)
 {
     for (;;) {

@@ -88,6 +88,10 @@ struct wire_error_fields {
 };
 int wire_parse_error(const uint8_t *body, size_t len, struct wire_error_fields *out)
     __attribute__((warn_unused_result));
+/* b holds the first bytes of an ErrorResponse / NoticeResponse body that was cut (too long to
+ * keep whole): drop its last field if it is incomplete and terminate the field list, so b is a
+ * well-formed body made of the complete fields that arrived, never a field with a cut value. */
+void wire_error_keep_complete_fields(struct wbuf *b);
 
 /* ---- untyped startup packets ---------------------------------------------------------- */
 

@@ -233,6 +233,7 @@ void backend_msg_begin(struct backend *b, uint8_t type)
     b->cur_type = type;
     b->capture =
         type == PqMsg_ReadyForQuery || type == PqMsg_ErrorResponse || type == PqMsg_ParameterStatus;
+    b->msg_cut = false;
     if (b->capture) {
         wbuf_reset(&b->msg);
     }
@@ -240,9 +241,16 @@ void backend_msg_begin(struct backend *b, uint8_t type)
 
 void backend_msg_body(struct backend *b, const uint8_t *p, size_t n)
 {
-    if (b->capture && b->msg.len + n <= BACKEND_CAPTURE_MAX) {
-        wbuf_put_bytes(&b->msg, p, n);
+    if (!b->capture) {
+        return;
     }
+    size_t room = BACKEND_CAPTURE_MAX - b->msg.len;
+    if (b->msg_cut || n > room) {
+        wbuf_put_bytes(&b->msg, p, b->msg_cut ? 0 : room); /* an exact prefix, then nothing */
+        b->msg_cut = true;
+        return;
+    }
+    wbuf_put_bytes(&b->msg, p, n);
 }
 
 uint8_t backend_msg_end(struct backend *b)
@@ -252,6 +260,12 @@ uint8_t backend_msg_end(struct backend *b)
     }
     if (b->cur_type == PqMsg_ErrorResponse) {
         struct wire_error_fields f;
+        if (b->msg_cut) {
+            wire_error_keep_complete_fields(&b->msg);
+        }
+        if (b->msg.failed) {
+            return 0;
+        }
         if (wire_parse_error(b->msg.data, b->msg.len, &f) == 0 && f.severity &&
             (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
             b->sent_fatal = true;
@@ -265,7 +279,7 @@ uint8_t backend_msg_end(struct backend *b)
         session_note_parameter(b, name, wire_cstr(&rd));
         return 0;
     }
-    if (b->msg.len != 1) {
+    if (b->msg.len != 1 || b->msg_cut) {
         return 0;
     }
     b->txn_status = b->msg.data[0];

@@ -26,6 +26,7 @@ struct backend {
     struct wire_scanner scan; /* splits what the backend sends */
     uint8_t cur_type;         /* message being scanned */
     bool capture;             /* capturing the current body into msg */
+    bool msg_cut;             /* the body went past BACKEND_CAPTURE_MAX: msg holds its start */
     struct wbuf msg;          /* captured body (ReadyForQuery, ErrorResponse) */
     uint8_t txn_status;       /* last ReadyForQuery status: 'I', 'T' or 'E' */
     bool sent_fatal;          /* the backend sent a FATAL ErrorResponse before closing */
@@ -38,13 +39,17 @@ struct backend {
 };
 
 /* The small messages pgdual itself reads from a backend's replies (ReadyForQuery,
- * ErrorResponse, ParameterStatus) are captured into b->msg while they stream. */
+ * ErrorResponse, ParameterStatus) are captured into b->msg while they stream, up to
+ * BACKEND_CAPTURE_MAX bytes: past that only the first part is kept (msg_cut), never later chunks
+ * spliced onto it. */
 #define BACKEND_CAPTURE_MAX 8192
 void backend_msg_begin(struct backend *b, uint8_t type);
 void backend_msg_body(struct backend *b, const uint8_t *p, size_t n);
 /* The message is complete. An ErrorResponse with severity FATAL or PANIC sets sent_fatal; a
  * ReadyForQuery sets txn_status; a ParameterStatus is noted (session_note_parameter). Returns the
- * message type if it was one of those two and was captured whole, else 0. */
+ * message type if it was an ErrorResponse or a ReadyForQuery, else 0. A cut ErrorResponse is kept
+ * as the well-formed list of the fields that arrived whole (its severity and SQLSTATE come first);
+ * a cut ReadyForQuery is not one (returns 0). */
 uint8_t backend_msg_end(struct backend *b);
 
 /* Start a non-blocking login to conninfo, filling user/dbname/application_name/options from the

@@ -127,3 +127,16 @@ void divergence_report_nondeterministic(struct session *s, const struct unit *u)
     write_line(s, time(NULL), "nondeterministic_write", u->fingerprint, t.text, NULL);
     free(t.owned);
 }
+
+void divergence_note_partial(struct session *s, const struct outcome *a, const struct outcome *b)
+{
+    if (outcome_fully_compared(a, b)) {
+        return;
+    }
+    unsigned unknown = a->unknown | b->unknown;
+    stats_add(&s->worker->stats, STAT_compares_partial_total, 1);
+    SLOG_INFO(s, "comparison left out the%s%s%s: a reply message was too long to read whole",
+              unknown & OUTCOME_UNKNOWN_SQLSTATE ? " SQLSTATE" : "",
+              unknown & OUTCOME_UNKNOWN_TAGS ? " command tags" : "",
+              unknown & OUTCOME_UNKNOWN_SHAPE ? " row shape" : "");
+}

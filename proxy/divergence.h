@@ -30,3 +30,6 @@ void divergence_report(struct session *s, const struct unit *u, enum outcome_dif
 /* A mirrored write that may give different results on the two sides (now(), random(), ...): a
  * log line only. Not a divergence: not in the table, not on stderr. */
 void divergence_report_nondeterministic(struct session *s, const struct unit *u);
+/* After outcome_compare(a, b): if it had to leave a part out (a reply message too long to read
+ * whole, see OUTCOME_UNKNOWN_*), count it in compares_partial_total and say so on stderr. */
+void divergence_note_partial(struct session *s, const struct outcome *a, const struct outcome *b);

@@ -88,6 +88,10 @@ static const struct metrics_family metrics_counter_families[] = {
     {"pgdual_shadow_not_comparable_total", "counter",
      "Reads drawn for shadowing but nondeterministic (now(), random() ...): not compared.",
      ONE(shadow_not_comparable_total)},
+    {"pgdual_compares_partial_total", "counter",
+     "Comparisons (mirrored writes and shadowed reads) that left out a SQLSTATE, command tag or "
+     "row shape because a reply message was too long to read whole.",
+     ONE(compares_partial_total)},
     {"pgdual_shadow_timeouts_total", "counter", "Shadow reads cancelled after shadow_timeout_ms.",
      ONE(shadow_timeouts_total)},
     {"pgdual_divergences_total",

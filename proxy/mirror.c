@@ -20,6 +20,7 @@
 #include "proxy/worker.h"
 
 static void mirror_reap(struct mirror *m);
+static void finish_copy(struct session *s, struct unit *u);
 
 /* The machinery below may lose the secondary while it walks the queue; a held reply released
  * then would re-enter it and free units under its feet. So releases wait for the outermost
@@ -160,6 +161,27 @@ bool mirror_wrap_ready(const struct mirror *m)
     return m->wrap_open && m->wrap_prim_done && !m->wrap_finishing && !mirror_secondary_behind(m);
 }
 
+void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len)
+{
+    size_t whole = (size_t)len + 5;
+    switch (type) {
+    case PqMsg_CommandComplete:
+    case PqMsg_EmptyQueryResponse:
+        m->wrap_tail = whole; /* a later statement's completion: the earlier one may go */
+        return;
+    case PqMsg_ReadyForQuery:
+    case PqMsg_NoticeResponse:
+    case PqMsg_ParameterStatus:
+    case PqMsg_NotificationResponse:
+        /* The ReadyForQuery is always kept (its status changes); the others stay with it. */
+        m->wrap_tail += type == PqMsg_ReadyForQuery || m->wrap_tail > 0 ? whole : 0;
+        return;
+    default:
+        m->wrap_tail = 0; /* more output follows: what came before was not the end */
+        return;
+    }
+}
+
 struct unit *mirror_primary_unit(const struct mirror *m)
 {
     struct unit *u = m->head;
@@ -231,6 +253,9 @@ static void dispatch_unit(struct session *s, struct unit *u)
     stats_add(&w->stats, STAT_writes_mirrored, 1);
     send_secondary(s, u->bytes.data, u->bytes.len);
     wbuf_free(&u->bytes); /* copy data and everything later goes straight through */
+    if (u->copy_in && u->prim_done) {
+        finish_copy(s, u); /* sent late: the primary has decided, its end goes along */
+    }
 }
 
 /* The statement the primary rejected may have drawn sequence values there (an INSERT's serial
@@ -363,7 +388,9 @@ static int prepend_failure(struct unit *u, bool keep_bytes)
 static void decide_after_primary(struct session *s, struct unit *u)
 {
     struct mirror *m = &s->mirror;
-    bool send = !u->prim.error || build_replay(s, u);
+    /* A COPY FROM STDIN (alone in its Query: see refuse_copy_batch) goes with its data and the
+     * primary's verdict as its end (CopyFail if the primary failed it): exactly what ran. */
+    bool send = u->copy_in || !u->prim.error || build_replay(s, u);
     if (u->prim_status_before == PQ_TXN_FAILED && m->sec_txn_expected != PQ_TXN_FAILED &&
         !u->wrapped) {
         if (prepend_failure(u, send) < 0) {
@@ -421,8 +448,8 @@ void mirror_dispatch(struct session *s)
             decide_after_primary(s, u);
             continue;
         }
-        bool early =
-            u->copy_in || (parallel && u->sealed && !u->txn_end && m->prim_status != PQ_TXN_FAILED);
+        bool early = (u->copy_in && u->sealed) ||
+                     (parallel && u->sealed && !u->txn_end && m->prim_status != PQ_TXN_FAILED);
         if (!early) {
             break; /* wait for the primary: later units keep their place behind it */
         }
@@ -470,20 +497,52 @@ void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len)
     }
 }
 
-/* COPY: the data went ahead; the end waits for the primary's verdict. */
+bool mirror_copy_sync(struct session *s)
+{
+    struct unit *u = s->mirror.tail;
+    if (!u || !u->copy_ext || !u->sealed || u->prim_done || !u->copy_end_held ||
+        u->copy_sync_held) {
+        return false;
+    }
+    u->copy_sync_held = true;
+    return true;
+}
+
+void mirror_copy_started(struct session *s, bool primary)
+{
+    struct mirror *m = &s->mirror;
+    struct unit *u = primary ? mirror_primary_unit(m) : mirror_secondary_unit(m);
+    if (u && u->copy_in) {
+        if (primary) {
+            u->copy_started = true;
+        } else {
+            u->sec_copy_started = true;
+        }
+    }
+}
+
+/* COPY: the data went ahead; the end waits for the primary's verdict (and the closing Sync of an
+ * extended COPY with it). Every path that sends a copy unit calls this once the primary is done:
+ * mirror_primary_done for a unit already sent, dispatch_unit for one sent late. */
 static void finish_copy(struct session *s, struct unit *u)
 {
-    if (u->sec != UNIT_SEC_SENT) {
-        return;
+    if (u->sec != UNIT_SEC_SENT || u->copy_end_sent) {
+        return; /* not there, or an extended COPY the secondary refused at once: it is done */
     }
+    u->copy_end_sent = true;
     struct wbuf end;
     wbuf_init(&end);
     if (u->prim.error || u->copy_failed) {
+        u->copy_fail_forced = !u->copy_failed;
         size_t m = wbuf_begin_msg(&end, PqMsg_CopyFail);
         wbuf_put_cstr(&end, "pgdual: the primary did not complete this COPY");
         wbuf_end_msg(&end, m);
     } else {
         size_t m = wbuf_begin_msg(&end, PqMsg_CopyDone);
+        wbuf_end_msg(&end, m);
+    }
+    if (u->copy_sync_held) {
+        size_t m = wbuf_begin_msg(&end, PqMsg_Sync);
         wbuf_end_msg(&end, m);
     }
     send_secondary(s, end.data, end.len);
@@ -522,7 +581,22 @@ static void compare_unit(struct session *s, struct unit *u)
     } else {
         d = u->replayed ? compare_replayed(u) : outcome_compare(&u->prim, &u->second);
     }
+    divergence_note_partial(s, &u->prim, &u->second);
     if (d == OUTCOME_DIFF_none) {
+        return;
+    }
+    if (d == OUTCOME_DIFF_sqlstate_mismatch && u->copy_fail_forced) {
+        /* The primary failed the COPY; new ended at pgdual's CopyFail instead of failing where
+         * old did: both rolled it back (not a divergence of its outcome), but new ran rows old
+         * did not, and their column defaults may have drawn sequence values old never drew. */
+        stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
+        divergence_report_nondeterministic(s, u);
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "a COPY old failed (%s) ran on new until pgdual ended it (%s): column defaults "
+                 "may have drawn other sequence values",
+                 u->prim.sqlstate, u->second.sqlstate);
+        server_secondary_diverged(s->worker->server, why);
         return;
     }
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
@@ -604,6 +678,10 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
 void mirror_secondary_done(struct session *s)
 {
     struct mirror *m = &s->mirror;
+    if (m->sec_rfq_extra > 0) {
+        m->sec_rfq_extra--; /* the closing Sync of an extended COPY new refused at its start */
+        return;
+    }
     struct unit *u = mirror_secondary_unit(m);
     if (!u) {
         return;
@@ -614,6 +692,9 @@ void mirror_secondary_done(struct session *s)
             u->sec_lead_rfqs--;
         }
         return;
+    }
+    if (u->copy_ext && !u->sec_copy_started && u->copy_end_sent && u->copy_sync_held) {
+        m->sec_rfq_extra++; /* this answers its first Sync; the one sent with the end follows */
     }
     mirror_enter(m);
     u->sec = UNIT_SEC_DONE;
@@ -661,6 +742,7 @@ void mirror_secondary_lost(struct session *s, const char *why)
     }
     m->secondary_up = false;
     m->in_flight = 0;
+    m->sec_rfq_extra = 0;
     stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
     SLOG_INFO(s, "secondary lost (%s): this session carries on with the primary alone", why);
     bool release = false;

@@ -29,12 +29,19 @@ enum unit_sec {
 
 struct unit {
     struct unit *next;
-    bool sealed;        /* its last message (Query, Sync, FunctionCall) has been received */
-    bool mirrored;      /* a write or session-state change: the secondary must get it */
-    bool txn_end;       /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
-    bool copy_in;       /* COPY FROM STDIN: its data streams to the secondary */
-    bool copy_end_held; /* the client's CopyDone/CopyFail, held until the primary decides */
-    bool copy_failed;   /* the client sent CopyFail */
+    bool sealed;           /* its last message (Query, Sync, FunctionCall) has been received */
+    bool mirrored;         /* a write or session-state change: the secondary must get it */
+    bool txn_end;          /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
+    bool copy_in;          /* COPY FROM STDIN: its data streams to the secondary */
+    bool copy_end_held;    /* the client's CopyDone/CopyFail, held until the primary decides */
+    bool copy_failed;      /* the client sent CopyFail */
+    bool copy_ext;         /* the COPY came through Execute: its copy data ends with a Sync */
+    bool copy_sync_held;   /* ...the client's Sync after CopyDone/CopyFail, held with it */
+    bool copy_started;     /* the primary sent CopyInResponse: the rest of the reply may wait */
+    bool sec_copy_started; /* the secondary sent CopyInResponse */
+    bool copy_end_sent;    /* the held end (and Sync) went to the secondary */
+    bool copy_fail_forced; /* ...as pgdual's CopyFail, the primary having failed: the
+                              secondary's error is then pgdual's doing, not comparable */
     bool nondeterministic;
     bool prim_done;
     bool hold_rfq; /* the primary's ReadyForQuery waits for the secondary (commit_wait) */
@@ -94,6 +101,8 @@ struct mirror {
     int in_flight;         /* units the secondary has not finished (lag bound) */
     bool secondary_up;
     int busy;             /* depth of mirror calls in progress (see mirror_leave) */
+    int sec_rfq_extra;    /* ReadyForQuery messages the secondary owes an extended COPY it
+                             refused at its start (one for its first Sync, one for the last) */
     bool release_pending; /* a held reply may go once the outermost call returns */
     uint8_t prim_status;  /* the primary's transaction status after its last completed unit */
     /* The transaction status the secondary will have once it has run everything sent to it, if
@@ -116,11 +125,17 @@ struct mirror {
      * primary, and the held reply is released with ReadyForQuery status 'I'. The client's next
      * message waits meanwhile (the session's gate). A client COMMIT waits likewise until the
      * secondary has applied every earlier unit. */
-    bool wrap_open;            /* a wrapped unit's transaction is open on the primary */
-    bool wrap_prim_done;       /* ...and the primary has answered the unit */
-    bool wrap_commit;          /* ...successfully: end it with COMMIT, else ROLLBACK */
-    bool wrap_finishing;       /* the COMMIT/ROLLBACK has been sent */
-    struct wbuf wrap_error;    /* the primary's ErrorResponse to pgdual's own statement, if any */
+    bool wrap_open;         /* a wrapped unit's transaction is open on the primary */
+    bool wrap_prim_done;    /* ...and the primary has answered the unit */
+    bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
+    bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
+    struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
+    /* A wrapped reply longer than MIRROR_HOLD_MAX streams, except its tail: the last
+     * CommandComplete and what follows it up to ReadyForQuery. If pgdual's COMMIT then fails,
+     * the tail is replaced by the error, as PostgreSQL itself reports an error at an implicit
+     * commit instead of the CommandComplete: the client never sees a write complete that did
+     * not commit. */
+    size_t wrap_tail;          /* bytes of the tail's messages (counted whole from their header) */
     uint64_t wrap_fingerprint; /* the wrapped statement, for the divergence log */
     char *wrap_sql;            /* owned */
 };
@@ -152,12 +167,21 @@ void mirror_secondary_done(struct session *s);
 void mirror_dispatch(struct session *s);
 /* Client COPY data for the copy unit: stream it to the secondary if the unit is already there. */
 void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len);
+/* A Sync from the client: true if it closes an extended COPY still running on the primary (it
+ * then belongs to that unit and is held with the COPY's end for the secondary), false if it is
+ * an ordinary Sync. */
+bool mirror_copy_sync(struct session *s);
+/* A CopyInResponse began on the primary (primary true) or the secondary for its current unit. */
+void mirror_copy_started(struct session *s, bool primary);
 /* A unit of pgdual's own (reply swallowed, never mirrored) running sql on the primary, queued
  * before `before` (NULL: at the tail). Its Query message is appended to out. NULL on failure. */
 struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
                                   struct wbuf *out);
 /* True while a unit other than the building one is unfinished on the primary or the secondary. */
 bool mirror_secondary_behind(const struct mirror *m);
+/* A message of type with body length len begins in the primary's reply to the wrapped unit:
+ * keep wrap_tail up to date. */
+void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
 /* The session is closing without finishing its wrap (a session whose client left finishes it

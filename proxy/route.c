@@ -757,6 +757,7 @@ static void record_comparison(struct session *s)
     }
     stats_add(&s->worker->stats, STAT_shadow_compares_total, 1);
     enum outcome_diff d = compare_runs(s);
+    divergence_note_partial(s, &r->side[0].out, &r->side[1].out);
     if (d == OUTCOME_DIFF_none) {
         return;
     }

@@ -243,6 +243,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
         .user_code = r.user_code,
+        .copy_from = r.is_copy_from,
         .effects = r.session_objects,
         .lex_unsure = r.nstatements < 0,
         .fingerprint = r.fingerprint,
@@ -288,6 +289,12 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
     unit_uses(u, c);
+    if (c && c->copy_from) {
+        /* Extended COPY FROM STDIN: the primary answers the Sync that follows only after the
+         * copy data, its end and the client's next Sync (it ignores a Sync while copying). */
+        u->copy_in = u->copy_ext = true;
+        u->routable = false;
+    }
     if (c && !c->mirrored) {
         u->reads++;
         u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;

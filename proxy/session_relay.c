@@ -28,6 +28,7 @@
 #define RELAY_STOP_WRAP_END     4
 #define RELAY_STOP_GATE         5
 #define RELAY_STOP_ENDED        6
+#define RELAY_STOP_COPY_IN      7
 
 /* ---- frontend -> backends ------------------------------------------------------------- */
 
@@ -183,6 +184,7 @@ static int seal_unit(struct session *s, struct unit *u)
         m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
         m->wrap_fingerprint = u->fingerprint;
         m->wrap_prim_done = m->wrap_finishing = false;
+        m->wrap_tail = 0;
         wbuf_reset(&m->wrap_error);
     }
     stop_deferring(s, u);
@@ -235,6 +237,36 @@ static void classify_into(struct session *s, struct unit *u, const uint8_t *msg,
     }
 }
 
+/* Raises the refusal of a Query holding COPY FROM STDIN among other statements. */
+#define COPY_BATCH_REFUSAL                                                                  \
+    "DO $pgdual$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = 'pgdual: COPY "    \
+    "FROM STDIN must be the only statement of its query', HINT = 'Send each COPY ... FROM " \
+    "STDIN as a query of its own.'; END$pgdual$"
+
+/* The Query in s->client_msg holds COPY FROM STDIN and more statements: the secondary cannot be
+ * given exactly what the primary executes (the data of each COPY would have to wait for the
+ * primary's verdict on the one before), so none of it runs. It is replaced, in s->client_msg,
+ * by pgdual's own statement that fails with 0A000 on the primary alone: the error reaches the
+ * client in order, and inside a transaction block fails it as any error would (the secondary
+ * follows the primary's transaction fate). 1 = refused, 0 = not, -1 = no memory. */
+static int refuse_copy_batch(struct session *s)
+{
+    const struct wbuf *q = &s->client_msg;
+    if (q->len < 6 || q->data[q->len - 1] != '\0') {
+        return 0;
+    }
+    struct classify_result r;
+    if (classify_cached(s->worker->classify, (const char *)q->data + 5, &s->worker->classify_opts,
+                        &r) < 0 ||
+        !r.is_copy_from || r.nstatements < 2) {
+        return 0;
+    }
+    SLOG_INFO(s, "refused a query holding COPY FROM STDIN among other statements");
+    wbuf_reset(&s->client_msg);
+    wire_put_query(&s->client_msg, COPY_BATCH_REFUSAL);
+    return s->client_msg.failed ? -1 : 1;
+}
+
 /* One whole frontend message (header included) is in s->client_msg. */
 static int frontend_message(struct session *s)
 {
@@ -246,8 +278,20 @@ static int frontend_message(struct session *s)
         forward(s, msg, len);
         return 0;
     }
+    if (type == PqMsg_Sync && mirror_copy_sync(s)) {
+        forward(s, msg, len); /* closes an extended COPY: held for the secondary with its end */
+        return 0;
+    }
     if (must_gate(s, msg, len)) {
-        return RELAY_STOP_GATE;
+        return RELAY_STOP_GATE; /* gate_check runs this again on the same message */
+    }
+    int refused = type == PqMsg_Query ? refuse_copy_batch(s) : 0;
+    if (refused < 0) {
+        return -1;
+    }
+    if (refused) {
+        msg = s->client_msg.data;
+        len = s->client_msg.len;
     }
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
@@ -285,6 +329,10 @@ static int frontend_message(struct session *s)
             return -1;
         }
         classify_into(s, u, msg, len);
+        if (refused) { /* pgdual's own statement, for the primary alone */
+            u->mirrored = u->routable = u->copy_in = u->nondeterministic = false;
+            u->writes = 0;
+        }
         return seal_unit(s, u);
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
@@ -430,7 +478,6 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
 {
     struct backend *b = ctx;
     struct session *s = b->session;
-    (void)len;
     backend_msg_begin(b, type);
     struct unit *u =
         is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
@@ -441,6 +488,14 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     b->cur_unit = u && u->mirrored && (is_primary(b) || u->sec_lead_rfqs == 0) ? u : NULL;
     if (b->cur_unit) {
         outcome_begin(&b->rd, type);
+    }
+    if (u && u->wrapped && is_primary(b)) {
+        mirror_wrap_tail_note(&s->mirror, type, len);
+    }
+    if (type == PqMsg_CopyInResponse) {
+        mirror_copy_started(s, is_primary(b));
+        /* The relay decides again after it whether the rest of the reply is held. */
+        return is_primary(b) ? RELAY_STOP_COPY_IN : 0;
     }
     return 0;
 }
@@ -453,6 +508,24 @@ static int backend_body(void *ctx, const uint8_t *p, size_t n)
         outcome_body(&b->rd, p, n);
     }
     return 0;
+}
+
+/* pgdual's COMMIT failed: its ErrorResponse replaces the wrapped reply's end. One cut to its
+ * complete fields (backend_msg_end) may have lost its message text: say so in its place. */
+static void keep_wrap_error(struct session *s, const struct backend *b)
+{
+    struct wbuf *e = &s->mirror.wrap_error;
+    struct wire_error_fields f;
+    bool no_text = b->msg_cut && (wire_parse_error(b->msg.data, b->msg.len, &f) != 0 || !f.message);
+    wbuf_reset(e);
+    size_t at = wbuf_begin_msg(e, PqMsg_ErrorResponse);
+    wbuf_put_bytes(e, b->msg.data, b->msg.len - (no_text ? 1 : 0));
+    if (no_text) {
+        wbuf_put_u8(e, 'M');
+        wbuf_put_cstr(e, "(pgdual: the error message was too long to pass on)");
+        wbuf_put_u8(e, 0);
+    }
+    wbuf_end_msg(e, at);
 }
 
 static int backend_end(void *ctx)
@@ -470,11 +543,7 @@ static int backend_end(void *ctx)
     }
     if (seen == PqMsg_ErrorResponse) {
         if (u && u->wrap_end) { /* pgdual's COMMIT failed: the client must hear of it */
-            struct wbuf *e = &s->mirror.wrap_error;
-            wbuf_reset(e);
-            size_t at = wbuf_begin_msg(e, PqMsg_ErrorResponse);
-            wbuf_put_bytes(e, b->msg.data, b->msg.len);
-            wbuf_end_msg(e, at);
+            keep_wrap_error(s, b);
         }
         return 0;
     }
@@ -531,7 +600,9 @@ static int flush_held(struct session *s)
 }
 
 /* pgdual's COMMIT/ROLLBACK ended the wrap: the held reply goes with the status the client
- * expects ('I': for it the write was autocommit), or pgdual's COMMIT's error replaces it. */
+ * expects ('I': for it the write was autocommit), or pgdual's COMMIT's error replaces its tail
+ * (the last CommandComplete up to ReadyForQuery): rows, then the error, as PostgreSQL answers
+ * when an autocommit statement fails at its commit. */
 static int release_wrap(struct session *s)
 {
     struct mirror *m = &s->mirror;
@@ -545,7 +616,7 @@ static int release_wrap(struct session *s)
                                      .fingerprint = m->wrap_fingerprint,
                                      .sql = m->wrap_sql};
         divergence_record(s, &e);
-        wbuf_reset(h);
+        h->len -= m->wrap_tail < h->len ? m->wrap_tail : h->len; /* see wrap_tail */
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);
         wbuf_reset(&m->wrap_error);
@@ -553,6 +624,29 @@ static int release_wrap(struct session *s)
         h->data[h->len - 1] = PQ_TXN_IDLE;
     }
     return flush_held(s);
+}
+
+/* A wrapped reply grew past MIRROR_HOLD_MAX: send what is held except its tail (see wrap_tail
+ * in struct mirror), which waits for pgdual's COMMIT. The tail's last message may still be
+ * arriving, and a header not complete yet may begin one. */
+static int stream_wrapped(struct session *s, const struct backend *b)
+{
+    struct mirror *m = &s->mirror;
+    const struct wire_scanner *sc = &b->scan;
+    size_t keep = sc->in_body ? 0 : sc->hdr_have;
+    if (m->wrap_tail > 0) {
+        keep += m->wrap_tail - (sc->in_body ? sc->body_left : 0);
+    }
+    if (keep >= m->held.len) {
+        return 0;
+    }
+    size_t n = m->held.len - keep;
+    if (send_client(s, m->held.data, n) < 0) {
+        return -1;
+    }
+    memmove(m->held.data, m->held.data + n, keep);
+    m->held.len = keep;
+    return 0;
 }
 
 /* Relay primary bytes to the client, one unit's reply (up to its ReadyForQuery) at a time:
@@ -572,13 +666,16 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             n -= taken;
             continue;
         }
-        struct unit *u = mirror_primary_unit(m);
+        struct unit *u = mirror_primary_unit(m); /* may be freed while the reply is scanned */
         bool internal = u && u->internal;
-        /* Not a COPY (the client must see CopyInResponse) nor an unsealed batch (a client
-         * waiting after Flush must see its results). */
-        bool hold = u && !internal &&
-                    (u->wrapped || (u->mirrored && u->sealed && !u->copy_in && m->secondary_up &&
-                                    s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
+        bool wrapped = u && u->wrapped;
+        /* Not a COPY's CopyInResponse (the client must see it to send the data; what follows it
+         * waits like any reply) nor an unsealed batch (a client waiting after Flush must see its
+         * results). */
+        bool hold =
+            u && !internal &&
+            (u->wrapped || (u->mirrored && u->sealed && (!u->copy_in || u->copy_started) &&
+                            m->secondary_up && s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
         size_t used = 0;
         int rc = wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used);
         if (rc < 0) {
@@ -594,11 +691,16 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
                 return -1;
             }
+        } else if (wrapped) {
+            wbuf_put_bytes(&m->held, p, used);
+            if (m->held.len > MIRROR_HOLD_MAX && stream_wrapped(s, b) < 0) {
+                return -1;
+            }
         } else if (m->held.len + used <= MIRROR_HOLD_MAX) {
             wbuf_put_bytes(&m->held, p, used);
         } else {
             /* Too big to hold: stream it, but keep a final ReadyForQuery's status byte, which
-             * must still wait (and, for a wrap, change). */
+             * must still wait. */
             size_t keep = rc == RELAY_STOP_HOLD ? 1 : 0;
             if (flush_held(s) < 0 || send_client(s, p, used - keep) < 0) {
                 return -1;

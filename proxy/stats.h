@@ -28,6 +28,8 @@
                              "secondary was still busy (its previous shadow)")                 \
     X(shadow_not_comparable_total,                                                             \
       "reads drawn for shadowing but nondeterministic (now(), random() ...)")                  \
+    X(compares_partial_total, "comparisons that left out a SQLSTATE, tag or row shape: "       \
+                              "a reply message was too long to read whole")                    \
     X(divergences_total, "divergences between old and new")                                    \
     X(divergences_error_mismatch, "divergences: one side failed, the other did not")           \
     X(divergences_sqlstate_mismatch, "divergences: both failed with different SQLSTATEs")      \

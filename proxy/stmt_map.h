@@ -19,6 +19,7 @@ struct stmt_class {
     bool inserts;        /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
     bool lock_only_read; /* SELECT ... FOR UPDATE and the like: changes no data (classify.h) */
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */
+    bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
     bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
     bool lex_unsure;  /* parsed while pgdual could not trust its parse (see session_classify.c) */
     uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */

@@ -13,7 +13,7 @@ else()
 endif()
 
 set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback portal
-  stmtclass terminate)
+  stmtclass terminate wrap copy)
 foreach(name IN LISTS PGDUAL_C_ITESTS)
   add_executable(it_${name} ${CMAKE_CURRENT_LIST_DIR}/it_${name}.c)
   target_link_libraries(it_${name} PRIVATE pgdual_it pgdual_warnings PkgConfig::PQ)

@@ -1,7 +1,10 @@
 /* tests/integration/it_rollback.c: ROLLBACK CUTOVER under load. pgdual starts promoted (primary =
  * new, read_new_percent = 100); 8 client threads run reads and writes through it while the admin
  * console sends ROLLBACK CUTOVER. A table `marker` holds 'old' on old and 'new' on new (written
- * directly), and every statement returns it, so each answer names the backend that served it.
+ * directly), and every read returns it; every write fires a trigger created directly on each side
+ * that raises a NOTICE naming that side (a client gets its primary's notices only, and notices are
+ * not compared, so the write's outcome stays equal on both sides). Each answer so names the
+ * backend that served it.
  * After the command has returned, no statement that starts is answered by new, neither as the
  * primary (the writes) nor as a routed read. */
 #include <pthread.h>
@@ -32,7 +35,15 @@ struct client {
     PGconn *conn;
     struct op *ops;
     int nops;
+    char last_notice[16]; /* the side named by the last write's trigger */
 };
+
+static void on_notice(void *arg, const PGresult *r)
+{
+    struct client *c = arg;
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(c->last_notice, sizeof(c->last_notice), "%s", msg ? msg : "");
+}
 
 static atomic_bool g_stop;
 
@@ -53,14 +64,19 @@ static void *client_main(void *arg)
     for (int i = 0; !atomic_load(&g_stop) && c->nops < OPS_MAX; i++) {
         struct op *o = &c->ops[c->nops++];
         o->start_us = now_us();
-        PGresult *r = i % 2 == 0 ? PQexec(c->conn, "SELECT v FROM marker")
-                                 : PQexecParams(c->conn,
-                                                "UPDATE counters SET n = n + 1 WHERE id = $1 "
-                                                "RETURNING (SELECT v FROM marker)",
-                                                1, NULL, params, NULL, NULL, 0);
+        bool read = i % 2 == 0;
+        c->last_notice[0] = '\0';
+        PGresult *r = read ? PQexec(c->conn, "SELECT v FROM marker")
+                           : PQexecParams(c->conn, "UPDATE counters SET n = n + 1 WHERE id = $1", 1,
+                                          NULL, params, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(r);
-        o->failed = st != PGRES_TUPLES_OK || PQntuples(r) != 1;
-        o->from_new = !o->failed && strcmp(PQgetvalue(r, 0, 0), "new") == 0;
+        if (read) {
+            o->failed = st != PGRES_TUPLES_OK || PQntuples(r) != 1;
+            o->from_new = !o->failed && strcmp(PQgetvalue(r, 0, 0), "new") == 0;
+        } else {
+            o->failed = st != PGRES_COMMAND_OK || c->last_notice[0] == '\0';
+            o->from_new = !o->failed && strcmp(c->last_notice, "new") == 0;
+        }
         PQclear(r);
     }
     return NULL;
@@ -83,12 +99,23 @@ int main(void)
     REQUIRE_RES(r, PGRES_COMMAND_OK);
     PQclear(r);
     PQfinish(setup);
+    static const char *const trig[2] = {
+        "CREATE FUNCTION side() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE NOTICE 'old'; RETURN NEW; END$$; "
+        "CREATE TRIGGER side BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION side()",
+        "CREATE FUNCTION side() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE NOTICE 'new'; RETURN NEW; END$$; "
+        "CREATE TRIGGER side BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION side()",
+    };
+    REQUIRE(proxy_exec_direct(&g_px, IT_OLD, trig[0]) == 0);
+    REQUIRE(proxy_exec_direct(&g_px, IT_NEW, trig[1]) == 0);
 
     struct client clients[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
         clients[i] = (struct client){.id = i, .ops = calloc(OPS_MAX, sizeof(struct op))};
         clients[i].conn = proxy_connect(&g_px, IT_PGDUAL);
         REQUIRE(clients[i].ops != NULL && clients[i].conn != NULL);
+        PQsetNoticeReceiver(clients[i].conn, on_notice, &clients[i]);
     }
     PGconn *admin = proxy_connect_as(&g_px, IT_PGDUAL, "admin", "pgdual");
     REQUIRE(PQstatus(admin) == CONNECTION_OK);
@@ -136,6 +163,9 @@ int main(void)
     REQUIRE(proxy_admin_status(&g_px, "read_new_percent", dial, sizeof(dial)) == 0);
     CHECK_STR(primary, "old");
     CHECK_STR(dial, "0");
+    char state[32];
+    REQUIRE(proxy_admin_status(&g_px, "secondary_state", state, sizeof(state)) == 0);
+    CHECK_STR(state, "in_sync"); /* the rollback needed no FORCE */
 
     PQfinish(admin);
     for (int i = 0; i < CLIENTS; i++) {

@@ -309,8 +309,9 @@ static void test_funcs_flags(void **state)
                      CLASSIFY_FUNCS_READ | CLASSIFY_FUNCS_NONDET);
     assert_int_equal(classify_funcs_flags(NULL, "nextval", NULL), CLASSIFY_FUNCS_NONDET);
     assert_int_equal(classify_funcs_flags(NULL, "xmlexists", NULL), CLASSIFY_FUNCS_READ);
-    assert_int_equal(classify_funcs_flags(NULL, "pg_sleep", NULL), 0u);
-    assert_int_equal(classify_funcs_flags(NULL, "pg_advisory_lock", NULL), 0u);
+    assert_int_equal(classify_funcs_flags(NULL, "pg_sleep", NULL), CLASSIFY_FUNCS_KNOWN);
+    assert_int_equal(classify_funcs_flags(NULL, "pg_advisory_lock", NULL), CLASSIFY_FUNCS_KNOWN);
+    assert_int_equal(classify_funcs_flags(NULL, "setval", NULL), 0u);
     assert_int_equal(classify_funcs_flags(NULL, "ABS", NULL), 0u); /* quoted: another function */
     assert_int_equal(classify_funcs_flags(NULL, "my_stable_func", &extra_opts),
                      CLASSIFY_FUNCS_READ);
@@ -434,6 +435,7 @@ static void test_user_code(void **state)
         {"SELECT s.f(1)", true},
         {"INSERT INTO t VALUES (my_func())", true},
         {"SELECT nextval('s')", false},
+        {"SELECT pg_sleep(1), pg_advisory_lock(1)", false},
         {"SELECT lower('A'), now()", false},
         {"INSERT INTO t VALUES (1)", false},
         {"UPDATE t SET v = v + 1", false},

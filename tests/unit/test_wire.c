@@ -124,6 +124,30 @@ static void test_error_builder_and_parse(void **state)
     assert_int_equal(wire_parse_error(noend, 0, &f), WIRE_ETRUNC);
 }
 
+/* A cut error body keeps its complete fields only, terminated: never a cut value. */
+static void keep_case(const char *in, size_t inlen, const char *want, size_t wantlen)
+{
+    struct wbuf b;
+    wbuf_init(&b);
+    wbuf_put_bytes(&b, in, inlen);
+    wire_error_keep_complete_fields(&b);
+    assert_wbuf(&b, want, wantlen);
+    struct wire_error_fields f;
+    assert_int_equal(wire_parse_error(b.data, b.len, &f), 0);
+    wbuf_free(&b);
+}
+
+static void test_error_keep_complete_fields(void **state)
+{
+    (void)state;
+    keep_case("SERROR\0VERROR\0C2", 16, "SERROR\0VERROR\0\0", 15); /* cut in a value */
+    keep_case("SERROR\0VERROR\0C", 15, "SERROR\0VERROR\0\0", 15);  /* cut after a code */
+    keep_case("SERROR\0C23505\0", 14, "SERROR\0C23505\0\0", 15);   /* cut after a field */
+    keep_case("SERROR\0\0", 8, "SERROR\0\0", 8);                   /* not cut at all */
+    keep_case("SERR", 4, "\0", 1);                                 /* no field whole */
+    keep_case("", 0, "\0", 1);
+}
+
 static void test_wbuf_growth(void **state)
 {
     (void)state;
@@ -435,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_startup_bad),
         cmocka_unit_test(test_startup_too_many_params),
         cmocka_unit_test(test_scan_whole_and_split),
+        cmocka_unit_test(test_error_keep_complete_fields),
         cmocka_unit_test(test_scan_byte_by_byte),
         cmocka_unit_test(test_scan_bad_length),
         cmocka_unit_test(test_scan_stop_at_begin),
