@@ -568,9 +568,43 @@ static enum outcome_diff compare_replayed(const struct unit *u)
     return OUTCOME_DIFF_none;
 }
 
+/* Do u's outcomes differing as d mean the data may differ now? A write (or session change)
+ * that came out differently: yes. Not so for the rows of a write flagged nondeterministic
+ * (now(), random(): they differ by design and are counted as nondeterministic writes), for a unit
+ * of lock-only reads (a SKIP LOCKED queue pop picking another row changes nothing), nor for the
+ * rows of reads mirrored only because the lexing was unsure, unless the lexing settings make the
+ * parse that calls them reads untrustworthy. */
+static bool diff_changes_data(const struct unit *u, enum outcome_diff d)
+{
+    bool lock_reads_only = u->writes > 0 && u->lock_reads == u->writes;
+    bool reads_only =
+        u->writes > 0 && u->lock_reads + u->unsure_reads == u->writes && !u->lex_unsafe;
+    bool rows_only = d == OUTCOME_DIFF_result_mismatch;
+    return u->mirrored && !lock_reads_only && !(rows_only && (u->nondeterministic || reads_only));
+}
+
+/* The secondary finished the wrapped unit: keep what its comparison needs until the wrap's end
+ * (mirror_wrap_ended) says whether old committed it. */
+static void stash_wrapped(struct mirror *m, const struct unit *u, enum outcome_diff d)
+{
+    m->wrap_sec_known = true;
+    m->wrap_diff = d;
+    m->wrap_prim = u->prim;
+    m->wrap_second = u->second;
+    m->wrap_prim_us = u->prim_us;
+    m->wrap_sec_us = u->sec_us;
+    m->wrap_changes_data = diff_changes_data(u, d);
+}
+
 static void compare_unit(struct session *s, struct unit *u)
 {
     if (u->sec != UNIT_SEC_DONE || !u->prim_done) {
+        return;
+    }
+    if (u->wrapped) {
+        stash_wrapped(&s->mirror, u,
+                      u->outcome_partial || u->replayed ? OUTCOME_DIFF_none
+                                                        : outcome_compare(&u->prim, &u->second));
         return;
     }
     enum outcome_diff d;
@@ -602,18 +636,8 @@ static void compare_unit(struct session *s, struct unit *u)
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
     stats_divergence(&s->worker->stats, d);
     divergence_report(s, u, d);
-    /* A write (or session change) that came out differently: the data may differ now. Not so
-     * for rows of a write flagged nondeterministic (now(), random(): they differ by design and
-     * are counted as nondeterministic writes) nor for a unit of lock-only reads (a SKIP LOCKED
-     * queue pop picking another row changes nothing). The state is persisted before the reply
-     * is released. */
-    bool lock_reads_only = u->writes > 0 && u->lock_reads == u->writes;
-    /* Under standard_conforming_strings = off the parse that calls a text a read is not to be
-     * trusted: its rows differing may be a write's. */
-    bool reads_only =
-        u->writes > 0 && u->lock_reads + u->unsure_reads == u->writes && !u->lex_unsafe;
-    bool rows_only = d == OUTCOME_DIFF_result_mismatch;
-    if (u->mirrored && !lock_reads_only && !(rows_only && (u->nondeterministic || reads_only))) {
+    /* Persisted before the reply is released. */
+    if (diff_changes_data(u, d)) {
         char why[96];
         snprintf(why, sizeof(why), "a mirrored write came out differently on the secondary (%s)",
                  outcome_diff_name(d));
@@ -705,6 +729,41 @@ void mirror_secondary_done(struct session *s)
     m->release_pending = m->release_pending || u->hold_rfq;
     u->hold_rfq = false;
     mirror_leave(s);
+}
+
+void mirror_wrap_ended(struct session *s, bool commit_failed)
+{
+    struct mirror *m = &s->mirror;
+    bool known = m->wrap_sec_known;
+    m->wrap_sec_known = false;
+    enum outcome_diff d = m->wrap_diff;
+    if (commit_failed) {
+        /* Old rolled the write back: a divergence only if new kept it. */
+        d = known && !m->wrap_second.error ? OUTCOME_DIFF_error_mismatch : OUTCOME_DIFF_none;
+    }
+    if (!known || d == OUTCOME_DIFF_none) {
+        return; /* equal, or new never finished it (a lost secondary is lagging already) */
+    }
+    stats_add(&s->worker->stats, STAT_divergences_total, 1);
+    stats_divergence(&s->worker->stats, d);
+    struct divergence_event e = {.kind = outcome_diff_name(d),
+                                 .fingerprint = m->wrap_fingerprint,
+                                 .sql = m->wrap_sql,
+                                 .prim = &m->wrap_prim,
+                                 .second = &m->wrap_second,
+                                 .prim_us = m->wrap_prim_us,
+                                 .sec_us = m->wrap_sec_us};
+    divergence_record(s, &e);
+    if (commit_failed) {
+        SLOG_INFO(s, "the primary refused to COMMIT a write the secondary applied");
+    }
+    /* Old failing to commit what new applied always changes data; otherwise as compare_unit. */
+    if (commit_failed || m->wrap_changes_data) {
+        char why[96];
+        snprintf(why, sizeof(why), "a wrapped write came out differently on the secondary (%s)",
+                 outcome_diff_name(d));
+        server_secondary_diverged(s->worker->server, why);
+    }
 }
 
 void mirror_session_closing(struct session *s)

@@ -135,7 +135,14 @@ struct mirror {
      * the tail is replaced by the error, as PostgreSQL itself reports an error at an implicit
      * commit instead of the CommandComplete: the client never sees a write complete that did
      * not commit. */
-    size_t wrap_tail;          /* bytes of the tail's messages (counted whole from their header) */
+    size_t wrap_tail; /* bytes of the tail's messages (counted whole from their header) */
+    /* The wrapped unit's comparison waits for the wrap's end: old's outcome is only known once
+     * pgdual's COMMIT answered (a deferred constraint can fail it, on both sides alike). */
+    bool wrap_sec_known;                   /* the secondary finished the wrapped unit: */
+    enum outcome_diff wrap_diff;           /* ...how the two outcomes of the unit differed */
+    struct outcome wrap_prim, wrap_second; /* ...and both outcomes, for the divergence log */
+    uint64_t wrap_prim_us, wrap_sec_us;
+    bool wrap_changes_data;    /* ...and whether that difference means the data may differ */
     uint64_t wrap_fingerprint; /* the wrapped statement, for the divergence log */
     char *wrap_sql;            /* owned */
 };
@@ -184,6 +191,10 @@ bool mirror_secondary_behind(const struct mirror *m);
 void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
+/* pgdual's COMMIT (or ROLLBACK) ended the wrap; commit_failed: the primary refused to commit.
+ * Compares the wrapped unit now that old's outcome is known, and takes the secondary out of sync
+ * if the two sides ended differently (new applied a write old did not commit, or the reverse). */
+void mirror_wrap_ended(struct session *s, bool commit_failed);
 /* The session is closing without finishing its wrap (a session whose client left finishes it
  * first: session_linger.c; this is SIGINT, a deadline, a lost primary). The wrapped write is
  * rolled back on the primary when its connection closes, while the secondary applied (or is

@@ -183,7 +183,7 @@ static int seal_unit(struct session *s, struct unit *u)
         free(m->wrap_sql);
         m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
         m->wrap_fingerprint = u->fingerprint;
-        m->wrap_prim_done = m->wrap_finishing = false;
+        m->wrap_prim_done = m->wrap_finishing = m->wrap_sec_known = false;
         m->wrap_tail = 0;
         wbuf_reset(&m->wrap_error);
     }
@@ -607,15 +607,9 @@ static int release_wrap(struct session *s)
 {
     struct mirror *m = &s->mirror;
     struct wbuf *h = &m->held;
+    /* Compared (and the secondary taken out of sync if they differ) before the reply goes. */
+    mirror_wrap_ended(s, m->wrap_error.len > 0);
     if (m->wrap_error.len > 0) {
-        SLOG_INFO(s, "the primary refused to COMMIT a write the secondary applied: divergence");
-        stats_add(&s->worker->stats, STAT_divergences_total, 1);
-        stats_divergence(&s->worker->stats, OUTCOME_DIFF_error_mismatch);
-        /* The wrapped unit was reaped when new finished it: the mirror kept its statement. */
-        struct divergence_event e = {.kind = outcome_diff_name(OUTCOME_DIFF_error_mismatch),
-                                     .fingerprint = m->wrap_fingerprint,
-                                     .sql = m->wrap_sql};
-        divergence_record(s, &e);
         h->len -= m->wrap_tail < h->len ? m->wrap_tail : h->len; /* see wrap_tail */
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);

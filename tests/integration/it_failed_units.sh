@@ -118,6 +118,19 @@ it_session_send chain "COMMIT;"
 it_session_close chain
 psql_new "$DB" -q -c "DROP TRIGGER slow ON t" -c "DROP FUNCTION slow_commit()"
 
+# --- an autocommit write (run in pgdual's BEGIN/COMMIT on old) that fails at commit on both ------
+DEFER_FAIL="CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+  \$\$BEGIN RAISE EXCEPTION 'refused at commit'; END\$\$;
+CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON w DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION refuse();"
+for q in psql_old psql_new; do
+    "$q" "$DB" -q -c "CREATE TABLE w (id int PRIMARY KEY)" -c "$DEFER_FAIL"
+done
+assert_fails "an INSERT refused at commit on both sides is the client's error" -- \
+    psql_proxy "$DB" -c "INSERT INTO w VALUES (1)"
+assert_eq "0|0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM w")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM w")" \
+    "no row on either side"
+
 assert_eq "in_sync" "$(it_status secondary_state)" "none of these took new out of sync"
 assert_eq "0" "$(it_status divergences_total)" "and none was a divergence"
 same_table t "after the transactions above"
@@ -228,4 +241,16 @@ assert_fails "ROLLBACK CUTOVER back to an out-of-sync old is refused" -- psql_ad
 assert_ok "ROLLBACK CUTOVER FORCE" -- psql_admin "ROLLBACK CUTOVER FORCE"
 assert_eq "old" "$(it_status primary)" "rolled back"
 assert_ok "ROLLBACK CUTOVER with old already primary needs no FORCE" -- psql_admin "ROLLBACK CUTOVER"
+it_proxy_stop
+
+# --- pgdual's COMMIT of a wrapped write fails on old only: new applied it alone -----------------
+rm -f "$IT_TMP/pgdual.state"
+psql_new "$DB" -q -c "DROP TRIGGER refuse ON w"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+assert_fails "old refuses the INSERT at commit: the client's error" -- \
+    psql_proxy "$DB" -c "INSERT INTO w VALUES (2)"
+assert_eq "0|1" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM w")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM w")" \
+    "(new applied it alone)"
+assert_eq "diverged" "$(it_status secondary_state)" "a write new applied that old did not commit: diverged"
 it_proxy_stop
