@@ -191,6 +191,10 @@ bool mirror_secondary_behind(const struct mirror *m);
 void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
+/* mirror_compare.c: both sides have finished u: compare their outcomes; a difference is a
+ * divergence, and takes the secondary out of in_sync when the data may differ now (a wrapped
+ * unit waits for mirror_wrap_ended). */
+void mirror_compare_unit(struct session *s, struct unit *u);
 /* pgdual's COMMIT (or ROLLBACK) ended the wrap; commit_failed: the primary refused to commit.
  * Compares the wrapped unit now that old's outcome is known, and takes the secondary out of sync
  * if the two sides ended differently (new applied a write old did not commit, or the reverse). */

@@ -125,6 +125,12 @@ struct session {
     struct session *prev, *next; /* worker's session list */
 };
 
+/* Is b the connection to its session's primary? */
+static inline bool session_is_primary(const struct backend *b)
+{
+    return b->which == b->session->primary;
+}
+
 /* Accept path: takes ownership of a connected non-blocking fd. */
 void session_accept(struct worker *w, int fd);
 /* The only exit: sends the reason's FATAL (if any, with detail), logs, releases everything. */
@@ -145,8 +151,25 @@ int session_capture_end(void *ctx);
 
 /* session_startup.c */
 void session_on_client_startup(struct session *s, const uint8_t *p, size_t n);
-/* session_relay.c */
+/* Stop reading a peer while the other side has more than this queued; resume below LOW. */
+#define RELAY_HIGH_WATER (256 * 1024)
+#define RELAY_LOW_WATER  (64 * 1024)
+
+/* session_frontend.c */
+/* The unit's last message arrived: send a deferred unit (wrapped if it is an autocommit write
+ * that may run in a transaction block), then let the mirror take it. < 0: no memory; > 0: the
+ * session ended. */
+int session_seal_unit(struct session *s, struct unit *u) __attribute__((warn_unused_result));
+/* Send the frontend messages collected for the primary; < 0: the session ended. */
+int session_flush_to_primary(struct session *s) __attribute__((warn_unused_result));
+/* The message waiting at the gate may go now: process it, then the bytes that came after it. */
+void session_gate_check(struct session *s);
+/* Stop or resume reading the client as the backends' queues and the secondary's lag say. */
+void session_client_backpressure(struct session *s);
 void session_on_client_relay(struct session *s, const uint8_t *p, size_t n);
+/* session_relay.c */
+/* A backend connection's poll event (read, write, error). */
+void session_on_backend_io(uv_poll_t *h, int status, int events);
 void session_on_backend_readable(struct backend *b);
 void session_backend_ready(struct session *s, struct backend *b);
 void session_backend_failed(struct session *s, struct backend *b, const char *msg);

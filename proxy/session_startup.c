@@ -279,3 +279,113 @@ void session_on_client_startup(struct session *s, const uint8_t *p, size_t n)
         }
     }
 }
+
+/* ---- login completion -------------------------------------------------------------------- */
+
+/* The GUC_REPORT parameters of PostgreSQL 15, forwarded to the client after login. */
+static const char *const reported_params[] = {
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "application_name",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "is_superuser",
+    "session_authorization",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
+};
+
+static void send_login_reply(struct session *s, struct backend *b)
+{
+    for (size_t i = 0; i < sizeof(reported_params) / sizeof(reported_params[0]); i++) {
+        const char *v = PQparameterStatus(b->conn, reported_params[i]);
+        if (v) {
+            wire_put_parameter_status(&s->out, reported_params[i], v);
+        }
+    }
+    wire_put_backend_key(&s->out, s->id, s->cancel_secret);
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+}
+
+/* Every login finished: the primary is up (the secondary may or may not be). */
+static void finish_login(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    if (s->timer_open) {
+        uv_timer_stop(&s->timer);
+    }
+    send_login_reply(s, &s->backends[s->primary]);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    session_set_state(s, SESSION_READY);
+    wire_scanner_init(&s->client_scan, (uint32_t)srv->cfg->max_message_bytes);
+    endpoint_want_read(&s->client, true);
+    if (s->client_msg.len > 0) { /* bytes the client sent before ReadyForQuery */
+        struct wbuf early = s->client_msg;
+        wbuf_init(&s->client_msg);
+        session_on_client_relay(s, early.data, early.len);
+        wbuf_free(&early);
+        session_relay_after_event(s);
+    }
+}
+
+void session_backend_ready(struct session *s, struct backend *b)
+{
+    struct server *srv = s->worker->server;
+    SSL *ssl = PQsslInUse(b->conn) ? PQsslStruct(b->conn, "OpenSSL") : NULL;
+    if (outcome_reader_init(&b->rd) < 0 ||
+        endpoint_open(&b->ep, &s->worker->loop, PQsocket(b->conn), ssl, session_on_backend_io, b) <
+            0) {
+        session_backend_failed(s, b, "cannot poll the backend socket");
+        return;
+    }
+    s->refs++;
+    b->up = true;
+    b->txn_status = PQ_TXN_IDLE;
+    wire_scanner_init(&b->scan, UINT32_MAX);
+    if (!s->cancel) {
+        s->cancel =
+            cancel_register(srv->cancels, s->id, s->cancel_secret, worker_post_gates_cb, s->worker);
+    }
+    if (s->cancel) {
+        cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));
+        session_publish_cancel_targets(s);
+    }
+    if (!session_is_primary(b)) {
+        s->mirror.secondary_up = true;
+    }
+    session_note_parameter(b, "standard_conforming_strings",
+                           PQparameterStatus(b->conn, "standard_conforming_strings"));
+    session_note_parameter(b, "client_encoding", PQparameterStatus(b->conn, "client_encoding"));
+    if (--s->logins_pending == 0) {
+        finish_login(s);
+    }
+}
+
+void session_backend_failed(struct session *s, struct backend *b, const char *msg)
+{
+    char detail[512];
+    snprintf(detail, sizeof(detail), "%s: %s", b->which == DIAL_OLD ? "old" : "new", msg);
+    size_t n = strlen(detail);
+    while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' ')) {
+        detail[--n] = '\0';
+    }
+    stats_add(&s->worker->stats, STAT_backend_failures_total, 1);
+    if (session_is_primary(b)) {
+        session_end(s, END_BACKEND_CONNECT, detail);
+        return;
+    }
+    /* The secondary is not the client's business: carry on with the primary alone. */
+    SLOG_INFO(s, "secondary login failed (%s): going on with the primary alone", detail);
+    stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
+    b->up = false; /* lagging once a write misses it (mirror.c: secondary_missed) */
+    backend_close_handles(b, session_backend_handle_closed);
+    if (s->state == SESSION_CONNECTING && --s->logins_pending == 0) {
+        finish_login(s);
+    }
+}
