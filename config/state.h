@@ -8,8 +8,8 @@
  *     primary = old
  *     read_new_percent = 25
  *     ...                         one "key = value" line per [cutover] dial
- *     secondary_state = diverged  the secondary's sync state (proxy/sync_state.h), and since
- *     secondary_since = 1796000000000    when (Unix ms); both absent in files of older pgduals
+ *     secondary_state = diverged  the secondary's sync state (proxy/dualwrite/sync_state.h), and
+ * since secondary_since = 1796000000000    when (Unix ms); both absent in files of older pgduals
  *     checksum = 0123456789abcdef  XXH64 (seed 0) of every byte before this line, 16 hex digits
  *
  * The checksum line is also the end marker: nothing may follow it. A file without it (a torn

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 static atomic_int log_level = LOG_INFO;
 

@@ -12,13 +12,13 @@
 #include <uv.h>
 
 #include "config/state.h"
-#include "proxy/auth.h"
-#include "proxy/cancel.h"
-#include "proxy/divergence_table.h"
+#include "proxy/control/metrics.h"
+#include "proxy/control/reload.h"
+#include "proxy/dualwrite/divergence_table.h"
 #include "proxy/log.h"
-#include "proxy/metrics.h"
-#include "proxy/reload.h"
 #include "proxy/server.h"
+#include "proxy/session/auth.h"
+#include "proxy/session/cancel.h"
 #include "proxy/worker.h"
 
 static void usage(FILE *out)

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "config/state.h"
-#include "proxy/auth.h"
 #include "proxy/log.h"
+#include "proxy/session/auth.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
 

@@ -13,7 +13,7 @@
 #include "config/config.h"
 #include "config/dials.h"
 #include "config/state.h"
-#include "proxy/sync_state.h"
+#include "proxy/dualwrite/sync_state.h"
 
 struct worker;
 struct cancel_registry;

@@ -12,7 +12,7 @@
 #include "config/dials.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 static int listen_socket(const char *addr, int port, int *out_fd)
 {

@@ -1,4 +1,4 @@
-/* tests/unit/test_divergence_table.c: proxy/divergence_table.c: divergences grouped by
+/* tests/unit/test_divergence_table.c: proxy/dualwrite/divergence_table.c: divergences grouped by
  * (fingerprint, kind) with counts and first/last seen; listed most recent first; the bound and
  * its overflow row; statements copied (borrowed input), cut at a character boundary; concurrent
  * adds counted exactly. Run under ASan, the setup/teardown pair shows any leak. */
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/divergence_table.h"
+#include "proxy/dualwrite/divergence_table.h"
 
 #define FP_A 0x1111111111111111u
 #define FP_B 0x2222222222222222u

@@ -1,4 +1,4 @@
-/* tests/unit/test_metrics.c: proxy/metrics.c's renderings over a server with two workers'
+/* tests/unit/test_metrics.c: proxy/control/metrics.c's renderings over a server with two workers'
  * counters: every counter reaches /metrics, sums are across workers, histogram buckets are
  * cumulative, /status carries the SHOW STATUS list. */
 #include <inttypes.h>
@@ -14,7 +14,7 @@
 
 #include "config/config.h"
 #include "config/dials.h"
-#include "proxy/metrics.h"
+#include "proxy/control/metrics.h"
 #include "proxy/server.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"

@@ -1,5 +1,6 @@
-/* tests/unit/test_stmt_track.c: proxy/stmt_track.c and proxy/stmt_map.c: the session's statements
- * and portals follow the primary's answers, and a lookup answers NULL (mirror) when unsure. */
+/* tests/unit/test_stmt_track.c: proxy/session/stmt_track.c and proxy/session/stmt_map.c: the
+ * session's statements and portals follow the primary's answers, and a lookup answers NULL (mirror)
+ * when unsure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,7 @@
 #include <cmocka.h>
 
 #include "protocol/pqproto.h"
-#include "proxy/stmt_track.h"
+#include "proxy/session/stmt_track.h"
 
 static const struct stmt_class write_cls = {.mirrored = true, .dml_only = true};
 static const struct stmt_class read_cls = {.mirrored = false};

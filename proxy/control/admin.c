@@ -1,0 +1,457 @@
+/* proxy/control/admin.c: the admin console (database "pgdual"): a table of commands over simple
+ * Query. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "proxy/clock.h"
+#include "proxy/control/reload.h"
+#include "proxy/control/status.h"
+#include "proxy/dualwrite/divergence_table.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session/session.h"
+#include "proxy/text.h"
+#include "proxy/worker.h"
+
+#define ADMIN_MAX_QUERY (64 * 1024)
+#define ADMIN_MAX_WORDS 8
+
+struct admin_cmd {
+    const char *words[3]; /* the command's leading keywords, upper case */
+    void (*handler)(struct session *s, char **argv, int argc);
+    const char *help;
+};
+
+static void admin_error(struct session *s, const char *sqlstate, const char *msg)
+{
+    wire_put_error(&s->out, "ERROR", sqlstate, msg);
+}
+
+static void put_rows2(struct session *s, const char *c1, const char *c2)
+{
+    const char *names[2] = {c1, c2};
+    wire_put_row_description(&s->out, 2, names);
+}
+
+static void put_kv(struct session *s, const char *k, const char *v)
+{
+    const char *vals[2] = {k, v};
+    wire_put_data_row(&s->out, 2, vals);
+}
+
+/* status_row_fn: one SHOW STATUS row. */
+static void put_status_row(void *ctx, const char *key, const char *value, bool numeric)
+{
+    (void)numeric;
+    put_kv(ctx, key, value);
+}
+
+static void cmd_show_status(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    put_rows2(s, "key", "value");
+    status_visit(s->worker->server, put_status_row, s);
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+static void cmd_show_config(struct session *s, char **argv, int argc)
+{
+    struct server *srv = s->worker->server;
+    (void)argv;
+    (void)argc;
+    struct dials_snapshot *snap = server_dials_get(srv);
+    struct server_conf *conf = server_conf_get(srv);
+    struct config view = conf->cfg;
+    view.dials = snap->d;
+    const char *names[5] = {"key", "value", "default", "changeable", "section"};
+    wire_put_row_description(&s->out, 5, names);
+    for (const struct config_key *k = config_keys; k->name; k++) {
+        char val[1024];
+        config_format(&view, k, val, sizeof(val));
+        const char *row[5] = {k->name, val, k->default_value, k->runtime ? "yes" : "no",
+                              k->section};
+        wire_put_data_row(&s->out, 5, row);
+    }
+    server_conf_unref(conf);
+    dials_snapshot_unref(snap);
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+/* divergence_group_fn: one SHOW DIVERGENCES row. */
+static void put_divergence_row(void *ctx, const struct divergence_group *g)
+{
+    struct session *s = ctx;
+    char fp[17], count[24], first[TEXT_TIME_MAX], last[TEXT_TIME_MAX];
+    snprintf(fp, sizeof(fp), "%016" PRIx64, g->fingerprint);
+    snprintf(count, sizeof(count), "%" PRIu64, g->count);
+    text_utc_time(g->first_seen, first);
+    text_utc_time(g->last_seen, last);
+    const char *row[6] = {fp, g->kind, count, first, last, g->statement};
+    wire_put_data_row(&s->out, 6, row);
+}
+
+static void cmd_show_divergences(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    const char *names[6] = {"fingerprint", "kind", "count", "first_seen", "last_seen", "statement"};
+    wire_put_row_description(&s->out, 6, names);
+    struct divergence_table *t = s->worker->server->divergences;
+    if (t) {
+        divergence_table_visit(t, put_divergence_row, s);
+    }
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+/* The SQLSTATE for a failed dial change. */
+static const char *set_error_code(int rc)
+{
+    switch (rc) {
+    case -EINVAL:
+        return "22023"; /* invalid_parameter_value */
+    case -EPERM:
+        return "55000"; /* object_not_in_prerequisite_state: the guard */
+    case -EIO:
+        return "58030"; /* io_error: the state file could not be written; nothing changed */
+    default:
+        return "XX000";
+    }
+}
+
+static void cmd_set(struct session *s, char **argv, int argc)
+{
+    /* SET key = value [FORCE] | SET key TO value [FORCE] */
+    bool force = argc == 5 && strcasecmp(argv[4], "force") == 0;
+    if ((argc != 4 && !force) || (strcmp(argv[2], "=") != 0 && strcasecmp(argv[2], "to") != 0)) {
+        admin_error(s, "42601", "syntax: SET key = value [FORCE]");
+        return;
+    }
+    char err[512];
+    int rc = server_set_dial(s->worker->server, argv[1], argv[3], force, err, sizeof(err));
+    if (rc < 0) {
+        admin_error(s, set_error_code(rc), err);
+        return;
+    }
+    SLOG_INFO(s, "admin: SET %s = %s%s", argv[1], argv[3], force ? " FORCE" : "");
+    s->admin_wait_version = server_dials_version(s->worker->server);
+    wire_put_command_complete(&s->out, "SET");
+}
+
+static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
+{
+    bool force = argc == 3 && strcasecmp(argv[2], "force") == 0;
+    if (argc != 2 && !force) {
+        admin_error(s, "42601", "syntax: ROLLBACK CUTOVER [FORCE]");
+        return;
+    }
+    char err[512];
+    int rc = server_rollback_cutover(s->worker->server, force, err, sizeof(err));
+    if (rc < 0) {
+        admin_error(s, set_error_code(rc), err);
+        return;
+    }
+    SLOG_INFO(s, "admin: ROLLBACK CUTOVER (primary = old, read_new_percent = 0)");
+    s->admin_wait_version = server_dials_version(s->worker->server);
+    wire_put_command_complete(&s->out, "ROLLBACK CUTOVER");
+}
+
+static void cmd_reload(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    char err[1024];
+    if (reload_run(s->worker->server, err, sizeof(err)) < 0) {
+        admin_error(s, "F0000", err); /* config_file_error */
+        return;
+    }
+    SLOG_INFO(s, "admin: RELOAD");
+    wire_put_command_complete(&s->out, "RELOAD");
+}
+
+static void cmd_pause(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    server_set_paused(s->worker->server, true);
+    SLOG_INFO(s, "admin: PAUSE (statements wait at transaction boundaries)");
+    wire_put_command_complete(&s->out, "PAUSE");
+}
+
+static void cmd_resume(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    server_set_paused(s->worker->server, false);
+    SLOG_INFO(s, "admin: RESUME");
+    wire_put_command_complete(&s->out, "RESUME");
+}
+
+static void cmd_show_help(struct session *s, char **argv, int argc);
+
+static const struct admin_cmd admin_cmds[] = {
+    {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters"},
+    {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
+    {{"SHOW", "DIVERGENCES", NULL},
+     cmd_show_divergences,
+     "SHOW DIVERGENCES: divergences since start, one row per statement fingerprint and kind, "
+     "most recently seen first"},
+    {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
+    {{"SET", NULL, NULL},
+     cmd_set,
+     "SET key = value [FORCE]: change a [cutover] dial, written to state_file before the answer; "
+     "mirror = off while primary = old, and a primary switch while the secondary is not in_sync, "
+     "need FORCE"},
+    {{"ROLLBACK", "CUTOVER", NULL},
+     cmd_rollback_cutover,
+     "ROLLBACK CUTOVER [FORCE]: primary = old and read_new_percent = 0, at once (switching "
+     "back from new while old is not in_sync needs FORCE)"},
+    {{"RELOAD", NULL, NULL},
+     cmd_reload,
+     "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},
+    {{"PAUSE", NULL, NULL},
+     cmd_pause,
+     "PAUSE: hold every session's next statement at its transaction boundary (transactions "
+     "in flight finish)"},
+    {{"RESUME", NULL, NULL}, cmd_resume, "RESUME: release the statements PAUSE holds"},
+};
+
+#define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))
+
+static void cmd_show_help(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    (void)argc;
+    const char *names[1] = {"command"};
+    wire_put_row_description(&s->out, 1, names);
+    for (size_t i = 0; i < ADMIN_NCMDS; i++) {
+        const char *row[1] = {admin_cmds[i].help};
+        wire_put_data_row(&s->out, 1, row);
+    }
+    wire_put_command_complete(&s->out, "SHOW");
+}
+
+static char admin_eq[] = "="; /* the word for '=' (never written) */
+
+/* Split one command into words: quoted strings ('..' or "..") and '=' are single words. */
+static int admin_split(char *p, char **argv, int max)
+{
+    int argc = 0;
+    while (*p) {
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (!*p) {
+            break;
+        }
+        if (argc == max) {
+            return -1;
+        }
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            argv[argc++] = p;
+            while (*p && *p != q) {
+                p++;
+            }
+            if (!*p) {
+                return -1;
+            }
+            *p++ = '\0';
+        } else if (*p == '=') {
+            argv[argc++] = admin_eq;
+            p++;
+        } else {
+            argv[argc++] = p;
+            while (*p && !isspace((unsigned char)*p) && *p != '=') {
+                p++;
+            }
+            if (*p == '=') { /* "key=value": '=' is its own word */
+                *p++ = '\0';
+                if (argc == max) {
+                    return -1;
+                }
+                argv[argc++] = admin_eq;
+            } else if (*p) {
+                *p++ = '\0';
+            }
+        }
+    }
+    return argc;
+}
+
+static void admin_run_one(struct session *s, char *text)
+{
+    char *argv[ADMIN_MAX_WORDS];
+    int argc = admin_split(text, argv, ADMIN_MAX_WORDS);
+    if (argc == 0) {
+        return;
+    }
+    if (argc < 0) {
+        admin_error(s, "42601", "cannot parse the admin command");
+        return;
+    }
+    for (size_t i = 0; i < ADMIN_NCMDS; i++) {
+        const struct admin_cmd *c = &admin_cmds[i];
+        int w = 0;
+        while (w < 3 && c->words[w] && w < argc && strcasecmp(c->words[w], argv[w]) == 0) {
+            w++;
+        }
+        if (w == 3 || !c->words[w]) {
+            c->handler(s, argv, argc);
+            return;
+        }
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "unknown admin command \"%.60s\"; SHOW HELP lists them", argv[0]);
+    admin_error(s, "42601", msg);
+}
+
+/* A dial change answers once every worker has taken it, so a statement any client starts after
+ * the answer sees it (ROLLBACK CUTOVER: nothing that starts later is served by new). The loops
+ * take it within microseconds; meanwhile the console is not read. */
+#define ADMIN_APPLY_POLL_MS 1
+#define ADMIN_APPLY_WAIT_US (5 * 1000 * 1000)
+
+static void admin_flush(struct session *s)
+{
+    s->admin_wait_version = 0;
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    endpoint_want_read(&s->client, true);
+    if (s->gate_rest.len > 0) { /* what the client sent after the change, not read yet */
+        struct wbuf rest = s->gate_rest;
+        wbuf_init(&s->gate_rest);
+        admin_on_client_data(s, rest.data, rest.len);
+        wbuf_free(&rest);
+    }
+}
+
+static void on_apply_poll(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (s->state != SESSION_ADMIN || !s->admin_wait_version) {
+        uv_timer_stop(t);
+        return;
+    }
+    bool applied = server_dials_applied(s->worker->server, s->admin_wait_version);
+    if (!applied && clock_monotonic_us() - s->admin_wait_since_us < ADMIN_APPLY_WAIT_US) {
+        return;
+    }
+    if (!applied) {
+        SLOG_INFO(s, "a worker has not taken the dial change after 5 s; answering anyway");
+    }
+    uv_timer_stop(t);
+    admin_flush(s);
+}
+
+static void admin_reply(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    if (!s->admin_wait_version || server_dials_applied(srv, s->admin_wait_version) ||
+        !s->timer_open) {
+        admin_flush(s);
+        return;
+    }
+    s->admin_wait_since_us = clock_monotonic_us();
+    endpoint_want_read(&s->client, false);
+    uv_timer_start(&s->timer, on_apply_poll, ADMIN_APPLY_POLL_MS, ADMIN_APPLY_POLL_MS);
+}
+
+static void admin_query(struct session *s, char *sql, size_t len)
+{
+    if (len == 0 || sql[len - 1] != '\0') {
+        session_end(s, END_PROTOCOL, "Query message without terminator");
+        return;
+    }
+    bool any = false;
+    for (char *save = NULL, *part = strtok_r(sql, ";", &save); part;
+         part = strtok_r(NULL, ";", &save)) {
+        size_t before = s->out.len;
+        admin_run_one(s, part);
+        any = any || s->out.len != before;
+    }
+    if (!any) {
+        wire_put_empty_query(&s->out);
+    }
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+    admin_reply(s);
+}
+
+static int admin_begin(void *ctx, uint8_t type, uint32_t len)
+{
+    struct session *s = ctx;
+    (void)len;
+    if (type != PqMsg_Query && type != PqMsg_Terminate) {
+        return -1;
+    }
+    s->client_type = type;
+    wbuf_reset(&s->client_msg);
+    return 0;
+}
+
+static const struct wire_scan_ops admin_ops = {admin_begin, session_capture_body,
+                                               session_capture_end};
+
+void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && s->state == SESSION_ADMIN && !s->admin_wait_version) {
+        size_t used = 0;
+        int rc = wire_scan_feed(&s->client_scan, p + off, n - off, &admin_ops, s, &used);
+        off += used;
+        if (rc < 0) {
+            session_end(s, END_PROTOCOL, "the admin console takes simple Query messages only");
+            return;
+        }
+        if (rc == 0) {
+            return;
+        }
+        if (s->client_type == PqMsg_Terminate) {
+            session_end(s, END_CLIENT_TERMINATE, NULL);
+            return;
+        }
+        admin_query(s, (char *)s->client_msg.data, s->client_msg.len);
+    }
+    if (s->state == SESSION_ADMIN && s->admin_wait_version && off < n) {
+        wbuf_put_bytes(&s->gate_rest, p + off, n - off);
+    }
+}
+
+void admin_session_start(struct session *s)
+{
+    static const char *const params[][2] = {
+        {"server_version", "15.0 (pgdual " PGDUAL_VERSION ")"},
+        {"server_encoding", "UTF8"},
+        {"client_encoding", "UTF8"},
+        {"DateStyle", "ISO, MDY"},
+        {"integer_datetimes", "on"},
+        {"standard_conforming_strings", "on"},
+        {"is_superuser", "off"},
+    };
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        wire_put_parameter_status(&s->out, params[i][0], params[i][1]);
+    }
+    wire_put_backend_key(&s->out, s->id, s->cancel_secret);
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+    if (s->timer_open) {
+        uv_timer_stop(&s->timer);
+    }
+    session_set_state(s, SESSION_ADMIN);
+    wire_scanner_init(&s->client_scan, ADMIN_MAX_QUERY);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    if (s->client_msg.len > 0) {
+        struct wbuf early = s->client_msg;
+        wbuf_init(&s->client_msg);
+        admin_on_client_data(s, early.data, early.len);
+        wbuf_free(&early);
+    }
+}

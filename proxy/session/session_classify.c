@@ -1,0 +1,408 @@
+/* proxy/session/session_classify.c: what a frontend message makes of the unit it joins (mirrored or
+ * a read, routable, wrappable) and of the session's prepared statements and portals (recorded in
+ * s->stmts, see stmt_track.h). A message never lowers the class of what came before it in its
+ * unit. While pgdual's parse of a text may differ from the server's (lexing_unsure), every
+ * statement is mirrored. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "protocol/classify.h"
+#include "protocol/pqproto.h"
+#include "proxy/session/session.h"
+#include "proxy/session/stmt_track.h"
+#include "proxy/worker.h"
+
+#define EFFECTS_MAX 16 /* SQL effects recorded one by one per Query; more drop everything */
+
+/* ---- when pgdual's parse cannot be trusted ------------------------------------------------ */
+
+/* With standard_conforming_strings off, a backslash escapes a quote in '...' literals; in these
+ * client encodings a multibyte character may end in the byte 0x5c (a backslash). libpg_query
+ * lexes as if neither were so: its statement boundaries and literals may then differ from the
+ * server's ("SELECT 'a\''; DELETE FROM t; --'" is one SELECT to it, a SELECT and a DELETE to the
+ * server). JOHAB is added to the list DESIGN names: its trail bytes include 0x5c too. */
+static const char *const backslash_encodings[] = {"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK",
+                                                  "UHC",  "GB18030",        "JOHAB"};
+
+void session_note_parameter(struct backend *b, const char *name, const char *value)
+{
+    if (!name || !value) {
+        return;
+    }
+    if (strcmp(name, "standard_conforming_strings") == 0) {
+        b->scs_off = strcasecmp(value, "on") != 0;
+    } else if (strcmp(name, "client_encoding") == 0) {
+        b->encoding_unsafe = false;
+        for (size_t i = 0; i < sizeof(backslash_encodings) / sizeof(*backslash_encodings); i++) {
+            b->encoding_unsafe =
+                b->encoding_unsafe || strcasecmp(value, backslash_encodings[i]) == 0;
+        }
+    }
+}
+
+/* May the server lex u's next statement text (u NULL: the next unit's first) otherwise than
+ * libpg_query? Yes while a backend reports standard_conforming_strings off or such an encoding, and
+ * while a statement that may change them (anything mirrored: SET, RESET, DISCARD, ROLLBACK,
+ * set_config() ...) has not been answered by the primary: its ParameterStatus would come too late
+ * for a text sent behind it. */
+bool session_lexing_settings_unsafe(const struct session *s)
+{
+    for (int i = 0; i < 2; i++) {
+        const struct backend *b = &s->backends[i];
+        if ((i == s->primary || b->up) && (b->scs_off || b->encoding_unsafe)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool lexing_unsure(const struct session *s, const struct unit *u)
+{
+    if (session_lexing_settings_unsafe(s)) {
+        return true;
+    }
+    if (u && u->writes > 0) {
+        return true;
+    }
+    for (const struct unit *v = s->mirror.head; v && v != u; v = v->next) {
+        if (!v->internal && v->mirrored && !v->prim_done) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+/* Does the parse say sql is a read? For a statement mirrored only because the lexing could not
+ * be trusted: its rows differing between the backends are a read's divergence, not the data's
+ * (mirror.c counts it with the lock-only reads). Served from the cache. */
+static bool parsed_read(struct session *s, const char *sql)
+{
+    struct classify_result r;
+    return classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) == 0 &&
+           r.kind == CLASSIFY_READ;
+}
+
+static void unit_note_sql(struct unit *u, const char *sql, uint64_t fingerprint)
+{
+    if (!u->sql) {
+        u->sql = strndup(sql, 4096);
+        u->fingerprint = fingerprint;
+    }
+}
+
+/* Classify sql into r; when in doubt (no memory, or an untrustworthy parse), mirror. */
+static void classify_or_mirror(struct session *s, const struct unit *u, const char *sql,
+                               struct classify_result *r)
+{
+    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, r) < 0) {
+        memset(r, 0, sizeof(*r));
+        r->kind = CLASSIFY_MIRROR;
+    }
+    if (lexing_unsure(s, u)) {
+        r->kind = CLASSIFY_MIRROR;
+        r->is_listen = false;  /* so it is mirrored too */
+        r->dml_only = false;   /* never wrapped: it may not run in a transaction block */
+        r->txn_control = true; /* never sent ahead of the primary */
+        r->txn = r->txn_last = CLASSIFY_TXN_OTHER; /* a COMMIT waits for the secondary */
+        r->session_objects = true;                 /* see query_effects */
+        r->nstatements = -1;                       /* not known */
+    }
+}
+
+/* COMMIT, END, PREPARE TRANSACTION (and the *_PREPARED verbs): the statement that releases the
+ * primary's locks. */
+static bool result_commits(const struct classify_result *r)
+{
+    return r->commits; /* any statement of the string, not only the first or the last */
+}
+
+/* u uses c, a statement or portal: unless u defined it, only the backends holding it can run u.
+ * Unknown names are the client's error, wherever it runs. */
+static void unit_uses(struct unit *u, const struct stmt_class *c)
+{
+    if (c && c->made_in != u->serial) {
+        u->needs &= c->on;
+    }
+}
+
+/* ---- SQL effects on named statements and portals ------------------------------------------- */
+
+static void record_effect(struct stmt_track *t, uint32_t unit, const struct classify_effect *e,
+                          uint32_t index)
+{
+    static const struct stmt_class prepared = {.mirrored = true};
+    switch (e->kind) {
+    case CLASSIFY_EFFECT_PREPARE: /* its own statement is not classified: mirrored */
+        stmt_track_define(t, unit, STMT_SPACE_STATEMENT, e->name, &prepared, NULL, STMT_REPLY_EXEC,
+                          index);
+        break;
+    case CLASSIFY_EFFECT_DEALLOCATE:
+        stmt_track_remove(t, unit, STMT_SPACE_STATEMENT, e->name, STMT_REPLY_EXEC, index);
+        break;
+    case CLASSIFY_EFFECT_DEALLOCATE_ALL:
+        stmt_track_clear(t, unit, 1u << STMT_SPACE_STATEMENT, STMT_REPLY_EXEC, index);
+        break;
+    case CLASSIFY_EFFECT_DISCARD_ALL:
+        stmt_track_clear(t, unit, STMT_SPACE_BOTH, STMT_REPLY_EXEC, index);
+        break;
+    case CLASSIFY_EFFECT_DECLARE: /* a cursor's class is not known: forget the name */
+    case CLASSIFY_EFFECT_CLOSE:
+        stmt_track_remove(t, unit, STMT_SPACE_PORTAL, e->name, STMT_REPLY_EXEC, index);
+        break;
+    case CLASSIFY_EFFECT_CLOSE_ALL:
+        stmt_track_clear(t, unit, 1u << STMT_SPACE_PORTAL, STMT_REPLY_EXEC, index);
+        break;
+    }
+}
+
+/* sql's statements run as completions first + 1, first + 2 ... of the unit. Effects that cannot
+ * be read (no text, no parse, too many) drop everything known, whatever the primary answers. */
+static void record_effects(struct session *s, struct unit *u, const char *sql, uint32_t first)
+{
+    struct classify_effect fx[EFFECTS_MAX];
+    size_t n = 0;
+    if (!sql || classify_effects(sql, fx, EFFECTS_MAX, &n) < 0) {
+        stmt_track_clear(&s->stmts, u->serial, STMT_SPACE_BOTH, STMT_REPLY_NONE, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        record_effect(&s->stmts, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
+    }
+}
+
+/* Code pgdual cannot see into (DO, CALL, an unknown function) may PREPARE, DEALLOCATE, CLOSE or
+ * OPEN named statements and cursors through SPI: nothing known about names survives it. */
+static void forget_after_user_code(struct session *s, struct unit *u, bool user_code)
+{
+    if (user_code) {
+        stmt_track_clear(&s->stmts, u->serial, STMT_SPACE_BOTH, STMT_REPLY_NONE, 0);
+    }
+}
+
+/* ---- one message each ---------------------------------------------------------------------- */
+
+static void on_query(struct session *s, struct unit *u, const char *sql)
+{
+    struct classify_result r;
+    classify_or_mirror(s, u, sql, &r);
+    bool read = r.kind == CLASSIFY_READ;
+    bool mirrored = !read && !(r.is_listen && r.nstatements == 1);
+    /* A text the server may lex otherwise cannot be split for a replay (mirror.c). */
+    u->lex_unsafe = u->lex_unsafe || session_lexing_settings_unsafe(s);
+    /* A Query may end an unsynced extended batch: what came before keeps its class. */
+    u->mirrored = u->mirrored || mirrored;
+    u->nondeterministic = u->nondeterministic || (mirrored && r.nondeterministic);
+    if (read) {
+        u->reads++;
+        u->read_nondeterministic = u->read_nondeterministic || r.nondeterministic;
+    } else {
+        u->routable = false;
+    }
+    u->txn_end = u->txn_end || r.txn_control; /* parallel mode never sends these early */
+    u->commits = u->commits || r.commits;
+    u->copy_in = u->copy_in || r.is_copy_from;
+    u->routable = u->routable && !r.is_copy_from;
+    s->listens = s->listens || r.is_listen;
+    u->wrap_ok = u->wrap_ok && r.dml_only;
+    u->writes += mirrored;
+    u->lock_reads += mirrored && r.lock_only_read;
+    u->unsure_reads += mirrored && !r.lock_only_read && r.nstatements < 0 && parsed_read(s, sql);
+    unit_note_sql(u, sql, r.fingerprint);
+    /* Each statement completes once (an empty string with EmptyQueryResponse). The Query drops
+     * the unnamed statement and portal as it starts. */
+    uint32_t first = stmt_track_count(&s->stmts, u->serial, STMT_REPLY_EXEC,
+                                      r.nstatements > 0 ? (uint32_t)r.nstatements : 1);
+    stmt_track_remove(&s->stmts, u->serial, STMT_SPACE_STATEMENT, "", STMT_REPLY_NONE, 0);
+    stmt_track_remove(&s->stmts, u->serial, STMT_SPACE_PORTAL, "", STMT_REPLY_NONE, 0);
+    if (r.session_objects) {
+        record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first);
+    }
+    forget_after_user_code(s, u, mirrored && r.user_code);
+}
+
+static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    const char *name = wire_cstr(rd);
+    const char *sql = wire_cstr(rd);
+    uint32_t nth = stmt_track_count(&s->stmts, u->serial, STMT_REPLY_PARSE, 1) + 1;
+    if (!name || !sql) {
+        u->mirrored = true;
+        u->wrap_ok = false;
+        return;
+    }
+    struct classify_result r;
+    classify_or_mirror(s, u, sql, &r);
+    struct stmt_class c = {
+        .mirrored = r.kind != CLASSIFY_READ,
+        .nondeterministic = r.nondeterministic,
+        .dml_only = r.dml_only,
+        .commits = result_commits(&r),
+        .inserts = r.inserts,
+        .lock_only_read = r.lock_only_read,
+        .user_code = r.user_code,
+        .copy_from = r.is_copy_from,
+        .effects = r.session_objects,
+        .lex_unsure = r.nstatements < 0,
+        .fingerprint = r.fingerprint,
+    };
+    stmt_track_define(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name, &c, sql, STMT_REPLY_PARSE,
+                      nth);
+    u->defines = true;
+    /* A named statement must exist on both sides; so must anything that writes. */
+    if (name[0] || c.mirrored) {
+        u->mirrored = true;
+        unit_note_sql(u, sql, c.fingerprint);
+    }
+}
+
+static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    const char *portal = wire_cstr(rd);
+    const char *stmt = wire_cstr(rd);
+    uint32_t nth = stmt_track_count(&s->stmts, u->serial, STMT_REPLY_BIND, 1) + 1;
+    const struct stmt_class *c =
+        stmt ? stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, stmt) : NULL;
+    /* A statement pgdual does not know may be anything, DEALLOCATE or PREPARE included. */
+    static const struct stmt_class unknown = {.mirrored = true, .effects = true};
+    unit_uses(u, c);
+    u->defines = true;
+    if (!portal) {
+        u->mirrored = true;
+        u->wrap_ok = false;
+        return;
+    }
+    stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, c ? c : &unknown,
+                      c ? c->sql : NULL, STMT_REPLY_BIND, nth);
+}
+
+static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    const char *portal = wire_cstr(rd);
+    uint32_t nth = stmt_track_count(&s->stmts, u->serial, STMT_REPLY_EXEC, 1) + 1;
+    const struct stmt_class *c =
+        portal ? stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal) : NULL;
+    stats_add(&s->worker->stats, STAT_statements_total, 1);
+    u->executes++;
+    u->wrap_ok = u->wrap_ok && c && c->dml_only;
+    u->commits = u->commits || (c && c->commits);
+    unit_uses(u, c);
+    if (c && c->copy_from) {
+        /* Extended COPY FROM STDIN: the primary answers the Sync that follows only after the
+         * copy data, its end and the client's next Sync (it ignores a Sync while copying). */
+        u->copy_in = u->copy_ext = true;
+        u->routable = false;
+    }
+    if (c && !c->mirrored) {
+        u->reads++;
+        u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;
+    }
+    if (!c || c->mirrored) {
+        u->mirrored = true;
+        u->writes++;
+        u->lock_reads += c && c->lock_only_read;
+        u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
+        if (!c || c->inserts || c->nondeterministic || c->user_code) {
+            int i = u->executes - 1; /* this Execute's number in the unit */
+            u->execute_draws |= 1ull << (i < 63 ? i : 63);
+        }
+        if (c && c->sql) {
+            unit_note_sql(u, c->sql, c->fingerprint);
+        }
+    }
+    if (!c || c->effects || c->lex_unsure) {
+        record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1);
+    }
+    forget_after_user_code(s, u, c && c->user_code);
+}
+
+static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    uint8_t kind = wire_u8(rd);
+    const char *name = wire_cstr(rd);
+    if (!name) {
+        u->routable = false;
+        return;
+    }
+    enum stmt_space sp = kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL;
+    unit_uses(u, stmt_track_find(&s->stmts, u->serial, sp, name));
+}
+
+static void on_close(struct session *s, struct unit *u, struct wire_reader *rd)
+{
+    uint8_t kind = wire_u8(rd);
+    const char *name = wire_cstr(rd);
+    uint32_t nth = stmt_track_count(&s->stmts, u->serial, STMT_REPLY_CLOSE, 1) + 1;
+    u->mirrored = true;
+    if (name && (kind == 'S' || kind == 'P')) {
+        stmt_track_remove(&s->stmts, u->serial,
+                          kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL, name,
+                          STMT_REPLY_CLOSE, nth);
+    }
+}
+
+void session_classify_message(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, msg + 5, len - 5);
+    switch (msg[0]) {
+    case PqMsg_Query:
+        on_query(s, u, (const char *)msg + 5);
+        break;
+    case PqMsg_Parse:
+        on_parse(s, u, &rd);
+        break;
+    case PqMsg_Bind:
+        on_bind(s, u, &rd);
+        break;
+    case PqMsg_Execute:
+        on_execute(s, u, &rd);
+        break;
+    case PqMsg_Describe:
+        on_describe(s, u, &rd);
+        break;
+    case PqMsg_Close:
+        on_close(s, u, &rd);
+        break;
+    case PqMsg_FunctionCall: /* a function may do anything, set_config() included */
+        u->mirrored = true;
+        u->wrap_ok = false;
+        u->writes++;
+        break;
+    default:
+        break;
+    }
+}
+
+bool session_message_commits(struct session *s, const uint8_t *msg, size_t len)
+{
+    if (msg[0] == PqMsg_Query && len >= 6 && msg[len - 1] == '\0') {
+        struct classify_result r;
+        classify_or_mirror(s, s->mirror.building, (const char *)msg + 5, &r);
+        return result_commits(&r);
+    }
+    if (msg[0] == PqMsg_Execute) {
+        struct wire_reader rd;
+        wire_reader_init(&rd, msg + 5, len - 5);
+        const char *portal = wire_cstr(&rd);
+        const struct unit *u = s->mirror.building;
+        const struct stmt_class *c =
+            portal ? stmt_track_find(&s->stmts, u ? u->serial : s->mirror.next_serial + 1,
+                                     STMT_SPACE_PORTAL, portal)
+                   : NULL;
+        return !c || c->commits;
+    }
+    return false;
+}
+
+void session_place_objects(struct session *s, uint32_t serial, uint8_t on)
+{
+    stmt_track_place(&s->stmts, serial, on);
+}
+
+void session_free_maps(struct session *s)
+{
+    stmt_track_free(&s->stmts);
+}

@@ -1,0 +1,391 @@
+/* proxy/session/session_startup.c: the login phase: untyped startup packets (SSLRequest,
+ * GSSENCRequest, CancelRequest, StartupMessage), client authentication (trust or SCRAM-SHA-256),
+ * and the start of the backend login. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config/dials.h"
+#include "protocol/pqproto.h"
+#include "protocol/scram.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session/auth.h"
+#include "proxy/session/cancel.h"
+#include "proxy/session/session.h"
+#include "proxy/worker.h"
+
+#define AUTH_MAX_MESSAGE 8192
+#define ADMIN_DATABASE   "pgdual"
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool copy_name(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap) {
+        return false;
+    }
+    memcpy(dst, src ? src : "", n + 1);
+    return true;
+}
+
+static void start_backend_login(struct session *s)
+{
+    const struct config *cfg = &s->conf->cfg;
+    struct wire_startup st;
+    if (wire_parse_startup(s->startup.data + 4, s->startup.len - 4, &st) < 0) {
+        session_end(s, END_PROTOCOL, "startup packet");
+        return;
+    }
+    session_set_state(s, SESSION_CONNECTING);
+    session_arm_login_timer(s, cfg->backend_connect_timeout_ms);
+    endpoint_want_read(&s->client, false); /* nothing to read until the backends are up */
+    s->primary = s->dials->d.primary;
+    bool both = s->dials->d.mirror;
+    s->logins_pending = both ? 2 : 1;
+    for (int i = 0; i < (both ? 2 : 1) && s->state == SESSION_CONNECTING; i++) {
+        struct backend *b = &s->backends[i == 0 ? s->primary : s->primary ^ 1];
+        const char *conninfo = b->which == DIAL_OLD ? cfg->backend_old : cfg->backend_new;
+        char err[512];
+        if (backend_login_start(b, &s->worker->loop, conninfo, &st, err, sizeof(err)) < 0) {
+            session_backend_failed(s, b, err);
+        }
+    }
+}
+
+/* The client is authenticated: AuthenticationOk, then the console or the backend login. */
+static void client_authenticated(struct session *s)
+{
+    wire_put_auth(&s->out, AUTH_REQ_OK, NULL, 0);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    if (strcmp(s->database, ADMIN_DATABASE) == 0) {
+        admin_session_start(s);
+        return;
+    }
+    start_backend_login(s);
+}
+
+static void begin_auth(struct session *s)
+{
+    if (s->conf->cfg.auth_type == AUTH_TRUST) {
+        client_authenticated(s);
+        return;
+    }
+    const struct scram_secret *secret = auth_table_find(s->conf->auth, s->user);
+    s->scram = secret ? scram_server_new(secret) : NULL;
+    if (!s->scram) {
+        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
+        session_end(s, END_AUTH_FAILED, detail);
+        return;
+    }
+    static const char mechanisms[] = "SCRAM-SHA-256\0";
+    wire_put_auth(&s->out, AUTH_REQ_SASL, mechanisms, sizeof(mechanisms));
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    wire_scanner_init(&s->client_scan, AUTH_MAX_MESSAGE);
+    session_set_state(s, SESSION_AUTH);
+}
+
+static void on_startup_message(struct session *s, const struct wire_startup *st)
+{
+    const char *db = wire_startup_param(st, "database");
+    if (!copy_name(s->user, sizeof(s->user), wire_startup_param(st, "user")) ||
+        !copy_name(s->database, sizeof(s->database), db && db[0] ? db : s->user) ||
+        !copy_name(s->application_name, sizeof(s->application_name),
+                   wire_startup_param(st, "application_name"))) {
+        session_end(s, END_PROTOCOL, "user, database or application_name too long");
+        return;
+    }
+    const char *repl = wire_startup_param(st, "replication");
+    if (repl && strcmp(repl, "false") != 0 && strcmp(repl, "0") != 0) {
+        session_end(s, END_REFUSED, "replication connections are not supported by pgdual");
+        return;
+    }
+    if (s->over_limit) {
+        session_end(s, END_TOO_MANY, "sorry, too many clients already");
+        return;
+    }
+    if (strcmp(s->database, ADMIN_DATABASE) == 0 && !config_is_admin(&s->conf->cfg, s->user)) {
+        session_end(s, END_REFUSED, "user is not in admin_users; the admin console is refused");
+        return;
+    }
+    begin_auth(s);
+}
+
+/* A whole untyped packet sits in s->startup (length included). */
+static void on_startup_packet(struct session *s)
+{
+    struct wire_startup st;
+    if (wire_parse_startup(s->startup.data + 4, s->startup.len - 4, &st) < 0) {
+        session_end(s, END_PROTOCOL, "invalid startup packet");
+        return;
+    }
+    switch (st.code) {
+    case NEGOTIATE_SSL_CODE:
+    case NEGOTIATE_GSS_CODE:
+        wbuf_reset(&s->startup);
+        if (endpoint_send(&s->client, "N", 1) < 0) {
+            session_end(s, END_CLIENT_EOF, NULL);
+        }
+        return;
+    case CANCEL_REQUEST_CODE:
+        if (cancel_fire(s->worker->server->cancels, &s->worker->loop, st.cancel_pid,
+                        st.cancel_secret) == 0) {
+            stats_add(&s->worker->stats, STAT_cancels_total, 1);
+        }
+        session_end(s, END_CANCEL_DONE, NULL);
+        return;
+    case PG_PROTOCOL_V3:
+        on_startup_message(s, &st);
+        return;
+    default: {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "unsupported frontend protocol %u.%u: pgdual supports 3.0",
+                 st.code >> 16, st.code & 0xffff);
+        session_end(s, END_PROTOCOL, detail);
+        return;
+    }
+    }
+}
+
+/* Accumulate one untyped packet; returns the bytes taken. */
+static size_t startup_consume(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t need = 4;
+    if (s->startup.len >= 4) {
+        need = be32(s->startup.data);
+    }
+    size_t take = need - s->startup.len < n ? need - s->startup.len : n;
+    wbuf_put_bytes(&s->startup, p, take);
+    if (s->startup.failed) {
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+        return take;
+    }
+    if (s->startup.len == 4) {
+        uint32_t len = be32(s->startup.data);
+        if (len < 8 || len > PQ_MAX_STARTUP_PACKET) {
+            session_end(s, END_PROTOCOL, "invalid length of startup packet");
+        }
+        return take;
+    }
+    if (s->startup.len >= 4 && s->startup.len == be32(s->startup.data)) {
+        on_startup_packet(s);
+    }
+    return take;
+}
+
+static void on_sasl_initial(struct session *s, struct wire_reader *r)
+{
+    const char *mech = wire_cstr(r);
+    uint32_t len = wire_u32(r);
+    const uint8_t *data = wire_bytes(r, len == 0xffffffff ? 0 : len);
+    if (r->failed || len == 0xffffffff || strcmp(mech, "SCRAM-SHA-256") != 0) {
+        session_end(s, END_PROTOCOL, "expected a SCRAM-SHA-256 SASLInitialResponse");
+        return;
+    }
+    const char *reply = NULL;
+    if (scram_server_first(s->scram, (const char *)data, len, &reply) < 0) {
+        session_end(s, END_PROTOCOL, "malformed SCRAM client-first-message");
+        return;
+    }
+    wire_put_auth(&s->out, AUTH_REQ_SASL_CONT, reply, strlen(reply));
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+}
+
+static void on_sasl_response(struct session *s, const uint8_t *data, size_t len)
+{
+    const char *reply = NULL;
+    int rc = scram_server_final(s->scram, (const char *)data, len, &reply);
+    if (rc < 0) {
+        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
+        session_end(s, rc == SCRAM_EAUTH ? END_AUTH_FAILED : END_PROTOCOL, detail);
+        return;
+    }
+    wire_put_auth(&s->out, AUTH_REQ_SASL_FIN, reply, strlen(reply));
+    scram_server_free(s->scram);
+    s->scram = NULL;
+    client_authenticated(s);
+}
+
+static int auth_begin(void *ctx, uint8_t type, uint32_t len)
+{
+    struct session *s = ctx;
+    (void)len;
+    if (type != PqMsg_SASLResponse) {
+        return -1;
+    }
+    wbuf_reset(&s->client_msg);
+    return 0;
+}
+
+static const struct wire_scan_ops auth_ops = {auth_begin, session_capture_body,
+                                              session_capture_end};
+
+static size_t auth_consume(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t used = 0;
+    int rc = wire_scan_feed(&s->client_scan, p, n, &auth_ops, s, &used);
+    if (rc < 0) {
+        session_end(s, END_PROTOCOL, "expected a SASL response");
+        return used;
+    }
+    if (rc > 0) {
+        /* Take the message out first: from here on client_msg holds only bytes the client sent
+         * before the login ended, which the console or the relay replays as its first input. */
+        struct wbuf msg = s->client_msg;
+        wbuf_init(&s->client_msg);
+        struct wire_reader r;
+        wire_reader_init(&r, msg.data, msg.len);
+        if (!s->sasl_started) {
+            s->sasl_started = true;
+            on_sasl_initial(s, &r);
+        } else {
+            on_sasl_response(s, msg.data, msg.len);
+        }
+        wbuf_free(&msg);
+    }
+    return used;
+}
+
+void session_on_client_startup(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        if (s->state == SESSION_STARTUP) {
+            off += startup_consume(s, p + off, n - off);
+        } else if (s->state == SESSION_AUTH) {
+            off += auth_consume(s, p + off, n - off);
+        } else {
+            break;
+        }
+    }
+    if (off < n && s->state != SESSION_CLOSING) {
+        /* A client that sends before ReadyForQuery: keep the bytes for the relay. */
+        wbuf_put_bytes(&s->client_msg, p + off, n - off);
+        if (s->client_msg.len > AUTH_MAX_MESSAGE || s->client_msg.failed) {
+            session_end(s, END_PROTOCOL, "too much data before the login finished");
+        }
+    }
+}
+
+/* ---- login completion -------------------------------------------------------------------- */
+
+/* The GUC_REPORT parameters of PostgreSQL 15, forwarded to the client after login. */
+static const char *const reported_params[] = {
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "application_name",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "is_superuser",
+    "session_authorization",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
+};
+
+static void send_login_reply(struct session *s, struct backend *b)
+{
+    for (size_t i = 0; i < sizeof(reported_params) / sizeof(reported_params[0]); i++) {
+        const char *v = PQparameterStatus(b->conn, reported_params[i]);
+        if (v) {
+            wire_put_parameter_status(&s->out, reported_params[i], v);
+        }
+    }
+    wire_put_backend_key(&s->out, s->id, s->cancel_secret);
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+}
+
+/* Every login finished: the primary is up (the secondary may or may not be). */
+static void finish_login(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    if (s->timer_open) {
+        uv_timer_stop(&s->timer);
+    }
+    send_login_reply(s, &s->backends[s->primary]);
+    if (session_flush_out(s) < 0) {
+        return;
+    }
+    session_set_state(s, SESSION_READY);
+    wire_scanner_init(&s->client_scan, (uint32_t)srv->cfg->max_message_bytes);
+    endpoint_want_read(&s->client, true);
+    if (s->client_msg.len > 0) { /* bytes the client sent before ReadyForQuery */
+        struct wbuf early = s->client_msg;
+        wbuf_init(&s->client_msg);
+        session_on_client_relay(s, early.data, early.len);
+        wbuf_free(&early);
+        session_relay_after_event(s);
+    }
+}
+
+void session_backend_ready(struct session *s, struct backend *b)
+{
+    struct server *srv = s->worker->server;
+    SSL *ssl = PQsslInUse(b->conn) ? PQsslStruct(b->conn, "OpenSSL") : NULL;
+    if (outcome_reader_init(&b->rd) < 0 ||
+        endpoint_open(&b->ep, &s->worker->loop, PQsocket(b->conn), ssl, session_on_backend_io, b) <
+            0) {
+        session_backend_failed(s, b, "cannot poll the backend socket");
+        return;
+    }
+    s->refs++;
+    b->up = true;
+    b->txn_status = PQ_TXN_IDLE;
+    wire_scanner_init(&b->scan, UINT32_MAX);
+    if (!s->cancel) {
+        s->cancel =
+            cancel_register(srv->cancels, s->id, s->cancel_secret, worker_post_gates_cb, s->worker);
+    }
+    if (s->cancel) {
+        cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));
+        session_publish_cancel_targets(s);
+    }
+    if (!session_is_primary(b)) {
+        s->mirror.secondary_up = true;
+    }
+    session_note_parameter(b, "standard_conforming_strings",
+                           PQparameterStatus(b->conn, "standard_conforming_strings"));
+    session_note_parameter(b, "client_encoding", PQparameterStatus(b->conn, "client_encoding"));
+    if (--s->logins_pending == 0) {
+        finish_login(s);
+    }
+}
+
+void session_backend_failed(struct session *s, struct backend *b, const char *msg)
+{
+    char detail[512];
+    snprintf(detail, sizeof(detail), "%s: %s", b->which == DIAL_OLD ? "old" : "new", msg);
+    size_t n = strlen(detail);
+    while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' ')) {
+        detail[--n] = '\0';
+    }
+    stats_add(&s->worker->stats, STAT_backend_failures_total, 1);
+    if (session_is_primary(b)) {
+        session_end(s, END_BACKEND_CONNECT, detail);
+        return;
+    }
+    /* The secondary is not the client's business: carry on with the primary alone. */
+    SLOG_INFO(s, "secondary login failed (%s): going on with the primary alone", detail);
+    stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
+    b->up = false; /* lagging once a write misses it (mirror.c: secondary_missed) */
+    backend_close_handles(b, session_backend_handle_closed);
+    if (s->state == SESSION_CONNECTING && --s->logins_pending == 0) {
+        finish_login(s);
+    }
+}

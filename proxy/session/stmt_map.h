@@ -1,0 +1,62 @@
+/* proxy/session/stmt_map.h: a bounded hash map from a prepared statement's or portal's name to what
+ * pgdual knows of it (struct stmt_entry). O(1) find, insert and remove; clear walks the table.
+ * Names are cut to STMT_NAME_MAX bytes, as the server's own tables (keyed by NAMEDATALEN)
+ * compare them. The meaning of the entries is proxy/session/stmt_track.c's business. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STMT_NAME_MAX 63     /* NAMEDATALEN - 1 */
+#define STMT_MAP_MAX  100000 /* entries per map: past this, stmt_map_get fails */
+
+/* What the extended protocol needs to know about a statement (or the statement of a portal). */
+struct stmt_class {
+    bool mirrored;
+    bool nondeterministic;
+    bool dml_only;       /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
+    bool commits;        /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
+    bool inserts;        /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
+    bool lock_only_read; /* SELECT ... FOR UPDATE and the like: changes no data (classify.h) */
+    bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */
+    bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
+    bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
+    bool lex_unsure;  /* parsed while pgdual could not trust its parse (see session_classify.c) */
+    uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
+    uint32_t made_in; /* serial of the unit that defined it */
+    uint64_t fingerprint;
+    char *sql; /* the statement text (at most 4096 bytes), for the divergence log; may be NULL */
+};
+
+struct stmt_entry {
+    char name[STMT_NAME_MAX + 1];
+    /* Settled: the primary answered every message about this name so far, and `known` says
+     * that cls is exactly what it holds under the name (its sql owned). */
+    bool known;
+    struct stmt_class cls;
+    uint32_t pending; /* messages about this name the primary has not answered yet */
+    /* The unit being received from the client touched this name last (own_epoch equals the
+     * tracker's epoch): if its later messages run at all, the name holds `own` (own_defined)
+     * or nothing. own.sql is borrowed from the tracker's record of that message. */
+    uint32_t own_epoch;
+    bool own_defined;
+    struct stmt_class own;
+    struct stmt_entry *chain; /* next entry in the same bucket */
+};
+
+struct stmt_map {
+    struct stmt_entry **buckets; /* NULL until the first insert */
+    size_t mask;                 /* buckets - 1 (a power of two) */
+    size_t count;
+};
+
+/* A zeroed struct stmt_map is an empty map. */
+struct stmt_entry *stmt_map_find(const struct stmt_map *m, const char *name);
+/* The entry for name, created (zeroed but for the name) if missing; NULL when the map is full
+ * or memory is short. */
+struct stmt_entry *stmt_map_get(struct stmt_map *m, const char *name);
+/* Unlink and free e (and its settled sql). */
+void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e);
+/* Call fn on every entry; fn returns true to have the entry removed. */
+void stmt_map_sweep(struct stmt_map *m, bool (*fn)(struct stmt_entry *e, void *arg), void *arg);
+void stmt_map_free(struct stmt_map *m);

@@ -1,0 +1,300 @@
+/* proxy/session/stmt_track.c: recorded messages (a FIFO of struct stmt_op), their confirmation from
+ * the primary's replies, and the lookups (see stmt_track.h for the rules). */
+#include "proxy/session/stmt_track.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pqproto.h"
+
+/* Recorded messages not yet answered, at most (past this the session knows nothing more). */
+#define STMT_OPS_MAX 100000
+
+enum stmt_what { OP_DEFINE, OP_REMOVE, OP_CLEAR };
+
+struct stmt_op {
+    uint32_t unit;
+    uint32_t index; /* the unit's index-th message confirmed by `reply` */
+    uint8_t reply;  /* enum stmt_reply */
+    uint8_t what;   /* enum stmt_what */
+    uint8_t space;  /* enum stmt_space; for OP_CLEAR a mask */
+    bool confirmed; /* the primary's completion for it arrived */
+    char name[STMT_NAME_MAX + 1];
+    struct stmt_class cls; /* OP_DEFINE: sql owned until settled */
+};
+
+static void forget_all(struct stmt_track *t);
+
+void stmt_track_free(struct stmt_track *t)
+{
+    for (size_t i = t->head; i < t->n; i++) {
+        free(t->ops[i].cls.sql);
+    }
+    free(t->ops);
+    stmt_map_free(&t->maps[0]);
+    stmt_map_free(&t->maps[1]);
+    memset(t, 0, sizeof(*t));
+}
+
+/* A new unit is being received: the previous one's own layer ends. */
+static void enter_unit(struct stmt_track *t, uint32_t unit)
+{
+    if (t->unit == unit) {
+        return;
+    }
+    t->unit = unit;
+    t->epoch++;
+    t->unit_cleared[0] = t->unit_cleared[1] = false;
+    memset(t->sent, 0, sizeof(t->sent));
+}
+
+uint32_t stmt_track_count(struct stmt_track *t, uint32_t unit, enum stmt_reply reply,
+                          uint32_t count)
+{
+    enter_unit(t, unit);
+    if (reply == STMT_REPLY_NONE) {
+        return 0;
+    }
+    uint32_t before = t->sent[reply];
+    t->sent[reply] += count;
+    return before;
+}
+
+const struct stmt_class *stmt_track_find(struct stmt_track *t, uint32_t unit, enum stmt_space sp,
+                                         const char *name)
+{
+    enter_unit(t, unit);
+    if (t->lost) {
+        return NULL;
+    }
+    struct stmt_entry *e = stmt_map_find(&t->maps[sp], name);
+    if (e && e->own_epoch == t->epoch) {
+        return e->own_defined ? &e->own : NULL;
+    }
+    if (!e || t->unit_cleared[sp] || e->pending > 0 || !e->known) {
+        return NULL;
+    }
+    return &e->cls;
+}
+
+/* Append an op for the unit being received; NULL (and nothing known any more) on failure. */
+static struct stmt_op *push_op(struct stmt_track *t, uint32_t unit, enum stmt_what what,
+                               enum stmt_reply reply, uint32_t index)
+{
+    enter_unit(t, unit);
+    if (t->lost) {
+        return NULL;
+    }
+    if (t->n == t->cap && t->head > 0) { /* the answered ones make room */
+        memmove(t->ops, t->ops + t->head, (t->n - t->head) * sizeof(*t->ops));
+        t->n -= t->head;
+        t->head = 0;
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct stmt_op *v =
+            t->n - t->head < STMT_OPS_MAX ? realloc(t->ops, cap * sizeof(*v)) : NULL;
+        if (!v) {
+            forget_all(t);
+            return NULL;
+        }
+        t->ops = v;
+        t->cap = cap;
+    }
+    struct stmt_op *op = &t->ops[t->n++];
+    memset(op, 0, sizeof(*op));
+    op->unit = unit;
+    op->what = (uint8_t)what;
+    op->reply = (uint8_t)reply;
+    op->index = index;
+    return op;
+}
+
+/* The entry an op on name is about, counted as pending; NULL (nothing known) on failure. */
+static struct stmt_entry *touch(struct stmt_track *t, struct stmt_op *op, enum stmt_space sp,
+                                const char *name)
+{
+    struct stmt_entry *e = stmt_map_get(&t->maps[sp], name);
+    if (!e) {
+        t->n--; /* the op just pushed */
+        forget_all(t);
+        return NULL;
+    }
+    op->space = (uint8_t)sp;
+    memcpy(op->name, e->name, sizeof(op->name));
+    e->pending++;
+    e->own_epoch = t->epoch;
+    return e;
+}
+
+void stmt_track_define(struct stmt_track *t, uint32_t unit, enum stmt_space sp, const char *name,
+                       const struct stmt_class *c, const char *sql, enum stmt_reply reply,
+                       uint32_t index)
+{
+    struct stmt_op *op = push_op(t, unit, OP_DEFINE, reply, index);
+    if (!op) {
+        return;
+    }
+    op->cls = *c;
+    op->cls.on = 0; /* set once the unit has been placed (stmt_track_place) */
+    op->cls.made_in = unit;
+    op->cls.sql = sql ? strndup(sql, 4096) : NULL;
+    struct stmt_entry *e = touch(t, op, sp, name);
+    if (!e) {
+        free(op->cls.sql);
+        return;
+    }
+    e->own_defined = true;
+    e->own = op->cls;
+}
+
+void stmt_track_remove(struct stmt_track *t, uint32_t unit, enum stmt_space sp, const char *name,
+                       enum stmt_reply reply, uint32_t index)
+{
+    struct stmt_op *op = push_op(t, unit, OP_REMOVE, reply, index);
+    struct stmt_entry *e = op ? touch(t, op, sp, name) : NULL;
+    if (e) {
+        e->own_defined = false;
+    }
+}
+
+void stmt_track_clear(struct stmt_track *t, uint32_t unit, unsigned mask, enum stmt_reply reply,
+                      uint32_t index)
+{
+    struct stmt_op *op = push_op(t, unit, OP_CLEAR, reply, index);
+    if (!op) {
+        return;
+    }
+    op->space = (uint8_t)mask;
+    t->epoch++; /* what the unit defined before is gone too */
+    for (int sp = 0; sp < 2; sp++) {
+        t->unit_cleared[sp] = t->unit_cleared[sp] || (mask & (1u << sp));
+    }
+}
+
+void stmt_track_place(struct stmt_track *t, uint32_t serial, uint8_t on)
+{
+    /* The unit placed is the newest or close to it: walk back from the end. */
+    for (size_t i = t->n; i > t->head && t->ops[i - 1].unit >= serial; i--) {
+        if (t->ops[i - 1].unit == serial) {
+            t->ops[i - 1].cls.on = on;
+        }
+    }
+}
+
+/* ---- answers ---------------------------------------------------------------------------- */
+
+static int reply_kind(uint8_t type)
+{
+    switch (type) {
+    case PqMsg_ParseComplete:
+        return STMT_REPLY_PARSE;
+    case PqMsg_BindComplete:
+        return STMT_REPLY_BIND;
+    case PqMsg_CloseComplete:
+        return STMT_REPLY_CLOSE;
+    case PqMsg_CommandComplete:
+    case PqMsg_PortalSuspended:
+    case PqMsg_EmptyQueryResponse:
+        return STMT_REPLY_EXEC;
+    default:
+        return -1;
+    }
+}
+
+void stmt_track_reply(struct stmt_track *t, uint32_t unit, uint8_t type)
+{
+    int k = reply_kind(type);
+    if (unit == 0 || k < 0) {
+        return;
+    }
+    if (t->ans_unit != unit) {
+        t->ans_unit = unit;
+        memset(t->got, 0, sizeof(t->got));
+    }
+    uint32_t nth = ++t->got[k];
+    /* Replies come in message order, so the op this completion confirms (if any) is the first
+     * unconfirmed one of the unit with this reply kind; ops of earlier kinds ran already. */
+    for (size_t i = t->head; i < t->n; i++) {
+        struct stmt_op *op = &t->ops[i];
+        if (op->unit > unit) {
+            break;
+        }
+        if (op->unit == unit && op->reply == k && op->index >= nth) {
+            op->confirmed = op->index == nth;
+            break;
+        }
+    }
+}
+
+void stmt_track_confirm_all(struct stmt_track *t, uint32_t unit)
+{
+    for (size_t i = t->head; i < t->n && t->ops[i].unit <= unit; i++) {
+        t->ops[i].confirmed = t->ops[i].confirmed || t->ops[i].unit == unit;
+    }
+}
+
+static bool unknow(struct stmt_entry *e, void *arg)
+{
+    (void)arg;
+    e->known = false;
+    free(e->cls.sql);
+    e->cls.sql = NULL;
+    return e->pending == 0;
+}
+
+static void forget_all(struct stmt_track *t)
+{
+    t->lost = true;
+    stmt_map_sweep(&t->maps[0], unknow, NULL);
+    stmt_map_sweep(&t->maps[1], unknow, NULL);
+}
+
+/* What the primary now holds after op (confirmed or not) was answered. */
+static void settle(struct stmt_track *t, struct stmt_op *op)
+{
+    bool ran = op->confirmed || op->reply == STMT_REPLY_NONE;
+    if (op->what == OP_CLEAR) {
+        for (int sp = 0; ran && sp < 2; sp++) {
+            if (op->space & (1u << sp)) {
+                stmt_map_sweep(&t->maps[sp], unknow, NULL);
+            }
+        }
+        return;
+    }
+    struct stmt_entry *e = stmt_map_find(&t->maps[op->space], op->name);
+    if (!e) {
+        free(op->cls.sql);
+        return; /* forgotten meanwhile */
+    }
+    e->pending--;
+    if (op->what == OP_DEFINE && ran) {
+        free(e->cls.sql);
+        e->cls = op->cls; /* takes the sql */
+        e->known = true;
+    } else {
+        free(op->cls.sql);
+        /* A removal that ran; or a Parse/Bind of the unnamed statement/portal that did not: the
+         * server drops the old one before it can fail, so what is left is not certain. A named
+         * one that failed changed nothing. */
+        if ((op->what == OP_REMOVE && ran) || op->name[0] == '\0') {
+            unknow(e, NULL);
+        }
+    }
+    if (!e->known && e->pending == 0) {
+        stmt_map_remove(&t->maps[op->space], e);
+    }
+}
+
+void stmt_track_unit_done(struct stmt_track *t, uint32_t unit, uint8_t txn_status)
+{
+    while (t->head < t->n && t->ops[t->head].unit <= unit) {
+        settle(t, &t->ops[t->head++]);
+    }
+    if (t->head == t->n) {
+        t->head = t->n = 0;
+    }
+    if (txn_status == PQ_TXN_IDLE) {
+        stmt_map_sweep(&t->maps[STMT_SPACE_PORTAL], unknow, NULL);
+    }
+}
