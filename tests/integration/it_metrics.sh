@@ -190,7 +190,9 @@ assert_eq "0" "$(st "$IT_TMP/status_json" sessions_active)" "/status sessions_ac
 # Dial changes reach both renderings.
 psql_admin "SET read_new_percent = 40" >/dev/null
 psql_admin "SET compare_percent = 15" >/dev/null
-psql_admin "SET primary = new" >/dev/null
+# new is diverged (the tag_mismatch above): switching the primary needs FORCE.
+assert_fails "SET primary = new is refused while new is diverged" -- psql_admin "SET primary = new"
+psql_admin "SET primary = new FORCE" >/dev/null
 http GET /metrics "$IT_TMP/metrics2.txt" >/dev/null
 python3 "$PROMTEXT" "$IT_TMP/metrics2.txt" >"$IT_TMP/samples" ||
     it_failed "/metrics after SET does not parse"
@@ -207,7 +209,7 @@ for key in primary read_new_percent compare_percent dials_version; do
     assert_eq "$(st "$IT_TMP/status3" "$key")" "$(st "$IT_TMP/status_json" "$key")" \
         "/status $key after SET"
 done
-psql_admin "ROLLBACK CUTOVER" >/dev/null
+psql_admin "ROLLBACK CUTOVER FORCE" >/dev/null
 
 # Paths and methods.
 assert_eq 404 "$(http GET /nope "$IT_TMP/nope")" "GET /nope is 404"
