@@ -236,6 +236,15 @@ int server_reload_dials(struct server *srv, const struct dials *file_now, char *
             dial_equal(file_now, &srv->dials, k)) {
             continue; /* not changed in the file, or already the running value */
         }
+        if (strcmp(k->name, "primary") == 0 && file_now->primary != srv->dials.primary &&
+            !server_secondary_in_sync(srv)) {
+            /* The switch guard holds for a reload too: only the console's FORCE overrides it. */
+            LOG_WARN("reload: primary = %s in the config file not applied: secondary_state is "
+                     "%s; reconcile first, or SET primary = ... FORCE",
+                     file_now->primary == DIAL_NEW ? "new" : "old",
+                     server_secondary_state_name(srv));
+            continue;
+        }
         if (config_copy_key(&next, &from_file, k) < 0) {
             continue; /* dials are numbers: this cannot fail */
         }

@@ -161,23 +161,23 @@ bool mirror_wrap_ready(const struct mirror *m)
     return m->wrap_open && m->wrap_prim_done && !m->wrap_finishing && !mirror_secondary_behind(m);
 }
 
-void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len)
+void mirror_tail_note(struct mirror *m, uint8_t type, uint32_t len)
 {
     size_t whole = (size_t)len + 5;
     switch (type) {
     case PqMsg_CommandComplete:
     case PqMsg_EmptyQueryResponse:
-        m->wrap_tail = whole; /* a later statement's completion: the earlier one may go */
+        m->held_tail = whole; /* a later statement's completion: the earlier one may go */
         return;
     case PqMsg_ReadyForQuery:
     case PqMsg_NoticeResponse:
     case PqMsg_ParameterStatus:
     case PqMsg_NotificationResponse:
         /* The ReadyForQuery is always kept (its status changes); the others stay with it. */
-        m->wrap_tail += type == PqMsg_ReadyForQuery || m->wrap_tail > 0 ? whole : 0;
+        m->held_tail += type == PqMsg_ReadyForQuery || m->held_tail > 0 ? whole : 0;
         return;
     default:
-        m->wrap_tail = 0; /* more output follows: what came before was not the end */
+        m->held_tail = 0; /* more output follows: what came before was not the end */
         return;
     }
 }
@@ -326,17 +326,18 @@ static bool build_replay(struct session *s, struct unit *u)
     }
     note_failed_draw(s, u, &f);
     uint8_t before = u->prim_status_before;
-    /* Nothing ran and the transaction state needs no change: an autocommit statement the
-     * primary rejected, anything rejected in a transaction that had already failed, or a
-     * wrapped write (pgdual rolls its transaction back on the primary). */
-    if (u->wrapped ||
-        (done == 0 && (before == PQ_TXN_FAILED ||
-                       (before == PQ_TXN_IDLE && u->prim.txn_status == PQ_TXN_IDLE)))) {
+    /* Nothing ran and the transaction state needs no change: an autocommit statement (or a
+     * wrapped write: pgdual rolls its transaction back on the primary) rejected at its first
+     * step, or anything rejected in a transaction that had already failed. A wrapped write that
+     * got further is replayed like any other: its earlier steps may have drawn sequence values
+     * on old that the rollback does not return, and new must draw them too. */
+    bool autocommit = u->wrapped || (before == PQ_TXN_IDLE && u->prim.txn_status == PQ_TXN_IDLE);
+    if (done == 0 && (before == PQ_TXN_FAILED || autocommit)) {
         wbuf_free(&out);
         return false;
     }
     u->sec_rfq_left = 1;
-    if (u->prim.txn_status == PQ_TXN_IDLE) {
+    if (u->prim.txn_status == PQ_TXN_IDLE && !u->wrapped) {
         /* The primary's transaction ended (a failed COMMIT ends it); the secondary's may be
          * left failed by our statement: end it too. Harmless when there is none. */
         wire_put_query(&out, "ROLLBACK");
@@ -388,6 +389,9 @@ static int prepend_failure(struct unit *u, bool keep_bytes)
 static void decide_after_primary(struct session *s, struct unit *u)
 {
     struct mirror *m = &s->mirror;
+    if (u->copy_in && !u->copy_started) {
+        u->copy_in = false; /* the primary refused it before copying: an ordinary failed unit */
+    }
     /* A COPY FROM STDIN (alone in its Query: see refuse_copy_batch) goes with its data and the
      * primary's verdict as its end (CopyFail if the primary failed it): exactly what ran. */
     bool send = u->copy_in || !u->prim.error || build_replay(s, u);
@@ -448,7 +452,9 @@ void mirror_dispatch(struct session *s)
             decide_after_primary(s, u);
             continue;
         }
-        bool early = (u->copy_in && u->sealed) ||
+        /* A COPY goes ahead once the primary entered copy mode (its CopyInResponse): one the
+         * primary rejects at once waits for its verdict like any statement. */
+        bool early = (u->copy_in && u->sealed && u->copy_started) ||
                      (parallel && u->sealed && !u->txn_end && m->prim_status != PQ_TXN_FAILED);
         if (!early) {
             break; /* wait for the primary: later units keep their place behind it */
@@ -515,6 +521,7 @@ void mirror_copy_started(struct session *s, bool primary)
     if (u && u->copy_in) {
         if (primary) {
             u->copy_started = true;
+            mirror_dispatch(s); /* the COPY may go to the secondary now */
         } else {
             u->sec_copy_started = true;
         }

@@ -130,12 +130,14 @@ struct mirror {
     bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
     bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
     struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
-    /* A wrapped reply longer than MIRROR_HOLD_MAX streams, except its tail: the last
-     * CommandComplete and what follows it up to ReadyForQuery. If pgdual's COMMIT then fails,
-     * the tail is replaced by the error, as PostgreSQL itself reports an error at an implicit
-     * commit instead of the CommandComplete: the client never sees a write complete that did
-     * not commit. */
-    size_t wrap_tail; /* bytes of the tail's messages (counted whole from their header) */
+    /* A held reply (commit_wait, or a wrap) longer than MIRROR_HOLD_MAX streams, except its
+     * tail: the last CommandComplete and what follows it up to ReadyForQuery. libpq hands a
+     * result to the application at its CommandComplete, so the tail (a COMMIT's, an autocommit
+     * write's) waits for the secondary like the ReadyForQuery. If pgdual's COMMIT of a wrap then
+     * fails, the tail is replaced by the error, as PostgreSQL itself reports an error at an
+     * implicit commit instead of the CommandComplete: the client never sees a write complete
+     * that did not commit. */
+    size_t held_tail; /* bytes of the tail's messages (counted whole from their header) */
     /* The wrapped unit's comparison waits for the wrap's end: old's outcome is only known once
      * pgdual's COMMIT answered (a deferred constraint can fail it, on both sides alike). */
     bool wrap_sec_known;                   /* the secondary finished the wrapped unit: */
@@ -186,9 +188,9 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
                                   struct wbuf *out);
 /* True while a unit other than the building one is unfinished on the primary or the secondary. */
 bool mirror_secondary_behind(const struct mirror *m);
-/* A message of type with body length len begins in the primary's reply to the wrapped unit:
- * keep wrap_tail up to date. */
-void mirror_wrap_tail_note(struct mirror *m, uint8_t type, uint32_t len);
+/* A message of type with body length len begins in the primary's reply to a client unit: keep
+ * held_tail up to date. */
+void mirror_tail_note(struct mirror *m, uint8_t type, uint32_t len);
 /* The wrapped unit is done on both sides: time to end pgdual's transaction on the primary. */
 bool mirror_wrap_ready(const struct mirror *m);
 /* mirror_compare.c: both sides have finished u: compare their outcomes; a difference is a

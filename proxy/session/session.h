@@ -38,6 +38,7 @@ enum session_state {
     X(CLIENT_EOF, NULL, "client closed the connection")                                            \
     X(CLIENT_TERMINATE, NULL, "client sent Terminate")                                             \
     X(PROTOCOL, "08P01", "protocol violation")                                                     \
+    X(UNSUPPORTED, "0A000", "not supported by pgdual")                                             \
     X(AUTH_FAILED, "28P01", "authentication failed")                                               \
     X(REFUSED, "28000", "connection refused")                                                      \
     X(TOO_MANY, "53300", "too many connections")                                                   \

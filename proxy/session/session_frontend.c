@@ -176,7 +176,7 @@ int session_seal_unit(struct session *s, struct unit *u)
         m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
         m->wrap_fingerprint = u->fingerprint;
         m->wrap_prim_done = m->wrap_finishing = m->wrap_sec_known = false;
-        m->wrap_tail = 0;
+        m->held_tail = 0;
         wbuf_reset(&m->wrap_error);
     }
     stop_deferring(s, u);
@@ -235,6 +235,13 @@ static void classify_into(struct session *s, struct unit *u, const uint8_t *msg,
     "FROM STDIN must be the only statement of its query', HINT = 'Send each COPY ... FROM " \
     "STDIN as a query of its own.'; END$pgdual$"
 
+/* Raises the refusal of a Query naming COPY while the lexing cannot be trusted. */
+#define COPY_UNSURE_REFUSAL                                                                   \
+    "DO $pgdual$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = 'pgdual: a query "   \
+    "naming COPY is refused while standard_conforming_strings is off or the client encoding " \
+    "is backslash-unsafe', HINT = 'Turn standard_conforming_strings on for the COPY.'; "      \
+    "END$pgdual$"
+
 /* The Query in s->client_msg holds COPY FROM STDIN and more statements: the secondary cannot be
  * given exactly what the primary executes (the data of each COPY would have to wait for the
  * primary's verdict on the one before), so none of it runs. It is replaced, in s->client_msg,
@@ -247,15 +254,25 @@ static int refuse_copy_batch(struct session *s)
     if (q->len < 6 || q->data[q->len - 1] != '\0') {
         return 0;
     }
+    const char *sql = (const char *)q->data + 5;
+    const char *refusal = NULL, *why = NULL;
     struct classify_result r;
-    if (classify_cached(s->worker->classify, (const char *)q->data + 5, &s->worker->classify_opts,
-                        &r) < 0 ||
-        !r.is_copy_from || r.nstatements < 2) {
+    if (session_lexing_settings_unsafe(s) && strcasestr(sql, "copy")) {
+        /* pgdual's parse of the text cannot be trusted here: a COPY it does not see would
+         * leave the client waiting for a CopyInResponse that is held, and new without the data. */
+        refusal = COPY_UNSURE_REFUSAL;
+        why = "while the server may lex it otherwise than pgdual";
+    } else if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) == 0 &&
+               r.is_copy_from && r.nstatements >= 2) {
+        refusal = COPY_BATCH_REFUSAL;
+        why = "FROM STDIN among other statements";
+    }
+    if (!refusal) {
         return 0;
     }
-    SLOG_INFO(s, "refused a query holding COPY FROM STDIN among other statements");
+    SLOG_INFO(s, "refused a query holding COPY %s", why);
     wbuf_reset(&s->client_msg);
-    wire_put_query(&s->client_msg, COPY_BATCH_REFUSAL);
+    wire_put_query(&s->client_msg, refusal);
     return s->client_msg.failed ? -1 : 1;
 }
 
@@ -266,6 +283,13 @@ static int frontend_message(struct session *s)
     size_t len = s->client_msg.len;
     uint8_t type = msg[0];
     if (type == PqMsg_CopyData || type == PqMsg_CopyDone || type == PqMsg_CopyFail) {
+        if (s->mirror.building && s->mirror.building->copy_ext) {
+            /* libpq sends an extended COPY's data after the batch's Sync; data inside the batch
+             * would reach the two sides in different orders: refused, not guessed. */
+            session_end(s, END_UNSUPPORTED,
+                        "COPY data before the Sync of its extended-protocol batch");
+            return RELAY_STOP_ENDED;
+        }
         mirror_copy_data(s, msg, len);
         forward(s, msg, len);
         return 0;

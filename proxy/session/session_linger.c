@@ -71,8 +71,12 @@ const char *session_work_at_stake(const struct session *s)
             continue;
         }
         if (u == m->building) {
-            if (!u->defer_fwd && u->commits) {
-                return "a batch without Sync ran a COMMIT on the primary that new never got";
+            /* Forwarded already (Flush, or too big to hold back): the primary ran its Executes.
+             * A COMMIT among them stays; so may what a DO/CALL committed, a CONCURRENTLY or
+             * VACUUM, and sequence values an INSERT drew before the rollback. Only lock-only
+             * reads are known to leave nothing. */
+            if (!u->defer_fwd && (u->commits || u->writes > u->lock_reads)) {
+                return "a batch without Sync ran writes on the primary that new never got";
             }
             continue;
         }

@@ -38,8 +38,8 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
     if (b->cur_unit) {
         outcome_begin(&b->rd, type);
     }
-    if (u && u->wrapped && session_is_primary(b)) {
-        mirror_wrap_tail_note(&s->mirror, type, len);
+    if (u && !u->internal && session_is_primary(b)) {
+        mirror_tail_note(&s->mirror, type, len);
     }
     if (type == PqMsg_CopyInResponse) {
         mirror_copy_started(s, session_is_primary(b));
@@ -145,6 +145,7 @@ static int flush_held(struct session *s)
     struct wbuf *h = &s->mirror.held;
     int rc = send_client(s, h->data, h->len);
     wbuf_reset(h);
+    s->mirror.held_tail = 0; /* nothing held: the next reply's tail starts afresh */
     return rc;
 }
 
@@ -159,7 +160,7 @@ static int release_wrap(struct session *s)
     /* Compared (and the secondary taken out of sync if they differ) before the reply goes. */
     mirror_wrap_ended(s, m->wrap_error.len > 0);
     if (m->wrap_error.len > 0) {
-        h->len -= m->wrap_tail < h->len ? m->wrap_tail : h->len; /* see wrap_tail */
+        h->len -= m->held_tail < h->len ? m->held_tail : h->len; /* see held_tail */
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);
         wbuf_reset(&m->wrap_error);
@@ -169,16 +170,16 @@ static int release_wrap(struct session *s)
     return flush_held(s);
 }
 
-/* A wrapped reply grew past MIRROR_HOLD_MAX: send what is held except its tail (see wrap_tail
+/* A held reply grew past MIRROR_HOLD_MAX: send what is held except its tail (see held_tail
  * in struct mirror), which waits for pgdual's COMMIT. The tail's last message may still be
  * arriving, and a header not complete yet may begin one. */
-static int stream_wrapped(struct session *s, const struct backend *b)
+static int stream_held_head(struct session *s, const struct backend *b)
 {
     struct mirror *m = &s->mirror;
     const struct wire_scanner *sc = &b->scan;
     size_t keep = sc->in_body ? 0 : sc->hdr_have;
-    if (m->wrap_tail > 0) {
-        keep += m->wrap_tail - (sc->in_body ? sc->body_left : 0);
+    if (m->held_tail > 0) {
+        keep += m->held_tail - (sc->in_body ? sc->body_left : 0);
     }
     if (keep >= m->held.len) {
         return 0;
@@ -211,7 +212,6 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         }
         struct unit *u = mirror_primary_unit(m); /* may be freed while the reply is scanned */
         bool internal = u && u->internal;
-        bool wrapped = u && u->wrapped;
         /* Not a COPY's CopyInResponse (the client must see it to send the data; what follows it
          * waits like any reply) nor an unsealed batch (a client waiting after Flush must see its
          * results). */
@@ -234,21 +234,12 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
                 return -1;
             }
-        } else if (wrapped) {
-            wbuf_put_bytes(&m->held, p, used);
-            if (m->held.len > MIRROR_HOLD_MAX && stream_wrapped(s, b) < 0) {
-                return -1;
-            }
-        } else if (m->held.len + used <= MIRROR_HOLD_MAX) {
-            wbuf_put_bytes(&m->held, p, used);
         } else {
-            /* Too big to hold: stream it, but keep a final ReadyForQuery's status byte, which
-             * must still wait. */
-            size_t keep = rc == RELAY_STOP_HOLD ? 1 : 0;
-            if (flush_held(s) < 0 || send_client(s, p, used - keep) < 0) {
+            /* Held; too big to hold whole, it streams but for its tail (see held_tail). */
+            wbuf_put_bytes(&m->held, p, used);
+            if (m->held.len > MIRROR_HOLD_MAX && stream_held_head(s, b) < 0) {
                 return -1;
             }
-            wbuf_put_bytes(&m->held, p + used - keep, keep);
         }
         p += used;
         n -= used;

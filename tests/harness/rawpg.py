@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""tests/harness/rawpg.py: a minimal PostgreSQL v3 client (trust auth, standard library only) that
+sends exact frontend messages and reports every backend message, for shell tests that need
+message sequences psql never sends.
+
+    rawpg.py PORT DB SCRIPT
+
+SCRIPT is a sequence of steps separated by ' ;; ':
+    Q <sql>                 simple Query
+    P <sql>                 Parse of the unnamed statement
+    B                       Bind of the unnamed portal to it (no parameters)
+    E                       Execute the unnamed portal
+    S | H                   Sync | Flush
+    d <text>                CopyData (text, a newline appended)
+    c                       CopyDone
+    SEND                    send what the steps so far built
+    WAIT <type> [n]         read until the n-th message of that type (default 1) arrives
+    CLOSE                   close the socket at once (no Terminate)
+Each backend message read is printed as one line: its type, then for E/N the SQLSTATE and
+message, for C the tag, for Z the status. Exit 0 when the script ran; 2 on a timeout (10 s per
+WAIT) or a closed connection, after printing what arrived.
+"""
+import socket
+import struct
+import sys
+
+
+def msg(t, body=b""):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def startup(db):
+    params = b"user\0postgres\0database\0" + db.encode() + b"\0\0"
+    body = struct.pack("!I", 196608) + params
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def read_msg(sock, buf):
+    while len(buf) < 5 or len(buf) < 1 + struct.unpack("!I", buf[1:5])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    n = 1 + struct.unpack("!I", buf[1:5])[0]
+    return buf[:1], buf[5:n], buf[n:]
+
+
+def describe(t, body):
+    if t in (b"E", b"N"):
+        fields = dict((f[:1], f[1:].decode(errors="replace")) for f in body.split(b"\0") if f)
+        return "%s %s %s" % (t.decode(), fields.get(b"C", ""), fields.get(b"M", ""))
+    if t == b"C":
+        return "C " + body.rstrip(b"\0").decode()
+    if t == b"Z":
+        return "Z " + body.decode()
+    return t.decode(errors="replace")
+
+
+def main():
+    port, db, script = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(startup(db))
+    buf = b""
+    while True:  # authentication and parameters, up to the first ReadyForQuery
+        t, body, buf = read_msg(sock, buf)
+        if t == b"E":
+            print(describe(t, body))
+            return 2
+        if t == b"Z":
+            break
+    out = b""
+    try:
+        for step in script.split(" ;; "):
+            word, _, arg = step.strip().partition(" ")
+            if word == "Q":
+                out += msg(b"Q", arg.encode() + b"\0")
+            elif word == "P":
+                out += msg(b"P", b"\0" + arg.encode() + b"\0\0\0")
+            elif word == "B":
+                out += msg(b"B", b"\0\0\0\0\0\0\0\0")
+            elif word == "E":
+                out += msg(b"E", b"\0\0\0\0\0")
+            elif word in ("S", "H"):
+                out += msg(word.encode())
+            elif word == "d":
+                out += msg(b"d", arg.encode() + b"\n")
+            elif word == "c":
+                out += msg(b"c")
+            elif word == "SEND":
+                sock.sendall(out)
+                out = b""
+            elif word == "WAIT":
+                want, _, count = arg.partition(" ")
+                left = int(count or "1")
+                while left > 0:
+                    t, body, buf = read_msg(sock, buf)
+                    print(describe(t, body), flush=True)
+                    left -= t.decode() == want
+            elif word == "CLOSE":
+                sock.close()
+                return 0
+            else:
+                raise ValueError("unknown step " + step)
+    except (EOFError, socket.timeout, OSError) as e:
+        print("! %s" % e, flush=True)
+        return 2
+    sock.sendall(msg(b"X"))
+    sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
