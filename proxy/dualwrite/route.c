@@ -16,13 +16,6 @@
 #include "proxy/session/session.h"
 #include "proxy/worker.h"
 
-#define ROUTE_SAVEPOINT    "SAVEPOINT pgdual_read"
-#define ROUTE_RELEASE      "RELEASE SAVEPOINT pgdual_read"
-#define ROUTE_ROLLBACK_TO  "ROLLBACK TO SAVEPOINT pgdual_read; RELEASE SAVEPOINT pgdual_read"
-#define ROUTE_CLIENT_HIGH  (256 * 1024) /* stop reading the serving backend above this */
-#define ROUTE_STOP_READY   1            /* the scan stopped after a ReadyForQuery */
-#define ROUTE_MAX_TIMER_MS 86400000u
-
 /* ---- small helpers -------------------------------------------------------------------- */
 
 /* 0..99, from the session's own xorshift64* generator (the loop owns it: no lock, no syscall). */

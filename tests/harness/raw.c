@@ -131,3 +131,46 @@ int raw_session(const struct proxy *p)
         }
     }
 }
+
+void raw_msg_begin(struct raw_msg *m, char type)
+{
+    m->start = m->n;
+    m->b[m->n++] = (uint8_t)type;
+    m->n += 4;
+}
+
+void raw_put_bytes(struct raw_msg *m, const void *p, size_t len)
+{
+    memcpy(m->b + m->n, p, len);
+    m->n += len;
+}
+
+void raw_put_str(struct raw_msg *m, const char *s)
+{
+    raw_put_bytes(m, s, strlen(s) + 1);
+}
+
+void raw_put_u16(struct raw_msg *m, uint16_t v)
+{
+    uint16_t be = htons(v);
+    raw_put_bytes(m, &be, 2);
+}
+
+void raw_put_u32(struct raw_msg *m, uint32_t v)
+{
+    uint32_t be = htonl(v);
+    raw_put_bytes(m, &be, 4);
+}
+
+void raw_msg_end(struct raw_msg *m)
+{
+    uint32_t be = htonl((uint32_t)(m->n - m->start - 1));
+    memcpy(m->b + m->start + 1, &be, 4);
+}
+
+void raw_add_query(struct raw_msg *m, const char *sql)
+{
+    raw_msg_begin(m, 'Q');
+    raw_put_str(m, sql);
+    raw_msg_end(m);
+}

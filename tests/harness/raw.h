@@ -22,3 +22,18 @@ bool raw_error_sqlstate(const uint8_t *payload, uint32_t len, char *out);
 size_t raw_build_startup(const struct proxy *p, uint8_t *b, uint32_t version);
 /* Connects and completes a v3 startup, reading up to ReadyForQuery. Returns the fd or -1. */
 int raw_session(const struct proxy *p);
+
+/* Frontend messages built in a fixed buffer: raw_msg_begin, then raw_put_* body parts, then
+ * raw_msg_end patches the length. Several messages may follow each other in one buffer. */
+struct raw_msg {
+    uint8_t b[2048];
+    size_t n, start;
+};
+void raw_msg_begin(struct raw_msg *m, char type);
+void raw_put_bytes(struct raw_msg *m, const void *p, size_t len);
+void raw_put_str(struct raw_msg *m, const char *s); /* with its NUL */
+void raw_put_u16(struct raw_msg *m, uint16_t v);
+void raw_put_u32(struct raw_msg *m, uint32_t v);
+void raw_msg_end(struct raw_msg *m);
+/* A whole simple Query message. */
+void raw_add_query(struct raw_msg *m, const char *sql);

@@ -15,67 +15,18 @@
 
 static struct proxy g_px;
 
-/* A frontend message: type, length, then the body parts appended by the put_* calls. */
-struct msg {
-    uint8_t b[1024];
-    size_t n, start;
-};
-
-static void msg_begin(struct msg *m, char type)
+static void add_execute(struct raw_msg *m, const char *portal, uint32_t max_rows)
 {
-    m->start = m->n;
-    m->b[m->n++] = (uint8_t)type;
-    m->n += 4;
+    raw_msg_begin(m, 'E');
+    raw_put_str(m, portal);
+    raw_put_u32(m, max_rows);
+    raw_msg_end(m);
 }
 
-static void put_bytes(struct msg *m, const void *p, size_t len)
+static void add_sync(struct raw_msg *m)
 {
-    memcpy(m->b + m->n, p, len);
-    m->n += len;
-}
-
-static void put_str(struct msg *m, const char *s)
-{
-    put_bytes(m, s, strlen(s) + 1);
-}
-
-static void put_u16(struct msg *m, uint16_t v)
-{
-    uint16_t be = htons(v);
-    put_bytes(m, &be, 2);
-}
-
-static void put_u32(struct msg *m, uint32_t v)
-{
-    uint32_t be = htonl(v);
-    put_bytes(m, &be, 4);
-}
-
-static void msg_end(struct msg *m)
-{
-    uint32_t be = htonl((uint32_t)(m->n - m->start - 1));
-    memcpy(m->b + m->start + 1, &be, 4);
-}
-
-static void add_query(struct msg *m, const char *sql)
-{
-    msg_begin(m, 'Q');
-    put_str(m, sql);
-    msg_end(m);
-}
-
-static void add_execute(struct msg *m, const char *portal, uint32_t max_rows)
-{
-    msg_begin(m, 'E');
-    put_str(m, portal);
-    put_u32(m, max_rows);
-    msg_end(m);
-}
-
-static void add_sync(struct msg *m)
-{
-    msg_begin(m, 'S');
-    msg_end(m);
+    raw_msg_begin(m, 'S');
+    raw_msg_end(m);
 }
 
 /* What one batch's reply held, up to its ReadyForQuery. */
@@ -132,26 +83,26 @@ int main(void)
     int fd = raw_session(&g_px);
     REQUIRE(fd >= 0);
     struct reply r;
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
 
     it_case("BEGIN, then a portal bound on new and fetched 3 rows at a time");
-    add_query(&m, "BEGIN");
+    raw_add_query(&m, "BEGIN");
     REQUIRE(raw_send_all(fd, m.b, m.n) && read_reply(fd, &r));
     CHECK_EQ(r.txn, 'T');
 
     m.n = 0;
-    msg_begin(&m, 'P'); /* Parse: unnamed statement, no parameter types */
-    put_str(&m, "");
-    put_str(&m, "SELECT g, (SELECT v FROM marker) FROM generate_series(1, 10) g");
-    put_u16(&m, 0);
-    msg_end(&m);
-    msg_begin(&m, 'B'); /* Bind: portal p1, no parameters, default result formats */
-    put_str(&m, "p1");
-    put_str(&m, "");
-    put_u16(&m, 0);
-    put_u16(&m, 0);
-    put_u16(&m, 0);
-    msg_end(&m);
+    raw_msg_begin(&m, 'P'); /* Parse: unnamed statement, no parameter types */
+    raw_put_str(&m, "");
+    raw_put_str(&m, "SELECT g, (SELECT v FROM marker) FROM generate_series(1, 10) g");
+    raw_put_u16(&m, 0);
+    raw_msg_end(&m);
+    raw_msg_begin(&m, 'B'); /* Bind: portal p1, no parameters, default result formats */
+    raw_put_str(&m, "p1");
+    raw_put_str(&m, "");
+    raw_put_u16(&m, 0);
+    raw_put_u16(&m, 0);
+    raw_put_u16(&m, 0);
+    raw_msg_end(&m);
     add_execute(&m, "p1", 3);
     add_sync(&m);
     REQUIRE(raw_send_all(fd, m.b, m.n) && read_reply(fd, &r));
@@ -170,7 +121,7 @@ int main(void)
     CHECK_EQ(r.txn, 'T');
 
     m.n = 0;
-    add_query(&m, "COMMIT");
+    raw_add_query(&m, "COMMIT");
     REQUIRE(raw_send_all(fd, m.b, m.n) && read_reply(fd, &r));
     CHECK_EQ(r.txn, 'I');
     close(fd);

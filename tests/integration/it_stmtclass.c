@@ -19,88 +19,39 @@
 
 static struct proxy g_px;
 
-/* Frontend messages: type, length, then the body parts appended by the put_* calls. */
-struct msg {
-    uint8_t b[2048];
-    size_t n, start;
-};
-
-static void msg_begin(struct msg *m, char type)
+static void add_parse(struct raw_msg *m, const char *name, const char *sql)
 {
-    m->start = m->n;
-    m->b[m->n++] = (uint8_t)type;
-    m->n += 4;
-}
-
-static void put_bytes(struct msg *m, const void *p, size_t len)
-{
-    memcpy(m->b + m->n, p, len);
-    m->n += len;
-}
-
-static void put_str(struct msg *m, const char *s)
-{
-    put_bytes(m, s, strlen(s) + 1);
-}
-
-static void put_u16(struct msg *m, uint16_t v)
-{
-    uint16_t be = htons(v);
-    put_bytes(m, &be, 2);
-}
-
-static void put_u32(struct msg *m, uint32_t v)
-{
-    uint32_t be = htonl(v);
-    put_bytes(m, &be, 4);
-}
-
-static void msg_end(struct msg *m)
-{
-    uint32_t be = htonl((uint32_t)(m->n - m->start - 1));
-    memcpy(m->b + m->start + 1, &be, 4);
-}
-
-static void add_query(struct msg *m, const char *sql)
-{
-    msg_begin(m, 'Q');
-    put_str(m, sql);
-    msg_end(m);
-}
-
-static void add_parse(struct msg *m, const char *name, const char *sql)
-{
-    msg_begin(m, 'P');
-    put_str(m, name);
-    put_str(m, sql);
-    put_u16(m, 0);
-    msg_end(m);
+    raw_msg_begin(m, 'P');
+    raw_put_str(m, name);
+    raw_put_str(m, sql);
+    raw_put_u16(m, 0);
+    raw_msg_end(m);
 }
 
 /* Bind the unnamed portal to stmt: no parameters, default formats. */
-static void add_bind(struct msg *m, const char *stmt)
+static void add_bind(struct raw_msg *m, const char *stmt)
 {
-    msg_begin(m, 'B');
-    put_str(m, "");
-    put_str(m, stmt);
-    put_u16(m, 0);
-    put_u16(m, 0);
-    put_u16(m, 0);
-    msg_end(m);
+    raw_msg_begin(m, 'B');
+    raw_put_str(m, "");
+    raw_put_str(m, stmt);
+    raw_put_u16(m, 0);
+    raw_put_u16(m, 0);
+    raw_put_u16(m, 0);
+    raw_msg_end(m);
 }
 
-static void add_execute(struct msg *m)
+static void add_execute(struct raw_msg *m)
 {
-    msg_begin(m, 'E');
-    put_str(m, "");
-    put_u32(m, 0);
-    msg_end(m);
+    raw_msg_begin(m, 'E');
+    raw_put_str(m, "");
+    raw_put_u32(m, 0);
+    raw_msg_end(m);
 }
 
-static void add_sync(struct msg *m)
+static void add_sync(struct raw_msg *m)
 {
-    msg_begin(m, 'S');
-    msg_end(m);
+    raw_msg_begin(m, 'S');
+    raw_msg_end(m);
 }
 
 /* What the replies held, up to the nz-th ReadyForQuery. */
@@ -142,7 +93,7 @@ static bool read_replies(int fd, int nz, struct reply *r)
 }
 
 /* Send m, read nz ReadyForQuery's worth of replies. */
-static bool roundtrip(int fd, struct msg *m, int nz, struct reply *r)
+static bool roundtrip(int fd, struct raw_msg *m, int nz, struct reply *r)
 {
     bool ok = raw_send_all(fd, m->b, m->n) && read_replies(fd, nz, r);
     m->n = 0;
@@ -169,7 +120,7 @@ static long long rows_with(enum it_target side, int id)
 
 static void case_parse_existing(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     it_case("Parse s1 = INSERT; Parse s1 = SELECT 1 (42P05); Bind/Execute s1 inserts on both");
     add_parse(&m, "s1", "INSERT INTO t VALUES (1, 'a')");
@@ -190,14 +141,14 @@ static void case_parse_existing(int fd)
 
 static void case_sql_redefine(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     it_case("Parse s2 = SELECT 1; SQL DEALLOCATE s2 + PREPARE s2 AS INSERT; Bind/Execute s2");
     add_parse(&m, "s2", "SELECT 1");
     add_sync(&m);
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.types, "1Z");
-    add_query(&m, "SELECT 1; DEALLOCATE s2; PREPARE s2 AS INSERT INTO t VALUES (2, 'b')");
+    raw_add_query(&m, "SELECT 1; DEALLOCATE s2; PREPARE s2 AS INSERT INTO t VALUES (2, 'b')");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
     add_bind(&m, "s2");
@@ -210,13 +161,13 @@ static void case_sql_redefine(int fd)
 
 static void case_query_in_batch(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     it_case("Parse/Bind/Execute INSERT, then Query SELECT 1 before the Sync");
     add_parse(&m, "", "INSERT INTO t VALUES (3, 'c')");
     add_bind(&m, "");
     add_execute(&m);
-    add_query(&m, "SELECT 1");
+    raw_add_query(&m, "SELECT 1");
     add_sync(&m);
     REQUIRE(roundtrip(fd, &m, 2, &r));
     CHECK_STR(r.types, "12CTDCZZ");
@@ -226,58 +177,58 @@ static void case_query_in_batch(int fd)
 /* The marker table says which side served a read. */
 static void check_marker(int fd, const char *want)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
-    add_query(&m, "SELECT v FROM marker");
+    raw_add_query(&m, "SELECT v FROM marker");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.first_value, want);
 }
 
 static void case_scs_off(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     static const char *const disguised = "SELECT 'a\\''; DELETE FROM t WHERE id = 100; --'";
     it_case("a read routes to new while standard_conforming_strings is on");
     check_marker(fd, "new");
 
     it_case("SET standard_conforming_strings = off: the disguised DELETE deletes on both");
-    add_query(&m, "SET standard_conforming_strings = off");
+    raw_add_query(&m, "SET standard_conforming_strings = off");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
-    add_query(&m, disguised);
+    raw_add_query(&m, disguised);
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
     CHECK_ROWS(100, 0);
     it_case("...and no read is routed to new meanwhile (a mirrored read, equal on both sides)");
     char before[32], after[32];
     REQUIRE(proxy_admin_status(&g_px, "reads_served_new", before, sizeof before) == 0);
-    add_query(&m, "SELECT count(*) FROM t WHERE id >= 100");
+    raw_add_query(&m, "SELECT count(*) FROM t WHERE id >= 100");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.first_value, "1");
     REQUIRE(proxy_admin_status(&g_px, "reads_served_new", after, sizeof after) == 0);
     CHECK_STR(after, before);
 
     it_case("SET ... = on: reads route again");
-    add_query(&m, "SET standard_conforming_strings = on");
+    raw_add_query(&m, "SET standard_conforming_strings = on");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     check_marker(fd, "new");
 
     it_case("the SET and the disguised DELETE sent together: the DELETE runs on both");
-    add_query(&m, "SET standard_conforming_strings = off");
-    add_query(&m, "SELECT 'a\\''; DELETE FROM t WHERE id = 101; --'");
+    raw_add_query(&m, "SET standard_conforming_strings = off");
+    raw_add_query(&m, "SELECT 'a\\''; DELETE FROM t WHERE id = 101; --'");
     REQUIRE(roundtrip(fd, &m, 2, &r));
     CHECK_STR(r.sqlstate, "");
     CHECK_ROWS(101, 0);
-    add_query(&m, "RESET standard_conforming_strings");
+    raw_add_query(&m, "RESET standard_conforming_strings");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     check_marker(fd, "new");
 }
 
-static void add_flush(struct msg *m)
+static void add_flush(struct raw_msg *m)
 {
-    msg_begin(m, 'H');
-    msg_end(m);
+    raw_msg_begin(m, 'H');
+    raw_msg_end(m);
 }
 
 /* Read replies up to and including the first message of type stop (no ReadyForQuery). */
@@ -299,14 +250,14 @@ static bool read_until(int fd, char stop)
 
 static void case_user_code_redefines(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     it_case("Parse s3 = SELECT 1; a DO block DEALLOCATEs and PREPAREs s3 AS INSERT; Execute s3");
     add_parse(&m, "s3", "SELECT 1");
     add_sync(&m);
     REQUIRE(roundtrip(fd, &m, 1, &r));
-    add_query(&m, "DO $$BEGIN EXECUTE 'DEALLOCATE s3'; "
-                  "EXECUTE 'PREPARE s3 AS INSERT INTO t VALUES (3003, ''d'')'; END$$");
+    raw_add_query(&m, "DO $$BEGIN EXECUTE 'DEALLOCATE s3'; "
+                      "EXECUTE 'PREPARE s3 AS INSERT INTO t VALUES (3003, ''d'')'; END$$");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
     add_bind(&m, "s3");
@@ -317,20 +268,26 @@ static void case_user_code_redefines(int fd)
     CHECK_ROWS(3003, 1);
 }
 
-/* A batch that Flushed a read's answers, then wrote: the primary's outcome misses the first
- * steps; no false divergence when all goes well. */
-static void case_flush_then_write(int fd)
+/* The start of a batch: P/B/E SELECT 1 and a Flush, whose answers the client reads (the
+ * primary has answered part of the batch before its first write). */
+static bool flushed_read(int fd)
 {
-    struct msg m = {.n = 0};
-    struct reply r;
-    it_case("P/B/E SELECT 1, Flush (answered), then P/B/E INSERT, Sync: no false divergence");
+    struct raw_msg m = {.n = 0};
     add_parse(&m, "", "SELECT 1");
     add_bind(&m, "");
     add_execute(&m);
     add_flush(&m);
-    REQUIRE(raw_send_all(fd, m.b, m.n));
-    m.n = 0;
-    REQUIRE(read_until(fd, 'C'));
+    return raw_send_all(fd, m.b, m.n) && read_until(fd, 'C');
+}
+
+/* A batch that Flushed a read's answers, then wrote: the primary's outcome misses the first
+ * steps; no false divergence when all goes well. */
+static void case_flush_then_write(int fd)
+{
+    struct raw_msg m = {.n = 0};
+    struct reply r;
+    it_case("P/B/E SELECT 1, Flush (answered), then P/B/E INSERT, Sync: no false divergence");
+    REQUIRE(flushed_read(fd));
     add_parse(&m, "", "INSERT INTO t VALUES (4004, 'e')");
     add_bind(&m, "");
     add_execute(&m);
@@ -344,16 +301,10 @@ static void case_flush_then_write(int fd)
  * new leaves in_sync rather than replay the wrong prefix. */
 static void case_flush_then_fail(int fd)
 {
-    struct msg m = {.n = 0};
+    struct raw_msg m = {.n = 0};
     struct reply r;
     it_case("P/B/E SELECT 1, Flush, then nextval and a failing statement: new is diverged");
-    add_parse(&m, "", "SELECT 1");
-    add_bind(&m, "");
-    add_execute(&m);
-    add_flush(&m);
-    REQUIRE(raw_send_all(fd, m.b, m.n));
-    m.n = 0;
-    REQUIRE(read_until(fd, 'C'));
+    REQUIRE(flushed_read(fd));
     add_parse(&m, "", "SELECT nextval('sq')");
     add_bind(&m, "");
     add_execute(&m);

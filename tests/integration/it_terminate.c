@@ -15,79 +15,31 @@
 
 static struct proxy g_px;
 
-struct msg {
-    uint8_t b[2048];
-    size_t n, start;
-};
-
-static void msg_begin(struct msg *m, char type)
+static void add_empty(struct raw_msg *m, char type)
 {
-    m->start = m->n;
-    m->b[m->n++] = (uint8_t)type;
-    m->n += 4;
-}
-
-static void put_bytes(struct msg *m, const void *p, size_t len)
-{
-    memcpy(m->b + m->n, p, len);
-    m->n += len;
-}
-
-static void put_str(struct msg *m, const char *s)
-{
-    put_bytes(m, s, strlen(s) + 1);
-}
-
-static void put_u16(struct msg *m, uint16_t v)
-{
-    uint16_t be = htons(v);
-    put_bytes(m, &be, 2);
-}
-
-static void put_u32(struct msg *m, uint32_t v)
-{
-    uint32_t be = htonl(v);
-    put_bytes(m, &be, 4);
-}
-
-static void msg_end(struct msg *m)
-{
-    uint32_t be = htonl((uint32_t)(m->n - m->start - 1));
-    memcpy(m->b + m->start + 1, &be, 4);
-}
-
-static void add_query(struct msg *m, const char *sql)
-{
-    msg_begin(m, 'Q');
-    put_str(m, sql);
-    msg_end(m);
-}
-
-static void add_empty(struct msg *m, char type)
-{
-    msg_begin(m, type);
-    msg_end(m);
+    raw_msg_begin(m, type);
+    raw_msg_end(m);
 }
 
 /* Parse (unnamed), Bind (unnamed portal), Execute: one statement of an extended batch. */
-static void add_pbe(struct msg *m, const char *sql)
+static void add_pbe(struct raw_msg *m, const char *sql)
 {
-    msg_begin(m, 'P');
-    put_str(m, "");
-    put_str(m, sql);
-    put_u16(m, 0);
-    msg_end(m);
-    msg_begin(m, 'B');
-    put_str(m, "");
-    put_str(m, "");
-    put_u16(m, 0);
-    put_u16(m, 0);
-    put_u16(m, 0);
-    msg_end(m);
-    msg_begin(m, 'E');
-    put_str(m, "");
-    put_u32(m, 0);
-    msg_end(m);
+    raw_msg_begin(m, 'P');
+    raw_put_str(m, "");
+    raw_put_str(m, sql);
+    raw_put_u16(m, 0);
+    raw_msg_end(m);
+    raw_msg_begin(m, 'B');
+    raw_put_str(m, "");
+    raw_put_str(m, "");
+    raw_put_u16(m, 0);
+    raw_put_u16(m, 0);
+    raw_put_u16(m, 0);
+    raw_msg_end(m);
+    raw_msg_begin(m, 'E');
+    raw_put_str(m, "");
+    raw_put_u32(m, 0);
+    raw_msg_end(m);
 }
 
 /* Reads up to the next ReadyForQuery; its status, or 0. */
@@ -135,8 +87,8 @@ static void query_and_terminate(const char *sql)
 {
     int fd = raw_session(&g_px);
     REQUIRE(fd >= 0);
-    struct msg m = {.n = 0};
-    add_query(&m, sql);
+    struct raw_msg m = {.n = 0};
+    raw_add_query(&m, sql);
     add_empty(&m, 'X');
     CHECK(raw_send_all(fd, m.b, m.n));
     close(fd);
@@ -184,8 +136,8 @@ int main(void)
     it_case("a batch without Sync runs COMMIT on old, the client vanishes: the loss is recorded");
     int fd = raw_session(&g_px);
     REQUIRE(fd >= 0);
-    struct msg m = {.n = 0};
-    add_query(&m, "BEGIN");
+    struct raw_msg m = {.n = 0};
+    raw_add_query(&m, "BEGIN");
     REQUIRE(raw_send_all(fd, m.b, m.n));
     CHECK_EQ(read_ready(fd), 'T');
     m.n = 0;
