@@ -125,11 +125,12 @@ struct mirror {
      * primary, and the held reply is released with ReadyForQuery status 'I'. The client's next
      * message waits meanwhile (the session's gate). A client COMMIT waits likewise until the
      * secondary has applied every earlier unit. */
-    bool wrap_open;         /* a wrapped unit's transaction is open on the primary */
-    bool wrap_prim_done;    /* ...and the primary has answered the unit */
-    bool wrap_commit;       /* ...successfully: end it with COMMIT, else ROLLBACK */
-    bool wrap_finishing;    /* the COMMIT/ROLLBACK has been sent */
-    struct wbuf wrap_error; /* the primary's ErrorResponse to pgdual's own statement, if any */
+    bool wrap_open;          /* a wrapped unit's transaction is open on the primary */
+    bool wrap_prim_done;     /* ...and the primary has answered the unit */
+    bool wrap_commit;        /* ...successfully: end it with COMMIT, else ROLLBACK */
+    bool wrap_finishing;     /* the COMMIT/ROLLBACK has been sent */
+    struct wbuf wrap_error;  /* the primary's ErrorResponse to pgdual's own statement, if any */
+    bool wrap_commit_failed; /* ...it failed, whether or not the error's bytes could be kept */
     /* A held reply (commit_wait, or a wrap) longer than MIRROR_HOLD_MAX streams, except its
      * tail: the last CommandComplete and what follows it up to ReadyForQuery. libpq hands a
      * result to the application at its CommandComplete, so the tail (a COMMIT's, an autocommit

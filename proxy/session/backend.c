@@ -255,22 +255,27 @@ void backend_msg_body(struct backend *b, const uint8_t *p, size_t n)
 
 uint8_t backend_msg_end(struct backend *b)
 {
-    if (!b->capture || b->msg.failed) {
+    if (!b->capture) {
         return 0;
     }
     if (b->cur_type == PqMsg_ErrorResponse) {
         struct wire_error_fields f;
-        if (b->msg_cut) {
+        if (b->msg_cut && !b->msg.failed) {
             wire_error_keep_complete_fields(&b->msg);
         }
         if (b->msg.failed) {
-            return 0;
+            /* Out of memory keeping it: it is an error all the same (a failed COMMIT of
+             * pgdual's must never pass for success); its fields are lost (msg.failed). */
+            return PqMsg_ErrorResponse;
         }
         if (wire_parse_error(b->msg.data, b->msg.len, &f) == 0 && f.severity &&
             (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
             b->sent_fatal = true;
         }
         return PqMsg_ErrorResponse;
+    }
+    if (b->msg.failed) {
+        return 0;
     }
     if (b->cur_type == PqMsg_ParameterStatus) {
         struct wire_reader rd;

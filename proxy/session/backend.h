@@ -47,7 +47,8 @@ void backend_msg_begin(struct backend *b, uint8_t type);
 void backend_msg_body(struct backend *b, const uint8_t *p, size_t n);
 /* The message is complete. An ErrorResponse with severity FATAL or PANIC sets sent_fatal; a
  * ReadyForQuery sets txn_status; a ParameterStatus is noted (session_note_parameter). Returns the
- * message type if it was an ErrorResponse or a ReadyForQuery, else 0. A cut ErrorResponse is kept
+ * message type if it was an ErrorResponse or a ReadyForQuery, else 0 (an ErrorResponse whose
+ * capture ran out of memory is still reported, with b->msg.failed set). A cut ErrorResponse is kept
  * as the well-formed list of the fields that arrived whole (its severity and SQLSTATE come first);
  * a cut ReadyForQuery is not one (returns 0). */
 uint8_t backend_msg_end(struct backend *b);

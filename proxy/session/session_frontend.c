@@ -175,7 +175,7 @@ int session_seal_unit(struct session *s, struct unit *u)
         free(m->wrap_sql);
         m->wrap_sql = u->sql ? strdup(u->sql) : NULL;
         m->wrap_fingerprint = u->fingerprint;
-        m->wrap_prim_done = m->wrap_finishing = m->wrap_sec_known = false;
+        m->wrap_prim_done = m->wrap_finishing = m->wrap_sec_known = m->wrap_commit_failed = false;
         m->held_tail = 0;
         wbuf_reset(&m->wrap_error);
     }

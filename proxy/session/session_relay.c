@@ -64,6 +64,10 @@ static int backend_body(void *ctx, const uint8_t *p, size_t n)
 static void keep_wrap_error(struct session *s, const struct backend *b)
 {
     struct wbuf *e = &s->mirror.wrap_error;
+    s->mirror.wrap_commit_failed = true; /* known even if the error's bytes cannot be kept */
+    if (b->msg.failed) {
+        return; /* release_wrap ends the session: the client must not take it for success */
+    }
     struct wire_error_fields f;
     bool no_text = b->msg_cut && (wire_parse_error(b->msg.data, b->msg.len, &f) != 0 || !f.message);
     wbuf_reset(e);
@@ -158,8 +162,16 @@ static int release_wrap(struct session *s)
     struct mirror *m = &s->mirror;
     struct wbuf *h = &m->held;
     /* Compared (and the secondary taken out of sync if they differ) before the reply goes. */
-    mirror_wrap_ended(s, m->wrap_error.len > 0);
-    if (m->wrap_error.len > 0) {
+    bool failed = m->wrap_commit_failed;
+    m->wrap_commit_failed = false;
+    mirror_wrap_ended(s, failed);
+    if (failed && (m->wrap_error.len == 0 || m->wrap_error.failed)) {
+        /* pgdual's COMMIT failed but its error could not be kept (out of memory): the client
+         * gets a FATAL instead, never the write's success. */
+        session_end(s, END_OUT_OF_MEMORY, "the primary refused to commit an autocommit write");
+        return -1;
+    }
+    if (failed) {
         h->len -= m->held_tail < h->len ? m->held_tail : h->len; /* see held_tail */
         wbuf_put_bytes(h, m->wrap_error.data, m->wrap_error.len);
         wire_put_ready(h, PQ_TXN_IDLE);
