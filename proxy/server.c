@@ -119,6 +119,21 @@ static bool dials_equal(const struct dials *a, const struct dials *b)
     return true;
 }
 
+/* The secondary lines of the state file, from the running state: none while it is in_sync and
+ * never left it (a file of an older pgdual has none either). */
+static const struct state_secondary *secondary_record(const struct server *srv,
+                                                      struct state_secondary *out)
+{
+    int st = atomic_load(&srv->secondary_state);
+    int64_t since = atomic_load(&srv->secondary_since_ms);
+    memset(out, 0, sizeof(*out));
+    if (st != SYNC_in_sync || since != 0) {
+        snprintf(out->name, sizeof(out->name), "%s", sync_state_name((enum sync_state)st));
+        out->since_ms = since;
+    }
+    return out;
+}
+
 /* Called with dials_lock held: write next to the state file, then make it the master copy and
  * the published snapshot. Nothing changes unless every step succeeds. */
 static int server_commit_locked(struct server *srv, const struct dials *next, char *err,
@@ -130,7 +145,8 @@ static int server_commit_locked(struct server *srv, const struct dials *next, ch
         return -ENOMEM;
     }
     const char *path = srv->cfg->state_file;
-    const struct state_secondary *sec = &srv->secondary_file;
+    struct state_secondary file_sec;
+    const struct state_secondary *sec = secondary_record(srv, &file_sec);
     if (path && path[0] && state_save(path, next, sec, err, errlen) < 0) {
         dials_snapshot_unref(snap);
         /* A failure after the rename (the directory fsync) leaves next in the file: put the
@@ -320,7 +336,6 @@ void server_secondary_miss(struct server *srv, enum sync_state how, const char *
              * would not know: say so loudly. */
             LOG_ERR("secondary_state %s not persisted: %s", sync_state_name(next), err);
         }
-        srv->secondary_file = sec;
         atomic_store(&srv->secondary_since_ms, sec.since_ms);
         atomic_store(&srv->secondary_state, (int)next);
         LOG_WARN("secondary_state %s -> %s: %s", sync_state_name(cur), sync_state_name(next), why);
@@ -341,7 +356,6 @@ void server_secondary_diverged(struct server *srv, const char *why)
 void server_secondary_restore(struct server *srv, const struct state_secondary *sec)
 {
     int st = sec->name[0] ? sync_state_parse(sec->name) : SYNC_in_sync;
-    srv->secondary_file = *sec;
     atomic_store(&srv->secondary_state, st < 0 ? SYNC_diverged : st);
     atomic_store(&srv->secondary_since_ms, sec->since_ms);
 }

@@ -68,7 +68,6 @@ struct server {
     struct dials file_dials; /* [cutover] as the config file last said */
     uint64_t dials_version;
     struct dials_snapshot *dials_snapshot; /* the last one published */
-    struct state_secondary secondary_file; /* the secondary lines the state file holds */
 };
 
 /* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation

@@ -745,3 +745,12 @@ int proxy_admin_status(const struct proxy *p, const char *key, char *buf, size_t
     PQfinish(c);
     return rc;
 }
+
+long long proxy_query_ll(const struct proxy *p, enum it_target t, const char *sql)
+{
+    PGconn *c = proxy_connect(p, t);
+    bool ok = c != NULL;
+    long long n = ok ? it_query_ll(c, sql, &ok) : -1;
+    PQfinish(c);
+    return ok ? n : -1;
+}

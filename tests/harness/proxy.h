@@ -79,6 +79,9 @@ int proxy_make_marker(const struct proxy *p) __attribute__((warn_unused_result))
 
 /* First column of the first row of `sql` as an integer on `conn`; sets *ok false on any error. */
 long long it_query_ll(PGconn *conn, const char *sql, bool *ok);
+/* it_query_ll on a fresh connection to target t of p (closed after): -1 when the connection or
+ * the query fails. */
+long long proxy_query_ll(const struct proxy *p, enum it_target t, const char *sql);
 
 /* Value of `key` from the admin console's SHOW STATUS into buf. Returns 0, or -1 when direct or on
  * error. */

@@ -80,15 +80,6 @@ static void exec_direct_ok(enum it_target t, const char *sql)
     REQUIRE(proxy_exec_direct(&g_px, t, sql) == 0);
 }
 
-static long long query_on(enum it_target t, const char *sql)
-{
-    PGconn *c = proxy_connect(&g_px, t);
-    bool ok = true;
-    long long n = c != NULL ? it_query_ll(c, sql, &ok) : -1;
-    PQfinish(c);
-    return ok ? n : -1;
-}
-
 /* md5 of a table's rows in key order on one cluster, into out (33 bytes). */
 static void table_md5(enum it_target t, const char *table, char *out)
 {
@@ -111,11 +102,11 @@ static void check_same_both(const char *table, long long want_rows)
 {
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-    CHECK_EQ(query_on(IT_OLD, sql), want_rows);
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, sql), want_rows);
     if (!proxy_mirrors(&g_px)) {
         return;
     }
-    CHECK_EQ(query_on(IT_NEW, sql), want_rows);
+    CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, sql), want_rows);
     char a[33], b[33];
     table_md5(IT_OLD, table, a);
     table_md5(IT_NEW, table, b);
@@ -255,7 +246,8 @@ static void case_copy_waits_for_new(void)
     int st = run_copy(c, "COPY t2 FROM STDIN", false, 1, 500, NULL, tag, sizeof tag);
     CHECK_EQ(st, PGRES_COMMAND_OK);
     if (proxy_mirrors(&g_px)) {
-        CHECK_EQ(query_on(IT_NEW, "SELECT count(*) FROM t2"), 500); /* right when COPY returned */
+        CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, "SELECT count(*) FROM t2"),
+                 500); /* right when COPY returned */
     }
     CHECK_EQ(query_within(c, "SELECT count(*) FROM t2"), 500); /* routed to new */
     st = run_copy(c, "COPY t2 FROM STDIN", true, 501, 500, NULL, tag, sizeof tag);
@@ -317,14 +309,14 @@ static void case_two_copies_refused(void)
 {
     it_case("(c) two COPY FROM STDIN in one Query: refused with 0A000, nothing reaches a backend");
     PGconn *c = connect_nonblocking_reads();
-    long long before = query_on(IT_OLD, "SELECT count(*) FROM t");
+    long long before = proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM t");
     PGresult *r =
         PQexec(c, "INSERT INTO t VALUES (-5, 'x'); COPY t FROM STDIN; COPY t2 FROM STDIN");
     CHECK_RES(r, PGRES_FATAL_ERROR);
     CHECK_SQLSTATE(r, "0A000");
     PQclear(r);
     check_usable(&c);
-    CHECK_EQ(query_on(IT_OLD, "SELECT count(*) FROM t"), before);
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM t"), before);
     it_case("(c) ... inside a transaction block: the transaction fails, as on any error");
     exec_ok(c, "BEGIN");
     exec_ok(c, "INSERT INTO t VALUES (-6, 'in block')");
@@ -338,7 +330,7 @@ static void case_two_copies_refused(void)
     CHECK_EQ(PQtransactionStatus(c), PQTRANS_IDLE);
     check_usable(&c);
     PQfinish(c);
-    CHECK_EQ(query_on(IT_OLD, "SELECT count(*) FROM t"), before);
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM t"), before);
     check_same_both("t", before);
     check_same_both("t2", 1000);
     check_in_sync();

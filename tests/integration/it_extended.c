@@ -55,15 +55,6 @@ static void expect_end_of_query(PGconn *c)
     PQclear(r);
 }
 
-static long long count_on(enum it_target t, const char *sql)
-{
-    PGconn *c = proxy_connect(&g_px, t);
-    bool ok = true;
-    long long n = c != NULL ? it_query_ll(c, sql, &ok) : -1;
-    PQfinish(c);
-    return ok ? n : -1;
-}
-
 static void case_setup(PGconn *c)
 {
     it_case("setup tables");
@@ -111,9 +102,9 @@ static void case_pipeline(PGconn *c)
     }
     PQclear(expect_result(c, PGRES_PIPELINE_SYNC));
     CHECK_EQ(PQexitPipelineMode(c), 1);
-    CHECK_EQ(count_on(IT_OLD, "SELECT count(*) FROM t"), N);
-    NEW_ONLY(CHECK_EQ(count_on(IT_NEW, "SELECT count(*) FROM t"), N));
-    NEW_ONLY(CHECK_EQ(count_on(IT_NEW, "SELECT sum(id) FROM t WHERE v = 'row-' || id"),
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM t"), N);
+    NEW_ONLY(CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, "SELECT count(*) FROM t"), N));
+    NEW_ONLY(CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, "SELECT sum(id) FROM t WHERE v = 'row-' || id"),
                       N * (N + 1) / 2));
 }
 
@@ -285,8 +276,10 @@ static void case_nulls(PGconn *c)
         CHECK(PQgetisnull(r, 0, 1));
     }
     PQclear(r);
-    CHECK_EQ(count_on(IT_OLD, "SELECT count(*) FROM u WHERE id = 900 AND b IS NULL"), 1);
-    NEW_ONLY(CHECK_EQ(count_on(IT_NEW, "SELECT count(*) FROM u WHERE id = 900 AND b IS NULL"), 1));
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM u WHERE id = 900 AND b IS NULL"),
+             1);
+    NEW_ONLY(CHECK_EQ(
+        proxy_query_ll(&g_px, IT_NEW, "SELECT count(*) FROM u WHERE id = 900 AND b IS NULL"), 1));
 }
 
 static long utf8_chars(const char *s)
@@ -444,10 +437,10 @@ static void case_pipeline_error(PGconn *c)
     CHECK_EQ(PQtransactionStatus(c), PQTRANS_IDLE);
     /* The implicit transaction of the failed segment was rolled back on both sides. */
     const char *q = "SELECT count(*) FROM t WHERE id IN (1000, 1001)";
-    CHECK_EQ(count_on(IT_OLD, q), 0);
-    NEW_ONLY(CHECK_EQ(count_on(IT_NEW, q), 0));
-    CHECK_EQ(count_on(IT_OLD, "SELECT count(*) FROM t WHERE id = 1002"), 1);
-    NEW_ONLY(CHECK_EQ(count_on(IT_NEW, "SELECT count(*) FROM t WHERE id = 1002"), 1));
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, q), 0);
+    NEW_ONLY(CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, q), 0));
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, "SELECT count(*) FROM t WHERE id = 1002"), 1);
+    NEW_ONLY(CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, "SELECT count(*) FROM t WHERE id = 1002"), 1));
 }
 
 int main(int argc, char **argv)

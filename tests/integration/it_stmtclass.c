@@ -103,13 +103,9 @@ static bool roundtrip(int fd, struct raw_msg *m, int nz, struct reply *r)
 /* count(*) of t's rows with this id, directly on old or new (-1 on error). */
 static long long rows_with(enum it_target side, int id)
 {
-    PGconn *c = proxy_connect(&g_px, side);
     char sql[96];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM t WHERE id = %d", id);
-    bool ok = c != NULL;
-    long long n = ok ? it_query_ll(c, sql, &ok) : -1;
-    PQfinish(c);
-    return ok ? n : -1;
+    return proxy_query_ll(&g_px, side, sql);
 }
 
 #define CHECK_ROWS(id, want)                     \

@@ -16,15 +16,6 @@
 
 static struct proxy g_px;
 
-static long long count_on(enum it_target t, const char *sql)
-{
-    PGconn *c = proxy_connect(&g_px, t);
-    bool ok = true;
-    long long n = c != NULL ? it_query_ll(c, sql, &ok) : -1;
-    PQfinish(c);
-    return ok ? n : -1;
-}
-
 static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
@@ -44,9 +35,9 @@ static void check_session_usable(PGconn *c)
 
 static void check_rows_both(const char *sql, long long want)
 {
-    CHECK_EQ(count_on(IT_OLD, sql), want);
+    CHECK_EQ(proxy_query_ll(&g_px, IT_OLD, sql), want);
     if (proxy_mirrors(&g_px)) {
-        CHECK_EQ(count_on(IT_NEW, sql), want);
+        CHECK_EQ(proxy_query_ll(&g_px, IT_NEW, sql), want);
     }
 }
 
