@@ -8,8 +8,7 @@
 
 #include <pg_query.h>
 
-/* Deeper trees than this are not walked; the statement is then mirrored (when in doubt). */
-#define WALK_MAX_DEPTH 2000
+#include "protocol/pgq_walk.h"
 
 /* What the generic walk found in one string. */
 struct walk {
@@ -131,53 +130,26 @@ static void visit_message(struct walk *w, const ProtobufCMessage *m)
     }
 }
 
-static void walk_message(struct walk *w, const ProtobufCMessage *m, int depth);
-
-/* Descend into every message-typed field, generically through the descriptor, so that a node
- * is found wherever the grammar allows it (targets, WHERE, FROM, CTEs, args, VALUES, ...). */
-static void walk_fields(struct walk *w, const ProtobufCMessage *m, int depth)
+void classify_node(const void *node, const struct classify_options *opt,
+                   struct classify_node_flags *f)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
-            continue;
-        }
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n;
-            const ProtobufCMessage *const *v;
-            memcpy(&n, base + f->quantifier_offset, sizeof n);
-            memcpy(&v, base + f->offset, sizeof v);
-            for (size_t k = 0; k < n; k++) {
-                walk_message(w, v[k], depth + 1);
-            }
-            continue;
-        }
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            uint32_t which; /* the oneof's case member: only the active field is valid */
-            memcpy(&which, base + f->quantifier_offset, sizeof which);
-            if (which != f->id) {
-                continue;
-            }
-        }
-        const ProtobufCMessage *sub;
-        memcpy(&sub, base + f->offset, sizeof sub);
-        walk_message(w, sub, depth + 1);
-    }
+    struct walk w = {.opt = opt};
+    visit_message(&w, node);
+    f->nondeterministic = f->nondeterministic || w.nondet;
+    f->user_code = f->user_code || w.user_code;
 }
 
-static void walk_message(struct walk *w, const ProtobufCMessage *m, int depth)
+static void visit_node(void *ctx, const ProtobufCMessage *m)
 {
-    if (m == NULL) {
-        return;
-    }
-    if (depth > WALK_MAX_DEPTH) {
+    visit_message(ctx, m);
+}
+
+/* Walk one statement's tree; a tree too deep to walk whole is not a read. */
+static void walk_statement(struct walk *w, const PgQuery__Node *stmt)
+{
+    if (!pgq_walk((const ProtobufCMessage *)stmt, visit_node, w)) {
         w->unsafe = true;
-        return;
     }
-    visit_message(w, m);
-    walk_fields(w, m, depth);
 }
 
 /* EXPLAIN runs the statement only with ANALYZE; ANALYZE counts as off only when spelled
@@ -338,7 +310,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
         out->txn_last = v;
         out->txn_control = out->txn_control || v != CLASSIFY_TXN_NONE;
         out->commits = out->commits || v == CLASSIFY_TXN_COMMIT || v == CLASSIFY_TXN_OTHER;
-        walk_message(&w, (const ProtobufCMessage *)stmt, 0);
+        walk_statement(&w, stmt);
     }
     out->nstatements = (int)tree->n_stmts;
     out->nondeterministic = w.nondet;

@@ -144,6 +144,16 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
  * NULL on failure (including text that does not parse). */
 char *classify_normalize(const char *sql);
 
+/* What one parse-tree node (a libpg_query protobuf message, not its children) shows by the rules
+ * above: a nondeterministic call or value, code pgdual does not know. ORed into *f. For
+ * protocol/pin.c, which walks statements itself. */
+struct classify_node_flags {
+    bool nondeterministic;
+    bool user_code;
+};
+void classify_node(const void *node, const struct classify_options *opt,
+                   struct classify_node_flags *f);
+
 /* ---- function knowledge (classify_funcs.c) ------------------------------------------------ */
 
 /* Flags of a function name as far as classification is concerned. */

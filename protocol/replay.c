@@ -8,35 +8,6 @@
 
 #include "protocol/pqproto.h"
 
-/* One whole frontend message inside a unit's bytes. */
-struct replay_msg {
-    uint8_t type;
-    const uint8_t *whole; /* type byte first */
-    size_t whole_len;
-    const uint8_t *body;
-    size_t body_len;
-};
-
-/* The message at *off, or -1 when the bytes end inside a header or body. */
-static int next_msg(const uint8_t *p, size_t len, size_t *off, struct replay_msg *m)
-{
-    if (len - *off < 5) {
-        return -1;
-    }
-    const uint8_t *h = p + *off;
-    uint32_t mlen = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
-    if (mlen < 4 || mlen - 4 > len - *off - 5) {
-        return -1;
-    }
-    m->type = h[0];
-    m->whole = h;
-    m->whole_len = (size_t)mlen + 1;
-    m->body = h + 5;
-    m->body_len = mlen - 4;
-    *off += m->whole_len;
-    return 0;
-}
-
 static bool is_step(uint8_t type)
 {
     return type == PqMsg_Parse || type == PqMsg_Bind || type == PqMsg_Describe ||
@@ -63,7 +34,7 @@ static size_t stmt_end(const PgQuerySplitStmt *st, size_t text_len)
 
 /* A simple Query: the statements the primary completed, then the failing one of ours, in the
  * same Query message, so an implicit transaction spans them as it did on the primary. */
-static int replay_query(const struct replay_msg *q, uint32_t done, struct wbuf *out,
+static int replay_query(const struct wire_msg *q, uint32_t done, struct wbuf *out,
                         struct replay_failure *fail)
 {
     if (q->body_len == 0 || q->body[q->body_len - 1] != '\0') {
@@ -107,8 +78,8 @@ static int replay_query(const struct replay_msg *q, uint32_t done, struct wbuf *
 static bool batch_shape_ok(const uint8_t *msgs, size_t len)
 {
     size_t off = 0;
-    struct replay_msg m;
-    while (next_msg(msgs, len, &off, &m) == 0) {
+    struct wire_msg m;
+    while (wire_next_msg(msgs, len, &off, &m) == 0) {
         if (m.type == PqMsg_Sync) {
             return off == len;
         }
@@ -127,9 +98,9 @@ static int replay_batch(const uint8_t *msgs, size_t len, uint32_t done, struct w
         return REPLAY_EUNSUPPORTED;
     }
     size_t off = 0;
-    struct replay_msg m;
+    struct wire_msg m;
     memset(fail, 0, sizeof(*fail));
-    while (next_msg(msgs, len, &off, &m) == 0) {
+    while (wire_next_msg(msgs, len, &off, &m) == 0) {
         if (m.type == PqMsg_Sync) {
             put_failing_execute(out); /* every step completed: the error came at Sync */
             return 0;
@@ -154,9 +125,9 @@ int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, struct wb
                  struct replay_failure *fail)
 {
     size_t off = 0;
-    struct replay_msg first;
+    struct wire_msg first;
     memset(fail, 0, sizeof(*fail));
-    if (next_msg(msgs, len, &off, &first) < 0) {
+    if (wire_next_msg(msgs, len, &off, &first) < 0) {
         return REPLAY_EUNSUPPORTED;
     }
     int rc;

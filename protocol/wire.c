@@ -454,3 +454,22 @@ int wire_scan_feed(struct wire_scanner *s, const uint8_t *p, size_t n,
     s->pending_stop = 0;
     return stop;
 }
+
+int wire_next_msg(const uint8_t *p, size_t len, size_t *off, struct wire_msg *m)
+{
+    if (*off > len || len - *off < 5) {
+        return -1;
+    }
+    const uint8_t *h = p + *off;
+    uint32_t mlen = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
+    if (mlen < 4 || mlen - 4 > len - *off - 5) {
+        return -1;
+    }
+    m->type = h[0];
+    m->whole = h;
+    m->whole_len = (size_t)mlen + 1;
+    m->body = h + 5;
+    m->body_len = mlen - 4;
+    *off += m->whole_len;
+    return 0;
+}

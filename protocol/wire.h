@@ -78,6 +78,17 @@ void wire_put_empty_query(struct wbuf *b);
 /* A simple Query (client -> server): pgdual's own statements to a backend. */
 void wire_put_query(struct wbuf *b, const char *sql);
 
+/* One whole message inside a buffer of whole messages (a unit's frontend messages). */
+struct wire_msg {
+    uint8_t type;
+    const uint8_t *whole; /* type byte first */
+    size_t whole_len;
+    const uint8_t *body;
+    size_t body_len;
+};
+/* The message at *off (advanced past it), or -1 when the bytes end inside a header or body. */
+int wire_next_msg(const uint8_t *p, size_t len, size_t *off, struct wire_msg *m);
+
 /* ---- decoders for the message bodies the proxy looks at ------------------------------- */
 
 /* ErrorResponse / NoticeResponse fields; pointers borrow the body, absent fields are NULL. */

@@ -1,0 +1,179 @@
+/* protocol/pin.h: deterministic writes (DESIGN §5a), the part that only transforms SQL and bytes.
+ * A write whose effect depends on values the server makes up (defaults and calls of nextval,
+ * the clock, random(), uuids) or on rows it picks in an order it does not define (LIMIT, SKIP
+ * LOCKED, ctid) runs on the primary with a RETURNING list of pgdual's own appended: the values
+ * that decide what the secondary must store. The secondary then runs a statement built from
+ * the returned rows: an INSERT ... OVERRIDING SYSTEM VALUE, an UPDATE ... FROM or a DELETE ...
+ * USING over json_populate_recordset, rows matched by primary key. Pure: no I/O, no clock.
+ *
+ * Steps, in the order the proxy takes them:
+ * 1. pin_analyze: what each statement of a text writes and whether it may need pinning;
+ * 2. pin_catalog_query / pin_table_add_row: what the primary's catalog says of the target table
+ *    (columns with defaults the server makes up, generated and key columns, what forbids a pin);
+ * 3. pin_decide: not needed (deterministic: sent verbatim), needed, or impossible (and why);
+ * 4. pin_shape_new: the RETURNING list for the primary and the secondary's statement around the
+ *    rows; pin_primary_text puts the lists into the text;
+ * 5. the primary's reply: pin_strip_* take pgdual's columns out of what the client sees,
+ *    pin_rows_add keeps them as JSON;
+ * 6. pin_substitute_query / pin_substitute_batch: what the secondary runs instead. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/classify.h"
+#include "protocol/wire.h"
+
+#define PIN_ENOMEM (-5001)
+#define PIN_EPROTO (-5002) /* a reply message that does not have the shape pgdual asked for */
+#define PIN_EPARSE (-5003) /* the text does not parse */
+#define PIN_ESHAPE (-5004) /* the unit's bytes do not have the shape the substitution expects */
+
+#define PIN_NAME_MAX 63 /* NAMEDATALEN - 1 */
+typedef char pin_name[PIN_NAME_MAX + 1];
+
+/* The statement and portal pgdual's own pinned statement uses on the secondary. */
+#define PIN_SECONDARY_NAME "pgdual.pin"
+
+enum pin_verb {
+    PIN_VERB_NONE,   /* not a write pgdual could pin (SELECT, DDL, SET, ...) */
+    PIN_VERB_INSERT, /* INSERT (VALUES, SELECT, DEFAULT VALUES; ON CONFLICT) */
+    PIN_VERB_UPDATE,
+    PIN_VERB_DELETE,
+    PIN_VERB_COPY,  /* COPY ... FROM: fills defaults, never pinned */
+    PIN_VERB_MERGE, /* no RETURNING in PostgreSQL 15: never pinned */
+};
+
+enum pin_conflict { PIN_CONFLICT_NONE, PIN_CONFLICT_NOTHING, PIN_CONFLICT_UPDATE };
+
+/* One statement of a text, as far as pinning is concerned. */
+struct pin_stmt {
+    enum pin_verb verb;
+    size_t start, end; /* its bytes in the text; end is where a RETURNING list may go */
+    pin_name schema;   /* the target as written ("" when unqualified) */
+    pin_name rel;
+    pin_name ref; /* how the statement names the target's rows: its alias, else rel */
+    /* The statement itself makes up values (see classify.h's nondeterministic rule) or picks rows
+     * in an order the server does not define (LIMIT/OFFSET, SKIP LOCKED, ctid, TABLESAMPLE). */
+    bool nondeterministic;
+    bool uses_default; /* DEFAULT in VALUES or SET, or DEFAULT VALUES: a column default fires */
+    bool user_code;    /* calls code pgdual does not know (it may write elsewhere) */
+    bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
+    bool nested_insert;
+    bool client_returning;
+    enum pin_conflict conflict;
+    /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
+     * targets (a subscripted or field target names its column). */
+    int ncols;
+    pin_name *cols; /* owned */
+};
+
+struct pin_plan {
+    struct pin_stmt *stmts; /* owned, one per statement of the text */
+    int n;
+};
+
+/* Analyze every statement of sql. Returns 0, PIN_EPARSE or PIN_ENOMEM (*out then empty). */
+int pin_analyze(const char *sql, const struct classify_options *opt, struct pin_plan *out)
+    __attribute__((warn_unused_result));
+void pin_plan_free(struct pin_plan *p);
+
+/* ---- the target table, from the primary's catalog ---- */
+
+struct pin_column {
+    pin_name name;
+    bool generated;        /* GENERATED ALWAYS AS (...) STORED: never inserted */
+    bool volatile_default; /* identity, or a default that makes up values (nextval, now(), ...) */
+    bool pk;
+    bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
+};
+
+struct pin_table {
+    bool found;
+    char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" for pgdual's statements */
+    char blocked[96];                           /* why no write of it can be pinned, or "" */
+    int ncols, npk;
+    struct pin_column *cols; /* owned */
+};
+
+/* The catalog lookup for st's target, as one SQL text into out (NUL-terminated, no Query
+ * header). Its rows, one per column, go to pin_table_add_row in order; none: not found. */
+int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
+    __attribute__((warn_unused_result));
+/* One DataRow body of that lookup. opt classifies the defaults. PIN_EPROTO or PIN_ENOMEM. */
+int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
+                      const struct classify_options *opt) __attribute__((warn_unused_result));
+void pin_table_free(struct pin_table *t);
+
+/* ---- the decision ---- */
+
+enum pin_need {
+    PIN_NOT_NEEDED, /* deterministic: the secondary runs it verbatim */
+    PIN_NEEDED,
+    PIN_IMPOSSIBLE, /* it makes up values but cannot be pinned: *why says why */
+};
+
+/* t: the target as the catalog describes it (NULL when unknown). */
+enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);
+
+/* What pinning one statement takes, shared (refcounted) by the prepared statement and the
+ * portals and executions that use it. */
+struct pin_shape {
+    int refs;
+    enum pin_verb verb;
+    bool client_returning;
+    int m;              /* columns pgdual appends to the primary's RETURNING */
+    pin_name *keys;     /* their names: the JSON keys (m) */
+    bool *json;         /* their values are JSON (m) */
+    char *returning;    /* the text appended at the statement's end */
+    char *head, *tail;  /* the secondary's statement: head, the rows as JSON, tail */
+};
+
+/* NULL on allocation failure. st, t: pin_decide said PIN_NEEDED. */
+struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_table *t);
+struct pin_shape *pin_shape_ref(struct pin_shape *sh);
+void pin_shape_unref(struct pin_shape *sh);
+
+/* sql with shapes[i]->returning appended to statement i of plan where shapes[i] is not NULL,
+ * into out (NUL-terminated). */
+int pin_primary_text(const char *sql, const struct pin_plan *plan,
+                     struct pin_shape *const *shapes, struct wbuf *out)
+    __attribute__((warn_unused_result));
+
+/* ---- the primary's reply ---- */
+
+/* A RowDescription (body) without its last m columns, as a whole message into out: NoData when
+ * none remain and nodata_if_empty (a Describe's answer), else nothing at all. */
+int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodata_if_empty,
+                              struct wbuf *out) __attribute__((warn_unused_result));
+/* A DataRow (body) without its last m values, as a whole message into out; nothing when none
+ * remain. */
+int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
+    __attribute__((warn_unused_result));
+/* The last sh->m values of a DataRow (body, text format) as one JSON object appended to rows (a
+ * JSON array being built: "[" first, "," between; pin_rows_close ends it). */
+int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
+    __attribute__((warn_unused_result));
+void pin_rows_close(struct wbuf *rows);
+
+/* ---- what the secondary runs ---- */
+
+/* One pinned statement of a unit for the secondary. */
+struct pin_subst {
+    uint32_t index;           /* Query: statement number; batch: Execute number (from 0) */
+    size_t start, end;        /* Query: the statement's bytes in the text */
+    const struct pin_shape *shape;
+    const struct wbuf *rows;  /* the closed JSON array */
+};
+
+/* The Query message (whole, header included) with each pinned statement replaced by its
+ * deterministic version (rows inlined as a literal), into out as a whole Query message. s sorted
+ * by index. */
+int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst *s, size_t n,
+                         struct wbuf *out) __attribute__((warn_unused_result));
+/* An extended batch (whole messages) with each pinned Execute replaced by Close (portal and
+ * statement PIN_SECONDARY_NAME), Parse, Bind (the rows as a json parameter) and Execute of the
+ * deterministic version, into out. Each replacement adds PIN_BATCH_EXTRA_STEPS steps. */
+#define PIN_BATCH_EXTRA_STEPS 4
+int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
+                         struct wbuf *out) __attribute__((warn_unused_result));
