@@ -234,15 +234,15 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
     put_str(out,
             "SELECT CASE WHEN n.nspname LIKE E'pg\\\\_temp\\\\_%' THEN 'pg_temp' ELSE "
             "pg_catalog.quote_ident(n.nspname) END || '.' || pg_catalog.quote_ident(c.relname), "
-            "CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table' "
-            "WHEN c.relhasrules THEN 'its table has rules' "
-            "WHEN c.relrowsecurity THEN 'its table has row-level security' "
-            "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'its table has inheritance children' "
+            "CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'not_table' "
+            "WHEN c.relhasrules THEN 'rules' "
+            "WHEN c.relrowsecurity THEN 'rls' "
+            "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'inherits' "
             "WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled <> 'D' AND NOT "
             "g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM "
-            "pg_catalog.pg_partition_tree(c.oid)))) THEN 'its table has triggers' "
-            "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no SELECT privilege "
-            "on its table (RETURNING needs it)' ELSE '' END, "
+            "pg_catalog.pg_partition_tree(c.oid)))) THEN 'triggers' "
+            "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no_select' "
+            "ELSE '' END, "
             "a.attname, a.attgenerated <> '', a.attidentity <> '', "
             "pg_catalog.pg_get_expr(d.adbin, d.adrelid), COALESCE(a.attnum = ANY (i.indkey), "
             "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
@@ -287,6 +287,28 @@ static int row_field(struct wire_reader *rd, char *dst, size_t cap, bool *null)
     return 0;
 }
 
+/* Why the lookup says no write of the table can be pinned (its code word), or NULL. */
+static const char *blocked_reason(const char *code)
+{
+    static const char *const reasons[][2] = {
+        {"not_table", "it does not write a table (a view or foreign table)"},
+        {"rules", "its table has rules"},
+        {"rls", "its table has row-level security"},
+        {"inherits", "its table has inheritance children"},
+        {"triggers", "its table has triggers"},
+        {"no_select", "no SELECT privilege on its table (RETURNING needs it)"},
+    };
+    if (!code[0]) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (strcmp(code, reasons[i][0]) == 0) {
+            return reasons[i][1];
+        }
+    }
+    return "its table cannot be pinned";
+}
+
 /* Does the default expression make up values? Code pgdual does not know might. */
 static bool default_is_volatile(const char *expr, const struct classify_options *opt)
 {
@@ -311,7 +333,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     if (wire_u16(&rd) != 8) {
         return PIN_EPROTO;
     }
-    char qname[sizeof(t->qname)], blocked[sizeof(t->blocked)], name[PIN_NAME_MAX + 1];
+    char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
     char generated[2], identity[2], pk[2], json[2];
     char def[4096];
     bool null_name, null_def, null;
@@ -325,7 +347,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     }
     t->found = true;
     snprintf(t->qname, sizeof(t->qname), "%s", qname);
-    snprintf(t->blocked, sizeof(t->blocked), "%s", blocked);
+    t->blocked = blocked_reason(blocked);
     if (null_name) {
         return 0; /* a table without columns */
     }
@@ -426,7 +448,7 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         *why = "its table is unknown (no catalog lookup possible here)";
     } else if (!t->found) {
         *why = "its table was not found";
-    } else if (t->blocked[0]) {
+    } else if (t->blocked) {
         *why = t->blocked;
     } else if (st->verb != PIN_VERB_INSERT && t->npk == 0) {
         *why = "its table has no primary key";

@@ -91,7 +91,7 @@ struct pin_column {
 struct pin_table {
     bool found;
     char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" for pgdual's statements */
-    char blocked[96];                           /* why no write of it can be pinned, or "" */
+    const char *blocked; /* why no write of it can be pinned (a static string), or NULL */
     int ncols, npk;
     struct pin_column *cols; /* owned */
 };
@@ -113,7 +113,7 @@ enum pin_need {
     PIN_IMPOSSIBLE, /* it makes up values but cannot be pinned: *why says why */
 };
 
-/* t: the target as the catalog describes it (NULL when unknown). */
+/* t: the target as the catalog describes it (NULL when unknown). *why is a static string. */
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);
 
 /* What pinning one statement takes, shared (refcounted) by the prepared statement and the
