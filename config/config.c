@@ -91,6 +91,8 @@ const struct config_key config_keys[] = {
     I("cutover", "fallback_buffer_bytes", DIAL(fallback_buffer_bytes), "1048576", 0, 1073741823,
       true, true, "secondary reply held for fallback up to this size"),
     B("cutover", "mirror", DIAL(mirror), "on", true, true, "off = ladder step 3: primary only"),
+    B("cutover", "pin_writes", DIAL(pin_writes), "on", true, true,
+      "lockstep: new stores the ids, times and random values old made up (off: sent verbatim)"),
     {NULL, NULL, CONFIG_STR, 0, NULL, 0, 0, NULL, false, false, NULL},
 };
 

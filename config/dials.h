@@ -28,6 +28,7 @@ struct dials {
     int shadow_timeout_ms;     /* a shadow slower than this is cancelled, counted, not compared */
     int fallback_buffer_bytes; /* secondary reply held for fallback up to this many bytes */
     bool mirror;               /* false = step 3 of the ladder: writes go to the primary only */
+    bool pin_writes; /* lockstep: the secondary stores the values the primary made up (§5a) */
 };
 
 struct dials_snapshot {

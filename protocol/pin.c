@@ -525,10 +525,21 @@ static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char 
     }
 }
 
-static void put_source(struct wbuf *b, const struct pin_table *t)
+/* The target as the client's statement names it: both sides resolve it the same way (their
+ * search_path is mirrored), a temporary table included. */
+static void put_target(struct wbuf *b, const struct pin_stmt *st)
+{
+    if (st->schema[0]) {
+        put_ident(b, st->schema);
+        wbuf_put_u8(b, '.');
+    }
+    put_ident(b, st->rel);
+}
+
+static void put_source(struct wbuf *b, const struct pin_stmt *st)
 {
     put_str(b, "pg_catalog.json_populate_recordset(NULL::");
-    put_str(b, t->qname);
+    put_target(b, st);
     put_str(b, ", ");
 }
 
@@ -614,19 +625,19 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     switch (st->verb) {
     case PIN_VERB_INSERT:
         put_str(&h, "INSERT INTO ");
-        put_str(&h, t->qname);
+        put_target(&h, st);
         put_str(&h, " (");
         put_key_list(&h, sh, NULL);
         put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
         put_key_list(&h, sh, NULL);
         put_str(&h, " FROM ");
-        put_source(&h, t);
+        put_source(&h, st);
         put_str(&tl, ")");
         put_conflict(&tl, st, t);
         break;
     case PIN_VERB_UPDATE:
         put_str(&h, "UPDATE ");
-        put_str(&h, t->qname);
+        put_target(&h, st);
         put_str(&h, " AS \"pgdual_t\" SET ");
         for (int i = 0, first = 1; i < sh->m; i++) {
             const struct pin_column *c = find_col(t, sh->keys[i]);
@@ -640,14 +651,14 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
             put_ident(&h, sh->keys[i]);
         }
         put_str(&h, " FROM ");
-        put_source(&h, t);
+        put_source(&h, st);
         put_key_match(&tl, t);
         break;
     default: /* DELETE */
         put_str(&h, "DELETE FROM ");
-        put_str(&h, t->qname);
+        put_target(&h, st);
         put_str(&h, " AS \"pgdual_t\" USING ");
-        put_source(&h, t);
+        put_source(&h, st);
         put_key_match(&tl, t);
         break;
     }

@@ -90,7 +90,7 @@ struct pin_column {
 
 struct pin_table {
     bool found;
-    char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" for pgdual's statements */
+    char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" as the catalog found it (logs) */
     const char *blocked; /* why no write of it can be pinned (a static string), or NULL */
     int ncols, npk;
     struct pin_column *cols; /* owned */

@@ -50,6 +50,10 @@ struct server {
     atomic_int secondary_state;
     _Atomic int64_t secondary_since_ms; /* Unix ms when it entered that state */
     atomic_bool paused;                 /* PAUSE: statements wait at transaction boundaries */
+    /* Bumped when a statement that may change the catalog (DDL, SET, code pgdual cannot see)
+     * ends on a primary, and when its transaction ends: every session's cache of table
+     * knowledge for pinning (proxy/dualwrite/pin_session.h) is dropped when it differs. */
+    _Atomic uint64_t catalog_gen;
     int64_t started_ms;
     uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
     atomic_int workers_exited;

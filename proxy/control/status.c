@@ -22,7 +22,7 @@ void status_visit(struct server *srv, status_row_fn fn, void *ctx)
 {
     static const char *const dial_keys[] = {
         "primary",     "read_new_percent",   "compare_percent", "mirror_order",
-        "commit_wait", "on_read_divergence", "mirror"};
+        "commit_wait", "on_read_divergence", "mirror",          "pin_writes"};
     struct dials_snapshot *snap = server_dials_get(srv);
     struct config view;
     memset(&view, 0, sizeof(view));

@@ -54,9 +54,16 @@ static void json_side(struct wbuf *b, const char *name, const char *backend,
                  o->rows, o->rows_hash ^ o->shape_hash ^ o->tags_hash, (double)us / 1000.0);
 }
 
-/* One JSON line; e == NULL writes no sides (a nondeterministic write). */
+/* Why a nondeterministic write was not pinned, and its table (NULL: not known). */
+struct nondet_note {
+    const char *why;
+    const char *table;
+};
+
+/* One JSON line; e == NULL writes no sides (a nondeterministic write, with its note). */
 static void write_line(struct session *s, time_t now, const char *kind, uint64_t fingerprint,
-                       const char *stmt, const struct divergence_event *e)
+                       const char *stmt, const struct divergence_event *e,
+                       const struct nondet_note *note)
 {
     struct server *srv = s->worker->server;
     if (srv->divergence_fd < 0) {
@@ -79,6 +86,12 @@ static void write_line(struct session *s, time_t now, const char *kind, uint64_t
         json_side(&b, "primary", p, e->prim, e->prim_us);
         json_side(&b, "secondary", q, e->second, e->sec_us);
     }
+    if (note) {
+        text_put_fmt(&b, ",\"reason\":");
+        text_put_json_str(&b, note->why);
+        text_put_fmt(&b, ",\"table\":");
+        text_put_json_str(&b, note->table ? note->table : "");
+    }
     text_put_fmt(&b, "}\n");
     if (!b.failed && b.len <= DIVERGENCE_LINE_MAX) {
         ssize_t w = write(srv->divergence_fd, b.data, b.len);
@@ -98,7 +111,7 @@ void divergence_record(struct session *s, const struct divergence_event *e)
     struct stmt_text t;
     stmt_text_init(s, e->sql, &t);
     time_t now = time(NULL);
-    write_line(s, now, e->kind, e->fingerprint, t.text, e);
+    write_line(s, now, e->kind, e->fingerprint, t.text, e, NULL);
     struct divergence_table *table = s->worker->server->divergences;
     if (table) {
         divergence_table_add(table, e->fingerprint, e->kind, t.text, now);
@@ -120,11 +133,20 @@ void divergence_report(struct session *s, const struct unit *u, enum outcome_dif
     divergence_record(s, &e);
 }
 
-void divergence_report_nondeterministic(struct session *s, const struct unit *u)
+void divergence_report_nondeterministic(struct session *s, const struct unit *u, const char *why,
+                                        const char *table)
 {
+    SLOG_INFO(s, "nondeterministic_write: not pinned (%s)%s%s", why, table ? ", table " : "",
+              table ? table : "");
     struct stmt_text t;
     stmt_text_init(s, u->sql, &t);
-    write_line(s, time(NULL), "nondeterministic_write", u->fingerprint, t.text, NULL);
+    time_t now = time(NULL);
+    struct nondet_note note = {.why = why, .table = table};
+    write_line(s, now, "nondeterministic_write", u->fingerprint, t.text, NULL, &note);
+    struct divergence_table *dt = s->worker->server->divergences;
+    if (dt) {
+        divergence_table_add(dt, u->fingerprint, "nondeterministic_write", t.text, now);
+    }
     free(t.owned);
 }
 

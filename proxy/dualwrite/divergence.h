@@ -27,9 +27,11 @@ struct divergence_event {
 void divergence_record(struct session *s, const struct divergence_event *e);
 /* divergence_record for a mirrored unit whose two outcomes differ as d. */
 void divergence_report(struct session *s, const struct unit *u, enum outcome_diff d);
-/* A mirrored write that may give different results on the two sides (now(), random(), ...): a
- * log line only. Not a divergence: not in the table, not on stderr. */
-void divergence_report_nondeterministic(struct session *s, const struct unit *u);
+/* A mirrored write that made up values (now(), random(), ids ...) pgdual could not pin for the
+ * secondary, with why and its table (NULL: not known): stderr, the divergence log and the
+ * divergence table (kind nondeterministic_write). Callers count. */
+void divergence_report_nondeterministic(struct session *s, const struct unit *u, const char *why,
+                                        const char *table);
 /* After outcome_compare(a, b): if it had to leave a part out (a reply message too long to read
  * whole, see OUTCOME_UNKNOWN_*), count it in compares_partial_total and say so on stderr. */
 void divergence_note_partial(struct session *s, const struct outcome *a, const struct outcome *b);

@@ -12,6 +12,7 @@
 #include "protocol/replay.h"
 #include "proxy/clock.h"
 #include "proxy/dualwrite/divergence.h"
+#include "proxy/dualwrite/pin_session.h"
 #include "proxy/dualwrite/route.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -56,6 +57,8 @@ void mirror_init(struct mirror *m)
 void mirror_unit_free(struct unit *u)
 {
     wbuf_free(&u->bytes);
+    wbuf_free(&u->prim_bytes);
+    unit_pin_free(u->pin);
     free(u->sql);
     free(u);
 }
@@ -83,6 +86,7 @@ static struct unit *unit_insert(struct mirror *m, struct unit *before)
         return NULL;
     }
     wbuf_init(&u->bytes);
+    wbuf_init(&u->prim_bytes);
     outcome_init(&u->prim);
     outcome_init(&u->second);
     u->start_us = clock_monotonic_us();
@@ -260,10 +264,18 @@ static void dispatch_unit(struct session *s, struct unit *u)
 
 /* The statement the primary rejected may have drawn sequence values there (an INSERT's serial
  * or identity default, an explicit nextval): they are gone on the primary and were never drawn
- * on the secondary, whose later defaults are then off by one. Until values are pinned from the
- * primary (issue 12), the secondary is no longer a copy: count it and leave in_sync. */
-static void note_failed_draw(struct session *s, struct unit *u, const struct replay_failure *f)
+ * on the secondary, whose later defaults are then off by one. A statement pinning knew needs
+ * nothing (its inserts carry the primary's ids; sequences are raised at a switch); any other
+ * leaves the secondary no longer a copy: count it and leave in_sync. */
+static void note_failed_draw(struct session *s, struct unit *u, const struct replay_failure *f,
+                             uint32_t done)
 {
+    /* What pinning knew of the failed statement: pinned (the secondary gets the primary's ids,
+     * never its own draws) or nothing made up. */
+    if (f->type == PqMsg_Query ? pin_failed_step_known(u, done)
+                               : f->type == PqMsg_Execute && pin_failed_step_known(u, f->execute_index)) {
+        return;
+    }
     /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class
      * 42) drew nothing. */
     const char *st = u->prim.sqlstate;
@@ -286,7 +298,8 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
         return;
     }
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
-    divergence_report_nondeterministic(s, u);
+    divergence_report_nondeterministic(
+        s, u, "the primary rejected it after it may have drawn sequence values", NULL);
     server_secondary_diverged(s->worker->server,
                               "a write the primary rejected may have drawn sequence values there");
 }
@@ -295,10 +308,11 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
  * a statement that fails on purpose, so it applies exactly what the primary applied and its
  * transaction ends in the same state (DESIGN §5; protocol/replay.h). Returns false when u needs
  * nothing on the secondary. */
-static bool build_replay(struct session *s, struct unit *u)
+static bool build_replay(struct session *s, struct unit *u, uint32_t pinned_steps)
 {
     bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
-    uint32_t done = outcome_steps_done(&u->prim, simple);
+    uint32_t prim_done = outcome_steps_done(&u->prim, simple);
+    uint32_t done = prim_done + pinned_steps; /* u->bytes holds the pinned statements */
     if (u->outcome_partial) {
         server_secondary_diverged(s->worker->server,
                                   "a failed batch whose first answers were not counted");
@@ -324,7 +338,7 @@ static bool build_replay(struct session *s, struct unit *u)
                                   "a failed unit the secondary cannot replay step by step");
         return false;
     }
-    note_failed_draw(s, u, &f);
+    note_failed_draw(s, u, &f, prim_done);
     uint8_t before = u->prim_status_before;
     /* Nothing ran and the transaction state needs no change: an autocommit statement (or a
      * wrapped write: pgdual rolls its transaction back on the primary) rejected at its first
@@ -392,9 +406,15 @@ static void decide_after_primary(struct session *s, struct unit *u)
     if (u->copy_in && !u->copy_started) {
         u->copy_in = false; /* the primary refused it before copying: an ordinary failed unit */
     }
+    /* The statements pinning rewrote go with the primary's values (pin_reply.c); what made up
+     * values and could not be pinned takes the secondary out of in_sync. */
+    bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
+    int pinned_steps = u->copy_in ? 0 : pin_secondary_bytes(s, u);
+    pin_account(s, u, !u->prim.error || outcome_steps_done(&u->prim, simple) > 0);
     /* A COPY FROM STDIN (alone in its Query: see refuse_copy_batch) goes with its data and the
      * primary's verdict as its end (CopyFail if the primary failed it): exactly what ran. */
-    bool send = u->copy_in || !u->prim.error || build_replay(s, u);
+    bool send = u->copy_in || !u->prim.error ||
+                build_replay(s, u, pinned_steps > 0 ? (uint32_t)pinned_steps : 0);
     if (u->prim_status_before == PQ_TXN_FAILED && m->sec_txn_expected != PQ_TXN_FAILED &&
         !u->wrapped) {
         if (prepend_failure(u, send) < 0) {
@@ -477,10 +497,6 @@ void mirror_seal(struct session *s)
         wbuf_free(&u->bytes);
     }
     mirror_enter(m);
-    if (u->mirrored && u->nondeterministic) {
-        stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
-        divergence_report_nondeterministic(s, u);
-    }
     mirror_dispatch(s);
     mirror_leave(s);
 }
@@ -578,6 +594,7 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
         mirror_leave(s);
         return reply;
     }
+    pin_unit_primary_done(s, u, status);
     stats_primary_done(&s->worker->stats, s->primary, u->mirrored, u->prim_us);
     if (!u->mirrored) {
         enum stats_counter c =

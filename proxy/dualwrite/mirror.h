@@ -13,6 +13,7 @@
 #define MIRROR_HOLD_MAX (256 * 1024)
 
 struct session;
+struct unit_pin;
 
 /* Where a unit stands on the secondary. */
 #define UNIT_SEC_STATES(X)                                        \
@@ -49,6 +50,8 @@ struct unit {
      * statement that fails on purpose (protocol/replay.h), compared as such. */
     bool replayed;
     uint32_t prim_msgs;    /* messages of the primary's reply to it so far (any class) */
+    uint32_t reply_stmts;  /* ...of which CommandComplete / EmptyQueryResponse (statements) */
+    uint32_t reply_steps;  /* ...of which a batch step's answer (protocol/replay.h) */
     bool outcome_partial;  /* turned mirrored after the primary began answering: prim misses
                               the first steps (see classify_into in session_relay.c) */
     uint8_t sec_rfq_left;  /* ReadyForQuery messages the secondary still owes for this unit */
@@ -58,6 +61,9 @@ struct unit {
      * write (it may draw sequence values); Executes past 63 share bit 63. */
     uint64_t execute_draws;
     int executes; /* Execute messages in the unit so far */
+    uint32_t step_msgs; /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
+                           steps: the primary answers each with one counted reply) */
+    bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
     bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
     bool wrap_ok;     /* every statement so far may run inside a transaction block unchanged */
@@ -88,6 +94,12 @@ struct unit {
     enum unit_sec sec;
     uint8_t prim_status_before; /* the primary's transaction status when this unit started */
     struct wbuf bytes;          /* frontend messages kept for the secondary */
+    /* Deferred and rewritten for pinning (pin_frontend_rewrite): what the primary gets when the
+     * deferral ends; empty while the two are the same. */
+    struct wbuf prim_bytes;
+    bool prim_rewritten;
+    bool catalog_change; /* a statement of it may change the catalog (see pin_session.h) */
+    struct unit_pin *pin; /* deterministic writes (pin_session.h); NULL: nothing pinned */
     struct outcome prim, second;
     uint64_t start_us, prim_us, sec_start_us, sec_us;
     uint64_t fingerprint;

@@ -90,7 +90,9 @@ void mirror_compare_unit(struct session *s, struct unit *u)
          * old did: both rolled it back (not a divergence of its outcome), but new ran rows old
          * did not, and their column defaults may have drawn sequence values old never drew. */
         stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
-        divergence_report_nondeterministic(s, u);
+        divergence_report_nondeterministic(
+            s, u, "a COPY old failed ran on new until pgdual ended it: its defaults may have drawn",
+            NULL);
         char why[160];
         snprintf(why, sizeof(why),
                  "a COPY old failed (%s) ran on new until pgdual ended it (%s): column defaults "

@@ -284,8 +284,8 @@ uint8_t backend_msg_end(struct backend *b)
         session_note_parameter(b, name, wire_cstr(&rd));
         return 0;
     }
-    if (b->msg.len != 1 || b->msg_cut) {
-        return 0;
+    if (b->cur_type != PqMsg_ReadyForQuery || b->msg.len != 1 || b->msg_cut) {
+        return 0; /* also a DataRow captured for a catalog lookup (pin_frontend.c) */
     }
     b->txn_status = b->msg.data[0];
     return PqMsg_ReadyForQuery;

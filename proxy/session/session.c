@@ -49,6 +49,7 @@ static void session_free(struct session *s)
     mirror_free(&s->mirror);
     route_free(s);
     session_free_maps(s);
+    pin_catalog_free(&s->pin);
     if (s->client.fd >= 0) {
         close(s->client.fd);
     }

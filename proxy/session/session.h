@@ -8,6 +8,7 @@
 
 #include "protocol/wire.h"
 #include "proxy/dualwrite/mirror.h"
+#include "proxy/dualwrite/pin_session.h"
 #include "proxy/dualwrite/route.h"
 #include "proxy/session/backend.h"
 #include "proxy/session/endpoint.h"
@@ -92,6 +93,7 @@ struct session {
     struct mirror mirror;         /* units in flight and the secondary's progress */
     struct route route;           /* the routed read in flight, if any */
     struct stmt_track stmts;      /* prepared statements and portals as the primary holds them */
+    struct pin_catalog pin;       /* deterministic writes: table knowledge, the message's plan */
     int primary;                  /* enum dial_backend serving this session */
     struct dials_snapshot *dials; /* snapshot read at the last statement boundary */
     struct server_conf *conf;     /* the config as at accept: auth, backends, timeouts */

@@ -182,6 +182,13 @@ static void forget_after_user_code(struct session *s, struct unit *u, bool user_
     }
 }
 
+/* May running it change what the catalog says of a table to this session (DDL, SET search_path
+ * or ROLE, code pgdual cannot see into)? Plain DML and transaction control do not. */
+static bool catalog_may_change(const struct classify_result *r)
+{
+    return r->user_code || r->parse_error || (!r->dml_only && !(r->txn_control && r->nstatements == 1));
+}
+
 /* ---- one message each ---------------------------------------------------------------------- */
 
 static void on_query(struct session *s, struct unit *u, const char *sql)
@@ -221,6 +228,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
         record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first);
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
+    u->catalog_change = u->catalog_change || (mirrored && catalog_may_change(&r));
 }
 
 static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
@@ -246,10 +254,13 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .copy_from = r.is_copy_from,
         .effects = r.session_objects,
         .lex_unsure = r.nstatements < 0,
+        .catalog = catalog_may_change(&r),
         .fingerprint = r.fingerprint,
     };
+    pin_frontend_class(s, &c, false); /* what pinning made of it (pin_frontend.c) */
     stmt_track_define(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name, &c, sql, STMT_REPLY_PARSE,
                       nth);
+    pin_frontend_class_done(s);
     u->defines = true;
     /* A named statement must exist on both sides; so must anything that writes. */
     if (name[0] || c.mirrored) {
@@ -274,8 +285,10 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
         u->wrap_ok = false;
         return;
     }
-    stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, c ? c : &unknown,
-                      c ? c->sql : NULL, STMT_REPLY_BIND, nth);
+    struct stmt_class pc = c ? *c : unknown;
+    pin_frontend_class(s, &pc, true); /* a portal pgdual only strips (pin_frontend.c) */
+    stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, &pc, c ? c->sql : NULL,
+                      STMT_REPLY_BIND, nth);
 }
 
 static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd)
@@ -316,6 +329,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
         record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1);
     }
     forget_after_user_code(s, u, c && c->user_code);
+    u->catalog_change = u->catalog_change || !c || (c->mirrored && c->catalog);
 }
 
 static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)

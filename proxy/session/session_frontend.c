@@ -9,6 +9,7 @@
 #include "config/dials.h"
 #include "protocol/classify.h"
 #include "protocol/pqproto.h"
+#include "proxy/dualwrite/pin_session.h"
 #include "proxy/dualwrite/route.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -105,6 +106,9 @@ static bool switch_must_wait(struct session *s)
 static bool must_gate(struct session *s, const uint8_t *msg, size_t len)
 {
     const struct mirror *m = &s->mirror;
+    if (s->pin.lookup_pending) {
+        return true; /* the catalog lookup for this message comes first (pin_frontend.c) */
+    }
     if (msg[0] == PqMsg_Terminate && s->route.active) {
         return true; /* a shadow still runs: its comparison is made before the session ends */
     }
@@ -142,12 +146,38 @@ int session_flush_to_primary(struct session *s)
     return rc;
 }
 
-/* A deferred unit goes to the primary as it is. */
+/* A deferred unit goes to the primary as it is (as pinning rewrote it). */
 static void stop_deferring(struct session *s, struct unit *u)
 {
     if (u->defer_fwd) {
         u->defer_fwd = false;
-        forward(s, u->bytes.data, u->bytes.len);
+        const struct wbuf *b = u->prim_rewritten ? &u->prim_bytes : &u->bytes;
+        forward(s, b->data, b->len);
+        wbuf_free(&u->prim_bytes);
+    }
+}
+
+/* The message (already in u->bytes, for the secondary) goes to the primary as pinning wants it:
+ * rewritten or as it is, now or when the deferral ends. */
+static void forward_to_primary(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+{
+    const struct wbuf *rw = NULL;
+    pin_frontend_rewrite(s, u, msg, len, &rw);
+    const uint8_t *p = rw ? rw->data : msg;
+    size_t n = rw ? rw->len : len;
+    if (!u->defer_fwd) {
+        forward(s, p, n);
+        return;
+    }
+    if (rw && !u->prim_rewritten) {
+        u->prim_rewritten = true; /* what came before this message went unchanged */
+        wbuf_put_bytes(&u->prim_bytes, u->bytes.data, u->bytes.len - len);
+    }
+    if (u->prim_rewritten) {
+        wbuf_put_bytes(&u->prim_bytes, p, n);
+    }
+    if (u->bytes.len > DEFER_MAX) {
+        stop_deferring(s, u);
     }
 }
 
@@ -312,6 +342,12 @@ static int frontend_message(struct session *s)
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
     }
+    if (type == PqMsg_Query || type == PqMsg_Parse) {
+        int lookup = pin_frontend_lookup(s, msg, len);
+        if (lookup != 0) {
+            return lookup < 0 ? -1 : RELAY_STOP_GATE; /* the answer reopens the gate */
+        }
+    }
     bool starts = s->mirror.building == NULL;
     if (starts) {
         session_refresh_dials(s); /* a statement boundary */
@@ -333,11 +369,7 @@ static int frontend_message(struct session *s)
         u->wrap_ok = true;
     }
     wbuf_put_bytes(&u->bytes, msg, len);
-    if (!u->defer_fwd) {
-        forward(s, msg, len);
-    } else if (u->bytes.len > DEFER_MAX) {
-        stop_deferring(s, u);
-    }
+    forward_to_primary(s, u, msg, len);
     switch (type) {
     case PqMsg_Query:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
@@ -465,6 +497,14 @@ void session_gate_check(struct session *s)
     s->gate_opening = true;
     s->gated = false;
     int rc = frontend_message(s);
+    if (rc == RELAY_STOP_GATE) {
+        s->gated = true; /* waits again (a catalog lookup went out for it) */
+        s->gate_opening = false;
+        if (session_flush_to_primary(s) < 0) {
+            return; /* the session ended */
+        }
+        return;
+    }
     if (rc < 0) {
         protocol_violation(s, rc);
     } else if (rc == RELAY_STOP_TERMINATE) {

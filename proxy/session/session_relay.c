@@ -8,6 +8,7 @@
 #include "config/dials.h"
 #include "protocol/pqproto.h"
 #include "proxy/dualwrite/divergence.h"
+#include "proxy/dualwrite/pin_session.h"
 #include "proxy/dualwrite/route.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -23,6 +24,63 @@
 
 /* ---- backends -> client / comparison ----------------------------------------------------- */
 
+/* Is type the answer to one step of a batch (protocol/replay.h)? */
+static bool batch_step_answer(uint8_t type)
+{
+    switch (type) {
+    case PqMsg_ParseComplete:
+    case PqMsg_BindComplete:
+    case PqMsg_CloseComplete:
+    case PqMsg_NoData:
+    case PqMsg_RowDescription:
+    case PqMsg_CommandComplete:
+    case PqMsg_EmptyQueryResponse:
+    case PqMsg_PortalSuspended:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The primary's reply to u goes through pinning (pin_reply.c): what the client gets of this
+ * message is built in s->pin.relay_out. */
+static void pin_begin(struct session *s, struct backend *b, struct unit *u, uint8_t type,
+                      uint32_t len)
+{
+    struct pin_catalog *c = &s->pin;
+    c->msg_filtered = true;
+    c->action = u && !u->internal && pin_reply_filters(u)
+                    ? pin_reply_begin(s, u, type, u->reply_stmts, u->reply_steps)
+                    : PIN_PASS;
+    if (c->action != PIN_PASS) {
+        wbuf_reset(&c->reply_msg);
+        b->cur_unit = NULL; /* folded as the client sees it, at its end */
+        return;
+    }
+    wbuf_put_u8(&c->relay_out, type);
+    wbuf_put_u32(&c->relay_out, len + 4);
+}
+
+/* A message kept whole is complete: the client's version of it goes out, and is what the
+ * primary's outcome folds. */
+static void pin_end(struct session *s, struct backend *b, struct unit *u)
+{
+    struct pin_catalog *c = &s->pin;
+    struct wbuf *out = &c->relay_out;
+    size_t from = out->len;
+    pin_reply_end(s, u, b->cur_type, c->reply_msg.data, c->reply_msg.len, out);
+    if (!u->mirrored || out->failed) {
+        return;
+    }
+    size_t off = from;
+    struct wire_msg m;
+    while (wire_next_msg(out->data, out->len, &off, &m) == 0) {
+        outcome_begin(&b->rd, m.type);
+        outcome_body(&b->rd, m.body, m.body_len);
+        outcome_end(&b->rd, &u->prim);
+    }
+}
+
 static int backend_begin(void *ctx, uint8_t type, uint32_t len)
 {
     struct backend *b = ctx;
@@ -32,9 +90,23 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
         session_is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
     if (u && session_is_primary(b)) {
         u->prim_msgs++; /* see classify_into */
+        if (u->pin && u->pin->lookup && type == PqMsg_DataRow) {
+            b->capture = true; /* pgdual's catalog lookup: its rows are read */
+            wbuf_reset(&b->msg);
+        }
     }
     /* The secondary's answer to pgdual's own leading statement is not the unit's. */
     b->cur_unit = u && u->mirrored && (session_is_primary(b) || u->sec_lead_rfqs == 0) ? u : NULL;
+    if (session_is_primary(b)) {
+        s->pin.msg_filtered = false;
+        if (s->pin.filtering) {
+            pin_begin(s, b, u && !u->internal ? u : NULL, type, len); /* counts before it */
+        }
+        if (u) {
+            u->reply_stmts += type == PqMsg_CommandComplete || type == PqMsg_EmptyQueryResponse;
+            u->reply_steps += batch_step_answer(type);
+        }
+    }
     if (b->cur_unit) {
         outcome_begin(&b->rd, type);
     }
@@ -53,6 +125,10 @@ static int backend_body(void *ctx, const uint8_t *p, size_t n)
 {
     struct backend *b = ctx;
     backend_msg_body(b, p, n);
+    struct pin_catalog *c = &b->session->pin;
+    if (session_is_primary(b) && c->msg_filtered) {
+        wbuf_put_bytes(c->action == PIN_PASS ? &c->relay_out : &c->reply_msg, p, n);
+    }
     if (b->cur_unit) {
         outcome_body(&b->rd, p, n);
     }
@@ -91,6 +167,18 @@ static int backend_end(void *ctx)
     }
     uint8_t seen = backend_msg_end(b);
     struct unit *u = session_is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
+    if (u && s->pin.msg_filtered && s->pin.action != PIN_PASS) {
+        pin_end(s, b, u);
+    }
+    if (u && u->pin && u->pin->lookup) { /* pgdual's catalog lookup (pin_frontend.c) */
+        if (b->cur_type == PqMsg_DataRow) {
+            pin_lookup_row(s, b->msg.data, b->msg.len, b->msg_cut || b->msg.failed);
+        } else if (seen == PqMsg_ErrorResponse) {
+            pin_lookup_failed(s);
+        } else if (seen == PqMsg_ReadyForQuery) {
+            pin_lookup_done(s);
+        }
+    }
     if (u) { /* which of the unit's messages ran decides its statements and portals */
         stmt_track_reply(&s->stmts, u->internal ? 0 : u->serial, b->cur_type);
     }
@@ -231,8 +319,16 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
             u && !internal &&
             (u->wrapped || (u->mirrored && u->sealed && (!u->copy_in || u->copy_started) &&
                             m->secondary_up && s->dials->d.commit_wait == COMMIT_WAIT_BOTH));
+        /* A unit with pinned statements: its reply reaches the client as pin_reply_* make it
+         * (the mode changes only between messages). */
+        struct pin_catalog *pc = &s->pin;
+        pc->filtering = u && !internal &&
+                        (wire_scanner_at_boundary(&b->scan) ? pin_reply_filters(u) : pc->msg_filtered);
+        wbuf_reset(&pc->relay_out);
         size_t used = 0;
         int rc = wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used);
+        bool filtered = pc->filtering;
+        pc->filtering = false;
         if (rc < 0) {
             backend_lost(s, b, "malformed message from the backend");
             return -1;
@@ -240,15 +336,21 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         if (s->state != SESSION_READY) {
             return -1;
         }
+        if (filtered && pc->relay_out.failed) {
+            session_end(s, END_OUT_OF_MEMORY, NULL);
+            return -1;
+        }
+        const uint8_t *fwd = filtered ? pc->relay_out.data : p;
+        size_t fwd_len = filtered ? pc->relay_out.len : used;
         if (internal) {
             /* pgdual's own statement: not the client's business */
         } else if (!hold) {
-            if (flush_held(s) < 0 || send_client(s, p, used) < 0) {
+            if (flush_held(s) < 0 || send_client(s, fwd, fwd_len) < 0) {
                 return -1;
             }
         } else {
             /* Held; too big to hold whole, it streams but for its tail (see held_tail). */
-            wbuf_put_bytes(&m->held, p, used);
+            wbuf_put_bytes(&m->held, fwd, fwd_len);
             if (m->held.len > MIRROR_HOLD_MAX && stream_held_head(s, b) < 0) {
                 return -1;
             }

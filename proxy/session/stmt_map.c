@@ -2,6 +2,8 @@
  * cut to STMT_NAME_MAX bytes), doubling while the load passes one entry per bucket. */
 #include "proxy/session/stmt_map.h"
 
+#include "protocol/pin.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +91,14 @@ struct stmt_entry *stmt_map_get(struct stmt_map *m, const char *name)
     return e;
 }
 
+void stmt_class_release(struct stmt_class *c)
+{
+    free(c->sql);
+    c->sql = NULL;
+    pin_shape_unref(c->pin);
+    c->pin = NULL;
+}
+
 void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e)
 {
     struct stmt_entry **link = &m->buckets[name_hash(e->name, strlen(e->name)) & m->mask];
@@ -97,7 +107,7 @@ void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e)
     }
     *link = e->chain;
     m->count--;
-    free(e->cls.sql);
+    stmt_class_release(&e->cls);
     free(e);
 }
 
@@ -110,7 +120,7 @@ void stmt_map_sweep(struct stmt_map *m, bool (*fn)(struct stmt_entry *e, void *a
             if (fn(e, arg)) {
                 *link = e->chain;
                 m->count--;
-                free(e->cls.sql);
+                stmt_class_release(&e->cls);
                 free(e);
             } else {
                 link = &e->chain;

@@ -21,12 +21,26 @@ struct stmt_class {
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */
     bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
     bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
+    bool catalog;     /* running it may change what the catalog says (pin_session.h) */
     bool lex_unsure;  /* parsed while pgdual could not trust its parse (see session_classify.c) */
     uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
     uint32_t made_in; /* serial of the unit that defined it */
     uint64_t fingerprint;
+    /* Deterministic writes: the statement runs on the primary with pgdual's RETURNING list
+     * (pin: its shape, a reference owned like sql), and the portal's Executes are pinned unless
+     * pin_off (Bind formats or a row limit pgdual cannot serve: stripped only). pin_known: its
+     * values are known to the secondary (pinned, or nothing made up): a failed Execute of it drew
+     * nothing that matters. unpinned: why it makes up values and goes verbatim (static), or NULL. */
+    struct pin_shape *pin;
+    bool pin_off;
+    bool pin_known;
+    const char *unpinned;
+    char unpinned_table[2 * 63 + 2]; /* the table it writes, for the reconciliation */
     char *sql; /* the statement text (at most 4096 bytes), for the divergence log; may be NULL */
 };
+
+/* Free what c owns (sql, the reference on pin) and clear them. */
+void stmt_class_release(struct stmt_class *c);
 
 struct stmt_entry {
     char name[STMT_NAME_MAX + 1];

@@ -2,6 +2,8 @@
  * the primary's replies, and the lookups (see stmt_track.h for the rules). */
 #include "proxy/session/stmt_track.h"
 
+#include "protocol/pin.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +30,7 @@ static void forget_all(struct stmt_track *t);
 void stmt_track_free(struct stmt_track *t)
 {
     for (size_t i = t->head; i < t->n; i++) {
-        free(t->ops[i].cls.sql);
+        stmt_class_release(&t->ops[i].cls);
     }
     free(t->ops);
     stmt_map_free(&t->maps[0]);
@@ -139,9 +141,10 @@ void stmt_track_define(struct stmt_track *t, uint32_t unit, enum stmt_space sp, 
     op->cls.on = 0; /* set once the unit has been placed (stmt_track_place) */
     op->cls.made_in = unit;
     op->cls.sql = sql ? strndup(sql, 4096) : NULL;
+    op->cls.pin = pin_shape_ref(c->pin);
     struct stmt_entry *e = touch(t, op, sp, name);
     if (!e) {
-        free(op->cls.sql);
+        stmt_class_release(&op->cls);
         return;
     }
     e->own_defined = true;
@@ -238,8 +241,7 @@ static bool unknow(struct stmt_entry *e, void *arg)
 {
     (void)arg;
     e->known = false;
-    free(e->cls.sql);
-    e->cls.sql = NULL;
+    stmt_class_release(&e->cls);
     return e->pending == 0;
 }
 
@@ -264,16 +266,16 @@ static void settle(struct stmt_track *t, struct stmt_op *op)
     }
     struct stmt_entry *e = stmt_map_find(&t->maps[op->space], op->name);
     if (!e) {
-        free(op->cls.sql);
+        stmt_class_release(&op->cls);
         return; /* forgotten meanwhile */
     }
     e->pending--;
     if (op->what == OP_DEFINE && ran) {
-        free(e->cls.sql);
+        stmt_class_release(&e->cls);
         e->cls = op->cls; /* takes the sql */
         e->known = true;
     } else {
-        free(op->cls.sql);
+        stmt_class_release(&op->cls);
         /* A removal that ran; or a Parse/Bind of the unnamed statement/portal that did not: the
          * server drops the old one before it can fail, so what is left is not certain. A named
          * one that failed changed nothing. */

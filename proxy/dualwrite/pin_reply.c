@@ -1,0 +1,196 @@
+/* proxy/dualwrite/pin_reply.c: deterministic writes on the way back: the primary's reply loses
+ * pgdual's columns (kept as JSON for the secondary), the secondary's copy of the unit gets the
+ * deterministic statements, and what could not be pinned takes the secondary out of in_sync
+ * (see pin_session.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pqproto.h"
+#include "proxy/dualwrite/divergence.h"
+#include "proxy/dualwrite/pin_session.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session/session.h"
+#include "proxy/worker.h"
+
+bool pin_reply_filters(const struct unit *u)
+{
+    return u->pin && u->pin->n > 0;
+}
+
+/* The step answered by the reply message now beginning (the done-th statement or step), or NULL. */
+static struct pin_step *current_step(struct unit_pin *p, uint32_t done)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct pin_step *st = &p->steps[i];
+        if (p->simple ? st->index == done : st->reply_at == done) {
+            return st;
+        }
+    }
+    return NULL;
+}
+
+enum pin_action pin_reply_begin(struct session *s, struct unit *u, uint8_t type, uint32_t stmts,
+                                uint32_t steps)
+{
+    (void)s;
+    struct unit_pin *p = u->pin;
+    struct pin_step *st = current_step(p, p->simple ? stmts : steps);
+    p->cur = st ? (int)(st - p->steps) : -1;
+    bool rows = st && !st->describe;
+    switch (type) {
+    case PqMsg_RowDescription:
+        return st ? PIN_REWRITE : PIN_PASS;
+    case PqMsg_DataRow:
+        return rows ? PIN_REWRITE : PIN_PASS;
+    case PqMsg_CommandComplete:
+    case PqMsg_EmptyQueryResponse:
+    case PqMsg_PortalSuspended:
+        if (rows) {
+            st->complete = type == PqMsg_CommandComplete;
+            st->broken = st->broken || type != PqMsg_CommandComplete;
+        }
+        return PIN_PASS;
+    case PqMsg_ErrorResponse:
+        if (rows) {
+            st->broken = true;
+        }
+        return PIN_PASS;
+    default:
+        return PIN_PASS;
+    }
+}
+
+/* The original message, whole: what the client gets when pgdual cannot take its columns out. */
+static void put_original(struct wbuf *out, uint8_t type, const uint8_t *body, size_t len)
+{
+    size_t at = wbuf_begin_msg(out, type);
+    wbuf_put_bytes(out, body, len);
+    wbuf_end_msg(out, at);
+}
+
+void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body,
+                   size_t len, struct wbuf *out)
+{
+    struct unit_pin *p = u->pin;
+    struct pin_step *st = p->cur >= 0 ? &p->steps[p->cur] : NULL;
+    if (!st) {
+        put_original(out, type, body, len);
+        return;
+    }
+    int rc;
+    if (type == PqMsg_RowDescription) {
+        /* A Describe answers NoData when the client has no column; a Query sends nothing. */
+        rc = pin_strip_row_description(body, len, st->shape->m, st->describe, out);
+    } else {
+        if (st->pinned && !st->broken) {
+            if (st->rows.len + len > PIN_ROWS_MAX ||
+                pin_rows_add(&st->rows, st->shape, body, len) < 0) {
+                st->broken = true; /* the secondary gets it verbatim: pin_secondary_bytes */
+                wbuf_free(&st->rows);
+            }
+        }
+        rc = pin_strip_data_row(body, len, st->shape->m, out);
+    }
+    if (rc < 0) {
+        SLOG_INFO(s, "a pinned statement's reply does not have pgdual's columns (%d)", rc);
+        st->broken = true;
+        put_original(out, type, body, len);
+    }
+}
+
+/* ---- the secondary ------------------------------------------------------------------------------ */
+
+static void unpinned(struct unit *u, const char *why)
+{
+    if (!u->pin->unpinned) {
+        u->pin->unpinned = why;
+    }
+}
+
+int pin_secondary_bytes(struct session *s, struct unit *u)
+{
+    struct unit_pin *p = u->pin;
+    if (!p || p->n == 0 || u->copy_in) {
+        return 0;
+    }
+    struct pin_subst *subst = calloc((size_t)p->n, sizeof(*subst));
+    if (!subst) {
+        unpinned(u, "out of memory pinning it");
+        return -1;
+    }
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        struct pin_step *st = &p->steps[i];
+        if (!st->pinned || st->describe) {
+            continue;
+        }
+        if (!st->complete || st->broken) {
+            if (!u->prim.error) {
+                unpinned(u, st->broken ? "its returned rows could not be kept" : "no rows came");
+            }
+            continue; /* not run on the primary, or verbatim */
+        }
+        pin_rows_close(&st->rows);
+        subst[n++] = (struct pin_subst){.index = st->index,
+                                        .start = st->start,
+                                        .end = st->end,
+                                        .shape = st->shape,
+                                        .rows = &st->rows};
+    }
+    int rc = 0;
+    if (n > 0) {
+        struct wbuf out;
+        wbuf_init(&out);
+        rc = p->simple ? pin_substitute_query(u->bytes.data, u->bytes.len, subst, n, &out)
+                       : pin_substitute_batch(u->bytes.data, u->bytes.len, subst, n, &out);
+        if (rc == 0) {
+            wbuf_free(&u->bytes);
+            u->bytes = out;
+            stats_add(&s->worker->stats, STAT_pinned_writes_total, (int64_t)n);
+            rc = p->simple ? 0 : (int)n * PIN_BATCH_EXTRA_STEPS;
+        } else {
+            wbuf_free(&out);
+            SLOG_INFO(s, "cannot build the pinned statements for the secondary (%d)", rc);
+            unpinned(u, "the unit could not be rebuilt with pinned values");
+            rc = -1;
+        }
+    }
+    free(subst);
+    if (p->rows_unknown) {
+        u->prim.unknown |= OUTCOME_UNKNOWN_ROWS; /* the secondary's statements return none */
+    }
+    return rc;
+}
+
+bool pin_failed_step_known(const struct unit *u, uint32_t index)
+{
+    return u->pin && index < 64 && ((u->pin->known >> index) & 1);
+}
+
+void pin_account(struct session *s, struct unit *u, bool some_ran)
+{
+    const char *why = u->pin ? u->pin->unpinned : NULL;
+    if (!why && u->pin_inactive && u->nondeterministic) {
+        why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
+              "its parse of the text)";
+    }
+    if (!why || !some_ran || u->internal) {
+        return;
+    }
+    const char *table = u->pin && u->pin->unpinned_table[0] ? u->pin->unpinned_table : NULL;
+    stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
+    divergence_report_nondeterministic(s, u, why, table);
+    server_secondary_diverged(s->worker->server,
+                              "a write made up values that could not be pinned for the secondary");
+}
+
+void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status)
+{
+    struct pin_catalog *c = &s->pin;
+    bool bump = u->catalog_change || (c->ddl_in_txn && txn_status == PQ_TXN_IDLE);
+    c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
+    if (bump) {
+        atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
+    }
+}

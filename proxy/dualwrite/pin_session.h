@@ -1,0 +1,149 @@
+/* proxy/dualwrite/pin_session.h: deterministic writes in a session (DESIGN §5a; the SQL and bytes
+ * are protocol/pin.c's). In lockstep with pin_writes on, a write whose values the server makes
+ * up runs on the primary with pgdual's RETURNING list; the relay takes those columns out of the
+ * client's reply and keeps them; the secondary then gets the deterministic statement built from
+ * them instead of the client's. What cannot be pinned goes verbatim and takes the secondary out
+ * of in_sync (a nondeterministic_write divergence, its table queued for reconciliation).
+ *
+ * The catalog (which columns have defaults the server makes up, the key, what forbids a pin)
+ * is read from the primary on the session's own connection, before the statement that needs
+ * it, and cached per session: the same name means another table under another search_path or
+ * role. Any statement that may change the catalog (DDL, SET, code pgdual cannot see into) bumps
+ * a server-wide generation that empties every session's cache, and again when its transaction
+ * ends. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/pin.h"
+#include "protocol/wire.h"
+
+enum pin_action { PIN_PASS, PIN_REWRITE, PIN_DROP };
+
+struct session;
+struct unit;
+struct backend;
+
+#define PIN_CACHE_MAX 64          /* tables a session remembers; more empty the cache */
+#define PIN_ROWS_MAX  (64u << 20) /* JSON kept for one pinned statement; more goes verbatim */
+
+struct pin_cache_entry {
+    pin_name schema, rel; /* the name as statements write it */
+    bool oneshot;         /* valid for the message being handled only (a failed or stale lookup) */
+    bool failed;          /* the lookup failed: nothing is known */
+    struct pin_table table;
+};
+
+/* One session's catalog knowledge and the message it is working on. */
+struct pin_catalog {
+    struct pin_cache_entry *entries; /* owned, n of them */
+    int n;
+    uint64_t gen;        /* the server's catalog generation the entries belong to */
+    bool lookup_pending; /* a lookup's reply is on its way: the client's message waits */
+    uint64_t lookup_gen;
+    struct pin_cache_entry lookup; /* what it fills */
+    bool ddl_in_txn;               /* the open transaction may have changed the catalog */
+    /* The plan of the message being handled (pin_frontend_lookup), used by pin_frontend_rewrite. */
+    struct pin_plan plan;
+    bool plan_valid;
+    struct wbuf out; /* the rewritten message for the primary */
+    /* The decision on the Parse or Bind being handled, for its class (pin_frontend_class). */
+    struct pin_shape *msg_shape; /* a reference */
+    const char *msg_unpinned;
+    bool msg_known;
+    bool msg_pin_off;
+    char msg_table[2 * PIN_NAME_MAX + 2];
+    /* The primary's reply while a unit with pinned steps is relayed (session_relay.c). */
+    bool filtering;          /* the relay's current feed goes through pin_reply_* */
+    bool msg_filtered;       /* the message being scanned began while filtering */
+    enum pin_action action;  /* what pin_reply_begin said of it */
+    struct wbuf relay_out;   /* what the client gets of the feed */
+    struct wbuf reply_msg;   /* the body of a message kept whole (PIN_REWRITE, PIN_DROP) */
+};
+
+/* One pinned (or stripped) statement of a unit. */
+struct pin_step {
+    uint32_t index;    /* Query: statement number; batch: Execute number (from 0) */
+    uint32_t reply_at; /* batch: the primary's reply step that answers it */
+    bool describe;     /* a Describe of a pinned statement or portal: its columns are stripped */
+    bool pinned;       /* its rows go to the secondary (else only stripped from the reply) */
+    size_t start, end; /* Query: the statement's bytes in the text */
+    struct pin_shape *shape; /* a reference */
+    struct wbuf rows;        /* the JSON array being built */
+    bool complete;           /* its CommandComplete came */
+    bool broken;             /* rows too many, or out of memory: the secondary gets it verbatim */
+};
+
+/* What pinning does to one unit (struct unit's pin, NULL when nothing). */
+struct unit_pin {
+    struct pin_step *steps;
+    int n, cap;
+    uint32_t msg_steps;   /* batch: step messages of the unit so far (Parse, Bind, ...) */
+    uint32_t reply_steps; /* the primary's completed steps so far (statements for a Query) */
+    int cur;              /* step whose reply is being read, or -1 */
+    bool rows_unknown;    /* a pinned statement had RETURNING of the client's: its rows are
+                             not compared (the secondary's statement returns none) */
+    bool simple;          /* a Query (else an extended batch) */
+    uint64_t known; /* bit i: statement (Query) or Execute (batch) i made up nothing the
+                       secondary lacks (pinned, or deterministic); i < 64 */
+    const char *unpinned; /* why a statement that makes up values went verbatim (static) */
+    char unpinned_table[2 * PIN_NAME_MAX + 2];
+    bool lookup; /* an internal unit: pgdual's catalog lookup */
+};
+
+void pin_catalog_free(struct pin_catalog *c);
+void unit_pin_free(struct unit_pin *p);
+
+/* ---- the client's messages (session_frontend.c) ---- */
+
+/* Before a Query or Parse joins a unit: 1 when a catalog lookup was sent for it (the message
+ * waits at the gate for the answer), 0 to go on, -1 out of memory. */
+int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len);
+/* The message joined u (its bytes kept for the secondary as they are). When the primary must
+ * get it otherwise (RETURNING added, Bind formats, Execute row limit), returns the message to
+ * send in *out (s->pin.out, valid until the next call); false to send it as it is. */
+bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
+                          const struct wbuf **out);
+
+/* The Parse (bind false) or Bind (bind true) just handled defines cls: give it the pin decision
+ * (session_classify.c, before stmt_track_define copies it); pin_frontend_class_done then drops
+ * the session's own reference. */
+struct stmt_class;
+void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind);
+void pin_frontend_class_done(struct session *s);
+
+/* ---- the primary's reply (session_relay.c) ---- */
+
+/* Does u's reply from the primary go through pin_reply_*? */
+bool pin_reply_filters(const struct unit *u);
+/* What to do with a message of u's reply beginning now; stmts and steps: the unit's statements
+ * (Query) and steps (batch) the primary completed before it (struct unit's reply counts). */
+enum pin_action pin_reply_begin(struct session *s, struct unit *u, uint8_t type, uint32_t stmts,
+                                uint32_t steps);
+/* The whole message (type, body) an action PIN_REWRITE or PIN_DROP kept: what the client sees
+ * instead goes to out (nothing for a dropped one). */
+void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body,
+                   size_t len, struct wbuf *out);
+/* A catalog lookup's DataRow (body) or its end (ReadyForQuery; failed: an error or a cut row). */
+void pin_lookup_row(struct session *s, const uint8_t *body, size_t len, bool cut);
+void pin_lookup_failed(struct session *s);
+void pin_lookup_done(struct session *s);
+
+/* ---- the secondary (mirror.c) ---- */
+
+/* The primary has finished u: put the deterministic statements into u->bytes in place of the
+ * pinned ones it completed. Returns the replay steps this added before the primary's error
+ * (PIN_BATCH_EXTRA_STEPS per substituted Execute), or -1 when the unit could not be rebuilt
+ * (the secondary is then out of sync and u goes verbatim). */
+int pin_secondary_bytes(struct session *s, struct unit *u);
+/* Was the statement the primary failed at (Query: statement number; batch: Execute number) one
+ * whose values pgdual knew (pinned, or nothing made up)? Then no sequence value drawn there
+ * matters to the secondary. */
+bool pin_failed_step_known(const struct unit *u, uint32_t index);
+/* u's primary verdict is in: a write that made up values and went verbatim is counted, logged
+ * with its reason, and takes the secondary out of in_sync. */
+void pin_account(struct session *s, struct unit *u, bool some_ran);
+/* u ended on the primary with the session's transaction status: bump the catalog generation
+ * after a statement that may have changed it, and at the end of its transaction. */
+void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status);
