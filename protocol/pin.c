@@ -417,7 +417,7 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
     if (st->nested_dml) {
         if (st->nondeterministic || st->uses_default || st->nested_insert ||
             st->verb == PIN_VERB_INSERT) {
-            *why = "a data-modifying WITH query";
+            *why = "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN ANALYZE)";
             return PIN_IMPOSSIBLE;
         }
         return PIN_NOT_NEEDED;
