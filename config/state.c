@@ -61,6 +61,13 @@ int state_format(const struct dials *d, const struct state_secondary *sec, char 
             return -ENOSPC;
         }
         len += (size_t)n;
+        if (sec->reconcile[0] && !strchr(sec->reconcile, '\n')) {
+            n = snprintf(buf + len, cap - len, "secondary_reconcile = %s\n", sec->reconcile);
+            if (n < 0 || (size_t)n >= cap - len) {
+                return -ENOSPC;
+            }
+            len += (size_t)n;
+        }
     }
     n = snprintf(buf + len, cap - len, CHECKSUM_KEY "%016llx\n",
                  (unsigned long long)state_checksum(buf, len));
@@ -148,13 +155,22 @@ struct parse_ctx {
     bool seen[64];         /* index into config_keys: each dial once */
     bool version_seen;
     struct state_secondary sec;
-    bool sec_name_seen, sec_since_seen;
+    bool sec_name_seen, sec_since_seen, sec_reconcile_seen;
 };
 
 /* secondary_state / secondary_since. 1 = handled, 0 = not one of them, < 0 = bad. */
 static int parse_secondary(struct parse_ctx *p, const char *key, const char *value, int lineno,
                            char *err, size_t errlen)
 {
+    if (strcmp(key, "secondary_reconcile") == 0) {
+        if (p->sec_reconcile_seen || strlen(value) >= sizeof(p->sec.reconcile)) {
+            snprintf(err, errlen, "line %d: bad or repeated secondary_reconcile", lineno);
+            return -EINVAL;
+        }
+        p->sec_reconcile_seen = true;
+        snprintf(p->sec.reconcile, sizeof(p->sec.reconcile), "%s", value);
+        return 1;
+    }
     bool is_name = strcmp(key, "secondary_state") == 0;
     if (!is_name && strcmp(key, "secondary_since") != 0) {
         return 0;

@@ -10,6 +10,8 @@
  *     ...                         one "key = value" line per [cutover] dial
  *     secondary_state = diverged  the secondary's sync state (proxy/dualwrite/sync_state.h), and
  * since secondary_since = 1796000000000    when (Unix ms); both absent in files of older pgduals
+ *     secondary_reconcile = *     what the next reconciliation must cover: "*" every table, or
+ *                                 "db:table,db:table" (absent: every table, as "*")
  *     checksum = 0123456789abcdef  XXH64 (seed 0) of every byte before this line, 16 hex digits
  *
  * The checksum line is also the end marker: nothing may follow it. A file without it (a torn
@@ -30,9 +32,14 @@
 /* The secondary's sync state as the file holds it. The name is checked here only for its shape
  * (lower-case letters and '_'); the proxy knows the states (an unknown name refuses the start).
  * An empty name means the file did not say (the secondary is taken to be in_sync). */
+#define STATE_RECONCILE_MAX 4096
+
 struct state_secondary {
     char name[STATE_SECONDARY_NAME_MAX];
     int64_t since_ms; /* Unix time in ms when it entered that state; 0 = unknown */
+    /* The tables the next reconciliation must cover: "*" (or "") every table, else
+     * "db:table" entries separated by commas (no newline; written only with a name). */
+    char reconcile[STATE_RECONCILE_MAX];
 };
 
 /* XXH64 (seed 0) of n bytes: the checksum the last line carries. */

@@ -415,8 +415,12 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
     *why = NULL;
     bool known = t && t->found;
     if (st->nested_dml) {
-        if (st->nondeterministic || st->uses_default || st->nested_insert ||
-            st->verb == PIN_VERB_INSERT) {
+        /* pgdual cannot see the rows of a write inside another statement: fine as long as
+         * nothing in it makes up values. An INSERT inside may fire defaults of a table pgdual
+         * did not look up. */
+        bool fills = (st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_MERGE) &&
+                     (!known || defaults_fire(st, t));
+        if (st->nondeterministic || st->uses_default || st->nested_insert || fills) {
             *why = "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN ANALYZE)";
             return PIN_IMPOSSIBLE;
         }

@@ -130,6 +130,7 @@ static const struct state_secondary *secondary_record(const struct server *srv,
     if (st != SYNC_in_sync || since != 0) {
         snprintf(out->name, sizeof(out->name), "%s", sync_state_name((enum sync_state)st));
         out->since_ms = since;
+        snprintf(out->reconcile, sizeof(out->reconcile), "%s", srv->reconcile);
     }
     return out;
 }
@@ -317,18 +318,47 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void server_secondary_miss(struct server *srv, enum sync_state how, const char *why)
+/* The reconciliation list after a miss of table ("db:table"; NULL: not known, so every table).
+ * Called with dials_lock held. Returns whether it changed. */
+static bool reconcile_add(struct server *srv, bool was_in_sync, const char *table)
 {
-    enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
-    if (sync_state_after_miss(cur, how) == cur) {
-        return; /* already out of sync this way: nothing to write */
+    char *r = srv->reconcile;
+    char before[sizeof(srv->reconcile)];
+    memcpy(before, r, sizeof(before));
+    if (was_in_sync) {
+        r[0] = '\0';
     }
+    size_t len = strlen(r);
+    if (!table || strcmp(r, "*") == 0 || (!was_in_sync && len == 0)) {
+        snprintf(r, sizeof(srv->reconcile), "*"); /* unknown, or already every table */
+    } else {
+        size_t n = strlen(table);
+        bool present = false;
+        for (const char *p = r; *p && !present; p = strchr(p, ',') ? strchr(p, ',') + 1 : "") {
+            present = strncmp(p, table, n) == 0 && (p[n] == ',' || p[n] == '\0');
+        }
+        if (!present && len + n + 2 < sizeof(srv->reconcile) && !strpbrk(table, ",\n")) {
+            snprintf(r + len, sizeof(srv->reconcile) - len, "%s%s", len ? "," : "", table);
+        } else if (!present) {
+            snprintf(r, sizeof(srv->reconcile), "*"); /* too many to list */
+        }
+    }
+    atomic_store(&srv->reconcile_all, strcmp(r, "*") == 0);
+    return strcmp(before, r) != 0;
+}
+
+void server_secondary_miss_table(struct server *srv, enum sync_state how, const char *why,
+                                 const char *table)
+{
     pthread_mutex_lock(&srv->dials_lock);
-    cur = (enum sync_state)atomic_load(&srv->secondary_state);
+    enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
     enum sync_state next = sync_state_after_miss(cur, how);
-    if (next != cur) {
-        struct state_secondary sec = {.since_ms = wall_ms()};
+    bool listed = reconcile_add(srv, cur == SYNC_in_sync && next != cur, table);
+    if (next != cur || listed) {
+        struct state_secondary sec;
+        secondary_record(srv, &sec);
         snprintf(sec.name, sizeof(sec.name), "%s", sync_state_name(next));
+        sec.since_ms = next != cur ? wall_ms() : atomic_load(&srv->secondary_since_ms);
         const char *path = srv->cfg->state_file;
         char err[512];
         if (path && path[0] && state_save(path, &srv->dials, &sec, err, sizeof(err)) < 0) {
@@ -338,8 +368,28 @@ void server_secondary_miss(struct server *srv, enum sync_state how, const char *
         }
         atomic_store(&srv->secondary_since_ms, sec.since_ms);
         atomic_store(&srv->secondary_state, (int)next);
-        LOG_WARN("secondary_state %s -> %s: %s", sync_state_name(cur), sync_state_name(next), why);
+        if (next != cur) {
+            LOG_WARN("secondary_state %s -> %s: %s", sync_state_name(cur), sync_state_name(next),
+                     why);
+        }
     }
+    pthread_mutex_unlock(&srv->dials_lock);
+}
+
+void server_secondary_miss(struct server *srv, enum sync_state how, const char *why)
+{
+    enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
+    if (sync_state_after_miss(cur, how) == cur && cur != SYNC_in_sync &&
+        atomic_load(&srv->reconcile_all)) {
+        return; /* already out of sync this way, every table listed: nothing to write */
+    }
+    server_secondary_miss_table(srv, how, why, NULL);
+}
+
+void server_reconcile_list(struct server *srv, char *out, size_t cap)
+{
+    pthread_mutex_lock(&srv->dials_lock);
+    snprintf(out, cap, "%s", srv->reconcile);
     pthread_mutex_unlock(&srv->dials_lock);
 }
 
@@ -358,6 +408,9 @@ void server_secondary_restore(struct server *srv, const struct state_secondary *
     int st = sec->name[0] ? sync_state_parse(sec->name) : SYNC_in_sync;
     atomic_store(&srv->secondary_state, st < 0 ? SYNC_diverged : st);
     atomic_store(&srv->secondary_since_ms, sec->since_ms);
+    snprintf(srv->reconcile, sizeof(srv->reconcile), "%s",
+             st == SYNC_in_sync || sec->reconcile[0] ? sec->reconcile : "*");
+    atomic_store(&srv->reconcile_all, strcmp(srv->reconcile, "*") == 0);
 }
 
 const char *server_secondary_state_name(const struct server *srv)

@@ -72,6 +72,11 @@ struct server {
     struct dials file_dials; /* [cutover] as the config file last said */
     uint64_t dials_version;
     struct dials_snapshot *dials_snapshot; /* the last one published */
+    /* What the next reconciliation must cover while the secondary is out of sync: "*" every
+     * table, or "db:table" entries (state file line secondary_reconcile). reconcile_all mirrors
+     * reconcile == "*" for a lock-free check. */
+    char reconcile[STATE_RECONCILE_MAX];
+    atomic_bool reconcile_all;
 };
 
 /* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation
@@ -111,6 +116,12 @@ void server_set_paused(struct server *srv, bool paused);
  * leaves a state file that still says in_sync. Blocks the calling loop for the fsync, once per
  * state change. why is logged. */
 void server_secondary_miss(struct server *srv, enum sync_state how, const char *why);
+/* server_secondary_miss for a write of one known table ("db:table"; NULL: not known): the
+ * table joins the reconciliation list (persisted with the state). */
+void server_secondary_miss_table(struct server *srv, enum sync_state how, const char *why,
+                                 const char *table);
+/* The reconciliation list ("*", "", or "db:table,..."), copied into out. */
+void server_reconcile_list(struct server *srv, char *out, size_t cap);
 /* Convenience forms of server_secondary_miss. */
 void server_secondary_lagging(struct server *srv, const char *why);
 void server_secondary_diverged(struct server *srv, const char *why);

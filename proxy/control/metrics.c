@@ -96,13 +96,16 @@ static const struct metrics_family metrics_counter_families[] = {
      ONE(shadow_timeouts_total)},
     {"pgdual_divergences_total",
      "counter",
-     "Divergences between old and new by kind; nondeterministic counts writes using "
-     "nondeterministic functions (logged, not compared).",
+     "Divergences between old and new by kind; nondeterministic counts writes that made up "
+     "values (now(), random(), ids ...) pgdual could not pin for the secondary.",
      {{"kind=\"error_mismatch\"", STAT_divergences_error_mismatch},
       {"kind=\"sqlstate_mismatch\"", STAT_divergences_sqlstate_mismatch},
       {"kind=\"tag_mismatch\"", STAT_divergences_tag_mismatch},
       {"kind=\"result_mismatch\"", STAT_divergences_result_mismatch},
       {"kind=\"nondeterministic\"", STAT_nondeterministic_writes_total}}},
+    {"pgdual_pinned_writes_total", "counter",
+     "Writes the secondary ran with the values the primary made up (deterministic writes).",
+     ONE(pinned_writes_total)},
     {"pgdual_cancels_total", "counter", "Cancel requests forwarded.", ONE(cancels_total)},
     {"pgdual_protocol_errors_total", "counter", "Clients closed for protocol violations.",
      ONE(protocol_errors_total)},

@@ -36,6 +36,9 @@ void status_visit(struct server *srv, status_row_fn fn, void *ctx)
     fn(ctx, "secondary_state", server_secondary_state_name(srv), false);
     visit_u64(fn, ctx, "secondary_state_since_ms", (uint64_t)atomic_load(&srv->secondary_since_ms));
     fn(ctx, "paused", atomic_load(&srv->paused) ? "on" : "off", false);
+    char reconcile[STATE_RECONCILE_MAX];
+    server_reconcile_list(srv, reconcile, sizeof(reconcile));
+    fn(ctx, "reconcile_tables", reconcile, false);
     for (int c = 0; c < STAT_COUNT; c++) {
         visit_u64(fn, ctx, stats_names[c], server_stat_sum(srv, c));
     }

@@ -149,7 +149,7 @@ static bool needs_catalog(const struct pin_stmt *st)
     case PIN_VERB_INSERT:
     case PIN_VERB_COPY:
     case PIN_VERB_MERGE:
-        return !st->nested_dml;
+        return true;
     case PIN_VERB_UPDATE:
     case PIN_VERB_DELETE:
         return !st->nested_dml && (st->nondeterministic || st->uses_default);
@@ -518,6 +518,7 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
     if (st) {
         st->describe = true;
         st->reply_at = u->step_msgs;
+        u->pin->rows_unknown = true; /* the secondary's answer keeps pgdual's columns */
     }
 }
 
@@ -557,7 +558,8 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     st->index = index;
     st->reply_at = u->step_msgs;
     st->pinned = !off;
-    u->pin->rows_unknown = u->pin->rows_unknown || cls->pin->client_returning;
+    /* The secondary's statement returns no rows; one run verbatim returns pgdual's columns too. */
+    u->pin->rows_unknown = u->pin->rows_unknown || cls->pin->client_returning || off;
     if (off) {
         note_unpinned(u,
                       !active ? "pinning is off now"

@@ -8,6 +8,7 @@
 #include "protocol/pqproto.h"
 #include "proxy/dualwrite/divergence.h"
 #include "proxy/dualwrite/pin_session.h"
+#include "proxy/dualwrite/sync_state.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session/session.h"
@@ -181,8 +182,11 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     const char *table = u->pin && u->pin->unpinned_table[0] ? u->pin->unpinned_table : NULL;
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
     divergence_report_nondeterministic(s, u, why, table);
-    server_secondary_diverged(s->worker->server,
-                              "a write made up values that could not be pinned for the secondary");
+    char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];
+    snprintf(entry, sizeof(entry), "%s:%s", s->database, table ? table : "");
+    server_secondary_miss_table(s->worker->server, SYNC_diverged,
+                                "a write made up values that could not be pinned for the secondary",
+                                table ? entry : NULL);
 }
 
 void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status)

@@ -157,12 +157,22 @@ static void stop_deferring(struct session *s, struct unit *u)
     }
 }
 
-/* The message (already in u->bytes, for the secondary) goes to the primary as pinning wants it:
- * rewritten or as it is, now or when the deferral ends. */
+/* The message (already in u->bytes, for the secondary) goes to the primary as pinning wants it,
+ * now or when the deferral ends. A rewritten Parse, Bind or Execute goes to both sides alike (a
+ * prepared statement must be the same on both, or a primary switch would find it without
+ * pgdual's RETURNING list); a rewritten Query goes to the primary only (the secondary gets the
+ * pinned statements instead: pin_reply.c). */
 static void forward_to_primary(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
     const struct wbuf *rw = NULL;
     pin_frontend_rewrite(s, u, msg, len, &rw);
+    if (rw && msg[0] != PqMsg_Query) {
+        u->bytes.len -= len;
+        wbuf_put_bytes(&u->bytes, rw->data, rw->len);
+        msg = rw->data;
+        len = rw->len;
+        rw = NULL;
+    }
     const uint8_t *p = rw ? rw->data : msg;
     size_t n = rw ? rw->len : len;
     if (!u->defer_fwd) {

@@ -129,10 +129,10 @@ assert_ok "SET mirror_order = lockstep" -- psql_admin "SET mirror_order = lockst
 counter_reset
 
 # --- a client that leaves while its wrapped write waits for new --------------------------------
-# The duplicate-key INSERTs above may have drawn sequence values on old only, so new has left
-# in_sync (it_failed_units.sh tests that); this case starts from a fresh state file to show that
-# a finished abandoned write keeps in_sync.
-assert_eq "diverged" "$(status_value secondary_state)" "rejected INSERTs took new out of in_sync"
+# The duplicate-key INSERTs above drew nothing (tx has no default the server makes up, as the
+# catalog told pinning), so new is still in_sync; this case starts from a fresh state file anyway
+# to show that a finished abandoned write keeps in_sync.
+assert_eq "in_sync" "$(status_value secondary_state)" "rejected INSERTs into a table without defaults leave new in_sync"
 it_proxy_stop
 rm -f "$IT_TMP/pgdual.state"
 # shellcheck disable=SC2119 # no ini overrides
@@ -209,13 +209,23 @@ assert_eq "error_mismatch|1" \
 assert_not_contains "$divs" "UPDATE leave" "the finished abandoned write is no divergence"
 assert_not_contains "$divs" "through pgdual" "no literal in SHOW DIVERGENCES (log_literals = off)"
 
-# --- nondeterministic writes --------------------------------------------------------------------
+# --- nondeterministic writes: pinned, or counted when they cannot be ----------------------------
 nd=$(status_value nondeterministic_writes_total)
+pinned=$(status_value pinned_writes_total)
 psql_proxy "$DB" -c "CREATE TABLE events (id int PRIMARY KEY, at timestamptz, secret text)"
 psql_proxy "$DB" -c "INSERT INTO events VALUES (1, now(), 'literal-xyzzy')"
-assert_eq "$((nd + 1))" "$(status_value nondeterministic_writes_total)" "INSERT … now() counted"
+assert_eq "$((pinned + 1))" "$(status_value pinned_writes_total)" "INSERT … now() pinned"
+assert_eq "$nd" "$(status_value nondeterministic_writes_total)" "…and not counted as nondeterministic"
+assert_eq "$(psql_old "$DB" -tA -c "SELECT at FROM events")" \
+    "$(psql_new "$DB" -tA -c "SELECT at FROM events")" "new stored old's now()"
+# A table without a primary key: an UPDATE of now() cannot be pinned by key.
+psql_proxy "$DB" -c "CREATE TABLE nokey (id int, at timestamptz, secret text)" \
+    -c "INSERT INTO nokey VALUES (1, NULL, 'x')"
+psql_proxy "$DB" -c "UPDATE nokey SET at = now(), secret = 'literal-xyzzy'"
+assert_eq "$((nd + 1))" "$(status_value nondeterministic_writes_total)" "UPDATE … now() of a table without key counted"
 assert_contains "$(cat "$LOG")" '"kind":"nondeterministic_write"' "logged as nondeterministic_write"
-assert_contains "$(cat "$LOG")" 'INSERT INTO events VALUES ($1, now(), $2)' "logged normalized (literals replaced by placeholders)"
+assert_contains "$(cat "$LOG")" 'UPDATE nokey SET at = now(), secret = $1' "logged normalized (literals replaced by placeholders)"
+assert_contains "$(cat "$LOG")" '"reason":"its table has no primary key","table":"nokey"' "with its reason and table"
 assert_not_contains "$(cat "$LOG")" 'literal-xyzzy' "no literal value in the log (log_literals = off)"
 
 # --- classification: reads stay on the primary, volatile calls are mirrored --------------------

@@ -66,7 +66,7 @@ if (($(status_value mirrored_served_new) > 0)); then it_pass "writes were served
 same_table pgbench_accounts "*" aid
 same_table pgbench_branches "*" bid
 same_table pgbench_tellers "*" tid
-same_table pgbench_history "tid, bid, aid, delta" "tid, bid, aid, delta" # mtime is now() per side
+same_table pgbench_history "*" "tid, bid, aid, delta, mtime" # mtime too: pinned from the primary
 
 # After the promotion: a write through pgdual is on both; new is what clients read.
 assert_ok "insert after promotion" -- psql_proxy "$DB" -c "INSERT INTO pgbench_branches VALUES (99, 0, 'ladder')"

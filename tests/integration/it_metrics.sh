@@ -75,6 +75,8 @@ for _ in 1 2 3; do
     psql_proxy "$DB" -tA -c "SELECT count(*) FROM t" -c "SELECT v FROM t WHERE id = 1" >/dev/null
 done
 psql_proxy "$DB" -q -c "UPDATE t SET v = 'z' WHERE id = 99" >/dev/null
+psql_proxy "$DB" -q -c "CREATE TABLE nk (v text)" -c "INSERT INTO nk VALUES ('x')" \
+    -c "UPDATE nk SET v = random()::text" >/dev/null # no key: cannot be pinned
 assert_fails "a failing statement through pgdual" -- psql_proxy "$DB" -c "SELECT 1/0"
 
 # Quiet moment: every client is gone once sessions_active drops to 0 (the admin console's own
@@ -147,7 +149,9 @@ mirrored_old=$(st "$S" mirrored_served_old)
 assert_eq 1 "$((reads_old >= 6))" "at least 6 reads served by old (got $reads_old)"
 assert_eq 1 "$((mirrored_old >= 5))" "at least 5 mirrored statements served by old ($mirrored_old)"
 assert_eq 1 "$(m 'pgdual_divergences_total{kind="tag_mismatch"}')" "the UPDATE's tag_mismatch"
-assert_eq 1 "$(m 'pgdual_divergences_total{kind="nondeterministic"}')" "the random() INSERT"
+assert_eq 1 "$(m pgdual_pinned_writes_total)" "the random() INSERT, pinned"
+assert_eq 1 "$(m 'pgdual_divergences_total{kind="nondeterministic"}')" \
+    "the random() UPDATE of a table without key (not pinned)"
 assert_eq 0 "$(m pgdual_sessions_active)" "sessions_active gauge at the quiet moment"
 
 # Latency histograms: old (the primary) observed every unit it completed, new (the secondary)
