@@ -277,6 +277,40 @@ static bool stmt_is_dml(const PgQuery__Node *n)
     }
 }
 
+/* Does the statement leave the catalog as it was (see classify_result.catalog_safe)? */
+static bool stmt_catalog_safe(const PgQuery__Node *n)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+    case PG_QUERY__NODE__NODE_INSERT_STMT:
+    case PG_QUERY__NODE__NODE_UPDATE_STMT:
+    case PG_QUERY__NODE__NODE_DELETE_STMT:
+    case PG_QUERY__NODE__NODE_MERGE_STMT:
+    case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
+    case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
+    case PG_QUERY__NODE__NODE_COPY_STMT:
+    case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+    case PG_QUERY__NODE__NODE_LOCK_STMT:
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+    case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+    case PG_QUERY__NODE__NODE_FETCH_STMT:
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+    case PG_QUERY__NODE__NODE_LISTEN_STMT:
+    case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+    case PG_QUERY__NODE__NODE_NOTIFY_STMT:
+    case PG_QUERY__NODE__NODE_VACUUM_STMT:
+    case PG_QUERY__NODE__NODE_CHECK_POINT_STMT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void result_init(struct classify_result *out)
 {
     memset(out, 0, sizeof *out);
@@ -296,12 +330,14 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
                      .user_code = false};
     bool all_read = true;
     out->dml_only = tree->n_stmts > 0;
+    out->catalog_safe = true;
     for (size_t i = 0; i < tree->n_stmts; i++) {
         const PgQuery__Node *stmt = tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL;
         if (!stmt_may_read(stmt, out)) {
             all_read = false;
         }
         out->dml_only = out->dml_only && stmt_is_dml(stmt);
+        out->catalog_safe = out->catalog_safe && stmt_catalog_safe(stmt);
         out->session_objects = out->session_objects || stmt_touches_objects(stmt);
         enum classify_txn v = txn_verb(stmt);
         if (i == 0) {
@@ -318,6 +354,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     out->kind = all_read && !w.unsafe && !w.locking ? CLASSIFY_READ : CLASSIFY_MIRROR;
     out->lock_only_read = all_read && !w.unsafe && w.locking;
     out->user_code = w.user_code;
+    out->catalog_safe = out->catalog_safe && !w.user_code;
 }
 
 int classify_statement(const char *sql, const struct classify_options *opt,
@@ -362,7 +399,8 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->dml_only == b->dml_only && a->session_objects == b->session_objects &&
            a->commits == b->commits && a->inserts == b->inserts &&
            a->lock_only_read == b->lock_only_read && a->user_code == b->user_code &&
-           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint;
+           a->nstatements == b->nstatements && a->fingerprint == b->fingerprint &&
+           a->catalog_safe == b->catalog_safe;
 }
 
 /* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */

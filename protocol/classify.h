@@ -91,6 +91,10 @@ struct classify_result {
      * DEALLOCATE [ALL], DISCARD ALL, DECLARE (a cursor is a portal), CLOSE [ALL]. The names are
      * read with classify_effects (rare, so not cached). */
     bool session_objects;
+    /* Every statement leaves the catalog as a session sees it alone: DML, transaction control,
+     * SHOW, COPY, EXPLAIN, LOCK, PREPARE/EXECUTE/DEALLOCATE, cursors, LISTEN/NOTIFY, VACUUM/ANALYZE
+     * (not DDL, GRANT, SET/RESET/DISCARD, DO/CALL, nor code pgdual does not know). */
+    bool catalog_safe;
     int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
     uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
 };

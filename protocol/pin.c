@@ -370,6 +370,21 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     return 0;
 }
 
+int pin_table_copy(struct pin_table *dst, const struct pin_table *src)
+{
+    *dst = *src;
+    dst->cols = NULL;
+    if (src->ncols > 0) {
+        dst->cols = malloc((size_t)src->ncols * sizeof(*dst->cols));
+        if (!dst->cols) {
+            memset(dst, 0, sizeof(*dst));
+            return PIN_ENOMEM;
+        }
+        memcpy(dst->cols, src->cols, (size_t)src->ncols * sizeof(*dst->cols));
+    }
+    return 0;
+}
+
 void pin_table_free(struct pin_table *t)
 {
     free(t->cols);

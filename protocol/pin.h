@@ -103,6 +103,9 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
 /* One DataRow body of that lookup. opt classifies the defaults. PIN_EPROTO or PIN_ENOMEM. */
 int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
                       const struct classify_options *opt) __attribute__((warn_unused_result));
+/* A deep copy of src into dst (uninitialized). PIN_ENOMEM leaves dst empty. */
+int pin_table_copy(struct pin_table *dst, const struct pin_table *src)
+    __attribute__((warn_unused_result));
 void pin_table_free(struct pin_table *t);
 
 /* ---- the decision ---- */

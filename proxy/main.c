@@ -15,6 +15,7 @@
 #include "proxy/control/metrics.h"
 #include "proxy/control/reload.h"
 #include "proxy/dualwrite/divergence_table.h"
+#include "proxy/dualwrite/pin_session.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session/auth.h"
@@ -259,6 +260,7 @@ static int server_init(struct server *srv, struct config *cfg, const char *path,
     srv->dials_snapshot = dials_snapshot_new(&srv->dials, srv->dials_version);
     srv->cancels = cancel_registry_new();
     srv->divergences = divergence_table_new(DIVERGENCE_TABLE_GROUPS);
+    srv->pin_shared = pin_shared_new(); /* NULL: every session looks tables up itself */
     if (!srv->dials_snapshot || !srv->cancels || !srv->divergences ||
         split_read_only_functions(srv, cfg->read_only_functions) < 0) {
         LOG_ERR("out of memory");
@@ -289,6 +291,7 @@ static void server_cleanup(struct server *srv)
     server_conf_unref(srv->conf);
     cancel_registry_free(srv->cancels);
     divergence_table_free(srv->divergences);
+    pin_shared_free(srv->pin_shared);
     dials_snapshot_unref(srv->dials_snapshot);
     pthread_mutex_destroy(&srv->dials_lock);
     pthread_mutex_destroy(&srv->conf_lock);

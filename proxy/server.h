@@ -60,6 +60,8 @@ struct server {
 
     /* Owned: the divergences SHOW DIVERGENCES lists, grouped; it has its own lock. */
     struct divergence_table *divergences;
+    /* Owned: table knowledge for pinning shared by sessions (pin_session.h); its own lock. */
+    struct pin_shared *pin_shared;
 
     pthread_mutex_t conf_lock;   /* guards conf (taken by reload and by worker_init) */
     struct server_conf *conf;    /* the current snapshot, one reference held here */

@@ -2,6 +2,7 @@
  * table knowledge (looked up on its own connection before the statement that needs it), the pin
  * decision per statement, and the messages the primary gets instead of the client's (see
  * pin_session.h). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +58,8 @@ static void cache_sync(struct session *s)
     }
 }
 
-static struct pin_cache_entry *cache_find(struct pin_catalog *c, const char *schema,
-                                          const char *rel)
+static struct pin_cache_entry *cache_find_own(struct pin_catalog *c, const char *schema,
+                                              const char *rel)
 {
     for (int i = 0; i < c->n; i++) {
         struct pin_cache_entry *e = &c->entries[i];
@@ -67,6 +68,147 @@ static struct pin_cache_entry *cache_find(struct pin_catalog *c, const char *sch
         }
     }
     return NULL;
+}
+
+static void cache_put(struct pin_catalog *c, struct pin_cache_entry *from);
+static bool shared_find(struct session *s, const char *schema, const char *rel,
+                        struct pin_table *out);
+
+/* The session's knowledge of a table, or the server's when it may share it (then kept). */
+static struct pin_cache_entry *cache_find(struct session *s, const char *schema, const char *rel)
+{
+    struct pin_cache_entry *e = cache_find_own(&s->pin, schema, rel);
+    if (e) {
+        return e;
+    }
+    struct pin_cache_entry copy = {0};
+    if (!shared_find(s, schema, rel, &copy.table)) {
+        return NULL;
+    }
+    memcpy(copy.schema, schema, sizeof(pin_name));
+    memcpy(copy.rel, rel, sizeof(pin_name));
+    cache_put(&s->pin, &copy);
+    return cache_find_own(&s->pin, schema, rel);
+}
+
+/* ---- the server's shared knowledge ---- */
+
+#define PIN_SHARED_MAX 1024 /* entries; more empty it */
+
+struct pin_shared_entry {
+    char db[64], user[64];
+    uint64_t sig;
+    int primary;
+    uint64_t gen; /* the server's catalog generation when it was looked up */
+    pin_name schema, rel;
+    struct pin_table table;
+};
+
+struct pin_shared {
+    pthread_mutex_t lock; /* sessions of every worker; taken once per table a session meets */
+    struct pin_shared_entry *e;
+    int n;
+};
+
+struct pin_shared *pin_shared_new(void)
+{
+    struct pin_shared *sh = calloc(1, sizeof(*sh));
+    if (sh && pthread_mutex_init(&sh->lock, NULL) != 0) {
+        free(sh);
+        sh = NULL;
+    }
+    return sh;
+}
+
+void pin_shared_free(struct pin_shared *sh)
+{
+    if (!sh) {
+        return;
+    }
+    for (int i = 0; i < sh->n; i++) {
+        pin_table_free(&sh->e[i].table);
+    }
+    free(sh->e);
+    pthread_mutex_destroy(&sh->lock);
+    free(sh);
+}
+
+static bool shared_match(const struct pin_shared_entry *e, const struct session *s,
+                         const char *schema, const char *rel)
+{
+    return e->sig == s->pin.login_sig && e->primary == s->primary && strcmp(e->rel, rel) == 0 &&
+           strcmp(e->schema, schema) == 0 && strcmp(e->db, s->database) == 0 &&
+           strcmp(e->user, s->user) == 0;
+}
+
+static uint64_t server_gen(const struct session *s)
+{
+    return atomic_load_explicit(&s->worker->server->catalog_gen, memory_order_acquire);
+}
+
+/* What another session like this one found, if it is still current: copied into *out. */
+static bool shared_find(struct session *s, const char *schema, const char *rel,
+                        struct pin_table *out)
+{
+    struct pin_shared *sh = s->worker->server->pin_shared;
+    if (!sh || s->pin.private_only) {
+        return false;
+    }
+    uint64_t gen = server_gen(s);
+    bool found = false;
+    pthread_mutex_lock(&sh->lock);
+    for (int i = 0; i < sh->n && !found; i++) {
+        if (shared_match(&sh->e[i], s, schema, rel)) {
+            found = sh->e[i].gen == gen && pin_table_copy(out, &sh->e[i].table) == 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+static void shared_put_locked(struct pin_shared *sh, struct session *s,
+                              const struct pin_cache_entry *from, uint64_t gen)
+{
+    if (!sh->e && !(sh->e = calloc(PIN_SHARED_MAX, sizeof(*sh->e)))) {
+        return;
+    }
+    struct pin_shared_entry *e = NULL;
+    for (int i = 0; i < sh->n && !e; i++) {
+        e = shared_match(&sh->e[i], s, from->schema, from->rel) ? &sh->e[i] : NULL;
+    }
+    if (!e) {
+        if (sh->n == PIN_SHARED_MAX) {
+            for (int i = 0; i < sh->n; i++) {
+                pin_table_free(&sh->e[i].table);
+            }
+            sh->n = 0;
+        }
+        e = &sh->e[sh->n++];
+    } else {
+        pin_table_free(&e->table);
+    }
+    snprintf(e->db, sizeof(e->db), "%s", s->database);
+    snprintf(e->user, sizeof(e->user), "%s", s->user);
+    e->sig = s->pin.login_sig;
+    e->primary = s->primary;
+    e->gen = gen;
+    memcpy(e->schema, from->schema, sizeof(pin_name));
+    memcpy(e->rel, from->rel, sizeof(pin_name));
+    if (pin_table_copy(&e->table, &from->table) < 0) {
+        *e = sh->e[--sh->n]; /* drop it */
+    }
+}
+
+static void shared_put(struct session *s, const struct pin_cache_entry *from, uint64_t gen)
+{
+    struct pin_shared *sh = s->worker->server->pin_shared;
+    if (!sh || s->pin.private_only) {
+        return;
+    }
+    pthread_mutex_lock(&sh->lock);
+    shared_put_locked(sh, s, from, gen);
+    pthread_mutex_unlock(&sh->lock);
 }
 
 /* Keep what a lookup found (moved out of *from). */
@@ -128,6 +270,8 @@ void pin_lookup_done(struct session *s)
         SLOG_INFO(s, "catalog lookup for pinning failed for %s%s%s", c->lookup.schema,
                   c->lookup.schema[0] ? "." : "", c->lookup.rel);
         pin_table_free(&c->lookup.table);
+    } else if (!c->lookup.oneshot) {
+        shared_put(s, &c->lookup, c->lookup_gen / 2);
     }
     cache_put(c, &c->lookup);
 }
@@ -239,12 +383,14 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
     }
     cache_sync(s);
     struct unit *before;
-    if (!lookup_place(s, &before)) {
-        return 0; /* the statements go without: pin_decide says what that means */
+    if (!lookup_place(s, &before) || s->mirror.prim_status == PQ_TXN_FAILED) {
+        /* Nowhere to put it, or a failed transaction would refuse it: the statements go
+         * without (pin_decide says what that means). */
+        return 0;
     }
     for (int i = 0; i < c->plan.n; i++) {
         const struct pin_stmt *st = &c->plan.stmts[i];
-        if (needs_catalog(st) && st->rel[0] && !cache_find(c, st->schema, st->rel)) {
+        if (needs_catalog(st) && st->rel[0] && !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
     }
@@ -319,7 +465,7 @@ static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
 
 static const struct pin_table *table_for(struct session *s, const struct pin_stmt *st)
 {
-    const struct pin_cache_entry *e = cache_find(&s->pin, st->schema, st->rel);
+    const struct pin_cache_entry *e = cache_find(s, st->schema, st->rel);
     return e && !e->failed ? &e->table : NULL;
 }
 
@@ -329,7 +475,7 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
 {
     const char *why = NULL;
     enum pin_need need = pin_decide(st, table_for(s, st), &why);
-    *known = need != PIN_IMPOSSIBLE;
+    *known = need != PIN_IMPOSSIBLE && !st->user_code; /* code of the user's may draw anything */
     if (need == PIN_NOT_NEEDED) {
         return NULL;
     }
@@ -423,7 +569,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     const char *why = NULL;
     enum pin_need need = pin_decide(st, table_for(s, st), &why);
     table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
-    c->msg_known = need != PIN_IMPOSSIBLE;
+    c->msg_known = need != PIN_IMPOSSIBLE && !st->user_code;
     if (need == PIN_NOT_NEEDED) {
         return false;
     }

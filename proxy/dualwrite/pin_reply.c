@@ -194,6 +194,7 @@ void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status
     struct pin_catalog *c = &s->pin;
     bool bump = u->catalog_change || (c->ddl_in_txn && txn_status == PQ_TXN_IDLE);
     c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
+    c->private_only = c->private_only || u->catalog_change; /* its search_path or role may differ */
     if (bump) {
         atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
     }

@@ -35,8 +35,17 @@ struct pin_cache_entry {
     struct pin_table table;
 };
 
+/* Table knowledge shared by every session that logs in alike (database, user, the other startup
+ * parameters) and has not changed anything a catalog lookup depends on since (search_path, role:
+ * any statement that may change the catalog). The server owns one; it has its own lock. */
+struct pin_shared;
+struct pin_shared *pin_shared_new(void);
+void pin_shared_free(struct pin_shared *sh);
+
 /* One session's catalog knowledge and the message it is working on. */
 struct pin_catalog {
+    uint64_t login_sig; /* hash of the startup parameters but application_name */
+    bool private_only;  /* it ran something that may change what a lookup says: no sharing */
     struct pin_cache_entry *entries; /* owned, n of them */
     int n;
     uint64_t gen;        /* the server's catalog generation the entries belong to */

@@ -186,7 +186,7 @@ static void forget_after_user_code(struct session *s, struct unit *u, bool user_
  * or ROLE, code pgdual cannot see into)? Plain DML and transaction control do not. */
 static bool catalog_may_change(const struct classify_result *r)
 {
-    return r->user_code || r->parse_error || (!r->dml_only && !(r->txn_control && r->nstatements == 1));
+    return r->parse_error || !r->catalog_safe;
 }
 
 /* ---- one message each ---------------------------------------------------------------------- */

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "config/dials.h"
 #include "protocol/pqproto.h"
 #include "protocol/scram.h"
@@ -104,6 +106,15 @@ static void on_startup_message(struct session *s, const struct wire_startup *st)
         session_end(s, END_PROTOCOL, "user, database or application_name too long");
         return;
     }
+    /* Sessions that log in alike share what pinning learns of the catalog (pin_session.h). */
+    uint64_t sig = 0;
+    for (int i = 0; i < st->nparams; i++) {
+        if (strcmp(st->names[i], "application_name") != 0) {
+            sig = XXH64(st->names[i], strlen(st->names[i]) + 1, sig);
+            sig = XXH64(st->values[i], strlen(st->values[i]) + 1, sig);
+        }
+    }
+    s->pin.login_sig = sig;
     const char *repl = wire_startup_param(st, "replication");
     if (repl && strcmp(repl, "false") != 0 && strcmp(repl, "0") != 0) {
         session_end(s, END_REFUSED, "replication connections are not supported by pgdual");
