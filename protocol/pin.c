@@ -362,10 +362,12 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     c->generated = generated[0] == 't';
     c->pk = pk[0] == 't';
     c->json = json[0] == 't';
-    /* A default too long to read here is taken as volatile (when in doubt, pin). */
-    c->volatile_default = identity[0] == 't' ||
-                          (!null_def && (strlen(def) >= sizeof(def) - 1 ||
-                                         default_is_volatile(def, opt)));
+    /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
+     * column's expression is no default: the server requires it immutable, and the secondary
+     * computes it again from the row (a function of the user's there is not a value made up). */
+    c->volatile_default =
+        identity[0] == 't' || (!null_def && !c->generated &&
+                               (strlen(def) >= sizeof(def) - 1 || default_is_volatile(def, opt)));
     t->npk += c->pk;
     return 0;
 }

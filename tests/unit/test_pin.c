@@ -375,6 +375,8 @@ static void test_table_rows(void **state)
         {"z", "", "0", false},
         {"lw", "", "lower('A'::text)", false},
         {"g", "g", "(v * 2)", false},
+        /* a generation expression is no default: immutable, computed again on the secondary */
+        {"g2", "g", "public.dbl(v)", false},
         {"j", "j", NULL, false},
         {"plain", "", NULL, false},
         {"Qu\"o te", "pj", NULL, false},
@@ -532,6 +534,14 @@ static void test_decide_insert_copy_merge(void **state)
                  "COPY fills a default the server makes up");
     check_decide("COPY t FROM STDIN", &plain, PIN_NOT_NEEDED, NULL);
     check_decide("COPY t FROM STDIN", NULL, PIN_IMPOSSIBLE, unknown);
+    /* A generated column calling a function of the user's fills no default. */
+    struct pin_table gen = {0};
+    col(&gen, "public.t", "id", "p", NULL);
+    col(&gen, "public.t", "v", "", NULL);
+    col(&gen, "public.t", "g", "g", "public.dbl(v)");
+    check_decide("COPY t (id, v) FROM STDIN", &gen, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v) VALUES (1, 2)", &gen, PIN_NOT_NEEDED, NULL);
+    pin_table_free(&gen);
 
     const char *merge = "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (v) "
                         "VALUES (s.v)";
