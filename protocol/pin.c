@@ -255,7 +255,10 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
             "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
             "WHERE c.relname = ");
     put_escaped_literal(out, st->rel);
-    if (st->schema[0]) {
+    if (strcmp(st->schema, "pg_temp") == 0) {
+        /* The server reads pg_temp as the session's own temporary schema (pg_temp_N). */
+        put_str(out, " AND n.oid = pg_catalog.pg_my_temp_schema()");
+    } else if (st->schema[0]) {
         put_str(out, " AND n.nspname = ");
         put_escaped_literal(out, st->schema);
     } else {

@@ -347,6 +347,10 @@ static void test_catalog_query(void **state)
     lookup_where("INSERT INTO t VALUES (1)", where, sizeof(where));
     assert_string_equal(where, " WHERE c.relname = E't' AND pg_catalog.pg_table_is_visible(c.oid)"
                                " ORDER BY a.attnum");
+    /* pg_temp names the session's own temporary schema, whose catalog name is pg_temp_N */
+    lookup_where("INSERT INTO pg_temp.tt (v) VALUES (1)", where, sizeof(where));
+    assert_string_equal(where, " WHERE c.relname = E'tt' AND n.oid = pg_catalog.pg_my_temp_schema()"
+                               " ORDER BY a.attnum");
     lookup_where("UPDATE \"We'ird\".\"T\\x\" SET v = now()", where, sizeof(where));
     assert_string_equal(where, " WHERE c.relname = E'T\\\\x' AND n.nspname = E'We''ird'"
                                " ORDER BY a.attnum");
