@@ -405,6 +405,18 @@ static bool defaults_fire(const struct pin_stmt *st, const struct pin_table *t)
     return false;
 }
 
+/* Does an INSERT into t store no value at all (a table without columns)? pin_shape_new would
+ * have nothing to return. */
+static bool stores_no_value(const struct pin_table *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        if (!t->cols[i].generated) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static const struct pin_column *find_col(const struct pin_table *t, const char *name)
 {
     for (int i = 0; i < t->ncols; i++) {
@@ -467,6 +479,12 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         } else if (!c) {
             *why = "it sets a column the catalog does not list";
         }
+    }
+    if (!*why && st->verb == PIN_VERB_INSERT && stores_no_value(t)) {
+        if (!st->nondeterministic) {
+            return PIN_NOT_NEEDED; /* its rows hold nothing a server could make up */
+        }
+        *why = "its table has no column to return"; /* how many rows: RETURNING cannot say */
     }
     return *why ? PIN_IMPOSSIBLE : PIN_NEEDED;
 }

@@ -538,6 +538,15 @@ static void test_decide_insert_copy_merge(void **state)
                  "COPY fills a default the server makes up");
     check_decide("COPY t FROM STDIN", &plain, PIN_NOT_NEEDED, NULL);
     check_decide("COPY t FROM STDIN", NULL, PIN_IMPOSSIBLE, unknown);
+    /* A table without columns: a row holds no value to make up (pin_shape_new would have no
+     * column to return), only how many rows there are may differ. */
+    struct pin_table empty = {0};
+    const char *erow[8] = {"public.t", "", NULL, NULL, NULL, NULL, "f", "f"};
+    assert_int_equal(add_row(&empty, erow), 0);
+    check_decide("INSERT INTO t DEFAULT VALUES", &empty, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t SELECT FROM generate_series(1, 3) LIMIT 2", &empty, PIN_IMPOSSIBLE,
+                 "its table has no column to return");
+    pin_table_free(&empty);
     /* A generated column calling a function of the user's fills no default. */
     struct pin_table gen = {0};
     col(&gen, "public.t", "id", "p", NULL);
