@@ -291,11 +291,16 @@ static int row_field(struct wire_reader *rd, char *dst, size_t cap, bool *null)
 }
 
 /* Why the lookup says no write of the table can be pinned (its code word), or NULL. */
+/* Reasons under which the lookup's defaults are not the ones an INSERT fires (a view's base
+ * table, the tables a rule writes): pin_decide compares pointers. */
+static const char blocked_not_table[] = "it does not write a table (a view or foreign table)";
+static const char blocked_rules[] = "its table has rules";
+
 static const char *blocked_reason(const char *code)
 {
     static const char *const reasons[][2] = {
-        {"not_table", "it does not write a table (a view or foreign table)"},
-        {"rules", "its table has rules"},
+        {"not_table", blocked_not_table},
+        {"rules", blocked_rules},
         {"rls", "its table has row-level security"},
         {"inherits", "its table has inheritance children"},
         {"triggers", "its table has triggers"},
@@ -448,6 +453,10 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
     if (fills && !need) {
         if (t == NULL) {
             *why = "the table's defaults are unknown (no catalog lookup possible here)";
+            return PIN_IMPOSSIBLE;
+        }
+        if (known && (t->blocked == blocked_not_table || t->blocked == blocked_rules)) {
+            *why = t->blocked; /* the defaults that fire are another table's */
             return PIN_IMPOSSIBLE;
         }
         need = known && defaults_fire(st, t);
