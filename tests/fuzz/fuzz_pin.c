@@ -4,7 +4,8 @@
  * pin_primary_text, rows made from the tail, pin_rows_add and pin_substitute_query; the tail also
  * goes raw to pin_table_add_row, the strip functions, pin_rows_add and pin_substitute_batch.
  * Checks: documented codes only; statements in order inside the text; the lookup, the primary's
- * text and the secondary's Query all parse, with the same statements as the client's text. */
+ * text and the secondary's Query all parse, with the same statements as the client's text.
+ * Dictionary for libFuzzer: tests/fuzz/pin.dict. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
