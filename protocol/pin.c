@@ -255,7 +255,10 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
             "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
             "WHERE c.relname = ");
     put_escaped_literal(out, st->rel);
-    if (st->schema[0]) {
+    if (strcmp(st->schema, "pg_temp") == 0) {
+        /* The server reads pg_temp as the session's own temporary schema (pg_temp_N). */
+        put_str(out, " AND n.oid = pg_catalog.pg_my_temp_schema()");
+    } else if (st->schema[0]) {
         put_str(out, " AND n.nspname = ");
         put_escaped_literal(out, st->schema);
     } else {
@@ -288,11 +291,16 @@ static int row_field(struct wire_reader *rd, char *dst, size_t cap, bool *null)
 }
 
 /* Why the lookup says no write of the table can be pinned (its code word), or NULL. */
+/* Reasons under which the lookup's defaults are not the ones an INSERT fires (a view's base
+ * table, the tables a rule writes): pin_decide compares pointers. */
+static const char blocked_not_table[] = "it does not write a table (a view or foreign table)";
+static const char blocked_rules[] = "its table has rules";
+
 static const char *blocked_reason(const char *code)
 {
     static const char *const reasons[][2] = {
-        {"not_table", "it does not write a table (a view or foreign table)"},
-        {"rules", "its table has rules"},
+        {"not_table", blocked_not_table},
+        {"rules", blocked_rules},
         {"rls", "its table has row-level security"},
         {"inherits", "its table has inheritance children"},
         {"triggers", "its table has triggers"},
@@ -362,10 +370,12 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     c->generated = generated[0] == 't';
     c->pk = pk[0] == 't';
     c->json = json[0] == 't';
-    /* A default too long to read here is taken as volatile (when in doubt, pin). */
-    c->volatile_default = identity[0] == 't' ||
-                          (!null_def && (strlen(def) >= sizeof(def) - 1 ||
-                                         default_is_volatile(def, opt)));
+    /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
+     * column's expression is no default: the server requires it immutable, and the secondary
+     * computes it again from the row (a function of the user's there is not a value made up). */
+    c->volatile_default =
+        identity[0] == 't' || (!null_def && !c->generated &&
+                               (strlen(def) >= sizeof(def) - 1 || default_is_volatile(def, opt)));
     t->npk += c->pk;
     return 0;
 }
@@ -415,6 +425,18 @@ static bool defaults_fire(const struct pin_stmt *st, const struct pin_table *t)
     return false;
 }
 
+/* Does an INSERT into t store no value at all (a table without columns)? pin_shape_new would
+ * have nothing to return. */
+static bool stores_no_value(const struct pin_table *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        if (!t->cols[i].generated) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static const struct pin_column *find_col(const struct pin_table *t, const char *name)
 {
     for (int i = 0; i < t->ncols; i++) {
@@ -452,6 +474,10 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
             *why = "the table's defaults are unknown (no catalog lookup possible here)";
             return PIN_IMPOSSIBLE;
         }
+        if (known && (t->blocked == blocked_not_table || t->blocked == blocked_rules)) {
+            *why = t->blocked; /* the defaults that fire are another table's */
+            return PIN_IMPOSSIBLE;
+        }
         need = known && defaults_fire(st, t);
     }
     if (!need) {
@@ -481,6 +507,12 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         } else if (!c) {
             *why = "it sets a column the catalog does not list";
         }
+    }
+    if (!*why && st->verb == PIN_VERB_INSERT && stores_no_value(t)) {
+        if (!st->nondeterministic) {
+            return PIN_NOT_NEEDED; /* its rows hold nothing a server could make up */
+        }
+        *why = "its table has no column to return"; /* how many rows: RETURNING cannot say */
     }
     return *why ? PIN_IMPOSSIBLE : PIN_NEEDED;
 }

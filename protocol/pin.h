@@ -83,7 +83,8 @@ void pin_plan_free(struct pin_plan *p);
 struct pin_column {
     pin_name name;
     bool generated;        /* GENERATED ALWAYS AS (...) STORED: never inserted */
-    bool volatile_default; /* identity, or a default that makes up values (nextval, now(), ...) */
+    bool volatile_default; /* identity, or a default that makes up values (nextval, now(), ...);
+                            * never a generated column (its expression is immutable) */
     bool pk;
     bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
 };

@@ -1,0 +1,656 @@
+/* tests/unit/test_pin.c: protocol/pin.c, the statement side: what pin_analyze finds in each
+ * statement of a text (and the exact bytes each one covers), the catalog lookup and its rows,
+ * and the pin decision with every reason. The SQL pgdual appends and builds is in
+ * test_pin_shape.c, the reply side in test_pin_reply.c. */
+#include <pg_query/pg_query.pb-c.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pg_query.h>
+
+#include "protocol/pin.h"
+#include "protocol/wire.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static struct pin_plan plan_of(const char *sql)
+{
+    struct pin_plan p;
+    assert_int_equal(pin_analyze(sql, NULL, &p), 0);
+    return p;
+}
+
+/* The statement's columns joined with ",", or "-" when it names none. */
+static const char *cols_of(const struct pin_stmt *st)
+{
+    static char buf[512];
+    if (st->ncols < 0) {
+        return "-";
+    }
+    buf[0] = '\0';
+    for (int i = 0; i < st->ncols; i++) {
+        strcat(buf, i ? "," : "");
+        strcat(buf, st->cols[i]);
+    }
+    return buf;
+}
+
+/* What one single-statement text should analyze to. Flags: N nondeterministic, D uses_default,
+ * U user_code, W nested_dml, I nested_insert, R client_returning. */
+struct want {
+    const char *sql;
+    enum pin_verb verb;
+    const char *schema, *rel, *ref;
+    const char *flags;
+    enum pin_conflict conflict;
+    const char *cols;
+};
+
+static void check_want(const struct want *w)
+{
+    struct pin_plan p = plan_of(w->sql);
+    print_message("%s\n", w->sql);
+    assert_int_equal(p.n, 1);
+    const struct pin_stmt *st = &p.stmts[0];
+    assert_int_equal(st->verb, w->verb);
+    assert_int_equal(st->start, 0);
+    assert_int_equal(st->end, strlen(w->sql));
+    assert_string_equal(st->schema, w->schema);
+    assert_string_equal(st->rel, w->rel);
+    assert_string_equal(st->ref, w->ref);
+    char flags[8], *f = flags;
+    const bool on[] = {st->nondeterministic, st->uses_default,  st->user_code,
+                       st->nested_dml,       st->nested_insert, st->client_returning};
+    for (int i = 0; i < 6; i++) {
+        if (on[i]) {
+            *f++ = "NDUWIR"[i];
+        }
+    }
+    *f = '\0';
+    assert_string_equal(flags, w->flags);
+    assert_int_equal(st->conflict, w->conflict);
+    assert_string_equal(cols_of(st), w->cols);
+    pin_plan_free(&p);
+}
+
+/* One catalog row (a DataRow body of pin_catalog_query's 8 text columns; NULL: SQL NULL). */
+static int add_row(struct pin_table *t, const char *const v[8])
+{
+    struct wbuf b;
+    wbuf_init(&b);
+    wbuf_put_u16(&b, 8);
+    for (int i = 0; i < 8; i++) {
+        wbuf_put_u32(&b, v[i] ? (uint32_t)strlen(v[i]) : 0xffffffffu);
+        wbuf_put_bytes(&b, v[i], v[i] ? strlen(v[i]) : 0);
+    }
+    assert_false(b.failed);
+    int rc = pin_table_add_row(t, b.data, b.len, NULL);
+    wbuf_free(&b);
+    return rc;
+}
+
+/* A column of table qname: flags g generated, i identity, p pk, j json; def NULL: none. */
+static void col(struct pin_table *t, const char *qname, const char *name, const char *flags,
+                const char *def)
+{
+    const char *v[8] = {qname,
+                        "",
+                        name,
+                        strchr(flags, 'g') ? "t" : "f",
+                        strchr(flags, 'i') ? "t" : "f",
+                        def,
+                        strchr(flags, 'p') ? "t" : "f",
+                        strchr(flags, 'j') ? "t" : "f"};
+    assert_int_equal(add_row(t, v), 0);
+}
+
+/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j json. */
+static void table_t(struct pin_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    col(t, "public.t", "id", "p", "nextval('t_id_seq'::regclass)");
+    col(t, "public.t", "v", "", NULL);
+    col(t, "public.t", "ts", "", "now()");
+    col(t, "public.t", "g", "g", "(v * 2)");
+    col(t, "public.t", "j", "j", NULL);
+}
+
+/* ---- pin_analyze -------------------------------------------------------------------------- */
+
+static void test_analyze_insert(void **state)
+{
+    (void)state;
+    const struct want w[] = {
+        {"INSERT INTO t VALUES (1, 'a')", PIN_VERB_INSERT, "", "t", "t", "", 0, "-"},
+        {"INSERT INTO t (a, \"B c\") SELECT x, y FROM s", PIN_VERB_INSERT, "", "t", "t", "", 0,
+         "a,B c"},
+        {"INSERT INTO T (A) VALUES (1)", PIN_VERB_INSERT, "", "t", "t", "", 0, "a"},
+        {"INSERT INTO s1.t AS x DEFAULT VALUES", PIN_VERB_INSERT, "s1", "t", "x", "D", 0, "-"},
+        {"INSERT INTO t (a, b) VALUES (DEFAULT, 1), (2, 3) ON CONFLICT DO NOTHING", PIN_VERB_INSERT,
+         "", "t", "t", "D", PIN_CONFLICT_NOTHING, "a,b"},
+        {"INSERT INTO \"Sch\".\"Ta b\" (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET v = "
+         "EXCLUDED.v RETURNING *",
+         PIN_VERB_INSERT, "Sch", "Ta b", "Ta b", "R", PIN_CONFLICT_UPDATE, "id"},
+        {"INSERT INTO t AS x (id) VALUES (1) ON CONFLICT ON CONSTRAINT t_pkey DO UPDATE SET v = "
+         "now() WHERE x.v IS NULL",
+         PIN_VERB_INSERT, "", "t", "x", "N", PIN_CONFLICT_UPDATE, "id"},
+        {"INSERT INTO t (id, ts) VALUES (nextval('s'), now())", PIN_VERB_INSERT, "", "t", "t", "N",
+         0, "id,ts"},
+        {"INSERT INTO t (u) VALUES (gen_random_uuid())", PIN_VERB_INSERT, "", "t", "t", "N", 0,
+         "u"},
+        {"INSERT INTO t SELECT * FROM s LIMIT 3", PIN_VERB_INSERT, "", "t", "t", "N", 0, "-"},
+        {"INSERT INTO t SELECT * FROM s ORDER BY id OFFSET 2", PIN_VERB_INSERT, "", "t", "t", "N",
+         0, "-"},
+        {"INSERT INTO t (a[1], b.f) VALUES (1, 2)", PIN_VERB_INSERT, "", "t", "t", "", 0, "a,b"},
+        {"INSERT INTO t VALUES (f(1))", PIN_VERB_INSERT, "", "t", "t", "U", 0, "-"},
+        {"INSERT INTO t VALUES (lower('A')) RETURNING id", PIN_VERB_INSERT, "", "t", "t", "R", 0,
+         "-"},
+    };
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        check_want(&w[i]);
+    }
+}
+
+static void test_analyze_update_delete(void **state)
+{
+    (void)state;
+    const struct want w[] = {
+        {"UPDATE t SET touched = now() WHERE id = 1", PIN_VERB_UPDATE, "", "t", "t", "N", 0,
+         "touched"},
+        {"UPDATE t SET r = random()", PIN_VERB_UPDATE, "", "t", "t", "N", 0, "r"},
+        {"UPDATE t SET ts = CURRENT_TIMESTAMP", PIN_VERB_UPDATE, "", "t", "t", "N", 0, "ts"},
+        {"UPDATE s.t AS x SET a = DEFAULT, b = 2", PIN_VERB_UPDATE, "s", "t", "x", "D", 0, "a,b"},
+        {"UPDATE t SET v = v + 1 WHERE id = 3", PIN_VERB_UPDATE, "", "t", "t", "", 0, "v"},
+        {"UPDATE t SET v = 1 WHERE id IN (SELECT id FROM t LIMIT 10)", PIN_VERB_UPDATE, "", "t",
+         "t", "N", 0, "v"},
+        {"UPDATE q SET s = 1 WHERE id IN (SELECT id FROM q FOR UPDATE SKIP LOCKED) RETURNING id",
+         PIN_VERB_UPDATE, "", "q", "q", "NR", 0, "s"},
+        {"UPDATE q SET s = 1 WHERE id IN (SELECT id FROM q FOR UPDATE)", PIN_VERB_UPDATE, "", "q",
+         "q", "", 0, "s"},
+        {"UPDATE t SET v = 1 WHERE ctid = '(0,1)'", PIN_VERB_UPDATE, "", "t", "t", "N", 0, "v"},
+        {"UPDATE t SET v = 1 WHERE t.ctid = '(0,1)'", PIN_VERB_UPDATE, "", "t", "t", "N", 0, "v"},
+        {"UPDATE t SET a[1] = 2, (b, c) = (1, 2), d.f = 3", PIN_VERB_UPDATE, "", "t", "t", "", 0,
+         "a,b,c,d"},
+        {"UPDATE ONLY t SET v = f(v)", PIN_VERB_UPDATE, "", "t", "t", "U", 0, "v"},
+        {"DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 10)", PIN_VERB_DELETE, "", "q", "q",
+         "N", 0, "-"},
+        {"DELETE FROM q WHERE id IN (SELECT id FROM q TABLESAMPLE SYSTEM (10))", PIN_VERB_DELETE,
+         "", "q", "q", "N", 0, "-"},
+        {"DELETE FROM ONLY s.q AS z WHERE id = 1 RETURNING *", PIN_VERB_DELETE, "s", "q", "z", "R",
+         0, "-"},
+    };
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        check_want(&w[i]);
+    }
+}
+
+static void test_analyze_other_verbs(void **state)
+{
+    (void)state;
+    const struct want w[] = {
+        {"WITH d AS (DELETE FROM q RETURNING id) INSERT INTO t (id) SELECT id FROM d",
+         PIN_VERB_INSERT, "", "t", "t", "W", 0, "id"},
+        {"WITH i AS (INSERT INTO t (v) VALUES (1) RETURNING id) UPDATE u SET x = 1 WHERE id IN "
+         "(SELECT id FROM i)",
+         PIN_VERB_UPDATE, "", "u", "u", "WI", 0, "x"},
+        {"WITH d AS (DELETE FROM q RETURNING *) SELECT * FROM d", PIN_VERB_NONE, "", "", "", "W", 0,
+         "-"},
+        {"WITH s AS (SELECT 1) DELETE FROM q WHERE id IN (SELECT * FROM s)", PIN_VERB_DELETE, "",
+         "q", "q", "", 0, "-"},
+        {"MERGE INTO t AS m USING s ON m.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)",
+         PIN_VERB_MERGE, "", "t", "m", "", 0, "-"},
+        {"COPY t (a, b) FROM STDIN", PIN_VERB_COPY, "", "t", "t", "", 0, "a,b"},
+        {"COPY s.t FROM STDIN WITH (FORMAT csv)", PIN_VERB_COPY, "s", "t", "t", "", 0, "-"},
+        {"COPY t TO STDOUT", PIN_VERB_NONE, "", "", "", "", 0, "-"},
+        {"COPY (SELECT 1) TO STDOUT", PIN_VERB_NONE, "", "", "", "", 0, "-"},
+        {"SELECT now()", PIN_VERB_NONE, "", "", "", "N", 0, "-"},
+        {"SELECT * FROM q LIMIT 1 FOR UPDATE SKIP LOCKED", PIN_VERB_NONE, "", "", "", "N", 0, "-"},
+        {"CREATE TABLE x (id serial)", PIN_VERB_NONE, "", "", "", "", 0, "-"},
+    };
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        check_want(&w[i]);
+    }
+}
+
+/* Each statement's [start, end) sliced out of the text. */
+static void check_slices(const char *sql, const char *const *want, int n)
+{
+    struct pin_plan p = plan_of(sql);
+    assert_int_equal(p.n, n);
+    for (int i = 0; i < n; i++) {
+        const struct pin_stmt *st = &p.stmts[i];
+        assert_true(st->start <= st->end && st->end <= strlen(sql));
+        char got[256];
+        snprintf(got, sizeof(got), "%.*s", (int)(st->end - st->start), sql + st->start);
+        assert_string_equal(got, want[i]);
+    }
+    pin_plan_free(&p);
+}
+
+static void test_analyze_offsets(void **state)
+{
+    (void)state;
+    const char *multi = "INSERT INTO t VALUES (1);\n  UPDATE t SET v = now() -- why\n; SELECT 1;"
+                        "/* c */DELETE FROM t WHERE id = 2 -- end";
+    const char *const multi_want[] = {"INSERT INTO t VALUES (1)",
+                                      "\n  UPDATE t SET v = now() -- why\n", " SELECT 1",
+                                      "/* c */DELETE FROM t WHERE id = 2 -- end"};
+    check_slices(multi, multi_want, 4);
+    const char *const one[] = {"INSERT INTO t VALUES (1) -- trailing"};
+    check_slices("INSERT INTO t VALUES (1) -- trailing", one, 1);
+    const char *const semi[] = {"INSERT INTO t VALUES (1)"};
+    check_slices("INSERT INTO t VALUES (1); -- trailing\n", semi, 1);
+    check_slices(";;INSERT INTO t VALUES (1);;", semi, 1);
+    const char *const utf8[] = {"UPDATE t SET v = '\xc3\xa9\xe2\x82\xac'", " DELETE FROM t"};
+    check_slices("UPDATE t SET v = '\xc3\xa9\xe2\x82\xac'; DELETE FROM t", utf8, 2);
+    const char *const dollar[] = {"UPDATE t SET v = $x$;$x$", " SELECT ';'"};
+    check_slices("UPDATE t SET v = $x$;$x$; SELECT ';'", dollar, 2);
+    struct pin_plan p = plan_of(multi);
+    assert_int_equal(p.stmts[0].verb, PIN_VERB_INSERT);
+    assert_int_equal(p.stmts[1].verb, PIN_VERB_UPDATE);
+    assert_true(p.stmts[1].nondeterministic);
+    assert_int_equal(p.stmts[2].verb, PIN_VERB_NONE);
+    assert_int_equal(p.stmts[3].verb, PIN_VERB_DELETE);
+    assert_false(p.stmts[3].nondeterministic);
+    pin_plan_free(&p);
+}
+
+static void test_analyze_empty_and_errors(void **state)
+{
+    (void)state;
+    struct pin_plan p;
+    assert_int_equal(pin_analyze("", NULL, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(pin_analyze("-- nothing", NULL, &p), 0);
+    assert_int_equal(p.n, 0);
+    pin_plan_free(&p);
+    assert_int_equal(pin_analyze("INSERT INTO", NULL, &p), PIN_EPARSE);
+    assert_int_equal(p.n, 0);
+    assert_null(p.stmts);
+    assert_int_equal(pin_analyze("UPDATE t SET v = 1; DELETE FROM", NULL, &p), PIN_EPARSE);
+    assert_int_equal(p.n, 0);
+    pin_plan_free(&p); /* safe on an empty plan */
+    /* Identifiers are cut to 63 bytes, as the server cuts them. */
+    char sql[200], rel[80];
+    memset(rel, 'r', 70);
+    rel[70] = '\0';
+    snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id IN (SELECT id FROM x LIMIT 1)", rel);
+    p = plan_of(sql);
+    assert_int_equal(strlen(p.stmts[0].rel), PIN_NAME_MAX);
+    assert_int_equal(strlen(p.stmts[0].ref), PIN_NAME_MAX);
+    pin_plan_free(&p);
+}
+
+/* ---- the catalog ---------------------------------------------------------------------------- */
+
+/* The lookup's code words for why a table cannot be pinned, and what pin_decide says for each
+ * (the last two are not the lookup's). */
+static const struct {
+    const char *code, *why;
+} blocked[] = {
+    {"not_table", "it does not write a table (a view or foreign table)"},
+    {"rules", "its table has rules"},
+    {"rls", "its table has row-level security"},
+    {"inherits", "its table has inheritance children"},
+    {"triggers", "its table has triggers"},
+    {"no_select", "no SELECT privilege on its table (RETURNING needs it)"},
+    {"what", "its table cannot be pinned"},
+    {"a_code_longer_than_the_buffer", "its table cannot be pinned"},
+};
+
+/* The lookup for sql's first statement, with its WHERE clause cut out; checks it parses, selects
+ * the 8 columns pin_table_add_row reads and produces each code word pin_table_add_row maps. */
+static void lookup_where(const char *sql, char *where, size_t cap)
+{
+    struct pin_plan p = plan_of(sql);
+    struct wbuf q;
+    wbuf_init(&q);
+    assert_int_equal(pin_catalog_query(&p.stmts[0], &q), 0);
+    assert_true(q.len > 0);
+    assert_int_equal(q.data[q.len - 1], '\0');
+    const char *text = (const char *)q.data;
+    assert_int_equal(strlen(text) + 1, q.len);
+    PgQueryProtobufParseResult r = pg_query_parse_protobuf(text);
+    assert_null(r.error);
+    PgQuery__ParseResult *tree =
+        pg_query__parse_result__unpack(NULL, r.parse_tree.len, (const uint8_t *)r.parse_tree.data);
+    assert_non_null(tree);
+    assert_int_equal(tree->n_stmts, 1);
+    const PgQuery__Node *top = tree->stmts[0]->stmt;
+    assert_int_equal(top->node_case, PG_QUERY__NODE__NODE_SELECT_STMT);
+    /* qname, blocked, attname, generated, identity, default, pk, json */
+    assert_int_equal(top->select_stmt->n_target_list, 8);
+    pg_query__parse_result__free_unpacked(tree, NULL);
+    pg_query_free_protobuf_parse_result(r);
+    for (size_t i = 0; i + 2 < sizeof(blocked) / sizeof(blocked[0]); i++) {
+        char then[32];
+        snprintf(then, sizeof(then), "THEN '%s' ", blocked[i].code);
+        assert_non_null(strstr(text, then));
+    }
+    const char *w = strstr(text, " WHERE c.relname = ");
+    assert_non_null(w);
+    snprintf(where, cap, "%s", w);
+    wbuf_free(&q);
+    pin_plan_free(&p);
+}
+
+static void test_catalog_query(void **state)
+{
+    (void)state;
+    char where[512];
+    lookup_where("INSERT INTO t VALUES (1)", where, sizeof(where));
+    assert_string_equal(where, " WHERE c.relname = E't' AND pg_catalog.pg_table_is_visible(c.oid)"
+                               " ORDER BY a.attnum");
+    /* pg_temp names the session's own temporary schema, whose catalog name is pg_temp_N */
+    lookup_where("INSERT INTO pg_temp.tt (v) VALUES (1)", where, sizeof(where));
+    assert_string_equal(where, " WHERE c.relname = E'tt' AND n.oid = pg_catalog.pg_my_temp_schema()"
+                               " ORDER BY a.attnum");
+    lookup_where("UPDATE \"We'ird\".\"T\\x\" SET v = now()", where, sizeof(where));
+    assert_string_equal(where, " WHERE c.relname = E'T\\\\x' AND n.nspname = E'We''ird'"
+                               " ORDER BY a.attnum");
+}
+
+static void test_table_rows(void **state)
+{
+    (void)state;
+    struct pin_table t = {0};
+    static const struct {
+        const char *name, *flags, *def;
+        bool vol;
+    } c[] = {
+        {"id", "p", "nextval('t_id_seq'::regclass)", true},
+        {"ts", "", "now()", true},
+        {"r", "", "random()", true},
+        {"u", "", "gen_random_uuid()", true},
+        {"ct", "", "CURRENT_TIMESTAMP", true},
+        {"cd", "", "CURRENT_DATE", true},
+        {"ck", "", "clock_timestamp()", true},
+        {"nw", "", "'now'::text::date", true},
+        {"uf", "", "public.my_default()", true},
+        {"uf2", "", "my_default(1)", true},
+        {"ident", "i", NULL, true},
+        {"k", "", "'x'::text", false},
+        {"z", "", "0", false},
+        {"lw", "", "lower('A'::text)", false},
+        {"g", "g", "(v * 2)", false},
+        /* a generation expression is no default: immutable, computed again on the secondary */
+        {"g2", "g", "public.dbl(v)", false},
+        {"j", "j", NULL, false},
+        {"plain", "", NULL, false},
+        {"Qu\"o te", "pj", NULL, false},
+    };
+    const size_t n = sizeof(c) / sizeof(c[0]);
+    for (size_t i = 0; i < n; i++) {
+        col(&t, "public.t", c[i].name, c[i].flags, c[i].def);
+    }
+    assert_true(t.found);
+    assert_string_equal(t.qname, "public.t");
+    assert_null(t.blocked);
+    assert_int_equal(t.ncols, (int)n);
+    assert_int_equal(t.npk, 2);
+    for (size_t i = 0; i < n; i++) {
+        print_message("%s\n", c[i].name);
+        assert_string_equal(t.cols[i].name, c[i].name);
+        assert_int_equal(t.cols[i].volatile_default, c[i].vol);
+        assert_int_equal(t.cols[i].generated, strchr(c[i].flags, 'g') != NULL);
+        assert_int_equal(t.cols[i].pk, strchr(c[i].flags, 'p') != NULL);
+        assert_int_equal(t.cols[i].json, strchr(c[i].flags, 'j') != NULL);
+    }
+    pin_table_free(&t);
+    assert_int_equal(t.ncols, 0);
+    assert_null(t.cols);
+    /* A default too long to read whole is taken as one that makes up values. */
+    char *longdef = malloc(5001);
+    assert_non_null(longdef);
+    memset(longdef, '0', 5000);
+    longdef[5000] = '\0';
+    col(&t, "public.t", "big", "", longdef);
+    assert_true(t.cols[0].volatile_default);
+    free(longdef);
+    /* A name longer than 63 bytes is cut as the server would have cut it. */
+    col(&t, "public.t", "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
+        "", NULL);
+    assert_int_equal(strlen(t.cols[1].name), PIN_NAME_MAX);
+    pin_table_free(&t);
+}
+
+static void test_table_blocked_and_empty(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(blocked) / sizeof(blocked[0]); i++) {
+        struct pin_table t = {0};
+        const char *v[8] = {"s.\"T\"", blocked[i].code, "id", "f", "f", NULL, "t", "f"};
+        assert_int_equal(add_row(&t, v), 0);
+        assert_string_equal(t.qname, "s.\"T\"");
+        assert_string_equal(t.blocked, blocked[i].why);
+        pin_table_free(&t);
+    }
+    /* A table without columns: one row, its attname (and what depends on it) NULL. */
+    struct pin_table t = {0};
+    const char *v[8] = {"public.nocols", "", NULL, NULL, NULL, NULL, "f", "f"};
+    assert_int_equal(add_row(&t, v), 0);
+    assert_true(t.found);
+    assert_string_equal(t.qname, "public.nocols");
+    assert_int_equal(t.ncols, 0);
+    assert_int_equal(t.npk, 0);
+    pin_table_free(&t);
+}
+
+static void test_table_malformed(void **state)
+{
+    (void)state;
+    struct pin_table t = {0};
+    const uint8_t seven[] = {0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(pin_table_add_row(&t, seven, sizeof(seven), NULL), PIN_EPROTO);
+    assert_int_equal(pin_table_add_row(&t, seven, 0, NULL), PIN_EPROTO);
+    assert_int_equal(pin_table_add_row(&t, seven, 1, NULL), PIN_EPROTO);
+    /* 8 fields announced, 7 present */
+    struct wbuf b;
+    wbuf_init(&b);
+    wbuf_put_u16(&b, 8);
+    for (int i = 0; i < 7; i++) {
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u8(&b, 'f');
+    }
+    assert_int_equal(pin_table_add_row(&t, b.data, b.len, NULL), PIN_EPROTO);
+    /* a value longer than the body */
+    wbuf_put_u32(&b, 100);
+    wbuf_put_u8(&b, 'f');
+    assert_int_equal(pin_table_add_row(&t, b.data, b.len, NULL), PIN_EPROTO);
+    wbuf_free(&b);
+    assert_false(t.found);
+    assert_int_equal(t.ncols, 0);
+    pin_table_free(&t);
+}
+
+/* ---- pin_decide ----------------------------------------------------------------------------- */
+
+/* The decision for sql's only statement against t; want_why NULL for no reason. */
+static void check_decide(const char *sql, const struct pin_table *t, enum pin_need want,
+                         const char *want_why)
+{
+    print_message("%s\n", sql);
+    struct pin_plan p = plan_of(sql);
+    assert_int_equal(p.n, 1);
+    const char *why = "unset";
+    assert_int_equal(pin_decide(&p.stmts[0], t, &why), want);
+    if (want_why) {
+        assert_non_null(why);
+        assert_string_equal(why, want_why);
+    } else {
+        assert_null(why);
+    }
+    pin_plan_free(&p);
+}
+
+static void test_decide_insert_copy_merge(void **state)
+{
+    (void)state;
+    struct pin_table t, nopk = {0}, plain = {0}, missing = {0}, trig = {0};
+    table_t(&t);
+    col(&nopk, "public.t", "id", "", "nextval('t_id_seq'::regclass)");
+    col(&nopk, "public.t", "v", "", NULL);
+    col(&plain, "public.t", "id", "p", NULL);
+    col(&plain, "public.t", "v", "", "0");
+    const char *trow[8] = {"public.t", "triggers", "id", "f", "t", NULL, "t", "f"};
+    assert_int_equal(add_row(&trig, trow), 0);
+    const char *unknown = "the table's defaults are unknown (no catalog lookup possible here)";
+
+    check_decide("INSERT INTO t (id, v, ts) VALUES (1, 2, '2020-01-01')", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (ts, id) SELECT '2020-01-01', 1", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (v) VALUES (1)", &t, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v) VALUES (1, 2)", &t, PIN_NEEDED, NULL); /* ts */
+    check_decide("INSERT INTO t VALUES (1, 2, '2020-01-01')", &t, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) VALUES (1, 2, now())", &t, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) VALUES (1, DEFAULT, '2020-01-01')", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET v = 2", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("INSERT INTO t (v) VALUES (1)", &nopk, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT DO NOTHING", &nopk, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (v) VALUES (1)", &plain, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t DEFAULT VALUES", &plain, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (v) VALUES (1)", &missing, PIN_NOT_NEEDED, NULL);
+
+    check_decide("INSERT INTO t (id, v, ts) VALUES (1, 2, '2020-01-01')", NULL, PIN_IMPOSSIBLE,
+                 unknown);
+    check_decide("INSERT INTO t (id) VALUES (nextval('s'))", NULL, PIN_IMPOSSIBLE,
+                 "its table is unknown (no catalog lookup possible here)");
+    check_decide("INSERT INTO t (id) VALUES (nextval('s'))", &missing, PIN_IMPOSSIBLE,
+                 "its table was not found");
+    check_decide("INSERT INTO t (v) VALUES (f(1))", &t, PIN_IMPOSSIBLE,
+                 "it calls a function pgdual does not know");
+    check_decide("INSERT INTO t (v) VALUES (1)", &trig, PIN_IMPOSSIBLE, "its table has triggers");
+    check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET v = 2", &nopk,
+                 PIN_IMPOSSIBLE, "ON CONFLICT DO UPDATE on a table without a primary key");
+
+    check_decide("COPY t (id, v, ts) FROM STDIN", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("COPY t (v) FROM STDIN", &t, PIN_IMPOSSIBLE,
+                 "COPY fills a default the server makes up");
+    check_decide("COPY t FROM STDIN", &t, PIN_IMPOSSIBLE,
+                 "COPY fills a default the server makes up");
+    check_decide("COPY t FROM STDIN", &plain, PIN_NOT_NEEDED, NULL);
+    check_decide("COPY t FROM STDIN", NULL, PIN_IMPOSSIBLE, unknown);
+    /* A view (or foreign table) and a table with rules: an INSERT fires defaults of tables the
+     * lookup did not read (INSERT INTO v (x) into a view over a serial table draws an id). A
+     * trigger's effects are not looked at for a statement that makes up nothing itself. */
+    const char *blocked_by[] = {"not_table", "rules", "triggers"};
+    for (int i = 0; i < 3; i++) {
+        struct pin_table v = {0};
+        const char *vrow[8] = {"public.v", blocked_by[i], "v", "f", "f", NULL, "f", "f"};
+        assert_int_equal(add_row(&v, vrow), 0);
+        check_decide("INSERT INTO v (v) VALUES (1)", &v, i < 2 ? PIN_IMPOSSIBLE : PIN_NOT_NEEDED,
+                     i < 2 ? v.blocked : NULL);
+        check_decide("COPY v FROM STDIN", &v, i < 2 ? PIN_IMPOSSIBLE : PIN_NOT_NEEDED,
+                     i < 2 ? v.blocked : NULL);
+        check_decide("UPDATE v SET v = 1", &v, PIN_NOT_NEEDED, NULL);
+        pin_table_free(&v);
+    }
+    /* A table without columns: a row holds no value to make up (pin_shape_new would have no
+     * column to return), only how many rows there are may differ. */
+    struct pin_table empty = {0};
+    const char *erow[8] = {"public.t", "", NULL, NULL, NULL, NULL, "f", "f"};
+    assert_int_equal(add_row(&empty, erow), 0);
+    check_decide("INSERT INTO t DEFAULT VALUES", &empty, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t SELECT FROM generate_series(1, 3) LIMIT 2", &empty, PIN_IMPOSSIBLE,
+                 "its table has no column to return");
+    pin_table_free(&empty);
+    /* A generated column calling a function of the user's fills no default. */
+    struct pin_table gen = {0};
+    col(&gen, "public.t", "id", "p", NULL);
+    col(&gen, "public.t", "v", "", NULL);
+    col(&gen, "public.t", "g", "g", "public.dbl(v)");
+    check_decide("COPY t (id, v) FROM STDIN", &gen, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v) VALUES (1, 2)", &gen, PIN_NOT_NEEDED, NULL);
+    pin_table_free(&gen);
+
+    const char *merge = "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (v) "
+                        "VALUES (s.v)";
+    check_decide(merge, &t, PIN_IMPOSSIBLE, "MERGE has no RETURNING");
+    check_decide(merge, &plain, PIN_NOT_NEEDED, NULL);
+    check_decide(merge, NULL, PIN_IMPOSSIBLE, unknown);
+    check_decide("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = random()",
+                 &plain, PIN_IMPOSSIBLE, "MERGE has no RETURNING");
+    pin_table_free(&t);
+    pin_table_free(&nopk);
+    pin_table_free(&plain);
+    pin_table_free(&trig);
+}
+
+static void test_decide_update_delete_other(void **state)
+{
+    (void)state;
+    struct pin_table t, nopk = {0}, missing = {0};
+    table_t(&t);
+    col(&nopk, "public.t", "id", "", NULL);
+    col(&nopk, "public.t", "ts", "", NULL);
+    check_decide("UPDATE t SET v = 1 WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("UPDATE t SET v = 1 WHERE id = 1", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("UPDATE t SET ts = now()", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET ts = DEFAULT WHERE id = 2", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = 0 WHERE id IN (SELECT id FROM t LIMIT 2)", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET ts = now()", &nopk, PIN_IMPOSSIBLE, "its table has no primary key");
+    check_decide("UPDATE t SET ts = now()", NULL, PIN_IMPOSSIBLE,
+                 "its table is unknown (no catalog lookup possible here)");
+    check_decide("UPDATE t SET ts = now()", &missing, PIN_IMPOSSIBLE, "its table was not found");
+    check_decide("UPDATE t SET id = id + 1, ts = now()", &t, PIN_IMPOSSIBLE,
+                 "it changes the primary key");
+    check_decide("UPDATE t SET nosuch = now()", &t, PIN_IMPOSSIBLE,
+                 "it sets a column the catalog does not list");
+    check_decide("UPDATE t SET v = f(v) WHERE ctid = '(0,1)'", &t, PIN_IMPOSSIBLE,
+                 "it calls a function pgdual does not know");
+    check_decide("DELETE FROM t WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 5)", &t, PIN_NEEDED, NULL);
+    check_decide("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 5)", &nopk, PIN_IMPOSSIBLE,
+                 "its table has no primary key");
+    /* data-modifying WITH */
+    const char *cte = "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN "
+                      "ANALYZE)";
+    check_decide("WITH d AS (DELETE FROM q RETURNING *) SELECT * FROM d", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("WITH d AS (DELETE FROM q WHERE id = 1) UPDATE t SET v = 1", &t, PIN_NOT_NEEDED,
+                 NULL);
+    check_decide("WITH d AS (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 1) RETURNING *) "
+                 "SELECT * FROM d",
+                 &t, PIN_IMPOSSIBLE, cte);
+    check_decide("WITH d AS (UPDATE q SET v = DEFAULT RETURNING *) SELECT * FROM d", &t,
+                 PIN_IMPOSSIBLE, cte);
+    check_decide("WITH i AS (INSERT INTO q (v) VALUES (1) RETURNING *) SELECT * FROM i", &t,
+                 PIN_IMPOSSIBLE, cte);
+    check_decide("WITH d AS (DELETE FROM q RETURNING id) INSERT INTO t (id, v, ts) SELECT id, 1, "
+                 "'2020-01-01' FROM d",
+                 &t, PIN_IMPOSSIBLE, cte);
+    check_decide("PREPARE p AS INSERT INTO q DEFAULT VALUES", &t, PIN_IMPOSSIBLE, cte);
+    check_decide("EXPLAIN ANALYZE DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 1)", &t,
+                 PIN_IMPOSSIBLE, cte);
+    check_decide("EXPLAIN ANALYZE DELETE FROM q WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
+    /* not writes */
+    check_decide("SELECT now()", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("SELECT * FROM q LIMIT 1 FOR UPDATE SKIP LOCKED", NULL, PIN_NOT_NEEDED, NULL);
+    pin_table_free(&t);
+    pin_table_free(&nopk);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_analyze_insert),
+        cmocka_unit_test(test_analyze_update_delete),
+        cmocka_unit_test(test_analyze_other_verbs),
+        cmocka_unit_test(test_analyze_offsets),
+        cmocka_unit_test(test_analyze_empty_and_errors),
+        cmocka_unit_test(test_catalog_query),
+        cmocka_unit_test(test_table_rows),
+        cmocka_unit_test(test_table_blocked_and_empty),
+        cmocka_unit_test(test_table_malformed),
+        cmocka_unit_test(test_decide_insert_copy_merge),
+        cmocka_unit_test(test_decide_update_delete_other),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,246 @@
+/* tests/unit/test_pin_shape.c: protocol/pin.c, what pgdual appends for the primary (its
+ * RETURNING list, placed in the text) and the secondary's statement around the rows, for INSERT
+ * (ON CONFLICT, quoted names), UPDATE and DELETE (one- and two-column keys). Expected texts are
+ * written by hand from the SQL the secondary should run. The secondary names the target as the
+ * client's statement does (the catalog's qname, public.t here, is only for logs). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "protocol/pin.h"
+#include "protocol/wire.h"
+
+/* ---- helpers (as in test_pin.c) ------------------------------------------------------------ */
+
+static struct pin_plan plan_of(const char *sql)
+{
+    struct pin_plan p;
+    assert_int_equal(pin_analyze(sql, NULL, &p), 0);
+    return p;
+}
+
+/* One catalog row (a DataRow body of pin_catalog_query's 8 text columns; NULL: SQL NULL). */
+static int add_row(struct pin_table *t, const char *const v[8])
+{
+    struct wbuf b;
+    wbuf_init(&b);
+    wbuf_put_u16(&b, 8);
+    for (int i = 0; i < 8; i++) {
+        wbuf_put_u32(&b, v[i] ? (uint32_t)strlen(v[i]) : 0xffffffffu);
+        wbuf_put_bytes(&b, v[i], v[i] ? strlen(v[i]) : 0);
+    }
+    assert_false(b.failed);
+    int rc = pin_table_add_row(t, b.data, b.len, NULL);
+    wbuf_free(&b);
+    return rc;
+}
+
+/* A column of table qname: flags g generated, i identity, p pk, j json; def NULL: none. */
+static void col(struct pin_table *t, const char *qname, const char *name, const char *flags,
+                const char *def)
+{
+    const char *v[8] = {qname,
+                        "",
+                        name,
+                        strchr(flags, 'g') ? "t" : "f",
+                        strchr(flags, 'i') ? "t" : "f",
+                        def,
+                        strchr(flags, 'p') ? "t" : "f",
+                        strchr(flags, 'j') ? "t" : "f"};
+    assert_int_equal(add_row(t, v), 0);
+}
+
+/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j json. */
+static void table_t(struct pin_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    col(t, "public.t", "id", "p", "nextval('t_id_seq'::regclass)");
+    col(t, "public.t", "v", "", NULL);
+    col(t, "public.t", "ts", "", "now()");
+    col(t, "public.t", "g", "g", "(v * 2)");
+    col(t, "public.t", "j", "j", NULL);
+}
+
+/* ---- the shape and the primary's text ------------------------------------------------------- */
+
+static struct pin_shape *shape_of(const char *sql, const struct pin_table *t)
+{
+    struct pin_plan p = plan_of(sql);
+    const char *why;
+    assert_int_equal(pin_decide(&p.stmts[0], t, &why), PIN_NEEDED);
+    struct pin_shape *sh = pin_shape_new(&p.stmts[0], t);
+    assert_non_null(sh);
+    assert_int_equal(sh->refs, 1);
+    assert_int_equal(sh->verb, p.stmts[0].verb);
+    assert_int_equal(sh->client_returning, p.stmts[0].client_returning);
+    pin_plan_free(&p);
+    return sh;
+}
+
+static void check_shape(const struct pin_shape *sh, const char *keys, const char *json,
+                        const char *returning, const char *head, const char *tail)
+{
+    char k[256] = "", j[16] = "";
+    for (int i = 0; i < sh->m; i++) {
+        strcat(k, i ? "," : "");
+        strcat(k, sh->keys[i]);
+        strcat(j, sh->json[i] ? "t" : "f");
+    }
+    assert_string_equal(k, keys);
+    assert_string_equal(j, json);
+    assert_string_equal(sh->returning, returning);
+    assert_string_equal(sh->head, head);
+    assert_string_equal(sh->tail, tail);
+}
+
+#define SRC_T    "pg_catalog.json_populate_recordset(NULL::\"t\", "
+#define MATCH_ID ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\""
+
+static void test_shape_insert(void **state)
+{
+    (void)state;
+    struct pin_table t;
+    table_t(&t);
+    struct pin_shape *sh = shape_of("INSERT INTO t (v) VALUES (1)", &t);
+    check_shape(sh, "id,v,ts,j", "ffft",
+                "\nRETURNING \"t\".\"id\", \"t\".\"v\", \"t\".\"ts\", \"t\".\"j\"",
+                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+                ")");
+    assert_ptr_equal(pin_shape_ref(sh), sh);
+    assert_int_equal(sh->refs, 2);
+    pin_shape_unref(sh);
+    assert_int_equal(sh->refs, 1);
+    pin_shape_unref(sh);
+    pin_shape_unref(NULL);
+    assert_null(pin_shape_ref(NULL));
+
+    sh = shape_of("INSERT INTO t AS x (v) VALUES (1) ON CONFLICT DO NOTHING RETURNING x.id", &t);
+    check_shape(sh, "id,v,ts,j", "ffft", "\n, \"x\".\"id\", \"x\".\"v\", \"x\".\"ts\", \"x\".\"j\"",
+                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+                ") ON CONFLICT DO NOTHING");
+    pin_shape_unref(sh);
+
+    sh = shape_of("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET ts = now()", &t);
+    assert_string_equal(sh->tail, ") ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\", "
+                                  "\"ts\" = EXCLUDED.\"ts\", \"j\" = EXCLUDED.\"j\"");
+    pin_shape_unref(sh);
+    pin_table_free(&t);
+
+    /* Quoted names; a table of key columns only (the conflict still updates one of them). */
+    struct pin_table w = {0};
+    const char *q = "\"We'ird\".\"T\\x\"";
+    col(&w, q, "I d", "p", "nextval('s'::regclass)");
+    col(&w, q, "v\"q", "p", NULL);
+    sh = shape_of("INSERT INTO \"We'ird\".\"T\\x\" (\"v\"\"q\") VALUES ('1') ON CONFLICT "
+                  "(\"v\"\"q\") DO UPDATE SET \"v\"\"q\" = '2'",
+                  &w);
+    check_shape(sh, "I d,v\"q", "ff", "\nRETURNING \"T\\x\".\"I d\", \"T\\x\".\"v\"\"q\"",
+                "INSERT INTO \"We'ird\".\"T\\x\" (\"I d\", \"v\"\"q\") OVERRIDING SYSTEM VALUE "
+                "SELECT \"I d\", \"v\"\"q\" FROM pg_catalog.json_populate_recordset(NULL::"
+                "\"We'ird\".\"T\\x\", ",
+                ") ON CONFLICT (\"I d\", \"v\"\"q\") DO UPDATE SET \"I d\" = EXCLUDED.\"I d\"");
+    pin_shape_unref(sh);
+    pin_table_free(&w);
+}
+
+static void test_shape_update_delete(void **state)
+{
+    (void)state;
+    struct pin_table t;
+    table_t(&t);
+    struct pin_shape *sh = shape_of("UPDATE t SET ts = now() WHERE v = 1", &t);
+    check_shape(sh, "id,ts", "ff", "\nRETURNING \"t\".\"id\", \"t\".\"ts\"",
+                "UPDATE \"t\" AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " SRC_T,
+                MATCH_ID);
+    pin_shape_unref(sh);
+    sh = shape_of("UPDATE t AS u SET j = '{}', v = random() RETURNING u.v", &t);
+    check_shape(sh, "id,j,v", "ftf", "\n, \"u\".\"id\", \"u\".\"j\", \"u\".\"v\"",
+                "UPDATE \"t\" AS \"pgdual_t\" SET \"j\" = \"pgdual_v\".\"j\", \"v\" = "
+                "\"pgdual_v\".\"v\" FROM " SRC_T,
+                MATCH_ID);
+    pin_shape_unref(sh);
+    sh = shape_of("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 2)", &t);
+    check_shape(sh, "id", "f", "\nRETURNING \"t\".\"id\"",
+                "DELETE FROM \"t\" AS \"pgdual_t\" USING " SRC_T, MATCH_ID);
+    pin_shape_unref(sh);
+    pin_table_free(&t);
+
+    /* A two-column key matches on both. */
+    struct pin_table k = {0};
+    col(&k, "s.k", "a", "p", NULL);
+    col(&k, "s.k", "b", "pj", NULL);
+    col(&k, "s.k", "c", "", NULL);
+    sh = shape_of("DELETE FROM s.k AS z WHERE ctid = '(0,1)' RETURNING c", &k);
+    check_shape(sh, "a,b", "ft", "\n, \"z\".\"a\", \"z\".\"b\"",
+                "DELETE FROM \"s\".\"k\" AS \"pgdual_t\" USING "
+                "pg_catalog.json_populate_recordset(NULL::\"s\".\"k\", ",
+                ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"a\" = \"pgdual_v\".\"a\" AND "
+                "\"pgdual_t\".\"b\" = \"pgdual_v\".\"b\"");
+    pin_shape_unref(sh);
+    pin_table_free(&k);
+}
+
+static void test_primary_text(void **state)
+{
+    (void)state;
+    struct pin_table t;
+    table_t(&t);
+    const char *sql = "UPDATE t SET ts = now() -- note\n; SELECT 1; DELETE FROM t WHERE id IN "
+                      "(SELECT id FROM t LIMIT 1) RETURNING v -- end";
+    struct pin_plan p = plan_of(sql);
+    assert_int_equal(p.n, 3);
+    struct pin_shape *shapes[3] = {pin_shape_new(&p.stmts[0], &t), NULL,
+                                   pin_shape_new(&p.stmts[2], &t)};
+    assert_non_null(shapes[0]);
+    assert_non_null(shapes[2]);
+    struct wbuf out;
+    wbuf_init(&out);
+    assert_int_equal(pin_primary_text(sql, &p, shapes, &out), 0);
+    assert_string_equal((const char *)out.data,
+                        "UPDATE t SET ts = now() -- note\n\nRETURNING \"t\".\"id\", \"t\".\"ts\"; "
+                        "SELECT 1; DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1) "
+                        "RETURNING v -- end\n, \"t\".\"id\"");
+    assert_int_equal(out.len, strlen((const char *)out.data) + 1);
+    /* What the primary runs still has three statements, each pinned one now returning. */
+    struct pin_plan q = plan_of((const char *)out.data);
+    assert_int_equal(q.n, 3);
+    assert_true(q.stmts[0].client_returning);
+    assert_true(q.stmts[2].client_returning);
+    pin_plan_free(&q);
+
+    /* Nothing pinned: the text unchanged. */
+    struct pin_shape *none[3] = {NULL, NULL, NULL};
+    wbuf_reset(&out);
+    assert_int_equal(pin_primary_text(sql, &p, none, &out), 0);
+    assert_string_equal((const char *)out.data, sql);
+    /* A plan that does not fit the text. */
+    p.stmts[2].end = strlen(sql) + 1;
+    wbuf_reset(&out);
+    assert_int_equal(pin_primary_text(sql, &p, shapes, &out), PIN_ESHAPE);
+    p.stmts[2].end = 3;
+    wbuf_reset(&out);
+    assert_int_equal(pin_primary_text(sql, &p, shapes, &out), PIN_ESHAPE);
+    wbuf_free(&out);
+    pin_shape_unref(shapes[0]);
+    pin_shape_unref(shapes[2]);
+    pin_plan_free(&p);
+    pin_table_free(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shape_insert),
+        cmocka_unit_test(test_shape_update_delete),
+        cmocka_unit_test(test_primary_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
