@@ -64,14 +64,26 @@
 
 static const char *const side_names[2] = {"old", "new"};
 
-/* libpq's message without its trailing newline. */
+/* "what (database "db"): msg", libpq's message on one line (it puts a hint on a second). */
 static void set_err(char *err, size_t errlen, const char *what, const char *db, const char *msg)
 {
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
-        n--;
+    int n = snprintf(err, errlen, "%s (database \"%s\"): ", what, db);
+    size_t at = n < 0 || errlen == 0 ? 0 : (size_t)n;
+    if (errlen > 0 && at >= errlen) {
+        at = errlen - 1; /* cut */
     }
-    snprintf(err, errlen, "%s (database \"%s\"): %.*s", what, db, (int)n, msg);
+    for (const char *p = msg; *p && at + 1 < errlen; p++) {
+        bool blank = *p == '\n' || *p == '\t' || *p == ' ';
+        if (!blank || (at > 0 && err[at - 1] != ' ')) {
+            err[at++] = blank ? ' ' : *p;
+        }
+    }
+    while (at > 0 && err[at - 1] == ' ') {
+        at--;
+    }
+    if (errlen > 0) {
+        err[at] = '\0';
+    }
 }
 
 /* A blocking connection with conninfo's settings and dbname replaced by db. */
