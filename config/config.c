@@ -69,6 +69,9 @@ const struct config_key config_keys[] = {
       "log statement literals in the divergence log"),
     S("pgdual", "read_only_functions", OFF(read_only_functions), "", false,
       "extra side-effect-free functions (comma-separated, schema.name or name)"),
+    S("pgdual", "sequence_sync_databases", OFF(sequence_sync_databases), "", true,
+      "databases whose sequences a primary switch syncs (comma-separated; empty = every "
+      "connectable database of the old primary that the new one has too)"),
     S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", true,
       "libpq conninfo of old"),
     S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", true,

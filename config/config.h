@@ -29,6 +29,8 @@ struct config {
     int log_level; /* enum log_level */
     bool log_literals;
     char *read_only_functions; /* comma-separated function names known side-effect free */
+    /* comma-separated databases whose sequences a primary switch syncs; "" = all of them */
+    char *sequence_sync_databases;
     /* [backends] */
     char *backend_old;
     char *backend_new;

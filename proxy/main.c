@@ -14,6 +14,7 @@
 #include "config/state.h"
 #include "proxy/control/metrics.h"
 #include "proxy/control/reload.h"
+#include "proxy/control/seqsync.h"
 #include "proxy/dualwrite/divergence_table.h"
 #include "proxy/dualwrite/pin_session.h"
 #include "proxy/log.h"
@@ -145,7 +146,7 @@ static void on_sighup(uv_signal_t *h, int signum)
     (void)signum;
     LOG_INFO("received SIGHUP: reloading %s", m->srv->config_path);
     char err[1024];
-    if (reload_run(m->srv, err, sizeof(err)) < 0) {
+    if (reload_run(m->srv, NULL, err, sizeof(err)) < 0) {
         return; /* reload_run logged why; the running config stays */
     }
 }
@@ -261,7 +262,9 @@ static int server_init(struct server *srv, struct config *cfg, const char *path,
     srv->cancels = cancel_registry_new();
     srv->divergences = divergence_table_new(DIVERGENCE_TABLE_GROUPS);
     srv->pin_shared = pin_shared_new(); /* NULL: every session looks tables up itself */
-    if (!srv->dials_snapshot || !srv->cancels || !srv->divergences ||
+    atomic_init(&srv->switch_pending, false);
+    srv->seqsync = seqsync_new(srv, srv->dials.primary);
+    if (!srv->dials_snapshot || !srv->cancels || !srv->divergences || !srv->seqsync ||
         split_read_only_functions(srv, cfg->read_only_functions) < 0) {
         LOG_ERR("out of memory");
         return -1;
@@ -288,6 +291,7 @@ static void server_cleanup(struct server *srv)
     if (srv->divergence_fd >= 0) {
         close(srv->divergence_fd);
     }
+    seqsync_free(srv->seqsync); /* its thread ended in run() */
     server_conf_unref(srv->conf);
     cancel_registry_free(srv->cancels);
     divergence_table_free(srv->divergences);
@@ -319,7 +323,14 @@ static int run(struct server *srv)
     uv_signal_start(&m.sigterm, on_sigterm, SIGTERM);
     uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     struct metrics *metrics = NULL; /* reads the workers' counters: lives inside their lifetime */
-    int status = server_start_workers(srv) < 0 ? 1 : 0;
+    int status = 0;
+    if (seqsync_start(srv->seqsync) < 0) {
+        LOG_ERR("cannot start the sequence sync thread");
+        status = 1;
+    }
+    if (status == 0 && server_start_workers(srv) < 0) {
+        status = 1;
+    }
     if (status == 0 && metrics_start(srv, &metrics) < 0) {
         status = 1;
     }
@@ -327,6 +338,9 @@ static int run(struct server *srv)
         uv_run(&m.loop, UV_RUN_DEFAULT);
     }
     metrics_stop(metrics);
+    /* Before the workers are joined: it reads their counters and posts to their mailboxes (a
+     * switch still waiting for its gate is finished if the gate opens within a few seconds). */
+    seqsync_stop(srv->seqsync);
     for (int i = 0; i < srv->nworkers && srv->workers; i++) {
         if (srv->workers[i].thread) {
             worker_post_stop(&srv->workers[i]);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "config/state.h"
+#include "proxy/control/seqsync.h"
 #include "proxy/log.h"
 #include "proxy/session/auth.h"
 #include "proxy/stats.h"
@@ -135,11 +136,20 @@ static const struct state_secondary *secondary_record(const struct server *srv,
     return out;
 }
 
+/* How server_commit_locked treats a change. */
+#define COMMIT_FORCE 1 /* a primary switch asked with FORCE (switches even if its sync fails) */
+#define COMMIT_UNDO  2 /* the switch back after a failed sequence sync */
+#define COMMIT_MUST  4 /* a state file that cannot be written is logged; the change goes ahead */
+
 /* Called with dials_lock held: write next to the state file, then make it the master copy and
- * the published snapshot. Nothing changes unless every step succeeds. */
-static int server_commit_locked(struct server *srv, const struct dials *next, char *err,
-                                size_t errlen)
+ * the published snapshot. Nothing changes unless every step succeeds (but see COMMIT_MUST). A
+ * change of the primary closes the switch gate (seqsync) before any worker can see it. */
+static int server_commit_locked(struct server *srv, const struct dials *next, int flags,
+                                uint64_t *switch_gen, char *err, size_t errlen)
 {
+    if (switch_gen) {
+        *switch_gen = 0;
+    }
     struct dials_snapshot *snap = dials_snapshot_new(next, srv->dials_version + 1);
     if (!snap) {
         snprintf(err, errlen, "out of memory");
@@ -149,17 +159,31 @@ static int server_commit_locked(struct server *srv, const struct dials *next, ch
     struct state_secondary file_sec;
     const struct state_secondary *sec = secondary_record(srv, &file_sec);
     if (path && path[0] && state_save(path, next, sec, err, errlen) < 0) {
-        dials_snapshot_unref(snap);
-        /* A failure after the rename (the directory fsync) leaves next in the file: put the
-         * running dials back so a restart never picks up a change that was refused. */
-        char again[512];
-        if (state_save(path, &srv->dials, sec, again, sizeof(again)) < 0) {
-            LOG_ERR("%s (the running dials may differ from the file until the next change)", again);
+        if (flags & COMMIT_MUST) {
+            LOG_ERR("%s: the dials change anyway (a restart would not know)", err);
+        } else {
+            dials_snapshot_unref(snap);
+            /* A failure after the rename (the directory fsync) leaves next in the file: put the
+             * running dials back so a restart never picks up a change that was refused. */
+            char again[512];
+            if (state_save(path, &srv->dials, sec, again, sizeof(again)) < 0) {
+                LOG_ERR("%s (the running dials may differ from the file until the next change)",
+                        again);
+            }
+            return -EIO;
         }
-        return -EIO;
     }
+    bool switching = next->primary != srv->dials.primary;
     srv->dials = *next;
     srv->dials_version++;
+    if (switching && srv->seqsync) {
+        uint64_t gen = seqsync_switch(srv->seqsync, next->primary, srv->dials_version,
+                                      ((flags & COMMIT_FORCE) ? SEQSYNC_FORCE : 0) |
+                                          ((flags & COMMIT_UNDO) ? SEQSYNC_UNDO : 0));
+        if (switch_gen) {
+            *switch_gen = gen;
+        }
+    }
     dials_snapshot_unref(srv->dials_snapshot);
     srv->dials_snapshot = snap;
     for (int i = 0; i < srv->nworkers; i++) {
@@ -192,9 +216,10 @@ static bool switch_refused(struct server *srv, char *err, size_t errlen, const c
     return true;
 }
 
-int server_set_dial(struct server *srv, const char *key, const char *value, bool force, char *err,
-                    size_t errlen)
+int server_set_dial(struct server *srv, const char *key, const char *value, bool force,
+                    uint64_t *switch_gen, char *err, size_t errlen)
 {
+    *switch_gen = 0;
     const struct config_key *k = config_find_key("cutover", key);
     if (!k || !k->runtime) {
         snprintf(err, errlen, "unknown dial \"%s\"; SHOW CONFIG lists the changeable keys", key);
@@ -216,14 +241,17 @@ int server_set_dial(struct server *srv, const char *key, const char *value, bool
         rc = -EPERM;
     }
     if (rc == 0) {
-        rc = server_commit_locked(srv, &scratch.dials, err, errlen);
+        rc = server_commit_locked(srv, &scratch.dials, force ? COMMIT_FORCE : 0, switch_gen, err,
+                                  errlen);
     }
     pthread_mutex_unlock(&srv->dials_lock);
     return rc;
 }
 
-int server_rollback_cutover(struct server *srv, bool force, char *err, size_t errlen)
+int server_rollback_cutover(struct server *srv, bool force, uint64_t *switch_gen, char *err,
+                            size_t errlen)
 {
+    *switch_gen = 0;
     pthread_mutex_lock(&srv->dials_lock);
     struct dials next = srv->dials;
     next.primary = DIAL_OLD;
@@ -233,13 +261,34 @@ int server_rollback_cutover(struct server *srv, bool force, char *err, size_t er
         pthread_mutex_unlock(&srv->dials_lock);
         return -EPERM;
     }
-    int rc = server_commit_locked(srv, &next, err, errlen);
+    int rc = server_commit_locked(srv, &next, force ? COMMIT_FORCE : 0, switch_gen, err, errlen);
     pthread_mutex_unlock(&srv->dials_lock);
     return rc;
 }
 
-int server_reload_dials(struct server *srv, const struct dials *file_now, char *err, size_t errlen)
+int server_switch_undo(struct server *srv, uint64_t gen, int back)
 {
+    pthread_mutex_lock(&srv->dials_lock);
+    int rc = 0;
+    if (seqsync_generation(srv->seqsync) == gen && srv->dials.primary != back) {
+        struct dials next = srv->dials;
+        next.primary = back;
+        char err[512];
+        rc = server_commit_locked(srv, &next, COMMIT_UNDO | COMMIT_MUST, NULL, err, sizeof(err));
+        if (rc < 0) {
+            LOG_ERR("the primary switch could not be undone: %s", err);
+        } else {
+            rc = 1;
+        }
+    }
+    pthread_mutex_unlock(&srv->dials_lock);
+    return rc;
+}
+
+int server_reload_dials(struct server *srv, const struct dials *file_now, uint64_t *switch_gen,
+                        char *err, size_t errlen)
+{
+    *switch_gen = 0;
     pthread_mutex_lock(&srv->dials_lock);
     struct config next, from_file;
     memset(&next, 0, sizeof(next));
@@ -273,7 +322,7 @@ int server_reload_dials(struct server *srv, const struct dials *file_now, char *
     }
     int rc = 0;
     if (changed > 0 && !dials_equal(&next.dials, &srv->dials)) {
-        rc = server_commit_locked(srv, &next.dials, err, errlen);
+        rc = server_commit_locked(srv, &next.dials, 0, switch_gen, err, errlen);
     }
     if (rc == 0) {
         srv->file_dials = *file_now;
@@ -455,6 +504,12 @@ void server_post_gates(struct server *srv)
     for (int i = 0; i < srv->nworkers; i++) {
         worker_post_gates(&srv->workers[i]);
     }
+    seqsync_poke(srv->seqsync);
+}
+
+bool server_switch_pending(const struct server *srv)
+{
+    return atomic_load_explicit(&srv->switch_pending, memory_order_relaxed);
 }
 
 int server_lag_units(const struct server *srv)

@@ -19,6 +19,7 @@ struct worker;
 struct cancel_registry;
 struct auth_table;
 struct divergence_table;
+struct seqsync;
 
 /* The reloadable part of the config: an immutable, refcounted snapshot. A reload builds a new
  * one and posts it to every worker (like the dials); a session takes its worker's snapshot at
@@ -63,6 +64,14 @@ struct server {
     /* Owned: table knowledge for pinning shared by sessions (pin_session.h); its own lock. */
     struct pin_shared *pin_shared;
 
+    /* Owned: the sequence sync of a primary switch (proxy/control/seqsync.h); NULL = none (a
+     * switch then needs no sync). */
+    struct seqsync *seqsync;
+    /* Set (under dials_lock, before the change is posted) when the primary dial moves, cleared
+     * by seqsync once the new primary's sequences are synced or the switch is undone: sessions
+     * start nothing meanwhile (switch_must_wait). Read lock-free. */
+    atomic_bool switch_pending;
+
     pthread_mutex_t conf_lock;   /* guards conf (taken by reload and by worker_init) */
     struct server_conf *conf;    /* the current snapshot, one reference held here */
     pthread_mutex_t reload_lock; /* serializes reloads (SIGHUP on main, RELOAD on a worker) */
@@ -96,19 +105,21 @@ struct dials_snapshot *server_dials_get(struct server *srv);
 /* Validate one runtime dial change, persist it to the state file, then publish it to every
  * worker. -EINVAL: unknown key or bad value; -EPERM: refused by a guard (SET mirror = off
  * while primary = old needs force); -EIO: the state file could not be written (nothing
- * changed). */
-int server_set_dial(struct server *srv, const char *key, const char *value, bool force, char *err,
-                    size_t errlen) __attribute__((warn_unused_result));
+ * changed). *switch_gen: the primary switch it started (seqsync_outcome), else 0. */
+int server_set_dial(struct server *srv, const char *key, const char *value, bool force,
+                    uint64_t *switch_gen, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* ROLLBACK CUTOVER: primary = old and read_new_percent = 0 in one persisted, published change.
  * When that switches the primary (it is new) while the secondary is not in_sync, -EPERM unless
- * force (SET primary is guarded the same way). */
-int server_rollback_cutover(struct server *srv, bool force, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+ * force (SET primary is guarded the same way). *switch_gen as for server_set_dial. */
+int server_rollback_cutover(struct server *srv, bool force, uint64_t *switch_gen, char *err,
+                            size_t errlen) __attribute__((warn_unused_result));
 /* Reload's dial rule: a dial whose value in the file (file_now) differs from the file loaded
  * before wins and is persisted; the others keep their runtime value. Returns how many dials
- * changed (>= 0) or < 0 (state file not written: nothing changed, err says why). */
-int server_reload_dials(struct server *srv, const struct dials *file_now, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+ * changed (>= 0) or < 0 (state file not written: nothing changed, err says why). *switch_gen
+ * as for server_set_dial. */
+int server_reload_dials(struct server *srv, const struct dials *file_now, uint64_t *switch_gen,
+                        char *err, size_t errlen) __attribute__((warn_unused_result));
 /* PAUSE / RESUME: set the flag, then make every worker look at its waiting sessions again. */
 void server_set_paused(struct server *srv, bool paused);
 /* The secondary missed or failed a write the primary applied (how: SYNC_lagging when it could
@@ -143,8 +154,16 @@ uint64_t server_dials_version(struct server *srv);
 /* Has every worker taken dials of at least this version (so every statement that starts now
  * sees them)? */
 bool server_dials_applied(const struct server *srv, uint64_t version);
-/* Ask every worker to look at its gated sessions again. */
+/* Ask every worker to look at its gated sessions again (and the sequence sync at its gate). */
 void server_post_gates(struct server *srv);
+/* Is a primary switch waiting for its sequence sync (no session may start a statement)? */
+bool server_switch_pending(const struct server *srv);
+/* The sequence sync of switch `gen` failed: put the primary dial back to `back` (persisted,
+ * published; a state file that cannot be written is logged and the dial goes back anyway),
+ * unless a later change of the primary took the switch's place. Called by seqsync's thread.
+ * 1: the dial went back; 0: a later change took its place; < 0: it could not (no memory). */
+int server_switch_undo(struct server *srv, uint64_t gen, int back)
+    __attribute__((warn_unused_result));
 /* Sum backend's (enum dial_backend) latency histogram over every worker: per-bucket counts (not
  * cumulative; STATS_LATENCY_BUCKETS of them, the last is +Inf) and the sum in microseconds. */
 void server_latency_sum(const struct server *srv, int backend, uint64_t *buckets, uint64_t *sum_us);

@@ -121,7 +121,8 @@ Cutover dials to try in the console (the ladder: see README "Cutover runbook"):
   SET compare_percent = 100;     -- share of reads also run on the other side and compared
   SET read_new_percent = 100;
   SET primary = new;             -- promote: new is the source of truth, writes mirror to old
-                                 -- (refused unless SHOW STATUS says secondary_state in_sync)
+                                 -- (refused unless SHOW STATUS says secondary_state in_sync;
+                                 -- answers once new's sequences are raised to old's)
   ROLLBACK CUTOVER;              -- back to old in one step
   SHOW STATUS;  SHOW DIVERGENCES;
 

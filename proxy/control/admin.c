@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -11,6 +12,7 @@
 #include "protocol/pqproto.h"
 #include "proxy/clock.h"
 #include "proxy/control/reload.h"
+#include "proxy/control/seqsync.h"
 #include "proxy/control/status.h"
 #include "proxy/dualwrite/divergence_table.h"
 #include "proxy/log.h"
@@ -125,6 +127,19 @@ static const char *set_error_code(int rc)
     }
 }
 
+/* After a command that may have moved the primary dial (switch_gen: the switch it started, or 0):
+ * its CommandComplete now, or, when it did move it, once the switch's sequence sync is decided
+ * (admin_switch_answer). */
+static void admin_complete(struct session *s, uint64_t gen, const char *tag)
+{
+    if (gen == 0) {
+        wire_put_command_complete(&s->out, tag);
+        return;
+    }
+    s->admin_wait_switch = gen;
+    s->admin_switch_tag = tag;
+}
+
 static void cmd_set(struct session *s, char **argv, int argc)
 {
     /* SET key = value [FORCE] | SET key TO value [FORCE] */
@@ -133,15 +148,17 @@ static void cmd_set(struct session *s, char **argv, int argc)
         admin_error(s, "42601", "syntax: SET key = value [FORCE]");
         return;
     }
+    struct server *srv = s->worker->server;
+    uint64_t gen = 0;
     char err[512];
-    int rc = server_set_dial(s->worker->server, argv[1], argv[3], force, err, sizeof(err));
+    int rc = server_set_dial(srv, argv[1], argv[3], force, &gen, err, sizeof(err));
     if (rc < 0) {
         admin_error(s, set_error_code(rc), err);
         return;
     }
     SLOG_INFO(s, "admin: SET %s = %s%s", argv[1], argv[3], force ? " FORCE" : "");
-    s->admin_wait_version = server_dials_version(s->worker->server);
-    wire_put_command_complete(&s->out, "SET");
+    s->admin_wait_version = server_dials_version(srv);
+    admin_complete(s, gen, "SET");
 }
 
 static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
@@ -151,28 +168,31 @@ static void cmd_rollback_cutover(struct session *s, char **argv, int argc)
         admin_error(s, "42601", "syntax: ROLLBACK CUTOVER [FORCE]");
         return;
     }
+    struct server *srv = s->worker->server;
+    uint64_t gen = 0;
     char err[512];
-    int rc = server_rollback_cutover(s->worker->server, force, err, sizeof(err));
+    int rc = server_rollback_cutover(srv, force, &gen, err, sizeof(err));
     if (rc < 0) {
         admin_error(s, set_error_code(rc), err);
         return;
     }
     SLOG_INFO(s, "admin: ROLLBACK CUTOVER (primary = old, read_new_percent = 0)");
-    s->admin_wait_version = server_dials_version(s->worker->server);
-    wire_put_command_complete(&s->out, "ROLLBACK CUTOVER");
+    s->admin_wait_version = server_dials_version(srv);
+    admin_complete(s, gen, "ROLLBACK CUTOVER");
 }
 
 static void cmd_reload(struct session *s, char **argv, int argc)
 {
     (void)argv;
     (void)argc;
+    uint64_t gen = 0;
     char err[1024];
-    if (reload_run(s->worker->server, err, sizeof(err)) < 0) {
+    if (reload_run(s->worker->server, &gen, err, sizeof(err)) < 0) {
         admin_error(s, "F0000", err); /* config_file_error */
         return;
     }
     SLOG_INFO(s, "admin: RELOAD");
-    wire_put_command_complete(&s->out, "RELOAD");
+    admin_complete(s, gen, "RELOAD");
 }
 
 static void cmd_pause(struct session *s, char **argv, int argc)
@@ -207,11 +227,13 @@ static const struct admin_cmd admin_cmds[] = {
      cmd_set,
      "SET key = value [FORCE]: change a [cutover] dial, written to state_file before the answer; "
      "mirror = off while primary = old, and a primary switch while the secondary is not in_sync, "
-     "need FORCE"},
+     "need FORCE; a primary switch answers once the new primary's sequences are synced (if that "
+     "fails, the switch is undone: ERROR 55000, unless FORCE)"},
     {{"ROLLBACK", "CUTOVER", NULL},
      cmd_rollback_cutover,
      "ROLLBACK CUTOVER [FORCE]: primary = old and read_new_percent = 0, at once (switching "
-     "back from new while old is not in_sync needs FORCE)"},
+     "back from new while old is not in_sync needs FORCE; old's sequences are synced first, as "
+     "for SET primary)"},
     {{"RELOAD", NULL, NULL},
      cmd_reload,
      "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},
@@ -314,9 +336,46 @@ static void admin_run_one(struct session *s, char *text)
 
 /* A dial change answers once every worker has taken it, so a statement any client starts after
  * the answer sees it (ROLLBACK CUTOVER: nothing that starts later is served by new). The loops
- * take it within microseconds; meanwhile the console is not read. */
-#define ADMIN_APPLY_POLL_MS 1
-#define ADMIN_APPLY_WAIT_US (5 * 1000 * 1000)
+ * take it within microseconds; meanwhile the console is not read. A primary switch answers once
+ * its sequence sync is decided (seqsync.h); if the sync has not even started after
+ * ADMIN_SWITCH_GRACE_US (transactions still open on the old primary hold the gate), the answer
+ * says so in a NOTICE and the outcome goes to the log and SHOW STATUS. */
+#define ADMIN_APPLY_POLL_MS   1
+#define ADMIN_APPLY_WAIT_US   (5 * 1000 * 1000)
+#define ADMIN_SWITCH_GRACE_US (1000 * 1000)
+
+static void admin_reply(struct session *s);
+
+static bool admin_waiting(const struct session *s)
+{
+    return s->admin_wait_version != 0 || s->admin_wait_switch != 0;
+}
+
+/* Run the ';'-separated commands of text (modified). A command that moved the primary dial
+ * stops the run: the commands after it wait in admin_rest for the switch's outcome. */
+static void admin_run(struct session *s, char *text, bool any)
+{
+    char *save = NULL;
+    for (char *part = strtok_r(text, ";", &save); part; part = strtok_r(NULL, ";", &save)) {
+        size_t before = s->out.len;
+        admin_run_one(s, part);
+        any = any || s->out.len != before;
+        if (s->admin_wait_switch) {
+            s->admin_rest = strdup(save ? save : "");
+            if (!s->admin_rest) {
+                session_end(s, END_OUT_OF_MEMORY, "admin console");
+                return;
+            }
+            admin_reply(s);
+            return;
+        }
+    }
+    if (!any) {
+        wire_put_empty_query(&s->out);
+    }
+    wire_put_ready(&s->out, PQ_TXN_IDLE);
+    admin_reply(s);
+}
 
 static void admin_flush(struct session *s)
 {
@@ -333,35 +392,111 @@ static void admin_flush(struct session *s)
     }
 }
 
+/* The answer of the command that moved the primary dial, from its switch's outcome. */
+static void admin_switch_answer(struct session *s, enum seqsync_outcome o, const char *why)
+{
+    char msg[1024];
+    switch (o) {
+    case SEQSYNC_failed:
+        /* 55000: the switch's prerequisite (the new primary's sequences at least the old
+         * one's) could not be established; the same code as the switch guard. */
+        snprintf(msg, sizeof(msg),
+                 "the primary did not change: raising the new primary's sequences to the old "
+                 "primary's failed: %s; the switch was undone (end the command with FORCE to "
+                 "switch without synced sequences)",
+                 why);
+        admin_error(s, "55000", msg);
+        break;
+    case SEQSYNC_forced:
+        snprintf(msg, sizeof(msg),
+                 "the sequence sync failed: %s; switched anyway (FORCE): ids the new primary "
+                 "draws may collide with rows from the old one",
+                 why);
+        wire_put_notice(&s->out, "WARNING", "01000", msg);
+        wire_put_command_complete(&s->out, s->admin_switch_tag);
+        break;
+    case SEQSYNC_waiting:
+        wire_put_notice(&s->out, "NOTICE", "00000",
+                        "the primary switch waits for transactions still open on the old "
+                        "primary; no statement runs on the new one before its sequences are "
+                        "synced (SHOW STATUS sequences_sync_result and the log tell the outcome)");
+        wire_put_command_complete(&s->out, s->admin_switch_tag);
+        break;
+    case SEQSYNC_none:
+    case SEQSYNC_running:
+    case SEQSYNC_ok:
+        wire_put_command_complete(&s->out, s->admin_switch_tag);
+        break;
+    }
+    s->admin_wait_switch = 0;
+}
+
+/* Are the waits of the answer over? Writes the switch's answer when it is. */
+static bool admin_wait_over(struct session *s)
+{
+    struct server *srv = s->worker->server;
+    uint64_t waited = clock_monotonic_us() - s->admin_wait_since_us;
+    if (s->admin_wait_version) {
+        if (!server_dials_applied(srv, s->admin_wait_version)) {
+            if (waited < ADMIN_APPLY_WAIT_US) {
+                return false;
+            }
+            SLOG_INFO(s, "a worker has not taken the dial change after 5 s; answering anyway");
+        }
+        s->admin_wait_version = 0;
+    }
+    if (!s->admin_wait_switch) {
+        return true;
+    }
+    char why[512];
+    enum seqsync_outcome o = seqsync_outcome(srv->seqsync, s->admin_wait_switch, why, sizeof(why));
+    if ((o == SEQSYNC_running || o == SEQSYNC_waiting) && s->timer_open &&
+        (o == SEQSYNC_running || waited < ADMIN_SWITCH_GRACE_US)) {
+        return false;
+    }
+    admin_switch_answer(s, o, why);
+    return true;
+}
+
+/* The waits are over: run the commands that followed a switch, or send the answer. */
+static void admin_resume(struct session *s)
+{
+    char *rest = s->admin_rest;
+    s->admin_rest = NULL;
+    if (rest) {
+        admin_run(s, rest, true);
+        free(rest);
+        return;
+    }
+    admin_flush(s);
+}
+
 static void on_apply_poll(uv_timer_t *t)
 {
     struct session *s = t->data;
-    if (s->state != SESSION_ADMIN || !s->admin_wait_version) {
+    if (s->state != SESSION_ADMIN || !admin_waiting(s)) {
         uv_timer_stop(t);
         return;
     }
-    bool applied = server_dials_applied(s->worker->server, s->admin_wait_version);
-    if (!applied && clock_monotonic_us() - s->admin_wait_since_us < ADMIN_APPLY_WAIT_US) {
-        return;
+    if (admin_wait_over(s)) {
+        uv_timer_stop(t);
+        admin_resume(s);
     }
-    if (!applied) {
-        SLOG_INFO(s, "a worker has not taken the dial change after 5 s; answering anyway");
-    }
-    uv_timer_stop(t);
-    admin_flush(s);
 }
 
 static void admin_reply(struct session *s)
 {
-    struct server *srv = s->worker->server;
-    if (!s->admin_wait_version || server_dials_applied(srv, s->admin_wait_version) ||
-        !s->timer_open) {
-        admin_flush(s);
+    s->admin_wait_since_us = clock_monotonic_us();
+    if (admin_waiting(s) && s->timer_open && !admin_wait_over(s)) {
+        endpoint_want_read(&s->client, false);
+        uv_timer_start(&s->timer, on_apply_poll, ADMIN_APPLY_POLL_MS, ADMIN_APPLY_POLL_MS);
         return;
     }
-    s->admin_wait_since_us = clock_monotonic_us();
-    endpoint_want_read(&s->client, false);
-    uv_timer_start(&s->timer, on_apply_poll, ADMIN_APPLY_POLL_MS, ADMIN_APPLY_POLL_MS);
+    if (admin_waiting(s)) { /* no timer to wait with: answer with what is known now */
+        s->admin_wait_version = 0;
+        (void)admin_wait_over(s);
+    }
+    admin_resume(s);
 }
 
 static void admin_query(struct session *s, char *sql, size_t len)
@@ -370,18 +505,7 @@ static void admin_query(struct session *s, char *sql, size_t len)
         session_end(s, END_PROTOCOL, "Query message without terminator");
         return;
     }
-    bool any = false;
-    for (char *save = NULL, *part = strtok_r(sql, ";", &save); part;
-         part = strtok_r(NULL, ";", &save)) {
-        size_t before = s->out.len;
-        admin_run_one(s, part);
-        any = any || s->out.len != before;
-    }
-    if (!any) {
-        wire_put_empty_query(&s->out);
-    }
-    wire_put_ready(&s->out, PQ_TXN_IDLE);
-    admin_reply(s);
+    admin_run(s, sql, false);
 }
 
 static int admin_begin(void *ctx, uint8_t type, uint32_t len)
@@ -402,7 +526,7 @@ static const struct wire_scan_ops admin_ops = {admin_begin, session_capture_body
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
 {
     size_t off = 0;
-    while (off < n && s->state == SESSION_ADMIN && !s->admin_wait_version) {
+    while (off < n && s->state == SESSION_ADMIN && !admin_waiting(s) && !s->admin_rest) {
         size_t used = 0;
         int rc = wire_scan_feed(&s->client_scan, p + off, n - off, &admin_ops, s, &used);
         off += used;
@@ -419,7 +543,7 @@ void admin_on_client_data(struct session *s, const uint8_t *p, size_t n)
         }
         admin_query(s, (char *)s->client_msg.data, s->client_msg.len);
     }
-    if (s->state == SESSION_ADMIN && s->admin_wait_version && off < n) {
+    if (s->state == SESSION_ADMIN && (admin_waiting(s) || s->admin_rest) && off < n) {
         wbuf_put_bytes(&s->gate_rest, p + off, n - off);
     }
 }

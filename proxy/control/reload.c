@@ -72,7 +72,7 @@ static int reload_read(struct server *srv, struct config *next, struct auth_tabl
     return 0;
 }
 
-static int reload_locked(struct server *srv, char *err, size_t errlen)
+static int reload_locked(struct server *srv, uint64_t *switch_gen, char *err, size_t errlen)
 {
     struct config next;
     struct auth_table *auth = NULL;
@@ -95,7 +95,7 @@ static int reload_locked(struct server *srv, char *err, size_t errlen)
         return -ENOMEM;
     }
     /* The last fallible step: after it nothing can fail, so the reload is all or nothing. */
-    int dials = server_reload_dials(srv, &file_dials, err, errlen);
+    int dials = server_reload_dials(srv, &file_dials, switch_gen, err, errlen);
     if (dials < 0) {
         server_conf_unref(conf);
         return dials;
@@ -107,11 +107,15 @@ static int reload_locked(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
-int reload_run(struct server *srv, char *err, size_t errlen)
+int reload_run(struct server *srv, uint64_t *switch_gen, char *err, size_t errlen)
 {
     err[0] = '\0';
+    uint64_t gen = 0;
     pthread_mutex_lock(&srv->reload_lock);
-    int rc = reload_locked(srv, err, errlen);
+    int rc = reload_locked(srv, &gen, err, errlen);
+    if (switch_gen) {
+        *switch_gen = gen;
+    }
     pthread_mutex_unlock(&srv->reload_lock);
     if (rc < 0) {
         LOG_ERR("reload refused, the running config stays: %s", err);

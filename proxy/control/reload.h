@@ -2,6 +2,7 @@
  * without a restart. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 struct server;
 
@@ -11,5 +12,7 @@ struct server;
  * (a dial changed in the file since the last load wins and is persisted; others keep their
  * runtime value), log_level, log_literals, auth_type/auth_file/admin_users, backend connection
  * strings and timeouts for new sessions. Changed restart-only keys are logged as warnings and
- * keep their running values. Any thread; reloads are serialized. */
-int reload_run(struct server *srv, char *err, size_t errlen) __attribute__((warn_unused_result));
+ * keep their running values. Any thread; reloads are serialized. *switch_gen (may be NULL): the
+ * primary switch the reload started (seqsync_outcome), else 0. */
+int reload_run(struct server *srv, uint64_t *switch_gen, char *err, size_t errlen)
+    __attribute__((warn_unused_result));

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "config/dials.h"
+#include "proxy/control/seqsync.h"
 #include "proxy/server.h"
 #include "proxy/stats.h"
 
@@ -42,6 +43,12 @@ void status_visit(struct server *srv, status_row_fn fn, void *ctx)
     for (int c = 0; c < STAT_COUNT; c++) {
         visit_u64(fn, ctx, stats_names[c], server_stat_sum(srv, c));
     }
+    struct seqsync_status seq;
+    seqsync_get_status(srv->seqsync, &seq);
+    visit_u64(fn, ctx, "sequences_synced", seq.synced);
+    visit_u64(fn, ctx, "sequences_checked", seq.checked);
+    visit_u64(fn, ctx, "sequences_synced_at", (uint64_t)seq.at_ms);
+    fn(ctx, "sequences_sync_result", seqsync_outcome_name(seq.last), false);
     visit_u64(fn, ctx, "secondary_lag_units", (uint64_t)server_lag_units(srv));
     visit_u64(fn, ctx, "journal_pending", 0);
     visit_u64(fn, ctx, "dials_version", snap->version);

@@ -59,6 +59,7 @@ static void session_free(struct session *s)
     wbuf_free(&s->to_primary);
     wbuf_free(&s->gate_rest);
     wbuf_free(&s->out);
+    free(s->admin_rest);
     scram_server_free(s->scram);
     dials_snapshot_unref(s->dials);
     server_conf_unref(s->conf);

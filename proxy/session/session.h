@@ -116,9 +116,13 @@ struct session {
     uv_timer_t linger_timer;
     bool linger_open;
 
-    /* Admin console: a dial change answers only once every worker has it (see admin_reply). */
+    /* Admin console: a dial change answers only once every worker has it, a primary switch once
+     * its sequence sync is decided (see admin_reply). */
     uint64_t admin_wait_version;
     uint64_t admin_wait_since_us;
+    uint64_t admin_wait_switch;   /* seqsync generation whose outcome the answer waits for */
+    const char *admin_switch_tag; /* static: the command's CommandComplete tag if it succeeds */
+    char *admin_rest;             /* owned: the commands of the Query after the switch, or NULL */
 
     struct wbuf out; /* scratch for messages pgdual itself writes to the client */
     char user[64];

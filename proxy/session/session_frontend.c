@@ -80,12 +80,18 @@ static bool may_wrap(const struct session *s)
  * no session still runs a transaction (or a statement) on the other primary; a session still on
  * the old primary also waits until nothing of its own is in flight, then switches
  * (follow_primary_dial). Sessions that stay where they are (LISTEN, or no connection to the
- * other side) neither wait nor count. In steady state this is two relaxed loads per worker. */
+ * other side) neither wait nor count. Then, until the new primary's sequences are raised to the
+ * old one's (proxy/control/seqsync.c, which runs once this gate holds on every session), nobody
+ * starts anything: a session on the new primary would draw ids the old one already handed out.
+ * In steady state this is three relaxed loads per worker. */
 static bool switch_must_wait(struct session *s)
 {
     const struct mirror *m = &s->mirror;
     if (m->building || m->prim_status != PQ_TXN_IDLE || s->listens) {
         return false;
+    }
+    if (server_switch_pending(s->worker->server)) {
+        return true;
     }
     const struct dials_snapshot *d = s->worker->dials;
     int want = d->d.primary;

@@ -341,6 +341,9 @@ it_write_ini() {
         pgdual.divergence_log=divergences.jsonl
         pgdual.metrics_port=0
         pgdual.log_level=info
+        # A primary switch syncs sequences in this test's database only (named like the test),
+        # never in the databases of tests running at the same time.
+        "pgdual.sequence_sync_databases=$IT_NAME"
         "backends.old=host=127.0.0.1 port=$OLD_PORT"
         "backends.new=host=127.0.0.1 port=$NEW_PORT"
         cutover.primary=old

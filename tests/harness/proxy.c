@@ -472,8 +472,10 @@ static int write_ini(const struct proxy *p, const struct proxy_opts *o)
             "; written by tests/harness/proxy.c\n[pgdual]\nlisten_addr = 127.0.0.1\n"
             "listen_port = 0\nworkers = 2\nauth_type = trust\nadmin_users = admin\n"
             "state_file = %s/pgdual.state\njournal_dir = %s/journal\n"
-            "divergence_log = %s/divergences.jsonl\nmetrics_port = 0\n%s\n",
-            p->tmpdir, p->tmpdir, p->tmpdir, o != NULL && o->pgdual != NULL ? o->pgdual : "");
+            "divergence_log = %s/divergences.jsonl\nmetrics_port = 0\n"
+            "sequence_sync_databases = %s\n%s\n",
+            p->tmpdir, p->tmpdir, p->tmpdir, p->dbname,
+            o != NULL && o->pgdual != NULL ? o->pgdual : "");
     fprintf(f, "[backends]\nold = host=%s port=%d user=%s\nnew = host=%s port=%d user=%s\n%s\n",
             c->host, c->old_port, c->user, c->host, c->new_port, c->user,
             o != NULL && o->backends != NULL ? o->backends : "");

@@ -45,6 +45,7 @@ pgdual_shell_it(sequences 180)
 pgdual_shell_it(reads_stream 180)
 pgdual_shell_it(reads_big 420)
 pgdual_shell_it(reads_ramp 240)
+pgdual_shell_it(seqsync 240)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
