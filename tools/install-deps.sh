@@ -10,7 +10,7 @@ PACKAGES=(
     libuv1-dev libpq-dev libssl-dev libjemalloc-dev libpg-query-dev libprotobuf-c-dev
     libxxhash-dev libinih-dev libcmocka-dev libmicrohttpd-dev
     postgresql-15 postgresql-client-15 pgbouncer pgpool2
-    procps iproute2 util-linux clang-format python3
+    procps iproute2 util-linux clang-format python3 python3-psycopg2
 )
 
 missing=()

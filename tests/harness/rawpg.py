@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/harness/rawpg.py: a minimal PostgreSQL v3 client (trust auth, standard library only) that
+r"""tests/harness/rawpg.py: a minimal PostgreSQL v3 client (trust auth, standard library only) that
 sends exact frontend messages and reports every backend message, for shell tests that need
 message sequences psql never sends.
 
@@ -10,14 +10,19 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     P <sql>                 Parse of the unnamed statement
     B                       Bind of the unnamed portal to it (no parameters)
     E                       Execute the unnamed portal
+    D S | D P               Describe the unnamed statement | portal
     S | H                   Sync | Flush
     d <text>                CopyData (text, a newline appended)
     c                       CopyDone
     SEND                    send what the steps so far built
     WAIT <type> [n]         read until the n-th message of that type (default 1) arrives
     CLOSE                   close the socket at once (no Terminate)
+    DETAIL                  from here on print T, D and t messages in full (see below)
 Each backend message read is printed as one line: its type, then for E/N the SQLSTATE and
-message, for C the tag, for Z the status. Exit 0 when the script ran; 2 on a timeout (10 s per
+message, for C the tag, for Z the status. After DETAIL, T also lists each field as
+name:rel:attnum:typeoid:typlen:typmod:format (rel is "rel" for a table column, 0 otherwise: table
+OIDs differ between databases), D its values (NULL as \N, bytes as Python would print them),
+and t its parameter type OIDs. Exit 0 when the script ran; 2 on a timeout (10 s per
 WAIT) or a closed connection, after printing what arrived.
 """
 import socket
@@ -45,7 +50,43 @@ def read_msg(sock, buf):
     return buf[:1], buf[5:n], buf[n:]
 
 
-def describe(t, body):
+def u16(b, off):
+    return struct.unpack("!h", b[off:off + 2])[0]
+
+
+def u32(b, off):
+    return struct.unpack("!i", b[off:off + 4])[0]
+
+
+def detail(t, body):
+    """The full content of a T, D or t message, for exact comparisons."""
+    if t == b"T":
+        fields, off = [], 2
+        for _ in range(u16(body, 0)):
+            end = body.index(b"\0", off)
+            name, off = body[off:end].decode(), end + 1
+            rel, attnum, typ, typlen, typmod, fmt = struct.unpack("!ihihih", body[off:off + 18])
+            off += 18
+            fields.append("%s:%s:%d:%d:%d:%d:%d" % (name, "rel" if rel else "0", attnum, typ,
+                                                   typlen, typmod, fmt))
+        return "T " + ",".join(fields)
+    if t == b"D":
+        vals, off = [], 2
+        for _ in range(u16(body, 0)):
+            n = u32(body, off)
+            off += 4
+            if n < 0:
+                vals.append("\\N")
+            else:
+                vals.append(repr(body[off:off + n])[2:-1])
+                off += n
+        return "D " + "|".join(vals)
+    return "t " + ",".join(str(u32(body, 2 + 4 * i)) for i in range(u16(body, 0)))
+
+
+def describe(t, body, full=False):
+    if full and t in (b"T", b"D", b"t"):
+        return detail(t, body)
     if t in (b"E", b"N"):
         fields = dict((f[:1], f[1:].decode(errors="replace")) for f in body.split(b"\0") if f)
         return "%s %s %s" % (t.decode(), fields.get(b"C", ""), fields.get(b"M", ""))
@@ -69,6 +110,7 @@ def main():
         if t == b"Z":
             break
     out = b""
+    full = False
     try:
         for step in script.split(" ;; "):
             word, _, arg = step.strip().partition(" ")
@@ -80,6 +122,10 @@ def main():
                 out += msg(b"B", b"\0\0\0\0\0\0\0\0")
             elif word == "E":
                 out += msg(b"E", b"\0\0\0\0\0")
+            elif word == "D" and arg in ("S", "P"):
+                out += msg(b"D", arg.encode() + b"\0")
+            elif word == "DETAIL":
+                full = True
             elif word in ("S", "H"):
                 out += msg(word.encode())
             elif word == "d":
@@ -94,7 +140,7 @@ def main():
                 left = int(count or "1")
                 while left > 0:
                     t, body, buf = read_msg(sock, buf)
-                    print(describe(t, body), flush=True)
+                    print(describe(t, body, full), flush=True)
                     left -= t.decode() == want
             elif word == "CLOSE":
                 sock.close()

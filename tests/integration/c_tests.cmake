@@ -12,6 +12,11 @@ else()
   set(PGDUAL_C_IT_BIN ${CMAKE_BINARY_DIR}/pgdual)
 endif()
 
+# pqscript: one libpq call per script line, for shell tests (it_pin.sh) that need the extended
+# protocol or PQntuples / PQcmdTuples; a helper program, not a test.
+add_executable(pqscript ${CMAKE_CURRENT_LIST_DIR}/../harness/pqscript.c)
+target_link_libraries(pqscript PRIVATE pgdual_warnings PkgConfig::PQ)
+
 set(PGDUAL_C_ITESTS extended bigresult cancel notify concurrency badinput rollback portal
   stmtclass terminate wrap copy)
 foreach(name IN LISTS PGDUAL_C_ITESTS)

@@ -46,6 +46,10 @@ pgdual_shell_it(reads_stream 180)
 pgdual_shell_it(reads_big 420)
 pgdual_shell_it(reads_ramp 240)
 pgdual_shell_it(seqsync 240)
+pgdual_shell_it(pin 300)
+# it_pin.sh drives the extended protocol with the pqscript helper (c_tests.cmake).
+set_tests_properties(it.pin PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 

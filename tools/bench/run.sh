@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # tools/bench/run.sh: throughput / latency / proxy-CPU benchmark of pgdual against direct
 # PostgreSQL, pgbouncer 1.18 (session pool mode) and Pgpool-II 4.3 (native replication), and of
-# pgdual's read dial against itself as a relay.
+# pgdual's read dial against itself as a relay, and of pinned against verbatim dual-writes.
 #
-#   tools/bench/run.sh                    relay, dual-write and read-dial rounds (all phases)
+#   tools/bench/run.sh                    relay, dual-write, read-dial and pinning rounds (all
+#                                         phases)
 #   tools/bench/run.sh --relay-only       relay phase only: ROUNDS (default 3) interleaved rounds
 #                                         of DURATION (default 10) s, 5 workloads x 3 targets
 #   tools/bench/run.sh --dual-write-only  dual-write phase only: DW_ROUNDS (default 3) rounds of
 #                                         DW_DURATION (default 10) s, TPC-B x 4 targets x DW_MODES
 #   tools/bench/run.sh --reads-only       read-dial phase only: RD_ROUNDS (default 3) rounds of
 #                                         RD_DURATION (default 10) s, select-only x 3 dial settings
+#   tools/bench/run.sh --pin-only         pinning phase only: PIN_ROUNDS (default 3) rounds of
+#                                         PIN_DURATION (default 10) s, TPC-B through pgdual lockstep
+#                                         x PIN_MODES x pin_writes on/off (tools/bench/pin.sh)
 #                                         (the --*-only flags combine: the phases named run)
 #   tools/bench/run.sh --quick [...]      smoke test: 1 round of 3 s (combines with the above)
 #   tools/bench/run.sh --profile          no table: perf-profile pgdual under select-only
@@ -17,7 +21,8 @@
 #
 # Environment: ROUNDS, DURATION, SCALE (pgbench -i -s, default 10), DW_ROUNDS, DW_DURATION,
 # DW_SCALE (default SCALE), DW_MODES (pgbench -M values, default "prepared simple"), RD_ROUNDS,
-# RD_DURATION, RD_SCALE (default SCALE), PGDUAL_BIN (default build/pgdual), PGBOUNCER_BIN,
+# RD_DURATION, RD_SCALE (default SCALE), PIN_ROUNDS, PIN_DURATION, PIN_SCALE (default SCALE),
+# PIN_MODES (default "simple prepared"), PGDUAL_BIN (default build/pgdual), PGBOUNCER_BIN,
 # PGPOOL_BIN, PGBENCH_BIN, WAIT_MAX_S (max wait for a quiet machine, default 1200).
 #
 # One run starts its own two clusters (tests/harness/pgcluster.sh) under a temp dir and waits
@@ -37,6 +42,7 @@
 # with the admin console before each run (order rotates per round). Records tps, CPU, and the
 # growth of reads_served_old/new and shadow_compares_total; reports the ratios to the relay
 # figure and pgdual's CPU seconds per 10,000 compared reads.
+# Pinning phase: see tools/bench/pin.sh.
 # Prints the tables and writes them as markdown to tools/bench/results-latest.md.
 set -euo pipefail
 
@@ -46,7 +52,7 @@ HERE=$REPO/tools/bench
 COMMAND_LINE="tools/bench/run.sh${*:+ $*}"
 
 usage() {
-    echo "usage: tools/bench/run.sh [--quick] [--relay-only] [--dual-write-only] [--reads-only] | --profile" >&2
+    echo "usage: tools/bench/run.sh [--quick] [--relay-only] [--dual-write-only] [--reads-only] [--pin-only] | --profile" >&2
     exit 2
 }
 
@@ -65,6 +71,7 @@ for arg in "$@"; do
     --relay-only) ONLY+=" relay" ;;
     --dual-write-only) ONLY+=" dual" ;;
     --reads-only) ONLY+=" reads" ;;
+    --pin-only) ONLY+=" pin" ;;
     -h | --help)
         sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
         exit 0
@@ -76,15 +83,18 @@ done
 RUN_RELAY=1
 RUN_DUAL=1
 RUN_READS=1
+RUN_PIN=1
 if [[ -n $ONLY ]]; then
     [[ $ONLY == *relay* ]] || RUN_RELAY=0
     [[ $ONLY == *dual* ]] || RUN_DUAL=0
     [[ $ONLY == *reads* ]] || RUN_READS=0
+    [[ $ONLY == *pin* ]] || RUN_PIN=0
 fi
 if [[ $MODE == profile ]]; then
     ((RUN_RELAY)) || usage # the profile runs on the relay pgdual
     RUN_DUAL=0
     RUN_READS=0
+    RUN_PIN=0
 fi
 
 if [[ $MODE == quick ]]; then
@@ -94,6 +104,8 @@ if [[ $MODE == quick ]]; then
     DW_DURATION=3
     RD_ROUNDS=1
     RD_DURATION=3
+    PIN_ROUNDS=1
+    PIN_DURATION=3
 else
     ROUNDS=${ROUNDS:-3}
     DURATION=${DURATION:-10}
@@ -101,6 +113,8 @@ else
     DW_DURATION=${DW_DURATION:-10}
     RD_ROUNDS=${RD_ROUNDS:-3}
     RD_DURATION=${RD_DURATION:-10}
+    PIN_ROUNDS=${PIN_ROUNDS:-3}
+    PIN_DURATION=${PIN_DURATION:-10}
 fi
 SCALE=${SCALE:-10}
 DW_SCALE=${DW_SCALE:-$SCALE}
@@ -109,6 +123,8 @@ DW_DB=bench_dw         # on old and new: written only through dual-writing targe
 DW_DIRECT_DB=bench_direct # on old only: the direct baseline of the dual-write phase
 RD_SCALE=${RD_SCALE:-$SCALE}
 RD_DB=bench_rd # on old and new, filled through pgdual-reads; read-only afterwards
+PIN_SCALE=${PIN_SCALE:-$SCALE}
+PIN_MODES=${PIN_MODES:-simple prepared}
 WAIT_MAX_S=${WAIT_MAX_S:-1200}
 PG_BIN_DEFAULT=/usr/lib/postgresql/15/bin
 PGDUAL_BIN=${PGDUAL_BIN:-$REPO/build/pgdual}
@@ -163,6 +179,7 @@ PGBOUNCER_PID=""
 PGDUAL_LOCKSTEP_PID=""
 PGDUAL_PARALLEL_PID=""
 PGDUAL_READS_PID=""
+PGDUAL_PIN_PID=""
 PGPOOL_RUNUSER_PID=""
 PGPOOL_PID=""
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -170,7 +187,8 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local pid
-    for pid in "$PGDUAL_PID" "$PGDUAL_LOCKSTEP_PID" "$PGDUAL_PARALLEL_PID" "$PGDUAL_READS_PID"; do
+    for pid in "$PGDUAL_PID" "$PGDUAL_LOCKSTEP_PID" "$PGDUAL_PARALLEL_PID" "$PGDUAL_READS_PID" \
+        "$PGDUAL_PIN_PID"; do
         if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
             stop_pid "$pid"
         fi
@@ -321,6 +339,7 @@ target_pid() {
     pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PID" ;;
     pgdual-parallel) echo "$PGDUAL_PARALLEL_PID" ;;
     pgdual-reads) echo "$PGDUAL_READS_PID" ;;
+    pgdual-pin) echo "$PGDUAL_PIN_PID" ;;
     pgpool) echo "$PGPOOL_PID" ;;
     *) die "unknown target $1" ;;
     esac
@@ -344,6 +363,7 @@ target_port() {
     pgdual-lockstep) echo "$PGDUAL_LOCKSTEP_PORT" ;;
     pgdual-parallel) echo "$PGDUAL_PARALLEL_PORT" ;;
     pgdual-reads) echo "$PGDUAL_READS_PORT" ;;
+    pgdual-pin) echo "$PGDUAL_PIN_PORT" ;;
     pgpool) echo "$PGPOOL_PORT" ;;
     *) die "unknown target $1" ;;
     esac
@@ -1152,6 +1172,9 @@ report() {
     if ((RUN_READS)); then
         report_reads
     fi
+    if ((RUN_PIN)); then
+        report_pin
+    fi
     {
         echo "# pgdual benchmark: latest results"
         echo
@@ -1171,6 +1194,10 @@ report() {
         if ((RUN_READS)); then
             echo
             cat "$TMP/md-reads"
+        fi
+        if ((RUN_PIN)); then
+            echo
+            cat "$TMP/md-pin"
         fi
     } >"$md"
     log "wrote $md"
@@ -1264,6 +1291,7 @@ main() {
     : >"$TMP/results.tsv"
     : >"$TMP/dw.tsv"
     : >"$TMP/rd.tsv"
+    : >"$TMP/pin.tsv"
 
     start_clusters
     if ((RUN_RELAY)); then
@@ -1276,6 +1304,9 @@ main() {
     fi
     if ((RUN_READS)); then
         start_read_target
+    fi
+    if ((RUN_PIN)); then
+        start_pin_target
     fi
 
     wait_quiet
@@ -1303,7 +1334,13 @@ main() {
     if ((RUN_READS)); then
         run_reads
     fi
+    if ((RUN_PIN)); then
+        run_pin
+    fi
     report
 }
+
+# shellcheck source=tools/bench/pin.sh
+source "$HERE/pin.sh"
 
 main
