@@ -478,7 +478,13 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
             *why = t->blocked; /* the defaults that fire are another table's */
             return PIN_IMPOSSIBLE;
         }
-        need = known && defaults_fire(st, t);
+        if (!known) {
+            /* Created by an earlier statement of the same query, or missing (the statement then
+             * fails): its defaults cannot be known before it runs. */
+            *why = "its table did not exist when pgdual looked it up (created in the same query?)";
+            return PIN_IMPOSSIBLE;
+        }
+        need = defaults_fire(st, t);
     }
     if (!need) {
         return PIN_NOT_NEEDED;

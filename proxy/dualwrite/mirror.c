@@ -406,11 +406,8 @@ static void decide_after_primary(struct session *s, struct unit *u)
     if (u->copy_in && !u->copy_started) {
         u->copy_in = false; /* the primary refused it before copying: an ordinary failed unit */
     }
-    /* The statements pinning rewrote go with the primary's values (pin_reply.c); what made up
-     * values and could not be pinned takes the secondary out of in_sync. */
-    bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
+    /* The statements pinning rewrote go with the primary's values (pin_reply.c). */
     int pinned_steps = u->copy_in ? 0 : pin_secondary_bytes(s, u);
-    pin_account(s, u, !u->prim.error || outcome_steps_done(&u->prim, simple) > 0);
     /* A COPY FROM STDIN (alone in its Query: see refuse_copy_batch) goes with its data and the
      * primary's verdict as its end (CopyFail if the primary failed it): exactly what ran. */
     bool send = u->copy_in || !u->prim.error ||
@@ -595,6 +592,12 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
         return reply;
     }
     pin_unit_primary_done(s, u, status);
+    if (u->mirrored) {
+        /* What made up values and could not be pinned takes the secondary out of in_sync, before
+         * the reply that acknowledges it is released (pin_reply.c). */
+        bool simple = u->bytes.len > 0 && u->bytes.data[0] == PqMsg_Query;
+        pin_account(s, u, !u->prim.error || outcome_steps_done(&u->prim, simple) > 0);
+    }
     stats_primary_done(&s->worker->stats, s->primary, u->mirrored, u->prim_us);
     if (!u->mirrored) {
         enum stats_counter c =

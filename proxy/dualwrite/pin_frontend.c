@@ -278,13 +278,27 @@ void pin_lookup_done(struct session *s)
 
 /* ---- when pinning applies -------------------------------------------------------------------- */
 
-/* Pinning needs lockstep (the secondary's statement is built from the primary's answer), a
- * secondary to mirror to, and a parse pgdual can trust. */
-static bool pin_active(const struct session *s)
+/* Statements are analyzed (and tables looked up) while there is a secondary to mirror to and a
+ * parse pgdual can trust: what makes up values is then pinned, or counted when it cannot be. */
+static bool analysis_active(const struct session *s)
+{
+    return s->dials->d.mirror && s->mirror.secondary_up && !session_lexing_settings_unsafe(s);
+}
+
+/* Why values cannot be pinned now although the analysis runs, or NULL: pinning needs lockstep
+ * (the secondary's statement is built from the primary's answer) and pin_writes. */
+static const char *pin_off_reason(const struct session *s)
 {
     const struct dials *d = &s->dials->d;
-    return d->pin_writes && d->mirror && d->mirror_order == MIRROR_LOCKSTEP &&
-           s->mirror.secondary_up && !session_lexing_settings_unsafe(s);
+    if (!d->pin_writes) {
+        return "pin_writes = off";
+    }
+    return d->mirror_order != MIRROR_LOCKSTEP ? "mirror_order = parallel" : NULL;
+}
+
+static bool pin_active(const struct session *s)
+{
+    return analysis_active(s) && !pin_off_reason(s);
 }
 
 static bool needs_catalog(const struct pin_stmt *st)
@@ -377,7 +391,7 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
     if (c->lookup_pending) {
         return 1; /* the gate holds the message until the answer */
     }
-    const char *sql = pin_active(s) ? message_sql(msg, len) : NULL;
+    const char *sql = analysis_active(s) ? message_sql(msg, len) : NULL;
     if (!sql || !plan_message(s, sql)) {
         return 0;
     }
@@ -481,6 +495,11 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
     }
     char table[2 * PIN_NAME_MAX + 2];
     table_name(table, sizeof(table), st->schema, st->rel);
+    if (need == PIN_NEEDED && pin_off_reason(s)) {
+        need = PIN_IMPOSSIBLE;
+        why = pin_off_reason(s);
+        *known = false;
+    }
     struct pin_shape *sh = need == PIN_NEEDED ? pin_shape_new(st, table_for(s, st)) : NULL;
     if (need == PIN_NEEDED && !sh) {
         why = "out of memory pinning it";
@@ -569,6 +588,10 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     const char *why = NULL;
     enum pin_need need = pin_decide(st, table_for(s, st), &why);
     table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
+    if (need == PIN_NEEDED && pin_off_reason(s)) {
+        need = PIN_IMPOSSIBLE;
+        why = pin_off_reason(s);
+    }
     c->msg_known = need != PIN_IMPOSSIBLE && !st->user_code;
     if (need == PIN_NOT_NEEDED) {
         return false;
@@ -737,19 +760,19 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
                           const struct wbuf **out)
 {
     struct pin_catalog *c = &s->pin;
-    bool active = pin_active(s);
+    bool active = pin_active(s), analysis = analysis_active(s);
     bool rw = false;
     switch (msg[0]) {
     case PqMsg_Query:
-        u->pin_inactive = u->pin_inactive || !active;
-        rw = active && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
+        u->pin_inactive = u->pin_inactive || !analysis;
+        rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
         break;
     case PqMsg_Parse:
         c->msg_shape = NULL;
         c->msg_unpinned = NULL;
         c->msg_known = false;
         c->msg_table[0] = '\0';
-        rw = active && c->plan_valid && rewrite_parse(s, u, msg, len);
+        rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
         break;
     case PqMsg_Bind:
         rw = rewrite_bind(s, u, msg, len);

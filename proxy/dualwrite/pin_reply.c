@@ -2,6 +2,7 @@
  * pgdual's columns (kept as JSON for the secondary), the secondary's copy of the unit gets the
  * deterministic statements, and what could not be pinned takes the secondary out of in_sync
  * (see pin_session.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,20 @@ void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_
     }
 }
 
+/* u made up values the secondary did not get: count it, log why, out of in_sync (the state
+ * persisted before the reply that acknowledges it goes). */
+static void account_unpinned(struct session *s, struct unit *u, const char *why)
+{
+    const char *table = u->pin && u->pin->unpinned_table[0] ? u->pin->unpinned_table : NULL;
+    stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
+    divergence_report_nondeterministic(s, u, why, table);
+    char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];
+    snprintf(entry, sizeof(entry), "%s:%s", s->database, table ? table : "");
+    server_secondary_miss_table(s->worker->server, SYNC_diverged,
+                                "a write made up values that could not be pinned for the secondary",
+                                table ? entry : NULL);
+}
+
 /* ---- the secondary ------------------------------------------------------------------------------ */
 
 static void unpinned(struct unit *u, const char *why)
@@ -127,10 +142,7 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             continue;
         }
         if (!st->complete || st->broken) {
-            if (!u->prim.error) {
-                unpinned(u, st->broken ? "its returned rows could not be kept" : "no rows came");
-            }
-            continue; /* not run on the primary, or verbatim */
+            continue; /* not run on the primary, or verbatim (pin_account counted it) */
         }
         pin_rows_close(&st->rows);
         subst[n++] = (struct pin_subst){.index = st->index,
@@ -153,7 +165,7 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
         } else {
             wbuf_free(&out);
             SLOG_INFO(s, "cannot build the pinned statements for the secondary (%d)", rc);
-            unpinned(u, "the unit could not be rebuilt with pinned values");
+            account_unpinned(s, u, "the unit could not be rebuilt with pinned values");
             rc = -1;
         }
     }
@@ -171,6 +183,12 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index)
 
 void pin_account(struct session *s, struct unit *u, bool some_ran)
 {
+    for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
+        const struct pin_step *st = &u->pin->steps[i];
+        if (st->pinned && !st->describe && (!st->complete || st->broken)) {
+            unpinned(u, st->broken ? "its returned rows could not be kept" : "its rows did not come");
+        }
+    }
     const char *why = u->pin ? u->pin->unpinned : NULL;
     if (!why && u->pin_inactive && u->nondeterministic) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
@@ -179,14 +197,7 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     if (!why || !some_ran || u->internal) {
         return;
     }
-    const char *table = u->pin && u->pin->unpinned_table[0] ? u->pin->unpinned_table : NULL;
-    stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
-    divergence_report_nondeterministic(s, u, why, table);
-    char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];
-    snprintf(entry, sizeof(entry), "%s:%s", s->database, table ? table : "");
-    server_secondary_miss_table(s->worker->server, SYNC_diverged,
-                                "a write made up values that could not be pinned for the secondary",
-                                table ? entry : NULL);
+    account_unpinned(s, u, why);
 }
 
 void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status)
