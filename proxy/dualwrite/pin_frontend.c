@@ -1,415 +1,15 @@
-/* proxy/dualwrite/pin_frontend.c: deterministic writes on the way to the primary: the session's
- * table knowledge (looked up on its own connection before the statement that needs it), the pin
- * decision per statement, and the messages the primary gets instead of the client's (see
- * pin_session.h). */
-#include <pthread.h>
+/* proxy/dualwrite/pin_frontend.c: deterministic writes on the way to the primary: the pin decision
+ * per statement (the table knowledge is pin_lookup.c's), and the messages the primary gets
+ * instead of the client's (see pin_session.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/dials.h"
-#include "protocol/classify.h"
 #include "protocol/pqproto.h"
-#include "proxy/dualwrite/pin_session.h"
-#include "proxy/log.h"
-#include "proxy/server.h"
+#include "proxy/dualwrite/pin_private.h"
 #include "proxy/session/session.h"
 #include "proxy/worker.h"
-
-/* ---- the session's table knowledge --------------------------------------------------------- */
-
-static void entry_free(struct pin_cache_entry *e)
-{
-    pin_table_free(&e->table);
-}
-
-void pin_catalog_free(struct pin_catalog *c)
-{
-    for (int i = 0; i < c->n; i++) {
-        entry_free(&c->entries[i]);
-    }
-    free(c->entries);
-    entry_free(&c->lookup);
-    pin_plan_free(&c->plan);
-    wbuf_free(&c->out);
-    wbuf_free(&c->relay_out);
-    wbuf_free(&c->reply_msg);
-    pin_shape_unref(c->msg_shape);
-    memset(c, 0, sizeof(*c));
-}
-
-static void cache_clear(struct pin_catalog *c)
-{
-    for (int i = 0; i < c->n; i++) {
-        entry_free(&c->entries[i]);
-    }
-    c->n = 0;
-}
-
-/* Entries of another generation, or of another primary, are gone. */
-static void cache_sync(struct session *s)
-{
-    struct pin_catalog *c = &s->pin;
-    uint64_t gen = atomic_load_explicit(&s->worker->server->catalog_gen, memory_order_acquire);
-    gen = gen * 2 + (uint64_t)s->primary;
-    if (c->gen != gen) {
-        cache_clear(c);
-        c->gen = gen;
-    }
-}
-
-static struct pin_cache_entry *cache_find_own(struct pin_catalog *c, const char *schema,
-                                              const char *rel)
-{
-    for (int i = 0; i < c->n; i++) {
-        struct pin_cache_entry *e = &c->entries[i];
-        if (strcmp(e->rel, rel) == 0 && strcmp(e->schema, schema) == 0) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
-static void cache_put(struct pin_catalog *c, struct pin_cache_entry *from);
-static bool shared_find(struct session *s, const char *schema, const char *rel,
-                        struct pin_table *out);
-
-/* The session's knowledge of a table, or the server's when it may share it (then kept). */
-static struct pin_cache_entry *cache_find(struct session *s, const char *schema, const char *rel)
-{
-    struct pin_cache_entry *e = cache_find_own(&s->pin, schema, rel);
-    if (e) {
-        return e;
-    }
-    struct pin_cache_entry copy = {0};
-    if (!shared_find(s, schema, rel, &copy.table)) {
-        return NULL;
-    }
-    memcpy(copy.schema, schema, sizeof(pin_name));
-    memcpy(copy.rel, rel, sizeof(pin_name));
-    cache_put(&s->pin, &copy);
-    return cache_find_own(&s->pin, schema, rel);
-}
-
-/* ---- the server's shared knowledge ---- */
-
-#define PIN_SHARED_MAX 1024 /* entries; more empty it */
-
-struct pin_shared_entry {
-    char db[64], user[64];
-    uint64_t sig;
-    int primary;
-    uint64_t gen; /* the server's catalog generation when it was looked up */
-    pin_name schema, rel;
-    struct pin_table table;
-};
-
-struct pin_shared {
-    pthread_mutex_t lock; /* sessions of every worker; taken once per table a session meets */
-    struct pin_shared_entry *e;
-    int n;
-};
-
-struct pin_shared *pin_shared_new(void)
-{
-    struct pin_shared *sh = calloc(1, sizeof(*sh));
-    if (sh && pthread_mutex_init(&sh->lock, NULL) != 0) {
-        free(sh);
-        sh = NULL;
-    }
-    return sh;
-}
-
-void pin_shared_free(struct pin_shared *sh)
-{
-    if (!sh) {
-        return;
-    }
-    for (int i = 0; i < sh->n; i++) {
-        pin_table_free(&sh->e[i].table);
-    }
-    free(sh->e);
-    pthread_mutex_destroy(&sh->lock);
-    free(sh);
-}
-
-static bool shared_match(const struct pin_shared_entry *e, const struct session *s,
-                         const char *schema, const char *rel)
-{
-    return e->sig == s->pin.login_sig && e->primary == s->primary && strcmp(e->rel, rel) == 0 &&
-           strcmp(e->schema, schema) == 0 && strcmp(e->db, s->database) == 0 &&
-           strcmp(e->user, s->user) == 0;
-}
-
-static uint64_t server_gen(const struct session *s)
-{
-    return atomic_load_explicit(&s->worker->server->catalog_gen, memory_order_acquire);
-}
-
-/* What another session like this one found, if it is still current: copied into *out. */
-static bool shared_find(struct session *s, const char *schema, const char *rel,
-                        struct pin_table *out)
-{
-    struct pin_shared *sh = s->worker->server->pin_shared;
-    if (!sh || s->pin.private_only) {
-        return false;
-    }
-    uint64_t gen = server_gen(s);
-    bool found = false;
-    pthread_mutex_lock(&sh->lock);
-    for (int i = 0; i < sh->n && !found; i++) {
-        if (shared_match(&sh->e[i], s, schema, rel)) {
-            found = sh->e[i].gen == gen && pin_table_copy(out, &sh->e[i].table) == 0;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&sh->lock);
-    return found;
-}
-
-static void shared_put_locked(struct pin_shared *sh, struct session *s,
-                              const struct pin_cache_entry *from, uint64_t gen)
-{
-    if (!sh->e && !(sh->e = calloc(PIN_SHARED_MAX, sizeof(*sh->e)))) {
-        return;
-    }
-    struct pin_shared_entry *e = NULL;
-    for (int i = 0; i < sh->n && !e; i++) {
-        e = shared_match(&sh->e[i], s, from->schema, from->rel) ? &sh->e[i] : NULL;
-    }
-    if (!e) {
-        if (sh->n == PIN_SHARED_MAX) {
-            for (int i = 0; i < sh->n; i++) {
-                pin_table_free(&sh->e[i].table);
-            }
-            sh->n = 0;
-        }
-        e = &sh->e[sh->n++];
-    } else {
-        pin_table_free(&e->table);
-    }
-    snprintf(e->db, sizeof(e->db), "%s", s->database);
-    snprintf(e->user, sizeof(e->user), "%s", s->user);
-    e->sig = s->pin.login_sig;
-    e->primary = s->primary;
-    e->gen = gen;
-    memcpy(e->schema, from->schema, sizeof(pin_name));
-    memcpy(e->rel, from->rel, sizeof(pin_name));
-    if (pin_table_copy(&e->table, &from->table) < 0) {
-        *e = sh->e[--sh->n]; /* drop it */
-    }
-}
-
-static void shared_put(struct session *s, const struct pin_cache_entry *from, uint64_t gen)
-{
-    struct pin_shared *sh = s->worker->server->pin_shared;
-    if (!sh || s->pin.private_only) {
-        return;
-    }
-    pthread_mutex_lock(&sh->lock);
-    shared_put_locked(sh, s, from, gen);
-    pthread_mutex_unlock(&sh->lock);
-}
-
-/* Keep what a lookup found (moved out of *from). */
-static void cache_put(struct pin_catalog *c, struct pin_cache_entry *from)
-{
-    if (c->n == PIN_CACHE_MAX) {
-        cache_clear(c);
-    }
-    if (!c->entries) {
-        c->entries = calloc(PIN_CACHE_MAX, sizeof(*c->entries));
-        if (!c->entries) {
-            entry_free(from);
-            return;
-        }
-    }
-    c->entries[c->n++] = *from;
-    memset(from, 0, sizeof(*from));
-}
-
-/* The answers kept for one message only (failed or stale lookups) go once it is handled. */
-static void cache_drop_oneshots(struct pin_catalog *c)
-{
-    for (int i = 0; i < c->n;) {
-        if (c->entries[i].oneshot) {
-            entry_free(&c->entries[i]);
-            c->entries[i] = c->entries[--c->n];
-            memset(&c->entries[c->n], 0, sizeof(c->entries[c->n]));
-        } else {
-            i++;
-        }
-    }
-}
-
-void pin_lookup_row(struct session *s, const uint8_t *body, size_t len, bool cut)
-{
-    struct pin_cache_entry *e = &s->pin.lookup;
-    if (e->failed) {
-        return;
-    }
-    if (cut || pin_table_add_row(&e->table, body, len, &s->worker->classify_opts) < 0) {
-        e->failed = true;
-    }
-}
-
-void pin_lookup_failed(struct session *s)
-{
-    s->pin.lookup.failed = true;
-}
-
-void pin_lookup_done(struct session *s)
-{
-    struct pin_catalog *c = &s->pin;
-    c->lookup_pending = false;
-    cache_sync(s);
-    /* Kept for good only if no catalog change ended meanwhile; else it serves the message it
-     * was made for, and the next one looks again. */
-    c->lookup.oneshot = c->lookup.failed || c->gen != c->lookup_gen;
-    if (c->lookup.failed) {
-        SLOG_INFO(s, "catalog lookup for pinning failed for %s%s%s", c->lookup.schema,
-                  c->lookup.schema[0] ? "." : "", c->lookup.rel);
-        pin_table_free(&c->lookup.table);
-    } else if (!c->lookup.oneshot) {
-        shared_put(s, &c->lookup, c->lookup_gen / 2);
-    }
-    cache_put(c, &c->lookup);
-}
-
-/* ---- when pinning applies -------------------------------------------------------------------- */
-
-/* Statements are analyzed (and tables looked up) while there is a secondary to mirror to and a
- * parse pgdual can trust: what makes up values is then pinned, or counted when it cannot be. */
-static bool analysis_active(const struct session *s)
-{
-    return s->dials->d.mirror && s->mirror.secondary_up && !session_lexing_settings_unsafe(s);
-}
-
-/* Why values cannot be pinned now although the analysis runs, or NULL: pinning needs lockstep
- * (the secondary's statement is built from the primary's answer) and pin_writes. */
-static const char *pin_off_reason(const struct session *s)
-{
-    const struct dials *d = &s->dials->d;
-    if (!d->pin_writes) {
-        return "pin_writes = off";
-    }
-    return d->mirror_order != MIRROR_LOCKSTEP ? "mirror_order = parallel" : NULL;
-}
-
-static bool pin_active(const struct session *s)
-{
-    return analysis_active(s) && !pin_off_reason(s);
-}
-
-static bool needs_catalog(const struct pin_stmt *st)
-{
-    switch (st->verb) {
-    case PIN_VERB_INSERT:
-    case PIN_VERB_COPY:
-    case PIN_VERB_MERGE:
-        return true;
-    case PIN_VERB_UPDATE:
-    case PIN_VERB_DELETE:
-        return !st->nested_dml && (st->nondeterministic || st->uses_default);
-    default:
-        return false;
-    }
-}
-
-/* The text of a Query or Parse, or NULL. */
-static const char *message_sql(const uint8_t *msg, size_t len)
-{
-    if (len < 6 || msg[len - 1] != '\0') {
-        return NULL;
-    }
-    if (msg[0] == PqMsg_Query) {
-        return (const char *)msg + 5;
-    }
-    if (msg[0] != PqMsg_Parse) {
-        return NULL;
-    }
-    struct wire_reader rd;
-    wire_reader_init(&rd, msg + 5, len - 5);
-    (void)wire_cstr(&rd);
-    return wire_cstr(&rd);
-}
-
-/* Plan the message's statements into s->pin.plan when some of them may write. */
-static bool plan_message(struct session *s, const char *sql)
-{
-    struct pin_catalog *c = &s->pin;
-    pin_plan_free(&c->plan);
-    c->plan_valid = false;
-    struct classify_result r;
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) != 0 ||
-        r.kind != CLASSIFY_MIRROR || r.parse_error || r.nstatements <= 0 ||
-        (r.txn_control && r.nstatements == 1)) {
-        return false;
-    }
-    c->plan_valid = pin_analyze(sql, &s->worker->classify_opts, &c->plan) == 0;
-    return c->plan_valid;
-}
-
-/* Where a lookup can go now: before the unit being received if nothing of it went to the
- * primary yet, or at the end of the queue between units. false: nowhere. */
-static bool lookup_place(struct session *s, struct unit **before)
-{
-    struct unit *b = s->mirror.building;
-    *before = b;
-    return !b || (b->defer_fwd && !b->prim_rewritten);
-}
-
-static int send_lookup(struct session *s, const struct pin_stmt *st, struct unit *before)
-{
-    struct pin_catalog *c = &s->pin;
-    struct wbuf sql;
-    wbuf_init(&sql);
-    if (pin_catalog_query(st, &sql) < 0) {
-        wbuf_free(&sql);
-        return -1;
-    }
-    struct unit *u = mirror_internal_unit(&s->mirror, before, (const char *)sql.data,
-                                          &s->to_primary);
-    wbuf_free(&sql);
-    if (!u || !(u->pin = calloc(1, sizeof(*u->pin)))) {
-        return -1;
-    }
-    u->pin->lookup = true;
-    entry_free(&c->lookup);
-    memset(&c->lookup, 0, sizeof(c->lookup));
-    memcpy(c->lookup.schema, st->schema, sizeof(pin_name));
-    memcpy(c->lookup.rel, st->rel, sizeof(pin_name));
-    c->lookup_gen = c->gen;
-    c->lookup_pending = true;
-    return 1;
-}
-
-int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
-{
-    struct pin_catalog *c = &s->pin;
-    c->plan_valid = false;
-    if (c->lookup_pending) {
-        return 1; /* the gate holds the message until the answer */
-    }
-    const char *sql = analysis_active(s) ? message_sql(msg, len) : NULL;
-    if (!sql || !plan_message(s, sql)) {
-        return 0;
-    }
-    cache_sync(s);
-    struct unit *before;
-    if (!lookup_place(s, &before) || s->mirror.prim_status == PQ_TXN_FAILED) {
-        /* Nowhere to put it, or a failed transaction would refuse it: the statements go
-         * without (pin_decide says what that means). */
-        return 0;
-    }
-    for (int i = 0; i < c->plan.n; i++) {
-        const struct pin_stmt *st = &c->plan.stmts[i];
-        if (needs_catalog(st) && st->rel[0] && !cache_find(s, st->schema, st->rel)) {
-            return send_lookup(s, st, before);
-        }
-    }
-    return 0;
-}
 
 /* ---- the decision and the messages for the primary -------------------------------------------- */
 
@@ -477,18 +77,12 @@ static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
     return st;
 }
 
-static const struct pin_table *table_for(struct session *s, const struct pin_stmt *st)
-{
-    const struct pin_cache_entry *e = cache_find(s, st->schema, st->rel);
-    return e && !e->failed ? &e->table : NULL;
-}
-
 /* Decide statement i of the plan: its shape (a new reference) when it is pinned. */
 static struct pin_shape *decide(struct session *s, struct unit *u, const struct pin_stmt *st,
                                 bool *known)
 {
     const char *why = NULL;
-    enum pin_need need = pin_decide(st, table_for(s, st), &why);
+    enum pin_need need = pin_decide(st, pin_table_known(s, st), &why);
     *known = need != PIN_IMPOSSIBLE && !st->user_code; /* code of the user's may draw anything */
     if (need == PIN_NOT_NEEDED) {
         return NULL;
@@ -500,7 +94,7 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         why = pin_off_reason(s);
         *known = false;
     }
-    struct pin_shape *sh = need == PIN_NEEDED ? pin_shape_new(st, table_for(s, st)) : NULL;
+    struct pin_shape *sh = need == PIN_NEEDED ? pin_shape_new(st, pin_table_known(s, st)) : NULL;
     if (need == PIN_NEEDED && !sh) {
         why = "out of memory pinning it";
         *known = false;
@@ -586,7 +180,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     }
     const struct pin_stmt *st = &c->plan.stmts[0];
     const char *why = NULL;
-    enum pin_need need = pin_decide(st, table_for(s, st), &why);
+    enum pin_need need = pin_decide(st, pin_table_known(s, st), &why);
     table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
@@ -600,7 +194,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_unpinned = why;
         return false;
     }
-    c->msg_shape = pin_shape_new(st, table_for(s, st));
+    c->msg_shape = pin_shape_new(st, pin_table_known(s, st));
     struct wire_reader rd;
     wire_reader_init(&rd, msg + 5, len - 5);
     const char *name = wire_cstr(&rd);
@@ -760,7 +354,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
                           const struct wbuf **out)
 {
     struct pin_catalog *c = &s->pin;
-    bool active = pin_active(s), analysis = analysis_active(s);
+    bool active = pin_active(s), analysis = pin_analysis_active(s);
     bool rw = false;
     switch (msg[0]) {
     case PqMsg_Query:
@@ -795,7 +389,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     if (msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) {
         pin_plan_free(&c->plan);
         c->plan_valid = false;
-        cache_drop_oneshots(c);
+        pin_catalog_message_done(c);
     }
     *out = rw ? &c->out : NULL;
     return rw;

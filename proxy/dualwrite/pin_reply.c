@@ -8,7 +8,7 @@
 
 #include "protocol/pqproto.h"
 #include "proxy/dualwrite/divergence.h"
-#include "proxy/dualwrite/pin_session.h"
+#include "proxy/dualwrite/pin_private.h"
 #include "proxy/dualwrite/sync_state.h"
 #include "proxy/log.h"
 #include "proxy/server.h"

@@ -1,0 +1,202 @@
+/* protocol/pin_catalog.c: the catalog lookup for pinning: its SQL and the table it describes
+ * (see pin.h). */
+#include "protocol/pin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pin_internal.h"
+
+/* ---- the catalog ---------------------------------------------------------------------------- */
+
+/* An E'' literal: the same under any standard_conforming_strings. */
+static void put_escaped_literal(struct wbuf *b, const char *s)
+{
+    wbuf_put_bytes(b, "E'", 2);
+    for (; *s; s++) {
+        if (*s == '\'' || *s == '\\') {
+            wbuf_put_u8(b, (uint8_t)*s);
+        }
+        wbuf_put_u8(b, (uint8_t)*s);
+    }
+    wbuf_put_u8(b, '\'');
+}
+
+void pin_put_str(struct wbuf *b, const char *s)
+{
+    wbuf_put_bytes(b, s, strlen(s));
+}
+
+int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
+{
+    pin_put_str(out,
+            "SELECT CASE WHEN n.nspname LIKE E'pg\\\\_temp\\\\_%' THEN 'pg_temp' ELSE "
+            "pg_catalog.quote_ident(n.nspname) END || '.' || pg_catalog.quote_ident(c.relname), "
+            "CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'not_table' "
+            "WHEN c.relhasrules THEN 'rules' "
+            "WHEN c.relrowsecurity THEN 'rls' "
+            "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'inherits' "
+            "WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled <> 'D' AND NOT "
+            "g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM "
+            "pg_catalog.pg_partition_tree(c.oid)))) THEN 'triggers' "
+            "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no_select' "
+            "ELSE '' END, "
+            "a.attname, a.attgenerated <> '', a.attidentity <> '', "
+            "pg_catalog.pg_get_expr(d.adbin, d.adrelid), COALESCE(a.attnum = ANY (i.indkey), "
+            "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
+            "IN (114, 3802), false) "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
+            "a.attisdropped "
+            "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+            "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+            "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
+            "WHERE c.relname = ");
+    put_escaped_literal(out, st->rel);
+    if (strcmp(st->schema, "pg_temp") == 0) {
+        /* The server reads pg_temp as the session's own temporary schema (pg_temp_N). */
+        pin_put_str(out, " AND n.oid = pg_catalog.pg_my_temp_schema()");
+    } else if (st->schema[0]) {
+        pin_put_str(out, " AND n.nspname = ");
+        put_escaped_literal(out, st->schema);
+    } else {
+        pin_put_str(out, " AND pg_catalog.pg_table_is_visible(c.oid)");
+    }
+    pin_put_str(out, " ORDER BY a.attnum");
+    wbuf_put_u8(out, '\0');
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
+/* Field i of a DataRow (text), copied NUL-terminated into dst (cap bytes, cut); NULL -> *null. */
+static int row_field(struct wire_reader *rd, char *dst, size_t cap, bool *null)
+{
+    uint32_t n = wire_u32(rd);
+    if (rd->failed) {
+        return PIN_EPROTO;
+    }
+    *null = n == 0xffffffffu;
+    size_t len = *null ? 0 : n;
+    const uint8_t *p = len ? wire_bytes(rd, len) : NULL;
+    if (rd->failed) {
+        return PIN_EPROTO;
+    }
+    size_t k = len < cap - 1 ? len : cap - 1;
+    if (k) {
+        memcpy(dst, p, k);
+    }
+    dst[k] = '\0';
+    return 0;
+}
+
+/* Why the lookup says no write of the table can be pinned (its code word), or NULL. */
+/* Reasons under which the lookup's defaults are not the ones an INSERT fires (a view's base
+ * table, the tables a rule writes): pin_decide compares pointers. */
+const char pin_blocked_not_table[] = "it does not write a table (a view or foreign table)";
+const char pin_blocked_rules[] = "its table has rules";
+
+static const char *blocked_reason(const char *code)
+{
+    static const char *const reasons[][2] = {
+        {"not_table", pin_blocked_not_table},
+        {"rules", pin_blocked_rules},
+        {"rls", "its table has row-level security"},
+        {"inherits", "its table has inheritance children"},
+        {"triggers", "its table has triggers"},
+        {"no_select", "no SELECT privilege on its table (RETURNING needs it)"},
+    };
+    if (!code[0]) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (strcmp(code, reasons[i][0]) == 0) {
+            return reasons[i][1];
+        }
+    }
+    return "its table cannot be pinned";
+}
+
+/* Does the default expression make up values? Code pgdual does not know might. */
+static bool default_is_volatile(const char *expr, const struct classify_options *opt)
+{
+    size_t n = strlen(expr) + 8;
+    char *sql = malloc(n);
+    if (!sql) {
+        return true;
+    }
+    snprintf(sql, n, "SELECT %s", expr);
+    struct classify_result r;
+    bool vol = classify_statement(sql, opt, &r) != 0 || r.parse_error || r.nondeterministic ||
+               r.user_code;
+    free(sql);
+    return vol;
+}
+
+int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
+                      const struct classify_options *opt)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, body, len);
+    if (wire_u16(&rd) != 8) {
+        return PIN_EPROTO;
+    }
+    char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
+    char generated[2], identity[2], pk[2], json[2];
+    char def[4096];
+    bool null_name, null_def, null;
+    if (row_field(&rd, qname, sizeof(qname), &null) || row_field(&rd, blocked, sizeof(blocked), &null) ||
+        row_field(&rd, name, sizeof(name), &null_name) ||
+        row_field(&rd, generated, sizeof(generated), &null) ||
+        row_field(&rd, identity, sizeof(identity), &null) ||
+        row_field(&rd, def, sizeof(def), &null_def) || row_field(&rd, pk, sizeof(pk), &null) ||
+        row_field(&rd, json, sizeof(json), &null)) {
+        return PIN_EPROTO;
+    }
+    t->found = true;
+    snprintf(t->qname, sizeof(t->qname), "%s", qname);
+    t->blocked = blocked_reason(blocked);
+    if (null_name) {
+        return 0; /* a table without columns */
+    }
+    struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
+    if (!cols) {
+        return PIN_ENOMEM;
+    }
+    t->cols = cols;
+    struct pin_column *c = &cols[t->ncols++];
+    memset(c, 0, sizeof(*c));
+    pin_copy_name(c->name, name);
+    c->generated = generated[0] == 't';
+    c->pk = pk[0] == 't';
+    c->json = json[0] == 't';
+    /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
+     * column's expression is no default: the server requires it immutable, and the secondary
+     * computes it again from the row (a function of the user's there is not a value made up). */
+    c->volatile_default =
+        identity[0] == 't' || (!null_def && !c->generated &&
+                               (strlen(def) >= sizeof(def) - 1 || default_is_volatile(def, opt)));
+    t->npk += c->pk;
+    return 0;
+}
+
+int pin_table_copy(struct pin_table *dst, const struct pin_table *src)
+{
+    *dst = *src;
+    dst->cols = NULL;
+    if (src->ncols > 0) {
+        dst->cols = malloc((size_t)src->ncols * sizeof(*dst->cols));
+        if (!dst->cols) {
+            memset(dst, 0, sizeof(*dst));
+            return PIN_ENOMEM;
+        }
+        memcpy(dst->cols, src->cols, (size_t)src->ncols * sizeof(*dst->cols));
+    }
+    return 0;
+}
+
+void pin_table_free(struct pin_table *t)
+{
+    free(t->cols);
+    memset(t, 0, sizeof(*t));
+}
+

@@ -1,0 +1,21 @@
+/* protocol/pin_internal.h: helpers shared by pin.c, pin_catalog.c and pin_sql.c (not for use
+ * outside protocol/). */
+#pragma once
+#include <stdbool.h>
+
+#include "protocol/pin.h"
+#include "protocol/wire.h"
+
+/* Copy a name (NULL: "") cut to PIN_NAME_MAX bytes. */
+void pin_copy_name(pin_name dst, const char *src);
+/* Append s without its NUL. */
+void pin_put_str(struct wbuf *b, const char *s);
+/* Append s as a quoted identifier ("..." with " doubled). */
+void pin_put_ident(struct wbuf *b, const char *s);
+/* t's column named name, or NULL. */
+const struct pin_column *pin_find_col(const struct pin_table *t, const char *name);
+/* Does st name the column col (INSERT/COPY column list, UPDATE SET target)? */
+bool pin_stmt_names_col(const struct pin_stmt *st, const char *col);
+/* Why writes of a view or foreign table, or of a table with rules, cannot be pinned. */
+extern const char pin_blocked_not_table[];
+extern const char pin_blocked_rules[];

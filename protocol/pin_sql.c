@@ -1,0 +1,531 @@
+/* protocol/pin_sql.c: the SQL and bytes of pinning: the RETURNING list for the primary, the
+ * secondary's statement, pgdual's columns taken out of the reply and kept as JSON, and the
+ * secondary's copy of a unit (see pin.h). */
+#include "protocol/pin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pin_internal.h"
+#include "protocol/pqproto.h"
+
+#define JSON_OID 114
+
+/* ---- the shape: what is appended, what the secondary runs ------------------------------------ */
+
+void pin_put_ident(struct wbuf *b, const char *s)
+{
+    wbuf_put_u8(b, '"');
+    for (; *s; s++) {
+        if (*s == '"') {
+            wbuf_put_u8(b, '"');
+        }
+        wbuf_put_u8(b, (uint8_t)*s);
+    }
+    wbuf_put_u8(b, '"');
+}
+
+static int add_key(struct pin_shape *sh, const struct pin_column *c)
+{
+    for (int i = 0; i < sh->m; i++) {
+        if (strcmp(sh->keys[i], c->name) == 0) {
+            return 0;
+        }
+    }
+    pin_copy_name(sh->keys[sh->m], c->name);
+    sh->json[sh->m] = c->json;
+    sh->m++;
+    return 0;
+}
+
+/* Which columns come back: INSERT every column it stores; UPDATE the key and what it sets;
+ * DELETE the key. */
+static void choose_keys(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        const struct pin_column *c = &t->cols[i];
+        if ((st->verb == PIN_VERB_INSERT && !c->generated) || (st->verb != PIN_VERB_INSERT && c->pk)) {
+            add_key(sh, c);
+        }
+    }
+    for (int i = 0; st->verb == PIN_VERB_UPDATE && i < st->ncols; i++) {
+        const struct pin_column *c = pin_find_col(t, st->cols[i]);
+        if (c) {
+            add_key(sh, c);
+        }
+    }
+}
+
+static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char *qualifier)
+{
+    for (int i = 0; i < sh->m; i++) {
+        if (i) {
+            pin_put_str(b, ", ");
+        }
+        if (qualifier) {
+            pin_put_ident(b, qualifier);
+            wbuf_put_u8(b, '.');
+        }
+        pin_put_ident(b, sh->keys[i]);
+    }
+}
+
+/* The target as the client's statement names it: both sides resolve it the same way (their
+ * search_path is mirrored), a temporary table included. */
+static void put_target(struct wbuf *b, const struct pin_stmt *st)
+{
+    if (st->schema[0]) {
+        pin_put_ident(b, st->schema);
+        wbuf_put_u8(b, '.');
+    }
+    pin_put_ident(b, st->rel);
+}
+
+static void put_source(struct wbuf *b, const struct pin_stmt *st)
+{
+    pin_put_str(b, "pg_catalog.json_populate_recordset(NULL::");
+    put_target(b, st);
+    pin_put_str(b, ", ");
+}
+
+/* WHERE "pgdual_t".pk = "pgdual_v".pk AND ... */
+static void put_key_match(struct wbuf *b, const struct pin_table *t)
+{
+    pin_put_str(b, ") AS \"pgdual_v\" WHERE ");
+    bool first = true;
+    for (int i = 0; i < t->ncols; i++) {
+        if (!t->cols[i].pk) {
+            continue;
+        }
+        pin_put_str(b, first ? "" : " AND ");
+        first = false;
+        pin_put_str(b, "\"pgdual_t\".");
+        pin_put_ident(b, t->cols[i].name);
+        pin_put_str(b, " = \"pgdual_v\".");
+        pin_put_ident(b, t->cols[i].name);
+    }
+}
+
+static void put_conflict(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
+{
+    if (st->conflict == PIN_CONFLICT_NOTHING) {
+        pin_put_str(b, " ON CONFLICT DO NOTHING");
+        return;
+    }
+    if (st->conflict != PIN_CONFLICT_UPDATE) {
+        return;
+    }
+    pin_put_str(b, " ON CONFLICT (");
+    bool first = true;
+    for (int i = 0; i < t->ncols; i++) {
+        if (t->cols[i].pk) {
+            pin_put_str(b, first ? "" : ", ");
+            first = false;
+            pin_put_ident(b, t->cols[i].name);
+        }
+    }
+    /* The primary's final row: every stored column (a key column alone if there is no other,
+     * so the row still counts in the tag as it did on the primary). */
+    pin_put_str(b, ") DO UPDATE SET ");
+    first = true;
+    for (int pass = 0; pass < 2 && first; pass++) {
+        for (int i = 0; i < t->ncols; i++) {
+            const struct pin_column *c = &t->cols[i];
+            if (c->generated || (pass == 0 && c->pk) || (pass == 1 && !c->pk)) {
+                continue;
+            }
+            pin_put_str(b, first ? "" : ", ");
+            first = false;
+            pin_put_ident(b, c->name);
+            pin_put_str(b, " = EXCLUDED.");
+            pin_put_ident(b, c->name);
+            if (pass == 1) {
+                break;
+            }
+        }
+    }
+}
+
+static char *wbuf_take_string(struct wbuf *b)
+{
+    wbuf_put_u8(b, '\0');
+    if (b->failed) {
+        wbuf_free(b);
+        return NULL;
+    }
+    char *s = (char *)b->data;
+    wbuf_init(b);
+    return s;
+}
+
+static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
+{
+    struct wbuf r, h, tl;
+    wbuf_init(&r);
+    wbuf_init(&h);
+    wbuf_init(&tl);
+    /* A newline first: the statement may end inside a line comment. */
+    pin_put_str(&r, st->client_returning ? "\n, " : "\nRETURNING ");
+    put_key_list(&r, sh, st->ref);
+    switch (st->verb) {
+    case PIN_VERB_INSERT:
+        pin_put_str(&h, "INSERT INTO ");
+        put_target(&h, st);
+        pin_put_str(&h, " (");
+        put_key_list(&h, sh, NULL);
+        pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
+        put_key_list(&h, sh, NULL);
+        pin_put_str(&h, " FROM ");
+        put_source(&h, st);
+        pin_put_str(&tl, ")");
+        put_conflict(&tl, st, t);
+        break;
+    case PIN_VERB_UPDATE:
+        pin_put_str(&h, "UPDATE ");
+        put_target(&h, st);
+        pin_put_str(&h, " AS \"pgdual_t\" SET ");
+        for (int i = 0, first = 1; i < sh->m; i++) {
+            const struct pin_column *c = pin_find_col(t, sh->keys[i]);
+            if (c && c->pk && !pin_stmt_names_col(st, c->name)) {
+                continue; /* the key matches rows; it is not set */
+            }
+            pin_put_str(&h, first ? "" : ", ");
+            first = 0;
+            pin_put_ident(&h, sh->keys[i]);
+            pin_put_str(&h, " = \"pgdual_v\".");
+            pin_put_ident(&h, sh->keys[i]);
+        }
+        pin_put_str(&h, " FROM ");
+        put_source(&h, st);
+        put_key_match(&tl, t);
+        break;
+    default: /* DELETE */
+        pin_put_str(&h, "DELETE FROM ");
+        put_target(&h, st);
+        pin_put_str(&h, " AS \"pgdual_t\" USING ");
+        put_source(&h, st);
+        put_key_match(&tl, t);
+        break;
+    }
+    sh->returning = wbuf_take_string(&r);
+    sh->head = wbuf_take_string(&h);
+    sh->tail = wbuf_take_string(&tl);
+    return sh->returning && sh->head && sh->tail ? 0 : PIN_ENOMEM;
+}
+
+struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_table *t)
+{
+    struct pin_shape *sh = calloc(1, sizeof(*sh));
+    if (!sh) {
+        return NULL;
+    }
+    sh->refs = 1;
+    sh->verb = st->verb;
+    sh->client_returning = st->client_returning;
+    size_t cap = (size_t)t->ncols + 1;
+    sh->keys = calloc(cap, sizeof(*sh->keys));
+    sh->json = calloc(cap, sizeof(*sh->json));
+    if (!sh->keys || !sh->json) {
+        pin_shape_unref(sh);
+        return NULL;
+    }
+    choose_keys(sh, st, t);
+    if (sh->m == 0 || build_texts(sh, st, t) < 0) {
+        pin_shape_unref(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+struct pin_shape *pin_shape_ref(struct pin_shape *sh)
+{
+    if (sh) {
+        sh->refs++;
+    }
+    return sh;
+}
+
+void pin_shape_unref(struct pin_shape *sh)
+{
+    if (!sh || --sh->refs > 0) {
+        return;
+    }
+    free(sh->keys);
+    free(sh->json);
+    free(sh->returning);
+    free(sh->head);
+    free(sh->tail);
+    free(sh);
+}
+
+int pin_primary_text(const char *sql, const struct pin_plan *plan,
+                     struct pin_shape *const *shapes, struct wbuf *out)
+{
+    size_t at = 0, len = strlen(sql);
+    for (int i = 0; i < plan->n; i++) {
+        const struct pin_stmt *st = &plan->stmts[i];
+        if (!shapes[i]) {
+            continue;
+        }
+        if (st->end < at || st->end > len) {
+            return PIN_ESHAPE;
+        }
+        wbuf_put_bytes(out, sql + at, st->end - at);
+        pin_put_str(out, shapes[i]->returning);
+        at = st->end;
+    }
+    wbuf_put_bytes(out, sql + at, len - at);
+    wbuf_put_u8(out, '\0');
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
+/* ---- the primary's reply ---------------------------------------------------------------------- */
+
+/* Offset (in body) just past the first k of a RowDescription's fields, or 0 on a bad shape. */
+static size_t row_description_prefix(const uint8_t *body, size_t len, int k)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, body, len);
+    (void)wire_u16(&rd);
+    for (int i = 0; i < k && !rd.failed; i++) {
+        (void)wire_cstr(&rd);
+        (void)wire_bytes(&rd, 18); /* table oid, attnum, type oid, typlen, typmod, format */
+    }
+    return rd.failed ? 0 : rd.off;
+}
+
+int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodata_if_empty,
+                              struct wbuf *out)
+{
+    if (len < 2) {
+        return PIN_EPROTO;
+    }
+    int n = body[0] << 8 | body[1];
+    if (n < m) {
+        return PIN_EPROTO;
+    }
+    int k = n - m;
+    if (k == 0) {
+        if (nodata_if_empty) {
+            size_t at = wbuf_begin_msg(out, PqMsg_NoData);
+            wbuf_end_msg(out, at);
+        }
+        return out->failed ? PIN_ENOMEM : 0;
+    }
+    size_t end = row_description_prefix(body, len, k);
+    if (end == 0) {
+        return PIN_EPROTO;
+    }
+    size_t at = wbuf_begin_msg(out, PqMsg_RowDescription);
+    wbuf_put_u16(out, (uint16_t)k);
+    wbuf_put_bytes(out, body + 2, end - 2);
+    wbuf_end_msg(out, at);
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
+/* Offset just past the first k values of a DataRow, or 0 on a bad shape. */
+static size_t data_row_prefix(const uint8_t *body, size_t len, int k)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, body, len);
+    (void)wire_u16(&rd);
+    for (int i = 0; i < k && !rd.failed; i++) {
+        uint32_t n = wire_u32(&rd);
+        if (n != 0xffffffffu) {
+            (void)wire_bytes(&rd, n);
+        }
+    }
+    return rd.failed ? 0 : rd.off;
+}
+
+int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
+{
+    if (len < 2) {
+        return PIN_EPROTO;
+    }
+    int n = body[0] << 8 | body[1];
+    if (n < m) {
+        return PIN_EPROTO;
+    }
+    int k = n - m;
+    if (k == 0) {
+        return 0;
+    }
+    size_t end = data_row_prefix(body, len, k);
+    if (end == 0) {
+        return PIN_EPROTO;
+    }
+    size_t at = wbuf_begin_msg(out, PqMsg_DataRow);
+    wbuf_put_u16(out, (uint16_t)k);
+    wbuf_put_bytes(out, body + 2, end - 2);
+    wbuf_end_msg(out, at);
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
+static void put_json_string(struct wbuf *b, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    wbuf_reserve(b, n + 2);
+    wbuf_put_u8(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (c == '"' || c == '\\') {
+            wbuf_put_u8(b, '\\');
+            wbuf_put_u8(b, c);
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            wbuf_put_bytes(b, e, sizeof(e));
+        } else {
+            wbuf_put_u8(b, c);
+        }
+    }
+    wbuf_put_u8(b, '"');
+}
+
+int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
+{
+    if (len < 2) {
+        return PIN_EPROTO;
+    }
+    int n = body[0] << 8 | body[1];
+    if (n < sh->m) {
+        return PIN_EPROTO;
+    }
+    size_t off = n == sh->m ? 2 : data_row_prefix(body, len, n - sh->m);
+    if (off == 0) {
+        return PIN_EPROTO;
+    }
+    struct wire_reader rd;
+    wire_reader_init(&rd, body + off, len - off);
+    wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
+    wbuf_put_u8(rows, '{');
+    for (int i = 0; i < sh->m; i++) {
+        uint32_t vlen = wire_u32(&rd);
+        bool null = vlen == 0xffffffffu;
+        const uint8_t *v = null || vlen == 0 ? NULL : wire_bytes(&rd, vlen);
+        if (rd.failed) {
+            return PIN_EPROTO;
+        }
+        if (i) {
+            wbuf_put_u8(rows, ',');
+        }
+        put_json_string(rows, (const uint8_t *)sh->keys[i], strlen(sh->keys[i]));
+        wbuf_put_u8(rows, ':');
+        if (null) {
+            pin_put_str(rows, "null");
+        } else if (sh->json[i]) {
+            wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */
+        } else {
+            put_json_string(rows, v, null ? 0 : vlen);
+        }
+    }
+    wbuf_put_u8(rows, '}');
+    return rows->failed ? PIN_ENOMEM : 0;
+}
+
+void pin_rows_close(struct wbuf *rows)
+{
+    if (rows->len == 0) {
+        wbuf_put_u8(rows, '[');
+    }
+    wbuf_put_u8(rows, ']');
+}
+
+/* ---- what the secondary runs ------------------------------------------------------------------ */
+
+int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst *s, size_t n,
+                         struct wbuf *out)
+{
+    if (len < 6 || msg[0] != PqMsg_Query || msg[len - 1] != '\0') {
+        return PIN_ESHAPE;
+    }
+    const char *text = (const char *)msg + 5;
+    size_t text_len = len - 6, at = 0;
+    size_t m = wbuf_begin_msg(out, PqMsg_Query);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].start < at || s[i].end < s[i].start || s[i].end > text_len) {
+            return PIN_ESHAPE;
+        }
+        wbuf_put_bytes(out, text + at, s[i].start - at);
+        pin_put_str(out, s[i].shape->head);
+        wbuf_put_u8(out, '\''); /* standard_conforming_strings is on (else nothing is pinned) */
+        for (size_t k = 0; k < s[i].rows->len; k++) {
+            uint8_t c = s[i].rows->data[k];
+            if (c == '\'') {
+                wbuf_put_u8(out, c);
+            }
+            wbuf_put_u8(out, c);
+        }
+        wbuf_put_u8(out, '\'');
+        pin_put_str(out, s[i].shape->tail);
+        at = s[i].end;
+    }
+    wbuf_put_bytes(out, text + at, text_len - at);
+    wbuf_put_u8(out, '\0');
+    wbuf_end_msg(out, m);
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
+static void put_close(struct wbuf *b, uint8_t what)
+{
+    size_t at = wbuf_begin_msg(b, PqMsg_Close);
+    wbuf_put_u8(b, what);
+    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_end_msg(b, at);
+}
+
+static void put_pinned_execute(struct wbuf *b, const struct pin_subst *s)
+{
+    put_close(b, 'P');
+    put_close(b, 'S');
+    size_t at = wbuf_begin_msg(b, PqMsg_Parse);
+    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    pin_put_str(b, s->shape->head);
+    pin_put_str(b, "$1");
+    wbuf_put_cstr(b, s->shape->tail);
+    wbuf_put_u16(b, 1);
+    wbuf_put_u32(b, JSON_OID);
+    wbuf_end_msg(b, at);
+    at = wbuf_begin_msg(b, PqMsg_Bind);
+    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_put_u16(b, 1);
+    wbuf_put_u16(b, 0); /* text */
+    wbuf_put_u16(b, 1);
+    wbuf_put_u32(b, (uint32_t)s->rows->len);
+    wbuf_put_bytes(b, s->rows->data, s->rows->len);
+    wbuf_put_u16(b, 0);
+    wbuf_end_msg(b, at);
+    at = wbuf_begin_msg(b, PqMsg_Execute);
+    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_put_u32(b, 0);
+    wbuf_end_msg(b, at);
+}
+
+int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
+                         struct wbuf *out)
+{
+    size_t off = 0, next = 0;
+    uint32_t executes = 0;
+    struct wire_msg m;
+    while (off < len) {
+        if (wire_next_msg(msgs, len, &off, &m) < 0) {
+            return PIN_ESHAPE;
+        }
+        if (m.type == PqMsg_Execute) {
+            if (next < n && s[next].index == executes) {
+                put_pinned_execute(out, &s[next++]);
+                executes++;
+                continue;
+            }
+            executes++;
+        }
+        wbuf_put_bytes(out, m.whole, m.whole_len);
+    }
+    if (next != n) {
+        return PIN_ESHAPE;
+    }
+    return out->failed ? PIN_ENOMEM : 0;
+}
+
