@@ -38,7 +38,7 @@ struct outcome {
 #define OUTCOME_UNKNOWN_SHAPE    4u /* a RowDescription too long: the shape hash is incomplete */
 /* The rows and their shape are not comparable: the secondary ran a pinned statement that returns
  * none where the client's returned rows (proxy/dualwrite/pin_session.h). */
-#define OUTCOME_UNKNOWN_ROWS 8u
+#define OUTCOME_UNKNOWN_ROWS     8u
 
 /* Steps o's server completed before its error: statements of a simple Query (simple = true),
  * or messages of an extended batch or FunctionCall. Meaningful only when o->error. */

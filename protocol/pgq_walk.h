@@ -2,9 +2,8 @@
  * protocol/). Every message-typed field is descended through its descriptor, so a node is found
  * wherever the grammar allows it. Pure. */
 #pragma once
-#include <stdbool.h>
-
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 
 /* Trees deeper than this are not walked: pgq_walk then returns false (callers treat the
  * statement as unknown: when in doubt, mirror). */

@@ -41,9 +41,9 @@ static void pin_visit(void *ctx, const ProtobufCMessage *m)
         const PgQuery__SelectStmt *s = (const PgQuery__SelectStmt *)m;
         w->order_undefined = w->order_undefined || s->limit_count || s->limit_offset;
     } else if (d == &pg_query__locking_clause__descriptor) {
-        w->order_undefined = w->order_undefined ||
-                             ((const PgQuery__LockingClause *)m)->wait_policy ==
-                                 PG_QUERY__LOCK_WAIT_POLICY__LockWaitSkip;
+        w->order_undefined =
+            w->order_undefined || ((const PgQuery__LockingClause *)m)->wait_policy ==
+                                      PG_QUERY__LOCK_WAIT_POLICY__LockWaitSkip;
     } else if (d == &pg_query__column_ref__descriptor) {
         const PgQuery__ColumnRef *c = (const PgQuery__ColumnRef *)m;
         const char *last = c->n_fields > 0 ? node_string(c->fields[c->n_fields - 1]) : NULL;
@@ -73,8 +73,8 @@ static void set_target(struct pin_stmt *st, const PgQuery__RangeVar *rv)
     pin_copy_name(st->schema, rv->schemaname);
     pin_copy_name(st->rel, rv->relname);
     pin_copy_name(st->ref, rv->alias && rv->alias->aliasname && rv->alias->aliasname[0]
-                           ? rv->alias->aliasname
-                           : rv->relname);
+                               ? rv->alias->aliasname
+                               : rv->relname);
 }
 
 /* Column names of ResTarget (INSERT columns, SET targets) or String (COPY) nodes. */
@@ -119,10 +119,10 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
         st->client_returning = s->n_returning_list > 0;
         st->uses_default = st->uses_default || s->select_stmt == NULL; /* DEFAULT VALUES */
         if (s->on_conflict_clause) {
-            st->conflict = s->on_conflict_clause->action ==
-                                   PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_UPDATE
-                               ? PIN_CONFLICT_UPDATE
-                               : PIN_CONFLICT_NOTHING;
+            st->conflict =
+                s->on_conflict_clause->action == PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_UPDATE
+                    ? PIN_CONFLICT_UPDATE
+                    : PIN_CONFLICT_NOTHING;
         }
         rc = s->n_cols > 0 ? set_cols(st, s->cols, s->n_cols) : 0;
         break;
@@ -265,7 +265,8 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         bool fills = (st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_MERGE) &&
                      (!known || defaults_fire(st, t));
         if (st->nondeterministic || st->uses_default || st->nested_insert || fills) {
-            *why = "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN ANALYZE)";
+            *why =
+                "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN ANALYZE)";
             return PIN_IMPOSSIBLE;
         }
         return PIN_NOT_NEEDED;
@@ -273,8 +274,8 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
     if (st->verb == PIN_VERB_NONE) {
         return PIN_NOT_NEEDED;
     }
-    bool fills = st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_COPY ||
-                 st->verb == PIN_VERB_MERGE;
+    bool fills =
+        st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_COPY || st->verb == PIN_VERB_MERGE;
     bool need = st->nondeterministic || st->uses_default;
     if (fills && !need) {
         if (t == NULL) {
@@ -329,4 +330,3 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
     }
     return *why ? PIN_IMPOSSIBLE : PIN_NEEDED;
 }
-

@@ -126,11 +126,11 @@ struct pin_shape {
     int refs;
     enum pin_verb verb;
     bool client_returning;
-    int m;              /* columns pgdual appends to the primary's RETURNING */
-    pin_name *keys;     /* their names: the JSON keys (m) */
-    bool *json;         /* their values are JSON (m) */
-    char *returning;    /* the text appended at the statement's end */
-    char *head, *tail;  /* the secondary's statement: head, the rows as JSON, tail */
+    int m;             /* columns pgdual appends to the primary's RETURNING */
+    pin_name *keys;    /* their names: the JSON keys (m) */
+    bool *json;        /* their values are JSON (m) */
+    char *returning;   /* the text appended at the statement's end */
+    char *head, *tail; /* the secondary's statement: head, the rows as JSON, tail */
 };
 
 /* NULL on allocation failure. st, t: pin_decide said PIN_NEEDED. */
@@ -140,9 +140,8 @@ void pin_shape_unref(struct pin_shape *sh);
 
 /* sql with shapes[i]->returning appended to statement i of plan where shapes[i] is not NULL,
  * into out (NUL-terminated). */
-int pin_primary_text(const char *sql, const struct pin_plan *plan,
-                     struct pin_shape *const *shapes, struct wbuf *out)
-    __attribute__((warn_unused_result));
+int pin_primary_text(const char *sql, const struct pin_plan *plan, struct pin_shape *const *shapes,
+                     struct wbuf *out) __attribute__((warn_unused_result));
 
 /* ---- the primary's reply ---- */
 
@@ -164,10 +163,10 @@ void pin_rows_close(struct wbuf *rows);
 
 /* One pinned statement of a unit for the secondary. */
 struct pin_subst {
-    uint32_t index;           /* Query: statement number; batch: Execute number (from 0) */
-    size_t start, end;        /* Query: the statement's bytes in the text */
+    uint32_t index;    /* Query: statement number; batch: Execute number (from 0) */
+    size_t start, end; /* Query: the statement's bytes in the text */
     const struct pin_shape *shape;
-    const struct wbuf *rows;  /* the closed JSON array */
+    const struct wbuf *rows; /* the closed JSON array */
 };
 
 /* The Query message (whole, header included) with each pinned statement replaced by its

@@ -1,11 +1,10 @@
 /* protocol/pin_catalog.c: the catalog lookup for pinning: its SQL and the table it describes
  * (see pin.h). */
-#include "protocol/pin.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/pin.h"
 #include "protocol/pin_internal.h"
 
 /* ---- the catalog ---------------------------------------------------------------------------- */
@@ -30,29 +29,29 @@ void pin_put_str(struct wbuf *b, const char *s)
 
 int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
 {
-    pin_put_str(out,
-            "SELECT CASE WHEN n.nspname LIKE E'pg\\\\_temp\\\\_%' THEN 'pg_temp' ELSE "
-            "pg_catalog.quote_ident(n.nspname) END || '.' || pg_catalog.quote_ident(c.relname), "
-            "CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'not_table' "
-            "WHEN c.relhasrules THEN 'rules' "
-            "WHEN c.relrowsecurity THEN 'rls' "
-            "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'inherits' "
-            "WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled <> 'D' AND NOT "
-            "g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM "
-            "pg_catalog.pg_partition_tree(c.oid)))) THEN 'triggers' "
-            "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no_select' "
-            "ELSE '' END, "
-            "a.attname, a.attgenerated <> '', a.attidentity <> '', "
-            "pg_catalog.pg_get_expr(d.adbin, d.adrelid), COALESCE(a.attnum = ANY (i.indkey), "
-            "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
-            "IN (114, 3802), false) "
-            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
-            "a.attisdropped "
-            "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
-            "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary "
-            "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
-            "WHERE c.relname = ");
+    pin_put_str(
+        out, "SELECT CASE WHEN n.nspname LIKE E'pg\\\\_temp\\\\_%' THEN 'pg_temp' ELSE "
+             "pg_catalog.quote_ident(n.nspname) END || '.' || pg_catalog.quote_ident(c.relname), "
+             "CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'not_table' "
+             "WHEN c.relhasrules THEN 'rules' "
+             "WHEN c.relrowsecurity THEN 'rls' "
+             "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'inherits' "
+             "WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled <> 'D' AND NOT "
+             "g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM "
+             "pg_catalog.pg_partition_tree(c.oid)))) THEN 'triggers' "
+             "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no_select' "
+             "ELSE '' END, "
+             "a.attname, a.attgenerated <> '', a.attidentity <> '', "
+             "pg_catalog.pg_get_expr(d.adbin, d.adrelid), COALESCE(a.attnum = ANY (i.indkey), "
+             "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
+             "IN (114, 3802), false) "
+             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+             "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
+             "a.attisdropped "
+             "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+             "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+             "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
+             "WHERE c.relname = ");
     put_escaped_literal(out, st->rel);
     if (strcmp(st->schema, "pg_temp") == 0) {
         /* The server reads pg_temp as the session's own temporary schema (pg_temp_N). */
@@ -126,8 +125,8 @@ static bool default_is_volatile(const char *expr, const struct classify_options 
     }
     snprintf(sql, n, "SELECT %s", expr);
     struct classify_result r;
-    bool vol = classify_statement(sql, opt, &r) != 0 || r.parse_error || r.nondeterministic ||
-               r.user_code;
+    bool vol =
+        classify_statement(sql, opt, &r) != 0 || r.parse_error || r.nondeterministic || r.user_code;
     free(sql);
     return vol;
 }
@@ -144,7 +143,8 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     char generated[2], identity[2], pk[2], json[2];
     char def[4096];
     bool null_name, null_def, null;
-    if (row_field(&rd, qname, sizeof(qname), &null) || row_field(&rd, blocked, sizeof(blocked), &null) ||
+    if (row_field(&rd, qname, sizeof(qname), &null) ||
+        row_field(&rd, blocked, sizeof(blocked), &null) ||
         row_field(&rd, name, sizeof(name), &null_name) ||
         row_field(&rd, generated, sizeof(generated), &null) ||
         row_field(&rd, identity, sizeof(identity), &null) ||
@@ -199,4 +199,3 @@ void pin_table_free(struct pin_table *t)
     free(t->cols);
     memset(t, 0, sizeof(*t));
 }
-

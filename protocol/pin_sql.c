@@ -1,12 +1,11 @@
 /* protocol/pin_sql.c: the SQL and bytes of pinning: the RETURNING list for the primary, the
  * secondary's statement, pgdual's columns taken out of the reply and kept as JSON, and the
  * secondary's copy of a unit (see pin.h). */
-#include "protocol/pin.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/pin.h"
 #include "protocol/pin_internal.h"
 #include "protocol/pqproto.h"
 
@@ -45,7 +44,8 @@ static void choose_keys(struct pin_shape *sh, const struct pin_stmt *st, const s
 {
     for (int i = 0; i < t->ncols; i++) {
         const struct pin_column *c = &t->cols[i];
-        if ((st->verb == PIN_VERB_INSERT && !c->generated) || (st->verb != PIN_VERB_INSERT && c->pk)) {
+        if ((st->verb == PIN_VERB_INSERT && !c->generated) ||
+            (st->verb != PIN_VERB_INSERT && c->pk)) {
             add_key(sh, c);
         }
     }
@@ -259,8 +259,8 @@ void pin_shape_unref(struct pin_shape *sh)
     free(sh);
 }
 
-int pin_primary_text(const char *sql, const struct pin_plan *plan,
-                     struct pin_shape *const *shapes, struct wbuf *out)
+int pin_primary_text(const char *sql, const struct pin_plan *plan, struct pin_shape *const *shapes,
+                     struct wbuf *out)
 {
     size_t at = 0, len = strlen(sql);
     for (int i = 0; i < plan->n; i++) {
@@ -280,7 +280,8 @@ int pin_primary_text(const char *sql, const struct pin_plan *plan,
     return out->failed ? PIN_ENOMEM : 0;
 }
 
-/* ---- the primary's reply ---------------------------------------------------------------------- */
+/* ---- the primary's reply ----------------------------------------------------------------------
+ */
 
 /* Offset (in body) just past the first k of a RowDescription's fields, or 0 on a bad shape. */
 static size_t row_description_prefix(const uint8_t *body, size_t len, int k)
@@ -432,7 +433,8 @@ void pin_rows_close(struct wbuf *rows)
     wbuf_put_u8(rows, ']');
 }
 
-/* ---- what the secondary runs ------------------------------------------------------------------ */
+/* ---- what the secondary runs ------------------------------------------------------------------
+ */
 
 int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out)
@@ -528,4 +530,3 @@ int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst
     }
     return out->failed ? PIN_ENOMEM : 0;
 }
-

@@ -38,8 +38,8 @@
     X(mirrored_served_old, "mirrored statements whose reply old served (old primary)")         \
     X(mirrored_served_new, "mirrored statements whose reply new served (new primary)")         \
     X(nondeterministic_writes_total,                                                           \
-      "writes that make up values (now(), random(), ids ...) and could not be pinned")        \
-    X(pinned_writes_total, "writes the secondary ran with the values the primary made up")    \
+      "writes that make up values (now(), random(), ids ...) and could not be pinned")         \
+    X(pinned_writes_total, "writes the secondary ran with the values the primary made up")     \
     X(cancels_total, "cancel requests forwarded")                                              \
     X(protocol_errors_total, "clients closed for protocol violations")                         \
     X(auth_failures_total, "failed client logins")                                             \

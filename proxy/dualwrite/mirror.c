@@ -272,8 +272,9 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
 {
     /* What pinning knew of the failed statement: pinned (the secondary gets the primary's ids,
      * never its own draws) or nothing made up. */
-    if (f->type == PqMsg_Query ? pin_failed_step_known(u, done)
-                               : f->type == PqMsg_Execute && pin_failed_step_known(u, f->execute_index)) {
+    if (f->type == PqMsg_Query
+            ? pin_failed_step_known(u, done)
+            : f->type == PqMsg_Execute && pin_failed_step_known(u, f->execute_index)) {
         return;
     }
     /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class

@@ -60,7 +60,7 @@ struct unit {
     /* Bit i: the unit's Execute number i runs an INSERT/MERGE/COPY FROM or a nondeterministic
      * write (it may draw sequence values); Executes past 63 share bit 63. */
     uint64_t execute_draws;
-    int executes; /* Execute messages in the unit so far */
+    int executes;       /* Execute messages in the unit so far */
     uint32_t step_msgs; /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
                            steps: the primary answers each with one counted reply) */
     bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
@@ -98,7 +98,7 @@ struct unit {
      * deferral ends; empty while the two are the same. */
     struct wbuf prim_bytes;
     bool prim_rewritten;
-    bool catalog_change; /* a statement of it may change the catalog (see pin_session.h) */
+    bool catalog_change;  /* a statement of it may change the catalog (see pin_session.h) */
     struct unit_pin *pin; /* deterministic writes (pin_session.h); NULL: nothing pinned */
     struct outcome prim, second;
     uint64_t start_us, prim_us, sec_start_us, sec_us;

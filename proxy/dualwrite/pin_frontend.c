@@ -11,7 +11,8 @@
 #include "proxy/session/session.h"
 #include "proxy/worker.h"
 
-/* ---- the decision and the messages for the primary -------------------------------------------- */
+/* ---- the decision and the messages for the primary --------------------------------------------
+ */
 
 static struct unit_pin *unit_pin_of(struct unit *u)
 {
@@ -325,10 +326,9 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     u->pin->rows_unknown = u->pin->rows_unknown || cls->pin->client_returning || off;
     if (off) {
         note_unpinned(u,
-                      !active ? "pinning is off now"
-                      : cls->pin_off
-                          ? "its portal asks for binary results of every column"
-                          : "a row limit on a statement with RETURNING",
+                      !active        ? "pinning is off now"
+                      : cls->pin_off ? "its portal asks for binary results of every column"
+                                     : "a row limit on a statement with RETURNING",
                       cls->unpinned_table);
     } else {
         set_known(u->pin, index);

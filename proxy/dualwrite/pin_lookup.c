@@ -368,8 +368,8 @@ static int send_lookup(struct session *s, const struct pin_stmt *st, struct unit
         wbuf_free(&sql);
         return -1;
     }
-    struct unit *u = mirror_internal_unit(&s->mirror, before, (const char *)sql.data,
-                                          &s->to_primary);
+    struct unit *u =
+        mirror_internal_unit(&s->mirror, before, (const char *)sql.data, &s->to_primary);
     wbuf_free(&sql);
     if (!u || !(u->pin = calloc(1, sizeof(*u->pin)))) {
         return -1;

@@ -71,8 +71,8 @@ static void put_original(struct wbuf *out, uint8_t type, const uint8_t *body, si
     wbuf_end_msg(out, at);
 }
 
-void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body,
-                   size_t len, struct wbuf *out)
+void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body, size_t len,
+                   struct wbuf *out)
 {
     struct unit_pin *p = u->pin;
     struct pin_step *st = p->cur >= 0 ? &p->steps[p->cur] : NULL;
@@ -115,7 +115,8 @@ static void account_unpinned(struct session *s, struct unit *u, const char *why)
                                 table ? entry : NULL);
 }
 
-/* ---- the secondary ------------------------------------------------------------------------------ */
+/* ---- the secondary ------------------------------------------------------------------------------
+ */
 
 static void unpinned(struct unit *u, const char *why)
 {
@@ -186,7 +187,8 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
         const struct pin_step *st = &u->pin->steps[i];
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
-            unpinned(u, st->broken ? "its returned rows could not be kept" : "its rows did not come");
+            unpinned(u,
+                     st->broken ? "its returned rows could not be kept" : "its rows did not come");
         }
     }
     const char *why = u->pin ? u->pin->unpinned : NULL;

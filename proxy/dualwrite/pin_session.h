@@ -64,11 +64,11 @@ struct pin_catalog {
     bool msg_pin_off;
     char msg_table[2 * PIN_NAME_MAX + 2];
     /* The primary's reply while a unit with pinned steps is relayed (session_relay.c). */
-    bool filtering;          /* the relay's current feed goes through pin_reply_* */
-    bool msg_filtered;       /* the message being scanned began while filtering */
-    enum pin_action action;  /* what pin_reply_begin said of it */
-    struct wbuf relay_out;   /* what the client gets of the feed */
-    struct wbuf reply_msg;   /* the body of a message kept whole (PIN_REWRITE, PIN_DROP) */
+    bool filtering;         /* the relay's current feed goes through pin_reply_* */
+    bool msg_filtered;      /* the message being scanned began while filtering */
+    enum pin_action action; /* what pin_reply_begin said of it */
+    struct wbuf relay_out;  /* what the client gets of the feed */
+    struct wbuf reply_msg;  /* the body of a message kept whole (PIN_REWRITE, PIN_DROP) */
 };
 
 /* One pinned (or stripped) statement of a unit. */
@@ -94,8 +94,8 @@ struct unit_pin {
     bool rows_unknown;    /* a pinned statement had RETURNING of the client's: its rows are
                              not compared (the secondary's statement returns none) */
     bool simple;          /* a Query (else an extended batch) */
-    uint64_t known; /* bit i: statement (Query) or Execute (batch) i made up nothing the
-                       secondary lacks (pinned, or deterministic); i < 64 */
+    uint64_t known;       /* bit i: statement (Query) or Execute (batch) i made up nothing the
+                             secondary lacks (pinned, or deterministic); i < 64 */
     const char *unpinned; /* why a statement that makes up values went verbatim (static) */
     char unpinned_table[2 * PIN_NAME_MAX + 2];
     bool lookup; /* an internal unit: pgdual's catalog lookup */
@@ -132,8 +132,8 @@ enum pin_action pin_reply_begin(struct session *s, struct unit *u, uint8_t type,
                                 uint32_t steps);
 /* The whole message (type, body) an action PIN_REWRITE or PIN_DROP kept: what the client sees
  * instead goes to out (nothing for a dropped one). */
-void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body,
-                   size_t len, struct wbuf *out);
+void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_t *body, size_t len,
+                   struct wbuf *out);
 /* A catalog lookup's DataRow (body) or its end (ReadyForQuery; failed: an error or a cut row). */
 void pin_lookup_row(struct session *s, const uint8_t *body, size_t len, bool cut);
 void pin_lookup_failed(struct session *s);

@@ -322,8 +322,9 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         /* A unit with pinned statements: its reply reaches the client as pin_reply_* make it
          * (the mode changes only between messages). */
         struct pin_catalog *pc = &s->pin;
-        pc->filtering = u && !internal &&
-                        (wire_scanner_at_boundary(&b->scan) ? pin_reply_filters(u) : pc->msg_filtered);
+        pc->filtering =
+            u && !internal &&
+            (wire_scanner_at_boundary(&b->scan) ? pin_reply_filters(u) : pc->msg_filtered);
         wbuf_reset(&pc->relay_out);
         size_t used = 0;
         int rc = wire_scan_feed(&b->scan, p, n, &backend_ops, b, &used);

@@ -2,10 +2,10 @@
  * cut to STMT_NAME_MAX bytes), doubling while the load passes one entry per bucket. */
 #include "proxy/session/stmt_map.h"
 
-#include "protocol/pin.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "protocol/pin.h"
 
 #define STMT_MAP_MIN_BUCKETS 16
 

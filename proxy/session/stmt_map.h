@@ -21,7 +21,7 @@ struct stmt_class {
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */
     bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
     bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
-    bool catalog;     /* running it may change what the catalog says (pin_session.h) */
+    bool catalog;        /* running it may change what the catalog says (pin_session.h) */
     bool lex_unsure;  /* parsed while pgdual could not trust its parse (see session_classify.c) */
     uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
     uint32_t made_in; /* serial of the unit that defined it */
@@ -30,7 +30,8 @@ struct stmt_class {
      * (pin: its shape, a reference owned like sql), and the portal's Executes are pinned unless
      * pin_off (Bind formats or a row limit pgdual cannot serve: stripped only). pin_known: its
      * values are known to the secondary (pinned, or nothing made up): a failed Execute of it drew
-     * nothing that matters. unpinned: why it makes up values and goes verbatim (static), or NULL. */
+     * nothing that matters. unpinned: why it makes up values and goes verbatim (static), or NULL.
+     */
     struct pin_shape *pin;
     bool pin_off;
     bool pin_known;

@@ -2,11 +2,10 @@
  * the primary's replies, and the lookups (see stmt_track.h for the rules). */
 #include "proxy/session/stmt_track.h"
 
-#include "protocol/pin.h"
-
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/pin.h"
 #include "protocol/pqproto.h"
 
 /* Recorded messages not yet answered, at most (past this the session knows nothing more). */
