@@ -142,6 +142,15 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
         st->verb = PIN_VERB_MERGE;
         set_target(st, n->merge_stmt->relation);
         break;
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+        /* SQL PREPARE writes nothing itself; what its EXECUTE will write is decided here, where
+         * the statement is seen (an EXECUTE names it only). */
+        if (n->prepare_stmt->query) {
+            rc = analyze_stmt(n->prepare_stmt->query, opt, st);
+            st->sql_prepare = true;
+            return rc;
+        }
+        break;
     case PG_QUERY__NODE__NODE_COPY_STMT: {
         const PgQuery__CopyStmt *c = n->copy_stmt;
         if (c->is_from && c->relation) {
@@ -265,8 +274,7 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         bool fills = (st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_MERGE) &&
                      (!known || defaults_fire(st, t));
         if (st->nondeterministic || st->uses_default || st->nested_insert || fills) {
-            *why =
-                "a write nested in another statement (a WITH query, SQL PREPARE, EXPLAIN ANALYZE)";
+            *why = "a write nested in another statement (a WITH query, EXPLAIN ANALYZE)";
             return PIN_IMPOSSIBLE;
         }
         return PIN_NOT_NEEDED;
@@ -327,6 +335,9 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
             return PIN_NOT_NEEDED; /* its rows hold nothing a server could make up */
         }
         *why = "its table has no column to return"; /* how many rows: RETURNING cannot say */
+    }
+    if (!*why && st->sql_prepare) {
+        *why = "SQL PREPARE ... EXECUTE (the extended protocol's Parse/Bind/Execute is pinned)";
     }
     return *why ? PIN_IMPOSSIBLE : PIN_NEEDED;
 }

@@ -60,6 +60,7 @@ struct pin_stmt {
     bool user_code;    /* calls code pgdual does not know (it may write elsewhere) */
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
+    bool sql_prepare; /* SQL PREPARE of this statement: decided now, never rewritten */
     bool client_returning;
     enum pin_conflict conflict;
     /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
