@@ -101,6 +101,118 @@ static int set_cols(struct pin_stmt *st, PgQuery__Node **nodes, size_t n)
     return 0;
 }
 
+/* ---- a table created earlier in the same text ---- */
+
+/* Does the expression make up values (a default), or call code pgdual does not know? */
+static bool expr_volatile(const PgQuery__Node *e, const struct classify_options *opt)
+{
+    struct pin_walk w = {.opt = opt};
+    bool whole = pgq_walk((const ProtobufCMessage *)e, pin_visit, &w);
+    return !whole || w.f.nondeterministic || w.f.user_code;
+}
+
+static bool type_is(const PgQuery__TypeName *t, const char *const *names, size_t n)
+{
+    const char *last = t && t->n_names ? node_string(t->names[t->n_names - 1]) : NULL;
+    for (size_t i = 0; last && i < n; i++) {
+        if (strcmp(last, names[i]) == 0) {
+            return t->n_array_bounds == 0;
+        }
+    }
+    return false;
+}
+
+static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
+                              const struct classify_options *opt)
+{
+    static const char *const serials[] = {"serial",  "bigserial", "smallserial",
+                                          "serial2", "serial4",   "serial8"};
+    static const char *const jsons[] = {"json", "jsonb"};
+    struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
+    if (!cols) {
+        return PIN_ENOMEM;
+    }
+    t->cols = cols;
+    struct pin_column *c = &cols[t->ncols++];
+    memset(c, 0, sizeof(*c));
+    pin_copy_name(c->name, cd->colname);
+    c->json = type_is(cd->type_name, jsons, 2);
+    c->volatile_default = type_is(cd->type_name, serials, 6);
+    if (cd->raw_default) {
+        c->volatile_default = c->volatile_default || expr_volatile(cd->raw_default, opt);
+    }
+    for (size_t i = 0; i < cd->n_constraints; i++) {
+        const PgQuery__Node *n = cd->constraints[i];
+        const PgQuery__Constraint *k =
+            n && n->node_case == PG_QUERY__NODE__NODE_CONSTRAINT ? n->constraint : NULL;
+        if (!k) {
+            continue;
+        }
+        switch (k->contype) {
+        case PG_QUERY__CONSTR_TYPE__CONSTR_DEFAULT:
+            c->volatile_default =
+                c->volatile_default || !k->raw_expr || expr_volatile(k->raw_expr, opt);
+            break;
+        case PG_QUERY__CONSTR_TYPE__CONSTR_IDENTITY:
+            c->volatile_default = true;
+            break;
+        case PG_QUERY__CONSTR_TYPE__CONSTR_GENERATED:
+            c->generated = true;
+            break;
+        case PG_QUERY__CONSTR_TYPE__CONSTR_PRIMARY:
+            c->pk = true;
+            break;
+        default:
+            break;
+        }
+    }
+    t->npk += c->pk;
+    return 0;
+}
+
+/* The table a CREATE TABLE describes, as the catalog would (a new table has no trigger, rule or
+ * policy, and its creator may read it). NULL when its shape is not all in the statement (LIKE,
+ * INHERITS, PARTITION OF, OF type, AS query) or on allocation failure. */
+static struct pin_table *created_table(const PgQuery__CreateStmt *cs,
+                                       const struct classify_options *opt)
+{
+    if (!cs->relation || cs->n_inh_relations || cs->partbound || cs->of_typename) {
+        return NULL;
+    }
+    struct pin_table *t = calloc(1, sizeof(*t));
+    if (!t) {
+        return NULL;
+    }
+    t->found = true;
+    bool ok = true;
+    for (size_t i = 0; ok && i < cs->n_table_elts; i++) {
+        const PgQuery__Node *e = cs->table_elts[i];
+        if (e && e->node_case == PG_QUERY__NODE__NODE_COLUMN_DEF && e->column_def) {
+            ok = add_created_column(t, e->column_def, opt) == 0;
+        } else if (e && e->node_case == PG_QUERY__NODE__NODE_CONSTRAINT && e->constraint) {
+            const PgQuery__Constraint *k = e->constraint;
+            for (size_t j = 0; k->contype == PG_QUERY__CONSTR_TYPE__CONSTR_PRIMARY && j < k->n_keys;
+                 j++) {
+                const char *key = node_string(k->keys[j]);
+                for (int c = 0; key && c < t->ncols; c++) {
+                    if (strcmp(t->cols[c].name, key) == 0 && !t->cols[c].pk) {
+                        t->cols[c].pk = true;
+                        t->npk++;
+                    }
+                }
+            }
+        } else {
+            ok = false; /* LIKE: columns pgdual cannot see */
+        }
+    }
+    if (!ok) {
+        pin_table_free(t);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *opt,
                         struct pin_stmt *st)
 {
@@ -142,6 +254,12 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
         st->verb = PIN_VERB_MERGE;
         set_target(st, n->merge_stmt->relation);
         break;
+    case PG_QUERY__NODE__NODE_CREATE_STMT:
+        if (n->create_stmt->relation) {
+            set_target(st, n->create_stmt->relation);
+            st->created = created_table(n->create_stmt, opt);
+        }
+        break;
     case PG_QUERY__NODE__NODE_PREPARE_STMT:
         /* SQL PREPARE writes nothing itself; what its EXECUTE will write is decided here, where
          * the statement is seen (an EXECUTE names it only). */
@@ -169,6 +287,18 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
     st->nested_dml = w.dml > (top_dml ? 1 : 0);
     st->nested_insert = w.inserts > (top_insert ? 1 : 0);
     return rc;
+}
+
+const struct pin_table *pin_plan_created(const struct pin_plan *p, int i)
+{
+    const struct pin_stmt *st = &p->stmts[i];
+    for (int j = i - 1; j >= 0; j--) {
+        const struct pin_stmt *c = &p->stmts[j];
+        if (c->created && strcmp(c->rel, st->rel) == 0 && strcmp(c->schema, st->schema) == 0) {
+            return c->created;
+        }
+    }
+    return NULL;
 }
 
 int pin_analyze(const char *sql, const struct classify_options *opt, struct pin_plan *out)
@@ -212,6 +342,10 @@ void pin_plan_free(struct pin_plan *p)
 {
     for (int i = 0; i < p->n; i++) {
         free(p->stmts[i].cols);
+        if (p->stmts[i].created) {
+            pin_table_free(p->stmts[i].created);
+            free(p->stmts[i].created);
+        }
     }
     free(p->stmts);
     memset(p, 0, sizeof(*p));

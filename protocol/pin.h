@@ -61,6 +61,9 @@ struct pin_stmt {
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
     bool sql_prepare; /* SQL PREPARE of this statement: decided now, never rewritten */
+    /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the
+     * statement does not show it all), for writes later in the same text. */
+    struct pin_table *created;
     bool client_returning;
     enum pin_conflict conflict;
     /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
@@ -77,6 +80,9 @@ struct pin_plan {
 /* Analyze every statement of sql. Returns 0, PIN_EPARSE or PIN_ENOMEM (*out then empty). */
 int pin_analyze(const char *sql, const struct classify_options *opt, struct pin_plan *out)
     __attribute__((warn_unused_result));
+/* The table an earlier statement of p creates under statement i's target name, or NULL. */
+struct pin_table;
+const struct pin_table *pin_plan_created(const struct pin_plan *p, int i);
 void pin_plan_free(struct pin_plan *p);
 
 /* ---- the target table, from the primary's catalog ---- */

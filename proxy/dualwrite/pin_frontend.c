@@ -45,11 +45,12 @@ static void table_name(char *dst, size_t cap, const char *schema, const char *re
 
 /* u goes (partly) verbatim although it makes up values: pin_account takes it out of in_sync once
  * the primary has run it. Out of memory keeping the note: the reason is still known. */
-static void note_unpinned(struct unit *u, const char *why, const char *table)
+static void note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index)
 {
     struct unit_pin *p = unit_pin_of(u);
     if (p && !p->unpinned) {
         p->unpinned = why;
+        p->unpinned_at = index;
         snprintf(p->unpinned_table, sizeof(p->unpinned_table), "%s", table);
     } else if (!p) {
         u->pin_inactive = true; /* counted as such by pin_account */
@@ -80,10 +81,13 @@ static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
 
 /* Decide statement i of the plan: its shape (a new reference) when it is pinned. */
 static struct pin_shape *decide(struct session *s, struct unit *u, const struct pin_stmt *st,
-                                bool *known)
+                                uint32_t index, bool *known)
 {
     const char *why = NULL;
-    enum pin_need need = pin_decide(st, pin_table_known(s, st), &why);
+    /* A table created earlier in the same query is described by its CREATE TABLE. */
+    const struct pin_table *t = pin_plan_created(&s->pin.plan, (int)index);
+    t = t ? t : pin_table_known(s, st);
+    enum pin_need need = pin_decide(st, t, &why);
     *known = need != PIN_IMPOSSIBLE && !st->user_code; /* code of the user's may draw anything */
     if (need == PIN_NOT_NEEDED) {
         return NULL;
@@ -95,13 +99,13 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         why = pin_off_reason(s);
         *known = false;
     }
-    struct pin_shape *sh = need == PIN_NEEDED ? pin_shape_new(st, pin_table_known(s, st)) : NULL;
+    struct pin_shape *sh = need == PIN_NEEDED ? pin_shape_new(st, t) : NULL;
     if (need == PIN_NEEDED && !sh) {
         why = "out of memory pinning it";
         *known = false;
     }
     if (!sh) {
-        note_unpinned(u, why, table);
+        note_unpinned(u, why, table, index);
     }
     return sh;
 }
@@ -121,7 +125,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     bool any = false, ok = shapes != NULL;
     for (int i = 0; ok && i < c->plan.n; i++) {
         bool known;
-        shapes[i] = decide(s, u, &c->plan.stmts[i], &known);
+        shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known);
         if (known) {
             set_known(unit_pin_of(u), (uint32_t)i);
         }
@@ -163,7 +167,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             }
             u->pin->n = 0;
         }
-        note_unpinned(u, "out of memory pinning it", "");
+        note_unpinned(u, "out of memory pinning it", "", 0);
     }
     return ok && any;
 }
@@ -307,16 +311,16 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
         if (cls->pin_known) {
             set_known(unit_pin_of(u), index);
         } else if (cls->unpinned) {
-            note_unpinned(u, cls->unpinned, cls->unpinned_table);
+            note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
         } else if (cls->mirrored && cls->nondeterministic) {
-            note_unpinned(u, "prepared while pinning was off", cls->unpinned_table);
+            note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
         }
         return false;
     }
     bool off = cls->pin_off || !active || (max_rows != 0 && cls->pin->client_returning);
     struct pin_step *st = add_step(u, cls->pin);
     if (!st) {
-        note_unpinned(u, "out of memory pinning it", cls->unpinned_table);
+        note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
         return false; /* its reply is then not stripped: the session cannot go on */
     }
     st->index = index;
@@ -329,7 +333,7 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
                       !active        ? "pinning is off now"
                       : cls->pin_off ? "its portal asks for binary results of every column"
                                      : "a row limit on a statement with RETURNING",
-                      cls->unpinned_table);
+                      cls->unpinned_table, index);
     } else {
         set_known(u->pin, index);
     }

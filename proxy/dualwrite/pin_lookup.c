@@ -404,7 +404,8 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
     }
     for (int i = 0; i < c->plan.n; i++) {
         const struct pin_stmt *st = &c->plan.stmts[i];
-        if (needs_catalog(st) && st->rel[0] && !cache_find(s, st->schema, st->rel)) {
+        if (needs_catalog(st) && st->rel[0] && !pin_plan_created(&c->plan, i) &&
+            !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
     }

@@ -192,6 +192,10 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         }
     }
     const char *why = u->pin ? u->pin->unpinned : NULL;
+    if (why && u->prim.error) {
+        /* Only if that statement ran: the ones before the primary's error did. */
+        some_ran = u->pin->unpinned_at < u->prim.commands_at_error;
+    }
     if (!why && u->pin_inactive && u->nondeterministic) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";

@@ -97,6 +97,7 @@ struct unit_pin {
     uint64_t known;       /* bit i: statement (Query) or Execute (batch) i made up nothing the
                              secondary lacks (pinned, or deterministic); i < 64 */
     const char *unpinned; /* why a statement that makes up values went verbatim (static) */
+    uint32_t unpinned_at; /* ...its number (Query: statement; batch: Execute), from 0 */
     char unpinned_table[2 * PIN_NAME_MAX + 2];
     bool lookup; /* an internal unit: pgdual's catalog lookup */
 };
