@@ -128,14 +128,10 @@ static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
     static const char *const serials[] = {"serial",  "bigserial", "smallserial",
                                           "serial2", "serial4",   "serial8"};
     static const char *const jsons[] = {"json", "jsonb"};
-    struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
-    if (!cols) {
+    struct pin_column *c = pin_table_add_column(t, cd->colname);
+    if (!c) {
         return PIN_ENOMEM;
     }
-    t->cols = cols;
-    struct pin_column *c = &cols[t->ncols++];
-    memset(c, 0, sizeof(*c));
-    pin_copy_name(c->name, cd->colname);
     c->json = type_is(cd->type_name, jsons, 2);
     c->volatile_default = type_is(cd->type_name, serials, 6);
     if (cd->raw_default) {

@@ -131,6 +131,19 @@ static bool default_is_volatile(const char *expr, const struct classify_options 
     return vol;
 }
 
+struct pin_column *pin_table_add_column(struct pin_table *t, const char *name)
+{
+    struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
+    if (!cols) {
+        return NULL;
+    }
+    t->cols = cols;
+    struct pin_column *c = &cols[t->ncols++];
+    memset(c, 0, sizeof(*c));
+    pin_copy_name(c->name, name);
+    return c;
+}
+
 int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
                       const struct classify_options *opt)
 {
@@ -158,14 +171,10 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     if (null_name) {
         return 0; /* a table without columns */
     }
-    struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
-    if (!cols) {
+    struct pin_column *c = pin_table_add_column(t, name);
+    if (!c) {
         return PIN_ENOMEM;
     }
-    t->cols = cols;
-    struct pin_column *c = &cols[t->ncols++];
-    memset(c, 0, sizeof(*c));
-    pin_copy_name(c->name, name);
     c->generated = generated[0] == 't';
     c->pk = pk[0] == 't';
     c->json = json[0] == 't';

@@ -283,21 +283,31 @@ int pin_primary_text(const char *sql, const struct pin_plan *plan, struct pin_sh
 /* ---- the primary's reply ----------------------------------------------------------------------
  */
 
-/* Offset (in body) just past the first k of a RowDescription's fields, or 0 on a bad shape. */
-static size_t row_description_prefix(const uint8_t *body, size_t len, int k)
+/* Offset (in body) just past the first k fields of a RowDescription (row false) or values of a
+ * DataRow (row true), or 0 on a bad shape. */
+static size_t prefix_end(const uint8_t *body, size_t len, int k, bool row)
 {
     struct wire_reader rd;
     wire_reader_init(&rd, body, len);
     (void)wire_u16(&rd);
     for (int i = 0; i < k && !rd.failed; i++) {
-        (void)wire_cstr(&rd);
-        (void)wire_bytes(&rd, 18); /* table oid, attnum, type oid, typlen, typmod, format */
+        if (!row) {
+            (void)wire_cstr(&rd);
+            (void)wire_bytes(&rd, 18); /* table oid, attnum, type oid, typlen, typmod, format */
+            continue;
+        }
+        uint32_t n = wire_u32(&rd);
+        if (n != 0xffffffffu) {
+            (void)wire_bytes(&rd, n);
+        }
     }
     return rd.failed ? 0 : rd.off;
 }
 
-int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodata_if_empty,
-                              struct wbuf *out)
+/* The message of type (a RowDescription or a DataRow) without its last m fields, into out;
+ * when none remain: NoData if nodata_if_empty, else nothing. */
+static int strip_tail(uint8_t type, const uint8_t *body, size_t len, int m, bool nodata_if_empty,
+                      struct wbuf *out)
 {
     if (len < 2) {
         return PIN_EPROTO;
@@ -314,54 +324,26 @@ int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodat
         }
         return out->failed ? PIN_ENOMEM : 0;
     }
-    size_t end = row_description_prefix(body, len, k);
+    size_t end = prefix_end(body, len, k, type == PqMsg_DataRow);
     if (end == 0) {
         return PIN_EPROTO;
     }
-    size_t at = wbuf_begin_msg(out, PqMsg_RowDescription);
+    size_t at = wbuf_begin_msg(out, type);
     wbuf_put_u16(out, (uint16_t)k);
     wbuf_put_bytes(out, body + 2, end - 2);
     wbuf_end_msg(out, at);
     return out->failed ? PIN_ENOMEM : 0;
 }
 
-/* Offset just past the first k values of a DataRow, or 0 on a bad shape. */
-static size_t data_row_prefix(const uint8_t *body, size_t len, int k)
+int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodata_if_empty,
+                              struct wbuf *out)
 {
-    struct wire_reader rd;
-    wire_reader_init(&rd, body, len);
-    (void)wire_u16(&rd);
-    for (int i = 0; i < k && !rd.failed; i++) {
-        uint32_t n = wire_u32(&rd);
-        if (n != 0xffffffffu) {
-            (void)wire_bytes(&rd, n);
-        }
-    }
-    return rd.failed ? 0 : rd.off;
+    return strip_tail(PqMsg_RowDescription, body, len, m, nodata_if_empty, out);
 }
 
 int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
 {
-    if (len < 2) {
-        return PIN_EPROTO;
-    }
-    int n = body[0] << 8 | body[1];
-    if (n < m) {
-        return PIN_EPROTO;
-    }
-    int k = n - m;
-    if (k == 0) {
-        return 0;
-    }
-    size_t end = data_row_prefix(body, len, k);
-    if (end == 0) {
-        return PIN_EPROTO;
-    }
-    size_t at = wbuf_begin_msg(out, PqMsg_DataRow);
-    wbuf_put_u16(out, (uint16_t)k);
-    wbuf_put_bytes(out, body + 2, end - 2);
-    wbuf_end_msg(out, at);
-    return out->failed ? PIN_ENOMEM : 0;
+    return strip_tail(PqMsg_DataRow, body, len, m, false, out);
 }
 
 static void put_json_string(struct wbuf *b, const uint8_t *p, size_t n)
@@ -393,7 +375,7 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     if (n < sh->m) {
         return PIN_EPROTO;
     }
-    size_t off = n == sh->m ? 2 : data_row_prefix(body, len, n - sh->m);
+    size_t off = n == sh->m ? 2 : prefix_end(body, len, n - sh->m, true);
     if (off == 0) {
         return PIN_EPROTO;
     }

@@ -211,7 +211,8 @@ static void test_analyze_other_verbs(void **state)
         {"COPY (SELECT 1) TO STDOUT", PIN_VERB_NONE, "", "", "", "", 0, "-"},
         {"SELECT now()", PIN_VERB_NONE, "", "", "", "N", 0, "-"},
         {"SELECT * FROM q LIMIT 1 FOR UPDATE SKIP LOCKED", PIN_VERB_NONE, "", "", "", "N", 0, "-"},
-        {"CREATE TABLE x (id serial)", PIN_VERB_NONE, "", "", "", "", 0, "-"},
+        /* Writes nothing, but names the table it creates (pin_plan_created). */
+        {"CREATE TABLE x (id serial)", PIN_VERB_NONE, "", "x", "x", "", 0, "-"},
     };
     for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
         check_want(&w[i]);
@@ -490,6 +491,32 @@ static void check_decide(const char *sql, const struct pin_table *t, enum pin_ne
     pin_plan_free(&p);
 }
 
+static void test_created_table(void **state)
+{
+    (void)state;
+    struct pin_plan p =
+        plan_of("CREATE TABLE c (id serial, k int PRIMARY KEY, r float8 DEFAULT "
+                "random(), d int DEFAULT 7, g int GENERATED ALWAYS AS (k * 2) "
+                "STORED, j jsonb); INSERT INTO c (k) VALUES (1); INSERT INTO other "
+                "(k) VALUES (1); CREATE TABLE l (LIKE c); INSERT INTO l VALUES (1)");
+    assert_int_equal(p.n, 5);
+    const struct pin_table *t = pin_plan_created(&p, 1);
+    assert_non_null(t);
+    assert_int_equal(t->ncols, 6);
+    assert_int_equal(t->npk, 1);
+    assert_true(t->cols[0].volatile_default); /* serial */
+    assert_true(t->cols[1].pk);
+    assert_true(t->cols[2].volatile_default);  /* random() */
+    assert_false(t->cols[3].volatile_default); /* 7 */
+    assert_true(t->cols[4].generated);
+    assert_true(t->cols[5].json);
+    assert_null(pin_plan_created(&p, 2)); /* another table */
+    assert_null(pin_plan_created(&p, 4)); /* LIKE: its columns are not in the statement */
+    const char *why = NULL;
+    assert_int_equal(pin_decide(&p.stmts[1], t, &why), PIN_NEEDED);
+    pin_plan_free(&p);
+}
+
 static void test_decide_insert_copy_merge(void **state)
 {
     (void)state;
@@ -655,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_table_rows),
         cmocka_unit_test(test_table_blocked_and_empty),
         cmocka_unit_test(test_table_malformed),
+        cmocka_unit_test(test_created_table),
         cmocka_unit_test(test_decide_insert_copy_merge),
         cmocka_unit_test(test_decide_update_delete_other),
     };
