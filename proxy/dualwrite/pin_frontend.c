@@ -224,7 +224,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
 /* A Bind of a pinned statement: pgdual's columns must come back as text. Result formats given
  * per column get text for them; one format for all (binary) cannot be split without knowing the
  * client's column count, unless the client has none: then the portal is only stripped. */
-static bool rewrite_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+static bool rewrite_bind(struct session *s, const uint8_t *msg, size_t len)
 {
     struct pin_catalog *c = &s->pin;
     c->msg_pin_off = false;
@@ -233,8 +233,8 @@ static bool rewrite_bind(struct session *s, struct unit *u, const uint8_t *msg, 
     (void)wire_cstr(&rd);
     const char *stmt = wire_cstr(&rd);
     const struct stmt_class *cls =
-        stmt ? stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, stmt) : NULL;
-    if (!cls || !cls->pin) {
+        stmt ? stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt) : NULL;
+    if (!cls) {
         return false;
     }
     uint16_t nfmt = wire_u16(&rd);
@@ -281,8 +281,8 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
     uint8_t kind = wire_u8(&rd);
     const char *name = wire_cstr(&rd);
     enum stmt_space sp = kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL;
-    const struct stmt_class *cls = name ? stmt_track_find(&s->stmts, u->serial, sp, name) : NULL;
-    struct pin_step *st = cls && cls->pin ? add_step(u, cls->pin) : NULL;
+    const struct stmt_class *cls = name ? stmt_track_pinned(&s->stmts, sp, name) : NULL;
+    struct pin_step *st = cls ? add_step(u, cls->pin) : NULL;
     if (st) {
         st->describe = true;
         st->reply_at = u->step_msgs;
@@ -300,9 +300,13 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     wire_reader_init(&rd, msg + 5, len - 5);
     const char *portal = wire_cstr(&rd);
     uint32_t max_rows = wire_u32(&rd);
+    /* A portal of a statement parsed with pinning's RETURNING list is always known as such
+     * (its answers must lose those columns); for the others what the session knows decides. */
     const struct stmt_class *cls =
-        portal && !rd.failed ? stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal)
-                             : NULL;
+        portal && !rd.failed ? stmt_track_pinned(&s->stmts, STMT_SPACE_PORTAL, portal) : NULL;
+    if (!cls && portal && !rd.failed) {
+        cls = stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal);
+    }
     uint32_t index = (uint32_t)u->executes; /* on_execute counts it after this */
     if (!cls) {
         return false;
@@ -373,7 +377,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
         break;
     case PqMsg_Bind:
-        rw = rewrite_bind(s, u, msg, len);
+        rw = rewrite_bind(s, msg, len);
         break;
     case PqMsg_Describe:
         note_describe(s, u, msg, len);

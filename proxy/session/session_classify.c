@@ -286,6 +286,10 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
         return;
     }
     struct stmt_class pc = c ? *c : unknown;
+    if (!pc.pin && stmt) { /* parsed with pinning's RETURNING list, whatever else is unknown */
+        const struct stmt_class *pinned = stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt);
+        pc.pin = pinned ? pinned->pin : NULL;
+    }
     pin_frontend_class(s, &pc, true); /* a portal pgdual only strips (pin_frontend.c) */
     stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, &pc, c ? c->sql : NULL,
                       STMT_REPLY_BIND, nth);

@@ -244,11 +244,43 @@ static bool unknow(struct stmt_entry *e, void *arg)
     return e->pending == 0;
 }
 
+/* Not known any more, but maybe still there (code pgdual cannot see may have changed it, or
+ * not): a statement parsed with pinning's RETURNING list keeps its class for stmt_track_pinned,
+ * since its answers must lose those columns whatever else is uncertain. */
+static bool unknow_keep_pin(struct stmt_entry *e, void *arg)
+{
+    (void)arg;
+    e->known = false;
+    if (!e->cls.pin) {
+        stmt_class_release(&e->cls);
+    }
+    return e->pending == 0 && !e->cls.pin;
+}
+
 static void forget_all(struct stmt_track *t)
 {
     t->lost = true;
-    stmt_map_sweep(&t->maps[0], unknow, NULL);
-    stmt_map_sweep(&t->maps[1], unknow, NULL);
+    stmt_map_sweep(&t->maps[0], unknow_keep_pin, NULL);
+    stmt_map_sweep(&t->maps[1], unknow_keep_pin, NULL);
+}
+
+const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt_space sp,
+                                           const char *name)
+{
+    for (size_t i = t->n; i-- > t->head;) { /* the newest message about it decides */
+        const struct stmt_op *op = &t->ops[i];
+        if (op->what == OP_CLEAR) {
+            if ((op->space & (1u << sp)) && op->reply != STMT_REPLY_NONE) {
+                return NULL; /* DISCARD ALL, DEALLOCATE ALL, CLOSE ALL: gone */
+            }
+            continue; /* an uncertain clear changes nothing pgdual knows of */
+        }
+        if (op->space == sp && strcmp(op->name, name) == 0) {
+            return op->what == OP_DEFINE && op->cls.pin ? &op->cls : NULL;
+        }
+    }
+    const struct stmt_entry *e = stmt_map_find(&t->maps[sp], name);
+    return e && e->cls.pin ? &e->cls : NULL;
 }
 
 /* What the primary now holds after op (confirmed or not) was answered. */
@@ -258,7 +290,8 @@ static void settle(struct stmt_track *t, struct stmt_op *op)
     if (op->what == OP_CLEAR) {
         for (int sp = 0; ran && sp < 2; sp++) {
             if (op->space & (1u << sp)) {
-                stmt_map_sweep(&t->maps[sp], unknow, NULL);
+                stmt_map_sweep(&t->maps[sp],
+                               op->reply == STMT_REPLY_NONE ? unknow_keep_pin : unknow, NULL);
             }
         }
         return;
@@ -282,7 +315,7 @@ static void settle(struct stmt_track *t, struct stmt_op *op)
             unknow(e, NULL);
         }
     }
-    if (!e->known && e->pending == 0) {
+    if (!e->known && e->pending == 0 && !e->cls.pin) {
         stmt_map_remove(&t->maps[op->space], e);
     }
 }

@@ -75,6 +75,12 @@ void stmt_track_remove(struct stmt_track *t, uint32_t unit, enum stmt_space sp, 
 void stmt_track_clear(struct stmt_track *t, uint32_t unit, unsigned mask, enum stmt_reply reply,
                       uint32_t index);
 
+/* The class of name when the primary holds it as parsed with pinning's RETURNING list (a pin
+ * shape), or NULL. Unlike stmt_track_find it does not answer "unknown" after code pgdual cannot
+ * see into or a lexing it could not trust: the newest message about the name decides, else what
+ * was settled. Borrowed until the next change of t. */
+const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt_space sp,
+                                           const char *name);
 /* What the unit `serial` defined is on these backends (bit per enum dial_backend). */
 void stmt_track_place(struct stmt_track *t, uint32_t serial, uint8_t on);
 
