@@ -277,6 +277,13 @@ static bool stmt_is_dml(const PgQuery__Node *n)
     }
 }
 
+static bool stmt_catalog_safe(const PgQuery__Node *n);
+
+bool classify_node_catalog_safe(const void *node)
+{
+    return stmt_catalog_safe(node);
+}
+
 /* Does the statement leave the catalog as it was (see classify_result.catalog_safe)? */
 static bool stmt_catalog_safe(const PgQuery__Node *n)
 {

@@ -157,6 +157,9 @@ struct classify_node_flags {
 };
 void classify_node(const void *node, const struct classify_options *opt,
                    struct classify_node_flags *f);
+/* Does one top-level statement node (a libpg_query protobuf Node) leave the catalog as it was?
+ * (classify_result.catalog_safe's rule, without the user-code part.) */
+bool classify_node_catalog_safe(const void *node);
 
 /* ---- function knowledge (classify_funcs.c) ------------------------------------------------ */
 

@@ -22,6 +22,7 @@ struct pin_walk {
     bool uses_default;
     int dml;     /* INSERT/UPDATE/DELETE/MERGE nodes, the top one included */
     int inserts; /* ...of which INSERT or MERGE */
+    bool sets_config;
 };
 
 static const char *node_string(const PgQuery__Node *n)
@@ -50,6 +51,10 @@ static void pin_visit(void *ctx, const ProtobufCMessage *m)
         w->order_undefined = w->order_undefined || (last && strcmp(last, "ctid") == 0);
     } else if (d == &pg_query__set_to_default__descriptor) {
         w->uses_default = true;
+    } else if (d == &pg_query__func_call__descriptor) {
+        const PgQuery__FuncCall *fc = (const PgQuery__FuncCall *)m;
+        const char *name = fc->n_funcname ? node_string(fc->funcname[fc->n_funcname - 1]) : NULL;
+        w->sets_config = w->sets_config || (name && strcmp(name, "set_config") == 0);
     } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__merge_stmt__descriptor) {
         w->dml++;
         w->inserts++;
@@ -150,7 +155,7 @@ static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
                 c->volatile_default || !k->raw_expr || expr_volatile(k->raw_expr, opt);
             break;
         case PG_QUERY__CONSTR_TYPE__CONSTR_IDENTITY:
-            c->volatile_default = true;
+            c->volatile_default = c->identity = true;
             break;
         case PG_QUERY__CONSTR_TYPE__CONSTR_GENERATED:
             c->generated = true;
@@ -217,6 +222,10 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
     st->nondeterministic = w.f.nondeterministic || w.order_undefined || !whole;
     st->user_code = w.f.user_code;
     st->uses_default = w.uses_default;
+    st->sets_config = w.sets_config;
+    st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
+    st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
+                       !n->select_stmt->into_clause;
     st->ncols = -1;
     int rc = 0;
     switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
@@ -410,7 +419,21 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         return PIN_NOT_NEEDED;
     }
     if (st->verb == PIN_VERB_NONE) {
+        if (st->nondeterministic && !st->plain_select && !st->sql_prepare && !st->user_code &&
+            st->catalog_change) {
+            /* ALTER TABLE ... ADD COLUMN ... DEFAULT now(), CREATE TABLE AS, SELECT INTO */
+            *why = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
+            return PIN_IMPOSSIBLE;
+        }
         return PIN_NOT_NEEDED;
+    }
+    if (st->user_code) {
+        *why = "it calls a function pgdual does not know";
+        return PIN_IMPOSSIBLE;
+    }
+    if (known && (t->blocked == pin_blocked_triggers || t->blocked == pin_blocked_rules)) {
+        *why = t->blocked; /* what they write is not in the statement */
+        return PIN_IMPOSSIBLE;
     }
     bool fills =
         st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_COPY || st->verb == PIN_VERB_MERGE;
@@ -439,8 +462,6 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         *why = "COPY fills a default the server makes up";
     } else if (st->verb == PIN_VERB_MERGE) {
         *why = "MERGE has no RETURNING";
-    } else if (st->user_code) {
-        *why = "it calls a function pgdual does not know";
     } else if (!t) {
         *why = "its table is unknown (no catalog lookup possible here)";
     } else if (!t->found) {

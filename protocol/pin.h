@@ -60,7 +60,10 @@ struct pin_stmt {
     bool user_code;    /* calls code pgdual does not know (it may write elsewhere) */
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
-    bool sql_prepare; /* SQL PREPARE of this statement: decided now, never rewritten */
+    bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */
+    bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
+    bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
+    bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
     /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the
      * statement does not show it all), for writes later in the same text. */
     struct pin_table *created;
@@ -92,6 +95,7 @@ struct pin_column {
     bool generated;        /* GENERATED ALWAYS AS (...) STORED: never inserted */
     bool volatile_default; /* identity, or a default that makes up values (nextval, now(), ...);
                             * never a generated column (its expression is immutable) */
+    bool identity;         /* GENERATED ... AS IDENTITY: an upsert never sets it */
     bool pk;
     bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
 };

@@ -38,11 +38,12 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "WHEN c.relkind = 'r' AND c.relhassubclass THEN 'inherits' "
              "WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled <> 'D' AND NOT "
              "g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM "
-             "pg_catalog.pg_partition_tree(c.oid)))) THEN 'triggers' "
+             "pg_catalog.pg_partition_tree(c.oid))) AND g.tgconstraint = 0) THEN 'triggers' "
              "WHEN NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') THEN 'no_select' "
              "ELSE '' END, "
              "a.attname, a.attgenerated <> '', a.attidentity <> '', "
-             "pg_catalog.pg_get_expr(d.adbin, d.adrelid), COALESCE(a.attnum = ANY (i.indkey), "
+             "COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), y.typdefault), "
+             "COALESCE(a.attnum = ANY (i.indkey), "
              "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
              "IN (114, 3802), false) "
              "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -93,6 +94,7 @@ static int row_field(struct wire_reader *rd, char *dst, size_t cap, bool *null)
  * table, the tables a rule writes): pin_decide compares pointers. */
 const char pin_blocked_not_table[] = "it does not write a table (a view or foreign table)";
 const char pin_blocked_rules[] = "its table has rules";
+const char pin_blocked_triggers[] = "its table has triggers";
 
 static const char *blocked_reason(const char *code)
 {
@@ -101,7 +103,7 @@ static const char *blocked_reason(const char *code)
         {"rules", pin_blocked_rules},
         {"rls", "its table has row-level security"},
         {"inherits", "its table has inheritance children"},
-        {"triggers", "its table has triggers"},
+        {"triggers", pin_blocked_triggers},
         {"no_select", "no SELECT privilege on its table (RETURNING needs it)"},
     };
     if (!code[0]) {

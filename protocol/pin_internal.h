@@ -19,5 +19,6 @@ bool pin_stmt_names_col(const struct pin_stmt *st, const char *col);
 /* Why writes of a view or foreign table, or of a table with rules, cannot be pinned. */
 extern const char pin_blocked_not_table[];
 extern const char pin_blocked_rules[];
+extern const char pin_blocked_triggers[];
 /* A new zeroed column named name at the end of t; NULL on allocation failure. */
 struct pin_column *pin_table_add_column(struct pin_table *t, const char *name);

@@ -132,7 +132,8 @@ static void put_conflict(struct wbuf *b, const struct pin_stmt *st, const struct
     for (int pass = 0; pass < 2 && first; pass++) {
         for (int i = 0; i < t->ncols; i++) {
             const struct pin_column *c = &t->cols[i];
-            if (c->generated || (pass == 0 && c->pk) || (pass == 1 && !c->pk)) {
+            if (c->generated || (c->identity && !c->pk) || (pass == 0 && c->pk) ||
+                (pass == 1 && !c->pk)) {
                 continue;
             }
             pin_put_str(b, first ? "" : ", ");

@@ -216,6 +216,35 @@ void wire_put_query(struct wbuf *b, const char *sql)
     wbuf_end_msg(b, m);
 }
 
+void wire_put_own_statement(struct wbuf *b, const char *name, const char *sql)
+{
+    static const uint8_t kinds[2] = {'S', 'P'};
+    for (int i = 0; i < 2; i++) {
+        size_t m = wbuf_begin_msg(b, PqMsg_Close);
+        wbuf_put_u8(b, kinds[i]);
+        wbuf_put_cstr(b, name);
+        wbuf_end_msg(b, m);
+    }
+    size_t m = wbuf_begin_msg(b, PqMsg_Parse);
+    wbuf_put_cstr(b, name);
+    wbuf_put_cstr(b, sql);
+    wbuf_put_u16(b, 0);
+    wbuf_end_msg(b, m);
+    m = wbuf_begin_msg(b, PqMsg_Bind);
+    wbuf_put_cstr(b, name);
+    wbuf_put_cstr(b, name);
+    wbuf_put_u16(b, 0);
+    wbuf_put_u16(b, 0);
+    wbuf_put_u16(b, 0);
+    wbuf_end_msg(b, m);
+    m = wbuf_begin_msg(b, PqMsg_Execute);
+    wbuf_put_cstr(b, name);
+    wbuf_put_u32(b, 0);
+    wbuf_end_msg(b, m);
+    m = wbuf_begin_msg(b, PqMsg_Sync);
+    wbuf_end_msg(b, m);
+}
+
 void wire_put_row_description(struct wbuf *b, int ncols, const char *const *names)
 {
     size_t m = wbuf_begin_msg(b, PqMsg_RowDescription);

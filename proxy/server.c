@@ -407,6 +407,7 @@ void server_secondary_miss_table(struct server *srv, enum sync_state how, const 
         struct state_secondary sec;
         secondary_record(srv, &sec);
         snprintf(sec.name, sizeof(sec.name), "%s", sync_state_name(next));
+        snprintf(sec.reconcile, sizeof(sec.reconcile), "%s", srv->reconcile); /* the first too */
         sec.since_ms = next != cur ? wall_ms() : atomic_load(&srv->secondary_since_ms);
         const char *path = srv->cfg->state_file;
         char err[512];

@@ -145,7 +145,7 @@ struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const c
     }
     u->sealed = u->internal = true;
     u->sec = UNIT_SEC_SKIPPED;
-    wire_put_query(out, sql);
+    wire_put_own_statement(out, MIRROR_OWN_STATEMENT, sql); /* the client's unnamed ones stay */
     return u;
 }
 
@@ -491,6 +491,7 @@ void mirror_seal(struct session *s)
     }
     u->sealed = true;
     m->building = NULL;
+    pin_unit_sealed(s, u);
     if (!u->mirrored) {
         wbuf_free(&u->bytes);
     }

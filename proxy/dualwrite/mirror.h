@@ -64,6 +64,7 @@ struct unit {
     uint32_t step_msgs; /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
                            steps: the primary answers each with one counted reply) */
     bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
+    bool inserts;       /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
     bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
     bool wrap_ok;     /* every statement so far may run inside a transaction block unchanged */
@@ -195,8 +196,11 @@ void mirror_copy_data(struct session *s, const uint8_t *msg, size_t len);
 bool mirror_copy_sync(struct session *s);
 /* A CopyInResponse began on the primary (primary true) or the secondary for its current unit. */
 void mirror_copy_started(struct session *s, bool primary);
+/* The statement and portal name pgdual's own units use on the primary. */
+#define MIRROR_OWN_STATEMENT "pgdual.own"
 /* A unit of pgdual's own (reply swallowed, never mirrored) running sql on the primary, queued
- * before `before` (NULL: at the tail). Its Query message is appended to out. NULL on failure. */
+ * before `before` (NULL: at the tail). Its messages (wire_put_own_statement: the client's unnamed
+ * statement and portal stay as they are) are appended to out. NULL on failure. */
 struct unit *mirror_internal_unit(struct mirror *m, struct unit *before, const char *sql,
                                   struct wbuf *out);
 /* True while a unit other than the building one is unfinished on the primary or the secondary. */

@@ -84,9 +84,12 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
                                 uint32_t index, bool *known)
 {
     const char *why = NULL;
-    /* A table created earlier in the same query is described by its CREATE TABLE. */
+    /* A table created earlier in the same query is described by its CREATE TABLE; after other
+     * statements of it that may change the catalog nothing is known. */
     const struct pin_table *t = pin_plan_created(&s->pin.plan, (int)index);
-    t = t ? t : pin_table_known(s, st);
+    if (!t && !pin_plan_catalog_moves(&s->pin.plan, (int)index)) {
+        t = pin_table_known(s, st);
+    }
     enum pin_need need = pin_decide(st, t, &why);
     *known = need != PIN_IMPOSSIBLE && !st->user_code; /* code of the user's may draw anything */
     if (need == PIN_NOT_NEEDED) {
@@ -185,7 +188,9 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     }
     const struct pin_stmt *st = &c->plan.stmts[0];
     const char *why = NULL;
-    enum pin_need need = pin_decide(st, pin_table_known(s, st), &why);
+    /* An earlier statement of the same batch may have changed the catalog: nothing is known. */
+    const struct pin_table *t = u->catalog_change ? NULL : pin_table_known(s, st);
+    enum pin_need need = pin_decide(st, t, &why);
     table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
@@ -199,7 +204,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_unpinned = why;
         return false;
     }
-    c->msg_shape = pin_shape_new(st, pin_table_known(s, st));
+    c->msg_shape = pin_shape_new(st, t);
     struct wire_reader rd;
     wire_reader_init(&rd, msg + 5, len - 5);
     const char *name = wire_cstr(&rd);
@@ -217,7 +222,6 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_known = false;
         return false;
     }
-    (void)u;
     return true;
 }
 
@@ -393,6 +397,11 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     }
     if (is_step_message(msg[0])) {
         u->step_msgs++;
+    }
+    for (int i = 0; c->plan_valid && i < c->plan.n; i++) {
+        if (c->plan.stmts[i].sets_config) {
+            pin_catalog_private(c); /* search_path or role may change: not like the others */
+        }
     }
     if (msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) {
         pin_plan_free(&c->plan);

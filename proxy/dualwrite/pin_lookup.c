@@ -270,7 +270,7 @@ void pin_lookup_done(struct session *s)
         SLOG_INFO(s, "catalog lookup for pinning failed for %s%s%s", c->lookup.schema,
                   c->lookup.schema[0] ? "." : "", c->lookup.rel);
         pin_table_free(&c->lookup.table);
-    } else if (!c->lookup.oneshot) {
+    } else if (!c->lookup.oneshot && !c->lookup_in_txn) {
         shared_put(s, &c->lookup, c->lookup_gen / 2);
     }
     cache_put(c, &c->lookup);
@@ -282,7 +282,10 @@ void pin_lookup_done(struct session *s)
  * parse pgdual can trust: what makes up values is then pinned, or counted when it cannot be. */
 bool pin_analysis_active(const struct session *s)
 {
-    return s->dials->d.mirror && s->mirror.secondary_up && !session_lexing_settings_unsafe(s);
+    /* Lexing "unsure" also covers a SET standard_conforming_strings = off still in flight: the
+     * text would be split and rewritten where the server does not split it. */
+    return s->dials->d.mirror && s->mirror.secondary_up &&
+           !session_lexing_unsure(s, s->mirror.building);
 }
 
 /* Why values cannot be pinned now although the analysis runs, or NULL: pinning needs lockstep
@@ -310,7 +313,7 @@ static bool needs_catalog(const struct pin_stmt *st)
         return true;
     case PIN_VERB_UPDATE:
     case PIN_VERB_DELETE:
-        return !st->nested_dml && (st->nondeterministic || st->uses_default);
+        return !st->nested_dml; /* triggers and rules count even where nothing else does */
     default:
         return false;
     }
@@ -380,6 +383,9 @@ static int send_lookup(struct session *s, const struct pin_stmt *st, struct unit
     memcpy(c->lookup.schema, st->schema, sizeof(pin_name));
     memcpy(c->lookup.rel, st->rel, sizeof(pin_name));
     c->lookup_gen = c->gen;
+    /* Read inside a transaction block (its snapshot may be older, its own DDL not committed):
+     * this session's only. */
+    c->lookup_in_txn = s->mirror.prim_status != PQ_TXN_IDLE;
     c->lookup_pending = true;
     return 1;
 }
@@ -402,14 +408,36 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
          * without (pin_decide says what that means). */
         return 0;
     }
+    if (c->plan.n > PIN_CACHE_MAX / 2) {
+        return 0; /* more tables than the cache keeps: no lookups (pin_decide counts them) */
+    }
     for (int i = 0; i < c->plan.n; i++) {
         const struct pin_stmt *st = &c->plan.stmts[i];
+        if (pin_plan_catalog_moves(&c->plan, i)) {
+            break; /* what a lookup says now may not hold once the statements before ran */
+        }
         if (needs_catalog(st) && st->rel[0] && !pin_plan_created(&c->plan, i) &&
             !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
     }
     return 0;
+}
+
+bool pin_plan_catalog_moves(const struct pin_plan *p, int i)
+{
+    for (int j = 0; j < i; j++) {
+        if (p->stmts[j].catalog_change && !p->stmts[j].created) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void pin_catalog_private(struct pin_catalog *c)
+{
+    c->private_only = true;
+    cache_clear(c);
 }
 
 const struct pin_table *pin_table_known(struct session *s, const struct pin_stmt *st)

@@ -20,3 +20,8 @@ bool pin_active(const struct session *s);
 const struct pin_table *pin_table_known(struct session *s, const struct pin_stmt *st);
 /* The message the plan was made for is handled: answers kept for it only go. */
 void pin_catalog_message_done(struct pin_catalog *c);
+/* Might statement i of p find the catalog changed by the statements before it in the same text
+ * (DDL, SET, code pgdual cannot see into; a CREATE TABLE it describes aside)? */
+bool pin_plan_catalog_moves(const struct pin_plan *p, int i);
+/* The session ran something that may change what its lookups say (set_config): keep its own. */
+void pin_catalog_private(struct pin_catalog *c);

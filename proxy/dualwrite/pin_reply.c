@@ -196,7 +196,7 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         /* Only if that statement ran: the ones before the primary's error did. */
         some_ran = u->pin->unpinned_at < u->prim.commands_at_error;
     }
-    if (!why && u->pin_inactive && u->nondeterministic) {
+    if (!why && u->pin_inactive && (u->nondeterministic || u->inserts)) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";
     }
@@ -209,10 +209,19 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
 void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status)
 {
     struct pin_catalog *c = &s->pin;
-    bool bump = u->catalog_change || (c->ddl_in_txn && txn_status == PQ_TXN_IDLE);
+    /* The end of its transaction, or a ROLLBACK TO, may undo what it changed. */
+    bool bump = u->catalog_change || (c->ddl_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end));
     c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
     c->private_only = c->private_only || u->catalog_change; /* its search_path or role may differ */
     if (bump) {
+        atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
+    }
+}
+
+void pin_unit_sealed(struct session *s, struct unit *u)
+{
+    if (u->catalog_change && !u->internal) {
+        /* Statements pipelined behind it must not trust what was looked up before it ran. */
         atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
     }
 }

@@ -51,6 +51,7 @@ struct pin_catalog {
     uint64_t gen;        /* the server's catalog generation the entries belong to */
     bool lookup_pending; /* a lookup's reply is on its way: the client's message waits */
     uint64_t lookup_gen;
+    bool lookup_in_txn;            /* made inside a transaction block: never shared */
     struct pin_cache_entry lookup; /* what it fills */
     bool ddl_in_txn;               /* the open transaction may have changed the catalog */
     /* The plan of the message being handled (pin_frontend_lookup), used by pin_frontend_rewrite. */
@@ -154,6 +155,8 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index);
 /* u's primary verdict is in: a write that made up values and went verbatim is counted, logged
  * with its reason, and takes the secondary out of in_sync. */
 void pin_account(struct session *s, struct unit *u, bool some_ran);
+/* u is complete (sealed): one that may change the catalog bumps the generation at once. */
+void pin_unit_sealed(struct session *s, struct unit *u);
 /* u ended on the primary with the session's transaction status: bump the catalog generation
  * after a statement that may have changed it, and at the end of its transaction. */
 void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status);

@@ -199,6 +199,9 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
  * characters can hold a backslash byte? Then the server may lex a text otherwise than
  * libpg_query. */
 bool session_lexing_settings_unsafe(const struct session *s);
+/* ...or may it, the settings being unsafe or a mirrored statement still unanswered before u (u
+ * NULL: the next unit) possibly changing them (SET, RESET, ROLLBACK, set_config ...)? */
+bool session_lexing_unsure(const struct session *s, const struct unit *u);
 /* Does the whole frontend message msg (Query or Execute) commit the primary's transaction? True
  * when it might. */
 bool session_message_commits(struct session *s, const uint8_t *msg, size_t len);

@@ -57,7 +57,7 @@ bool session_lexing_settings_unsafe(const struct session *s)
     return false;
 }
 
-static bool lexing_unsure(const struct session *s, const struct unit *u)
+bool session_lexing_unsure(const struct session *s, const struct unit *u)
 {
     if (session_lexing_settings_unsafe(s)) {
         return true;
@@ -101,7 +101,7 @@ static void classify_or_mirror(struct session *s, const struct unit *u, const ch
         memset(r, 0, sizeof(*r));
         r->kind = CLASSIFY_MIRROR;
     }
-    if (lexing_unsure(s, u)) {
+    if (session_lexing_unsure(s, u)) {
         r->kind = CLASSIFY_MIRROR;
         r->is_listen = false;  /* so it is mirrored too */
         r->dml_only = false;   /* never wrapped: it may not run in a transaction block */
@@ -211,6 +211,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     u->txn_end = u->txn_end || r.txn_control; /* parallel mode never sends these early */
     u->commits = u->commits || r.commits;
     u->copy_in = u->copy_in || r.is_copy_from;
+    u->inserts = u->inserts || (mirrored && r.inserts);
     u->routable = u->routable && !r.is_copy_from;
     s->listens = s->listens || r.is_listen;
     u->wrap_ok = u->wrap_ok && r.dml_only;
@@ -305,6 +306,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->executes++;
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
+    u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {
         /* Extended COPY FROM STDIN: the primary answers the Sync that follows only after the
