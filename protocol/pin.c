@@ -214,6 +214,32 @@ static struct pin_table *created_table(const PgQuery__CreateStmt *cs,
     return t;
 }
 
+/* Does a statement that is not DML store values it computes (CREATE TABLE AS, SELECT INTO, an
+ * ALTER TABLE that adds a column and fills it)? */
+static bool stores_values(const PgQuery__Node *n)
+{
+    if (n == NULL) {
+        return false;
+    }
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
+        return true;
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+        return n->select_stmt && n->select_stmt->into_clause;
+    case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT:
+        for (size_t i = 0; n->alter_table_stmt && i < n->alter_table_stmt->n_cmds; i++) {
+            const PgQuery__Node *c = n->alter_table_stmt->cmds[i];
+            if (c && c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD && c->alter_table_cmd &&
+                c->alter_table_cmd->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_AddColumn) {
+                return true;
+            }
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
 static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *opt,
                         struct pin_stmt *st)
 {
@@ -226,6 +252,7 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
     st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
                        !n->select_stmt->into_clause;
+    st->stores_values = stores_values(n);
     st->ncols = -1;
     int rc = 0;
     switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
@@ -419,8 +446,7 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         return PIN_NOT_NEEDED;
     }
     if (st->verb == PIN_VERB_NONE) {
-        if (st->nondeterministic && !st->plain_select && !st->sql_prepare && !st->user_code &&
-            st->catalog_change) {
+        if (st->nondeterministic && st->stores_values) {
             /* ALTER TABLE ... ADD COLUMN ... DEFAULT now(), CREATE TABLE AS, SELECT INTO */
             *why = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
             return PIN_IMPOSSIBLE;
@@ -431,8 +457,8 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         *why = "it calls a function pgdual does not know";
         return PIN_IMPOSSIBLE;
     }
-    if (known && (t->blocked == pin_blocked_triggers || t->blocked == pin_blocked_rules)) {
-        *why = t->blocked; /* what they write is not in the statement */
+    if (known && t->blocked == pin_blocked_rules) {
+        *why = t->blocked; /* what a rule writes is not in the statement */
         return PIN_IMPOSSIBLE;
     }
     bool fills =

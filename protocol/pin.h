@@ -64,6 +64,7 @@ struct pin_stmt {
     bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
     bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
+    bool stores_values;  /* CREATE TABLE AS, SELECT INTO, ALTER TABLE ... ADD COLUMN */
     /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the
      * statement does not show it all), for writes later in the same text. */
     struct pin_table *created;

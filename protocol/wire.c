@@ -241,6 +241,12 @@ void wire_put_own_statement(struct wbuf *b, const char *name, const char *sql)
     wbuf_put_cstr(b, name);
     wbuf_put_u32(b, 0);
     wbuf_end_msg(b, m);
+    /* No portal of pgdual's stays open in the client's transaction (COPY FREEZE refuses to run
+     * after "prior transaction activity"). */
+    m = wbuf_begin_msg(b, PqMsg_Close);
+    wbuf_put_u8(b, 'P');
+    wbuf_put_cstr(b, name);
+    wbuf_end_msg(b, m);
     m = wbuf_begin_msg(b, PqMsg_Sync);
     wbuf_end_msg(b, m);
 }

@@ -78,9 +78,10 @@ void wire_put_empty_query(struct wbuf *b);
 /* A simple Query (client -> server): pgdual's own statements to a backend. */
 void wire_put_query(struct wbuf *b, const char *sql);
 /* pgdual's own statement for a backend a client's session uses, through a statement and portal of
- * its own name (Close both, Parse, Bind, Execute, Sync): unlike a simple Query it leaves the
- * client's unnamed statement and portal alone. Answered by CloseComplete x2, ParseComplete,
- * BindComplete, its rows, CommandComplete (or ErrorResponse) and ReadyForQuery. */
+ * its own name (Close both, Parse, Bind, Execute, Close the portal, Sync): unlike a simple Query
+ * it leaves the client's unnamed statement and portal alone. Answered by CloseComplete x2,
+ * ParseComplete, BindComplete, its rows, CommandComplete, CloseComplete (or an ErrorResponse)
+ * and ReadyForQuery. */
 void wire_put_own_statement(struct wbuf *b, const char *name, const char *sql);
 
 /* One whole message inside a buffer of whole messages (a unit's frontend messages). */

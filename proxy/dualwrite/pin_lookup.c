@@ -280,12 +280,23 @@ void pin_lookup_done(struct session *s)
 
 /* Statements are analyzed (and tables looked up) while there is a secondary to mirror to and a
  * parse pgdual can trust: what makes up values is then pinned, or counted when it cannot be. */
+/* May a statement not answered yet change how the server lexes the next text (a SET of
+ * standard_conforming_strings or client_encoding, a ROLLBACK undoing one, code pgdual cannot see
+ * into)? Then a text is not split and rewritten where the server may split it otherwise. */
+static bool lexing_may_change(const struct session *s)
+{
+    for (const struct unit *v = s->mirror.head; v; v = v->next) {
+        if (!v->internal && v->mirrored && !v->prim_done && (v->catalog_change || v->txn_end)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool pin_analysis_active(const struct session *s)
 {
-    /* Lexing "unsure" also covers a SET standard_conforming_strings = off still in flight: the
-     * text would be split and rewritten where the server does not split it. */
-    return s->dials->d.mirror && s->mirror.secondary_up &&
-           !session_lexing_unsure(s, s->mirror.building);
+    return s->dials->d.mirror && s->mirror.secondary_up && !session_lexing_settings_unsafe(s) &&
+           !lexing_may_change(s);
 }
 
 /* Why values cannot be pinned now although the analysis runs, or NULL: pinning needs lockstep

@@ -567,17 +567,20 @@ static void test_decide_insert_copy_merge(void **state)
     check_decide("COPY t FROM STDIN", &plain, PIN_NOT_NEEDED, NULL);
     check_decide("COPY t FROM STDIN", NULL, PIN_IMPOSSIBLE, unknown);
     /* A view (or foreign table) and a table with rules: an INSERT fires defaults of tables the
-     * lookup did not read (INSERT INTO v (x) into a view over a serial table draws an id). Rules
-     * and triggers write what the statement does not show: any write of such a table counts. */
+     * lookup did not read (INSERT INTO v (x) into a view over a serial table draws an id). */
     const char *blocked_by[] = {"not_table", "rules", "triggers"};
     for (int i = 0; i < 3; i++) {
         struct pin_table v = {0};
         const char *vrow[8] = {"public.v", blocked_by[i], "v", "f", "f", NULL, "f", "f"};
         assert_int_equal(add_row(&v, vrow), 0);
-        check_decide("INSERT INTO v (v) VALUES (1)", &v, PIN_IMPOSSIBLE, v.blocked);
-        check_decide("COPY v FROM STDIN", &v, PIN_IMPOSSIBLE, v.blocked);
-        check_decide("UPDATE v SET v = 1", &v, i == 0 ? PIN_NOT_NEEDED : PIN_IMPOSSIBLE,
-                     i == 0 ? NULL : v.blocked);
+        check_decide("INSERT INTO v (v) VALUES (1)", &v, i < 2 ? PIN_IMPOSSIBLE : PIN_NOT_NEEDED,
+                     i < 2 ? v.blocked : NULL);
+        check_decide("COPY v FROM STDIN", &v, i < 2 ? PIN_IMPOSSIBLE : PIN_NOT_NEEDED,
+                     i < 2 ? v.blocked : NULL);
+        /* Rules write what the statement does not show; a trigger only counts where the
+         * statement itself makes up values (a documented limit). */
+        check_decide("UPDATE v SET v = 1", &v, i == 1 ? PIN_IMPOSSIBLE : PIN_NOT_NEEDED,
+                     i == 1 ? v.blocked : NULL);
         pin_table_free(&v);
     }
     /* A table without columns: a row holds no value to make up (pin_shape_new would have no
