@@ -138,9 +138,12 @@ struct pin_shape {
     int refs;
     enum pin_verb verb;
     bool client_returning;
-    int m;             /* columns pgdual appends to the primary's RETURNING */
-    pin_name *keys;    /* their names: the JSON keys (m) */
-    bool *json;        /* their values are JSON (m) */
+    /* Columns pgdual appends to the primary's RETURNING: one, the whole row as JSON
+     * (to_json(t.*): dates and times in ISO form whatever DateStyle says, json values as they are),
+     * which the secondary reads back by column name. */
+    int m;
+    int nkeys;         /* the columns the secondary's statement stores or matches on */
+    pin_name *keys;    /* their names (nkeys) */
     char *returning;   /* the text appended at the statement's end */
     char *head, *tail; /* the secondary's statement: head, the rows as JSON, tail */
 };

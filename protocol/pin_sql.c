@@ -27,14 +27,13 @@ void pin_put_ident(struct wbuf *b, const char *s)
 
 static int add_key(struct pin_shape *sh, const struct pin_column *c)
 {
-    for (int i = 0; i < sh->m; i++) {
+    for (int i = 0; i < sh->nkeys; i++) {
         if (strcmp(sh->keys[i], c->name) == 0) {
             return 0;
         }
     }
-    pin_copy_name(sh->keys[sh->m], c->name);
-    sh->json[sh->m] = c->json;
-    sh->m++;
+    pin_copy_name(sh->keys[sh->nkeys], c->name);
+    sh->nkeys++;
     return 0;
 }
 
@@ -59,7 +58,7 @@ static void choose_keys(struct pin_shape *sh, const struct pin_stmt *st, const s
 
 static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char *qualifier)
 {
-    for (int i = 0; i < sh->m; i++) {
+    for (int i = 0; i < sh->nkeys; i++) {
         if (i) {
             pin_put_str(b, ", ");
         }
@@ -167,8 +166,10 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     wbuf_init(&h);
     wbuf_init(&tl);
     /* A newline first: the statement may end inside a line comment. */
-    pin_put_str(&r, st->client_returning ? "\n, " : "\nRETURNING ");
-    put_key_list(&r, sh, st->ref);
+    pin_put_str(&r, st->client_returning ? "\n, pg_catalog.to_json("
+                                         : "\nRETURNING pg_catalog.to_json(");
+    pin_put_ident(&r, st->ref);
+    pin_put_str(&r, ".*)");
     switch (st->verb) {
     case PIN_VERB_INSERT:
         pin_put_str(&h, "INSERT INTO ");
@@ -186,7 +187,7 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
         pin_put_str(&h, "UPDATE ");
         put_target(&h, st);
         pin_put_str(&h, " AS \"pgdual_t\" SET ");
-        for (int i = 0, first = 1; i < sh->m; i++) {
+        for (int i = 0, first = 1; i < sh->nkeys; i++) {
             const struct pin_column *c = pin_find_col(t, sh->keys[i]);
             if (c && c->pk && !pin_stmt_names_col(st, c->name)) {
                 continue; /* the key matches rows; it is not set */
@@ -226,13 +227,13 @@ struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_tabl
     sh->client_returning = st->client_returning;
     size_t cap = (size_t)t->ncols + 1;
     sh->keys = calloc(cap, sizeof(*sh->keys));
-    sh->json = calloc(cap, sizeof(*sh->json));
-    if (!sh->keys || !sh->json) {
+    if (!sh->keys) {
         pin_shape_unref(sh);
         return NULL;
     }
     choose_keys(sh, st, t);
-    if (sh->m == 0 || build_texts(sh, st, t) < 0) {
+    sh->m = 1;
+    if (sh->nkeys == 0 || build_texts(sh, st, t) < 0) {
         pin_shape_unref(sh);
         return NULL;
     }
@@ -253,7 +254,6 @@ void pin_shape_unref(struct pin_shape *sh)
         return;
     }
     free(sh->keys);
-    free(sh->json);
     free(sh->returning);
     free(sh->head);
     free(sh->tail);
@@ -347,64 +347,28 @@ int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
     return strip_tail(PqMsg_DataRow, body, len, m, false, out);
 }
 
-static void put_json_string(struct wbuf *b, const uint8_t *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    wbuf_reserve(b, n + 2);
-    wbuf_put_u8(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        if (c == '"' || c == '\\') {
-            wbuf_put_u8(b, '\\');
-            wbuf_put_u8(b, c);
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            wbuf_put_bytes(b, e, sizeof(e));
-        } else {
-            wbuf_put_u8(b, c);
-        }
-    }
-    wbuf_put_u8(b, '"');
-}
-
 int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
 {
     if (len < 2) {
         return PIN_EPROTO;
     }
     int n = body[0] << 8 | body[1];
-    if (n < sh->m) {
+    if (n < sh->m || sh->m != 1) {
         return PIN_EPROTO;
     }
-    size_t off = n == sh->m ? 2 : prefix_end(body, len, n - sh->m, true);
+    size_t off = prefix_end(body, len, n - 1, true);
     if (off == 0) {
         return PIN_EPROTO;
     }
     struct wire_reader rd;
     wire_reader_init(&rd, body + off, len - off);
-    wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
-    wbuf_put_u8(rows, '{');
-    for (int i = 0; i < sh->m; i++) {
-        uint32_t vlen = wire_u32(&rd);
-        bool null = vlen == 0xffffffffu;
-        const uint8_t *v = null || vlen == 0 ? NULL : wire_bytes(&rd, vlen);
-        if (rd.failed) {
-            return PIN_EPROTO;
-        }
-        if (i) {
-            wbuf_put_u8(rows, ',');
-        }
-        put_json_string(rows, (const uint8_t *)sh->keys[i], strlen(sh->keys[i]));
-        wbuf_put_u8(rows, ':');
-        if (null) {
-            pin_put_str(rows, "null");
-        } else if (sh->json[i]) {
-            wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */
-        } else {
-            put_json_string(rows, v, null ? 0 : vlen);
-        }
+    uint32_t vlen = wire_u32(&rd);
+    const uint8_t *v = vlen == 0xffffffffu || vlen == 0 ? NULL : wire_bytes(&rd, vlen);
+    if (rd.failed || !v || v[0] != '{') {
+        return PIN_EPROTO; /* to_json of a row is an object, never NULL */
     }
-    wbuf_put_u8(rows, '}');
+    wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
+    wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */
     return rows->failed ? PIN_ENOMEM : 0;
 }
 
