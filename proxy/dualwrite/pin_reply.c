@@ -184,6 +184,9 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index)
 
 void pin_account(struct session *s, struct unit *u, bool some_ran)
 {
+    if (!s->mirror.secondary_up || !s->dials->d.mirror || u->sec == UNIT_SEC_SKIPPED) {
+        return; /* nothing reaches the secondary: lagging or mirror = off say so already */
+    }
     for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
         const struct pin_step *st = &u->pin->steps[i];
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
