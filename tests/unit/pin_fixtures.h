@@ -1,9 +1,10 @@
 /* tests/unit/pin_fixtures.h: catalog rows for the pin tests (test_pin.c, test_pin_shape.c), built
  * as pin_catalog_query's 8 text columns would come from the server. Included by one test file
- * each; cmocka and protocol/pin.h before it. */
+ * each, after cmocka.h. */
 #pragma once
 #include <string.h>
 
+#include "protocol/pin.h"
 #include "protocol/wire.h"
 
 /* One catalog row (a DataRow body of pin_catalog_query's 8 text columns; NULL: SQL NULL). */
