@@ -146,6 +146,10 @@ struct pin_shape {
     pin_name *keys;    /* their names (nkeys) */
     char *returning;   /* the text appended at the statement's end */
     char *head, *tail; /* the secondary's statement: head, the rows as JSON, tail */
+    /* The session's use of it on the secondary (proxy/dualwrite/pin_reply.c): prepared there as
+     * PIN_SECONDARY_NAME.sec_stmt_id while sec_epoch is the session's. */
+    uint32_t sec_stmt_id;
+    uint64_t sec_epoch;
 };
 
 /* NULL on allocation failure. st, t: pin_decide said PIN_NEEDED. */
@@ -182,6 +186,10 @@ struct pin_subst {
     size_t start, end; /* Query: the statement's bytes in the text */
     const struct pin_shape *shape;
     const struct wbuf *rows; /* the closed JSON array */
+    /* Batch: the secondary's statement is prepared as PIN_SECONDARY_NAME "." stmt_id; parse: it
+     * is not there yet (Close and Parse it first), else Bind it again. */
+    uint32_t stmt_id;
+    bool parse;
 };
 
 /* The Query message (whole, header included) with each pinned statement replaced by its
@@ -189,9 +197,10 @@ struct pin_subst {
  * by index. */
 int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out) __attribute__((warn_unused_result));
-/* An extended batch (whole messages) with each pinned Execute replaced by Close (portal and
- * statement PIN_SECONDARY_NAME), Parse, Bind (the rows as a json parameter) and Execute of the
- * deterministic version, into out. Each replacement adds PIN_BATCH_EXTRA_STEPS steps. */
-#define PIN_BATCH_EXTRA_STEPS 4
+/* An extended batch (whole messages) with each pinned Execute replaced by the deterministic
+ * version: Close of the portal PIN_SECONDARY_NAME, (when s.parse: Close and Parse of the statement
+ * PIN_SECONDARY_NAME.stmt_id,) Bind of the portal to it (the rows as a json parameter) and
+ * Execute, into out. *extra_steps: the steps the replacements added (2 each, 4 with a Parse). */
 int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
-                         struct wbuf *out) __attribute__((warn_unused_result));
+                         struct wbuf *out, uint32_t *extra_steps)
+    __attribute__((warn_unused_result));

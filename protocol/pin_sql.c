@@ -416,29 +416,34 @@ int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst 
     return out->failed ? PIN_ENOMEM : 0;
 }
 
-static void put_close(struct wbuf *b, uint8_t what)
+static void put_close(struct wbuf *b, uint8_t what, const char *name)
 {
     size_t at = wbuf_begin_msg(b, PqMsg_Close);
     wbuf_put_u8(b, what);
-    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_put_cstr(b, name);
     wbuf_end_msg(b, at);
 }
 
-static void put_pinned_execute(struct wbuf *b, const struct pin_subst *s)
+/* Returns the steps it added in place of the one Execute. */
+static uint32_t put_pinned_execute(struct wbuf *b, const struct pin_subst *s)
 {
-    put_close(b, 'P');
-    put_close(b, 'S');
-    size_t at = wbuf_begin_msg(b, PqMsg_Parse);
+    char stmt[sizeof(PIN_SECONDARY_NAME) + 12];
+    snprintf(stmt, sizeof(stmt), "%s.%u", PIN_SECONDARY_NAME, s->stmt_id);
+    put_close(b, 'P', PIN_SECONDARY_NAME);
+    if (s->parse) {
+        put_close(b, 'S', stmt);
+        size_t at = wbuf_begin_msg(b, PqMsg_Parse);
+        wbuf_put_cstr(b, stmt);
+        pin_put_str(b, s->shape->head);
+        pin_put_str(b, "$1");
+        wbuf_put_cstr(b, s->shape->tail);
+        wbuf_put_u16(b, 1);
+        wbuf_put_u32(b, JSON_OID);
+        wbuf_end_msg(b, at);
+    }
+    size_t at = wbuf_begin_msg(b, PqMsg_Bind);
     wbuf_put_cstr(b, PIN_SECONDARY_NAME);
-    pin_put_str(b, s->shape->head);
-    pin_put_str(b, "$1");
-    wbuf_put_cstr(b, s->shape->tail);
-    wbuf_put_u16(b, 1);
-    wbuf_put_u32(b, JSON_OID);
-    wbuf_end_msg(b, at);
-    at = wbuf_begin_msg(b, PqMsg_Bind);
-    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
-    wbuf_put_cstr(b, PIN_SECONDARY_NAME);
+    wbuf_put_cstr(b, stmt);
     wbuf_put_u16(b, 1);
     wbuf_put_u16(b, 0); /* text */
     wbuf_put_u16(b, 1);
@@ -450,12 +455,14 @@ static void put_pinned_execute(struct wbuf *b, const struct pin_subst *s)
     wbuf_put_cstr(b, PIN_SECONDARY_NAME);
     wbuf_put_u32(b, 0);
     wbuf_end_msg(b, at);
+    return s->parse ? 4 : 2;
 }
 
 int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
-                         struct wbuf *out)
+                         struct wbuf *out, uint32_t *extra_steps)
 {
     size_t off = 0, next = 0;
+    *extra_steps = 0;
     uint32_t executes = 0;
     struct wire_msg m;
     while (off < len) {
@@ -464,7 +471,7 @@ int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst
         }
         if (m.type == PqMsg_Execute) {
             if (next < n && s[next].index == executes) {
-                put_pinned_execute(out, &s[next++]);
+                *extra_steps += put_pinned_execute(out, &s[next++]);
                 executes++;
                 continue;
             }

@@ -655,6 +655,7 @@ void mirror_secondary_done(struct session *s)
     }
     mirror_enter(m);
     u->sec = UNIT_SEC_DONE;
+    pin_secondary_done(s, u);
     u->sec_us = clock_monotonic_us() - u->sec_start_us;
     stats_observe(&s->worker->stats, s->primary ^ 1, u->sec_us);
     m->in_flight--;

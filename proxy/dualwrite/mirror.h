@@ -60,11 +60,12 @@ struct unit {
     /* Bit i: the unit's Execute number i runs an INSERT/MERGE/COPY FROM or a nondeterministic
      * write (it may draw sequence values); Executes past 63 share bit 63. */
     uint64_t execute_draws;
-    int executes;       /* Execute messages in the unit so far */
-    uint32_t step_msgs; /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
-                           steps: the primary answers each with one counted reply) */
-    bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
-    bool inserts;       /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
+    int executes;         /* Execute messages in the unit so far */
+    uint32_t step_msgs;   /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
+                             steps: the primary answers each with one counted reply) */
+    bool pin_inactive;    /* sent while pinning was off: what it makes up goes verbatim */
+    bool inserts;         /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
+    bool session_objects; /* it PREPAREs, DEALLOCATEs, DISCARDs ... by name (classify.h) */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
     bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
     bool wrap_ok;     /* every statement so far may run inside a transaction block unchanged */

@@ -146,23 +146,32 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             continue; /* not run on the primary, or verbatim (pin_account counted it) */
         }
         pin_rows_close(&st->rows);
+        struct pin_shape *sh = st->shape;
+        bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
+        if (!sh->sec_stmt_id) {
+            sh->sec_stmt_id = ++s->pin.next_sec_id;
+        }
+        sh->sec_epoch = s->pin.sec_epoch; /* prepared there by this unit, or before */
         subst[n++] = (struct pin_subst){.index = st->index,
                                         .start = st->start,
                                         .end = st->end,
-                                        .shape = st->shape,
-                                        .rows = &st->rows};
+                                        .shape = sh,
+                                        .rows = &st->rows,
+                                        .stmt_id = sh->sec_stmt_id,
+                                        .parse = parse};
     }
     int rc = 0;
     if (n > 0) {
         struct wbuf out;
         wbuf_init(&out);
+        uint32_t extra = 0;
         rc = p->simple ? pin_substitute_query(u->bytes.data, u->bytes.len, subst, n, &out)
-                       : pin_substitute_batch(u->bytes.data, u->bytes.len, subst, n, &out);
+                       : pin_substitute_batch(u->bytes.data, u->bytes.len, subst, n, &out, &extra);
         if (rc == 0) {
             wbuf_free(&u->bytes);
             u->bytes = out;
             stats_add(&s->worker->stats, STAT_pinned_writes_total, (int64_t)n);
-            rc = p->simple ? 0 : (int)n * PIN_BATCH_EXTRA_STEPS;
+            rc = (int)extra;
         } else {
             wbuf_free(&out);
             SLOG_INFO(s, "cannot build the pinned statements for the secondary (%d)", rc);
@@ -221,8 +230,18 @@ void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status
     }
 }
 
+void pin_secondary_done(struct session *s, const struct unit *u)
+{
+    if (u->second.error) {
+        s->pin.sec_epoch++; /* pgdual's statements there may not all have been prepared */
+    }
+}
+
 void pin_unit_sealed(struct session *s, struct unit *u)
 {
+    if (u->catalog_change || u->session_objects) {
+        s->pin.sec_epoch++; /* DISCARD ALL, DEALLOCATE ALL, a DO: they may be gone */
+    }
     if (u->catalog_change && !u->internal) {
         /* Statements pipelined behind it must not trust what was looked up before it ran. */
         atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);

@@ -45,7 +45,12 @@ void pin_shared_free(struct pin_shared *sh);
 /* One session's catalog knowledge and the message it is working on. */
 struct pin_catalog {
     uint64_t login_sig; /* hash of the startup parameters but application_name */
-    bool private_only;  /* it ran something that may change what a lookup says: no sharing */
+    /* pgdual's pinned statements prepared on the secondary are there while their epoch is this
+     * one; it moves when they may be gone (an error there, DISCARD/DEALLOCATE, code pgdual
+     * cannot see into). */
+    uint64_t sec_epoch;
+    uint32_t next_sec_id;
+    bool private_only; /* it ran something that may change what a lookup says: no sharing */
     struct pin_cache_entry *entries; /* owned, n of them */
     int n;
     uint64_t gen;        /* the server's catalog generation the entries belong to */
@@ -157,6 +162,9 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index);
 void pin_account(struct session *s, struct unit *u, bool some_ran);
 /* u is complete (sealed): one that may change the catalog bumps the generation at once. */
 void pin_unit_sealed(struct session *s, struct unit *u);
+/* The secondary finished u: an error there may have kept pgdual's statements from being
+ * prepared. */
+void pin_secondary_done(struct session *s, const struct unit *u);
 /* u ended on the primary with the session's transaction status: bump the catalog generation
  * after a statement that may have changed it, and at the end of its transaction. */
 void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status);

@@ -226,6 +226,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     stmt_track_remove(&s->stmts, u->serial, STMT_SPACE_STATEMENT, "", STMT_REPLY_NONE, 0);
     stmt_track_remove(&s->stmts, u->serial, STMT_SPACE_PORTAL, "", STMT_REPLY_NONE, 0);
     if (r.session_objects) {
+        u->session_objects = true;
         record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first);
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
@@ -331,6 +332,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
             unit_note_sql(u, c->sql, c->fingerprint);
         }
     }
+    u->session_objects = u->session_objects || !c || c->effects;
     if (!c || c->effects || c->lex_unsure) {
         record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1);
     }

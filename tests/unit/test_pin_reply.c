@@ -423,25 +423,27 @@ static uint8_t next_msg(const struct wbuf *out, size_t *off, struct wire_reader 
 }
 
 /* The five messages that replace one Execute, decoded field by field. */
-static void check_replacement(const struct wbuf *out, size_t *off, const char *sql,
-                              const char *rows)
+/* What replaced a pinned Execute: Close of pgdual's portal, Close and Parse of its statement
+ * named stmt, Bind with the rows as the json parameter, Execute. */
+static void check_replacement(const struct wbuf *out, size_t *off, const char *stmt,
+                              const char *sql, const char *rows)
 {
     struct wire_reader rd;
     for (int i = 0; i < 2; i++) {
         assert_int_equal(next_msg(out, off, &rd), PqMsg_Close);
         assert_int_equal(wire_u8(&rd), i == 0 ? 'P' : 'S');
-        assert_string_equal(wire_cstr(&rd), "pgdual.pin");
+        assert_string_equal(wire_cstr(&rd), i == 0 ? "pgdual.pin" : stmt);
         assert_int_equal(wire_remaining(&rd), 0);
     }
     assert_int_equal(next_msg(out, off, &rd), PqMsg_Parse);
-    assert_string_equal(wire_cstr(&rd), "pgdual.pin");
+    assert_string_equal(wire_cstr(&rd), stmt);
     assert_string_equal(wire_cstr(&rd), sql);
     assert_int_equal(wire_u16(&rd), 1);
     assert_int_equal(wire_u32(&rd), 114); /* json */
     assert_int_equal(wire_remaining(&rd), 0);
     assert_int_equal(next_msg(out, off, &rd), PqMsg_Bind);
     assert_string_equal(wire_cstr(&rd), "pgdual.pin"); /* portal */
-    assert_string_equal(wire_cstr(&rd), "pgdual.pin"); /* statement */
+    assert_string_equal(wire_cstr(&rd), stmt);         /* statement */
     assert_int_equal(wire_u16(&rd), 1);
     assert_int_equal(wire_u16(&rd), 0); /* text */
     assert_int_equal(wire_u16(&rd), 1);
@@ -479,33 +481,43 @@ static void test_substitute_batch(void **state)
     wbuf_init(&out);
     rows_of(&r0, "[{\"id\":\"1\",\"ts\":\"it's\"}]");
     rows_of(&r2, "[{\"id\":\"9\"}]");
-    struct pin_subst s[2] = {{.index = 0, .shape = upd_shape, .rows = &r0},
-                             {.index = 2, .shape = del_shape, .rows = &r2}};
-    assert_int_equal(pin_substitute_batch(in.data, in.len, s, 2, &out), 0);
+    struct pin_subst s[2] = {
+        {.index = 0, .shape = upd_shape, .rows = &r0, .stmt_id = 1, .parse = true},
+        {.index = 2, .shape = del_shape, .rows = &r2, .stmt_id = 2, .parse = true}};
+    uint32_t extra = 0;
+    assert_int_equal(pin_substitute_batch(in.data, in.len, s, 2, &out, &extra), 0);
+    assert_int_equal(extra, 8);
     size_t off = 0;
     check_copied(&in, 0, &out, &off); /* Parse */
     check_copied(&in, 1, &out, &off); /* Bind */
-    check_replacement(&out, &off, UPD_HEAD "$1" KEY_TAIL, "[{\"id\":\"1\",\"ts\":\"it's\"}]");
+    check_replacement(&out, &off, "pgdual.pin.1", UPD_HEAD "$1" KEY_TAIL,
+                      "[{\"id\":\"1\",\"ts\":\"it's\"}]");
     check_copied(&in, 3, &out, &off); /* Parse s2 */
     check_copied(&in, 4, &out, &off); /* Bind p2 */
     check_copied(&in, 5, &out, &off); /* Execute p2: Execute number 1 */
-    check_replacement(&out, &off, DEL_HEAD "$1" KEY_TAIL, "[{\"id\":\"9\"}]");
+    check_replacement(&out, &off, "pgdual.pin.2", DEL_HEAD "$1" KEY_TAIL, "[{\"id\":\"9\"}]");
     check_copied(&in, 7, &out, &off); /* Sync */
     assert_int_equal(off, out.len);
 
-    /* One substitution adds PIN_BATCH_EXTRA_STEPS messages. */
-    wbuf_reset(&out);
-    assert_int_equal(pin_substitute_batch(in.data, in.len, &s[1], 1, &out), 0);
-    int count = 0;
-    struct wire_msg m;
-    for (off = 0; off < out.len; count++) {
-        assert_int_equal(wire_next_msg(out.data, out.len, &off, &m), 0);
+    /* One substitution adds four messages with its Parse, two binding it again. */
+    for (int parse = 1; parse >= 0; parse--) {
+        wbuf_reset(&out);
+        s[1].parse = parse;
+        assert_int_equal(pin_substitute_batch(in.data, in.len, &s[1], 1, &out, &extra), 0);
+        int count = 0;
+        struct wire_msg m;
+        for (off = 0; off < out.len; count++) {
+            assert_int_equal(wire_next_msg(out.data, out.len, &off, &m), 0);
+            assert_true(parse || m.type != PqMsg_Parse || count < 8); /* the client's Parses */
+        }
+        assert_int_equal(count, 8 + (parse ? 4 : 2));
+        assert_int_equal(extra, parse ? 4 : 2);
     }
-    assert_int_equal(count, 8 + PIN_BATCH_EXTRA_STEPS);
 
     /* None: the batch unchanged. */
     wbuf_reset(&out);
-    assert_int_equal(pin_substitute_batch(in.data, in.len, s, 0, &out), 0);
+    assert_int_equal(pin_substitute_batch(in.data, in.len, s, 0, &out, &extra), 0);
+    assert_int_equal(extra, 0);
     assert_int_equal(out.len, in.len);
     assert_memory_equal(out.data, in.data, in.len);
     wbuf_free(&r0);
@@ -517,26 +529,29 @@ static void test_substitute_batch(void **state)
 static void test_substitute_batch_bad(void **state)
 {
     (void)state;
+    uint32_t extra = 0;
     struct wbuf in, out, rows;
     client_batch(&in);
     wbuf_init(&out);
     rows_of(&rows, "[]");
     struct pin_subst past = {.index = 3, .shape = upd_shape, .rows = &rows};
-    assert_int_equal(pin_substitute_batch(in.data, in.len, &past, 1, &out), PIN_ESHAPE);
+    assert_int_equal(pin_substitute_batch(in.data, in.len, &past, 1, &out, &extra), PIN_ESHAPE);
     struct pin_subst unsorted[2] = {{.index = 2, .shape = upd_shape, .rows = &rows},
                                     {.index = 0, .shape = upd_shape, .rows = &rows}};
     wbuf_reset(&out);
-    assert_int_equal(pin_substitute_batch(in.data, in.len, unsorted, 2, &out), PIN_ESHAPE);
+    assert_int_equal(pin_substitute_batch(in.data, in.len, unsorted, 2, &out, &extra), PIN_ESHAPE);
     struct pin_subst twice[2] = {{.index = 1, .shape = upd_shape, .rows = &rows},
                                  {.index = 1, .shape = upd_shape, .rows = &rows}};
     wbuf_reset(&out);
-    assert_int_equal(pin_substitute_batch(in.data, in.len, twice, 2, &out), PIN_ESHAPE);
+    assert_int_equal(pin_substitute_batch(in.data, in.len, twice, 2, &out, &extra), PIN_ESHAPE);
     struct pin_subst first = {.index = 0, .shape = upd_shape, .rows = &rows};
     wbuf_reset(&out);
-    assert_int_equal(pin_substitute_batch(in.data, in.len - 1, &first, 1, &out), PIN_ESHAPE);
+    assert_int_equal(pin_substitute_batch(in.data, in.len - 1, &first, 1, &out, &extra),
+                     PIN_ESHAPE);
     wbuf_reset(&out);
     const uint8_t badlen[] = {PqMsg_Execute, 0, 0, 0, 2};
-    assert_int_equal(pin_substitute_batch(badlen, sizeof(badlen), &first, 1, &out), PIN_ESHAPE);
+    assert_int_equal(pin_substitute_batch(badlen, sizeof(badlen), &first, 1, &out, &extra),
+                     PIN_ESHAPE);
     wbuf_free(&rows);
     wbuf_free(&in);
     wbuf_free(&out);
