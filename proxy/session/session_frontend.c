@@ -257,6 +257,7 @@ static int follow_primary_dial(struct session *s)
         return 0; /* LISTEN stays where it was registered; new sessions get the new primary */
     }
     s->primary = want;
+    s->pin.sec_epoch++; /* pinning's statements prepared on the secondary are on the other side */
     SLOG_INFO(s, "primary is now %s for this session", want == DIAL_NEW ? "new" : "old");
     return 0;
 }
