@@ -1,0 +1,87 @@
+/* tools/verify/live.h: --live --repair --apply: passes of locked chunk repair (DESIGN §7) that
+ * repeat until one repairs nothing; the scan hands it the ranges that differ. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "tools/verify/scan.h"
+#include "tools/verify/util.h"
+
+struct options;
+struct table;
+
+/* Rows per chunk: the bisection stops here and the chunk is repaired under locks (its rows are
+ * share-locked on the primary while it is repaired, which stalls writers: keep it small). */
+#define LIVE_CHUNK_ROWS    1000
+/* Attempts per chunk after a lock timeout, a deadlock or a serialization failure. */
+#define LIVE_RETRIES       8
+/* Longest wait for the transactions of a chunk's snapshot to end before extras are re-read. */
+#define LIVE_XIP_TIMEOUT_S 60.0
+
+/* A row that looked extra on the secondary: deleted only after every transaction of snap has
+ * ended on the primary and a fresh locked read still lacks it. */
+struct live_extra {
+    char *key; /* packed (keys.h) */
+    size_t klen;
+    char *snap; /* pg_current_snapshot() text taken on the primary after the secondary's read */
+};
+
+/* Repaired rows of one table within the current rate-limit minute. */
+struct live_rate {
+    char *table;
+    double minute; /* util_now() when the minute began */
+    int64_t rows;
+};
+
+struct live {
+    const struct options *o;
+    PGconn *c[2]; /* autocommit connections for the locked repairs, by side */
+    int primary;
+    long pass; /* pass number (logs); pgdual's pass id with --pgdual-pass */
+    FILE *log; /* --repair-log, or NULL */
+    FILE *out; /* repair lines (stdout) */
+    /* The table being repaired (the scan fills the first three). */
+    struct scan_range *chunks; /* leaf ranges that differed, <= LIVE_CHUNK_ROWS each */
+    size_t nchunks, capchunks;
+    bool keyless_differs;      /* a keyless table's totals differed */
+    struct live_extra *extras; /* per table, handled after its chunks */
+    size_t nextras, capextras;
+    int64_t table_rows; /* rows repaired in this table in this pass */
+    char **redo;        /* tables to check again in the next pass ("schema.name") */
+    int nredo;
+    bool table_unsettled; /* a chunk of this table could not be repaired (retries, rate limit) */
+    /* Per pass and run. */
+    int64_t pass_rows, total_rows;
+    int64_t pass_unsettled; /* chunks / tables left differing in this pass */
+    struct live_rate *rates;
+    int nrates;
+    char error[1024]; /* fatal error (connection lost, unexpected SQL error) */
+};
+
+/* Scan hook: a leaf range that differs becomes a chunk to repair (r is copied). */
+void live_add_chunk(struct table *t, const struct scan_range *r);
+/* Scan hook: a keyless table whose totals differ gets a multiset repair. */
+void live_add_keyless(struct table *t);
+/* Repairs what the scan of t found; 0 or -1 (fatal, lv->error). */
+int live_repair_table(struct live *lv, struct table *t) WUR;
+
+/* Prints "progress: tables D/T rows_repaired R" (pgdual shows it for a spawned pass). */
+void live_progress(struct live *lv, int done, int total);
+
+/* Locked repair of one chunk [r) of a keyed table (chunk.c); 0 or -1 (fatal). */
+int chunk_repair(struct live *lv, struct table *t, const struct scan_range *r) WUR;
+/* The deferred extras of the table: xip wait, fresh locked re-read, delete (chunk.c). */
+int chunk_extras(struct live *lv, struct table *t) WUR;
+/* Multiset repair of a keyless table (multiset.c); 0 or -1 (fatal). */
+int multiset_repair(struct live *lv, struct table *t) WUR;
+/* True when the table may repair more rows this minute (--rate-limit); says so once if not. */
+bool live_budget(struct live *lv, const struct table *t);
+/* Counts n repaired rows of t (pass, run, rate limit). */
+void live_count(struct live *lv, const struct table *t, int64_t n);
+
+/* The whole --live run (passes, --watch loop, JSON summary). Returns the exit status. */
+int live_main(const struct options *o);
