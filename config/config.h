@@ -31,6 +31,11 @@ struct config {
     char *read_only_functions; /* comma-separated function names known side-effect free */
     /* comma-separated databases whose sequences a primary switch syncs; "" = all of them */
     char *sequence_sync_databases;
+    int secondary_retry_ms; /* a session without its secondary logs in again at most this often */
+    bool reconcile_auto;    /* pgdual begins a reconciliation pass itself (lagging / diverged) */
+    int reconcile_interval_ms; /* pause between automatic passes that did not end in_sync */
+    char *reconcile_user;      /* the pass's user when [backends] names none; "" = libpq's */
+    char *verify_path;         /* pgdual-verify; "" = next to the running pgdual */
     /* [backends] */
     char *backend_old;
     char *backend_new;

@@ -68,6 +68,14 @@ int state_format(const struct dials *d, const struct state_secondary *sec, char 
             }
             len += (size_t)n;
         }
+        if (sec->pass > 0) {
+            n = snprintf(buf + len, cap - len, "secondary_pass = %llu\n",
+                         (unsigned long long)sec->pass);
+            if (n < 0 || (size_t)n >= cap - len) {
+                return -ENOSPC;
+            }
+            len += (size_t)n;
+        }
     }
     n = snprintf(buf + len, cap - len, CHECKSUM_KEY "%016llx\n",
                  (unsigned long long)state_checksum(buf, len));
@@ -155,10 +163,11 @@ struct parse_ctx {
     bool seen[64];         /* index into config_keys: each dial once */
     bool version_seen;
     struct state_secondary sec;
-    bool sec_name_seen, sec_since_seen, sec_reconcile_seen;
+    bool sec_name_seen, sec_since_seen, sec_reconcile_seen, sec_pass_seen;
 };
 
-/* secondary_state / secondary_since. 1 = handled, 0 = not one of them, < 0 = bad. */
+/* secondary_state / secondary_since / secondary_reconcile / secondary_pass. 1 = handled, 0 = not
+ * one of them, < 0 = bad. */
 static int parse_secondary(struct parse_ctx *p, const char *key, const char *value, int lineno,
                            char *err, size_t errlen)
 {
@@ -169,6 +178,18 @@ static int parse_secondary(struct parse_ctx *p, const char *key, const char *val
         }
         p->sec_reconcile_seen = true;
         snprintf(p->sec.reconcile, sizeof(p->sec.reconcile), "%s", value);
+        return 1;
+    }
+    if (strcmp(key, "secondary_pass") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (p->sec_pass_seen || errno || *end != '\0' || value[0] == '-' || !value[0]) {
+            snprintf(err, errlen, "line %d: bad or repeated secondary_pass", lineno);
+            return -EINVAL;
+        }
+        p->sec_pass_seen = true;
+        p->sec.pass = v;
         return 1;
     }
     bool is_name = strcmp(key, "secondary_state") == 0;

@@ -12,6 +12,7 @@
  * since secondary_since = 1796000000000    when (Unix ms); both absent in files of older pgduals
  *     secondary_reconcile = *     what the next reconciliation must cover: "*" every table, or
  *                                 "db:table,db:table" (absent: every table, as "*")
+ *     secondary_pass = 7          the last reconciliation pass id handed out (absent: 0)
  *     checksum = 0123456789abcdef  XXH64 (seed 0) of every byte before this line, 16 hex digits
  *
  * The checksum line is also the end marker: nothing may follow it. A file without it (a torn
@@ -40,6 +41,9 @@ struct state_secondary {
     /* The tables the next reconciliation must cover: "*" (or "") every table, else
      * "db:table" entries separated by commas (no newline; written only with a name). */
     char reconcile[STATE_RECONCILE_MAX];
+    /* The last reconciliation pass id handed out (line secondary_pass; 0 = none): a restart
+     * numbers its passes after it, so a DONE of a pass begun before the restart is stale. */
+    uint64_t pass;
 };
 
 /* XXH64 (seed 0) of n bytes: the checksum the last line carries. */

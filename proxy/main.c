@@ -13,6 +13,7 @@
 
 #include "config/state.h"
 #include "proxy/control/metrics.h"
+#include "proxy/control/reconcile.h"
 #include "proxy/control/reload.h"
 #include "proxy/control/seqsync.h"
 #include "proxy/dualwrite/divergence_table.h"
@@ -334,9 +335,19 @@ static int run(struct server *srv)
     if (status == 0 && metrics_start(srv, &metrics) < 0) {
         status = 1;
     }
+    if (status == 0 && reconcile_auto_start(srv, srv->config_path, &srv->reconcile_auto) < 0) {
+        LOG_ERR("cannot start the catch-up thread");
+        status = 1;
+    }
     if (status == 0) {
         uv_run(&m.loop, UV_RUN_DEFAULT);
     }
+    /* Before the workers: it reads the dials and the sessions' gauge. */
+    struct reconcile_auto *ra = srv->reconcile_auto;
+    pthread_mutex_lock(&srv->dials_lock);
+    srv->reconcile_auto = NULL; /* reconcile_auto_kill from a worker finds none from now */
+    pthread_mutex_unlock(&srv->dials_lock);
+    reconcile_auto_stop(ra);
     metrics_stop(metrics);
     /* Before the workers are joined: it reads their counters and posts to their mailboxes (a
      * switch still waiting for its gate is finished if the gate opens within a few seconds). */

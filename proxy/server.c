@@ -132,6 +132,7 @@ static const struct state_secondary *secondary_record(const struct server *srv,
         snprintf(out->name, sizeof(out->name), "%s", sync_state_name((enum sync_state)st));
         out->since_ms = since;
         snprintf(out->reconcile, sizeof(out->reconcile), "%s", srv->reconcile);
+        out->pass = srv->rec.last_id;
     }
     return out;
 }
@@ -156,6 +157,12 @@ static int server_commit_locked(struct server *srv, const struct dials *next, in
         return -ENOMEM;
     }
     const char *path = srv->cfg->state_file;
+    if (next->primary != srv->dials.primary || (srv->dials.mirror && !next->mirror)) {
+        /* The pass compares the other side, or writes stop reaching it: it proves nothing. */
+        reconcile_interrupt_locked(srv, next->primary != srv->dials.primary
+                                            ? "the primary changed during the pass"
+                                            : "mirror = off during the pass");
+    }
     struct state_secondary file_sec;
     const struct state_secondary *sec = secondary_record(srv, &file_sec);
     if (path && path[0] && state_save(path, next, sec, err, errlen) < 0) {
@@ -403,6 +410,9 @@ void server_secondary_miss_table(struct server *srv, enum sync_state how, const 
     enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
     enum sync_state next = sync_state_after_miss(cur, how);
     bool listed = reconcile_add(srv, cur == SYNC_in_sync && next != cur, table);
+    if (cur == SYNC_reconciling && next != cur) {
+        reconcile_stale_locked(srv, why);
+    }
     if (next != cur || listed) {
         struct state_secondary sec;
         secondary_record(srv, &sec);
@@ -453,9 +463,45 @@ void server_secondary_diverged(struct server *srv, const char *why)
     server_secondary_miss(srv, SYNC_diverged, why);
 }
 
+int server_secondary_store_locked(struct server *srv, enum sync_state next, const char *reconcile,
+                                  const char *why, char *err, size_t errlen)
+{
+    enum sync_state cur = (enum sync_state)atomic_load(&srv->secondary_state);
+    struct state_secondary sec;
+    secondary_record(srv, &sec);
+    snprintf(sec.name, sizeof(sec.name), "%s", sync_state_name(next));
+    if (reconcile) {
+        snprintf(sec.reconcile, sizeof(sec.reconcile), "%s", reconcile);
+    } else {
+        snprintf(sec.reconcile, sizeof(sec.reconcile), "%s", srv->reconcile);
+    }
+    sec.pass = srv->rec.last_id;
+    sec.since_ms = next != cur ? wall_ms() : atomic_load(&srv->secondary_since_ms);
+    const char *path = srv->cfg->state_file;
+    if (path && path[0] && state_save(path, &srv->dials, &sec, err, errlen) < 0) {
+        return -EIO;
+    }
+    snprintf(srv->reconcile, sizeof(srv->reconcile), "%s", sec.reconcile);
+    atomic_store(&srv->reconcile_all, strcmp(srv->reconcile, "*") == 0);
+    atomic_store(&srv->secondary_since_ms, sec.since_ms);
+    atomic_store(&srv->secondary_state, (int)next);
+    if (next != cur) {
+        LOG_WARN("secondary_state %s -> %s: %s", sync_state_name(cur), sync_state_name(next), why);
+    }
+    return 0;
+}
+
 void server_secondary_restore(struct server *srv, const struct state_secondary *sec)
 {
     int st = sec->name[0] ? sync_state_parse(sec->name) : SYNC_in_sync;
+    srv->rec.last_id = sec->pass;
+    if (st == SYNC_reconciling) {
+        /* The pass ran in the pgdual that stopped: it proves nothing now; the next one starts
+         * again (the list of tables is kept). */
+        LOG_WARN("secondary_state reconciling in the state file: the pass ended with the last "
+                 "run; diverged until a new pass");
+        st = SYNC_diverged;
+    }
     atomic_store(&srv->secondary_state, st < 0 ? SYNC_diverged : st);
     atomic_store(&srv->secondary_since_ms, sec->since_ms);
     snprintf(srv->reconcile, sizeof(srv->reconcile), "%s",

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "config/dials.h"
 #include "config/state.h"
+#include "proxy/control/reconcile.h"
 #include "proxy/dualwrite/sync_state.h"
 
 struct worker;
@@ -88,6 +89,12 @@ struct server {
      * reconcile == "*" for a lock-free check. */
     char reconcile[STATE_RECONCILE_MAX];
     atomic_bool reconcile_all;
+    /* The reconciliation pass (proxy/control/reconcile.h), guarded by dials_lock too. */
+    struct reconcile_pass rec;
+    /* Owned: pgdual's own catch-up thread; NULL = not started. */
+    struct reconcile_auto *reconcile_auto;
+    /* Sessions relaying without their secondary (the gauge sessions_without_secondary). */
+    atomic_int sessions_without_secondary;
 };
 
 /* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation
@@ -138,6 +145,12 @@ void server_reconcile_list(struct server *srv, char *out, size_t cap);
 /* Convenience forms of server_secondary_miss. */
 void server_secondary_lagging(struct server *srv, const char *why);
 void server_secondary_diverged(struct server *srv, const char *why);
+/* Called with dials_lock held: make `next` the secondary's state (and, unless NULL, `reconcile`
+ * its reconciliation list), written to the state file (fsync) first. -EIO (err set, nothing
+ * changed) when the file cannot be written. why is logged with the change. */
+int server_secondary_store_locked(struct server *srv, enum sync_state next, const char *reconcile,
+                                  const char *why, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* Set the state read from the state file at start (before the workers run). */
 void server_secondary_restore(struct server *srv, const struct state_secondary *sec);
 const char *server_secondary_state_name(const struct server *srv);

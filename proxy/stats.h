@@ -25,7 +25,7 @@
     X(shadow_compares_total, "shadow comparisons completed")                                   \
     X(shadow_timeouts_total, "shadow reads cancelled after shadow_timeout_ms")                 \
     X(shadows_skipped_total, "reads drawn for shadowing served by the primary alone: the "     \
-                             "secondary was still busy (its previous shadow)")                 \
+                             "secondary was still busy (its previous shadow), or seeding")     \
     X(shadow_not_comparable_total,                                                             \
       "reads drawn for shadowing but nondeterministic (now(), random() ...)")                  \
     X(compares_partial_total, "comparisons that left out a SQLSTATE, tag or row shape: "       \
@@ -45,6 +45,8 @@
     X(auth_failures_total, "failed client logins")                                             \
     X(backend_failures_total, "backend connections failed or lost")                            \
     X(secondary_failures_total, "sessions that lost the secondary and went on alone")          \
+    X(secondary_reconnects_total, "sessions that logged in to their secondary again")          \
+    X(seed_skipped_total, "while seeding: writes new applied to fewer rows (not copied yet)")  \
     X(bytes_from_clients, "bytes received from clients")                                       \
     X(bytes_to_clients, "bytes sent to clients")
 

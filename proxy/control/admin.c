@@ -11,6 +11,7 @@
 #include "config/dials.h"
 #include "protocol/pqproto.h"
 #include "proxy/clock.h"
+#include "proxy/control/reconcile.h"
 #include "proxy/control/reload.h"
 #include "proxy/control/seqsync.h"
 #include "proxy/control/status.h"
@@ -213,6 +214,103 @@ static void cmd_resume(struct session *s, char **argv, int argc)
     wire_put_command_complete(&s->out, "RESUME");
 }
 
+static void cmd_seed(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    if (argc != 1) {
+        admin_error(s, "42601", "syntax: SEED");
+        return;
+    }
+    const char *code;
+    char err[512];
+    if (reconcile_seed(s->worker->server, &code, err, sizeof(err)) < 0) {
+        admin_error(s, code, err);
+        return;
+    }
+    SLOG_INFO(s, "admin: SEED (secondary_state = seeding: the backfill fills new)");
+    wire_put_command_complete(&s->out, "SEED");
+}
+
+/* A pass id or a count: a decimal number. */
+static bool parse_u64(const char *w, uint64_t *out)
+{
+    char *end;
+    if (!w || !isdigit((unsigned char)w[0])) {
+        return false;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(w, &end, 10);
+    *out = v;
+    return errno == 0 && *end == '\0';
+}
+
+static void cmd_reconcile_start(struct session *s, char **argv, int argc)
+{
+    (void)argv;
+    if (argc != 2) {
+        admin_error(s, "42601", "syntax: RECONCILE START");
+        return;
+    }
+    struct reconcile_start_row row;
+    const char *code;
+    char err[512];
+    if (reconcile_start(s->worker->server, false, &row, &code, err, sizeof(err)) < 0) {
+        admin_error(s, code, err);
+        return;
+    }
+    SLOG_INFO(s, "admin: RECONCILE START: pass %" PRIu64, row.pass);
+    const char *names[4] = {"pass", "primary", "from_state", "tables"};
+    char pass[24];
+    snprintf(pass, sizeof(pass), "%" PRIu64, row.pass);
+    const char *vals[4] = {pass, row.primary == DIAL_NEW ? "new" : "old", row.from_state,
+                           row.tables};
+    wire_put_row_description(&s->out, 4, names);
+    wire_put_data_row(&s->out, 4, vals);
+    wire_put_command_complete(&s->out, "RECONCILE START 1");
+}
+
+static void cmd_reconcile_progress(struct session *s, char **argv, int argc)
+{
+    uint64_t pass, done, total, rows;
+    if (argc != 6 || !parse_u64(argv[2], &pass) || !parse_u64(argv[3], &done) ||
+        !parse_u64(argv[4], &total) || !parse_u64(argv[5], &rows)) {
+        admin_error(s, "42601",
+                    "syntax: RECONCILE PROGRESS <pass> <tables_done> <tables_total> "
+                    "<rows_repaired>");
+        return;
+    }
+    const char *code;
+    char err[512];
+    if (reconcile_progress(s->worker->server, pass, done, total, rows, &code, err, sizeof(err)) <
+        0) {
+        admin_error(s, code, err);
+        return;
+    }
+    wire_put_command_complete(&s->out, "RECONCILE");
+}
+
+static void cmd_reconcile_done(struct session *s, char **argv, int argc)
+{
+    uint64_t pass;
+    bool abort = strcasecmp(argv[1], "abort") == 0;
+    if (argc != 3 || !parse_u64(argv[2], &pass)) {
+        admin_error(s, "42601",
+                    abort ? "syntax: RECONCILE ABORT <pass>" : "syntax: RECONCILE DONE <pass>");
+        return;
+    }
+    const char *code;
+    char err[512];
+    struct server *srv = s->worker->server;
+    int rc = abort ? reconcile_abort(srv, pass, RECONCILE_aborted, &code, err, sizeof(err))
+                   : reconcile_done(srv, pass, &code, err, sizeof(err));
+    if (rc < 0) {
+        admin_error(s, code, err);
+        return;
+    }
+    SLOG_INFO(s, "admin: RECONCILE %s %" PRIu64, abort ? "ABORT" : "DONE", pass);
+    wire_put_command_complete(&s->out, "RECONCILE");
+}
+
 static void cmd_show_help(struct session *s, char **argv, int argc);
 
 static const struct admin_cmd admin_cmds[] = {
@@ -242,6 +340,25 @@ static const struct admin_cmd admin_cmds[] = {
      "PAUSE: hold every session's next statement at its transaction boundary (transactions "
      "in flight finish)"},
     {{"RESUME", NULL, NULL}, cmd_resume, "RESUME: release the statements PAUSE holds"},
+    {{"SEED", NULL, NULL},
+     cmd_seed,
+     "SEED: secondary_state = seeding (the backfill fills new; its missing rows are expected), "
+     "every table on the reconciliation list"},
+    {{"RECONCILE", "START", NULL},
+     cmd_reconcile_start,
+     "RECONCILE START: begin a reconciliation pass (secondary_state = reconciling); one row: "
+     "pass, primary, from_state, tables"},
+    {{"RECONCILE", "PROGRESS", NULL},
+     cmd_reconcile_progress,
+     "RECONCILE PROGRESS <pass> <tables_done> <tables_total> <rows_repaired>: the pass's "
+     "progress for SHOW STATUS"},
+    {{"RECONCILE", "DONE", NULL},
+     cmd_reconcile_done,
+     "RECONCILE DONE <pass>: the pass found every table equal: in_sync, unless a miss made it "
+     "stale (ERROR 55000: start a new pass)"},
+    {{"RECONCILE", "ABORT", NULL},
+     cmd_reconcile_done,
+     "RECONCILE ABORT <pass>: end the pass; secondary_state goes back to diverged"},
 };
 
 #define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))

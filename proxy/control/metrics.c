@@ -114,6 +114,12 @@ static const struct metrics_family metrics_counter_families[] = {
      ONE(backend_failures_total)},
     {"pgdual_secondary_failures_total", "counter",
      "Sessions that lost the secondary and went on alone.", ONE(secondary_failures_total)},
+    {"pgdual_secondary_reconnects_total", "counter",
+     "Sessions that logged in to their secondary again after losing it.",
+     ONE(secondary_reconnects_total)},
+    {"pgdual_seed_skipped_total", "counter",
+     "While seeding: mirrored writes new applied to fewer rows than old (rows not copied yet).",
+     ONE(seed_skipped_total)},
     {"pgdual_client_received_bytes_total", "counter", "Bytes received from clients.",
      ONE(bytes_from_clients)},
     {"pgdual_client_sent_bytes_total", "counter", "Bytes sent to clients.", ONE(bytes_to_clients)},
@@ -189,6 +195,52 @@ static void render_state(struct server *srv, struct wbuf *b)
     put_header(b, "pgdual_secondary_lag_units", "gauge",
                "Mirrored units sent to the secondary and not finished there, over all sessions.");
     put_sample(b, "pgdual_secondary_lag_units", "", (uint64_t)server_lag_units(srv));
+    put_header(b, "pgdual_secondary_state_since_seconds", "gauge",
+               "Unix time when the secondary entered its state (0 = never left in_sync).");
+    text_put_fmt(b, "pgdual_secondary_state_since_seconds %.3f\n",
+                 (double)atomic_load(&srv->secondary_since_ms) / 1000.0);
+    char list[STATE_RECONCILE_MAX];
+    server_reconcile_list(srv, list, sizeof(list));
+    uint64_t pending = 0;
+    if (strcmp(list, "*") != 0 && list[0]) {
+        for (const char *p = list; *p; p++) {
+            pending += p == list || p[-1] == ',';
+        }
+    }
+    bool all = strcmp(list, "*") == 0;
+    put_header(b, "pgdual_reconcile_tables_pending", "gauge",
+               "Tables named on the reconciliation list (see pgdual_reconcile_all_tables).");
+    put_sample(b, "pgdual_reconcile_tables_pending", "", all ? 0 : pending);
+    put_header(b, "pgdual_reconcile_all_tables", "gauge",
+               "1 when the next reconciliation must cover every table.");
+    put_sample(b, "pgdual_reconcile_all_tables", "", all ? 1 : 0);
+    struct reconcile_pass rec;
+    reconcile_get(srv, &rec);
+    put_header(b, "pgdual_reconcile_pass", "gauge", "The running reconciliation pass id (0 none).");
+    put_sample(b, "pgdual_reconcile_pass", "", rec.pass);
+    put_header(b, "pgdual_reconcile_passes_total", "counter", "Reconciliation passes begun.");
+    put_sample(b, "pgdual_reconcile_passes_total", "", rec.passes_total);
+    put_header(b, "pgdual_reconcile_tables_done", "gauge", "Tables the running pass has done.");
+    put_sample(b, "pgdual_reconcile_tables_done", "", rec.tables_done);
+    put_header(b, "pgdual_reconcile_tables_total", "gauge", "Tables the running pass covers.");
+    put_sample(b, "pgdual_reconcile_tables_total", "", rec.tables_total);
+    put_header(b, "pgdual_reconcile_rows_repaired", "gauge", "Rows the running pass repaired.");
+    put_sample(b, "pgdual_reconcile_rows_repaired", "", rec.rows_repaired);
+    put_header(b, "pgdual_reconcile_last_result", "gauge",
+               "The last pass's outcome: 1 for it, 0 for the others.");
+    static const char *const results[] = {
+#define X(n) #n,
+        RECONCILE_RESULTS(X)
+#undef X
+    };
+    for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++) {
+        text_put_fmt(b, "pgdual_reconcile_last_result{result=\"%s\"} %d\n", results[i],
+                     (int)i == (int)rec.last);
+    }
+    int without = atomic_load(&srv->sessions_without_secondary);
+    put_header(b, "pgdual_sessions_without_secondary", "gauge",
+               "Sessions relaying without their secondary (their writes miss it).");
+    put_sample(b, "pgdual_sessions_without_secondary", "", (uint64_t)(without > 0 ? without : 0));
     put_header(b, "pgdual_journal_pending", "gauge",
                "Writes journaled for the secondary and not replayed: no journal yet, always 0.");
     put_sample(b, "pgdual_journal_pending", "", 0);

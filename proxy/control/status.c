@@ -40,6 +40,17 @@ void status_visit(struct server *srv, status_row_fn fn, void *ctx)
     char reconcile[STATE_RECONCILE_MAX];
     server_reconcile_list(srv, reconcile, sizeof(reconcile));
     fn(ctx, "reconcile_tables", reconcile, false);
+    struct reconcile_pass rec;
+    reconcile_get(srv, &rec);
+    visit_u64(fn, ctx, "reconcile_pass", rec.pass);
+    visit_u64(fn, ctx, "reconcile_passes_total", rec.passes_total);
+    visit_u64(fn, ctx, "reconcile_started_at", (uint64_t)rec.started_at_ms);
+    visit_u64(fn, ctx, "reconcile_tables_done", rec.tables_done);
+    visit_u64(fn, ctx, "reconcile_tables_total", rec.tables_total);
+    visit_u64(fn, ctx, "reconcile_rows_repaired", rec.rows_repaired);
+    fn(ctx, "reconcile_last_result", reconcile_result_name(rec.last), false);
+    int without = atomic_load(&srv->sessions_without_secondary);
+    visit_u64(fn, ctx, "sessions_without_secondary", (uint64_t)(without > 0 ? without : 0));
     for (int c = 0; c < STAT_COUNT; c++) {
         visit_u64(fn, ctx, stats_names[c], server_stat_sum(srv, c));
     }

@@ -4,6 +4,7 @@
  * A wrapped autocommit write is compared at the end of pgdual's transaction, when old's outcome is
  * known. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "protocol/replay.h"
@@ -32,6 +33,45 @@ static enum outcome_diff compare_replayed(const struct unit *u)
         return OUTCOME_DIFF_tag_mismatch;
     }
     return OUTCOME_DIFF_none;
+}
+
+/* The affected-row count at the end of a command tag ("UPDATE 3", "DELETE 0", "MERGE 2"), for
+ * the verbs whose rows may be missing on a secondary being seeded; -1 for any other tag. */
+static long long tag_rows(const char *tag, char *verb, size_t cap)
+{
+    static const char *const verbs[] = {"UPDATE ", "DELETE ", "MERGE "};
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        size_t n = strlen(verbs[i]);
+        if (strncmp(tag, verbs[i], n) == 0 && tag[n] >= '0' && tag[n] <= '9') {
+            snprintf(verb, cap, "%s", verbs[i]);
+            return strtoll(tag + n, NULL, 10);
+        }
+    }
+    return -1;
+}
+
+/* While seeding, a write new applied to fewer rows than old (UPDATE/DELETE/MERGE n on old, fewer
+ * on new: the rows are not copied yet; the backfill copies them as old has them) is expected:
+ * counted in seed_skipped_total instead of as a divergence. Only a one-statement outcome whose
+ * both sides succeeded, with the same verb. */
+static bool seed_skipped(struct session *s, const struct outcome *p, const struct outcome *q,
+                         enum outcome_diff d)
+{
+    if (atomic_load_explicit(&s->worker->server->secondary_state, memory_order_relaxed) !=
+            SYNC_seeding ||
+        (d != OUTCOME_DIFF_tag_mismatch && d != OUTCOME_DIFF_result_mismatch) || p->error ||
+        q->error || p->commands != 1 || q->commands != 1 ||
+        ((p->unknown | q->unknown) & OUTCOME_UNKNOWN_TAGS)) {
+        return false;
+    }
+    char vp[16], vq[16];
+    long long np = tag_rows(p->last_tag, vp, sizeof(vp));
+    long long nq = tag_rows(q->last_tag, vq, sizeof(vq));
+    if (np < 0 || nq < 0 || strcmp(vp, vq) != 0 || nq > np || (nq == np && q->rows >= p->rows)) {
+        return false;
+    }
+    stats_add(&s->worker->stats, STAT_seed_skipped_total, 1);
+    return true;
 }
 
 /* Do u's outcomes differing as d mean the data may differ now? A write (or session change)
@@ -82,7 +122,7 @@ void mirror_compare_unit(struct session *s, struct unit *u)
         d = u->replayed ? compare_replayed(u) : outcome_compare(&u->prim, &u->second);
     }
     divergence_note_partial(s, &u->prim, &u->second);
-    if (d == OUTCOME_DIFF_none) {
+    if (d == OUTCOME_DIFF_none || seed_skipped(s, &u->prim, &u->second, d)) {
         return;
     }
     if (d == OUTCOME_DIFF_sqlstate_mismatch && u->copy_fail_forced) {
@@ -125,6 +165,9 @@ void mirror_wrap_ended(struct session *s, bool commit_failed)
     }
     if (!known || d == OUTCOME_DIFF_none) {
         return; /* equal, or new never finished it (a lost secondary is lagging already) */
+    }
+    if (!commit_failed && seed_skipped(s, &m->wrap_prim, &m->wrap_second, d)) {
+        return;
     }
     stats_add(&s->worker->stats, STAT_divergences_total, 1);
     stats_divergence(&s->worker->stats, d);

@@ -181,6 +181,10 @@ static int route_choose(struct session *s, struct unit *u, struct route_choice *
     } else {
         draw_once(s, u);
         if (!(u->needs & (1u << sec)) || !secondary_usable(s)) {
+            if (u->draw_shadow && atomic_load_explicit(&s->worker->server->secondary_state,
+                                                       memory_order_relaxed) == SYNC_seeding) {
+                stats_add(&s->worker->stats, STAT_shadows_skipped_total, 1); /* new is filling */
+            }
             return ROUTE_TRY_PRIMARY; /* the secondary may miss writes: it serves nothing */
         }
         c->serve = u->draw_serve;

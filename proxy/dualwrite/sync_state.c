@@ -40,3 +40,18 @@ enum sync_state sync_state_after_miss(enum sync_state from, enum sync_state how)
     }
     return from;
 }
+
+bool sync_state_may_start(enum sync_state from)
+{
+    return from != SYNC_in_sync && from != SYNC_reconciling && from < SYNC_STATE_COUNT;
+}
+
+enum sync_state sync_state_after_done(enum sync_state from, bool current_pass)
+{
+    return from == SYNC_reconciling && current_pass ? SYNC_in_sync : from;
+}
+
+enum sync_state sync_state_after_abort(enum sync_state from)
+{
+    return from == SYNC_reconciling ? SYNC_diverged : from;
+}

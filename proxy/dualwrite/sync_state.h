@@ -28,3 +28,15 @@ int sync_state_parse(const char *name);
  * `how`; lagging turns diverged on a miss of that kind; seeding and diverged stay. The only way
  * back to in_sync is a reconciliation (issue 13), never a miss. */
 enum sync_state sync_state_after_miss(enum sync_state from, enum sync_state how);
+
+/* The reconciliation rule (proxy/control/reconcile.c keeps the passes):
+ * - SEED: any state -> seeding (the backfill copies everything; a pass running is stale).
+ * - START: refused (false) from in_sync (nothing owed) and from reconciling (a pass runs); else
+ *   -> reconciling.
+ * - DONE of the pass: in_sync only from reconciling and only for the current pass (a miss during
+ *   the pass left reconciling already, and a pass id of another pass is stale); else unchanged.
+ * - ABORT, a pass that failed, a primary switch or mirror = off during a pass: reconciling ->
+ *   diverged (the list of tables is kept); other states unchanged. */
+bool sync_state_may_start(enum sync_state from);
+enum sync_state sync_state_after_done(enum sync_state from, bool current_pass);
+enum sync_state sync_state_after_abort(enum sync_state from);
