@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include "tools/verify/backfill.h"
 #include "tools/verify/discover.h"
 #include "tools/verify/keys.h"
 #include "tools/verify/live.h"
@@ -161,6 +162,10 @@ static int on_split(void *ctx, int side, const PGresult *res)
 void bisect_range(struct table *t, const struct scan_range *r, const int64_t cnt[2])
 {
     int64_t most = cnt[0] > cnt[1] ? cnt[0] : cnt[1];
+    if (t->live && cnt[!t->primary] == 0 && cnt[t->primary] > 0) {
+        backfill_add_range(t, r, cnt[t->primary]); /* the fast path: COPY the whole range */
+        return;
+    }
     if (most <= t->leaf_rows) {
         leaf_start(t, r);
         return;

@@ -6,10 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools/verify/backfill.h"
 #include "tools/verify/discover.h"
 #include "tools/verify/options.h"
 #include "tools/verify/report.h"
 #include "tools/verify/result.h"
+#include "tools/verify/resume.h"
 #include "tools/verify/strbuf.h"
 #include "tools/verify/table.h"
 #include "tools/verify/verify.h"
@@ -82,11 +84,28 @@ static void redo_add(struct live *lv, const char *table)
     lv->redo[lv->nredo] = NULL;
 }
 
+int live_before_scan(struct live *lv, struct table *t)
+{
+    lv->table_rows = 0;
+    lv->table_unsettled = false;
+    int64_t copied = lv->pass_copied;
+    double t0 = util_now();
+    int rc = backfill_table(lv, t);
+    lv->bf_seconds += util_now() - t0;
+    if (rc > 0 || lv->pass_copied > copied) {
+        redo_add(lv, t->def->display);
+    }
+    return rc;
+}
+
 int live_repair_table(struct live *lv, struct table *t)
 {
     lv->table_rows = 0;
     lv->table_unsettled = false;
-    int rc = 0;
+    int64_t copied = lv->pass_copied;
+    double t0 = util_now();
+    int rc = backfill_pending(lv, t);
+    lv->bf_seconds += util_now() - t0;
     for (size_t i = 0; i < lv->nchunks && rc == 0; i++) {
         if (!live_budget(lv, t)) {
             break;
@@ -104,7 +123,7 @@ int live_repair_table(struct live *lv, struct table *t)
     }
     lv->nchunks = 0;
     lv->keyless_differs = false;
-    if (lv->table_rows > 0 || lv->table_unsettled) {
+    if (lv->table_rows > 0 || lv->table_unsettled || lv->pass_copied > copied) {
         redo_add(lv, t->def->display);
     }
     lv->pass_unsettled += lv->table_unsettled;
@@ -118,7 +137,7 @@ void live_progress(struct live *lv, int done, int total)
     fflush(lv->out);
 }
 
-static PGconn *connect_side(const char *conninfo, int side, char *err, size_t errlen)
+PGconn *live_connect(const char *conninfo, int side, char *err, size_t errlen)
 {
     const char *keys[] = {"dbname", "application_name", NULL};
     const char *vals[] = {conninfo, "pgdual-verify", NULL};
@@ -153,6 +172,7 @@ static int one_pass(struct live *lv, char **tables, int *schema_diffs)
     lv->redo = NULL;
     lv->nredo = 0;
     lv->pass_rows = 0;
+    lv->pass_copied = 0;
     lv->pass_unsettled = 0;
     struct verify_pass vp;
     int rc = verify_discover(&po, &vp);
@@ -184,9 +204,12 @@ static int round_of_passes(struct live *lv, long *passes)
             rc = UTIL_EXIT_ERROR;
             break;
         }
-        fprintf(lv->out, "pass %ld: %lld row(s) repaired, %lld table(s) left unsettled\n", lv->pass,
-                (long long)lv->pass_rows, (long long)lv->pass_unsettled);
-        if (lv->pass_rows == 0) {
+        fprintf(lv->out,
+                "pass %ld: %lld row(s) repaired, %lld row(s) copied, %lld table(s) left"
+                " unsettled\n",
+                lv->pass, (long long)lv->pass_rows, (long long)lv->pass_copied,
+                (long long)lv->pass_unsettled);
+        if (lv->pass_rows == 0 && lv->pass_copied == 0) {
             rc = lv->pass_unsettled || schema_diffs ? UTIL_EXIT_DIFF : UTIL_EXIT_SAME;
             break;
         }
@@ -211,11 +234,14 @@ static int write_json(const struct live *lv, const char *path, int rc, long pass
     strbuf_init(&b);
     strbuf_printf(&b,
                   "{\"result\":\"%s\",\"mode\":\"live\",\"primary\":\"%s\",\"passes\":%ld,"
-                  "\"rows_repaired\":%lld,\"seconds\":%.3f,\"error\":",
+                  "\"rows_repaired\":%lld,\"seconds\":%.3f,"
+                  "\"backfill\":{\"tables\":%d,\"ranges_copied\":%lld,\"rows_copied\":%lld,"
+                  "\"seconds\":%.3f},\"error\":",
                   rc == UTIL_EXIT_SAME   ? "identical"
                   : rc == UTIL_EXIT_DIFF ? "different"
                                          : "error",
-                  util_side_name(lv->primary), passes, (long long)lv->total_rows, secs);
+                  util_side_name(lv->primary), passes, (long long)lv->total_rows, secs,
+                  lv->bf_tables, (long long)lv->bf_ranges, (long long)lv->bf_rows, lv->bf_seconds);
     if (rc == UTIL_EXIT_ERROR) {
         strbuf_put_json(&b, lv->error);
     } else {
@@ -238,6 +264,11 @@ static void live_close(struct live *lv)
         fclose(lv->log);
     }
     free(lv->chunks);
+    free(lv->copies);
+    if (lv->resume) {
+        resume_close(lv->resume);
+        free(lv->resume);
+    }
     free(lv->extras);
     free_list(lv->redo);
     for (int i = 0; i < lv->nrates; i++) {
@@ -256,8 +287,14 @@ static int live_open(struct live *lv, const struct options *o)
         snprintf(lv->error, sizeof lv->error, "cannot open --repair-log %s", o->repair_log);
         return -1;
     }
+    if (o->resume) {
+        lv->resume = util_xcalloc(1, sizeof *lv->resume);
+        if (resume_open(lv->resume, o->resume, lv->error, sizeof lv->error) < 0) {
+            return -1;
+        }
+    }
     for (int s = 0; s < 2; s++) {
-        if (!(lv->c[s] = connect_side(o->conninfo[s], s, lv->error, sizeof lv->error))) {
+        if (!(lv->c[s] = live_connect(o->conninfo[s], s, lv->error, sizeof lv->error))) {
             return -1;
         }
     }
@@ -280,9 +317,11 @@ int live_main(const struct options *o)
     if (rc == UTIL_EXIT_ERROR) {
         fprintf(stderr, "pgdual-verify: error: %s\n", lv.error);
     } else {
-        printf("result: %s after %ld pass(es), %lld row(s) repaired (%.1f s)\n",
+        printf("result: %s after %ld pass(es), %lld row(s) repaired, %lld row(s) copied in %lld"
+               " range(s) (%.1f s)\n",
                rc == UTIL_EXIT_SAME ? "in sync" : "differences remain", passes,
-               (long long)lv.total_rows, util_now() - t0);
+               (long long)lv.total_rows, (long long)lv.bf_rows, (long long)lv.bf_ranges,
+               util_now() - t0);
     }
     if (o->json_path && write_json(&lv, o->json_path, rc, passes, util_now() - t0) < 0) {
         rc = UTIL_EXIT_ERROR;

@@ -59,9 +59,23 @@ struct live {
     int64_t pass_unsettled; /* chunks / tables left differing in this pass */
     struct live_rate *rates;
     int nrates;
+    /* Backfill (backfill.c). */
+    struct scan_range *copies; /* ranges of the table empty on the secondary, to COPY */
+    size_t ncopies;
+    int64_t copy_rows_est;
+    struct resume *resume; /* --resume, or NULL */
+    int64_t pass_copied;   /* rows copied in this pass */
+    int bf_tables;
+    int64_t bf_ranges, bf_rows;
+    double bf_seconds;
     char error[1024]; /* fatal error (connection lost, unexpected SQL error) */
 };
 
+/* Connects one side for the repairs (application_name pgdual-verify). NULL with err set. */
+PGconn *live_connect(const char *conninfo, int side, char *err, size_t errlen);
+/* Before table t is scanned: the backfill's table-level fast path. 1 = copied (skip the scan; the
+ * next pass checks the table), 0 = scan it, -1 = fatal (lv->error). */
+int live_before_scan(struct live *lv, struct table *t) WUR;
 /* Scan hook: a leaf range that differs becomes a chunk to repair (r is copied). */
 void live_add_chunk(struct table *t, const struct scan_range *r);
 /* Scan hook: a keyless table whose totals differ gets a multiset repair. */
