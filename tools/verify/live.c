@@ -132,6 +132,10 @@ int live_repair_table(struct live *lv, struct table *t)
 
 void live_progress(struct live *lv, int done, int total)
 {
+    if (lv->on_table) {
+        lv->on_table(lv->on_table_ctx, done, total, lv->total_rows);
+        return;
+    }
     fprintf(lv->out, "progress: tables %d/%d rows_repaired %lld\n", done, total,
             (long long)lv->total_rows);
     fflush(lv->out);
@@ -198,7 +202,8 @@ static int round_of_passes(struct live *lv, long *passes)
     char **tables = NULL;
     int rc = UTIL_EXIT_DIFF;
     for (int n = 1; n <= lv->o->max_passes; n++) {
-        lv->pass = ++*passes;
+        ++*passes;
+        lv->pass = lv->pass_label ? lv->pass_label : *passes;
         int schema_diffs = 0;
         if (one_pass(lv, tables, &schema_diffs) < 0) {
             rc = UTIL_EXIT_ERROR;
@@ -223,7 +228,8 @@ static int round_of_passes(struct live *lv, long *passes)
     return rc;
 }
 
-static int write_json(const struct live *lv, const char *path, int rc, long passes, double secs)
+static int write_json(const struct options *o, const char *path, int rc,
+                      const struct live_totals *tot, double secs)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -240,10 +246,11 @@ static int write_json(const struct live *lv, const char *path, int rc, long pass
                   rc == UTIL_EXIT_SAME   ? "identical"
                   : rc == UTIL_EXIT_DIFF ? "different"
                                          : "error",
-                  util_side_name(lv->primary), passes, (long long)lv->total_rows, secs,
-                  lv->bf_tables, (long long)lv->bf_ranges, (long long)lv->bf_rows, lv->bf_seconds);
+                  util_side_name(o->primary), tot->passes, (long long)tot->rows, secs,
+                  tot->bf_tables, (long long)tot->bf_ranges, (long long)tot->bf_rows,
+                  tot->bf_seconds);
     if (rc == UTIL_EXIT_ERROR) {
-        strbuf_put_json(&b, lv->error);
+        strbuf_put_json(&b, tot->error);
     } else {
         strbuf_puts(&b, "null");
     }
@@ -301,31 +308,66 @@ static int live_open(struct live *lv, const struct options *o)
     return 0;
 }
 
-int live_main(const struct options *o)
+static void add_totals(struct live_totals *tot, const struct live *lv, long passes)
+{
+    tot->passes += passes;
+    tot->rows += lv->total_rows;
+    tot->bf_rows += lv->bf_rows;
+    tot->bf_ranges += lv->bf_ranges;
+    tot->bf_tables += lv->bf_tables;
+    tot->bf_seconds += lv->bf_seconds;
+    if (lv->error[0]) {
+        snprintf(tot->error, sizeof tot->error, "%s", lv->error);
+    }
+}
+
+int live_run_db(const struct options *o, long pass_label, live_table_fn fn, void *ctx,
+                struct live_totals *tot)
 {
     struct live lv;
-    double t0 = util_now();
     long passes = 0;
-    int rc = live_open(&lv, o) < 0 ? UTIL_EXIT_ERROR : round_of_passes(&lv, &passes);
-    while (o->watch && rc != UTIL_EXIT_ERROR) {
-        fprintf(lv.out, "watch: %lld row(s) repaired so far; next round in %d s\n",
-                (long long)lv.total_rows, o->watch);
-        fflush(lv.out);
-        sleep((unsigned)o->watch);
-        rc = round_of_passes(&lv, &passes);
-    }
+    int rc = live_open(&lv, o);
+    lv.pass_label = pass_label;
+    lv.on_table = fn;
+    lv.on_table_ctx = ctx;
+    rc = rc < 0 ? UTIL_EXIT_ERROR : round_of_passes(&lv, &passes);
+    add_totals(tot, &lv, passes);
+    live_close(&lv);
+    return rc;
+}
+
+int live_summary(const struct options *o, int rc, const struct live_totals *tot, double t0)
+{
     if (rc == UTIL_EXIT_ERROR) {
-        fprintf(stderr, "pgdual-verify: error: %s\n", lv.error);
+        fprintf(stderr, "pgdual-verify: error: %s\n", tot->error);
     } else {
         printf("result: %s after %ld pass(es), %lld row(s) repaired, %lld row(s) copied in %lld"
                " range(s) (%.1f s)\n",
-               rc == UTIL_EXIT_SAME ? "in sync" : "differences remain", passes,
-               (long long)lv.total_rows, (long long)lv.bf_rows, (long long)lv.bf_ranges,
+               rc == UTIL_EXIT_SAME ? "in sync" : "differences remain", tot->passes,
+               (long long)tot->rows, (long long)tot->bf_rows, (long long)tot->bf_ranges,
                util_now() - t0);
     }
-    if (o->json_path && write_json(&lv, o->json_path, rc, passes, util_now() - t0) < 0) {
+    fflush(stdout);
+    if (o->json_path && write_json(o, o->json_path, rc, tot, util_now() - t0) < 0) {
         rc = UTIL_EXIT_ERROR;
     }
-    live_close(&lv);
     return rc;
+}
+
+int live_main(const struct options *o)
+{
+    if (o->tables_db || (o->config && !o->pgdual_pass)) {
+        return console_main(o);
+    }
+    struct live_totals tot = {0};
+    double t0 = util_now();
+    int rc = live_run_db(o, o->pgdual_pass, NULL, NULL, &tot);
+    while (o->watch && rc != UTIL_EXIT_ERROR) {
+        printf("watch: %lld row(s) repaired so far; next round in %d s\n", (long long)tot.rows,
+               o->watch);
+        fflush(stdout);
+        sleep((unsigned)o->watch);
+        rc = live_run_db(o, o->pgdual_pass, NULL, NULL, &tot);
+    }
+    return live_summary(o, rc, &tot, t0);
 }

@@ -22,6 +22,9 @@ struct table;
 /* Longest wait for the transactions of a chunk's snapshot to end before extras are re-read. */
 #define LIVE_XIP_TIMEOUT_S 60.0
 
+/* Called after each table of a pass (the console's RECONCILE PROGRESS). */
+typedef void (*live_table_fn)(void *ctx, int done, int total, int64_t rows_repaired);
+
 /* A row that looked extra on the secondary: deleted only after every transaction of snap has
  * ended on the primary and a fresh locked read still lacks it. */
 struct live_extra {
@@ -56,6 +59,9 @@ struct live {
     bool table_unsettled; /* a chunk of this table could not be repaired (retries, rate limit) */
     /* Per pass and run. */
     int64_t pass_rows, total_rows;
+    long pass_label; /* fixed pass number for the logs (pgdual's), 0 = count */
+    live_table_fn on_table;
+    void *on_table_ctx;
     int64_t pass_unsettled; /* chunks / tables left differing in this pass */
     struct live_rate *rates;
     int nrates;
@@ -97,5 +103,22 @@ bool live_budget(struct live *lv, const struct table *t);
 /* Counts n repaired rows of t (pass, run, rate limit). */
 void live_count(struct live *lv, const struct table *t, int64_t n);
 
+/* What several runs (databases, rounds) add up to, for the summary and the JSON. */
+struct live_totals {
+    long passes;
+    int64_t rows, bf_rows, bf_ranges;
+    int bf_tables;
+    double bf_seconds;
+    char error[1024];
+};
+
+/* One round of passes over one database (o->conninfo), until a pass repairs nothing. pass_label:
+ * the pass number written to the logs (pgdual's pass id), 0 = count passes. Exit status. */
+int live_run_db(const struct options *o, long pass_label, live_table_fn fn, void *ctx,
+                struct live_totals *tot);
+/* Prints the result line and writes --json. Returns rc, or 2 when the JSON failed. */
+int live_summary(const struct options *o, int rc, const struct live_totals *tot, double t0);
 /* The whole --live run (passes, --watch loop, JSON summary). Returns the exit status. */
 int live_main(const struct options *o);
+/* Several databases (--tables-db, -c with pgdual's admin console): console.c. */
+int console_main(const struct options *o);
