@@ -107,6 +107,10 @@ static void worker_begin_stop(struct worker *w)
         w->drain_timer_open = false;
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     }
+    if (w->reconnect_timer_open) {
+        w->reconnect_timer_open = false;
+        uv_close((uv_handle_t *)&w->reconnect_timer, NULL);
+    }
     uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
 
@@ -234,9 +238,25 @@ err_close_fd:
     return rc;
 }
 
+/* The reconnect sweep: only while some session (of any worker) is without its secondary. */
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (!w->draining &&
+        atomic_load_explicit(&w->server->sessions_without_secondary, memory_order_relaxed) > 0) {
+        session_reconnect_sweep(w);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    if (uv_timer_init(&w->loop, &w->reconnect_timer) == 0) {
+        w->reconnect_timer.data = w;
+        w->reconnect_timer_open = true;
+        uv_timer_start(&w->reconnect_timer, on_reconnect_timer, WORKER_RECONNECT_SWEEP_MS,
+                       WORKER_RECONNECT_SWEEP_MS);
+    }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&w->loop);
     if (rc < 0) {

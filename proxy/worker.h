@@ -13,9 +13,11 @@ struct session;
 struct dials_snapshot;
 struct server_conf;
 
-#define WORKER_READ_BUF       (64 * 1024)
-#define WORKER_CLASSIFY_CACHE 4096
-#define WORKER_DRAIN_SWEEP_MS 10 /* while draining: how often idle sessions are looked for */
+#define WORKER_READ_BUF           (64 * 1024)
+#define WORKER_CLASSIFY_CACHE     4096
+#define WORKER_DRAIN_SWEEP_MS     10 /* while draining: how often idle sessions are looked for */
+#define WORKER_RECONNECT_SWEEP_MS 50 /* how often sessions without their secondary are looked at \
+                                      */
 
 struct worker {
     struct server *server;
@@ -46,6 +48,9 @@ struct worker {
     bool draining;
     uv_timer_t drain_timer;
     bool drain_timer_open;
+    /* Sessions without their secondary log in to it again (session_reconnect.c). */
+    uv_timer_t reconnect_timer;
+    bool reconnect_timer_open;
     struct stats stats;                    /* written by this loop only */
     struct classify_cache *classify;       /* statement text -> class, this loop's own */
     struct classify_options classify_opts; /* borrows the server's read_only_functions */

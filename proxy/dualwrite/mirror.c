@@ -635,6 +635,9 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
 void mirror_secondary_done(struct session *s)
 {
     struct mirror *m = &s->mirror;
+    if (session_reconnect_restored(s)) {
+        return; /* pgdual's re-creation of the prepared statements, not a unit */
+    }
     if (m->sec_rfq_extra > 0) {
         m->sec_rfq_extra--; /* the closing Sync of an extended COPY new refused at its start */
         return;
@@ -701,6 +704,7 @@ void mirror_secondary_lost(struct session *s, const char *why)
     m->secondary_up = false;
     m->in_flight = 0;
     m->sec_rfq_extra = 0;
+    m->sec_restore_rfqs = 0;
     stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
     SLOG_INFO(s, "secondary lost (%s): this session carries on with the primary alone", why);
     bool release = false;

@@ -118,7 +118,12 @@ struct mirror {
     int sec_rfq_extra;    /* ReadyForQuery messages the secondary owes an extended COPY it
                              refused at its start (one for its first Sync, one for the last) */
     bool release_pending; /* a held reply may go once the outermost call returns */
-    uint8_t prim_status;  /* the primary's transaction status after its last completed unit */
+    /* ReadyForQuery messages the secondary owes pgdual's re-creation of the session's prepared
+     * statements on a new connection (session_reconnect.c), answered before any unit's; and
+     * whether it reported an error. */
+    int sec_restore_rfqs;
+    bool sec_restore_failed;
+    uint8_t prim_status; /* the primary's transaction status after its last completed unit */
     /* The transaction status the secondary will have once it has run everything sent to it, if
      * it follows the primary. A read that failed on the primary inside a transaction (reads never
      * reach the secondary) leaves the primary's transaction failed and the secondary's not: the

@@ -149,7 +149,8 @@ static bool secondary_usable(const struct session *s)
 {
     const struct backend *q = &s->backends[dial_other(s->primary)];
     const struct server *srv = s->worker->server;
-    return s->mirror.secondary_up && q->up && s->dials->d.mirror && server_secondary_in_sync(srv);
+    return s->mirror.secondary_up && q->up && s->dials->d.mirror && server_secondary_in_sync(srv) &&
+           s->mirror.sec_restore_rfqs == 0;
 }
 
 /* Is anything of the session still running or held on either backend? */

@@ -215,6 +215,7 @@ int backend_login_start(struct backend *b, uv_loop_t *loop, const char *conninfo
 void backend_close_handles(struct backend *b, uv_close_cb cb)
 {
     login_poll_drop(b);
+    b->ep_closing = b->ep_closing || b->ep.poll_open;
     endpoint_close(&b->ep, cb); /* its session reference was taken when it opened */
 }
 

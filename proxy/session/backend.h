@@ -22,6 +22,7 @@ struct backend {
     uv_poll_t *login_poll; /* heap handle while logging in (libpq may change sockets) */
     int login_fd;
     bool up;                  /* login finished; ep is open */
+    bool ep_closing;          /* ep's handle is closing: it may not be opened again yet */
     struct endpoint ep;       /* the data path once up */
     struct wire_scanner scan; /* splits what the backend sends */
     uint8_t cur_type;         /* message being scanned */

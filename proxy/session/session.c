@@ -82,6 +82,7 @@ static void on_handle_closed(uv_handle_t *h)
 void session_backend_handle_closed(uv_handle_t *h)
 {
     struct backend *b = h->data;
+    b->ep_closing = false;
     session_unref(b->session);
 }
 
@@ -372,6 +373,11 @@ void session_track_busy(struct session *s)
         s->state == SESSION_READY && !s->listens &&
         (m->prim_status != PQ_TXN_IDLE || m->head || m->holding || m->wrap_open || s->route.active);
     struct worker *w = s->worker;
+    bool without = s->state == SESSION_READY && !m->secondary_up;
+    if (without != s->without_counted) {
+        atomic_fetch_add(&w->server->sessions_without_secondary, without ? 1 : -1);
+        s->without_counted = without;
+    }
     int lag = s->state == SESSION_READY && m->secondary_up ? m->in_flight : 0;
     if (lag != s->lag_counted) {
         int cur = atomic_load_explicit(&w->lag_units, memory_order_relaxed);

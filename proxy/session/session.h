@@ -129,6 +129,16 @@ struct session {
     char database[64];
     char application_name[64];
 
+    /* Getting the secondary back (session_reconnect.c). */
+    bool sec_no_rebuild;            /* it changed session state a new login would lack */
+    bool sec_no_rebuild_logged;     /* ...and the log said so */
+    const char *sec_no_rebuild_why; /* static */
+    bool sec_login;                 /* a new secondary login is in progress */
+    bool sec_parked;                /* ...it finished: waiting for a unit boundary */
+    uint64_t sec_login_since_us;
+    uint64_t sec_retry_at_us; /* no new login before this */
+    bool without_counted;     /* counted in the server's sessions_without_secondary */
+
     struct session *prev, *next; /* worker's session list */
 };
 
@@ -241,6 +251,20 @@ void session_linger_check(struct session *s);
 const char *session_work_at_stake(const struct session *s);
 /* Close the linger timer, if any (session_end). */
 void session_linger_close(struct session *s);
+/* session_reconnect.c */
+/* The session ran something whose session state a new secondary login would lack (why: a static
+ * string): it never reconnects its secondary. */
+void session_reconnect_taint(struct session *s, const char *why);
+/* The worker's periodic sweep: sessions without their secondary log in again. */
+void session_reconnect_sweep(struct worker *w);
+/* The secondary's new login finished / failed (the session is relaying). */
+void session_reconnect_ready(struct session *s, struct backend *b);
+void session_reconnect_failed(struct session *s, struct backend *b, const char *detail);
+/* At a unit boundary: a parked secondary connection is put to use (prepared statements re-created
+ * first). */
+void session_reconnect_resume(struct session *s);
+/* A ReadyForQuery of the secondary: true when it answered the re-creation (not a unit's). */
+bool session_reconnect_restored(struct session *s);
 /* admin.c */
 void admin_on_client_data(struct session *s, const uint8_t *p, size_t n);
 void admin_session_start(struct session *s);

@@ -189,6 +189,36 @@ static bool catalog_may_change(const struct classify_result *r)
     return r->parse_error || !r->catalog_safe;
 }
 
+/* Why running sql (classified as r) may change session state that a new secondary connection would
+ * lack, or NULL when it cannot: only DML and plain transaction control are known not to. The text
+ * is searched for the functions that keep state past the transaction (set_config, the
+ * session-level advisory locks) and for temporary tables: a false alarm only costs the session
+ * its reconnection. */
+static const char *session_state_reason(const struct classify_result *r, const char *sql)
+{
+    if (r->nstatements <= 0 || r->parse_error) {
+        return "a statement pgdual could not parse";
+    }
+    if (r->user_code) {
+        return "code pgdual cannot see into (DO, CALL, an unknown function)";
+    }
+    if (r->is_listen) {
+        return "LISTEN";
+    }
+    if (r->session_objects) {
+        return "SQL PREPARE, DECLARE, DEALLOCATE, DISCARD or CLOSE";
+    }
+    bool txn_only = r->txn_control && r->nstatements == 1 && r->txn != CLASSIFY_TXN_OTHER;
+    if (!r->dml_only && !txn_only) {
+        return "a statement other than DML or transaction control (SET, DDL, ...)";
+    }
+    if (sql && (strcasestr(sql, "set_config") || strcasestr(sql, "advisory_lock") ||
+                strcasestr(sql, "temp"))) {
+        return "set_config, an advisory lock or a temporary table";
+    }
+    return NULL;
+}
+
 /* ---- one message each ---------------------------------------------------------------------- */
 
 static void on_query(struct session *s, struct unit *u, const char *sql)
@@ -231,6 +261,10 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
     u->catalog_change = u->catalog_change || (mirrored && catalog_may_change(&r));
+    const char *why = mirrored || r.is_listen ? session_state_reason(&r, sql) : NULL;
+    if (why) {
+        session_reconnect_taint(s, why);
+    }
 }
 
 static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
@@ -258,6 +292,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .lex_unsure = r.nstatements < 0,
         .catalog = catalog_may_change(&r),
         .fingerprint = r.fingerprint,
+        .session_state = r.kind != CLASSIFY_READ && session_state_reason(&r, sql) != NULL,
     };
     pin_frontend_class(s, &c, false); /* what pinning made of it (pin_frontend.c) */
     stmt_track_define(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name, &c, sql, STMT_REPLY_PARSE,
@@ -338,6 +373,10 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     }
     forget_after_user_code(s, u, c && c->user_code);
     u->catalog_change = u->catalog_change || !c || (c->mirrored && c->catalog);
+    if (!c || (c->mirrored && c->session_state)) {
+        session_reconnect_taint(s, c ? "a prepared statement that changes session state"
+                                     : "a portal pgdual does not know");
+    }
 }
 
 static void on_describe(struct session *s, struct unit *u, struct wire_reader *rd)
@@ -389,6 +428,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         on_close(s, u, &rd);
         break;
     case PqMsg_FunctionCall: /* a function may do anything, set_config() included */
+        session_reconnect_taint(s, "a FunctionCall message");
         u->mirrored = true;
         u->wrap_ok = false;
         u->writes++;

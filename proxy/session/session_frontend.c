@@ -371,6 +371,7 @@ static int frontend_message(struct session *s)
         if (follow_primary_dial(s) < 0) {
             return RELAY_STOP_ENDED;
         }
+        session_reconnect_resume(s); /* a parked secondary connection is put to use */
     }
     /* A unit starting with the primary idle is held back until it is complete: then it is
      * known whether it is an autocommit write to wrap or a read to route. */
@@ -385,6 +386,7 @@ static int frontend_message(struct session *s)
         u->may_wrap = wrap;
         u->wrap_ok = true;
     }
+    size_t at = u->bytes.len;
     wbuf_put_bytes(&u->bytes, msg, len);
     forward_to_primary(s, u, msg, len);
     switch (type) {
@@ -407,6 +409,15 @@ static int frontend_message(struct session *s)
         return session_seal_unit(s, u);
     case PqMsg_Flush:
         stop_deferring(s, u); /* the client waits for what it sent so far */
+        return 0;
+    case PqMsg_Parse:
+        classify_into(s, u, msg, len);
+        if (!u->bytes.failed && u->bytes.len > at && len > 5 && memchr(msg + 5, '\0', len - 5)) {
+            /* What both sides were sent (pinning may have rewritten it), to send it again to a
+             * new secondary connection (session_reconnect.c). */
+            stmt_track_note_parse(&s->stmts, u->serial, (const char *)msg + 5, u->bytes.data + at,
+                                  u->bytes.len - at);
+        }
         return 0;
     default:
         classify_into(s, u, msg, len);

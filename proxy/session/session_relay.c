@@ -95,8 +95,15 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
             wbuf_reset(&b->msg);
         }
     }
-    /* The secondary's answer to pgdual's own leading statement is not the unit's. */
-    b->cur_unit = u && u->mirrored && (session_is_primary(b) || u->sec_lead_rfqs == 0) ? u : NULL;
+    /* The secondary's answer to pgdual's own leading statement is not the unit's, nor its
+     * answer to the re-creation of the session's prepared statements. */
+    bool restoring = !session_is_primary(b) && s->mirror.sec_restore_rfqs > 0;
+    if (restoring) {
+        s->mirror.sec_restore_failed = s->mirror.sec_restore_failed || type == PqMsg_ErrorResponse;
+    }
+    b->cur_unit = u && !restoring && u->mirrored && (session_is_primary(b) || u->sec_lead_rfqs == 0)
+                      ? u
+                      : NULL;
     if (session_is_primary(b)) {
         s->pin.msg_filtered = false;
         if (s->pin.filtering) {

@@ -334,6 +334,7 @@ static void finish_login(struct session *s)
         return;
     }
     session_set_state(s, SESSION_READY);
+    session_track_busy(s); /* counts it without its secondary, if so */
     wire_scanner_init(&s->client_scan, (uint32_t)srv->cfg->max_message_bytes);
     endpoint_want_read(&s->client, true);
     if (s->client_msg.len > 0) { /* bytes the client sent before ReadyForQuery */
@@ -367,12 +368,16 @@ void session_backend_ready(struct session *s, struct backend *b)
         cancel_set_key(srv->cancels, s->cancel, b->which, PQgetCancel(b->conn));
         session_publish_cancel_targets(s);
     }
-    if (!session_is_primary(b)) {
-        s->mirror.secondary_up = true;
-    }
     session_note_parameter(b, "standard_conforming_strings",
                            PQparameterStatus(b->conn, "standard_conforming_strings"));
     session_note_parameter(b, "client_encoding", PQparameterStatus(b->conn, "client_encoding"));
+    if (s->state == SESSION_READY) {
+        session_reconnect_ready(s, b); /* the secondary again, for a session relaying */
+        return;
+    }
+    if (!session_is_primary(b)) {
+        s->mirror.secondary_up = true;
+    }
     if (--s->logins_pending == 0) {
         finish_login(s);
     }
@@ -389,6 +394,10 @@ void session_backend_failed(struct session *s, struct backend *b, const char *ms
     stats_add(&s->worker->stats, STAT_backend_failures_total, 1);
     if (session_is_primary(b)) {
         session_end(s, END_BACKEND_CONNECT, detail);
+        return;
+    }
+    if (s->state == SESSION_READY) {
+        session_reconnect_failed(s, b, detail);
         return;
     }
     /* The secondary is not the client's business: carry on with the primary alone. */

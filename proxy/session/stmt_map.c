@@ -95,6 +95,9 @@ void stmt_class_release(struct stmt_class *c)
 {
     free(c->sql);
     c->sql = NULL;
+    free(c->parse_msg);
+    c->parse_msg = NULL;
+    c->parse_len = 0;
     pin_shape_unref(c->pin);
     c->pin = NULL;
 }

@@ -38,6 +38,14 @@ struct stmt_class {
     const char *unpinned;
     char unpinned_table[2 * 63 + 2]; /* the table it writes, for the reconciliation */
     char *sql; /* the statement text (at most 4096 bytes), for the divergence log; may be NULL */
+    /* A statement: the exact Parse message (type byte and length included) both sides were sent,
+     * owned like sql; NULL when not known (SQL PREPARE, ...). A new secondary connection gets it
+     * again (proxy/session/session_reconnect.c). */
+    uint8_t *parse_msg;
+    uint32_t parse_len;
+    /* Running it may change session state a new secondary connection would lack (SET, temporary
+     * tables, advisory locks, ...: session_reconnect_taint). */
+    bool session_state;
 };
 
 /* Free what c owns (sql, the reference on pin) and clear them. */

@@ -140,6 +140,8 @@ void stmt_track_define(struct stmt_track *t, uint32_t unit, enum stmt_space sp, 
     op->cls.on = 0; /* set once the unit has been placed (stmt_track_place) */
     op->cls.made_in = unit;
     op->cls.sql = sql ? strndup(sql, 4096) : NULL;
+    op->cls.parse_msg = NULL; /* stmt_track_note_parse gives it its own */
+    op->cls.parse_len = 0;
     op->cls.pin = pin_shape_ref(c->pin);
     struct stmt_entry *e = touch(t, op, sp, name);
     if (!e) {
@@ -331,4 +333,57 @@ void stmt_track_unit_done(struct stmt_track *t, uint32_t unit, uint8_t txn_statu
     if (txn_status == PQ_TXN_IDLE) {
         stmt_map_sweep(&t->maps[STMT_SPACE_PORTAL], unknow, NULL);
     }
+}
+
+void stmt_track_note_parse(struct stmt_track *t, uint32_t unit, const char *name,
+                           const uint8_t *msg, size_t len)
+{
+    for (size_t i = t->n; i-- > t->head && t->ops[i].unit == unit;) {
+        struct stmt_op *op = &t->ops[i];
+        if (op->space == STMT_SPACE_STATEMENT && strcmp(op->name, name) == 0) {
+            if (op->what == OP_DEFINE && !op->cls.parse_msg && len < UINT32_MAX) {
+                op->cls.parse_msg = malloc(len);
+                if (op->cls.parse_msg) {
+                    memcpy(op->cls.parse_msg, msg, len);
+                    op->cls.parse_len = (uint32_t)len;
+                }
+            }
+            return;
+        }
+    }
+}
+
+bool stmt_track_settled(const struct stmt_track *t)
+{
+    return t->head == t->n;
+}
+
+struct restore_ctx {
+    struct wbuf *out;
+    int n;
+    bool unknown;
+};
+
+static bool restore_one(struct stmt_entry *e, void *arg)
+{
+    struct restore_ctx *c = arg;
+    if (!e->known || e->pending > 0 || !e->cls.parse_msg) {
+        /* The unnamed statement is re-parsed by every client before use, as a rule; a named one
+         * pgdual cannot give again exactly makes the new connection unlike the old one. */
+        c->unknown = c->unknown || e->name[0] != '\0';
+        return false;
+    }
+    wbuf_put_bytes(c->out, e->cls.parse_msg, e->cls.parse_len);
+    c->n++;
+    return false;
+}
+
+int stmt_track_restore(struct stmt_track *t, struct wbuf *out)
+{
+    if (t->lost || t->head != t->n || t->maps[STMT_SPACE_PORTAL].count > 0) {
+        return -1;
+    }
+    struct restore_ctx c = {out, 0, false};
+    stmt_map_sweep(&t->maps[STMT_SPACE_STATEMENT], restore_one, &c);
+    return c.unknown ? -1 : c.n;
 }

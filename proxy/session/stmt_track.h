@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/wire.h"
 #include "proxy/session/stmt_map.h"
 
 /* Which reply of the primary shows that a message ran. */
@@ -90,6 +91,19 @@ void stmt_track_place(struct stmt_track *t, uint32_t serial, uint8_t on);
 void stmt_track_reply(struct stmt_track *t, uint32_t unit, uint8_t type);
 /* The unit ran without error on the backend that served it (a routed read): every message ran. */
 void stmt_track_confirm_all(struct stmt_track *t, uint32_t unit);
+/* ---- a new secondary connection (proxy/session/session_reconnect.c) ---- */
+
+/* The Parse of name the unit just recorded (stmt_track_define) was sent to both sides as msg
+ * (len bytes, header included): keep it, to send it again. */
+void stmt_track_note_parse(struct stmt_track *t, uint32_t unit, const char *name,
+                           const uint8_t *msg, size_t len);
+/* Has the primary answered every recorded message? */
+bool stmt_track_settled(const struct stmt_track *t);
+/* Append to out the Parse messages of every prepared statement the session holds (settled: call
+ * at a unit boundary). Returns how many, or -1 when a named statement (or a portal) is not
+ * known exactly. */
+int stmt_track_restore(struct stmt_track *t, struct wbuf *out);
+
 /* The unit is finished (its ReadyForQuery, with the session's transaction status after it):
  * settle what it (and anything earlier) recorded. Back outside a transaction block, no portal
  * is left. */

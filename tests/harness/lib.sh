@@ -341,6 +341,8 @@ it_write_ini() {
         pgdual.divergence_log=divergences.jsonl
         pgdual.metrics_port=0
         pgdual.log_level=info
+        # Tests see the states they make: pgdual's own catch-up only where a test asks for it.
+        pgdual.reconcile_auto=off
         # A primary switch syncs sequences in this test's database only (named like the test),
         # never in the databases of tests running at the same time.
         "pgdual.sequence_sync_databases=$IT_NAME"

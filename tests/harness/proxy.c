@@ -473,8 +473,12 @@ static int write_ini(const struct proxy *p, const struct proxy_opts *o)
             "listen_port = 0\nworkers = 2\nauth_type = trust\nadmin_users = admin\n"
             "state_file = %s/pgdual.state\njournal_dir = %s/journal\n"
             "divergence_log = %s/divergences.jsonl\nmetrics_port = 0\n"
-            "sequence_sync_databases = %s\n%s\n",
+            "sequence_sync_databases = %s\n%s%s\n",
             p->tmpdir, p->tmpdir, p->tmpdir, p->dbname,
+            /* Tests see the states they make: pgdual's own catch-up only where asked for. */
+            o != NULL && o->pgdual != NULL && strstr(o->pgdual, "reconcile_auto")
+                ? ""
+                : "reconcile_auto = off\n",
             o != NULL && o->pgdual != NULL ? o->pgdual : "");
     fprintf(f, "[backends]\nold = host=%s port=%d user=%s\nnew = host=%s port=%d user=%s\n%s\n",
             c->host, c->old_port, c->user, c->host, c->new_port, c->user,
