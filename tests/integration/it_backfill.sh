@@ -69,10 +69,10 @@ pgbench -h 127.0.0.1 -p "$OLD_PORT" -U postgres -i -q -s "$SCALE" "$DB" >"$IT_TM
 psql_old "$DB" <<'SQL'
 CREATE TABLE comp (region text, code text, qty int NOT NULL, note text, PRIMARY KEY (region, code));
 INSERT INTO comp SELECT 'region-' || (g % 37), 'code-' || g, g, md5(g::text)
-  FROM generate_series(1, 60000) g;
+  FROM generate_series(1, 20000) g;
 CREATE TABLE uu (id uuid PRIMARY KEY, v int NOT NULL, j jsonb);
 INSERT INTO uu SELECT md5('u' || g)::uuid, g, jsonb_build_object('g', g, 'tag', 'it''s')
-  FROM generate_series(1, 60000) g;
+  FROM generate_series(1, 20000) g;
 VACUUM ANALYZE;
 SQL
 pg_dump --schema-only -h 127.0.0.1 -p "$OLD_PORT" -U postgres "$DB" >"$IT_TMP/schema.sql"
@@ -97,7 +97,7 @@ it_status_mark
 # Extra writes on comp/uu: upserts on even seed keys, deletes of odd ones, inserts of fresh keys
 # nothing else touches (no fresh key is updated or deleted: lockstep cannot order that race).
 cat >"$IT_TMP/extra.sql" <<'SQL'
-\set g random(1, 30000)
+\set g random(1, 10000)
 \set r random(1, 1000000000)
 \set op random(1, 4)
 \if :op = 1
@@ -117,7 +117,7 @@ load_loop() {
         mode=simple
         if ((n % 2 == 0)); then mode=prepared; fi
         pgbench -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -n -c 8 -j 2 -T 3 -M "$mode" \
-            -b tpcb-like@8 -f "$IT_TMP/extra.sql@2" "$DB" >"$IT_TMP/load.$n.$mode" 2>&1 || true
+            -b tpcb-like@9 -f "$IT_TMP/extra.sql@1" "$DB" >"$IT_TMP/load.$n.$mode" 2>&1 || true
         echo "$n $mode" >>"$IT_TMP/load.runs"
     done
 }
@@ -144,6 +144,7 @@ finished_ranges() {
     }
     grep -c '^done' "$RESUME" || true
 }
+t_run1=$SECONDS
 backfill run1
 killed=0
 deadline=$((SECONDS + 60))
@@ -162,10 +163,13 @@ assert_eq 1 "$killed" "the first backfill run was killed (SIGKILL) after $(finis
 assert_eq seeding "$(it_status secondary_state)" "still seeding after the kill"
 assert_delta reads_served_new -eq 0 "no read served by new while seeding"
 before_resume=$(finished_ranges)
+it_log "run1 killed after $((SECONDS - t_run1)) s"
 
+t_run2=$SECONDS
 backfill run2
 rc=0
 wait "$BF_PID" || rc=$?
+it_log "run2 took $((SECONDS - t_run2)) s: $(grep '^result' "$IT_TMP/run2.out" || true)"
 assert_eq 0 "$rc" "the resumed backfill exits 0"
 ((rc == 0)) || it_log "run2: $(tail -c 3000 "$IT_TMP/run2.out")"
 assert_eq in_sync "$(it_status secondary_state)" "secondary_state = in_sync after the backfill"
