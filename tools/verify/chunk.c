@@ -31,10 +31,11 @@ struct cwrite {
     int prow, srow;     /* rows in the primary's / secondary's result, -1 none */
     int *cols;          /* changed columns (indexes into t->ref->cols) */
     int ncols;
+    char *sql;  /* its statement on the secondary, RETURNING a row when it changed one */
+    bool wrote; /* it did: a row changed (an upsert of values already there returns none) */
 };
 
 struct cplan {
-    struct strbuf sql; /* statements for the secondary */
     struct cwrite *w;
     size_t nw;
     struct live_extra *extras; /* rows extra on the secondary (chunk mode) */
@@ -75,9 +76,9 @@ static void crows_free(struct crow *v, size_t n)
 
 static void plan_free(struct cplan *pl)
 {
-    strbuf_free(&pl->sql);
     for (size_t i = 0; i < pl->nw; i++) {
         free(pl->w[i].cols);
+        free(pl->w[i].sql);
     }
     free(pl->w);
     for (size_t i = 0; i < pl->nextras; i++) {
@@ -119,6 +120,17 @@ static void changed_cols(const struct table *t, const PGresult *rp, int prow, co
     }
 }
 
+/* The statement in b (ending ";\n") with RETURNING 1 added: a row comes back only when it
+ * changed one. Takes b's buffer. */
+static char *returning(struct strbuf *b)
+{
+    while (b->len > 0 && (b->p[b->len - 1] == '\n' || b->p[b->len - 1] == ';')) {
+        b->p[--b->len] = '\0';
+    }
+    strbuf_puts(b, " RETURNING 1");
+    return strbuf_take(b);
+}
+
 /* Plans an upsert of primary row prow (insert when srow < 0). 0 or -1 (quoting failed). */
 static int plan_upsert(struct live *lv, struct table *t, struct cplan *pl, const PGresult *rp,
                        int prow, const PGresult *rs, int srow)
@@ -131,8 +143,12 @@ static int plan_upsert(struct live *lv, struct table *t, struct cplan *pl, const
         lv->table_unsettled = true;
         return 0;
     }
-    return repair_put_insert(&pl->sql, lv->c[!lv->primary], t->def->qname, t->ref, rp, prow,
-                             t->ref->nkeys, true);
+    struct strbuf b;
+    strbuf_init(&b);
+    int rc = repair_put_insert(&b, lv->c[!lv->primary], t->def->qname, t->ref, rp, prow,
+                               t->ref->nkeys, true);
+    w->sql = returning(&b);
+    return rc;
 }
 
 /* Walks both sides' rows of a chunk by key and plans the secondary's writes. snap != NULL: chunk
@@ -165,9 +181,12 @@ static int plan_chunk(struct live *lv, struct table *t, const PGresult *rp, cons
                                     .snap = util_xstrdup(snap)};
             j++;
         } else {
-            plan_add(pl, "delete", -1, s[j].row);
-            rc = repair_put_delete(&pl->sql, lv->c[!lv->primary], t->def->qname, t->ref, s[j].key,
+            struct cwrite *w = plan_add(pl, "delete", -1, s[j].row);
+            struct strbuf b;
+            strbuf_init(&b);
+            rc = repair_put_delete(&b, lv->c[!lv->primary], t->def->qname, t->ref, s[j].key,
                                    s[j].klen);
+            w->sql = returning(&b);
             j++;
         }
     }
@@ -186,6 +205,9 @@ static void log_writes(struct live *lv, const struct table *t, const struct cpla
     }
     for (size_t i = 0; i < pl->nw; i++) {
         const struct cwrite *w = &pl->w[i];
+        if (!w->wrote) {
+            continue;
+        }
         const PGresult *kr = w->prow >= 0 ? rp : rs;
         int krow = w->prow >= 0 ? w->prow : w->srow;
         for (int k = 0; k < sd->nkeys; k++) {
@@ -243,14 +265,19 @@ static enum livedb_rc attempt(struct live *lv, struct table *t, const char *pred
         snprintf(err, el, "cannot quote a value of %s", t->def->display);
         rc = LIVEDB_FAIL;
     }
-    if (rc == LIVEDB_OK && pl.sql.len) {
-        rc = livedb_exec(lv->c[S], S, pl.sql.p, 0, NULL, NULL, err, el);
+    size_t wrote = 0;
+    for (size_t i = 0; rc == LIVEDB_OK && i < pl.nw; i++) {
+        PGresult *rw = NULL;
+        rc = livedb_exec(lv->c[S], S, pl.w[i].sql, 0, NULL, &rw, err, el);
+        pl.w[i].wrote = rc == LIVEDB_OK && rw && PQntuples(rw) > 0;
+        wrote += pl.w[i].wrote;
+        PQclear(rw);
     }
     rc = rc ? rc : livedb_exec(lv->c[S], S, "COMMIT", 0, NULL, NULL, err, el);
     rc = rc ? rc : livedb_exec(lv->c[P], P, "COMMIT", 0, NULL, NULL, err, el);
     if (rc == LIVEDB_OK) {
         log_writes(lv, t, &pl, rp, rs);
-        live_count(lv, t, (int64_t)pl.nw);
+        live_count(lv, t, (int64_t)wrote);
         for (size_t i = 0; i < pl.nextras; i++) {
             if (lv->nextras == lv->capextras) {
                 lv->capextras = lv->capextras ? 2 * lv->capextras : 16;

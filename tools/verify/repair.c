@@ -39,13 +39,30 @@ static int put_literal(PGconn *c, struct strbuf *b, const char *v, bool null, co
     return 0;
 }
 
+/* "p.c1::text, p.c2::text, ..." over the columns an upsert sets (not key, not generated), plus a
+ * constant so that a single column still makes a row constructor. */
+static void put_text_row(struct strbuf *b, const struct discover_side *sd, const char *prefix)
+{
+    strbuf_puts(b, "ROW(0");
+    for (int i = 0; i < sd->ncols; i++) {
+        bool key = false;
+        for (int k = 0; k < sd->nkeys; k++) {
+            key |= sd->keys[k] == i;
+        }
+        if (!key && !sd->cols[i].generated) {
+            strbuf_printf(b, ", %s%s::text", prefix, sd->cols[i].qname);
+        }
+    }
+    strbuf_puts(b, ")");
+}
+
 int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
                       const struct discover_side *sd, const PGresult *res, int row, int col0,
                       bool upsert)
 {
     bool ident = false;
     int rc = 0;
-    strbuf_printf(b, "INSERT INTO %s (", qname);
+    strbuf_printf(b, "INSERT INTO %s AS pgdual_t (", qname);
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
             strbuf_printf(b, "%s%s", n++ ? ", " : "", sd->cols[i].qname);
@@ -78,7 +95,17 @@ int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
                               sd->cols[i].qname, sd->cols[i].qname);
             }
         }
-        strbuf_puts(b, n ? "" : "NOTHING");
+        if (n == 0) {
+            strbuf_puts(b, "NOTHING");
+        } else {
+            /* A row that already holds these values (compared as text, like the comparison) is
+             * left alone: the upsert then reports no row, and nothing is logged as repaired. */
+            strbuf_puts(b, " WHERE (");
+            put_text_row(b, sd, "pgdual_t.");
+            strbuf_puts(b, ") IS DISTINCT FROM (");
+            put_text_row(b, sd, "EXCLUDED.");
+            strbuf_puts(b, ")");
+        }
     }
     strbuf_puts(b, ";\n");
     return rc < 0 ? -1 : 0;

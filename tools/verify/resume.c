@@ -37,7 +37,7 @@ static int get_hex(const char *s, bool *has, char **out, size_t *n)
         return 0;
     }
     size_t len = strlen(s);
-    if (len % 2) {
+    if (len % 2 || strspn(s, "0123456789abcdef") != len) {
         return -1;
     }
     *out = util_xmalloc(len / 2 + 1);
