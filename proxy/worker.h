@@ -16,8 +16,7 @@ struct server_conf;
 #define WORKER_READ_BUF           (64 * 1024)
 #define WORKER_CLASSIFY_CACHE     4096
 #define WORKER_DRAIN_SWEEP_MS     10 /* while draining: how often idle sessions are looked for */
-#define WORKER_RECONNECT_SWEEP_MS 50 /* how often sessions without their secondary are looked at \
-                                      */
+#define WORKER_RECONNECT_SWEEP_MS 50 /* sessions without their secondary: how often looked at */
 
 struct worker {
     struct server *server;

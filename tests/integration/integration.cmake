@@ -62,3 +62,7 @@ pgdual_shell_it(secondary_down 180)
 set_tests_properties(it.secondary_down PROPERTIES RUN_SERIAL TRUE)
 pgdual_shell_it(reads_fallback 240)
 set_tests_properties(it.reads_fallback PROPERTIES RUN_SERIAL TRUE)
+# Stops the shared new cluster for a while: nothing else may run meanwhile.
+pgdual_shell_it(reconnect 120)
+set_tests_properties(it.reconnect PROPERTIES RUN_SERIAL TRUE ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
