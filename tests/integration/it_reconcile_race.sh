@@ -17,7 +17,7 @@
 # (the race above, or a plant), a transaction that holds new's lock on it (its UPDATE found the
 # row on new, none on old) and waits for old's lock of another transaction that waits for that
 # row on new is a lock cycle across the two servers: neither detects it and pgdual waits forever
-# (seen here: phase 2 hung; tools repro in the report). Autocommit statements never hold a lock
+# (phase 2 hung that way with two-statement transactions). Autocommit statements never hold a lock
 # on new while they wait on old, so they cannot close such a cycle.
 #   phase 1, nothing planted: after the load one more live pass, then a plain verify finds 0
 #     differences, and every key in the repair logs is one pgdual logged a divergence on (no row
