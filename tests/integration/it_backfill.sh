@@ -163,6 +163,7 @@ assert_eq 1 "$killed" "the first backfill run was killed (SIGKILL) after $(finis
 assert_eq seeding "$(it_status secondary_state)" "still seeding after the kill"
 assert_delta reads_served_new -eq 0 "no read served by new while seeding"
 before_resume=$(finished_ranges)
+cp "$RESUME" "$IT_TMP/run1.resume"
 it_log "run1 killed after $((SECONDS - t_run1)) s"
 
 t_run2=$SECONDS
@@ -174,7 +175,15 @@ assert_eq 0 "$rc" "the resumed backfill exits 0"
 ((rc == 0)) || it_log "run2: $(tail -c 3000 "$IT_TMP/run2.out")"
 assert_eq in_sync "$(it_status secondary_state)" "secondary_state = in_sync after the backfill"
 it_log "run2: $(grep -iE 'skip|resum|backfill|pass' "$IT_TMP/run2.out" | head -10 || true)"
-assert_match "$(cat "$IT_TMP/run2.out")" "[Rr]esum|skip" "the second run says it resumed / skipped finished ranges"
+# Tables whose every planned range was finished by run1 must not be copied (nor planned) again.
+done_tables=$(awk '$1 == "range" { r[$2]++ } $1 == "done" { d[$2]++ }
+    END { for (t in r) if (d[t] == r[t]) print t }' "$IT_TMP/run1.resume")
+again=""
+for t in $done_tables; do
+    ! grep -q "^backfill: $t:" "$IT_TMP/run2.out" || again+=" $t"
+done
+assert_match "$done_tables" "." "run1 finished every range of at least one table"
+assert_eq "" "$again" "run2 copied none of the tables run1 finished (${done_tables//$'\n'/ })"
 it_log "resume file: $before_resume finished ranges after run1, $(finished_ranges) after run2"
 
 skipped=$(it_status seed_skipped_total)
