@@ -21,7 +21,8 @@
 #   tools/bench/backfill.sh all      the three, in that order
 #
 # Environment: PGDUAL_BIN (default build/pgdual), PGDUAL_VERIFY_BIN (default build/pgdual-verify),
-# BENCH_CLUSTER, BF_SCALE, BF_ROUNDS, TPCB_SECONDS, CU_SCALE, CU_OUTAGE, KEEP=1 (keep the temp
+# BENCH_CLUSTER, BF_SCALE, BF_ROUNDS, TPCB_SECONDS, CU_SCALE, CU_OUTAGE, BF_VERIFY_ARGS (more
+# pgdual-verify options for the copy and tpcb backfills, e.g. --jobs 1), KEEP=1 (keep the temp
 # dir: pgdual logs, pgbench and pgdual-verify outputs). Figures go to stdout
 # (markdown), progress to stderr.
 set -euo pipefail
@@ -35,6 +36,7 @@ TPCB_SECONDS=${TPCB_SECONDS:-20}
 CU_SCALE=${CU_SCALE:-20}
 CU_OUTAGE=${CU_OUTAGE:-20}
 WHAT=${1:-all}
+read -r -a BF_VARGS <<<"${BF_VERIFY_ARGS:-}"
 TMP=$(mktemp -d /tmp/pgdual-bench-backfill.XXXXXX)
 chmod 0755 "$TMP"
 OWN_CLUSTER=0
@@ -169,7 +171,7 @@ bench_copy() {
                         -c "COPY pgbench_accounts FROM STDIN"
             else
                 "$VERIFY" --old "$(ci "$OLD_PORT" "$db")" --new "$(ci "$NEW_PORT" "$db")" \
-                    --tables pgbench_accounts --live --repair --apply --no-progress \
+                    --tables pgbench_accounts --live --repair --apply --no-progress "${BF_VARGS[@]}" \
                     --json "$TMP/copy.$r.json" >"$TMP/copy.$r.out" 2>&1 ||
                     die "pgdual-verify failed: $(tail -5 "$TMP/copy.$r.out")"
             fi
@@ -183,7 +185,7 @@ bench_copy() {
     local pipe verify
     pipe=$(awk '$2 == "pipe" { print $3 }' "$TMP/copy.times" | mean)
     verify=$(awk '$2 == "verify" { print $3 }' "$TMP/copy.times" | mean)
-    echo "### Backfill of pgbench_accounts, scale $BF_SCALE ($((BF_SCALE * 100000)) rows), into an empty new"
+    echo "### Backfill of pgbench_accounts, scale $BF_SCALE ($((BF_SCALE * 100000)) rows), into an empty new${BF_VERIFY_ARGS:+ (pgdual-verify $BF_VERIFY_ARGS)}"
     echo
     echo "| round | plain COPY pipe (s) | pgdual-verify --live --repair --apply (s) | of which the copy (s) | ratio |"
     echo "|---|---|---|---|---|"
@@ -220,7 +222,7 @@ bench_tpcb() {
             bf_pid=""
             if [[ $m == with ]]; then
                 "$VERIFY" --old "$(ci "$OLD_PORT" "$db")" --new "$(ci "$NEW_PORT" "$db")" \
-                    --tables pgbench_accounts --live --repair --apply --no-progress \
+                    --tables pgbench_accounts --live --repair --apply --no-progress "${BF_VARGS[@]}" \
                     >"$TMP/tpcb.$r.bf" 2>&1 &
                 bf_pid=$!
             fi
@@ -242,7 +244,7 @@ bench_tpcb() {
     local with without
     with=$(awk '$2 == "with" { print $3 }' "$TMP/tpcb.res" | mean)
     without=$(awk '$2 == "without" { print $3 }' "$TMP/tpcb.res" | mean)
-    echo "### TPC-B through pgdual (8 clients, -M prepared, ${TPCB_SECONDS} s, scale $BF_SCALE, state seeding) with vs without a backfill of pgbench_accounts"
+    echo "### TPC-B through pgdual (8 clients, -M prepared, ${TPCB_SECONDS} s, scale $BF_SCALE, state seeding) with vs without a backfill of pgbench_accounts${BF_VERIFY_ARGS:+ (pgdual-verify $BF_VERIFY_ARGS)}"
     echo
     echo "| round | without (tps) | with (tps) | ratio |"
     echo "|---|---|---|---|"
