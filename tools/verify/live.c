@@ -92,13 +92,7 @@ int live_before_scan(struct live *lv, struct table *t)
     double t0 = util_now();
     int rc = backfill_table(lv, t);
     lv->bf_seconds += util_now() - t0;
-    if (rc > 0 && lv->pass_copied == copied) {
-        /* Every planned range already had rows on the secondary (mirrored inserts), so nothing
-         * was copied: the scan and the chunk repair must handle the table in this pass, or the
-         * pass would end with nothing repaired or copied and call the table in sync. */
-        rc = 0;
-    }
-    if (rc > 0) {
+    if (rc > 0 || lv->pass_copied > copied) {
         redo_add(lv, t->def->display);
     }
     return rc;
