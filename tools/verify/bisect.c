@@ -6,8 +6,10 @@
 
 #include <libpq-fe.h>
 
+#include "tools/verify/backfill.h"
 #include "tools/verify/discover.h"
 #include "tools/verify/keys.h"
+#include "tools/verify/live.h"
 #include "tools/verify/options.h"
 #include "tools/verify/pool.h"
 #include "tools/verify/repair.h"
@@ -113,6 +115,11 @@ static int on_leaf(void *ctx, int side, const PGresult *res)
 
 static void leaf_start(struct table *t, const struct scan_range *r)
 {
+    if (t->live) {
+        t->res->leaves++;
+        live_add_chunk(t, r);
+        return;
+    }
     struct leaf *lf = util_xcalloc(1, sizeof *lf);
     lf->t = t;
     lf->pending = 2;
@@ -155,7 +162,11 @@ static int on_split(void *ctx, int side, const PGresult *res)
 void bisect_range(struct table *t, const struct scan_range *r, const int64_t cnt[2])
 {
     int64_t most = cnt[0] > cnt[1] ? cnt[0] : cnt[1];
-    if (most <= TABLE_LEAF_ROWS) {
+    if (t->live && cnt[!t->primary] == 0 && cnt[t->primary] > 0) {
+        backfill_add_range(t, r, cnt[t->primary]); /* the fast path: COPY the whole range */
+        return;
+    }
+    if (most <= t->leaf_rows) {
         leaf_start(t, r);
         return;
     }

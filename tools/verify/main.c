@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/verify/live.h"
 #include "tools/verify/options.h"
 #include "tools/verify/repair.h"
 #include "tools/verify/report.h"
@@ -136,6 +137,11 @@ int main(int argc, char **argv)
     if (rc != 0) {
         options_free(&o);
         return rc > 0 ? UTIL_EXIT_SAME : UTIL_EXIT_ERROR;
+    }
+    if (o.live) {
+        rc = live_main(&o);
+        options_free(&o);
+        return rc;
     }
     struct verify_pass vp;
     rc = pass(&o, &vp, o.repair && !o.apply ? "-- " : "", false);

@@ -21,6 +21,17 @@ static const char usage[] =
     "  --jobs N          connections per side (default 2)\n"
     "  --stats           print bytes received per connection on stderr\n"
     "  --no-progress     never draw the progress bar\n"
+    "  --live            with --repair --apply: locked chunk repair, safe while clients write;\n"
+    "                    backfills ranges missing on the secondary with COPY; repeats passes\n"
+    "  --max-passes N    --live: give up (exit 1) after N passes that still repaired (default 10)\n"
+    "  --repair-log FILE --live: one JSON line per repaired row\n"
+    "  --watch SECONDS   with --live --repair --apply: repair again and again, forever\n"
+    "  --lock-timeout MS --live: lock_timeout of each chunk's transactions (default 2000)\n"
+    "  --rate-limit N    --live: at most N repaired rows per table per minute\n"
+    "  --resume FILE     --live: backfill progress file; a second run skips finished ranges\n"
+    "  --admin CONNINFO  -c --live: pgdual's admin console (default: from the config)\n"
+    "  --pgdual-pass N   internal: run pass N started by pgdual (no console)\n"
+    "  --tables-db LIST  db:schema.t,... or * (with --pgdual-pass)\n"
     "exit status: 0 identical, 1 differences found, 2 error\n";
 
 /* Receives [backends] old/new and [cutover] primary from pgdual.ini. */
@@ -78,7 +89,16 @@ enum {
     OPT_WATCH,
     OPT_JOBS,
     OPT_STATS,
-    OPT_NOPROG
+    OPT_NOPROG,
+    OPT_LIVE,
+    OPT_REPLOG,
+    OPT_MAXPASS,
+    OPT_RATE,
+    OPT_RESUME,
+    OPT_ADMIN,
+    OPT_PGPASS,
+    OPT_TABLESDB,
+    OPT_LOCKTO
 };
 
 static const struct option longopts[] = {{"old", required_argument, NULL, OPT_OLD},
@@ -94,11 +114,67 @@ static const struct option longopts[] = {{"old", required_argument, NULL, OPT_OL
                                          {"jobs", required_argument, NULL, OPT_JOBS},
                                          {"stats", no_argument, NULL, OPT_STATS},
                                          {"no-progress", no_argument, NULL, OPT_NOPROG},
+                                         {"live", no_argument, NULL, OPT_LIVE},
+                                         {"repair-log", required_argument, NULL, OPT_REPLOG},
+                                         {"max-passes", required_argument, NULL, OPT_MAXPASS},
+                                         {"rate-limit", required_argument, NULL, OPT_RATE},
+                                         {"resume", required_argument, NULL, OPT_RESUME},
+                                         {"admin", required_argument, NULL, OPT_ADMIN},
+                                         {"pgdual-pass", required_argument, NULL, OPT_PGPASS},
+                                         {"tables-db", required_argument, NULL, OPT_TABLESDB},
+                                         {"lock-timeout", required_argument, NULL, OPT_LOCKTO},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
+static void set_str(char **dst, const char *arg)
+{
+    free(*dst);
+    *dst = util_xstrdup(arg);
+}
+
+/* The options of --live; 1 when c is not one of them. */
+static int live_option(struct options *o, int c, const char *arg)
+{
+    int n = 0;
+    switch (c) {
+    case OPT_LIVE:
+        o->live = true;
+        return 0;
+    case OPT_REPLOG:
+        set_str(&o->repair_log, arg);
+        return 0;
+    case OPT_MAXPASS:
+        return positive(arg, "--max-passes", &o->max_passes);
+    case OPT_RATE:
+        return positive(arg, "--rate-limit", &o->rate_limit);
+    case OPT_LOCKTO:
+        return positive(arg, "--lock-timeout", &o->lock_timeout_ms);
+    case OPT_RESUME:
+        set_str(&o->resume, arg);
+        return 0;
+    case OPT_ADMIN:
+        set_str(&o->admin, arg);
+        return 0;
+    case OPT_PGPASS:
+        if (positive(arg, "--pgdual-pass", &n) < 0) {
+            return -1;
+        }
+        o->pgdual_pass = n;
+        return 0;
+    case OPT_TABLESDB:
+        set_str(&o->tables_db, arg);
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 static int one_option(struct options *o, int c, const char *arg, const char **config)
 {
+    int lrc = live_option(o, c, arg);
+    if (lrc <= 0) {
+        return lrc;
+    }
     switch (c) {
     case OPT_OLD:
     case OPT_NEW:
@@ -153,6 +229,7 @@ static int one_option(struct options *o, int c, const char *arg, const char **co
 static int check(struct options *o, const char *config)
 {
     if (config) {
+        o->config = util_xstrdup(config);
         int rc = ini_parse(config, on_ini, o);
         if (rc != 0) {
             fprintf(stderr, "pgdual-verify: cannot read config %s (%s %d)\n", config,
@@ -172,8 +249,18 @@ static int check(struct options *o, const char *config)
         fputs("pgdual-verify: --apply needs --repair\n", stderr);
         return -1;
     }
-    if (o->watch && o->repair) {
-        fputs("pgdual-verify: --watch and --repair exclude each other\n", stderr);
+    if (o->watch && o->repair && !o->live) {
+        fputs("pgdual-verify: --watch and --repair exclude each other (except with --live)\n",
+              stderr);
+        return -1;
+    }
+    if (o->live && !(o->repair && o->apply)) {
+        fputs("pgdual-verify: --live needs --repair --apply\n", stderr);
+        return -1;
+    }
+    if (!o->live && (o->repair_log || o->rate_limit || o->resume || o->pgdual_pass)) {
+        fputs("pgdual-verify: --repair-log, --rate-limit, --resume and --pgdual-pass need --live\n",
+              stderr);
         return -1;
     }
     if (o->jobs > 16) {
@@ -185,8 +272,11 @@ static int check(struct options *o, const char *config)
 int options_parse(struct options *o, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
+    optind = 0; /* full getopt reset: options_parse may run more than once (tests) */
     o->primary = UTIL_OLD;
     o->jobs = 2;
+    o->max_passes = 10;
+    o->lock_timeout_ms = 2000;
     o->progress = isatty(STDERR_FILENO);
     const char *config = NULL;
     int c;
@@ -213,4 +303,9 @@ void options_free(struct options *o)
     free(o->tables);
     free(o->schema);
     free(o->json_path);
+    free(o->repair_log);
+    free(o->resume);
+    free(o->config);
+    free(o->admin);
+    free(o->tables_db);
 }

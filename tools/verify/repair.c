@@ -22,30 +22,47 @@ struct fetch {
     bool upsert; /* ON CONFLICT (pk) DO UPDATE, else a plain INSERT (keyless tables) */
 };
 
-/* Appends 'value'::type, or NULL::type, escaped for the secondary's connection. */
-static void put_literal(struct table *t, struct strbuf *b, const char *v, bool null,
-                        const char *type)
+/* Appends 'value'::type, or NULL::type, escaped for conn. 0, or -1 when quoting failed. */
+static int put_literal(PGconn *c, struct strbuf *b, const char *v, bool null, const char *type)
 {
     if (null) {
         strbuf_printf(b, "NULL::%s", type);
-        return;
+        return 0;
     }
-    PGconn *c = pool_conn(t->pool, !t->primary);
     char *lit = PQescapeLiteral(c, v, strlen(v));
     if (!lit) {
-        pool_fail(t->pool, "cannot quote a value of %s: %s", t->def->display, PQerrorMessage(c));
         strbuf_puts(b, "NULL");
-        return;
+        return -1;
     }
     strbuf_printf(b, "%s::%s", lit, type);
     PQfreemem(lit);
+    return 0;
 }
 
-static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, int row, bool upsert)
+/* "p.c1::text, p.c2::text, ..." over the columns an upsert sets (not key, not generated), plus a
+ * constant so that a single column still makes a row constructor. */
+static void put_text_row(struct strbuf *b, const struct discover_side *sd, const char *prefix)
 {
-    const struct discover_side *sd = t->ref;
+    strbuf_puts(b, "ROW(0");
+    for (int i = 0; i < sd->ncols; i++) {
+        bool key = false;
+        for (int k = 0; k < sd->nkeys; k++) {
+            key |= sd->keys[k] == i;
+        }
+        if (!key && !sd->cols[i].generated) {
+            strbuf_printf(b, ", %s%s::text", prefix, sd->cols[i].qname);
+        }
+    }
+    strbuf_puts(b, ")");
+}
+
+int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
+                      const struct discover_side *sd, const PGresult *res, int row, int col0,
+                      bool upsert)
+{
     bool ident = false;
-    strbuf_printf(b, "INSERT INTO %s (", t->def->qname);
+    int rc = 0;
+    strbuf_printf(b, "INSERT INTO %s AS pgdual_t (", qname);
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
             strbuf_printf(b, "%s%s", n++ ? ", " : "", sd->cols[i].qname);
@@ -56,7 +73,8 @@ static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, i
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
             strbuf_puts(b, n++ ? ", " : "");
-            put_literal(t, b, PQgetvalue(res, row, i), PQgetisnull(res, row, i), sd->cols[i].type);
+            rc |= put_literal(c, b, PQgetvalue(res, row, col0 + i), PQgetisnull(res, row, col0 + i),
+                              sd->cols[i].type);
         }
     }
     strbuf_puts(b, ")");
@@ -77,9 +95,39 @@ static void put_insert(struct table *t, struct strbuf *b, const PGresult *res, i
                               sd->cols[i].qname, sd->cols[i].qname);
             }
         }
-        strbuf_puts(b, n ? "" : "NOTHING");
+        if (n == 0) {
+            strbuf_puts(b, "NOTHING");
+        } else {
+            /* A row that already holds these values (compared as text, like the comparison) is
+             * left alone: the upsert then reports no row, and nothing is logged as repaired. */
+            strbuf_puts(b, " WHERE (");
+            put_text_row(b, sd, "pgdual_t.");
+            strbuf_puts(b, ") IS DISTINCT FROM (");
+            put_text_row(b, sd, "EXCLUDED.");
+            strbuf_puts(b, ")");
+        }
     }
     strbuf_puts(b, ";\n");
+    return rc < 0 ? -1 : 0;
+}
+
+int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,
+                      const struct discover_side *sd, const char *key, size_t klen)
+{
+    const char *vals[64];
+    keys_split(key, klen, sd->nkeys, vals);
+    int rc = 0;
+    strbuf_printf(b, "DELETE FROM %s WHERE (", qname);
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+    }
+    strbuf_puts(b, ") = (");
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_puts(b, k ? ", " : "");
+        rc |= put_literal(c, b, vals[k], false, sd->cols[sd->keys[k]].type);
+    }
+    strbuf_puts(b, ");\n");
+    return rc < 0 ? -1 : 0;
 }
 
 static int on_fetch(void *ctx, int side, const PGresult *res)
@@ -87,7 +135,12 @@ static int on_fetch(void *ctx, int side, const PGresult *res)
     (void)side;
     struct fetch *f = ctx;
     for (int i = 0; i < PQntuples(res); i++) {
-        put_insert(f->t, &f->t->res->repair, res, i, f->upsert);
+        PGconn *c = pool_conn(f->t->pool, !f->t->primary);
+        if (repair_put_insert(&f->t->res->repair, c, f->t->def->qname, f->t->ref, res, i, 0,
+                              f->upsert) < 0) {
+            pool_fail(f->t->pool, "cannot quote a value of %s: %s", f->t->def->display,
+                      PQerrorMessage(c));
+        }
         f->t->res->nrepair++;
     }
     free(f);
@@ -111,20 +164,10 @@ void repair_upsert(struct table *t, const char *key, size_t klen)
 
 void repair_delete(struct table *t, const char *key, size_t klen)
 {
-    const struct discover_side *sd = t->ref;
-    const char *vals[64];
-    keys_split(key, klen, sd->nkeys, vals);
-    struct strbuf *b = &t->res->repair;
-    strbuf_printf(b, "DELETE FROM %s WHERE (", t->def->qname);
-    for (int k = 0; k < sd->nkeys; k++) {
-        strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+    PGconn *c = pool_conn(t->pool, !t->primary);
+    if (repair_put_delete(&t->res->repair, c, t->def->qname, t->ref, key, klen) < 0) {
+        pool_fail(t->pool, "cannot quote a key of %s: %s", t->def->display, PQerrorMessage(c));
     }
-    strbuf_puts(b, ") = (");
-    for (int k = 0; k < sd->nkeys; k++) {
-        strbuf_puts(b, k ? ", " : "");
-        put_literal(t, b, vals[k], false, sd->cols[sd->keys[k]].type);
-    }
-    strbuf_puts(b, ");\n");
     t->res->nrepair++;
 }
 

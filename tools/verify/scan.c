@@ -12,6 +12,7 @@
 #include "tools/verify/discover.h"
 #include "tools/verify/keyless.h"
 #include "tools/verify/keys.h"
+#include "tools/verify/live.h"
 #include "tools/verify/options.h"
 #include "tools/verify/pool.h"
 #include "tools/verify/progress.h"
@@ -127,6 +128,10 @@ static void scan_finish(struct scan *sc)
             t->res->rows[1] += sc->cnt[1][b];
         }
         if (sc->cnt[0][b] == sc->cnt[1][b] && sc->sum[0][b] == sc->sum[1][b]) {
+            continue;
+        }
+        if (t->ref->nkeys == 0 && t->live) {
+            live_add_keyless(t);
             continue;
         }
         if (t->ref->nkeys == 0) {

@@ -30,6 +30,7 @@ void table_init(struct table *t, struct pool *p, const struct options *o,
     t->ref = discover_ref(def, o->primary);
     t->res = res;
     t->prog = prog;
+    t->leaf_rows = TABLE_LEAF_ROWS;
     const struct discover_side *sd = t->ref;
     char *all = col_list(sd, NULL, sd->ncols, "t", "");
     struct strbuf b;

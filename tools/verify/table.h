@@ -6,6 +6,7 @@
 #include "tools/verify/util.h"
 
 struct discover_table;
+struct live;
 struct discover_side;
 struct options;
 struct pool;
@@ -25,11 +26,13 @@ struct table {
     struct result_table *res;
     struct progress *prog;
     int primary;
-    char *rowhash;    /* hashtextextended(ROW(t.c1, ...)::text, 0) */
-    char *keycols;    /* t.k1, t.k2 */
-    char *keytext;    /* t.k1::text, t.k2::text */
-    char *subkeytext; /* s.k1::text, s.k2::text (over a subquery aliased s) */
-    char *allcols;    /* t.c1::text, ... (every column, for repair) */
+    char *rowhash;     /* hashtextextended(ROW(t.c1, ...)::text, 0) */
+    char *keycols;     /* t.k1, t.k2 */
+    char *keytext;     /* t.k1::text, t.k2::text */
+    char *subkeytext;  /* s.k1::text, s.k2::text (over a subquery aliased s) */
+    char *allcols;     /* t.c1::text, ... (every column, for repair) */
+    int leaf_rows;     /* a range of at most this many rows is diffed (or, live, repaired) */
+    struct live *live; /* --live: differing leaves become chunks repaired under locks */
 };
 
 void table_init(struct table *t, struct pool *p, const struct options *o,

@@ -6,6 +6,7 @@
 #include "tools/verify/discover.h"
 #include "tools/verify/util.h"
 
+struct live;
 struct options;
 struct pool;
 struct result_table;
@@ -17,6 +18,8 @@ struct verify_pass {
     int64_t *bytes[2];        /* bytes received per connection of each side (-1 unknown) */
     int nconn;
     double start, seconds;
+    struct live *live; /* --live: set after verify_discover; tables are repaired as they finish */
+    int tables_done, tables_total;
     char error[1024]; /* set when a step returns -1 */
 };
 
