@@ -43,7 +43,7 @@ sleep "$OUTAGE" # the outage itself
 restart_new
 if wait "$load"; then it_pass "pgbench exit 0"; else it_failed "pgbench failed: $(tail -5 "$IT_TMP/tpcb.out")"; fi
 assert_contains "$(cat "$IT_TMP/tpcb.out")" "number of failed transactions: 0" "no client saw an error"
-if it_wait_for 60 state_is in_sync; then
+if it_wait_for 90 state_is in_sync; then
     it_pass "back to in_sync with no operator action"
 else
     it_failed "state $(it_status secondary_state): $(grep reconcile "$PROXY_LOG" | tail -5)"
