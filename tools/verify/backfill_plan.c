@@ -105,6 +105,7 @@ static int from_resume(struct live *lv, struct table *t)
         }
     }
     int rc = 0;
+    int64_t copied = lv->pass_copied;
     if (k > 0) {
         fprintf(lv->out, "backfill: %s: resuming %d of %zu range(s)\n", t->def->display, k, n);
         rc = backfill_run(lv, t, r, idx, k, estimate(t, lv->primary) * k / (double)n);
@@ -115,15 +116,16 @@ static int from_resume(struct live *lv, struct table *t)
     }
     free(r);
     free(idx);
-    return rc < 0 ? -1 : k > 0;
+    return rc < 0 ? -1 : lv->pass_copied > copied; /* as backfill_table: copied, or compare now */
 }
 
-/* True when the secondary holds fewer than 1% of the primary's estimated rows (and at least one
- * row is on the primary); keyless tables only when the secondary is empty. */
+/* True when the secondary holds fewer than 1% of the primary's estimated rows (a table under
+ * 100 rows: none) and at least one row is on the primary; keyless tables only when the secondary
+ * is empty. */
 static int nearly_empty(struct live *lv, struct table *t)
 {
     double est = estimate(t, lv->primary);
-    long limit = t->ref->nkeys == 0 ? 1 : (long)(est / 100 > 1000 ? est / 100 : 1000);
+    long limit = t->ref->nkeys == 0 ? 1 : (long)(est / 100 > 1 ? est / 100 : 1);
     char sql[1024], v[64];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %ld) s", t->def->qname,
              limit);
@@ -178,6 +180,7 @@ int backfill_table(struct live *lv, struct table *t)
         snprintf(lv->error, sizeof lv->error, "cannot write the --resume file");
         rc = -1;
     }
+    int64_t copied = lv->pass_copied;
     rc = rc ? rc : backfill_run(lv, t, r, idx, n, est);
     lv->bf_tables++;
     for (int i = 0; i < n; i++) {
@@ -185,5 +188,7 @@ int backfill_table(struct live *lv, struct table *t)
     }
     free(r);
     free(idx);
-    return rc < 0 ? -1 : 1;
+    /* Nothing copied (every range already had rows on the secondary): compare it now, or a
+     * table that stays nearly empty would be put off pass after pass. */
+    return rc < 0 ? -1 : lv->pass_copied > copied ? 1 : 0;
 }
