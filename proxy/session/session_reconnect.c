@@ -99,6 +99,7 @@ static void reconnect_tick(struct session *s, uint64_t now)
     b->cur_unit = NULL;
     b->txn_status = PQ_TXN_IDLE;
     b->ep.fd = -1;
+    b->ep.discard = false;
     const char *conninfo = b->which == DIAL_OLD ? cfg->backend_old : cfg->backend_new;
     char err[512];
     if (backend_login_start(b, &w->loop, conninfo, &st, err, sizeof(err)) < 0) {

@@ -38,6 +38,7 @@ pgdual_shell_it(backend_tls 120)
 pgdual_shell_it(dualwrite 300)
 pgdual_shell_it(metrics 120)
 pgdual_shell_it(reconcile 120)
+pgdual_shell_it(catchup_spawn 120)
 pgdual_shell_it(promote 120)
 pgdual_shell_it(ladder 180)
 pgdual_shell_it(reads 420)
@@ -66,3 +67,7 @@ set_tests_properties(it.reads_fallback PROPERTIES RUN_SERIAL TRUE)
 pgdual_shell_it(reconnect 120)
 set_tests_properties(it.reconnect PROPERTIES RUN_SERIAL TRUE ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+# Stops the shared new cluster for a while: nothing else may run meanwhile.
+pgdual_shell_it(catchup 300)
+set_tests_properties(it.catchup PROPERTIES RUN_SERIAL TRUE ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_VERIFY_BIN=$<TARGET_FILE:pgdual-verify>")

@@ -116,9 +116,23 @@ static void test_secondary_state(void **state)
     assert_int_equal(state_parse(buf, (size_t)len, &out, &got, err, sizeof(err)), 0);
     assert_string_equal(got.name, "");
 
-    static const char *const bad[] = {"secondary_state = Diverged\n", "secondary_state = \n",
-                                      "secondary_since = -5\n", "secondary_since = 12x\n",
-                                      "secondary_state = a\nsecondary_state = b\n"};
+    /* The last reconciliation pass id rides along once there is one. */
+    assert_null(strstr(buf, "secondary_pass"));
+    sec.pass = 42;
+    len = state_format(&in, &sec, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\nsecondary_pass = 42\n"));
+    assert_int_equal(state_parse(buf, (size_t)len, &out, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.pass, 42);
+
+    static const char *const bad[] = {"secondary_state = Diverged\n",
+                                      "secondary_state = \n",
+                                      "secondary_since = -5\n",
+                                      "secondary_since = 12x\n",
+                                      "secondary_state = a\nsecondary_state = b\n",
+                                      "secondary_pass = -1\n",
+                                      "secondary_pass = 1x\n",
+                                      "secondary_pass = \n",
+                                      "secondary_pass = 1\nsecondary_pass = 2\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[512];
         int n = snprintf(text, sizeof(text), "version = 1\n%s", bad[i]);
