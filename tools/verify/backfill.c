@@ -259,6 +259,11 @@ static enum livedb_rc one_range(struct bf_run *run, PGconn *src, PGconn *dst, in
     if (rc == LIVEDB_OK && busy && run->idx[i] >= 0 && run->lv->resume) {
         resume_mark(run->lv->resume, run->t->def->display, run->idx[i], 0);
     }
+    if (rc != LIVEDB_OK || busy) {
+        /* Not copied (rows landed there meanwhile, or the copy failed): the rows it lacks are
+         * found by the next pass's comparison, never called equal by this one. */
+        run->lv->table_unsettled = true;
+    }
     if (rc == LIVEDB_OK && !busy) {
         struct live *lv = run->lv;
         lv->bf_ranges++;

@@ -16,7 +16,9 @@
 #include "tools/verify/strbuf.h"
 
 /* Times a stale DONE starts a new pass before the tool gives up (exit 1). */
-#define CONSOLE_STARTS 5
+#define CONSOLE_STARTS       5
+/* Seconds RECONCILE START is retried while sessions relay without the secondary. */
+#define CONSOLE_START_WAIT_S 120
 
 /* RECONCILE PROGRESS context: counts over every database of the pass. */
 struct console_progress {
@@ -88,11 +90,23 @@ static int all_dbs(const struct options *o, struct dblist *l, char *err, size_t 
         ci = with_db(o->conninfo[o->primary], db);
         PGconn *d = PQconnectdb(ci);
         free(ci);
-        PGresult *n = PQexec(d, "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace s ON"
-                                " s.oid = c.relnamespace WHERE c.relkind = 'r' AND s.nspname NOT"
-                                " IN ('pg_catalog', 'information_schema') AND s.nspname !~"
-                                " '^pg_(toast|temp_)')");
-        if (PQresultStatus(n) == PGRES_TUPLES_OK && PQgetvalue(n, 0, 0)[0] == 't') {
+        PGresult *n = PQstatus(d) != CONNECTION_OK
+                          ? NULL
+                          : PQexec(d, "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace s"
+                                      " ON s.oid = c.relnamespace WHERE c.relkind = 'r' AND"
+                                      " s.nspname NOT IN ('pg_catalog', 'information_schema') AND"
+                                      " s.nspname !~ '^pg_(toast|temp_)')");
+        if (PQresultStatus(n) != PGRES_TUPLES_OK) {
+            /* A database the pass cannot look into is not one it may call equal. */
+            snprintf(err, el, "cannot list the tables of database %s on %s: %s", db,
+                     util_side_name(o->primary), PQerrorMessage(d));
+            PQclear(n);
+            PQfinish(d);
+            PQclear(r);
+            PQfinish(c);
+            return -1;
+        }
+        if (PQgetvalue(n, 0, 0)[0] == 't') {
             db_get(l, db, strlen(db));
         }
         PQclear(n);
@@ -291,6 +305,12 @@ static PGresult *admin(PGconn *c, const char *sql)
     return r;
 }
 
+static bool sqlstate_is(const PGresult *r, const char *code)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return st && !strcmp(st, code);
+}
+
 static bool ok(const PGresult *r)
 {
     return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -315,7 +335,18 @@ static int status_of(PGconn *c, const char *key, char *out, size_t len)
 static int one_reconcile(PGconn *c, struct options *po, bool primary_set, struct live_totals *tot,
                          bool *stale)
 {
-    PGresult *r = admin(c, "RECONCILE START");
+    PGresult *r = PQexec(c, "RECONCILE START");
+    /* 55006: sessions still relay without the secondary (their writes miss it); they get it
+     * back at their next unit boundary, or end. */
+    for (int waited = 0; waited < CONSOLE_START_WAIT_S && sqlstate_is(r, "55006"); waited++) {
+        if (waited == 0) {
+            printf("reconcile: waiting: %s", PQresultErrorMessage(r));
+            fflush(stdout);
+        }
+        PQclear(r);
+        sleep(1);
+        r = PQexec(c, "RECONCILE START");
+    }
     if (!ok(r) || PQntuples(r) != 1 || PQnfields(r) < 4) {
         snprintf(tot->error, sizeof tot->error, "RECONCILE START failed: %s",
                  r ? PQresultErrorMessage(r) : PQerrorMessage(c));

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "tools/verify/backfill.h"
+#include "tools/verify/confirm.h"
 #include "tools/verify/discover.h"
 #include "tools/verify/options.h"
 #include "tools/verify/report.h"
@@ -214,8 +215,25 @@ static int round_of_passes(struct live *lv, long *passes)
                 " unsettled\n",
                 lv->pass, (long long)lv->pass_rows, (long long)lv->pass_copied,
                 (long long)lv->pass_unsettled);
-        if (lv->pass_rows == 0 && lv->pass_copied == 0) {
+        /* A table left unsettled (a chunk that kept timing out, a range not copied, extras
+         * whose writers were still running) is looked at again while passes remain. */
+        if (lv->pass_rows == 0 && lv->pass_copied == 0 &&
+            (lv->pass_unsettled == 0 || n == lv->o->max_passes)) {
             rc = lv->pass_unsettled || schema_diffs ? UTIL_EXIT_DIFF : UTIL_EXIT_SAME;
+            /* Unlocked checksums found nothing to do: the locked comparison decides (confirm.c). */
+            int confirmed = rc == UTIL_EXIT_SAME ? confirm_tables(lv) : 0;
+            if (confirmed < 0) {
+                rc = UTIL_EXIT_ERROR;
+            } else if (confirmed > 0) {
+                rc = UTIL_EXIT_DIFF;
+                if (n < lv->o->max_passes) {
+                    free_list(tables);
+                    tables = lv->redo;
+                    lv->redo = NULL;
+                    lv->nredo = 0;
+                    continue;
+                }
+            }
             break;
         }
         free_list(tables);
