@@ -75,6 +75,14 @@ int reconcile_start(struct server *srv, bool automatic, struct reconcile_start_r
     } else if (!sync_state_may_start(cur)) {
         snprintf(err, errlen, "secondary_state is %s: nothing to reconcile", sync_state_name(cur));
         rc = fail(sqlstate, "55000", -EPERM);
+    } else if (atomic_load(&srv->sessions_without_secondary) > 0) {
+        /* Their writes (one may be running now, its miss already recorded) still miss the
+         * secondary: a pass begun now could compare a table before such a write commits. */
+        snprintf(err, errlen,
+                 "%d session(s) relay without their secondary: their writes still miss it; "
+                 "retry once sessions_without_secondary is 0",
+                 atomic_load(&srv->sessions_without_secondary));
+        rc = fail(sqlstate, "55006", -EAGAIN); /* object_in_use: retry later */
     }
     if (rc == 0) {
         uint64_t before = r->last_id;

@@ -705,6 +705,9 @@ void mirror_secondary_lost(struct session *s, const char *why)
     m->in_flight = 0;
     m->sec_rfq_extra = 0;
     m->sec_restore_rfqs = 0;
+    /* Counted without its secondary before its misses are recorded: a RECONCILE START that sees
+     * the gauge at 0 is then earlier than those misses, which make its pass stale. */
+    session_track_busy(s);
     stats_add(&s->worker->stats, STAT_secondary_failures_total, 1);
     SLOG_INFO(s, "secondary lost (%s): this session carries on with the primary alone", why);
     bool release = false;

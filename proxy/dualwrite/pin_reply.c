@@ -106,13 +106,17 @@ void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_
 static void account_unpinned(struct session *s, struct unit *u, const char *why)
 {
     const char *table = u->pin && u->pin->unpinned_table[0] ? u->pin->unpinned_table : NULL;
+    /* A name written without its schema is found through the session's search_path, which the
+     * reconciliation does not share: it would compare public's table of that name. Every table
+     * ("*") is owed then. */
+    const char *owed = table && strchr(table, '.') ? table : NULL;
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
     divergence_report_nondeterministic(s, u, why, table);
     char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];
-    snprintf(entry, sizeof(entry), "%s:%s", s->database, table ? table : "");
+    snprintf(entry, sizeof(entry), "%s:%s", s->database, owed ? owed : "");
     server_secondary_miss_table(s->worker->server, SYNC_diverged,
                                 "a write made up values that could not be pinned for the secondary",
-                                table ? entry : NULL);
+                                owed ? entry : NULL);
 }
 
 /* ---- the secondary ------------------------------------------------------------------------------

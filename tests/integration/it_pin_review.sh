@@ -51,13 +51,15 @@ same u1 "u1 identical on both sides under DateStyle Postgres in India"
 assert_eq "in_sync" "$(it_status secondary_state)" "in_sync before the unpinnable writes"
 it_status_mark
 psql_proxy "$DB" -q -c "CREATE TABLE r3 (id int PRIMARY KEY, c timestamptz)"
-psql_proxy "$DB" -q -c "ALTER TABLE r3 ALTER COLUMN c SET DEFAULT clock_timestamp(); INSERT INTO r3 (id) VALUES (1)"
+psql_proxy "$DB" -q -c "ALTER TABLE r3 ALTER COLUMN c SET DEFAULT clock_timestamp(); INSERT INTO public.r3 (id) VALUES (1)"
 assert_delta nondeterministic_writes_total -eq 1 "DDL then an INSERT in one query: counted"
-assert_contains "$(it_status reconcile_tables)" "$DB:r3" "r3 is on the reconciliation list"
+assert_contains "$(it_status reconcile_tables)" "$DB:public.r3" "public.r3 is on the reconciliation list"
 it_status_mark
 psql_proxy "$DB" -q -c "CREATE TABLE ctas AS SELECT g AS id, random() AS r FROM generate_series(1, 3) g"
 assert_delta nondeterministic_writes_total -eq 1 "CREATE TABLE AS with random(): counted"
 assert_eq "diverged" "$(it_status secondary_state)" "and new is out of in_sync"
+assert_eq "*" "$(it_status reconcile_tables)" \
+    "a table named without its schema (search_path decides) owes every table"
 assert_contains "$(cat "$IT_TMP/pgdual.state")" "secondary_reconcile = " \
     "the state file lists what the reconciliation must cover"
 it_proxy_stop
