@@ -13,12 +13,14 @@
 # `UPDATE 1`) and logs a divergence; the rows of that key may really differ until written
 # again. So a repair is legitimate only on a key pgdual logged a divergence for (with
 # log_literals = on the log names the key) or, in phase 2, a planted key.
+#
 # The writes are autocommit statements: no explicit transactions. Once a row exists on new only
 # (the race above, or a plant), a transaction that holds new's lock on it (its UPDATE found the
 # row on new, none on old) and waits for old's lock of another transaction that waits for that
 # row on new is a lock cycle across the two servers: neither detects it and pgdual waits forever
 # (phase 2 hung that way with two-statement transactions). Autocommit statements never hold a lock
 # on new while they wait on old, so they cannot close such a cycle.
+#
 #   phase 1, nothing planted: after the load one more live pass, then a plain verify finds 0
 #     differences, and every key in the repair logs is one pgdual logged a divergence on (no row
 #     that was equal under the locks was repaired).
