@@ -15,7 +15,7 @@
 #include "tools/verify/strbuf.h"
 #include "tools/verify/table.h"
 
-/* Keys per statement when extras are read again by key. */
+/* Keys per locked transaction (suspects of a leaf range, extras read again). */
 #define CHUNK_EXTRA_BATCH 200
 
 /* One row of a chunk's result: its packed key and its row number in the result. */
@@ -451,10 +451,12 @@ int chunk_repair(struct live *lv, struct table *t, const struct scan_range *r)
     size_t *klens = NULL;
     long n = suspects(lv, t, pred.p, np, params, &keys, &klens);
     int rc = 0;
-    if (n < 0 || n > CHUNK_EXTRA_BATCH) {
+    if (n < 0) {
         rc = with_retries(lv, t, pred.p, np, params, true);
-    } else if (n > 0) {
-        rc = keys_locked(lv, t, keys, klens, (size_t)n, true);
+    }
+    for (long i = 0; i < n && rc == 0; i += CHUNK_EXTRA_BATCH) {
+        long m = n - i < CHUNK_EXTRA_BATCH ? n - i : CHUNK_EXTRA_BATCH;
+        rc = live_budget(lv, t) ? keys_locked(lv, t, keys + i, klens + i, (size_t)m, true) : 0;
     }
     for (long i = 0; i < n; i++) {
         free(keys[i]);
