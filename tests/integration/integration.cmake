@@ -68,6 +68,6 @@ pgdual_shell_it(reconnect 120)
 set_tests_properties(it.reconnect PROPERTIES RUN_SERIAL TRUE ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 # Stops the shared new cluster for a while: nothing else may run meanwhile.
-pgdual_shell_it(catchup 300)
+pgdual_shell_it(catchup 600)
 set_tests_properties(it.catchup PROPERTIES RUN_SERIAL TRUE ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_VERIFY_BIN=$<TARGET_FILE:pgdual-verify>")

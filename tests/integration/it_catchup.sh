@@ -5,7 +5,8 @@
 # verify exits 0. pgdual killed (-9) while lagging and started again: the state survives and the
 # catch-up completes. A write that fails on new only: diverged, no read served by new, then the
 # automatic pass brings it back. PGDUAL_TEST_OUTAGE_S (default 3) is new's outage: 20 for the
-# issue's figure. Runs alone (RUN_SERIAL): it stops a cluster the other tests share.
+# issue's figure; PGDUAL_TEST_CATCHUP_S (default 180) the deadline of each catch-up. Runs alone
+# (RUN_SERIAL): it stops a cluster the other tests share.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -13,6 +14,9 @@ it_mirrors || it_skip "needs pgdual with dual-write"
 VERIFY=${PGDUAL_VERIFY_BIN:-$(dirname "$PGDUAL_BIN")/pgdual-verify}
 [[ -x "$VERIFY" ]] || it_fail "pgdual-verify not found at $VERIFY"
 OUTAGE=${PGDUAL_TEST_OUTAGE_S:-3}
+# A pass over "*" covers every database of the shared clusters (what the other tests left there
+# too): alone this test's passes take seconds, beside the whole suite much longer.
+CATCHUP=${PGDUAL_TEST_CATCHUP_S:-180}
 
 DB=it_catchup
 it_createdb "$DB"
@@ -43,7 +47,7 @@ sleep "$OUTAGE" # the outage itself
 restart_new
 if wait "$load"; then it_pass "pgbench exit 0"; else it_failed "pgbench failed: $(tail -5 "$IT_TMP/tpcb.out")"; fi
 assert_contains "$(cat "$IT_TMP/tpcb.out")" "number of failed transactions: 0" "no client saw an error"
-if it_wait_for 90 state_is in_sync; then
+if it_wait_for "$CATCHUP" state_is in_sync; then
     it_pass "back to in_sync with no operator action"
 else
     it_failed "state $(it_status secondary_state): $(grep reconcile "$PROXY_LOG" | tail -5)"
@@ -64,7 +68,7 @@ wait "$PROXY_PID" 2>/dev/null || true
 PROXY_PID=""
 restart_new
 it_proxy_start "${AUTO[@]}"
-if it_wait_for 60 state_is in_sync; then it_pass "catch-up after the restart: in_sync"; else it_failed "state $(it_status secondary_state)"; fi
+if it_wait_for "$CATCHUP" state_is in_sync; then it_pass "catch-up after the restart: in_sync"; else it_failed "state $(it_status secondary_state)"; fi
 if verify_equal; then it_pass "verify exits 0 after the restart's catch-up"; else it_failed "verify: $(tail -5 "$IT_TMP/verify.out")"; fi
 it_proxy_stop
 
@@ -80,7 +84,7 @@ psql_proxy "$DB" -tA -c "SELECT count(*) FROM pgbench_branches" >/dev/null
 assert_delta reads_served_new -eq 0 "no read served by new while diverged"
 sed -i 's/^reconcile_auto = off/reconcile_auto = on/' "$PROXY_INI"
 assert_ok "RELOAD turns reconcile_auto on" -- psql_admin "RELOAD"
-if it_wait_for 60 state_is in_sync; then it_pass "the automatic pass: in_sync"; else it_failed "state $(it_status secondary_state)"; fi
+if it_wait_for "$CATCHUP" state_is in_sync; then it_pass "the automatic pass: in_sync"; else it_failed "state $(it_status secondary_state)"; fi
 assert_eq "5" "$(psql_new "$DB" -tA -c "SELECT bbalance FROM pgbench_branches WHERE bid = 1000")" "new holds old's row"
 it_status_mark
 psql_proxy "$DB" -tA -c "SELECT count(*) FROM pgbench_branches" >/dev/null
