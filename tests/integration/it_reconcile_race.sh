@@ -119,9 +119,12 @@ run_phase() {
     fi
     touch "$IT_TMP/stop.$phase"
     wait "$loop_pid"
-    it_log "$phase: $(wc -l <"$IT_TMP/$phase.rcs") live passes during the load; $(grep -o 'processed: [0-9/]*' "$IT_TMP/$phase.bench")"
-    assert_match "$(wc -l <"$IT_TMP/$phase.rcs")" "^[2-9]|^[1-9][0-9]+" \
-        "$phase: at least 2 live repair runs overlapped the load"
+    # The loop starts before pgbench and its last run ends after it: every run but possibly the
+    # last overlapped the load (how many fit in it depends on the machine).
+    it_log "$phase: $(wc -l <"$IT_TMP/$phase.rcs") live repair runs, $(cat "$IT_TMP/$phase".out.* |
+        grep -c '^pass [0-9]*:') passes during the load; $(grep -o 'processed: [0-9/]*' "$IT_TMP/$phase.bench")"
+    assert_match "$(wc -l <"$IT_TMP/$phase.rcs")" "^[1-9][0-9]*$" \
+        "$phase: live repair runs overlapped the load"
     assert_eq "" "$(awk '$2 >= 2 { print }' "$IT_TMP/$phase.rcs")" \
         "$phase: no live repair run ended in an error (exit 2)"
     local bad_run
