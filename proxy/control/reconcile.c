@@ -216,10 +216,14 @@ void reconcile_stale_locked(struct server *srv, const char *why)
         return;
     }
     LOG_WARN("reconcile: pass %" PRIu64 " is stale: %s", r->pass, why);
+    bool automatic = r->automatic;
     r->stale_pass = r->pass;
     snprintf(r->stale_why, sizeof(r->stale_why), "%s", why);
     r->pass = 0;
     r->last = RECONCILE_stale;
+    if (automatic) {
+        reconcile_auto_kill(srv); /* its exit could only be refused now: the next pass starts */
+    }
 }
 
 void reconcile_interrupt_locked(struct server *srv, const char *why)
