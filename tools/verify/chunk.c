@@ -398,10 +398,23 @@ static long suspects(struct live *lv, struct table *t, const char *pred, int np,
     strbuf_printf(&q, "SELECT %s, %s::text FROM %s t WHERE %s", t->keytext, t->rowhash,
                   t->def->qname, pred);
     PGresult *res[2] = {NULL, NULL};
-    char err[512];
     long n = 0;
-    for (int side = 0; side < 2 && n == 0; side++) {
-        n = livedb_exec(lv->c[side], side, q.p, np, params, &res[side], err, sizeof err) ? -1 : 0;
+    for (int side = 0; side < 2; side++) { /* both sides read at once */
+        if (!PQsendQueryParams(lv->c[side], q.p, np, NULL, params, NULL, NULL, 0)) {
+            n = -1;
+        }
+    }
+    for (int side = 0; side < 2; side++) {
+        PGresult *r;
+        while ((r = PQgetResult(lv->c[side])) != NULL) {
+            if (PQresultStatus(r) == PGRES_TUPLES_OK && !res[side]) {
+                res[side] = r;
+            } else {
+                n = -1; /* the caller locks the whole leaf, and reports a lost connection */
+                PQclear(r);
+            }
+        }
+        n = res[side] ? n : -1;
     }
     strbuf_free(&q);
     int nk = t->ref->nkeys;

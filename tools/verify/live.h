@@ -17,7 +17,7 @@ struct table;
 /* Rows per leaf range: the bisection stops here; the leaf's keys and row hashes are read without
  * locks and only the keys that differ are locked and repaired, 200 per transaction (chunk.c). A
  * leaf is locked whole only when that read failed. */
-#define LIVE_CHUNK_ROWS    16384
+#define LIVE_CHUNK_ROWS    65536
 /* Attempts per chunk after a lock timeout, a deadlock or a serialization failure. */
 #define LIVE_RETRIES       8
 /* Longest wait for the transactions of a chunk's snapshot to end before extras are re-read. */
