@@ -5,24 +5,46 @@
 # verify exits 0. pgdual killed (-9) while lagging and started again: the state survives and the
 # catch-up completes. A write that fails on new only: diverged, no read served by new, then the
 # automatic pass brings it back. PGDUAL_TEST_OUTAGE_S (default 3) is new's outage: 20 for the
-# issue's figure; PGDUAL_TEST_CATCHUP_S (default 180) the deadline of each catch-up. Runs alone
-# (RUN_SERIAL): it stops a cluster the other tests share.
+# issue's figure; PGDUAL_TEST_CATCHUP_S (default 180) the deadline of each catch-up.
+#
+# It runs its own pair of clusters: it stops new, and the automatic passes cover every database
+# (the reconciliation list is `*`): on the shared fixture they would compare every other test's
+# database too, some of which differ in schema on purpose (a pass over them never ends in_sync).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+PGC=$HERE/../harness/pgcluster.sh
+CU_DIR=$(mktemp -d /tmp/pgdual-it_catchup-pg.XXXXXX)
+chmod 0755 "$CU_DIR"
+if ! bash "$PGC" start "$CU_DIR/pg" >"$CU_DIR/pgcluster.out" 2>&1; then
+    cat "$CU_DIR/pgcluster.out" >&2
+    bash "$PGC" stop "$CU_DIR/pg" >/dev/null 2>&1 || true
+    rm -rf "$CU_DIR"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+export PGDUAL_TEST_CLUSTER=$CU_DIR/pg
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
-source "$(dirname "$0")/../harness/lib.sh"
+source "$HERE/../harness/lib.sh"
 it_mirrors || it_skip "needs pgdual with dual-write"
 VERIFY=${PGDUAL_VERIFY_BIN:-$(dirname "$PGDUAL_BIN")/pgdual-verify}
 [[ -x "$VERIFY" ]] || it_fail "pgdual-verify not found at $VERIFY"
 OUTAGE=${PGDUAL_TEST_OUTAGE_S:-3}
-# A pass over "*" covers every database of the shared clusters (what the other tests left there
-# too): alone this test's passes take seconds, beside the whole suite much longer.
 CATCHUP=${PGDUAL_TEST_CATCHUP_S:-180}
 
 DB=it_catchup
 it_createdb "$DB"
-PGC="$(dirname "$0")/../harness/pgcluster.sh"
 restart_new() { bash "$PGC" start-one "$CLUSTER_DIR" new >/dev/null 2>&1 || true; }
-trap 'rc=$?; restart_new; (exit $rc); it_cleanup' EXIT
+cu_cleanup() {
+    local rc=$?
+    set +e
+    trap - ERR
+    [[ -z "$PROXY_PID" ]] || it_proxy_stop
+    bash "$PGC" stop "$CU_DIR/pg" >/dev/null 2>&1
+    rm -rf "$CU_DIR"
+    (exit "$rc")
+    it_cleanup
+}
+trap cu_cleanup EXIT
 AUTO=(pgdual.reconcile_auto=on pgdual.reconcile_interval_ms=300 pgdual.secondary_retry_ms=200
     pgdual.reconcile_user=postgres "pgdual.verify_path=$VERIFY")
 state_is() { [[ "$(it_status secondary_state)" == "$1" ]]; }
