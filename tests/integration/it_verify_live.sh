@@ -129,5 +129,27 @@ check "resumed backfill: exit 0, one range copied" \
 check "resumed backfill: plain verify finds 0 differences" \
     "'$BIN' --old '$OLD' --new '$NEW' --tables fill >/dev/null 2>&1"
 
+# Different server defaults on the two sides: new's database reads dates as SQL, DMY and prints
+# timestamptz in India's zone. A repaired row must still hold old's values (01/02 is 2 January
+# under DMY: text that travelled under the servers' own DateStyles would land as another date).
+q "$OLD_PORT" "CREATE TABLE days (id int PRIMARY KEY, d date, ts timestamptz, f float8)"
+q "$NEW_PORT" "CREATE TABLE days (id int PRIMARY KEY, d date, ts timestamptz, f float8)"
+q "$OLD_PORT" "ALTER DATABASE $DB SET DateStyle = 'SQL, MDY'"
+q "$NEW_PORT" "ALTER DATABASE $DB SET DateStyle = 'SQL, DMY'"
+q "$NEW_PORT" "ALTER DATABASE $DB SET TimeZone = 'Asia/Kolkata'"
+q "$OLD_PORT" "INSERT INTO days VALUES (1, '2024-01-02', '2024-01-02 03:04:05+00', 0.1),
+                                       (2, '2024-12-31', '2024-12-31 23:59:59+00', 1e-7)"
+q "$NEW_PORT" "INSERT INTO days VALUES (1, '2024-01-05', '2024-01-02 03:04:05+00', 0.1)"
+"$BIN" --old "$OLD" --new "$NEW" --tables days --live --repair --apply --no-progress >"$W/days.out" 2>&1
+rc=$?
+check "different DateStyle / TimeZone on the two sides: --live exits 0" "[ $rc -eq 0 ]"
+days_old=$(psql -X -q -p "$OLD_PORT" -d "$DB" -Atc "SET DateStyle = ISO; SET TimeZone = UTC; SELECT id, d, ts, f FROM days ORDER BY id")
+days_new=$(psql -X -q -p "$NEW_PORT" -d "$DB" -Atc "SET DateStyle = ISO; SET TimeZone = UTC; SELECT id, d, ts, f FROM days ORDER BY id")
+if [ -n "$days_old" ] && [ "$days_old" = "$days_new" ]; then
+    ok "different DateStyle / TimeZone: new holds old's dates, instants and floats exactly"
+else
+    bad "different DateStyle / TimeZone: new holds old's dates, instants and floats exactly (old: $days_old; new: $days_new)"
+fi
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
