@@ -228,16 +228,11 @@ void reconcile_stale_locked(struct server *srv, const char *why)
 
 void reconcile_interrupt_locked(struct server *srv, const char *why)
 {
-    struct reconcile_pass *r = &srv->rec;
-    bool automatic = r->pass && r->automatic;
     if (state_now(srv) == SYNC_reconciling) {
         /* The dials change that follows writes the state file with this state. */
         atomic_store(&srv->secondary_since_ms, now_ms());
         atomic_store(&srv->secondary_state, (int)SYNC_diverged);
         LOG_WARN("secondary_state reconciling -> diverged: %s", why);
     }
-    reconcile_stale_locked(srv, why);
-    if (automatic) {
-        reconcile_auto_kill(srv);
-    }
+    reconcile_stale_locked(srv, why); /* also stops pgdual's own tool */
 }

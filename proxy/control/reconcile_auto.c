@@ -195,6 +195,14 @@ static int run_tool(struct reconcile_auto *a, const struct config *cfg,
         return -1;
     }
     LOG_INFO("reconcile: pass %" PRIu64 ": running %s (pid %d)", row->pass, path, (int)pid);
+    /* A miss between the pass's start and the spawn made it stale while there was no child to
+     * stop (reconcile_stale_locked saw none): stop it now. Not under a->mu: the stale path takes
+     * dials_lock, then a->mu. */
+    struct reconcile_pass now;
+    reconcile_get(a->srv, &now);
+    if (now.pass != row->pass) {
+        reconcile_auto_kill(a->srv);
+    }
     FILE *f = fdopen(fds[0], "r");
     char line[512];
     while (f && fgets(line, sizeof(line), f)) {
