@@ -329,14 +329,6 @@ static enum livedb_rc attempt(struct live *lv, struct table *t, const char *pred
     return rc;
 }
 
-static void backoff(int attempt_no)
-{
-    long ms = 10L << (attempt_no < 6 ? attempt_no : 6);
-    ms += rand() % (ms + 1);
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Runs attempt() until it commits, retrying lock timeouts and deadlocks with a backoff. */
 static int with_retries(struct live *lv, struct table *t, const char *pred, int np,
                         const char *const *params, bool chunk_mode)
@@ -345,12 +337,11 @@ static int with_retries(struct live *lv, struct table *t, const char *pred, int 
     enum livedb_rc rc = LIVEDB_RETRY;
     for (int a = 0; a < LIVE_RETRIES && rc == LIVEDB_RETRY; a++) {
         if (a > 0) {
-            backoff(a);
+            livedb_backoff(a);
         }
         rc = attempt(lv, t, pred, np, params, chunk_mode, err, sizeof err);
         if (rc != LIVEDB_OK) {
-            livedb_rollback(lv->c[!lv->primary]); /* the secondary first: its writes go away */
-            livedb_rollback(lv->c[lv->primary]);
+            livedb_rollback_both(lv->c[!lv->primary], lv->c[lv->primary]);
         }
     }
     if (rc == LIVEDB_BROKEN) {

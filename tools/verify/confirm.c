@@ -80,19 +80,6 @@ static enum livedb_rc attempt(struct live *lv, const struct table *t, bool *equa
     return rc;
 }
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void redo_table(struct live *lv, const char *display)
-{
-    lv->redo = util_xrealloc(lv->redo, sizeof *lv->redo * (size_t)(lv->nredo + 2));
-    lv->redo[lv->nredo++] = util_xstrdup(display);
-    lv->redo[lv->nredo] = NULL;
-}
-
 /* 0 equal, 1 differs or not lockable, -1 error. */
 static int confirm_one(struct live *lv, const struct table *t)
 {
@@ -101,12 +88,11 @@ static int confirm_one(struct live *lv, const struct table *t)
     enum livedb_rc rc = LIVEDB_RETRY;
     for (int a = 0; a < LIVE_RETRIES && rc == LIVEDB_RETRY; a++) {
         if (a > 0) {
-            nap_ms((10L << (a < 6 ? a : 6)) + rand() % 50);
+            livedb_backoff(a);
         }
         rc = attempt(lv, t, &equal, err, sizeof err);
         if (rc != LIVEDB_OK) {
-            livedb_rollback(lv->c[!lv->primary]);
-            livedb_rollback(lv->c[lv->primary]);
+            livedb_rollback_both(lv->c[!lv->primary], lv->c[lv->primary]);
         }
     }
     if (rc == LIVEDB_BROKEN) {
@@ -140,7 +126,7 @@ int confirm_tables(struct live *lv)
         table_init(&t, vp.pool, &po, &vp.cat.t[i], NULL, NULL);
         int one = confirm_one(lv, &t);
         if (one > 0) {
-            redo_table(lv, vp.cat.t[i].display);
+            live_redo_add(lv, vp.cat.t[i].display);
             rc = 1;
         } else if (one < 0) {
             rc = -1;

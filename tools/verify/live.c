@@ -78,7 +78,7 @@ void live_count(struct live *lv, const struct table *t, int64_t n)
     }
 }
 
-static void redo_add(struct live *lv, const char *table)
+void live_redo_add(struct live *lv, const char *table)
 {
     lv->redo = util_xrealloc(lv->redo, sizeof *lv->redo * (size_t)(lv->nredo + 2));
     lv->redo[lv->nredo++] = util_xstrdup(table);
@@ -94,7 +94,7 @@ int live_before_scan(struct live *lv, struct table *t)
     int rc = backfill_table(lv, t);
     lv->bf_seconds += util_now() - t0;
     if (rc > 0 || lv->pass_copied > copied) {
-        redo_add(lv, t->def->display);
+        live_redo_add(lv, t->def->display);
     }
     return rc;
 }
@@ -125,7 +125,7 @@ int live_repair_table(struct live *lv, struct table *t)
     lv->nchunks = 0;
     lv->keyless_differs = false;
     if (lv->table_rows > 0 || lv->table_unsettled || lv->pass_copied > copied) {
-        redo_add(lv, t->def->display);
+        live_redo_add(lv, t->def->display);
     }
     lv->pass_unsettled += lv->table_unsettled;
     return rc;

@@ -78,6 +78,8 @@ struct live {
     char error[1024]; /* fatal error (connection lost, unexpected SQL error) */
 };
 
+/* Puts table ("schema.name") on the list the next pass checks again. */
+void live_redo_add(struct live *lv, const char *table);
 /* Connects one side for the repairs (application_name pgdual-verify). NULL with err set. */
 PGconn *live_connect(const char *conninfo, int side, char *err, size_t errlen);
 /* Before table t is scanned: the backfill's table-level fast path. 1 = copied (skip the scan; the

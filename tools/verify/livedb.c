@@ -100,3 +100,17 @@ enum livedb_rc livedb_wait_xip(PGconn *c, int side, const char *snap, double tim
         pause = pause < 0.2 ? pause * 2 : 0.2;
     }
 }
+
+void livedb_rollback_both(PGconn *secondary, PGconn *primary)
+{
+    livedb_rollback(secondary);
+    livedb_rollback(primary);
+}
+
+void livedb_backoff(int attempt_no)
+{
+    long ms = 10L << (attempt_no < 6 ? attempt_no : 6);
+    ms += rand() % (ms + 1);
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}

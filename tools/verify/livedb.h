@@ -23,6 +23,10 @@ enum livedb_rc livedb_exec(PGconn *c, int side, const char *sql, int np, const c
 enum livedb_rc livedb_begin(PGconn *c, int side, int lock_timeout_ms, char *err, size_t errlen) WUR;
 /* ROLLBACK when a transaction is open; errors are ignored (the next BEGIN reports them). */
 void livedb_rollback(PGconn *c);
+/* Rolls both sides back, the secondary first (its writes go away before the primary's locks). */
+void livedb_rollback_both(PGconn *secondary, PGconn *primary);
+/* Sleeps before retry number attempt_no (1, 2, ...): 10 ms doubling up to 640 ms, plus jitter. */
+void livedb_backoff(int attempt_no);
 /* Waits until no xid of the pg_snapshot text snap is still in progress on the primary c, polling
  * with a growing interval up to timeout_s. LIVEDB_OK, LIVEDB_RETRY (timed out) or an error. */
 enum livedb_rc livedb_wait_xip(PGconn *c, int side, const char *snap, double timeout_s, char *err,

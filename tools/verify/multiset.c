@@ -200,8 +200,7 @@ static int ms_round(struct live *lv, struct table *t, const char *arr, bool allo
     for (int a = 0; a < LIVE_RETRIES && rc == LIVEDB_RETRY; a++) {
         rc = ms_attempt(lv, t, arr, allow_delete, snap, err, sizeof err);
         if (rc != LIVEDB_OK) {
-            livedb_rollback(lv->c[!lv->primary]);
-            livedb_rollback(lv->c[lv->primary]);
+            livedb_rollback_both(lv->c[!lv->primary], lv->c[lv->primary]);
         }
     }
     if (rc == LIVEDB_BROKEN) {
