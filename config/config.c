@@ -298,18 +298,62 @@ static int resolve_paths(struct config *c, const char *path)
     return 0;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+/* The number of the first line longer than CONFIG_LINE_MAX bytes, or 0. inih would cut such a line
+ * and read its tail as a line of its own, reporting a syntax error on a line that has none. */
+static int first_long_line(const char *text, size_t len)
 {
-    struct load_ctx l = {c, path, err, errlen, 0};
+    int line = 1;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || text[i] == '\n') {
+            size_t n = i - start;
+            if (n > 0 && text[i - 1] == '\r') {
+                n--;
+            }
+            if (n > CONFIG_LINE_MAX) {
+                return line;
+            }
+            line++;
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+int config_parse_text(struct config *c, const char *text, size_t len, const char *name, char *err,
+                      size_t errlen)
+{
+    struct load_ctx l = {c, name, err, errlen, 0};
     err[0] = '\0';
-    int rc = ini_parse(path, on_ini_pair, &l);
+    if (len > CONFIG_MAX_BYTES || memchr(text, '\0', len) != NULL) {
+        snprintf(err, errlen, "%s: not a config file (larger than %d bytes or binary)", name,
+                 CONFIG_MAX_BYTES);
+        return -EINVAL;
+    }
+    int long_line = first_long_line(text, len);
+    if (long_line > 0) {
+        snprintf(err, errlen,
+                 "%s:%d: line longer than %d bytes (the INI parser's limit): shorten it (a long "
+                 "conninfo can name a service in pg_service.conf, or set PGSSLROOTCERT etc.)",
+                 name, long_line, CONFIG_LINE_MAX);
+        return -EINVAL;
+    }
+    char *copy = malloc(len + 1); /* ini_parse_string wants a NUL-terminated text */
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    int rc = ini_parse_string(copy, on_ini_pair, &l);
+    free(copy);
     if (rc < 0) {
-        snprintf(err, errlen, "%s: cannot read the config file: %s", path, strerror(errno));
-        return -EIO;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
     if (rc > 0) {
         if (!err[0]) {
-            snprintf(err, errlen, "%s:%d: syntax error", path, rc);
+            snprintf(err, errlen, "%s:%d: syntax error", name, rc);
         } else {
             size_t used = strlen(err);
             snprintf(err + used, errlen - used, " (line %d)", rc);
@@ -317,8 +361,50 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
         return -EINVAL;
     }
     if (c->auth_type == AUTH_SCRAM && !c->auth_file[0]) {
-        snprintf(err, errlen, "%s: auth_type = scram-sha-256 needs auth_file", path);
+        snprintf(err, errlen, "%s: auth_type = scram-sha-256 needs auth_file", name);
         return -EINVAL;
+    }
+    return 0;
+}
+
+/* The whole file, NUL-terminated, in *out (owned by the caller); its length in *len. */
+static int read_config_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read the config file: %s", path, strerror(errno));
+        return -EIO;
+    }
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, CONFIG_MAX_BYTES + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > CONFIG_MAX_BYTES) {
+        free(buf);
+        snprintf(err, errlen, "%s: cannot read the config file: %s", path,
+                 !buf  ? "out of memory"
+                 : bad ? "read error"
+                       : "larger than 1 MiB");
+        return -EIO;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    int rc = read_config_file(path, &text, &len, err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = config_parse_text(c, text, len, path, err, errlen);
+    free(text);
+    if (rc < 0) {
+        return rc;
     }
     if (resolve_paths(c, path) < 0) {
         snprintf(err, errlen, "out of memory");

@@ -66,6 +66,14 @@ void config_init_defaults(struct config *c);
 /* Read path over the defaults. Unknown sections/keys and bad values are errors: a message
  * naming the file, line and key goes to err. Relative file paths are taken relative to the
  * config file's directory. */
+#define CONFIG_MAX_BYTES (1024 * 1024) /* a config file is a few KiB; refuse anything big */
+/* Longest line accepted: inih's INI_MAX_LINE (200 in Debian's build) less the newline and NUL. */
+#define CONFIG_LINE_MAX  198
+
+/* Parse a whole config text of len bytes into c (keys it names are set, others keep their
+ * value); `name` is used in error messages. Relative paths are left as written. */
+int config_parse_text(struct config *c, const char *text, size_t len, const char *name, char *err,
+                      size_t errlen) __attribute__((warn_unused_result));
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void config_free(struct config *c);

@@ -1,9 +1,10 @@
 # tests/fuzz/fuzz.cmake: fuzz targets (STYLE.md §3.3). Normal builds replay tests/fuzz/corpus/<name>
 # as ctest fuzz.<name>.corpus; with PGDUAL_FUZZ=ON (clang) they link libFuzzer instead.
+# Extra arguments are further libraries the target links (pgdual_config for the file parsers).
 function(pgdual_fuzz name)
   set(dir ${CMAKE_CURRENT_FUNCTION_LIST_DIR})
   add_executable(fuzz_${name} ${dir}/fuzz_${name}.c)
-  target_link_libraries(fuzz_${name} PRIVATE pgdual_protocol pgdual_warnings)
+  target_link_libraries(fuzz_${name} PRIVATE pgdual_protocol pgdual_warnings ${ARGN})
   if(PGDUAL_FUZZ)
     target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
   else()
@@ -18,3 +19,8 @@ pgdual_fuzz(startup)
 pgdual_fuzz(classify)
 pgdual_fuzz(replay)
 pgdual_fuzz(pin)
+pgdual_fuzz(backend)
+pgdual_fuzz(scram)
+pgdual_fuzz(authfile pgdual_config)
+pgdual_fuzz(statefile pgdual_config)
+pgdual_fuzz(configfile pgdual_config)
