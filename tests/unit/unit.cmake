@@ -16,6 +16,7 @@ endfunction()
 
 pgdual_unit_test(wire pgdual_protocol)
 pgdual_unit_test(scram pgdual_protocol)
+pgdual_unit_test(scram_plus pgdual_protocol)
 pgdual_unit_test(userlist pgdual_config)
 pgdual_unit_test(classify pgdual_protocol)
 pgdual_unit_test(replay pgdual_protocol)
