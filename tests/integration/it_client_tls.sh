@@ -55,7 +55,7 @@ assert_contains "$(cat "$IT_TMP/nocert.log")" "needs client_tls_cert_file and cl
     "the start error names the missing keys"
 
 it_proxy_start pgdual.auth_type=scram-sha-256 pgdual.auth_file=userlist.txt \
-    pgdual.client_tls_sslmode=require pgdual.client_tls_cert_file=server.crt \
+    pgdual.workers=1 pgdual.client_login_timeout_ms=5000 pgdual.client_tls_sslmode=require pgdual.client_tls_cert_file=server.crt \
     pgdual.client_tls_key_file=server.key
 
 # tls_psql CONNINFO-EXTRA SQL: psql through pgdual with the given libpq options.
@@ -124,6 +124,28 @@ EOF
 assert_eq "raw ok" "$(cat "$IT_TMP/raw.out")" "GSSENCRequest 'N' then SSL or startup; stuffing refused"
 assert_contains "$(cat "$PROXY_LOG")" "received unencrypted data after SSL request" \
     "the stuffing attempt is logged"
+
+# ---- a client that stalls mid-handshake blocks nobody and is cut by client_login_timeout_ms ---
+"$PY" - "$PROXY_PORT" >"$IT_TMP/stall.out" 2>&1 <<'EOF' &
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+s.sendall(struct.pack("!II", 8, 80877103))
+assert s.recv(1) == b"S"
+s.sendall(b"\x16\x03\x01\x02") # the start of a ClientHello record, then nothing
+print("stalled", flush=True)
+t0 = time.monotonic()
+assert s.recv(100) == b""
+print("closed after %.1f s" % (time.monotonic() - t0), flush=True)
+EOF
+stall_pid=$!
+stalled() { grep -q '^stalled' "$IT_TMP/stall.out"; }
+it_wait_for 10 stalled || it_fail "stall client: $(cat "$IT_TMP/stall.out")"
+# Same worker (workers = 1): a login completes while the handshake above hangs.
+assert_eq "1" "$(tls_psql "sslmode=require" "SELECT 1")" "a login goes on beside a stalled handshake"
+assert_eq "stalled" "$(cat "$IT_TMP/stall.out")" "...while that handshake still hangs"
+wait "$stall_pid" || it_fail "stall client: $(cat "$IT_TMP/stall.out")"
+assert_match "$(cat "$IT_TMP/stall.out")" "closed after" "the stalled handshake was cut"
+assert_contains "$(cat "$PROXY_LOG")" "client login timeout" "...by client_login_timeout_ms"
 
 # ---- psycopg2 and node-postgres with sslmode=require, through dual-write ----------------------
 "$PY" - "$PROXY_PORT" "$PW" >"$IT_TMP/py.out" 2>&1 <<'EOF' || it_fail "psycopg2: $(cat "$IT_TMP/py.out")"
