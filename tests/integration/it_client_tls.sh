@@ -5,7 +5,7 @@
 # dual-write, a plaintext client refused under require, GSSENCRequest answered 'N', unencrypted
 # bytes behind an SSLRequest refused, back-pressure of a TLS client that stops reading, and the
 # certificate swapped by SIGHUP (new connections see it, a running TLS session keeps going; a
-# reload naming a missing certificate is refused).
+# reload naming a missing certificate is refused), and prefer serving plain and TLS clients.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -253,4 +253,14 @@ assert_contains "$(grep 'reload refused' "$PROXY_LOG" | tail -1)" "client_tls_ce
 assert_eq "$FP2" "$(served_fp)" "still certificate 2 after the refused reload"
 assert_eq "1" "$(tls_psql "sslmode=require channel_binding=require" "SELECT 1")" \
     "logins go on after the refused reload"
+
+# prefer (reloaded): TLS for clients that ask, plain text still served to those that do not.
+sed -i -e "s|^client_tls_cert_file = .*|client_tls_cert_file = server.crt|" \
+    -e "s|^client_tls_sslmode = .*|client_tls_sslmode = prefer|" "$PROXY_INI"
+hup_and_wait
+assert_eq "1" "$(tls_psql "sslmode=disable" "SELECT 1")" "prefer: a plaintext client is served"
+assert_eq "1" "$(tls_psql "sslmode=verify-full sslrootcert=$IT_TMP/ca2.crt" "SELECT 1")" \
+    "prefer: a TLS client gets TLS"
+assert_fails "channel binding needs TLS (client side)" -- \
+    tls_psql "sslmode=disable channel_binding=require" "SELECT 1"
 it_proxy_stop
