@@ -5,7 +5,8 @@
 # dual-write, a plaintext client refused under require, GSSENCRequest answered 'N', unencrypted
 # bytes behind an SSLRequest refused, back-pressure of a TLS client that stops reading, and the
 # certificate swapped by SIGHUP (new connections see it, a running TLS session keeps going; a
-# reload naming a missing certificate is refused), and prefer serving plain and TLS clients.
+# reload naming a missing certificate is refused), prefer serving plain and TLS clients, and
+# verify-ca requiring a client certificate from client_tls_ca_file.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -37,6 +38,9 @@ mkcert ca -
 mkcert ca2 -
 mkcert server1 ca
 mkcert server2 ca2
+mkcert client1 ca   # client certificates for verify-ca: one from the trusted CA,
+mkcert client2 ca2  # one from another
+chmod 600 ./*.key
 cp server1.crt server.crt
 cp server1.key server.key
 fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
@@ -56,7 +60,7 @@ assert_contains "$(cat "$IT_TMP/nocert.log")" "needs client_tls_cert_file and cl
 
 it_proxy_start pgdual.auth_type=scram-sha-256 pgdual.auth_file=userlist.txt \
     pgdual.workers=1 pgdual.client_login_timeout_ms=5000 pgdual.client_tls_sslmode=require pgdual.client_tls_cert_file=server.crt \
-    pgdual.client_tls_key_file=server.key
+    pgdual.client_tls_key_file=server.key pgdual.client_tls_ca_file=ca.crt
 
 # tls_psql CONNINFO-EXTRA SQL: psql through pgdual with the given libpq options.
 tls_psql() {
@@ -263,4 +267,18 @@ assert_eq "1" "$(tls_psql "sslmode=verify-full sslrootcert=$IT_TMP/ca2.crt" "SEL
     "prefer: a TLS client gets TLS"
 assert_fails "channel binding needs TLS (client side)" -- \
     tls_psql "sslmode=disable channel_binding=require" "SELECT 1"
+
+# verify-ca (reloaded): a client certificate signed by client_tls_ca_file is required.
+sed -i -e "s|^client_tls_sslmode = .*|client_tls_sslmode = verify-ca|" "$PROXY_INI"
+hup_and_wait
+assert_contains "$(grep -E 'reloaded |reload refused' "$PROXY_LOG" | tail -1)" "reloaded" \
+    "verify-ca reload applied"
+assert_eq "1" "$(tls_psql "sslmode=require sslcert=$IT_TMP/client1.crt \
+    sslkey=$IT_TMP/client1.key" "SELECT 1")" "verify-ca: a certificate from the CA logs in"
+assert_fails "verify-ca: no client certificate refused" -- tls_psql "sslmode=require" "SELECT 1"
+assert_fails "verify-ca: a certificate from another CA refused" -- \
+    tls_psql "sslmode=require sslcert=$IT_TMP/client2.crt sslkey=$IT_TMP/client2.key" "SELECT 1"
+assert_fails "verify-ca: plaintext refused" -- tls_psql "sslmode=disable" "SELECT 1"
+assert_contains "$IT_LAST_OUT" "SSL required" "verify-ca: plaintext gets SSL required"
+assert_contains "$(cat "$PROXY_LOG")" "TLS handshake failed" "the refused handshakes are logged"
 it_proxy_stop
