@@ -18,6 +18,8 @@ static const char *const backend_choices[] = {"old", "new", NULL};
 static const char *const order_choices[] = {"lockstep", "parallel", NULL};
 static const char *const wait_choices[] = {"both", "primary", NULL};
 static const char *const divergence_choices[] = {"log", "serve_primary", NULL};
+static const char *const tls_mode_choices[] = {"disable",   "allow",       "prefer", "require",
+                                               "verify-ca", "verify-full", NULL};
 
 /* rt: a [cutover] dial (SET at run time; reloads too). rl: SIGHUP / RELOAD applies a change
  * (else it needs a restart and a reload only warns). */
@@ -82,6 +84,18 @@ const struct config_key config_keys[] = {
       "user of the automatic pass's connections when [backends] names none (empty: libpq's)"),
     S("pgdual", "verify_path", OFF(verify_path), "", true,
       "pgdual-verify for the automatic pass (empty: next to the running pgdual binary)"),
+    E("pgdual", "client_tls_sslmode", OFF(client_tls_sslmode), "disable", tls_mode_choices, false,
+      true, "disable | allow | prefer | require | verify-ca | verify-full (pgbouncer's meanings)"),
+    S("pgdual", "client_tls_cert_file", OFF(client_tls_cert_file), "", true,
+      "PEM certificate (chain) pgdual shows TLS clients"),
+    S("pgdual", "client_tls_key_file", OFF(client_tls_key_file), "", true,
+      "PEM private key of client_tls_cert_file"),
+    S("pgdual", "client_tls_ca_file", OFF(client_tls_ca_file), "", true,
+      "PEM CA certificates that verify client certificates (verify-ca, verify-full)"),
+    S("pgdual", "client_tls_protocols", OFF(client_tls_protocols), "secure", true,
+      "secure | all | legacy | a list of tlsv1.0 tlsv1.1 tlsv1.2 tlsv1.3"),
+    S("pgdual", "client_tls_ciphers", OFF(client_tls_ciphers), "default", true,
+      "default (OpenSSL's) or an OpenSSL cipher list (TLS 1.2 and below)"),
     S("backends", "old", OFF(backend_old), "host=127.0.0.1 port=5432", true,
       "libpq conninfo of old"),
     S("backends", "new", OFF(backend_new), "host=127.0.0.1 port=5433", true,
@@ -280,7 +294,9 @@ static int resolve_paths(struct config *c, const char *path)
         return 0;
     }
     size_t dirlen = (size_t)(slash - path);
-    char **files[] = {&c->auth_file, &c->state_file, &c->journal_dir, &c->divergence_log};
+    char **files[] = {&c->auth_file,         &c->state_file,           &c->journal_dir,
+                      &c->divergence_log,    &c->client_tls_cert_file, &c->client_tls_key_file,
+                      &c->client_tls_ca_file};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char *f = *files[i];
         if (!f || !f[0] || f[0] == '/') {
@@ -362,6 +378,18 @@ int config_parse_text(struct config *c, const char *text, size_t len, const char
     }
     if (c->auth_type == AUTH_SCRAM && !c->auth_file[0]) {
         snprintf(err, errlen, "%s: auth_type = scram-sha-256 needs auth_file", name);
+        return -EINVAL;
+    }
+    if (c->client_tls_sslmode != TLS_DISABLE &&
+        (!c->client_tls_cert_file[0] || !c->client_tls_key_file[0])) {
+        snprintf(err, errlen,
+                 "%s: client_tls_sslmode = %s needs client_tls_cert_file and client_tls_key_file",
+                 name, tls_mode_choices[c->client_tls_sslmode]);
+        return -EINVAL;
+    }
+    if (c->client_tls_sslmode >= TLS_VERIFY_CA && !c->client_tls_ca_file[0]) {
+        snprintf(err, errlen, "%s: client_tls_sslmode = %s needs client_tls_ca_file", name,
+                 tls_mode_choices[c->client_tls_sslmode]);
         return -EINVAL;
     }
     return 0;

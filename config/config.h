@@ -8,6 +8,8 @@
 
 enum auth_type { AUTH_TRUST, AUTH_SCRAM };
 enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+/* client_tls_sslmode, pgbouncer's values in its order: the stricter, the larger. */
+enum tls_mode { TLS_DISABLE, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, TLS_VERIFY_FULL };
 
 struct config {
     /* [pgdual] */
@@ -36,6 +38,12 @@ struct config {
     int reconcile_interval_ms; /* pause between automatic passes that did not end in_sync */
     char *reconcile_user;      /* the pass's user when [backends] names none; "" = libpq's */
     char *verify_path;         /* pgdual-verify; "" = next to the running pgdual */
+    int client_tls_sslmode;    /* enum tls_mode */
+    char *client_tls_cert_file;
+    char *client_tls_key_file;
+    char *client_tls_ca_file;   /* verify-ca / verify-full: CA that signs client certificates */
+    char *client_tls_protocols; /* pgbouncer syntax: secure | all | legacy | tlsv1.2,tlsv1.3 ... */
+    char *client_tls_ciphers;   /* "default" (OpenSSL's) or an OpenSSL cipher list */
     /* [backends] */
     char *backend_old;
     char *backend_new;

@@ -20,6 +20,8 @@
 #define SCRAM_BUF        (2 * SCRAM_MSG_MAX) /* one message we build (ours may echo theirs) */
 #define SCRAM_AUTH_BUF   (3 * SCRAM_BUF)     /* AuthMessage: three messages and two commas */
 #define SCRAM_USER_MAX   128 /* client: longest user name we put in n= (PostgreSQL: 63) */
+#define SCRAM_GS2_TSE    "p=tls-server-end-point,,"
+#define SCRAM_GS2_MAX    sizeof(SCRAM_GS2_TSE) /* longest gs2 header we accept, and its NUL */
 
 /* ---- base64 (RFC 4648, with padding; strict on input) ------------------------------------- */
 
@@ -335,7 +337,13 @@ enum scram_server_state { SRV_WANT_FIRST, SRV_WANT_FINAL, SRV_DONE, SRV_FAILED }
 struct scram_server {
     struct scram_secret secret;
     enum scram_server_state state;
-    char cbind_flag;                  /* gs2 flag the client sent: 'n' or 'y' */
+    char cbind_flag;                  /* gs2 flag the client sent: 'n', 'y' or 'p' */
+    bool cb_offered;                  /* TLS: SCRAM-SHA-256-PLUS was offered */
+    bool cb_plus;                     /* ...and the client chose it */
+    uint8_t cb_data[SCRAM_CBIND_MAX]; /* tls-server-end-point data of the connection */
+    size_t cb_len;
+    char gs2[SCRAM_GS2_MAX]; /* the gs2 header the client sent, which c= must carry back */
+    size_t gs2_len;
     char snonce[SCRAM_NONCE_MAX + 1]; /* our part of the nonce; "" until drawn or set */
     char nonce[SCRAM_BUF];            /* client nonce + snonce: what client-final echoes */
     char bare[SCRAM_MSG_MAX + 1];     /* client-first-message-bare, for the AuthMessage */
@@ -374,17 +382,46 @@ int scram_server_set_nonce(struct scram_server *s, const char *nonce)
     return set_nonce(s->snonce, nonce);
 }
 
-/* gs2-header: "n,," or "y,," (no authzid). 'p' (channel binding) is refused: we never advertise
- * SCRAM-SHA-256-PLUS. 'y' means "client supports binding but thinks the server does not",
- * which is true of us, so it is accepted (PostgreSQL does the same when it offers no -PLUS). */
+int scram_server_set_channel_binding(struct scram_server *s, const uint8_t *data, size_t len,
+                                     bool plus)
+{
+    if (s == NULL || s->state != SRV_WANT_FIRST || data == NULL || len == 0 ||
+        len > SCRAM_CBIND_MAX) {
+        return SCRAM_EPROTO;
+    }
+    memcpy(s->cb_data, data, len);
+    s->cb_len = len;
+    s->cb_offered = true;
+    s->cb_plus = plus;
+    return 0;
+}
+
+/* gs2-header: "n,,", "y,," or "p=tls-server-end-point,," (no authzid). 'n': the client does not
+ * bind. 'y': it could, but thinks the server cannot: true when we offered no -PLUS (PostgreSQL
+ * accepts it then), a downgrade by someone in the middle when we did. 'p' only with -PLUS. */
 static int parse_gs2(struct scram_server *s, const char **pp)
 {
     const char *p = *pp;
-    if ((p[0] != 'n' && p[0] != 'y') || p[1] != ',' || p[2] != ',') {
+    size_t n = 3;
+    if (p[0] == 'p') {
+        n = strlen(SCRAM_GS2_TSE);
+        if (strncmp(p, SCRAM_GS2_TSE, n) != 0) {
+            return SCRAM_EPROTO; /* another binding type, or an authzid */
+        }
+        if (!s->cb_plus) {
+            return SCRAM_ECBIND; /* binding asked with plain SCRAM-SHA-256 */
+        }
+    } else if ((p[0] == 'n' || p[0] == 'y') && p[1] == ',' && p[2] == ',') {
+        if (s->cb_plus || (p[0] == 'y' && s->cb_offered)) {
+            return SCRAM_ECBIND;
+        }
+    } else {
         return SCRAM_EPROTO;
     }
     s->cbind_flag = p[0];
-    *pp = p + 3;
+    memcpy(s->gs2, p, n);
+    s->gs2_len = n;
+    *pp = p + n;
     return 0;
 }
 
@@ -394,7 +431,11 @@ static int server_parse_first(struct scram_server *s)
     const char *p = s->in, *user, *cnonce, *v;
     size_t ulen, clen, vlen;
     char name;
-    if (parse_gs2(s, &p) < 0 || *p == 'm') { /* 'm': a mandatory extension we do not know */
+    int rc = parse_gs2(s, &p);
+    if (rc < 0) {
+        return rc;
+    }
+    if (*p == 'm') { /* a mandatory extension we do not know */
         return SCRAM_EPROTO;
     }
     memcpy(s->bare, p, strlen(p) + 1);
@@ -447,10 +488,21 @@ static int server_parse_final(struct scram_server *s, uint8_t proof[SCRAM_KEY_LE
     const char *p = s->in, *v, *attr;
     size_t vlen;
     char name = 0;
-    /* Without channel binding, c= is the base64 of the gs2 header the client sent. */
-    const char *cbind = s->cbind_flag == 'y' ? "eSws" : "biws";
-    if (want_attr(&p, 'c', &v, &vlen) < 0 || vlen != 4 || memcmp(v, cbind, 4) != 0) {
+    /* c= is the base64 of the gs2 header the client sent, then (with 'p') the binding data. */
+    uint8_t raw[SCRAM_GS2_MAX + SCRAM_CBIND_MAX];
+    char cbind[SCRAM_B64_LEN(sizeof raw) + 1];
+    size_t rlen = s->gs2_len;
+    memcpy(raw, s->gs2, rlen);
+    if (s->cbind_flag == 'p') {
+        memcpy(raw + rlen, s->cb_data, s->cb_len);
+        rlen += s->cb_len;
+    }
+    b64_encode(raw, rlen, cbind);
+    if (want_attr(&p, 'c', &v, &vlen) < 0) {
         return SCRAM_EPROTO;
+    }
+    if (vlen != strlen(cbind) || CRYPTO_memcmp(v, cbind, vlen) != 0) {
+        return s->cbind_flag == 'p' ? SCRAM_ECBIND : SCRAM_EPROTO;
     }
     if (want_attr(&p, 'r', &v, &vlen) < 0 || vlen != strlen(s->nonce) ||
         memcmp(v, s->nonce, vlen) != 0) {
@@ -534,6 +586,8 @@ struct scram_client {
     char password[SCRAM_PASSWORD_MAX + 1];
     char user[3 * SCRAM_USER_MAX + 1]; /* saslname: ',' and '=' escaped as =2C / =3D */
     char cnonce[SCRAM_NONCE_MAX + 1];  /* our nonce; "" until drawn or set */
+    uint8_t cb_data[SCRAM_CBIND_MAX];  /* tls-server-end-point data; cb_len 0 = no binding */
+    size_t cb_len;
     char bare[sizeof "n=,r=" + 3 * SCRAM_USER_MAX + SCRAM_NONCE_MAX]; /* client-first-bare */
     char first[SCRAM_MSG_MAX + 1];     /* server-first-message as received */
     uint8_t server_sig[SCRAM_KEY_LEN]; /* the v= we expect in server-final */
@@ -590,6 +644,16 @@ int scram_client_set_nonce(struct scram_client *c, const char *nonce)
     return set_nonce(c->cnonce, nonce);
 }
 
+int scram_client_set_channel_binding(struct scram_client *c, const uint8_t *data, size_t len)
+{
+    if (c == NULL || c->state != CLI_NEW || data == NULL || len == 0 || len > SCRAM_CBIND_MAX) {
+        return SCRAM_EPROTO;
+    }
+    memcpy(c->cb_data, data, len);
+    c->cb_len = len;
+    return 0;
+}
+
 int scram_client_first(struct scram_client *c, const char **msg)
 {
     if (c == NULL || msg == NULL || c->state != CLI_NEW) {
@@ -599,7 +663,7 @@ int scram_client_first(struct scram_client *c, const char **msg)
         return SCRAM_ECRYPTO;
     }
     snprintf(c->bare, sizeof c->bare, "n=%s,r=%s", c->user, c->cnonce);
-    snprintf(c->out, sizeof c->out, "n,,%s", c->bare);
+    snprintf(c->out, sizeof c->out, "%s%s", c->cb_len ? SCRAM_GS2_TSE : "n,,", c->bare);
     c->state = CLI_SENT_FIRST;
     *msg = c->out;
     return 0;
@@ -621,8 +685,16 @@ static int client_parse_first(struct scram_client *c, uint8_t *salt, size_t *sal
     if (want_attr(&p, 'i', &i10, &ilen) < 0 || parse_iter(i10, ilen, iter) < 0 || *p != '\0') {
         return SCRAM_EPROTO;
     }
-    /* The final message without proof; the nonce ends at the first ','. */
-    int n = snprintf(c->out, sizeof c->out, "c=biws,r=%.*s", (int)nlen, nonce);
+    /* The final message without proof; the nonce ends at the first ','. c= is the gs2 header
+     * we sent, then the binding data. */
+    uint8_t raw[SCRAM_GS2_MAX + SCRAM_CBIND_MAX];
+    char cbind[SCRAM_B64_LEN(sizeof raw) + 1];
+    const char *gs2 = c->cb_len ? SCRAM_GS2_TSE : "n,,";
+    size_t rlen = strlen(gs2);
+    memcpy(raw, gs2, rlen);
+    memcpy(raw + rlen, c->cb_data, c->cb_len);
+    b64_encode(raw, rlen + c->cb_len, cbind);
+    int n = snprintf(c->out, sizeof c->out, "c=%s,r=%.*s", cbind, (int)nlen, nonce);
     return n < 0 || (size_t)n >= sizeof c->out ? SCRAM_EPROTO : 0;
 }
 

@@ -12,6 +12,10 @@
 #define SCRAM_EAUTH    (-2002) /* wrong proof: authentication failed */
 #define SCRAM_ENOMEM   (-2003)
 #define SCRAM_ECRYPTO  (-2004) /* OpenSSL failure */
+/* Channel binding refused: a client saying "y" (it binds but thinks we do not) while we offered
+ * SCRAM-SHA-256-PLUS (a downgrade), SCRAM-SHA-256-PLUS without binding or binding without it,
+ * or binding data that is not ours (another certificate: a man in the middle). */
+#define SCRAM_ECBIND   (-2005)
 
 /* What the server stores for a user (PostgreSQL's rolpassword "SCRAM-SHA-256$..."). */
 struct scram_secret {
@@ -81,4 +85,23 @@ int scram_client_set_user(struct scram_client *c, const char *user)
     __attribute__((warn_unused_result));
 /* Tests only: use a fixed client nonce instead of random bytes. Call before scram_client_first. */
 int scram_client_set_nonce(struct scram_client *c, const char *nonce)
+    __attribute__((warn_unused_result));
+
+/* ---- channel binding (tls-server-end-point, RFC 5929; SCRAM-SHA-256-PLUS) -------------------- */
+
+#define SCRAM_CBIND_MAX 64 /* longest binding data: a SHA-512 certificate hash */
+#define SCRAM_MECH      "SCRAM-SHA-256"
+#define SCRAM_MECH_PLUS "SCRAM-SHA-256-PLUS"
+
+/* Server: the connection is TLS and SCRAM-SHA-256-PLUS was offered (before SCRAM-SHA-256); data
+ * is the connection's tls-server-end-point binding (the hash of our certificate, computed by the
+ * caller), plus says the client chose SCRAM-SHA-256-PLUS. Then a client-first-message with gs2
+ * flag 'y' is refused (downgrade), 'p' must name tls-server-end-point and the client-final c=
+ * must carry exactly this data. Without this call only SCRAM-SHA-256 was offered: 'p' is
+ * refused and 'y' accepted. Call before scram_server_first. */
+int scram_server_set_channel_binding(struct scram_server *s, const uint8_t *data, size_t len,
+                                     bool plus) __attribute__((warn_unused_result));
+/* Client (tests): bind to data with "p=tls-server-end-point" (for SCRAM-SHA-256-PLUS). Call
+ * before scram_client_first. */
+int scram_client_set_channel_binding(struct scram_client *c, const uint8_t *data, size_t len)
     __attribute__((warn_unused_result));

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "config/state.h"
@@ -22,6 +23,7 @@
 #include "proxy/server.h"
 #include "proxy/session/auth.h"
 #include "proxy/session/cancel.h"
+#include "proxy/session/tls.h"
 #include "proxy/worker.h"
 
 static void usage(FILE *out)
@@ -225,13 +227,21 @@ static int server_init_conf(struct server *srv, const struct config *cfg)
             return -1;
         }
     }
+    SSL_CTX *tls = NULL;
+    char terr[512];
+    if (tls_ctx_load(cfg, &tls, terr, sizeof(terr)) < 0) {
+        auth_table_free(auth);
+        LOG_ERR("%s", terr);
+        return -1;
+    }
     struct config copy;
     if (config_copy(&copy, cfg) < 0) {
         auth_table_free(auth);
+        SSL_CTX_free(tls);
         LOG_ERR("out of memory");
         return -1;
     }
-    srv->conf = server_conf_new(&copy, auth);
+    srv->conf = server_conf_new(&copy, auth, tls);
     if (!srv->conf) {
         LOG_ERR("out of memory");
         return -1;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+
 #include "config/state.h"
 #include "proxy/control/seqsync.h"
 #include "proxy/log.h"
@@ -29,18 +31,21 @@ const uint64_t stats_latency_bounds_us[STATS_LATENCY_BOUNDS] = {
 
 /* ---- config snapshot ----------------------------------------------------------------------- */
 
-struct server_conf *server_conf_new(struct config *cfg_take, struct auth_table *auth_take)
+struct server_conf *server_conf_new(struct config *cfg_take, struct auth_table *auth_take,
+                                    SSL_CTX *tls_take)
 {
     struct server_conf *c = malloc(sizeof(*c));
     if (!c) {
         config_free(cfg_take);
         auth_table_free(auth_take);
+        SSL_CTX_free(tls_take);
         return NULL;
     }
     atomic_init(&c->refs, 1);
     c->cfg = *cfg_take;
     memset(cfg_take, 0, sizeof(*cfg_take));
     c->auth = auth_take;
+    c->tls = tls_take;
     return c;
 }
 
@@ -55,6 +60,7 @@ void server_conf_unref(struct server_conf *c)
     if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
         config_free(&c->cfg);
         auth_table_free(c->auth);
+        SSL_CTX_free(c->tls); /* TLS sessions made from it hold their own references */
         free(c);
     }
 }

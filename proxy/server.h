@@ -21,6 +21,7 @@ struct cancel_registry;
 struct auth_table;
 struct divergence_table;
 struct seqsync;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* The reloadable part of the config: an immutable, refcounted snapshot. A reload builds a new
  * one and posts it to every worker (like the dials); a session takes its worker's snapshot at
@@ -29,6 +30,10 @@ struct server_conf {
     atomic_uint refs;
     struct config cfg;       /* owned; restart-only keys always hold the values running */
     struct auth_table *auth; /* owned; NULL with auth_type = trust */
+    /* One reference owned; NULL with client_tls_sslmode = disable. Shared by every worker (SSL_new
+     * is thread-safe on a context nobody changes any more); each client SSL holds its own
+     * reference, so a reload that brings new certificates leaves TLS sessions running on theirs. */
+    SSL_CTX *tls;
 };
 
 struct server {
@@ -97,9 +102,10 @@ struct server {
     atomic_int sessions_without_secondary;
 };
 
-/* A snapshot owning *cfg_take's contents (cfg_take is zeroed) and auth_take. NULL on allocation
- * failure, with both freed. */
-struct server_conf *server_conf_new(struct config *cfg_take, struct auth_table *auth_take);
+/* A snapshot owning *cfg_take's contents (cfg_take is zeroed), auth_take and tls_take (one
+ * reference; may be NULL). NULL on allocation failure, with all three freed. */
+struct server_conf *server_conf_new(struct config *cfg_take, struct auth_table *auth_take,
+                                    SSL_CTX *tls_take);
 struct server_conf *server_conf_ref(struct server_conf *c);
 void server_conf_unref(struct server_conf *c);
 /* Take a reference on the current config snapshot (any thread). */

@@ -47,6 +47,8 @@
     X(secondary_failures_total, "sessions that lost the secondary and went on alone")          \
     X(secondary_reconnects_total, "sessions that logged in to their secondary again")          \
     X(seed_skipped_total, "while seeding: writes new applied to fewer rows (not copied yet)")  \
+    X(tls_clients_total, "client connections that completed a TLS handshake")                  \
+    X(tls_handshake_failures_total, "client TLS handshakes that failed")                       \
     X(bytes_from_clients, "bytes received from clients")                                       \
     X(bytes_to_clients, "bytes sent to clients")
 

@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "config/config.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session/auth.h"
+#include "proxy/session/tls.h"
 
 /* Keys that need a restart keep their running value (from the startup config); a change in
  * the file is only reported. Returns < 0 on allocation failure. */
@@ -47,25 +50,34 @@ static int log_changed_settings(const struct config *next, const struct config *
     return n;
 }
 
-/* Parse and validate the file and its auth file into *next / *auth. */
-static int reload_read(struct server *srv, struct config *next, struct auth_table **auth, char *err,
-                       size_t errlen)
+/* Parse and validate the file, its auth file and its TLS files into *next / *auth / *tls. */
+static int reload_read(struct server *srv, struct config *next, struct auth_table **auth,
+                       SSL_CTX **tls, char *err, size_t errlen)
 {
+    char msg[512];
+    *tls = NULL;
     config_init_defaults(next);
     if (config_load(next, srv->config_path, err, errlen) < 0) {
         return -EINVAL;
     }
     *auth = NULL;
     if (next->auth_type == AUTH_SCRAM) {
-        char msg[512];
         if (auth_table_load(next->auth_file, auth, msg, sizeof(msg)) < 0) {
             snprintf(err, errlen, "%s: auth_file: %s", srv->config_path, msg);
             return -EINVAL;
         }
     }
+    if (tls_ctx_load(next, tls, msg, sizeof(msg)) < 0) {
+        auth_table_free(*auth);
+        *auth = NULL;
+        snprintf(err, errlen, "%s: %s", srv->config_path, msg);
+        return -EINVAL;
+    }
     if (keep_restart_keys(next, srv->cfg, srv->config_path) < 0) {
         auth_table_free(*auth);
         *auth = NULL;
+        SSL_CTX_free(*tls);
+        *tls = NULL;
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -76,7 +88,8 @@ static int reload_locked(struct server *srv, uint64_t *switch_gen, char *err, si
 {
     struct config next;
     struct auth_table *auth = NULL;
-    int rc = reload_read(srv, &next, &auth, err, errlen);
+    SSL_CTX *tls = NULL;
+    int rc = reload_read(srv, &next, &auth, &tls, err, errlen);
     if (rc < 0) {
         config_free(&next);
         return rc;
@@ -89,7 +102,7 @@ static int reload_locked(struct server *srv, uint64_t *switch_gen, char *err, si
     struct server_conf *cur = server_conf_get(srv);
     int settings = log_changed_settings(&next, &cur->cfg);
     server_conf_unref(cur);
-    struct server_conf *conf = server_conf_new(&next, auth); /* takes next and auth */
+    struct server_conf *conf = server_conf_new(&next, auth, tls); /* takes all three */
     if (!conf) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -194,6 +194,12 @@ int backend_login_start(struct backend *b, uv_loop_t *loop, const char *conninfo
             params_add(lp, o->keyword, o->val);
         }
     }
+    if (!params_has(lp, "gssencmode")) {
+        /* GSS encryption would wrap the data path, which pgdual relays as raw bytes (TLS it can
+         * relay: libpq hands over its SSL). libpq built with GSSAPI tries it by default (prefer)
+         * when a Kerberos ticket is at hand, so it is off unless the conninfo says otherwise. */
+        params_add(lp, "gssencmode", "disable");
+    }
     params_from_startup(lp, startup);
     lp->keys[lp->n] = NULL;
     lp->vals[lp->n] = NULL;

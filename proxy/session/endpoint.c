@@ -2,19 +2,31 @@
 #include "proxy/session/endpoint.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+
+/* Decrypted bytes wait inside OpenSSL (SSL_read returned less than it holds). Not
+ * SSL_has_pending: that also counts a partial record, whose rest the socket will announce; polling
+ * writable for it would spin until it comes. */
+static bool ssl_buffered(const struct endpoint *ep)
+{
+    return ep->ssl && SSL_pending(ep->ssl) > 0;
+}
 
 static void endpoint_update(struct endpoint *ep)
 {
     if (!ep->poll_open) {
         return;
     }
-    int events = (ep->want_read ? UV_READABLE : 0) | (endpoint_pending(ep) ? UV_WRITABLE : 0);
+    bool wake = ep->hs_write || (ep->want_read && ssl_buffered(ep));
+    int events =
+        (ep->want_read ? UV_READABLE : 0) | (endpoint_pending(ep) || wake ? UV_WRITABLE : 0);
     if (events == ep->events) {
         return;
     }
@@ -63,8 +75,11 @@ static ssize_t ssl_result(SSL *ssl, int n)
 ssize_t endpoint_read(struct endpoint *ep, void *buf, size_t cap)
 {
     if (ep->ssl) {
+        ERR_clear_error();
         int n = SSL_read(ep->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
-        return n > 0 ? n : ssl_result(ep->ssl, n);
+        ssize_t rc = n > 0 ? n : ssl_result(ep->ssl, n);
+        endpoint_update(ep); /* bytes left inside OpenSSL: poll writable to come back for them */
+        return rc;
     }
     for (;;) {
         ssize_t n = recv(ep->fd, buf, cap, 0);
@@ -82,6 +97,7 @@ ssize_t endpoint_read(struct endpoint *ep, void *buf, size_t cap)
 static ssize_t endpoint_write_some(struct endpoint *ep, const void *p, size_t n)
 {
     if (ep->ssl) {
+        ERR_clear_error();
         int w = SSL_write(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
         return w > 0 ? w : ssl_result(ep->ssl, w);
     }
@@ -174,6 +190,56 @@ int endpoint_flush(struct endpoint *ep)
     }
     endpoint_update(ep);
     return 0;
+}
+
+void endpoint_start_tls(struct endpoint *ep, SSL *ssl)
+{
+    ep->ssl = ssl;
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_accept_state(ssl);
+}
+
+int endpoint_tls_accept(struct endpoint *ep, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(ep->ssl);
+    if (r == 1) {
+        ep->hs_write = false;
+        endpoint_update(ep);
+        return 1;
+    }
+    switch (SSL_get_error(ep->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        ep->hs_write = false;
+        endpoint_update(ep);
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        ep->hs_write = true;
+        endpoint_update(ep);
+        return 0;
+    case SSL_ERROR_SYSCALL:
+    case SSL_ERROR_ZERO_RETURN:
+        if (ERR_peek_error() == 0) {
+            snprintf(err, errlen, "the client closed the connection during the TLS handshake");
+            return UV_EPROTO;
+        }
+        break;
+    default:
+        break;
+    }
+    unsigned long e = ERR_get_error();
+    char msg[200] = "unknown error";
+    if (e) {
+        ERR_error_string_n(e, msg, sizeof(msg));
+    }
+    ERR_clear_error();
+    snprintf(err, errlen, "TLS handshake failed: %s", msg);
+    return UV_EPROTO;
+}
+
+bool endpoint_readable(const struct endpoint *ep, int events)
+{
+    return (events & UV_READABLE) || (ep->want_read && ssl_buffered(ep));
 }
 
 void endpoint_want_read(struct endpoint *ep, bool on)

@@ -23,7 +23,8 @@ struct endpoint {
     bool want_read; /* the owner wants readable events (back-pressure clears it) */
     bool discard;   /* the peer is gone: nothing is read, whatever is sent is dropped */
     int events;     /* mask currently given to uv_poll_start (0 = stopped) */
-    SSL *ssl;       /* borrowed (libpq owns it for backends); NULL = plain socket */
+    SSL *ssl;       /* libpq owns a backend's; the session owns its client's; NULL = plain */
+    bool hs_write;  /* a TLS handshake step waits for the socket to be writable */
     struct outq out;
     uv_poll_cb cb;
 };
@@ -41,6 +42,18 @@ static inline size_t endpoint_pending(const struct endpoint *ep)
 {
     return ep->out.len - ep->out.head;
 }
+/* From now on ep reads and writes through ssl (a server-side SSL on ep->fd; the caller keeps
+ * owning it). Call with nothing queued. */
+void endpoint_start_tls(struct endpoint *ep, SSL *ssl);
+/* Server side of a TLS handshake on ep (ep->ssl set, in accept state): one non-blocking step,
+ * driven by the poll callback (readable or writable). 1 done, 0 call again on the next event,
+ * < 0 failed (the handshake error is in err). */
+int endpoint_tls_accept(struct endpoint *ep, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Should the poll callback read now? Readable, or (TLS) decrypted bytes wait inside OpenSSL: the
+ * socket may have nothing left, so the poll would never say so. While the owner wants to read and
+ * such bytes wait, the endpoint polls for writable too, which fires at once, to get here. */
+bool endpoint_readable(const struct endpoint *ep, int events);
 /* Turn reading on or off (back-pressure); writable interest follows the queue. */
 void endpoint_want_read(struct endpoint *ep, bool on);
 /* The peer is gone: stop polling, drop the queue, and from now on accept and drop every send

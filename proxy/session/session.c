@@ -6,12 +6,16 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "config/dials.h"
 #include "protocol/pqproto.h"
 #include "protocol/scram.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session/cancel.h"
+#include "proxy/session/tls.h"
 #include "proxy/worker.h"
 
 static const char *const state_names[] = {
@@ -50,6 +54,8 @@ static void session_free(struct session *s)
     route_free(s);
     session_free_maps(s);
     pin_catalog_free(&s->pin);
+    SSL_free(s->client.ssl); /* before the fd it works on is closed */
+    s->client.ssl = NULL;
     if (s->client.fd >= 0) {
         close(s->client.fd);
     }
@@ -132,8 +138,14 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
     struct server *srv = w->server;
     const char *code = end_reasons[why].sqlstate;
     bool backend_said_it = why == END_BACKEND_LOST && s->backends[s->primary].sent_fatal;
-    if (code && !backend_said_it) {
+    if (code && !backend_said_it && s->state != SESSION_TLS) {
         send_fatal(s, code, end_reasons[why].text, detail);
+    }
+    if (s->client.ssl && s->state != SESSION_TLS && endpoint_pending(&s->client) == 0 &&
+        !s->client.discard) {
+        ERR_clear_error();
+        (void)SSL_shutdown(s->client.ssl); /* best effort close_notify; no wait for the peer's */
+        ERR_clear_error();
     }
     if (why != END_CLIENT_EOF && why != END_CLIENT_TERMINATE && why != END_CANCEL_DONE) {
         SLOG_INFO(s, "closing: %s%s%s", end_reasons[why].text, detail ? ": " : "",
@@ -191,6 +203,31 @@ static void client_lost(struct session *s, enum session_end_reason why, const ch
     session_relay_after_event(s);
 }
 
+/* One step of the client's TLS handshake (SSLRequest answered 'S'); then the startup packet. */
+static void client_tls_step(struct session *s)
+{
+    char err[256];
+    int rc = endpoint_tls_accept(&s->client, err, sizeof(err));
+    if (rc == 0) {
+        return;
+    }
+    if (rc < 0) {
+        stats_add(&s->worker->stats, STAT_tls_handshake_failures_total, 1);
+        session_end(s, END_TLS_FAILED, err);
+        return;
+    }
+    stats_add(&s->worker->stats, STAT_tls_clients_total, 1);
+    if (log_enabled(LOG_DEBUG)) {
+        char peer[256];
+        tls_peer_subject(s->client.ssl, peer, sizeof(peer));
+        SLOG_DEBUG(s, "TLS %s %s%s%s", SSL_get_version(s->client.ssl),
+                   SSL_get_cipher_name(s->client.ssl), peer[0] ? ", client certificate " : "",
+                   peer);
+    }
+    wbuf_reset(&s->startup);
+    session_set_state(s, SESSION_STARTUP);
+}
+
 static void on_client_io(uv_poll_t *h, int status, int events)
 {
     struct session *s = h->data;
@@ -199,6 +236,10 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     }
     if (status < 0) {
         client_lost(s, END_CLIENT_EOF, uv_strerror(status));
+        return;
+    }
+    if (s->state == SESSION_TLS) {
+        client_tls_step(s);
         return;
     }
     if ((events & UV_WRITABLE) && s->state != SESSION_CLOSING) {
@@ -213,7 +254,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
         }
         route_client_drained(s);
     }
-    if (!(events & UV_READABLE) || s->state == SESSION_CLOSING) {
+    if (!endpoint_readable(&s->client, events) || s->state == SESSION_CLOSING) {
         return;
     }
     if (s->drain_close || s->gated) {
@@ -244,6 +285,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
     case SESSION_ADMIN:
         admin_on_client_data(s, w->rbuf, (size_t)n);
         return;
+    case SESSION_TLS:
     case SESSION_CONNECTING:
     case SESSION_CLOSING:
         return;
@@ -259,7 +301,8 @@ static void on_login_timeout(uv_timer_t *t)
                                "backend_connect_timeout_ms expired");
         return;
     }
-    if (s->state == SESSION_STARTUP || s->state == SESSION_AUTH || s->state == SESSION_CONNECTING) {
+    if (s->state == SESSION_STARTUP || s->state == SESSION_TLS || s->state == SESSION_AUTH ||
+        s->state == SESSION_CONNECTING) {
         session_end(s, s->state == SESSION_CONNECTING ? END_BACKEND_CONNECT : END_LOGIN_TIMEOUT,
                     s->state == SESSION_CONNECTING ? "backend_connect_timeout_ms expired" : NULL);
     }
@@ -341,6 +384,7 @@ bool session_drain_ready(const struct session *s)
 {
     switch (s->state) {
     case SESSION_STARTUP:
+    case SESSION_TLS:
     case SESSION_AUTH:
     case SESSION_CONNECTING:
     case SESSION_ADMIN:

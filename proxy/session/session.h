@@ -22,6 +22,7 @@ struct server_conf;
 
 #define SESSION_STATES(X)                                                                  \
     X(STARTUP)    /* reading untyped packets: SSLRequest, StartupMessage, CancelRequest */ \
+    X(TLS)        /* client TLS handshake after SSLRequest ('S' sent) */                   \
     X(AUTH)       /* SASL exchange with the client */                                      \
     X(CONNECTING) /* client authenticated; backend logins in progress */                   \
     X(READY)      /* relaying */                                                           \
@@ -42,6 +43,8 @@ enum session_state {
     X(UNSUPPORTED, "0A000", "not supported by pgdual")                                             \
     X(AUTH_FAILED, "28P01", "authentication failed")                                               \
     X(REFUSED, "28000", "connection refused")                                                      \
+    X(TLS_REQUIRED, "28000", "SSL required")                                                       \
+    X(TLS_FAILED, NULL, "TLS handshake failed")                                                    \
     X(TOO_MANY, "53300", "too many connections")                                                   \
     X(LOGIN_TIMEOUT, "08006", "client login timeout")                                              \
     X(BACKEND_CONNECT, "08006", "cannot connect to the backend")                                   \
@@ -73,7 +76,10 @@ struct session {
     /* Startup phase: untyped packets accumulate here (bounded by PQ_MAX_STARTUP_PACKET). */
     struct wbuf startup;
     struct scram_server *scram;
-    bool sasl_started; /* the SASLInitialResponse has been handled */
+    bool sasl_started;     /* the SASLInitialResponse has been handled */
+    bool ssl_asked;        /* an SSLRequest was answered (one per connection) */
+    bool gss_asked;        /* a GSSENCRequest was answered 'N' (one per connection) */
+    bool startup_trailing; /* bytes followed the untyped packet just completed, in one read */
 
     /* Frontend message scanning after startup. */
     struct wire_scanner client_scan;

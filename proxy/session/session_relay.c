@@ -492,12 +492,14 @@ static void read_primary(struct session *s, struct backend *b)
         if (relay_primary_bytes(s, b, w->rbuf, (size_t)n) != 0) {
             return;
         }
-        if ((size_t)n < sizeof(w->rbuf)) {
-            return; /* drained for now: the poll says when more comes (saves a recv) */
-        }
+        /* Before the short-read return: a TLS read is never longer than one record (16 KiB),
+         * so checked after it, the high-water mark would never hold for a TLS backend. */
         if (endpoint_pending(&s->client) > RELAY_HIGH_WATER) {
             endpoint_want_read(&b->ep, false); /* resumed by the client's writable event */
             return;
+        }
+        if ((size_t)n < sizeof(w->rbuf)) {
+            return; /* drained for now: the poll says when more comes (saves a recv) */
         }
     }
 }
@@ -571,7 +573,7 @@ void session_on_backend_io(uv_poll_t *h, int status, int events)
         if (events & UV_WRITABLE) {
             session_client_backpressure(s);
         }
-        if ((events & UV_READABLE) && b->up && s->state == SESSION_READY) {
+        if (endpoint_readable(&b->ep, events) && b->up && s->state == SESSION_READY) {
             session_on_backend_readable(b);
         }
     }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
 #include <xxhash.h>
 
 #include "config/dials.h"
@@ -14,6 +15,7 @@
 #include "proxy/session/auth.h"
 #include "proxy/session/cancel.h"
 #include "proxy/session/session.h"
+#include "proxy/session/tls.h"
 #include "proxy/worker.h"
 
 #define AUTH_MAX_MESSAGE 8192
@@ -87,8 +89,16 @@ static void begin_auth(struct session *s)
         session_end(s, END_AUTH_FAILED, detail);
         return;
     }
-    static const char mechanisms[] = "SCRAM-SHA-256\0";
-    wire_put_auth(&s->out, AUTH_REQ_SASL, mechanisms, sizeof(mechanisms));
+    /* Over TLS, SCRAM-SHA-256-PLUS first, as PostgreSQL: a client that can bind does. */
+    static const char plain[] = SCRAM_MECH "\0";
+    static const char plus[] = SCRAM_MECH_PLUS "\0" SCRAM_MECH "\0";
+    uint8_t cbind[TLS_CBIND_MAX];
+    bool offer_plus = s->client.ssl && tls_cbind_data(s->client.ssl, cbind) > 0;
+    if (offer_plus) {
+        wire_put_auth(&s->out, AUTH_REQ_SASL, plus, sizeof(plus));
+    } else {
+        wire_put_auth(&s->out, AUTH_REQ_SASL, plain, sizeof(plain));
+    }
     if (session_flush_out(s) < 0) {
         return;
     }
@@ -115,6 +125,10 @@ static void on_startup_message(struct session *s, const struct wire_startup *st)
         }
     }
     s->pin.login_sig = sig;
+    if (s->conf->cfg.client_tls_sslmode >= TLS_REQUIRE && !s->client.ssl) {
+        session_end(s, END_TLS_REQUIRED, NULL); /* 28000, as pgbouncer and PostgreSQL */
+        return;
+    }
     const char *repl = wire_startup_param(st, "replication");
     if (repl && strcmp(repl, "false") != 0 && strcmp(repl, "0") != 0) {
         session_end(s, END_REFUSED, "replication connections are not supported by pgdual");
@@ -131,6 +145,43 @@ static void on_startup_message(struct session *s, const struct wire_startup *st)
     begin_auth(s);
 }
 
+/* SSLRequest: 'N' without client TLS, else 'S' and the handshake (session.c drives it). */
+static void on_ssl_request(struct session *s)
+{
+    wbuf_reset(&s->startup);
+    if (s->ssl_asked || s->client.ssl) {
+        session_end(s, END_PROTOCOL, "unexpected SSLRequest");
+        return;
+    }
+    s->ssl_asked = true;
+    SSL_CTX *ctx = s->conf->tls;
+    if (!ctx) {
+        if (endpoint_send(&s->client, "N", 1) < 0) {
+            session_end(s, END_CLIENT_EOF, NULL);
+        }
+        return;
+    }
+    /* Bytes behind the SSLRequest were sent before the client saw our 'S': they would be taken as
+     * coming from inside TLS though nobody encrypted them (CVE-2021-23214). */
+    if (s->startup_trailing) {
+        session_end(s, END_PROTOCOL, "received unencrypted data after SSL request");
+        return;
+    }
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl || SSL_set_fd(ssl, s->client.fd) != 1) {
+        SSL_free(ssl);
+        session_end(s, END_OUT_OF_MEMORY, NULL);
+        return;
+    }
+    if (endpoint_send(&s->client, "S", 1) < 0 || endpoint_pending(&s->client) > 0) {
+        SSL_free(ssl); /* one byte on a fresh socket: queued only if the client is gone */
+        session_end(s, END_CLIENT_EOF, NULL);
+        return;
+    }
+    endpoint_start_tls(&s->client, ssl); /* the session owns ssl from here (session_free) */
+    session_set_state(s, SESSION_TLS);
+}
+
 /* A whole untyped packet sits in s->startup (length included). */
 static void on_startup_packet(struct session *s)
 {
@@ -141,8 +192,16 @@ static void on_startup_packet(struct session *s)
     }
     switch (st.code) {
     case NEGOTIATE_SSL_CODE:
+        on_ssl_request(s);
+        return;
     case NEGOTIATE_GSS_CODE:
+        /* No GSS encryption: 'N', after which the client may ask for TLS or start in plain. */
         wbuf_reset(&s->startup);
+        if (s->gss_asked || s->client.ssl) {
+            session_end(s, END_PROTOCOL, "unexpected GSSENCRequest");
+            return;
+        }
+        s->gss_asked = true;
         if (endpoint_send(&s->client, "N", 1) < 0) {
             session_end(s, END_CLIENT_EOF, NULL);
         }
@@ -188,6 +247,7 @@ static size_t startup_consume(struct session *s, const uint8_t *p, size_t n)
         return take;
     }
     if (s->startup.len >= 4 && s->startup.len == be32(s->startup.data)) {
+        s->startup_trailing = take < n;
         on_startup_packet(s);
     }
     return take;
@@ -198,13 +258,28 @@ static void on_sasl_initial(struct session *s, struct wire_reader *r)
     const char *mech = wire_cstr(r);
     uint32_t len = wire_u32(r);
     const uint8_t *data = wire_bytes(r, len == 0xffffffff ? 0 : len);
-    if (r->failed || len == 0xffffffff || strcmp(mech, "SCRAM-SHA-256") != 0) {
-        session_end(s, END_PROTOCOL, "expected a SCRAM-SHA-256 SASLInitialResponse");
+    uint8_t cbind[TLS_CBIND_MAX];
+    int cblen = s->client.ssl ? tls_cbind_data(s->client.ssl, cbind) : -1;
+    bool plus = !r->failed && strcmp(mech, SCRAM_MECH_PLUS) == 0;
+    if (r->failed || len == 0xffffffff || (strcmp(mech, SCRAM_MECH) != 0 && !(plus && cblen > 0))) {
+        session_end(s, END_PROTOCOL,
+                    cblen > 0 ? "expected a SCRAM-SHA-256-PLUS or SCRAM-SHA-256 SASLInitialResponse"
+                              : "expected a SCRAM-SHA-256 SASLInitialResponse");
+        return;
+    }
+    if (cblen > 0 && scram_server_set_channel_binding(s->scram, cbind, (size_t)cblen, plus) < 0) {
+        session_end(s, END_OUT_OF_MEMORY, NULL);
         return;
     }
     const char *reply = NULL;
-    if (scram_server_first(s->scram, (const char *)data, len, &reply) < 0) {
-        session_end(s, END_PROTOCOL, "malformed SCRAM client-first-message");
+    int rc = scram_server_first(s->scram, (const char *)data, len, &reply);
+    if (rc < 0) {
+        if (rc == SCRAM_ECBIND) {
+            stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+        }
+        session_end(s, rc == SCRAM_ECBIND ? END_AUTH_FAILED : END_PROTOCOL,
+                    rc == SCRAM_ECBIND ? "SCRAM channel binding negotiation error"
+                                       : "malformed SCRAM client-first-message");
         return;
     }
     wire_put_auth(&s->out, AUTH_REQ_SASL_CONT, reply, strlen(reply));
@@ -220,8 +295,14 @@ static void on_sasl_response(struct session *s, const uint8_t *data, size_t len)
     if (rc < 0) {
         stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
         char detail[160];
-        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
-        session_end(s, rc == SCRAM_EAUTH ? END_AUTH_FAILED : END_PROTOCOL, detail);
+        if (rc == SCRAM_ECBIND) {
+            snprintf(detail, sizeof(detail), "SCRAM channel binding check failed");
+        } else {
+            snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
+                     s->user);
+        }
+        session_end(s, rc == SCRAM_EAUTH || rc == SCRAM_ECBIND ? END_AUTH_FAILED : END_PROTOCOL,
+                    detail);
         return;
     }
     wire_put_auth(&s->out, AUTH_REQ_SASL_FIN, reply, strlen(reply));
@@ -349,6 +430,12 @@ static void finish_login(struct session *s)
 void session_backend_ready(struct session *s, struct backend *b)
 {
     struct server *srv = s->worker->server;
+    if (PQgssEncInUse(b->conn)) { /* gssencmode=require in the conninfo */
+        session_backend_failed(s, b,
+                               "GSS-encrypted backend connections are not supported: "
+                               "set gssencmode=disable (the default pgdual uses)");
+        return;
+    }
     SSL *ssl = PQsslInUse(b->conn) ? PQsslStruct(b->conn, "OpenSSL") : NULL;
     if (outcome_reader_init(&b->rd) < 0 ||
         endpoint_open(&b->ep, &s->worker->loop, PQsocket(b->conn), ssl, session_on_backend_io, b) <

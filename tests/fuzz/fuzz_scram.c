@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_scram.c: fuzz target: arbitrary bytes as a client's SCRAM messages -> the
  * server side of the exchange (protocol/scram.c), and as an auth_file verifier ->
  * scram_secret_parse. The input is split at its first NUL: client-first-message, then
- * client-final-message. A forged final message must never authenticate. */
+ * client-final-message, each exchange run as over plain TCP and as over TLS with channel binding.
+ * A forged final message must never authenticate. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,31 @@ static void parse_verifier(const uint8_t *data, size_t size)
     free(text);
 }
 
+/* One server-side exchange fed the client's two messages; it must refuse them. */
+static void exchange(const struct scram_secret *secret, int tls, const char *first,
+                     size_t first_len, const char *final, size_t final_len)
+{
+    static const uint8_t cert_hash[32] = "pgdual-fuzz-certificate-hash-32b";
+    struct scram_server *s = scram_server_new(secret);
+    if (s == NULL ||
+        (tls && scram_server_set_channel_binding(s, cert_hash, sizeof cert_hash, true) != 0)) {
+        abort();
+    }
+    const char *reply = NULL;
+    int rc = scram_server_first(s, first, first_len, &reply);
+    if (rc == 0) {
+        check_reply(reply);
+        rc = scram_server_final(s, final, final_len, &reply);
+        if (rc == 0) {
+            abort(); /* a proof made without the password was accepted */
+        }
+    }
+    if (rc != SCRAM_EAUTH && rc != SCRAM_EPROTO && rc != SCRAM_ECBIND) {
+        abort();
+    }
+    scram_server_free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct scram_secret secret;
@@ -62,24 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *final = nul ? (const char *)nul + 1 : "";
     size_t final_len = nul ? size - first_len - 1 : 0;
 
-    struct scram_server *s = scram_server_new(&secret);
-    if (s == NULL) {
-        abort();
+    /* Once as over plain TCP, once as over TLS with SCRAM-SHA-256-PLUS offered and chosen. */
+    for (int tls = 0; tls < 2; tls++) {
+        exchange(&secret, tls, (const char *)data, first_len, final, final_len);
     }
-    const char *reply = NULL;
-    int rc = scram_server_first(s, (const char *)data, first_len, &reply);
-    if (rc == 0) {
-        check_reply(reply);
-        rc = scram_server_final(s, final, final_len, &reply);
-        if (rc == 0) {
-            abort(); /* a proof made without the password was accepted */
-        }
-        if (rc != SCRAM_EAUTH && rc != SCRAM_EPROTO) {
-            abort();
-        }
-    } else if (rc != SCRAM_EPROTO) {
-        abort();
-    }
-    scram_server_free(s);
     return 0;
 }

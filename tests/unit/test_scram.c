@@ -167,7 +167,7 @@ static void test_bad_client_first(void **state)
         "n",
         "n,",
         "n,,",
-        "p=tls-server-end-point,,n=,r=abc", /* -PLUS is never offered */
+        "p=tls-unique,,n=,r=abc", /* unknown binding type (more: test_scram_plus.c) */
         "p,,n=,r=abc",
         "x,,n=,r=abc",
         "n,a=bob,n=,r=abc", /* authzid */

@@ -44,7 +44,7 @@ static int setup(void **state)
     struct config copy;
     assert_int_equal(config_copy(&copy, &f->cfg), 0);
     struct server *srv = &f->srv;
-    srv->conf = server_conf_new(&copy, NULL);
+    srv->conf = server_conf_new(&copy, NULL, NULL);
     assert_non_null(srv->conf);
     srv->cfg = &f->cfg;
     srv->nworkers = 1;
