@@ -3,7 +3,9 @@
 # Idempotent: asks dpkg which packages are missing and runs apt-get only for those. Needs no stdin.
 # Services that packages would start on install (the Debian "main" PostgreSQL cluster on 5432,
 # pgbouncer, pgpool2) are kept from starting: our tests run their own clusters on random ports.
+# Then node-postgres (npm `pg`, for the TLS driver test) goes into .deps/node of the checkout.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 PACKAGES=(
     build-essential cmake pkg-config git
@@ -12,6 +14,29 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 pgbouncer pgpool2
     procps iproute2 util-linux clang-format python3 python3-psycopg2
 )
+# node and npm: Debian's packages, unless a node with its own npm is installed already.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+
+# node-postgres for tests/integration/it_client_tls.sh, pinned to one major version, installed
+# once per checkout (the npm registry is reached only when it is missing).
+install_node_pg() {
+    local dir="$ROOT/.deps/node"
+    if [[ -f "$dir/node_modules/pg/package.json" ]]; then
+        return 0
+    fi
+    echo "install-deps: npm install pg@8 into $dir"
+    mkdir -p "$dir"
+    local try
+    for try in 1 2 3; do
+        if npm install --prefix "$dir" --no-audit --no-fund --loglevel=error pg@8 </dev/null; then
+            return 0
+        fi
+        echo "install-deps: npm install failed (try $try)" >&2
+        sleep 2
+    done
+    return 1
+}
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -23,6 +48,7 @@ done
 
 if ((${#missing[@]} == 0)); then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
+    install_node_pg
     exit 0
 fi
 
@@ -58,4 +84,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     "${missing[@]}" </dev/null
+install_node_pg
 echo "install-deps: done"

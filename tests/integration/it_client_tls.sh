@@ -188,8 +188,11 @@ EOF
         it_fail "node-postgres: $(cat "$IT_TMP/node.out")"
     assert_eq "node ok" "$(cat "$IT_TMP/node.out")" "node-postgres ssl: SELECT, INSERT, named statement"
     want_rows=5
+elif [[ "${PGDUAL_NODE_SKIP:-0}" == 1 ]]; then
+    it_log "node-postgres skipped (PGDUAL_NODE_SKIP=1)"
+    want_rows=2
 else
-    it_log "node-postgres (npm pg) not found (set PGDUAL_NODE_PATH to a node_modules): skipped"
+    it_fail "node-postgres (npm pg) not found in PGDUAL_NODE_PATH=$NODE_PG: run tools/install-deps.sh (or set PGDUAL_NODE_SKIP=1)"
     want_rows=2
 fi
 rows_old=$(psql_old "$DB" -tA -c "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t")
