@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "proxy/session/session.h"
+#include "proxy/text.h"
 
 static atomic_int log_level = LOG_INFO;
 
@@ -65,9 +66,11 @@ void log_session(enum log_level level, const struct session *s, const char *fmt,
     if (!log_enabled(level)) {
         return;
     }
-    char prefix[256];
-    snprintf(prefix, sizeof(prefix), "[sess %u %s@%s] ", s->id, s->user[0] ? s->user : "-",
-             s->database[0] ? s->database : "-");
+    /* The names come from the client's startup packet: escaped, so a line stays one line. */
+    char user[TEXT_NAME_ESC_MAX], db[TEXT_NAME_ESC_MAX], prefix[2 * TEXT_NAME_ESC_MAX + 32];
+    text_escape(s->user[0] ? s->user : "-", user, sizeof(user), false);
+    text_escape(s->database[0] ? s->database : "-", db, sizeof(db), false);
+    snprintf(prefix, sizeof(prefix), "[sess %u %s@%s] ", s->id, user, db);
     va_list ap;
     va_start(ap, fmt);
     log_write(level, prefix, fmt, ap);

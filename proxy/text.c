@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void text_put_fmt(struct wbuf *b, const char *fmt, ...)
 {
@@ -48,4 +49,43 @@ void text_utc_time(time_t t, char out[TEXT_TIME_MAX])
     if (!gmtime_r(&t, &tm) || strftime(out, TEXT_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
         snprintf(out, TEXT_TIME_MAX, "%lld", (long long)t);
     }
+}
+
+const char *text_escape(const char *in, char *out, size_t cap, bool quotes)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0) {
+        return out;
+    }
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p; p++) {
+        char esc[5] = {0};
+        unsigned char c = *p;
+        if (c == '\\' || (quotes && c == '"')) {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            esc[0] = '\\';
+            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            esc[0] = '\\';
+            esc[1] = 'x';
+            esc[2] = hex[c >> 4];
+            esc[3] = hex[c & 15];
+        } else {
+            esc[0] = (char)c;
+        }
+        size_t n = strlen(esc);
+        /* Keep room for "..." and the NUL unless this is the last byte. */
+        if (o + n + (p[1] ? 4 : 1) > cap) {
+            size_t dots = cap - 1 - o < 3 ? cap - 1 - o : 3;
+            memcpy(out + o, "...", dots);
+            o += dots;
+            break;
+        }
+        memcpy(out + o, esc, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return out;
 }
