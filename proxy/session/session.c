@@ -12,7 +12,6 @@
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session/cancel.h"
-#include "proxy/text.h"
 #include "proxy/worker.h"
 
 static const char *const state_names[] = {
@@ -137,10 +136,8 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         send_fatal(s, code, end_reasons[why].text, detail);
     }
     if (why != END_CLIENT_EOF && why != END_CLIENT_TERMINATE && why != END_CANCEL_DONE) {
-        /* The detail may echo client-supplied names (a backend's "role ... does not exist"). */
-        char esc[1024];
         SLOG_INFO(s, "closing: %s%s%s", end_reasons[why].text, detail ? ": " : "",
-                  detail ? text_escape(detail, esc, sizeof(esc), false) : "");
+                  detail ? detail : "");
     }
     if (why == END_PROTOCOL) {
         stats_add(&w->stats, STAT_protocol_errors_total, 1);

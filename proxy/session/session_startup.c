@@ -90,7 +90,7 @@ static void auth_refuse(struct session *s, const char *why)
     char user[TEXT_NAME_ESC_MAX], detail[TEXT_NAME_ESC_MAX + 256];
     stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
     snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"%s",
-             text_escape(s->user, user, sizeof(user), true), why);
+             text_escape(s->user, user, sizeof(user), TEXT_ESC_QUOTED), why);
     session_end(s, END_AUTH_FAILED, detail);
 }
 
