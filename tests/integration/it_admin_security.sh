@@ -15,8 +15,15 @@ it_via_proxy || it_skip "the admin console exists only in pgdual (PGDUAL_TEST_DI
 
 DB=it_admin_security
 it_createdb "$DB"
+# The stats user's auth_file line is a SCRAM verifier (taken from old's pg_authid), the admin's
+# a plain password: the console takes both, as client logins do.
 STATS_PW='stats-Secret-9'
-printf '%s\n"watcher" "%s"\n' "$IT_ADMIN_LINE" "$STATS_PW" >"$IT_USERLIST"
+psql_old postgres -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS it_admsec_verif" \
+    -c "SET password_encryption = 'scram-sha-256'" \
+    -c "CREATE ROLE it_admsec_verif PASSWORD '$STATS_PW'"
+verifier=$(psql_old postgres -tA -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'it_admsec_verif'")
+psql_old postgres -c "DROP ROLE it_admsec_verif"
+printf '%s\n"watcher" "%s"\n' "$IT_ADMIN_LINE" "$verifier" >"$IT_USERLIST"
 SECRET1='Sup3r-Secret-one'
 SECRET2='0ther Secret two'
 
@@ -75,7 +82,7 @@ assert_eq "1" "$(psql_proxy "$DB" -tA -c 'SELECT 1')" "ordinary clients still lo
 
 # --- stats_users: SHOW only ---------------------------------------------------------------------
 assert_contains "$(console watcher "$STATS_PW" "SHOW STATUS" 2>&1)" "primary|old" \
-    "stats user: SHOW STATUS"
+    "stats user (SCRAM verifier in auth_file): SHOW STATUS"
 assert_contains "$(console watcher "$STATS_PW" "SHOW CONFIG" 2>&1)" "stats_users|watcher" \
     "stats user: SHOW CONFIG"
 for cmd in "SET compare_percent = 5" "PAUSE" "RELOAD" "ROLLBACK CUTOVER"; do
