@@ -164,3 +164,15 @@ done:
     }
     return !o.cut && cap > 0;
 }
+
+bool conninfo_error_safe(const char *msg)
+{
+    static const char *const safe[] = {"invalid connection option \"",
+                                       "unterminated quoted string in connection info string"};
+    for (size_t i = 0; msg && i < sizeof(safe) / sizeof(safe[0]); i++) {
+        if (strncmp(msg, safe[i], strlen(safe[i])) == 0) {
+            return true;
+        }
+    }
+    return false;
+}

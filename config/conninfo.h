@@ -17,3 +17,8 @@ bool conninfo_mask(const char *conninfo, char *out, size_t cap);
 
 /* True if key (a conninfo keyword) holds a secret. */
 bool conninfo_key_secret(const char *key, size_t len);
+
+/* True if libpq's message about a connection string it could not parse (PQconninfoParse's
+ * errmsg) cannot quote a secret: it names a keyword only. Other messages quote a piece of the
+ * string ('missing "=" after "..."', the URI errors quote the whole URI): show them withheld. */
+bool conninfo_error_safe(const char *msg);

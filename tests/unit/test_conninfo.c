@@ -86,12 +86,22 @@ static void test_config_format(void **state)
     config_free(&c);
 }
 
+static void test_error_safe(void **state)
+{
+    (void)state;
+    assert_true(conninfo_error_safe("invalid connection option \"foo\"\n"));
+    assert_true(conninfo_error_safe("unterminated quoted string in connection info string\n"));
+    assert_false(conninfo_error_safe("missing \"=\" after \"secret\" in connection info string\n"));
+    assert_false(conninfo_error_safe("invalid URI query parameter: \"x\"\n"));
+    assert_false(conninfo_error_safe(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyword_value), cmocka_unit_test(test_quoted),
         cmocka_unit_test(test_uri),           cmocka_unit_test(test_truncation),
-        cmocka_unit_test(test_config_format),
+        cmocka_unit_test(test_config_format), cmocka_unit_test(test_error_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
