@@ -30,7 +30,7 @@ SECRET2='0ther Secret two'
 # console USER PASSWORD SQL: one command on the console, never prompting; verbose errors (the
 # SQLSTATE shows). An empty PASSWORD sends none.
 console() {
-    local -a env=(PGPASSFILE=/dev/null)
+    local -a env=("PGPASSFILE=$IT_TMP/none.pgpass") # no such file: no password from it
     [[ -z "$2" ]] || env+=("PGPASSWORD=$2")
     env "${env[@]}" psql -X -w -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h 127.0.0.1 \
         -p "$PROXY_PORT" -U "$1" -d pgdual -tA -c "$3"
@@ -39,7 +39,7 @@ console() {
 # startup_code USER DB: sends a StartupMessage over a raw socket and prints what the first answer
 # is: the SQLSTATE of an ErrorResponse, or "auth-N" for an Authentication request of code N.
 startup_code() {
-    python3 - "$PROXY_PORT" "$1" "$2" <<'PY'
+    python3 -I -S - "$PROXY_PORT" "$1" "$2" <<'PY'
 import socket, struct, sys
 port, user, db = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 body = struct.pack("!I", 196608) + b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"

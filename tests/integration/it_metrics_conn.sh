@@ -14,7 +14,7 @@ command -v python3 >/dev/null || it_fail "python3 is needed for the idle connect
 # idle_then_scrape HOST PORT N: opens N idle connections and keeps them, then scrapes /metrics
 # on a new one (5 s timeout). Prints "scrape=<status> closed=<idle ones the server closed>".
 idle_then_scrape() {
-    python3 - "$@" <<'PY'
+    python3 -I -S - "$@" <<'PY'
 import socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 idle = []
@@ -56,7 +56,7 @@ PY
 # closed_within HOST PORT SECONDS: one idle connection; prints how long the server took to close
 # it ("never" within SECONDS).
 closed_within() {
-    python3 - "$@" <<'PY'
+    python3 -I -S - "$@" <<'PY'
 import socket, sys, time
 host, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 c = socket.create_connection((host, port), timeout=limit)
