@@ -9,6 +9,8 @@
 
 #include <ini.h>
 
+#include "config/conninfo.h"
+
 #define OFF(field)  offsetof(struct config, field)
 #define DIAL(field) (offsetof(struct config, dials) + offsetof(struct dials, field))
 
@@ -50,11 +52,24 @@ const struct config_key config_keys[] = {
     S("pgdual", "auth_file", OFF(auth_file), "", true,
       "userlist.txt: \"user\" \"password-or-verifier\""),
     S("pgdual", "admin_users", OFF(admin_users), "admin", true, "users allowed on database pgdual"),
+    S("pgdual", "stats_users", OFF(stats_users), "", true,
+      "users allowed on database pgdual for SHOW commands only (comma-separated)"),
+    B("pgdual", "admin_auth_trust", OFF(admin_auth_trust), "off", false, true,
+      "on: admin and stats users log in without a password when auth_type = trust (off: always "
+      "SCRAM-SHA-256 against auth_file)"),
+    I("pgdual", "admin_reserved_conn", OFF(admin_reserved_conn), "3", 0, 1000, false, true,
+      "console logins (admin_users, stats_users) accepted beyond max_client_conn"),
     S("pgdual", "state_file", OFF(state_file), "pgdual.state", false, "persisted dials"),
     S("pgdual", "journal_dir", OFF(journal_dir), "journal", false,
       "journal of writes the secondary missed"),
     S("pgdual", "divergence_log", OFF(divergence_log), "divergences.jsonl", false, "JSON lines"),
     I("pgdual", "metrics_port", OFF(metrics_port), "9187", 0, 65535, false, false, "0 = off"),
+    S("pgdual", "metrics_addr", OFF(metrics_addr), "127.0.0.1", false,
+      "address of the metrics endpoint"),
+    I("pgdual", "metrics_max_conn", OFF(metrics_max_conn), "16", 1, 1024, false, false,
+      "HTTP connections at once; when full, a new one closes the longest idle"),
+    I("pgdual", "metrics_idle_timeout_ms", OFF(metrics_idle_timeout_ms), "10000", 1000, 3600000,
+      false, false, "an HTTP connection idle this long is closed (whole seconds)"),
     I("pgdual", "max_client_conn", OFF(max_client_conn), "1000", 1, 1000000, false, true,
       "more clients get 53300 too_many_connections"),
     I("pgdual", "client_login_timeout_ms", OFF(client_login_timeout_ms), "60000", 100, 3600000,
@@ -133,6 +148,15 @@ const struct config_key *config_find_key(const char *section, const char *name)
     return NULL;
 }
 
+/* Strings may hold secrets (conninfo passwords): zeroed before they are freed. */
+static void config_str_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 static int parse_bool(const char *v, bool *out)
 {
     static const char *const yes[] = {"on", "true", "yes", "1"};
@@ -193,7 +217,7 @@ int config_set(struct config *c, const struct config_key *k, const char *value, 
             return -ENOMEM;
         }
         char **slot = (char **)((char *)c + k->offset);
-        free(*slot);
+        config_str_free(*slot);
         *slot = dup;
         return 0;
     }
@@ -220,6 +244,10 @@ void config_format(const struct config *c, const struct config_key *k, char *buf
     switch (k->type) {
     case CONFIG_STR: {
         const char *s = *(char *const *)base;
+        if (config_key_secret(k)) {
+            (void)conninfo_mask(s, buf, n); /* a cut value is still masked */
+            return;
+        }
         snprintf(buf, n, "%s", s ? s : "");
         return;
     }
@@ -252,7 +280,7 @@ void config_free(struct config *c)
     for (const struct config_key *k = config_keys; k->name; k++) {
         if (k->type == CONFIG_STR) {
             char **slot = (char **)((char *)c + k->offset);
-            free(*slot);
+            config_str_free(*slot);
             *slot = NULL;
         }
     }
@@ -441,9 +469,9 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-bool config_is_admin(const struct config *c, const char *user)
+/* Is user in the comma- or space-separated list? */
+static bool config_list_has(const char *p, const char *user)
 {
-    const char *p = c->admin_users;
     size_t ulen = strlen(user);
     while (p && *p) {
         while (*p == ' ' || *p == ',') {
@@ -456,6 +484,26 @@ bool config_is_admin(const struct config *c, const char *user)
         p += n;
     }
     return false;
+}
+
+bool config_is_admin(const struct config *c, const char *user)
+{
+    return config_list_has(c->admin_users, user);
+}
+
+bool config_needs_auth_file(const struct config *c)
+{
+    return c->auth_type == AUTH_SCRAM || (!c->admin_auth_trust && c->auth_file && c->auth_file[0]);
+}
+
+bool config_is_stats(const struct config *c, const char *user)
+{
+    return config_list_has(c->stats_users, user);
+}
+
+bool config_key_secret(const struct config_key *k)
+{
+    return k->type == CONFIG_STR && strcmp(k->section, "backends") == 0;
 }
 
 bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k)
@@ -487,7 +535,7 @@ int config_copy_key(struct config *dst, const struct config *src, const struct c
         if (!dup) {
             return -ENOMEM;
         }
-        free(*(char **)pd);
+        config_str_free(*(char **)pd);
         *(char **)pd = dup;
         return 0;
     }

@@ -18,11 +18,17 @@ struct config {
     int workers;
     int auth_type; /* enum auth_type */
     char *auth_file;
-    char *admin_users; /* comma-separated */
+    char *admin_users;       /* comma-separated */
+    char *stats_users;       /* comma-separated: may log into the console and only SHOW */
+    bool admin_auth_trust;   /* the console logs in without a password (off: always SCRAM) */
+    int admin_reserved_conn; /* console logins accepted beyond max_client_conn */
     char *state_file;
     char *journal_dir;
     char *divergence_log;
     int metrics_port;
+    char *metrics_addr;          /* the metrics endpoint's own address */
+    int metrics_max_conn;        /* HTTP connections at once; a new one evicts the oldest idle */
+    int metrics_idle_timeout_ms; /* an HTTP connection idle this long is closed */
     int max_client_conn;
     int client_login_timeout_ms;
     int max_message_bytes;
@@ -84,13 +90,15 @@ int config_parse_text(struct config *c, const char *text, size_t len, const char
                       size_t errlen) __attribute__((warn_unused_result));
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* Frees the strings, zeroed first (they may hold secrets). */
 void config_free(struct config *c);
 
 const struct config_key *config_find_key(const char *section, const char *name);
 /* Set one key from its text form (validated). section may be NULL to search every section. */
 int config_set(struct config *c, const struct config_key *k, const char *value, char *err,
                size_t errlen) __attribute__((warn_unused_result));
-/* The value of k in c as text. */
+/* The value of k in c as text, for display: a key that may hold a secret (config_key_secret)
+ * comes out masked (conninfo_mask). */
 void config_format(const struct config *c, const struct config_key *k, char *buf, size_t n);
 /* True if k has the same value in a and b. */
 bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k);
@@ -101,3 +109,10 @@ int config_copy_key(struct config *dst, const struct config *src, const struct c
 int config_copy(struct config *dst, const struct config *src) __attribute__((warn_unused_result));
 /* True if user is listed in admin_users. */
 bool config_is_admin(const struct config *c, const char *user);
+/* True if auth_file must be loaded: scram-sha-256, or a console that logs in with passwords
+ * (admin_auth_trust = off) and an auth_file to take them from. */
+bool config_needs_auth_file(const struct config *c);
+/* True if user is listed in stats_users. */
+bool config_is_stats(const struct config *c, const char *user);
+/* True if the config string key k may hold a secret (a [backends] conninfo): shown masked. */
+bool config_key_secret(const struct config_key *k);

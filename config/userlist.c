@@ -100,6 +100,9 @@ static int append_entry(struct userlist *ul, size_t *cap, const struct userlist_
     char *password = strdup(l->password);
     if (user == NULL || password == NULL) {
         free(user);
+        if (password) {
+            explicit_bzero(password, strlen(password));
+        }
         free(password);
         return -ENOMEM;
     }
@@ -183,9 +186,14 @@ static int read_file(FILE *f, char **buf, size_t *len)
         if (n < cap) {
             break;
         }
-        char *nb = cap < USERLIST_FILE_MAX ? realloc(b, cap * 2) : NULL;
+        /* Not realloc: the old block, holding passwords, is zeroed before it is freed. */
+        char *nb = cap < USERLIST_FILE_MAX ? malloc(cap * 2) : NULL;
+        if (nb != NULL) {
+            memcpy(nb, b, n);
+        }
+        explicit_bzero(b, n);
+        free(b);
         if (nb == NULL) {
-            free(b);
             return cap < USERLIST_FILE_MAX ? -ENOMEM : -EFBIG;
         }
         b = nb;
@@ -195,6 +203,7 @@ static int read_file(FILE *f, char **buf, size_t *len)
         return -ENOMEM;
     }
     if (ferror(f)) {
+        explicit_bzero(b, n);
         free(b);
         return -EIO;
     }
@@ -224,6 +233,7 @@ int userlist_load(const char *path, struct userlist **out, char *err, size_t err
         return rc;
     }
     rc = userlist_parse(buf, len, path, out, err, errlen);
+    explicit_bzero(buf, len); /* the file's passwords */
     free(buf);
     return rc;
 }
@@ -248,7 +258,9 @@ void userlist_free(struct userlist *ul)
     }
     for (size_t i = 0; i < ul->count; i++) {
         free(ul->entries[i].user);
-        free(ul->entries[i].password);
+        char *pw = ul->entries[i].password;
+        explicit_bzero(pw, strlen(pw)); /* a freed secret is zeroed */
+        free(pw);
     }
     free(ul->entries);
     free(ul);

@@ -4,10 +4,12 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "proxy/session/session.h"
+#include "proxy/text.h"
 
 static atomic_int log_level = LOG_INFO;
 
@@ -36,10 +38,14 @@ static void log_write(enum log_level level, const char *prefix, const char *fmt,
     if (n < 0 || (size_t)n >= sizeof(line)) {
         return;
     }
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    if (m < 0) {
+    /* A message may carry bytes a client chose (a backend's "role ... does not exist" echoes the
+     * user name): its control bytes are escaped, so one call stays one line. */
+    char msg[sizeof(line)];
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
         return;
     }
+    int m =
+        (int)strlen(text_escape(msg, line + n, sizeof(line) - (size_t)n - 1, TEXT_ESC_CONTROLS));
     size_t len = (size_t)n + (size_t)m;
     if (len > sizeof(line) - 2) {
         len = sizeof(line) - 2;
@@ -65,9 +71,11 @@ void log_session(enum log_level level, const struct session *s, const char *fmt,
     if (!log_enabled(level)) {
         return;
     }
-    char prefix[256];
-    snprintf(prefix, sizeof(prefix), "[sess %u %s@%s] ", s->id, s->user[0] ? s->user : "-",
-             s->database[0] ? s->database : "-");
+    /* The names come from the client's startup packet: escaped, so a line stays one line. */
+    char user[TEXT_NAME_ESC_MAX], db[TEXT_NAME_ESC_MAX], prefix[2 * TEXT_NAME_ESC_MAX + 32];
+    text_escape(s->user[0] ? s->user : "-", user, sizeof(user), TEXT_ESC_NAME);
+    text_escape(s->database[0] ? s->database : "-", db, sizeof(db), TEXT_ESC_NAME);
+    snprintf(prefix, sizeof(prefix), "[sess %u %s@%s] ", s->id, user, db);
     va_list ap;
     va_start(ap, fmt);
     log_write(level, prefix, fmt, ap);

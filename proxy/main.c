@@ -220,7 +220,7 @@ static int split_read_only_functions(struct server *srv, const char *list)
 static int server_init_conf(struct server *srv, const struct config *cfg)
 {
     struct auth_table *auth = NULL;
-    if (cfg->auth_type == AUTH_SCRAM) {
+    if (config_needs_auth_file(cfg)) {
         char err[512];
         if (auth_table_load(cfg->auth_file, &auth, err, sizeof(err)) < 0) {
             LOG_ERR("auth_file: %s", err);
@@ -233,6 +233,10 @@ static int server_init_conf(struct server *srv, const struct config *cfg)
         auth_table_free(auth);
         LOG_ERR("%s", terr);
         return -1;
+    }
+    if (!auth && !cfg->admin_auth_trust) {
+        LOG_WARN("no auth_file: the admin console (database pgdual) cannot be logged into; its "
+                 "users need a password from auth_file (or admin_auth_trust = on)");
     }
     struct config copy;
     if (config_copy(&copy, cfg) < 0) {
@@ -259,6 +263,7 @@ static int server_init(struct server *srv, struct config *cfg, const char *path,
     srv->nworkers = cfg->workers;
     atomic_init(&srv->next_session_id, 1);
     atomic_init(&srv->clients_now, 0);
+    atomic_init(&srv->reserved_now, 0);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     srv->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

@@ -29,7 +29,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 struct server_conf {
     atomic_uint refs;
     struct config cfg;       /* owned; restart-only keys always hold the values running */
-    struct auth_table *auth; /* owned; NULL with auth_type = trust */
+    struct auth_table *auth; /* owned; NULL when not loaded (config_needs_auth_file) */
     /* One reference owned; NULL with client_tls_sslmode = disable. Shared by every worker (SSL_new
      * is thread-safe on a context nobody changes any more); each client SSL holds its own
      * reference, so a reload that brings new certificates leaves TLS sessions running on theirs. */
@@ -47,6 +47,7 @@ struct server {
     struct cancel_registry *cancels;
     atomic_uint next_session_id;
     atomic_int clients_now;     /* sessions holding a max_client_conn slot */
+    atomic_int reserved_now;    /* console logins beyond max_client_conn (admin_reserved_conn) */
     int listen_port;            /* the bound port (listen_port = 0 resolves here) */
     char **read_only_functions; /* from [pgdual] read_only_functions, split at commas */
     size_t n_read_only_functions;

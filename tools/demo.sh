@@ -65,6 +65,11 @@ listen_port=6432
 if [[ -n "$(ss -Htan '( sport = :6432 )' 2>/dev/null)" ]]; then
     listen_port=0
 fi
+# The admin console always asks for a password from auth_file (SCRAM-SHA-256), even under
+# auth_type = trust: the demo's admin password is drawn here and shown below.
+ADMIN_PW=$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')
+printf '"admin" "%s"\n' "$ADMIN_PW" >"$DEMO/userlist.txt"
+chmod 0600 "$DEMO/userlist.txt"
 cat >"$DEMO/pgdual.ini" <<EOF2
 ; pgdual demo config (tools/demo.sh); relative paths are relative to this file.
 [pgdual]
@@ -72,6 +77,7 @@ listen_addr = 127.0.0.1
 listen_port = $listen_port
 workers = 2
 auth_type = trust
+auth_file = userlist.txt
 admin_users = admin
 state_file = pgdual.state
 journal_dir = journal
@@ -113,8 +119,8 @@ pgdual is running on 127.0.0.1:$PORT in front of
 Connect the application (or psql) through pgdual:
   psql "host=127.0.0.1 port=$PORT dbname=postgres user=postgres"
 
-Admin console:
-  psql -h 127.0.0.1 -p $PORT -U admin pgdual
+Admin console (its password is in $DEMO/userlist.txt):
+  PGPASSWORD=$ADMIN_PW psql -h 127.0.0.1 -p $PORT -U admin pgdual
 
 Cutover dials to try in the console (the ladder: see README "Cutover runbook"):
   SET read_new_percent = 25;     -- share of reads new serves (falls back to old on trouble)
@@ -140,7 +146,8 @@ if ((CHECK)); then
         echo "demo --check: unexpected result" >&2
         exit 1
     }
-    psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U admin -d pgdual -c "SHOW STATUS"
+    PGPASSWORD=$ADMIN_PW psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U admin -d pgdual \
+        -c "SHOW STATUS"
     echo "demo --check: OK"
     exit 0
 fi

@@ -29,6 +29,7 @@ struct admin_cmd {
     const char *words[3]; /* the command's leading keywords, upper case */
     void (*handler)(struct session *s, char **argv, int argc);
     const char *help;
+    bool args; /* takes arguments after its keywords (the handler checks them); else none */
 };
 
 static void admin_error(struct session *s, const char *sqlstate, const char *msg)
@@ -314,51 +315,64 @@ static void cmd_reconcile_done(struct session *s, char **argv, int argc)
 static void cmd_show_help(struct session *s, char **argv, int argc);
 
 static const struct admin_cmd admin_cmds[] = {
-    {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters"},
-    {{"SHOW", "CONFIG", NULL}, cmd_show_config, "SHOW CONFIG: every config key and its value"},
+    {{"SHOW", "STATUS", NULL}, cmd_show_status, "SHOW STATUS: dials, state and counters", false},
+    {{"SHOW", "CONFIG", NULL},
+     cmd_show_config,
+     "SHOW CONFIG: every config key and its value",
+     false},
     {{"SHOW", "DIVERGENCES", NULL},
      cmd_show_divergences,
      "SHOW DIVERGENCES: divergences since start, one row per statement fingerprint and kind, "
-     "most recently seen first"},
-    {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list"},
+     "most recently seen first",
+     false},
+    {{"SHOW", "HELP", NULL}, cmd_show_help, "SHOW HELP: this list", false},
     {{"SET", NULL, NULL},
      cmd_set,
      "SET key = value [FORCE]: change a [cutover] dial, written to state_file before the answer; "
      "mirror = off while primary = old, and a primary switch while the secondary is not in_sync, "
      "need FORCE; a primary switch answers once the new primary's sequences are synced (if that "
-     "fails, the switch is undone: ERROR 55000, unless FORCE)"},
+     "fails, the switch is undone: ERROR 55000, unless FORCE)",
+     true},
     {{"ROLLBACK", "CUTOVER", NULL},
      cmd_rollback_cutover,
      "ROLLBACK CUTOVER [FORCE]: primary = old and read_new_percent = 0, at once (switching "
      "back from new while old is not in_sync needs FORCE; old's sequences are synced first, as "
-     "for SET primary)"},
+     "for SET primary)",
+     true},
     {{"RELOAD", NULL, NULL},
      cmd_reload,
-     "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays"},
+     "RELOAD: re-read the config file (as SIGHUP); a bad file is refused, the old one stays",
+     false},
     {{"PAUSE", NULL, NULL},
      cmd_pause,
      "PAUSE: hold every session's next statement at its transaction boundary (transactions "
-     "in flight finish)"},
-    {{"RESUME", NULL, NULL}, cmd_resume, "RESUME: release the statements PAUSE holds"},
+     "in flight finish)",
+     false},
+    {{"RESUME", NULL, NULL}, cmd_resume, "RESUME: release the statements PAUSE holds", false},
     {{"SEED", NULL, NULL},
      cmd_seed,
      "SEED: secondary_state = seeding (the backfill fills new; its missing rows are expected), "
-     "every table on the reconciliation list"},
+     "every table on the reconciliation list",
+     false},
     {{"RECONCILE", "START", NULL},
      cmd_reconcile_start,
      "RECONCILE START: begin a reconciliation pass (secondary_state = reconciling); one row: "
-     "pass, primary, from_state, tables"},
+     "pass, primary, from_state, tables",
+     true},
     {{"RECONCILE", "PROGRESS", NULL},
      cmd_reconcile_progress,
      "RECONCILE PROGRESS <pass> <tables_done> <tables_total> <rows_repaired>: the pass's "
-     "progress for SHOW STATUS"},
+     "progress for SHOW STATUS",
+     true},
     {{"RECONCILE", "DONE", NULL},
      cmd_reconcile_done,
      "RECONCILE DONE <pass>: the pass found every table equal: in_sync, unless a miss made it "
-     "stale (ERROR 55000: start a new pass)"},
+     "stale (ERROR 55000: start a new pass)",
+     true},
     {{"RECONCILE", "ABORT", NULL},
      cmd_reconcile_done,
-     "RECONCILE ABORT <pass>: end the pass; secondary_state goes back to diverged"},
+     "RECONCILE ABORT <pass>: end the pass; secondary_state goes back to diverged",
+     true},
 };
 
 #define ADMIN_NCMDS (sizeof(admin_cmds) / sizeof(admin_cmds[0]))
@@ -424,6 +438,27 @@ static int admin_split(char *p, char **argv, int max)
     return argc;
 }
 
+/* Run c, matched on its nwords keywords: whole words only (a command without arguments takes
+ * nothing more), and a stats_users login runs SHOW commands only. */
+static void admin_dispatch(struct session *s, const struct admin_cmd *c, int nwords, char **argv,
+                           int argc)
+{
+    if (!c->args && argc > nwords) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "syntax error at \"%.60s\": %.*s takes no arguments",
+                 argv[nwords], (int)strcspn(c->help, ":"), c->help);
+        admin_error(s, "42601", msg);
+        return;
+    }
+    if (s->admin_readonly && strcmp(c->words[0], "SHOW") != 0) {
+        admin_error(s, "42501",
+                    "permission denied: stats_users may run SHOW commands only (admin_users "
+                    "may change things)");
+        return;
+    }
+    c->handler(s, argv, argc);
+}
+
 static void admin_run_one(struct session *s, char *text)
 {
     char *argv[ADMIN_MAX_WORDS];
@@ -442,7 +477,7 @@ static void admin_run_one(struct session *s, char *text)
             w++;
         }
         if (w == 3 || !c->words[w]) {
-            c->handler(s, argv, argc);
+            admin_dispatch(s, c, w, argv, argc);
             return;
         }
     }

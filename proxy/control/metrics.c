@@ -20,15 +20,26 @@
 #include "proxy/text.h"
 
 #define METRICS_SAMPLES_MAX    5
-#define METRICS_CONN_LIMIT     32 /* scrapers are few; anything more waits */
-#define METRICS_CONN_TIMEOUT_S 10
 #define METRICS_CONTENT_TYPE   "text/plain; version=0.0.4; charset=utf-8"
 #define METRICS_JSON_TYPE      "application/json"
 #define METRICS_LATENCY_FAMILY "pgdual_statement_duration_seconds"
 
+/* One HTTP connection, on the daemon's list from the oldest activity to the newest. */
+struct metrics_conn {
+    struct metrics_conn *prev, *next;
+    int fd;       /* MHD's socket: shut down (never closed) to evict the connection */
+    bool busy;    /* a request is being answered */
+    bool evicted; /* shut down and off the list; MHD's close notice frees it */
+};
+
+/* Everything below `daemon` is touched only on MHD's one internal polling thread (its
+ * callbacks), so it needs no lock. */
 struct metrics {
     struct MHD_Daemon *daemon;
     struct server *srv; /* borrowed: outlives the daemon */
+    struct metrics_conn *oldest, *newest;
+    int nconn;    /* connections on the list */
+    int max_conn; /* metrics_max_conn */
 };
 
 /* One sample of a family whose values are worker counters: its label set (already formatted,
@@ -345,6 +356,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)upload_data;
     (void)upload_data_size;
     (void)req_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+        ((struct metrics_conn *)ci->socket_context)->busy = true;
+    }
     struct wbuf b;
     wbuf_init(&b);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
@@ -363,6 +379,84 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply_take(conn, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", &b);
 }
 
+static void conn_unlink(struct metrics *m, struct metrics_conn *c)
+{
+    *(c->prev ? &c->prev->next : &m->oldest) = c->next;
+    *(c->next ? &c->next->prev : &m->newest) = c->prev;
+    c->prev = c->next = NULL;
+    m->nconn--;
+}
+
+static void conn_append(struct metrics *m, struct metrics_conn *c)
+{
+    c->prev = m->newest;
+    c->next = NULL;
+    *(m->newest ? &m->newest->next : &m->oldest) = c;
+    m->newest = c;
+    m->nconn++;
+}
+
+/* Over metrics_max_conn: the connection idle the longest is shut down, so that idle sockets
+ * (a client that connects and sends nothing) cannot keep the scraper out. */
+static void conn_evict_idle(struct metrics *m, const struct metrics_conn *keep)
+{
+    for (struct metrics_conn *c = m->oldest; c && m->nconn > m->max_conn; c = c->next) {
+        if (c == keep || c->busy) {
+            continue;
+        }
+        conn_unlink(m, c);
+        c->evicted = true;
+        if (shutdown(c->fd, SHUT_RDWR) < 0) {
+            LOG_WARN("metrics: shutdown of an idle connection failed");
+        }
+        return;
+    }
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection opened or closed. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct metrics *m = cls;
+    struct metrics_conn *c = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (c && !c->evicted) {
+            conn_unlink(m, c);
+        }
+        free(c);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c = calloc(1, sizeof(*c));
+    if (!c || !ci) {
+        free(c); /* not tracked: it only runs into MHD's hard limit and timeout */
+        return;
+    }
+    c->fd = ci->connect_fd;
+    *socket_context = c;
+    conn_append(m, c);
+    conn_evict_idle(m, c);
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: a request was answered; the connection is idle from now. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    struct metrics *m = cls;
+    (void)req_cls;
+    (void)code;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct metrics_conn *c = ci ? ci->socket_context : NULL;
+    if (c && !c->evicted) {
+        c->busy = false;
+        conn_unlink(m, c); /* the newest activity now */
+        conn_append(m, c);
+    }
+}
+
 /* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors (bind failures and such) go to our log. */
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -375,7 +469,7 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 
 int metrics_start(struct server *srv, struct metrics **out)
 {
-    const char *addr = srv->cfg->listen_addr;
+    const char *addr = srv->cfg->metrics_addr;
     int port = srv->cfg->metrics_port;
     *out = NULL;
     if (port == 0) {
@@ -386,7 +480,7 @@ int metrics_start(struct server *srv, struct metrics **out)
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) < 0) {
         if (uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) < 0) {
-            LOG_ERR("metrics: listen_addr %s is not an IP address", addr);
+            LOG_ERR("metrics: metrics_addr %s is not an IP address", addr);
             return -1;
         }
         flags |= MHD_USE_IPv6;
@@ -397,12 +491,16 @@ int metrics_start(struct server *srv, struct metrics **out)
         return -1;
     }
     m->srv = srv;
-    /* The logger comes first so that MHD's messages about later options reach it. */
+    m->max_conn = srv->cfg->metrics_max_conn;
+    unsigned int timeout_s = (unsigned int)(srv->cfg->metrics_idle_timeout_ms + 999) / 1000;
+    /* The logger comes first so that MHD's messages about later options reach it. MHD's own
+     * limit is one above ours: the connection that goes over ours evicts the oldest idle one. */
     m->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m,
                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
                                  (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned int)METRICS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned int)METRICS_CONN_TIMEOUT_S, MHD_OPTION_END);
+                                 (unsigned int)m->max_conn + 1, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 timeout_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, m, MHD_OPTION_END);
     if (!m->daemon) {
         LOG_ERR("metrics: cannot serve on %s:%d (see the message above)", addr, port);
         free(m);

@@ -9,9 +9,10 @@
 struct server;
 struct metrics; /* opaque: the running HTTP daemon */
 
-/* Start the endpoint on listen_addr:metrics_port. With metrics_port = 0 it starts nothing and
- * sets *out = NULL. Call after the workers are running (srv->workers is read from then on);
- * on failure logs why and returns a negative code. */
+/* Start the endpoint on metrics_addr:metrics_port (at most metrics_max_conn connections: one
+ * more closes the longest idle; metrics_idle_timeout_ms closes an idle one). With metrics_port = 0
+ * it starts nothing and sets *out = NULL. Call after the workers are running (srv->workers is read
+ * from then on); on failure logs why and returns a negative code. */
 int metrics_start(struct server *srv, struct metrics **out) __attribute__((warn_unused_result));
 /* Stop the daemon (joins its thread) and free m. NULL does nothing. Call before the workers
  * (and their counters) are freed. */

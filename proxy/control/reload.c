@@ -61,7 +61,7 @@ static int reload_read(struct server *srv, struct config *next, struct auth_tabl
         return -EINVAL;
     }
     *auth = NULL;
-    if (next->auth_type == AUTH_SCRAM) {
+    if (config_needs_auth_file(next)) {
         if (auth_table_load(next->auth_file, auth, msg, sizeof(msg)) < 0) {
             snprintf(err, errlen, "%s: auth_file: %s", srv->config_path, msg);
             return -EINVAL;

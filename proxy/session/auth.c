@@ -91,6 +91,7 @@ void auth_table_free(struct auth_table *t)
     }
     for (size_t i = 0; i < t->count; i++) {
         free(t->users[i].name);
+        explicit_bzero(&t->users[i].secret, sizeof(t->users[i].secret)); /* the SCRAM keys */
     }
     free(t->users);
     free(t);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/conninfo.h"
 #include "protocol/pqproto.h"
 #include "proxy/log.h"
 #include "proxy/session/session.h"
@@ -179,7 +180,12 @@ int backend_login_start(struct backend *b, uv_loop_t *loop, const char *conninfo
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
     if (!opts) {
-        snprintf(err, errlen, "invalid backend conninfo: %s", perr ? perr : "out of memory");
+        /* libpq may quote part of the string (a password, a URI with its userinfo). */
+        snprintf(err, errlen, "invalid backend conninfo: %s",
+                 !perr                       ? "out of memory"
+                 : conninfo_error_safe(perr) ? perr
+                                             : "libpq's message is withheld as it may quote a "
+                                               "password: check [backends] in the config file");
         PQfreemem(perr);
         return UV_EINVAL;
     }

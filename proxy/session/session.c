@@ -173,6 +173,10 @@ void session_end(struct session *s, enum session_end_reason why, const char *det
         cancel_unregister(srv->cancels, s->cancel);
         s->cancel = NULL;
     }
+    if (s->reserved) {
+        atomic_fetch_sub(&srv->reserved_now, 1);
+        s->reserved = false;
+    }
     if (s->counted) {
         atomic_fetch_sub(&srv->clients_now, 1);
         stats_add(&w->stats, STAT_sessions_active, -1);

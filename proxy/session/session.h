@@ -65,9 +65,11 @@ struct session {
     uint32_t cancel_secret; /* the secret in that BackendKeyData */
     struct worker *worker;  /* owning loop; never changes */
     enum session_state state;
-    int refs;        /* 1 for the session + 1 per open libuv handle; freed at 0 */
-    bool counted;    /* holds a slot in the server's client count */
-    bool over_limit; /* accepted beyond max_client_conn: refuse after the startup packet */
+    int refs;            /* 1 for the session + 1 per open libuv handle; freed at 0 */
+    bool counted;        /* holds a slot in the server's client count */
+    bool over_limit;     /* accepted beyond max_client_conn: refuse after the startup packet */
+    bool reserved;       /* a console login in an admin_reserved_conn slot (server's count) */
+    bool admin_readonly; /* a stats_users login: the console runs SHOW commands only */
 
     struct endpoint client;
     uv_timer_t timer; /* login timeout; later per-statement timeouts */

@@ -1,6 +1,7 @@
 /* proxy/session/session_startup.c: the login phase: untyped startup packets (SSLRequest,
  * GSSENCRequest, CancelRequest, StartupMessage), client authentication (trust or SCRAM-SHA-256),
  * and the start of the backend login. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "proxy/session/cancel.h"
 #include "proxy/session/session.h"
 #include "proxy/session/tls.h"
+#include "proxy/text.h"
 #include "proxy/worker.h"
 
 #define AUTH_MAX_MESSAGE 8192
@@ -74,19 +76,42 @@ static void client_authenticated(struct session *s)
     start_backend_login(s);
 }
 
+/* Does this login need a password? Always under scram-sha-256; on the console (admin_users,
+ * stats_users) too under trust, unless admin_auth_trust says otherwise. */
+static bool auth_needs_password(const struct session *s)
+{
+    const struct config *cfg = &s->conf->cfg;
+    if (cfg->auth_type == AUTH_SCRAM) {
+        return true;
+    }
+    return strcmp(s->database, ADMIN_DATABASE) == 0 && !cfg->admin_auth_trust;
+}
+
+static void auth_refuse(struct session *s, const char *why)
+{
+    char user[TEXT_NAME_ESC_MAX], detail[TEXT_NAME_ESC_MAX + 256];
+    stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+    snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"%s",
+             text_escape(s->user, user, sizeof(user), TEXT_ESC_QUOTED), why);
+    session_end(s, END_AUTH_FAILED, detail);
+}
+
 static void begin_auth(struct session *s)
 {
-    if (s->conf->cfg.auth_type == AUTH_TRUST) {
+    if (!auth_needs_password(s)) {
         client_authenticated(s);
         return;
     }
     const struct scram_secret *secret = auth_table_find(s->conf->auth, s->user);
     s->scram = secret ? scram_server_new(secret) : NULL;
     if (!s->scram) {
-        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
-        char detail[160];
-        snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"", s->user);
-        session_end(s, END_AUTH_FAILED, detail);
+        /* Under trust only a console login gets here: say why it has no password. */
+        bool console = s->conf->cfg.auth_type == AUTH_TRUST;
+        auth_refuse(s, !console         ? ""
+                       : !s->conf->auth ? ": the admin console needs a password from auth_file "
+                                          "(SCRAM-SHA-256) and no auth_file is loaded"
+                                        : ": the admin console needs a password from auth_file "
+                                          "(SCRAM-SHA-256) and this user has none there");
         return;
     }
     /* Over TLS, SCRAM-SHA-256-PLUS first, as PostgreSQL: a client that can bind does. */
@@ -104,6 +129,21 @@ static void begin_auth(struct session *s)
     }
     wire_scanner_init(&s->client_scan, AUTH_MAX_MESSAGE);
     session_set_state(s, SESSION_AUTH);
+}
+
+/* Beyond max_client_conn, a console login takes one of the admin_reserved_conn slots. */
+static bool take_reserved_slot(struct session *s, bool console_user)
+{
+    struct server *srv = s->worker->server;
+    if (!console_user) {
+        return false;
+    }
+    if (atomic_fetch_add(&srv->reserved_now, 1) >= s->conf->cfg.admin_reserved_conn) {
+        atomic_fetch_sub(&srv->reserved_now, 1);
+        return false;
+    }
+    s->reserved = true; /* session_end gives it back */
+    return true;
 }
 
 static void on_startup_message(struct session *s, const struct wire_startup *st)
@@ -134,14 +174,20 @@ static void on_startup_message(struct session *s, const struct wire_startup *st)
         session_end(s, END_REFUSED, "replication connections are not supported by pgdual");
         return;
     }
-    if (s->over_limit) {
+    const struct config *cfg = &s->conf->cfg;
+    bool console = strcmp(s->database, ADMIN_DATABASE) == 0;
+    bool admin = console && config_is_admin(cfg, s->user);
+    bool stats = console && !admin && config_is_stats(cfg, s->user);
+    if (s->over_limit && !take_reserved_slot(s, admin || stats)) {
         session_end(s, END_TOO_MANY, "sorry, too many clients already");
         return;
     }
-    if (strcmp(s->database, ADMIN_DATABASE) == 0 && !config_is_admin(&s->conf->cfg, s->user)) {
-        session_end(s, END_REFUSED, "user is not in admin_users; the admin console is refused");
+    if (console && !admin && !stats) {
+        session_end(s, END_REFUSED,
+                    "user is not in admin_users or stats_users; the admin console is refused");
         return;
     }
+    s->admin_readonly = stats;
     begin_auth(s);
 }
 
@@ -293,16 +339,15 @@ static void on_sasl_response(struct session *s, const uint8_t *data, size_t len)
     const char *reply = NULL;
     int rc = scram_server_final(s->scram, (const char *)data, len, &reply);
     if (rc < 0) {
-        stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
-        char detail[160];
-        if (rc == SCRAM_ECBIND) {
-            snprintf(detail, sizeof(detail), "SCRAM channel binding check failed");
+        if (rc == SCRAM_EAUTH) {
+            auth_refuse(s, "");
+        } else if (rc == SCRAM_ECBIND) {
+            stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+            session_end(s, END_AUTH_FAILED, "SCRAM channel binding check failed");
         } else {
-            snprintf(detail, sizeof(detail), "password authentication failed for user \"%s\"",
-                     s->user);
+            stats_add(&s->worker->stats, STAT_auth_failures_total, 1);
+            session_end(s, END_PROTOCOL, "malformed SCRAM client-final-message");
         }
-        session_end(s, rc == SCRAM_EAUTH || rc == SCRAM_ECBIND ? END_AUTH_FAILED : END_PROTOCOL,
-                    detail);
         return;
     }
     wire_put_auth(&s->out, AUTH_REQ_SASL_FIN, reply, strlen(reply));

@@ -1,6 +1,6 @@
 /* tests/fuzz/fuzz_configfile.c: fuzz target: arbitrary bytes as a pgdual.ini ->
  * config_parse_text. What parses is written back key by key (as SHOW CONFIG shows it) and parses
- * to the same configuration. */
+ * to the same configuration (secret values taken as stored, since SHOW CONFIG masks them). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,12 @@ static void format_config(const struct config *c, struct wbuf *out, int *partial
     char value[8192];
     const char *section = "";
     for (const struct config_key *k = config_keys; k->name; k++) {
-        config_format(c, k, value, sizeof value);
+        if (config_key_secret(k)) { /* config_format masks it: take the value as stored */
+            const char *raw = *(char *const *)((const char *)c + k->offset);
+            snprintf(value, sizeof value, "%s", raw ? raw : "");
+        } else {
+            config_format(c, k, value, sizeof value);
+        }
         size_t n = strlen(value);
         if (strpbrk(value, "\n\r;#") != NULL || strlen(k->name) + 3 + n > CONFIG_LINE_MAX ||
             (n > 0 && (value[0] == ' ' || value[0] == '\t' || value[n - 1] == ' ' ||

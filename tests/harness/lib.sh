@@ -38,6 +38,18 @@ PGDUAL_TEST_DIRECT=${PGDUAL_TEST_DIRECT:-0}
 IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgdual-$IT_NAME.XXXXXX")
 chmod 0755 "$IT_TMP" # the postgres OS user may need to read files here (COPY is client side)
 
+# The admin console always asks for a password (admin_auth_trust = off): every test's pgdual.ini
+# names an auth_file holding the admin user's (it_write_ini writes it; a test giving its own
+# auth_file puts the line "$IT_ADMIN_LINE" in it), and libpq takes it from a password file for
+# user admin on database pgdual only, so every psql -U admin -d pgdual logs in.
+IT_ADMIN_PW=it-admin-secret
+IT_ADMIN_LINE="\"admin\" \"$IT_ADMIN_PW\""
+IT_USERLIST="$IT_TMP/it_userlist.txt"
+printf '%s\n' "$IT_ADMIN_LINE" >"$IT_USERLIST"
+printf '127.0.0.1:*:pgdual:admin:%s\n' "$IT_ADMIN_PW" >"$IT_TMP/pgpass"
+chmod 0600 "$IT_TMP/pgpass"
+export PGPASSFILE="$IT_TMP/pgpass"
+
 # ---------------------------------------------------------------------------------------------
 # Counting and reporting
 
@@ -336,6 +348,7 @@ it_write_ini() {
         pgdual.workers=2
         pgdual.auth_type=trust
         pgdual.admin_users=admin
+        "pgdual.auth_file=$IT_USERLIST"
         pgdual.state_file=pgdual.state
         pgdual.journal_dir=journal
         pgdual.divergence_log=divergences.jsonl

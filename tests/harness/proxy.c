@@ -382,9 +382,12 @@ static PGconn *connect_port(const char *host, int port, const char *user, const 
                                 "sslmode",
                                 "gssencmode",
                                 "application_name",
+                                "password",
                                 NULL};
+    /* A NULL value is ignored: only the console's user sends a password. */
+    const char *pw = strcmp(user, "admin") == 0 ? PROXY_ADMIN_PASSWORD : NULL;
     const char *const vals[] = {host,      portstr,   user,        dbname, "10",
-                                "disable", "disable", "pgdual-it", NULL};
+                                "disable", "disable", "pgdual-it", pw,     NULL};
     return PQconnectdbParams(keys, vals, 0);
 }
 
@@ -468,8 +471,22 @@ static int write_ini(const struct proxy *p, const struct proxy_opts *o)
         return -1;
     }
     const struct it_cluster *c = &p->cluster;
+    /* The console needs a password from auth_file (admin_auth_trust = off). */
+    char userlist[1024];
+    snprintf(userlist, sizeof userlist, "%s/userlist.txt", p->tmpdir);
+    FILE *u = fopen(userlist, "w");
+    if (u == NULL || fprintf(u, "\"admin\" \"%s\"\n", PROXY_ADMIN_PASSWORD) < 0 || fclose(u) != 0) {
+        fprintf(stderr, "harness: %s: %s\n", userlist, strerror(errno));
+        fclose(f);
+        return -1;
+    }
+    bool own_auth = o != NULL && o->pgdual != NULL && strstr(o->pgdual, "auth_file");
+    fprintf(f, "; written by tests/harness/proxy.c\n[pgdual]\n");
+    if (!own_auth) {
+        fprintf(f, "auth_file = %s\n", userlist);
+    }
     fprintf(f,
-            "; written by tests/harness/proxy.c\n[pgdual]\nlisten_addr = 127.0.0.1\n"
+            "listen_addr = 127.0.0.1\n"
             "listen_port = 0\nworkers = 2\nauth_type = trust\nadmin_users = admin\n"
             "state_file = %s/pgdual.state\njournal_dir = %s/journal\n"
             "divergence_log = %s/divergences.jsonl\nmetrics_port = 0\n"

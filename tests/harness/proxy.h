@@ -64,6 +64,10 @@ long proxy_rss_kib(const struct proxy *p);
  * the error. The caller PQfinish()es it. */
 PGconn *proxy_connect(const struct proxy *p, enum it_target t);
 
+/* The admin console's password: the spawned pgdual's auth_file holds "admin" with it, and
+ * proxy_connect_as sends it for user admin (the console always asks for a password). */
+#define PROXY_ADMIN_PASSWORD "it-admin-secret"
+
 /* Like proxy_connect with an explicit user and database (e.g. "admin", "pgdual"). Returns the conn
  * even when it failed, so the caller can inspect PQstatus / PQerrorMessage. */
 PGconn *proxy_connect_as(const struct proxy *p, enum it_target t, const char *user,

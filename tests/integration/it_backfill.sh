@@ -80,7 +80,7 @@ psql_new "$DB" -f "$IT_TMP/schema.sql" >/dev/null
 assert_eq 0 "$(psql_new "$DB" -tA -c 'SELECT count(*) FROM pgbench_accounts')" "new holds the schema only"
 
 # --- pgdual; SEED; reads to new dialled to 100 % (none may go there while seeding) -------------
-printf '"admin" "adminpw"\n"postgres" "x"\n' >"$IT_TMP/userlist.txt"
+printf '%s\n"postgres" "x"\n' "$IT_ADMIN_LINE" >"$IT_TMP/userlist.txt"
 auto=()
 if "$PGDUAL_BIN" --config-reference | grep -qw reconcile_auto; then
     auto=(reconcile_auto=off) # the backfill's own passes are under test, not pgdual's

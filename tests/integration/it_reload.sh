@@ -119,7 +119,7 @@ hup
 assert_eq "1" "$(psql_proxy "$DB" -tA -c 'SELECT 1')" "old conninfo restored by reload"
 
 # --- the auth file (and auth_type) apply to new logins -------------------------------------------
-printf '"postgres" "first-Secret"\n' >"$IT_TMP/userlist.txt"
+printf '"postgres" "first-Secret"\n%s\n' "$IT_ADMIN_LINE" >"$IT_TMP/userlist.txt"
 rewrite cutover.read_new_percent=60 cutover.compare_percent=20 pgdual.auth_type=scram-sha-256 \
     pgdual.auth_file=userlist.txt
 hup
@@ -128,7 +128,7 @@ login() {
         -d "$DB" -tA -c "SELECT 'in'"
 }
 assert_eq "in" "$(login first-Secret 2>&1)" "SCRAM login with the reloaded auth file"
-printf '"postgres" "second-Secret"\n' >"$IT_TMP/userlist.txt"
+printf '"postgres" "second-Secret"\n%s\n' "$IT_ADMIN_LINE" >"$IT_TMP/userlist.txt"
 hup
 assert_eq "in" "$(login second-Secret 2>&1)" "the changed auth file is re-read on reload"
 assert_fails "the old password is refused after the reload" -- login first-Secret

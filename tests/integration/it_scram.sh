@@ -67,6 +67,9 @@ out=$(admin "$ADMIN_PW" -c "SHOW CONFIG" -c "SHOW DIVERGENCES" -c "SHOW HELP" 2>
 assert_contains "$out" "auth_type|scram-sha-256" "admin: three commands on one connection"
 assert_fails "admin: wrong password refused" -- admin "wrong" -c "SHOW STATUS"
 assert_match "$IT_LAST_OUT" "authentication failed" "admin: wrong password is an auth error"
+assert_fails "admin: no password refused" -- env "PGPASSFILE=$IT_TMP/none.pgpass" psql -X -w \
+    -h 127.0.0.1 -p "$PROXY_PORT" -U admin -d pgdual -c "SHOW STATUS"
+assert_contains "$IT_LAST_OUT" "password" "admin: no password: asked for one"
 
 # Still working after the failures.
 assert_eq "$VERIF_USER" "$(login "$VERIF_USER" "$VERIF_PW" 2>&1)" "login works after failures"

@@ -116,6 +116,9 @@ start_pgdual() {
     {
         printf '[pgdual]\nlisten_addr = 127.0.0.1\nlisten_port = 0\nworkers = 2\n'
         printf 'auth_type = trust\nadmin_users = admin\nstate_file = pgdual.state\n'
+        # A loopback-only benchmark: the console without a password (README "Admin console
+        # security").
+        printf 'admin_auth_trust = on\n'
         printf 'journal_dir = journal\ndivergence_log = divergences.jsonl\nmetrics_port = 0\n'
         printf 'log_level = info\nreconcile_user = postgres\n'
         for line in "$@"; do echo "$line"; done

@@ -471,6 +471,8 @@ max_client_conn = 200
 log_level = warning
 auth_type = trust
 admin_users = admin
+; a loopback-only benchmark: the console without a password (README "Admin console security")
+admin_auth_trust = on
 state_file = pgdual.state
 journal_dir = journal
 divergence_log = divergences.jsonl

@@ -250,7 +250,7 @@ static char *admin_conninfo(const struct options *o, char *err, size_t el)
     if (o->admin) {
         return util_xstrdup(o->admin);
     }
-    struct console_cfg c = {.addr = "127.0.0.1", .port = "6432"};
+    struct console_cfg c = {.addr = "127.0.0.1", .port = "6432", .admins = "admin"};
     if (ini_parse(o->config, on_cfg, &c) != 0) {
         snprintf(err, el, "cannot read %s", o->config);
         return NULL;
