@@ -429,10 +429,48 @@ const struct pin_column *pin_find_col(const struct pin_table *t, const char *nam
     return NULL;
 }
 
+const char pin_why_trigger_values[] = "a trigger on its table may make up values";
+const char pin_why_trigger_writes[] = "a trigger on its table may write other tables";
+
+static unsigned t_trig(const struct pin_table *t, bool writes)
+{
+    return !t ? 0 : writes ? t->trig_writes : t->trig_values;
+}
+
+/* The trigger events a write fires (PIN_TRIG_*). */
+static unsigned trigger_events(const struct pin_stmt *st)
+{
+    switch (st->verb) {
+    case PIN_VERB_INSERT:
+        return PIN_TRIG_INSERT | (st->conflict == PIN_CONFLICT_UPDATE ? PIN_TRIG_UPDATE : 0);
+    case PIN_VERB_COPY:
+        return PIN_TRIG_INSERT;
+    case PIN_VERB_UPDATE:
+        return PIN_TRIG_UPDATE;
+    case PIN_VERB_DELETE:
+        return PIN_TRIG_DELETE;
+    case PIN_VERB_MERGE:
+        return PIN_TRIG_INSERT | PIN_TRIG_UPDATE | PIN_TRIG_DELETE;
+    default:
+        return 0;
+    }
+}
+
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why)
 {
     *why = NULL;
     bool known = t && t->found;
+    /* A trigger that makes up values (or writes elsewhere) fires again on the secondary, whatever
+     * the statement there: nothing pgdual sends can pin what it does. */
+    unsigned events = known ? trigger_events(st) : 0;
+    if (events & t_trig(t, true)) {
+        *why = pin_why_trigger_writes;
+        return PIN_IMPOSSIBLE;
+    }
+    if (events & t_trig(t, false)) {
+        *why = pin_why_trigger_values;
+        return PIN_IMPOSSIBLE;
+    }
     if (st->nested_dml) {
         /* pgdual cannot see the rows of a write inside another statement: fine as long as
          * nothing in it makes up values. An INSERT inside may fire defaults of a table pgdual

@@ -101,10 +101,20 @@ struct pin_column {
     bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
 };
 
+/* pg_trigger.tgtype's event bits. */
+#define PIN_TRIG_INSERT (1u << 2)
+#define PIN_TRIG_DELETE (1u << 3)
+#define PIN_TRIG_UPDATE (1u << 4)
+
 struct pin_table {
     bool found;
     char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" as the catalog found it (logs) */
     const char *blocked; /* why no write of it can be pinned (a static string), or NULL */
+    /* The events (PIN_TRIG_*) for which an enabled user trigger of the table (or of a partition)
+     * may make up values (trig_values) or write other tables (trig_writes): its function is not
+     * PL/pgSQL, or its source names a value-making call (now, nextval, random, ...) or a write
+     * (INSERT, UPDATE, DELETE, MERGE, COPY, EXECUTE). See pin_catalog_query. */
+    unsigned trig_values, trig_writes;
     int ncols, npk;
     struct pin_column *cols; /* owned */
 };
@@ -128,6 +138,11 @@ enum pin_need {
     PIN_NEEDED,
     PIN_IMPOSSIBLE, /* it makes up values but cannot be pinned: *why says why */
 };
+
+/* Why a write into a table whose trigger may make up values or write elsewhere is not pinned
+ * (pin_decide's *why, compared by pointer): the second owes every table to the reconciliation. */
+extern const char pin_why_trigger_values[];
+extern const char pin_why_trigger_writes[];
 
 /* t: the target as the catalog describes it (NULL when unknown). *why is a static string. */
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);

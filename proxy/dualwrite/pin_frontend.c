@@ -51,6 +51,7 @@ static void note_unpinned(struct unit *u, const char *why, const char *table, ui
     if (p && !p->unpinned) {
         p->unpinned = why;
         p->unpinned_at = index;
+        p->owe_all = why == pin_why_trigger_writes; /* which tables it writes is not known */
         snprintf(p->unpinned_table, sizeof(p->unpinned_table), "%s", table);
     } else if (!p) {
         u->pin_inactive = true; /* counted as such by pin_account */

@@ -109,7 +109,7 @@ static void account_unpinned(struct session *s, struct unit *u, const char *why)
     /* A name written without its schema is found through the session's search_path, which the
      * reconciliation does not share: it would compare public's table of that name. Every table
      * ("*") is owed then. */
-    const char *owed = table && strchr(table, '.') ? table : NULL;
+    const char *owed = table && strchr(table, '.') && !u->pin->owe_all ? table : NULL;
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
     divergence_report_nondeterministic(s, u, why, table);
     char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];

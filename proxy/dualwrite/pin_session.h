@@ -105,7 +105,8 @@ struct unit_pin {
     const char *unpinned; /* why a statement that makes up values went verbatim (static) */
     uint32_t unpinned_at; /* ...its number (Query: statement; batch: Execute), from 0 */
     char unpinned_table[2 * PIN_NAME_MAX + 2];
-    bool lookup; /* an internal unit: pgdual's catalog lookup */
+    bool owe_all; /* what it wrote is not known to be unpinned_table alone (a trigger writes) */
+    bool lookup;  /* an internal unit: pgdual's catalog lookup */
 };
 
 void pin_catalog_free(struct pin_catalog *c);
