@@ -179,7 +179,7 @@ static void check_texts(const char *sql, const struct pin_plan *p, struct pin_sh
         if (shapes[i]) {
             reply_rows(shapes[i], tail, left, &rows[i]);
             s[ns++] = (struct pin_subst){
-                (uint32_t)i, p->stmts[i].start, p->stmts[i].end, shapes[i], &rows[i], 0, false};
+                (uint32_t)i, p->stmts[i].start, p->stmts[i].end, shapes[i], &rows[i], 0, false, NULL, NULL};
         }
     }
     wire_put_query(&msg, sql);
@@ -263,8 +263,8 @@ static void fuzz_raw(const uint8_t *tail, size_t left, uint8_t flags)
     sh.head = head;
     sh.tail = end;
     /* the first parses its statement, the second binds it again */
-    struct pin_subst s[2] = {{(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true},
-                             {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false}};
+    struct pin_subst s[2] = {{(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true, NULL, NULL},
+                             {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false, NULL, NULL}};
     wbuf_reset(&out);
     uint32_t extra = 0;
     rc = pin_substitute_batch(tail, left, s, 1 + (flags & 1), &out, &extra);
