@@ -37,7 +37,7 @@ static PgQuery__WithClause *with_of(const PgQuery__Node *n)
 static const PgQuery__CommonTableExpr *cte_of(const PgQuery__Node *n)
 {
     return n && n->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR ? n->common_table_expr
-                                                                        : NULL;
+                                                                       : NULL;
 }
 
 static bool is_write(const PgQuery__Node *q)
@@ -461,7 +461,8 @@ int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const 
         return PIN_EPROTO;
     }
     uint32_t n = wire_u32(&rd);
-    const uint8_t *v = rd.failed || n == 0xffffffffu || n == 0 || n > 10 ? NULL : wire_bytes(&rd, n);
+    const uint8_t *v =
+        rd.failed || n == 0xffffffffu || n == 0 || n > 10 ? NULL : wire_bytes(&rd, n);
     if (!v) {
         return PIN_EPROTO;
     }

@@ -178,8 +178,15 @@ static void check_texts(const char *sql, const struct pin_plan *p, struct pin_sh
         wbuf_init(&rows[i]);
         if (shapes[i]) {
             reply_rows(shapes[i], tail, left, &rows[i]);
-            s[ns++] = (struct pin_subst){
-                (uint32_t)i, p->stmts[i].start, p->stmts[i].end, shapes[i], &rows[i], 0, false, NULL, NULL};
+            s[ns++] = (struct pin_subst){(uint32_t)i,
+                                         p->stmts[i].start,
+                                         p->stmts[i].end,
+                                         shapes[i],
+                                         &rows[i],
+                                         0,
+                                         false,
+                                         NULL,
+                                         NULL};
         }
     }
     wire_put_query(&msg, sql);

@@ -93,7 +93,7 @@ static void check_build(const char *sql, const struct pin_table *t, const struct
 }
 
 #define POP(t) "pg_catalog.json_populate_recordset(NULL::\"" t "\", "
-#define REC(k)                                                                                     \
+#define REC(k) \
     "SELECT " #k ", pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c" #k "\" AS \"pgdual_x\""
 
 static void test_cte_build(void **state)
