@@ -59,6 +59,9 @@ set_tests_properties(it.pin_review PROPERTIES ENVIRONMENT
 pgdual_shell_it(pin_trigger 120)
 set_tests_properties(it.pin_trigger PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+pgdual_shell_it(pin_cte 120)
+set_tests_properties(it.pin_cte PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 

@@ -23,40 +23,67 @@ same() {
     local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
     assert_eq "$(psql_old "$DB" -tA -c "$sql")" "$(psql_new "$DB" -tA -c "$sql")" "$2"
 }
-setup() {
-    psql_proxy "$DB" -q <<'SQL'
+SETUP_SQL="
 DROP TABLE IF EXISTS t, q, archive;
 CREATE TABLE t (id serial PRIMARY KEY, v text, touched timestamptz, r float8 DEFAULT random());
 CREATE TABLE q (id int PRIMARY KEY, payload text);
 CREATE TABLE archive (aid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id int, payload text,
     moved_at timestamptz DEFAULT clock_timestamp());
 INSERT INTO t (v, touched, r) SELECT 'v' || g, '2020-01-01', 0 FROM generate_series(1, 20) g;
-INSERT INTO q SELECT g, 'p' || g FROM generate_series(1, 60) g;
-SQL
-    # new's physical order differs: LIMIT without ORDER BY picks other rows there
-    psql_new "$DB" -q -c "UPDATE q SET payload = payload WHERE id % 2 = 0" -c "VACUUM q"
-}
-setup
+INSERT INTO q SELECT g, 'p' || g FROM generate_series(1, 60) g;"
+psql_proxy "$DB" -q -c "$SETUP_SQL"
+# new's physical order differs: LIMIT without ORDER BY picks other rows there
+psql_new "$DB" -q -c "UPDATE q SET payload = payload WHERE id % 2 = 0" -c "VACUUM q"
+# The same data on old alone: what old alone answers is the reference for the replies.
+REF=${DB}_ref
+psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF" -c "CREATE DATABASE $REF"
+psql_old "$REF" -q -c "$SETUP_SQL"
 assert_eq "in_sync" "$(it_status secondary_state)" "in_sync before the WITH writes"
 
-# The statements, as one client would send them (each one a simple Query).
+# What one client sends, each a simple Query; the last two inside transaction blocks.
 STMTS=(
     "WITH ins AS (INSERT INTO t (v) VALUES ('a') RETURNING id) SELECT id FROM ins"
     "WITH moved AS (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 10) RETURNING *) INSERT INTO archive (id, payload) SELECT * FROM moved"
     "WITH u AS (UPDATE t SET touched = clock_timestamp() WHERE id <= 5 RETURNING id) SELECT count(*) FROM u"
     "WITH ins AS (INSERT INTO t (v) VALUES ('b'), ('c') RETURNING id, v) SELECT 1 WHERE false"
-    "WITH d AS MATERIALIZED (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 3) RETURNING id AS gone), i AS (INSERT INTO t (v) SELECT 'from ' || gone FROM d RETURNING *) SELECT count(*) FROM i"
+    "WITH d AS MATERIALIZED (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 3) RETURNING id AS gone), i AS (INSERT INTO t AS x (v) SELECT 'from ' || gone FROM d RETURNING x.id, v) SELECT * FROM i ORDER BY id"
+    "WITH ins AS (INSERT INTO t (v) VALUES ('plain')) UPDATE t SET v = v || '!' WHERE id = 1 RETURNING id, v"
 )
-it_status_mark
+script="DETAIL"
 for sql in "${STMTS[@]}"; do
-    psql_proxy "$DB" -q -c "$sql" >/dev/null
+    script+=" ;; Q $sql ;; SEND ;; WAIT Z"
 done
-psql_proxy "$DB" -q -c "BEGIN" -c "${STMTS[0]}" -c "${STMTS[1]}" -c "${STMTS[2]}" -c "COMMIT" >/dev/null
-psql_proxy "$DB" -q -c "BEGIN; ${STMTS[3]}; ${STMTS[4]}; COMMIT" >/dev/null
+script+=" ;; Q BEGIN ;; SEND ;; WAIT Z"
+for sql in "${STMTS[@]}"; do
+    script+=" ;; Q $sql ;; SEND ;; WAIT Z"
+done
+script+=" ;; Q COMMIT ;; SEND ;; WAIT Z"
+script+=" ;; Q BEGIN; ${STMTS[3]}; ${STMTS[4]}; ${STMTS[1]}; COMMIT ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$script") || it_failed "rawpg via pgdual: $via"
+ref=$(timeout 60 python3 "$RAWPG" "$OLD_PORT" "$REF" "$script") || it_failed "rawpg on old: $ref"
+assert_contains "$via" "C INSERT 0 10" "the archive INSERT's tag"
+assert_contains "$via" "D 21" "the serial id made up in the WITH INSERT (old's first new id)"
+assert_eq "$ref" "$via" "every reply byte-identical to old alone's (rows, fields, tags, no pgdual column)"
 assert_delta nondeterministic_writes_total -eq 0 "pinned WITH writes are not counted"
-assert_delta pinned_writes_total -ge 7 "the secondary ran them pinned"
+assert_delta pinned_writes_total -eq 15 "the secondary ran each of the 15 pinned"
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
 for tb in t q archive; do
-    same "$tb" "$tb identical on old and new"
+    same "$tb" "$tb identical on old and new (every column)"
 done
+assert_eq "30" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM archive")" "30 rows archived"
+
+# --- what is not pinned stays counted -------------------------------------------------------
+it_status_mark
+# The extended protocol: pgdual pins WITH queries in a simple Query only.
+printf '%s\n' $'P\tc\tWITH ins AS (INSERT INTO t (v) VALUES ($1) RETURNING id) SELECT id FROM ins' \
+    $'E\tc\text' | timeout 60 "$PQSCRIPT" "host=127.0.0.1 port=$PROXY_PORT user=postgres dbname=$DB" \
+    >/dev/null
+assert_delta nondeterministic_writes_total -eq 1 "a WITH INSERT through Parse/Bind/Execute: counted"
+assert_eq "diverged" "$(it_status secondary_state)" "and new is out of in_sync"
+it_status_mark
+psql_proxy "$DB" -q -c "WITH u AS (UPDATE t SET touched = now() FROM q WHERE q.id = t.id RETURNING q.id) SELECT count(*) FROM u" >/dev/null
+assert_delta nondeterministic_writes_total -eq 1 "a WITH UPDATE ... FROM (its RETURNING may read q): counted"
+assert_contains "$(cat "$IT_TMP/pgdual.log")" "RETURNING reads more than its row" "with its reason"
+psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop
