@@ -173,7 +173,12 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
         pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
         return 0;
     }
-    bool moves = pin_plan_catalog_moves(&c->plan, (int)index);
+    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP) or change what
+     * the lookups said: the statement goes as before (counted when it makes up values). */
+    if (pin_plan_catalog_moves(&c->plan, (int)index)) {
+        return 0;
+    }
+    const bool moves = false;
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
     if (!shapes) {
         return 0;
