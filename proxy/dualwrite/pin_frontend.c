@@ -178,7 +178,6 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     if (pin_plan_catalog_moves(&c->plan, (int)index)) {
         return 0;
     }
-    const bool moves = false;
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
     if (!shapes) {
         return 0;
@@ -188,7 +187,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     uint32_t pinned = 0;
     for (int k = 0; !why && k < st->nctes; k++) {
         const struct pin_cte *w = &st->ctes[k];
-        const struct pin_table *t = moves ? NULL : pin_table_known(s, &w->st);
+        const struct pin_table *t = pin_table_known(s, &w->st);
         table_name(table, sizeof(table), w->st.schema, w->st.rel);
         enum pin_need need = pin_decide(&w->st, t, &why);
         if (need == PIN_NEEDED && pin_cte_placeable(st, w, &why)) {
@@ -200,7 +199,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     const struct pin_stmt *o = st->outer;
     if (!why) {
         const struct pin_table *t = pin_plan_created(&c->plan, (int)index);
-        t = t || moves ? t : pin_table_known(s, o);
+        t = t ? t : pin_table_known(s, o);
         table_name(table, sizeof(table), o->schema, o->rel);
         enum pin_need need = o->verb == PIN_VERB_NONE ? PIN_NOT_NEEDED : pin_decide(o, t, &why);
         if (need == PIN_NEEDED) {
