@@ -46,7 +46,7 @@ STMTS=(
     "WITH moved AS (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 10) RETURNING *) INSERT INTO archive (id, payload) SELECT * FROM moved"
     "WITH u AS (UPDATE t SET touched = clock_timestamp() WHERE id <= 5 RETURNING id) SELECT count(*) FROM u"
     "WITH ins AS (INSERT INTO t (v) VALUES ('b'), ('c') RETURNING id, v) SELECT 1 WHERE false"
-    "WITH d AS MATERIALIZED (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 3) RETURNING id AS gone), i AS (INSERT INTO t AS x (v) SELECT 'from ' || gone FROM d RETURNING x.id, v) SELECT * FROM i ORDER BY id"
+    "WITH d AS MATERIALIZED (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 3) RETURNING id AS gone), i AS (INSERT INTO t AS x (v) SELECT 'gone ' || count(*) FROM d RETURNING x.id, v) SELECT * FROM i"
     "WITH ins AS (INSERT INTO t (v) VALUES ('plain')) UPDATE t SET v = v || '!' WHERE id = 1 RETURNING id, v"
 )
 script="DETAIL"
@@ -65,6 +65,7 @@ ref=$(timeout 60 python3 "$RAWPG" "$OLD_PORT" "$REF" "$script") || it_failed "ra
 assert_contains "$via" "C INSERT 0 10" "the archive INSERT's tag"
 assert_contains "$via" "D 21" "the serial id made up in the WITH INSERT (old's first new id)"
 assert_eq "$ref" "$via" "every reply byte-identical to old alone's (rows, fields, tags, no pgdual column)"
+[[ "$ref" == "$via" ]] || diff <(echo "$ref") <(echo "$via") >&2 || true
 assert_delta nondeterministic_writes_total -eq 0 "pinned WITH writes are not counted"
 assert_delta pinned_writes_total -eq 15 "the secondary ran each of the 15 pinned"
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
@@ -72,6 +73,20 @@ for tb in t q archive; do
     same "$tb" "$tb identical on old and new (every column)"
 done
 assert_eq "30" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM archive")" "30 rows archived"
+
+# --- pgdual's table after DISCARD TEMP / DISCARD ALL, and a read-only transaction -------------
+it_status_mark
+psql_proxy "$DB" -q -c "${STMTS[0]}" -c "DISCARD TEMP" -c "${STMTS[0]}" -c "DISCARD ALL" \
+    -c "BEGIN" -c "${STMTS[1]}" -c "COMMIT" >/dev/null
+assert_delta nondeterministic_writes_total -eq 0 "after DISCARD TEMP and DISCARD ALL: still pinned"
+assert_delta pinned_writes_total -eq 3 "all three ran pinned on the secondary"
+same t "t identical on old and new"
+same archive "archive identical on old and new"
+out=$(psql_proxy "$DB" -c "BEGIN READ ONLY" -c "${STMTS[0]}" 2>&1 || true)
+want=$(psql_old "$REF" -c "BEGIN READ ONLY" -c "${STMTS[0]}" 2>&1 || true)
+assert_contains "$out" "ERROR:  cannot execute SELECT in a read-only transaction" \
+    "a read-only transaction: PostgreSQL's own error (pgdual's table could not be made there)"
+assert_eq "$(tail -n 1 <<<"$want")" "$(tail -n 1 <<<"$out")" "the same answer as old alone"
 
 # --- what is not pinned stays counted -------------------------------------------------------
 it_status_mark
