@@ -456,7 +456,11 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
          * without (pin_decide says what that means). */
         return 0;
     }
-    if (c->plan.n > PIN_CACHE_MAX / 2) {
+    int targets = c->plan.n;
+    for (int i = 0; i < c->plan.n; i++) {
+        targets += c->plan.stmts[i].outer ? c->plan.stmts[i].nctes + 1 : 0;
+    }
+    if (targets > PIN_CACHE_MAX / 2) {
         return 0; /* more tables than the cache keeps: no lookups (pin_decide counts them) */
     }
     bool ctes = false;

@@ -72,10 +72,12 @@ static void add_col(struct pin_table *t, const struct pin_stmt *st, const char *
                         def,
                         strchr(flags, 'p') ? "t" : "f",
                         strchr(flags, 'j') ? "t" : "f"};
-    wbuf_put_u16(&b, 8);
-    for (int i = 0; i < 8; i++) {
-        const void *p = i == 0 ? (const void *)q.data : v[i];
-        size_t n = i == 0 ? q.len : v[i] ? strlen(v[i]) : 0;
+    wbuf_put_u16(&b, 10);
+    for (int i = 0; i < 10; i++) {
+        /* the last two: no trigger makes up values or writes */
+        const char *f = i < 8 ? v[i] : "0";
+        const void *p = i == 0 ? (const void *)q.data : f;
+        size_t n = i == 0 ? q.len : f ? strlen(f) : 0;
         wbuf_put_u32(&b, p ? (uint32_t)n : 0xffffffffu);
         wbuf_put_bytes(&b, p, n);
     }
