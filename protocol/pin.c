@@ -240,9 +240,9 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
-static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *opt,
-                        struct pin_stmt *st)
+int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st)
 {
+    const PgQuery__Node *n = node;
     struct pin_walk w = {.opt = opt};
     bool whole = pgq_walk((const ProtobufCMessage *)n, pin_visit, &w);
     st->nondeterministic = w.f.nondeterministic || w.order_undefined || !whole;
@@ -296,7 +296,7 @@ static int analyze_stmt(const PgQuery__Node *n, const struct classify_options *o
         /* SQL PREPARE writes nothing itself; what its EXECUTE will write is decided here, where
          * the statement is seen (an EXECUTE names it only). */
         if (n->prepare_stmt->query) {
-            rc = analyze_stmt(n->prepare_stmt->query, opt, st);
+            rc = pin_analyze_node(n->prepare_stmt->query, opt, st);
             st->sql_prepare = true;
             return rc;
         }
@@ -361,7 +361,10 @@ int pin_analyze(const char *sql, const struct classify_options *opt, struct pin_
         size_t end = raw && raw->stmt_len > 0 ? at + (size_t)raw->stmt_len : text_len;
         st->start = at <= text_len ? at : text_len;
         st->end = end <= text_len ? end : text_len;
-        rc = analyze_stmt(raw ? raw->stmt : NULL, opt, st);
+        rc = pin_analyze_node(raw ? raw->stmt : NULL, opt, st);
+        if (rc == 0 && raw && st->nested_dml) {
+            rc = pin_cte_analyze(raw->stmt, sql, opt, st);
+        }
     }
     pg_query__parse_result__free_unpacked(tree, NULL);
     if (rc != 0) {
@@ -370,14 +373,28 @@ int pin_analyze(const char *sql, const struct classify_options *opt, struct pin_
     return rc;
 }
 
+void pin_stmt_free(struct pin_stmt *st)
+{
+    free(st->cols);
+    if (st->created) {
+        pin_table_free(st->created);
+        free(st->created);
+    }
+    if (st->outer) {
+        pin_stmt_free(st->outer);
+        free(st->outer);
+    }
+    for (int i = 0; i < st->nctes; i++) {
+        pin_stmt_free(&st->ctes[i].st);
+    }
+    free(st->ctes);
+    memset(st, 0, sizeof(*st));
+}
+
 void pin_plan_free(struct pin_plan *p)
 {
     for (int i = 0; i < p->n; i++) {
-        free(p->stmts[i].cols);
-        if (p->stmts[i].created) {
-            pin_table_free(p->stmts[i].created);
-            free(p->stmts[i].created);
-        }
+        pin_stmt_free(&p->stmts[i]);
     }
     free(p->stmts);
     memset(p, 0, sizeof(*p));
@@ -429,10 +446,48 @@ const struct pin_column *pin_find_col(const struct pin_table *t, const char *nam
     return NULL;
 }
 
+const char pin_why_trigger_values[] = "a trigger on its table may make up values";
+const char pin_why_trigger_writes[] = "a trigger on its table may write other tables";
+
+static unsigned t_trig(const struct pin_table *t, bool writes)
+{
+    return !t ? 0 : writes ? t->trig_writes : t->trig_values;
+}
+
+/* The trigger events a write fires (PIN_TRIG_*). */
+static unsigned trigger_events(const struct pin_stmt *st)
+{
+    switch (st->verb) {
+    case PIN_VERB_INSERT:
+        return PIN_TRIG_INSERT | (st->conflict == PIN_CONFLICT_UPDATE ? PIN_TRIG_UPDATE : 0);
+    case PIN_VERB_COPY:
+        return PIN_TRIG_INSERT;
+    case PIN_VERB_UPDATE:
+        return PIN_TRIG_UPDATE;
+    case PIN_VERB_DELETE:
+        return PIN_TRIG_DELETE;
+    case PIN_VERB_MERGE:
+        return PIN_TRIG_INSERT | PIN_TRIG_UPDATE | PIN_TRIG_DELETE;
+    default:
+        return 0;
+    }
+}
+
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why)
 {
     *why = NULL;
     bool known = t && t->found;
+    /* A trigger that makes up values (or writes elsewhere) fires again on the secondary, whatever
+     * the statement there: nothing pgdual sends can pin what it does. */
+    unsigned events = known ? trigger_events(st) : 0;
+    if (events & t_trig(t, true)) {
+        *why = pin_why_trigger_writes;
+        return PIN_IMPOSSIBLE;
+    }
+    if (events & t_trig(t, false)) {
+        *why = pin_why_trigger_values;
+        return PIN_IMPOSSIBLE;
+    }
     if (st->nested_dml) {
         /* pgdual cannot see the rows of a write inside another statement: fine as long as
          * nothing in it makes up values. An INSERT inside may fire defaults of a table pgdual

@@ -69,11 +69,31 @@ struct pin_stmt {
      * statement does not show it all), for writes later in the same text. */
     struct pin_table *created;
     bool client_returning;
+    bool in_cte; /* a data-modifying WITH query (its pinned version names the target "pgdual_t") */
+    /* Data-modifying WITH queries at the top of the statement, each pinned apart (a simple Query
+     * only; see pin_cte.c): outer is the statement without them (owned; NULL when there are none
+     * or pgdual cannot place them in the text: the flags above then cover them all). */
+    struct pin_stmt *outer;
+    struct pin_cte *ctes; /* owned, nctes of them */
+    int nctes;
+    size_t with_end; /* where the WITH list ends in the text */
     enum pin_conflict conflict;
     /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
      * targets (a subscripted or field target names its column). */
     int ncols;
     pin_name *cols; /* owned */
+};
+
+/* A data-modifying WITH query `name [(cols)] AS [[NOT] MATERIALIZED] (body)`. */
+struct pin_cte {
+    struct pin_stmt st; /* its write as a statement (target, columns, what it makes up) */
+    size_t name_at;     /* its name's first byte in the text */
+    size_t open, close; /* its body's parentheses */
+    size_t ret_at;      /* its RETURNING keyword, 0 when none */
+    size_t list_at;     /* its RETURNING list */
+    /* Its RETURNING list reads the written row alone (no FROM/USING, no whole-row reference, no
+     * system column, no three-part name): it can be evaluated again over the row's copy. */
+    bool list_ok;
 };
 
 struct pin_plan {
@@ -101,10 +121,20 @@ struct pin_column {
     bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
 };
 
+/* pg_trigger.tgtype's event bits. */
+#define PIN_TRIG_INSERT (1u << 2)
+#define PIN_TRIG_DELETE (1u << 3)
+#define PIN_TRIG_UPDATE (1u << 4)
+
 struct pin_table {
     bool found;
     char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" as the catalog found it (logs) */
     const char *blocked; /* why no write of it can be pinned (a static string), or NULL */
+    /* The events (PIN_TRIG_*) for which an enabled user trigger of the table (or of a partition)
+     * may make up values (trig_values) or write other tables (trig_writes): its function is not
+     * PL/pgSQL, or its source names a value-making call (now, nextval, random, ...) or a write
+     * (INSERT, UPDATE, DELETE, MERGE, COPY, EXECUTE). See pin_catalog_query. */
+    unsigned trig_values, trig_writes;
     int ncols, npk;
     struct pin_column *cols; /* owned */
 };
@@ -128,6 +158,11 @@ enum pin_need {
     PIN_NEEDED,
     PIN_IMPOSSIBLE, /* it makes up values but cannot be pinned: *why says why */
 };
+
+/* Why a write into a table whose trigger may make up values or write elsewhere is not pinned
+ * (pin_decide's *why, compared by pointer): the second owes every table to the reconciliation. */
+extern const char pin_why_trigger_values[];
+extern const char pin_why_trigger_writes[];
 
 /* t: the target as the catalog describes it (NULL when unknown). *why is a static string. */
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);
@@ -178,6 +213,43 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     __attribute__((warn_unused_result));
 void pin_rows_close(struct wbuf *rows);
 
+/* ---- data-modifying WITH queries (pin_cte.c) ---- */
+
+/* pgdual's temporary table on the primary: the rows of the WITH queries it pins are recorded
+ * there by the statement itself (one more WITH query of pgdual's), and read back (and deleted)
+ * by pgdual right after it, before the secondary gets the unit. */
+#define PIN_CTE_CREATE                                                                         \
+    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r " \
+    "json NOT NULL); EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
+/* One row: 't' when the table is there. */
+#define PIN_CTE_CHECK    "SELECT pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') IS NOT NULL"
+#define PIN_CTE_READBACK "DELETE FROM pg_temp.pgdual_pin_rows RETURNING n, r"
+
+#define PIN_TMPL_OUTER UINT32_MAX /* a template slot holding the outer statement's rows */
+
+/* The secondary's version of a statement with pinned WITH queries: pieces[0], rows of
+ * slots[0], pieces[1], ..., pieces[n]. */
+struct pin_tmpl {
+    int n;
+    char **pieces;   /* owned, n + 1 */
+    uint32_t *slots; /* owned, n: a WITH query's slot number, or PIN_TMPL_OUTER */
+};
+void pin_tmpl_free(struct pin_tmpl *t);
+
+/* May st's WITH query c be pinned (pin_decide on it is PIN_NEEDED): its RETURNING list can be
+ * evaluated again and its body is placed? *why when not (static). */
+bool pin_cte_placeable(const struct pin_stmt *st, const struct pin_cte *c, const char **why);
+/* Statement st of sql (st->outer and st->ctes set) with each WITH query c whose shapes[c] is
+ * not NULL pinned (slot slot_base + the number of pinned ones before it) and, with outer not
+ * NULL, the outer statement's RETURNING list appended: the primary's text of it (replacing
+ * st->start..st->end, appended to primary) and the secondary's template (tmpl, empty first). */
+int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
+                  const struct pin_shape *outer, uint32_t slot_base, struct wbuf *primary,
+                  struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
+/* One row of PIN_CTE_READBACK (a DataRow body, text): its slot and JSON object. PIN_EPROTO. */
+int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const uint8_t **json,
+                         size_t *json_len) __attribute__((warn_unused_result));
+
 /* ---- what the secondary runs ---- */
 
 /* One pinned statement of a unit for the secondary. */
@@ -190,6 +262,10 @@ struct pin_subst {
      * is not there yet (Close and Parse it first), else Bind it again. */
     uint32_t stmt_id;
     bool parse;
+    /* Query: a statement with pinned WITH queries is tmpl, filled with rows (PIN_TMPL_OUTER) and
+     * slot_rows[slot] (closed JSON arrays); shape is then unused. */
+    const struct pin_tmpl *tmpl;
+    const struct wbuf *slot_rows;
 };
 
 /* The Query message (whole, header included) with each pinned statement replaced by its

@@ -27,6 +27,19 @@ void pin_put_str(struct wbuf *b, const char *s)
     wbuf_put_bytes(b, s, strlen(s));
 }
 
+/* The table's enabled user triggers (constraint triggers of the user's included), and those of
+ * its partitions. */
+#define PIN_USER_TRIGGERS                                                                       \
+    "g.tgenabled <> 'D' AND NOT g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT " \
+    "relid FROM pg_catalog.pg_partition_tree(c.oid)))"
+/* What in a trigger function's source may make up values, or write (whole words, any case; a
+ * word in a comment or string counts too: when in doubt, count). */
+#define PIN_TRIGGER_VALUES                                                                \
+    "E'\\\\m(now|current_timestamp|current_date|current_time|localtime|localtimestamp|"   \
+    "clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|nextval|random|" \
+    "gen_random_uuid|uuid_generate_[a-z0-9_]*|setseed)\\\\M'"
+#define PIN_TRIGGER_WRITES "E'\\\\m(insert|update|delete|merge|copy|execute)\\\\M'"
+
 int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
 {
     pin_put_str(
@@ -45,7 +58,16 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), y.typdefault), "
              "COALESCE(a.attnum = ANY (i.indkey), "
              "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
-             "IN (114, 3802), false) "
+             "IN (114, 3802), false), "
+             /* the events whose triggers may make up values, then those whose may write */
+             "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
+             "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
+             "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
+             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_VALUES ")), "
+             "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
+             "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
+             "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
+             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES ")) "
              "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
              "a.attisdropped "
@@ -133,6 +155,18 @@ static bool default_is_volatile(const char *expr, const struct classify_options 
     return vol;
 }
 
+/* A trigger event mask as the lookup sends it (decimal). */
+static unsigned trigger_events(const char *s)
+{
+    const unsigned all = PIN_TRIG_INSERT | PIN_TRIG_DELETE | PIN_TRIG_UPDATE;
+    char *end = NULL;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!s[0] || !end || *end || v > all) {
+        return all;
+    }
+    return (unsigned)v & all;
+}
+
 struct pin_column *pin_table_add_column(struct pin_table *t, const char *name)
 {
     struct pin_column *cols = realloc(t->cols, ((size_t)t->ncols + 1) * sizeof(*cols));
@@ -151,11 +185,11 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
 {
     struct wire_reader rd;
     wire_reader_init(&rd, body, len);
-    if (wire_u16(&rd) != 8) {
+    if (wire_u16(&rd) != 10) {
         return PIN_EPROTO;
     }
     char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
-    char generated[2], identity[2], pk[2], json[2];
+    char generated[2], identity[2], pk[2], json[2], tvalues[12], twrites[12];
     char def[4096];
     bool null_name, null_def, null;
     if (row_field(&rd, qname, sizeof(qname), &null) ||
@@ -164,10 +198,15 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
         row_field(&rd, generated, sizeof(generated), &null) ||
         row_field(&rd, identity, sizeof(identity), &null) ||
         row_field(&rd, def, sizeof(def), &null_def) || row_field(&rd, pk, sizeof(pk), &null) ||
-        row_field(&rd, json, sizeof(json), &null)) {
+        row_field(&rd, json, sizeof(json), &null) ||
+        row_field(&rd, tvalues, sizeof(tvalues), &null) ||
+        row_field(&rd, twrites, sizeof(twrites), &null)) {
         return PIN_EPROTO;
     }
     t->found = true;
+    /* Unreadable: taken as every event (when in doubt, count). */
+    t->trig_values = trigger_events(tvalues);
+    t->trig_writes = trigger_events(twrites);
     snprintf(t->qname, sizeof(t->qname), "%s", qname);
     t->blocked = blocked_reason(blocked);
     if (null_name) {

@@ -22,3 +22,11 @@ extern const char pin_blocked_rules[];
 extern const char pin_blocked_triggers[];
 /* A new zeroed column named name at the end of t; NULL on allocation failure. */
 struct pin_column *pin_table_add_column(struct pin_table *t, const char *name);
+/* Analyze one statement node (a PgQuery__Node) into st (zeroed). */
+int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st);
+/* Statement node (a PgQuery__Node) of sql, analyzed into st, writes inside WITH queries: place
+ * them (st->outer, st->ctes) when pgdual can. 0 or PIN_ENOMEM (st as it was otherwise). */
+int pin_cte_analyze(const void *node, const char *sql, const struct classify_options *opt,
+                    struct pin_stmt *st);
+/* Free what st owns and zero it. */
+void pin_stmt_free(struct pin_stmt *st);

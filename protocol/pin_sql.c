@@ -174,7 +174,7 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     case PIN_VERB_INSERT:
         pin_put_str(&h, "INSERT INTO ");
         put_target(&h, st);
-        pin_put_str(&h, " (");
+        pin_put_str(&h, st->in_cte ? " AS \"pgdual_t\" (" : " (");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
         put_key_list(&h, sh, NULL);
@@ -383,6 +383,20 @@ void pin_rows_close(struct wbuf *rows)
 /* ---- what the secondary runs ------------------------------------------------------------------
  */
 
+/* A JSON array as a string literal (standard_conforming_strings is on, else nothing is pinned). */
+static void put_literal(struct wbuf *out, const struct wbuf *rows)
+{
+    wbuf_put_u8(out, '\'');
+    for (size_t k = 0; k < rows->len; k++) {
+        uint8_t c = rows->data[k];
+        if (c == '\'') {
+            wbuf_put_u8(out, c);
+        }
+        wbuf_put_u8(out, c);
+    }
+    wbuf_put_u8(out, '\'');
+}
+
 int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out)
 {
@@ -397,17 +411,19 @@ int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst 
             return PIN_ESHAPE;
         }
         wbuf_put_bytes(out, text + at, s[i].start - at);
-        pin_put_str(out, s[i].shape->head);
-        wbuf_put_u8(out, '\''); /* standard_conforming_strings is on (else nothing is pinned) */
-        for (size_t k = 0; k < s[i].rows->len; k++) {
-            uint8_t c = s[i].rows->data[k];
-            if (c == '\'') {
-                wbuf_put_u8(out, c);
+        if (s[i].tmpl) {
+            const struct pin_tmpl *t = s[i].tmpl;
+            for (int k = 0; k < t->n; k++) {
+                pin_put_str(out, t->pieces[k]);
+                put_literal(out, t->slots[k] == PIN_TMPL_OUTER ? s[i].rows
+                                                               : &s[i].slot_rows[t->slots[k]]);
             }
-            wbuf_put_u8(out, c);
+            pin_put_str(out, t->pieces[t->n]);
+        } else {
+            pin_put_str(out, s[i].shape->head);
+            put_literal(out, s[i].rows);
+            pin_put_str(out, s[i].shape->tail);
         }
-        wbuf_put_u8(out, '\'');
-        pin_put_str(out, s[i].shape->tail);
         at = s[i].end;
     }
     wbuf_put_bytes(out, text + at, text_len - at);

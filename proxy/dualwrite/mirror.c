@@ -466,6 +466,9 @@ void mirror_dispatch(struct session *s)
             }
             break; /* not classified yet: keep the order */
         }
+        if (u->prim_done && pin_readback_pending(u)) {
+            break; /* the rows of its WITH queries come first: later units keep their place */
+        }
         if (u->prim_done) {
             decide_after_primary(s, u);
             continue;
@@ -615,8 +618,9 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     mirror_dispatch(s);
     mirror_compare_unit(s, u);
     /* PENDING here: a routed read held its dispatch back; it follows when the read ends. */
-    bool to_secondary = u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up &&
-                                                    u->mirrored && secondary_blocked(s));
+    bool to_secondary =
+        u->sec == UNIT_SEC_SENT || (u->sec == UNIT_SEC_PENDING && m->secondary_up && u->mirrored &&
+                                    (secondary_blocked(s) || pin_readback_pending(u)));
     /* A commit the client must not see before the secondary has it: the unit ended outside a
      * block, or committed inside it (COMMIT AND CHAIN, COMMIT; BEGIN ...). */
     u->hold_rfq = (status == PQ_TXN_IDLE || u->commits) && to_secondary &&

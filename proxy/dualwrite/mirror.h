@@ -134,6 +134,7 @@ struct mirror {
      * must wait for the secondary. The whole reply is held, not only the ReadyForQuery, so a
      * client blocked in PQgetResult never waits with a lock-holding thread of its own. */
     bool holding;          /* held reply complete: waiting for the secondary */
+    bool hold_deferred;    /* held reply complete, but pinning's read-back is read first */
     struct wbuf held;      /* the primary's reply bytes not yet released to the client */
     struct wbuf held_rest; /* bytes after the held ReadyForQuery, not yet scanned */
     /* Lockstep ordering across sessions: the primary's row locks decide the order of conflicting

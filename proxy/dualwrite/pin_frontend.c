@@ -33,7 +33,12 @@ void unit_pin_free(struct unit_pin *p)
     for (int i = 0; i < p->n; i++) {
         pin_shape_unref(p->steps[i].shape);
         wbuf_free(&p->steps[i].rows);
+        pin_tmpl_free(&p->steps[i].tmpl);
     }
+    for (uint32_t i = 0; i < p->nslots; i++) {
+        wbuf_free(&p->slots[i]);
+    }
+    free(p->slots);
     free(p->steps);
     free(p);
 }
@@ -51,6 +56,7 @@ static void note_unpinned(struct unit *u, const char *why, const char *table, ui
     if (p && !p->unpinned) {
         p->unpinned = why;
         p->unpinned_at = index;
+        p->owe_all = why == pin_why_trigger_writes; /* which tables it writes is not known */
         snprintf(p->unpinned_table, sizeof(p->unpinned_table), "%s", table);
     } else if (!p) {
         u->pin_inactive = true; /* counted as such by pin_account */
@@ -120,26 +126,183 @@ static void set_known(struct unit_pin *p, uint32_t index)
     }
 }
 
-/* A Query: RETURNING lists into its text, one step per pinned statement. */
+/* What pinning a statement with data-modifying WITH queries takes (decide_cte). */
+struct cte_pin {
+    bool rewritten;
+    struct wbuf text;        /* its text for the primary */
+    struct pin_tmpl tmpl;    /* the secondary's */
+    struct pin_shape *outer; /* the outer statement's shape (a reference), or NULL */
+    uint32_t nslots;         /* the unit's slots it takes */
+};
+
+static void cte_pin_free(struct cte_pin *p)
+{
+    wbuf_free(&p->text);
+    pin_tmpl_free(&p->tmpl);
+    pin_shape_unref(p->outer);
+    memset(p, 0, sizeof(*p));
+}
+
+/* The unit's slots grow by n (empty JSON arrays being built). */
+static bool add_slots(struct unit *u, uint32_t n)
+{
+    struct unit_pin *p = unit_pin_of(u);
+    if (!p || n == 0) {
+        return p != NULL;
+    }
+    struct wbuf *sl = realloc(p->slots, (size_t)(p->nslots + n) * sizeof(*sl));
+    if (!sl) {
+        return false;
+    }
+    p->slots = sl;
+    for (uint32_t i = 0; i < n; i++) {
+        wbuf_init(&sl[p->nslots++]);
+    }
+    return true;
+}
+
+/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
+ * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
+ * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
+static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32_t index,
+                      struct cte_pin *cp)
+{
+    struct pin_catalog *c = &s->pin;
+    const struct pin_stmt *st = &c->plan.stmts[index];
+    if (!st->outer || st->nctes <= 0 || !c->cte_table || c->cte_primary != s->primary ||
+        pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
+        return 0;
+    }
+    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP) or change what
+     * the lookups said: the statement goes as before (counted when it makes up values). */
+    if (pin_plan_catalog_moves(&c->plan, (int)index)) {
+        return 0;
+    }
+    struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
+    if (!shapes) {
+        return 0;
+    }
+    const char *why = NULL;
+    char table[2 * PIN_NAME_MAX + 2] = "";
+    uint32_t pinned = 0;
+    for (int k = 0; !why && k < st->nctes; k++) {
+        const struct pin_cte *w = &st->ctes[k];
+        const struct pin_table *t = pin_table_known(s, &w->st);
+        table_name(table, sizeof(table), w->st.schema, w->st.rel);
+        enum pin_need need = pin_decide(&w->st, t, &why);
+        if (need == PIN_NEEDED && pin_cte_placeable(st, w, &why)) {
+            shapes[k] = pin_shape_new(&w->st, t);
+            why = shapes[k] ? NULL : "out of memory pinning it";
+            pinned += shapes[k] != NULL;
+        }
+    }
+    const struct pin_stmt *o = st->outer;
+    if (!why) {
+        const struct pin_table *t = pin_plan_created(&c->plan, (int)index);
+        t = t ? t : pin_table_known(s, o);
+        table_name(table, sizeof(table), o->schema, o->rel);
+        enum pin_need need = o->verb == PIN_VERB_NONE ? PIN_NOT_NEEDED : pin_decide(o, t, &why);
+        if (need == PIN_NEEDED) {
+            cp->outer = pin_shape_new(o, t);
+            why = cp->outer ? NULL : "out of memory pinning it";
+        }
+    }
+    int rc = why ? -1 : pinned == 0 && !cp->outer ? 2 : 1;
+    if (rc == 1) {
+        uint32_t base = u->pin ? u->pin->nslots : 0;
+        wbuf_init(&cp->text);
+        if (!add_slots(u, pinned) ||
+            pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
+            why = "out of memory pinning it";
+            rc = -1;
+        }
+        cp->nslots = pinned;
+        cp->rewritten = rc == 1;
+    }
+    for (int k = 0; k < st->nctes; k++) {
+        pin_shape_unref(shapes[k]);
+    }
+    free(shapes);
+    if (rc == -1) {
+        cte_pin_free(cp);
+        note_unpinned(u, why, table, index);
+    }
+    return rc;
+}
+
+/* sql with each statement's RETURNING list appended (shapes[i]) or its text replaced
+ * (ctes[i].rewritten), as a Query into out. */
+static bool primary_query(const char *sql, const struct pin_plan *plan, struct pin_shape **shapes,
+                          const struct cte_pin *ctes, struct wbuf *out)
+{
+    size_t len = strlen(sql), at = 0;
+    size_t m = wbuf_begin_msg(out, PqMsg_Query);
+    for (int i = 0; i < plan->n; i++) {
+        const struct pin_stmt *st = &plan->stmts[i];
+        if (!shapes[i] && !ctes[i].rewritten) {
+            continue;
+        }
+        if (st->end < at || st->end > len || st->start < at) {
+            return false;
+        }
+        if (ctes[i].rewritten) {
+            wbuf_put_bytes(out, sql + at, st->start - at);
+            wbuf_put_bytes(out, ctes[i].text.data, ctes[i].text.len);
+        } else {
+            wbuf_put_bytes(out, sql + at, st->end - at);
+            wbuf_put_bytes(out, shapes[i]->returning, strlen(shapes[i]->returning));
+        }
+        at = st->end;
+    }
+    wbuf_put_bytes(out, sql + at, len - at);
+    wbuf_put_u8(out, '\0');
+    wbuf_end_msg(out, m);
+    return !out->failed;
+}
+
+/* A Query: RETURNING lists into its text (or, with data-modifying WITH queries, its text
+ * rewritten), one step per pinned statement. */
 static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
 {
     struct pin_catalog *c = &s->pin;
     struct pin_shape **shapes = calloc((size_t)c->plan.n, sizeof(*shapes));
-    bool any = false, ok = shapes != NULL;
+    struct cte_pin *ctes = calloc((size_t)c->plan.n, sizeof(*ctes));
+    bool any = false, ok = shapes != NULL && ctes != NULL;
     for (int i = 0; ok && i < c->plan.n; i++) {
-        bool known;
-        shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known);
+        bool known = false;
+        int r = decide_cte(s, u, sql, (uint32_t)i, &ctes[i]);
+        if (r == 0) {
+            shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known);
+        } else {
+            known = r > 0;
+        }
         if (known) {
             set_known(unit_pin_of(u), (uint32_t)i);
         }
-        any = any || shapes[i];
+        any = any || shapes[i] || ctes[i].rewritten;
     }
     wbuf_reset(&c->out);
     if (ok && any) {
-        size_t at = wbuf_begin_msg(&c->out, PqMsg_Query);
-        ok = pin_primary_text(sql, &c->plan, shapes, &c->out) == 0;
-        wbuf_end_msg(&c->out, at);
+        ok = primary_query(sql, &c->plan, shapes, ctes, &c->out);
         for (int i = 0; ok && i < c->plan.n; i++) {
+            if (ctes[i].rewritten) {
+                struct pin_step *st = add_step(u, ctes[i].outer);
+                if (!st) {
+                    ok = false;
+                    break;
+                }
+                st->index = (uint32_t)i;
+                st->pinned = true;
+                st->start = c->plan.stmts[i].start;
+                st->end = c->plan.stmts[i].end;
+                st->has_tmpl = true;
+                st->tmpl = ctes[i].tmpl; /* moved */
+                memset(&ctes[i].tmpl, 0, sizeof(ctes[i].tmpl));
+                u->pin->rows_unknown =
+                    u->pin->rows_unknown || (ctes[i].outer && ctes[i].outer->client_returning);
+                u->pin->readback_pending = u->pin->readback_pending || ctes[i].nslots > 0;
+                continue;
+            }
             struct pin_step *st = shapes[i] ? add_step(u, shapes[i]) : NULL;
             if (shapes[i] && !st) {
                 ok = false;
@@ -157,18 +320,22 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             u->pin->simple = true;
         }
     }
-    for (int i = 0; shapes && i < c->plan.n; i++) {
+    for (int i = 0; shapes && ctes && i < c->plan.n; i++) {
         pin_shape_unref(shapes[i]);
+        cte_pin_free(&ctes[i]);
     }
     free(shapes);
+    free(ctes);
     if (!ok && any) {
         /* Nothing rewritten after all: the statements go verbatim, and say so. */
         if (u->pin) {
             for (int i = 0; i < u->pin->n; i++) {
                 pin_shape_unref(u->pin->steps[i].shape);
                 wbuf_free(&u->pin->steps[i].rows);
+                pin_tmpl_free(&u->pin->steps[i].tmpl);
             }
             u->pin->n = 0;
+            u->pin->readback_pending = false;
         }
         note_unpinned(u, "out of memory pinning it", "", 0);
     }
@@ -406,6 +573,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     if (msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) {
         pin_plan_free(&c->plan);
         c->plan_valid = false;
+        c->cte_create_tried = false;
         pin_catalog_message_done(c);
     }
     *out = rw ? &c->out : NULL;

@@ -401,6 +401,43 @@ static int send_lookup(struct session *s, const struct pin_stmt *st, struct unit
     return 1;
 }
 
+/* pgdual's temporary table for the rows of data-modifying WITH queries, made on the primary
+ * before the message that needs it: in a DO block that swallows its error (a read-only
+ * transaction, no TEMP privilege: the client's transaction must not fail for it), then a check
+ * that it is there, whose answer the message waits for. Not there: the WITH queries are not
+ * pinned. */
+static int make_cte_table(struct session *s, struct unit *before)
+{
+    struct pin_catalog *c = &s->pin;
+    if ((c->cte_table && c->cte_primary == s->primary) || c->cte_create_tried || !pin_active(s)) {
+        return 0;
+    }
+    if (!mirror_internal_unit(&s->mirror, before, PIN_CTE_CREATE, &s->to_primary)) {
+        return -1;
+    }
+    struct unit *u = mirror_internal_unit(&s->mirror, before, PIN_CTE_CHECK, &s->to_primary);
+    if (!u || !(u->pin = calloc(1, sizeof(*u->pin)))) {
+        return -1;
+    }
+    u->pin->create = true;
+    c->cte_create_tried = true;
+    c->cte_in_txn = s->mirror.prim_status != PQ_TXN_IDLE;
+    c->lookup_pending = true; /* the gate holds the message until the answer */
+    return 1;
+}
+
+void pin_create_done(struct session *s, bool made)
+{
+    struct pin_catalog *c = &s->pin;
+    c->lookup_pending = false;
+    c->cte_table = made;
+    c->cte_primary = s->primary;
+    if (!made) {
+        SLOG_INFO(s, "pgdual's temporary table for WITH query rows could not be made: "
+                     "data-modifying WITH queries are not pinned");
+    }
+}
+
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
 {
     struct pin_catalog *c = &s->pin;
@@ -419,9 +456,14 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
          * without (pin_decide says what that means). */
         return 0;
     }
-    if (c->plan.n > PIN_CACHE_MAX / 2) {
+    int targets = c->plan.n;
+    for (int i = 0; i < c->plan.n; i++) {
+        targets += c->plan.stmts[i].outer ? c->plan.stmts[i].nctes + 1 : 0;
+    }
+    if (targets > PIN_CACHE_MAX / 2) {
         return 0; /* more tables than the cache keeps: no lookups (pin_decide counts them) */
     }
+    bool ctes = false;
     for (int i = 0; i < c->plan.n; i++) {
         const struct pin_stmt *st = &c->plan.stmts[i];
         if (pin_plan_catalog_moves(&c->plan, i)) {
@@ -431,8 +473,20 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
             !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
+        const struct pin_stmt *o = msg[0] == PqMsg_Query ? st->outer : NULL;
+        if (o && needs_catalog(o) && o->rel[0] && !pin_plan_created(&c->plan, i) &&
+            !cache_find(s, o->schema, o->rel)) {
+            return send_lookup(s, o, before);
+        }
+        for (int k = 0; o && k < st->nctes; k++) {
+            const struct pin_stmt *w = &st->ctes[k].st;
+            ctes = true;
+            if (w->rel[0] && !cache_find(s, w->schema, w->rel)) {
+                return send_lookup(s, w, before);
+            }
+        }
     }
-    return 0;
+    return ctes ? make_cte_table(s, before) : 0;
 }
 
 bool pin_plan_catalog_moves(const struct pin_plan *p, int i)

@@ -38,13 +38,14 @@ enum pin_action pin_reply_begin(struct session *s, struct unit *u, uint8_t type,
     (void)s;
     struct unit_pin *p = u->pin;
     struct pin_step *st = current_step(p, p->simple ? stmts : steps);
-    p->cur = st ? (int)(st - p->steps) : -1;
+    p->cur = st && st->shape ? (int)(st - p->steps) : -1;
     bool rows = st && !st->describe;
+    bool cols = st && st->shape; /* pgdual's columns are in its reply (not only WITH queries') */
     switch (type) {
     case PqMsg_RowDescription:
-        return st ? PIN_REWRITE : PIN_PASS;
+        return cols ? PIN_REWRITE : PIN_PASS;
     case PqMsg_DataRow:
-        return rows ? PIN_REWRITE : PIN_PASS;
+        return rows && cols ? PIN_REWRITE : PIN_PASS;
     case PqMsg_CommandComplete:
     case PqMsg_EmptyQueryResponse:
     case PqMsg_PortalSuspended:
@@ -109,7 +110,7 @@ static void account_unpinned(struct session *s, struct unit *u, const char *why)
     /* A name written without its schema is found through the session's search_path, which the
      * reconciliation does not share: it would compare public's table of that name. Every table
      * ("*") is owed then. */
-    const char *owed = table && strchr(table, '.') ? table : NULL;
+    const char *owed = table && strchr(table, '.') && !u->pin->owe_all ? table : NULL;
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);
     divergence_report_nondeterministic(s, u, why, table);
     char entry[sizeof(s->database) + 2 * PIN_NAME_MAX + 3];
@@ -150,6 +151,19 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             continue; /* not run on the primary, or verbatim (pin_account counted it) */
         }
         pin_rows_close(&st->rows);
+        if (st->has_tmpl) {
+            if (p->readback_failed || p->readback_pending) {
+                continue; /* verbatim: pin_readback_done counted it */
+            }
+            subst[n++] = (struct pin_subst){.index = st->index,
+                                            .start = st->start,
+                                            .end = st->end,
+                                            .shape = st->shape,
+                                            .rows = &st->rows,
+                                            .tmpl = &st->tmpl,
+                                            .slot_rows = p->slots};
+            continue;
+        }
         struct pin_shape *sh = st->shape;
         bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
         if (!sh->sec_stmt_id) {
@@ -207,6 +221,9 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
                      st->broken ? "its returned rows could not be kept" : "its rows did not come");
         }
     }
+    if (u->pin && u->pin->readback_failed && !u->pin->readback_pending && !u->prim.error) {
+        unpinned(u, "the rows of a data-modifying WITH query could not be read back");
+    }
     const char *why = u->pin ? u->pin->unpinned : NULL;
     if (why && u->prim.error) {
         /* Only if that statement ran: the ones before the primary's error did. */
@@ -229,6 +246,9 @@ void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status
     bool bump = u->catalog_change || (c->ddl_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end));
     c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
     c->private_only = c->private_only || u->catalog_change; /* its search_path or role may differ */
+    if (c->cte_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end)) {
+        c->cte_table = c->cte_in_txn = false; /* made in a block that may have rolled back */
+    }
     if (bump) {
         atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
     }
@@ -245,9 +265,87 @@ void pin_unit_sealed(struct session *s, struct unit *u)
 {
     if (u->catalog_change || u->session_objects) {
         s->pin.sec_epoch++; /* DISCARD ALL, DEALLOCATE ALL, a DO: they may be gone */
+        if (!u->internal) {
+            s->pin.cte_table = false; /* DISCARD TEMP, a DROP: made again when needed */
+        }
+    }
+    if (!u->internal && u->pin && u->pin->readback_pending) {
+        /* The rows of its WITH queries: read back right after it, before the secondary gets it. */
+        struct unit *r = mirror_internal_unit(&s->mirror, NULL, PIN_CTE_READBACK, &s->to_primary);
+        if (r && (r->pin = calloc(1, sizeof(*r->pin)))) {
+            r->pin->readback = true;
+            r->pin->owner = u->serial;
+        } else {
+            u->pin->readback_failed = true;
+            u->pin->readback_pending = false;
+        }
     }
     if (u->catalog_change && !u->internal) {
         /* Statements pipelined behind it must not trust what was looked up before it ran. */
         atomic_fetch_add_explicit(&s->worker->server->catalog_gen, 1, memory_order_acq_rel);
     }
+}
+
+/* ---- the rows of data-modifying WITH queries, read back --------------------------------------
+ */
+
+/* The unit whose rows the read-back u brings, if it is still there. */
+static struct unit *readback_owner(struct session *s, const struct unit *u)
+{
+    for (struct unit *v = s->mirror.head; v; v = v->next) {
+        if (!v->internal && v->serial == u->pin->owner && v->pin) {
+            return v;
+        }
+    }
+    return NULL;
+}
+
+bool pin_readback_pending(const struct unit *u)
+{
+    return u->pin && u->pin->readback_pending;
+}
+
+void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut)
+{
+    struct unit *o = readback_owner(s, u);
+    if (!o || o->pin->readback_failed) {
+        return;
+    }
+    uint32_t slot;
+    const uint8_t *json;
+    size_t jlen;
+    if (cut || pin_cte_readback_row(body, len, &slot, &json, &jlen) < 0 || slot >= o->pin->nslots ||
+        o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {
+        o->pin->readback_failed = true;
+        return;
+    }
+    struct wbuf *rows = &o->pin->slots[slot];
+    wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
+    wbuf_put_bytes(rows, json, jlen);
+    o->pin->readback_failed = rows->failed;
+}
+
+void pin_readback_failed(struct session *s, struct unit *u)
+{
+    struct unit *o = readback_owner(s, u);
+    if (o) {
+        o->pin->readback_failed = true;
+    }
+}
+
+void pin_readback_done(struct session *s, struct unit *u)
+{
+    struct unit *o = readback_owner(s, u);
+    if (!o || !o->pin->readback_pending) {
+        return;
+    }
+    o->pin->readback_pending = false;
+    for (uint32_t i = 0; i < o->pin->nslots; i++) {
+        pin_rows_close(&o->pin->slots[i]);
+    }
+    if (o->pin->readback_failed && !o->prim.error && s->mirror.secondary_up && s->dials->d.mirror) {
+        SLOG_INFO(s, "the rows of a pinned WITH query could not be read back");
+        account_unpinned(s, o, "the rows of a data-modifying WITH query could not be read back");
+    }
+    mirror_dispatch(s); /* the unit waited for them */
 }

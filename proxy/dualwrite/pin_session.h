@@ -55,6 +55,12 @@ struct pin_catalog {
     int n;
     uint64_t gen;        /* the server's catalog generation the entries belong to */
     bool lookup_pending; /* a lookup's reply is on its way: the client's message waits */
+    /* pgdual's temporary table for WITH query rows (PIN_CTE_CREATE) was made on the primary
+     * cte_primary (dropped, for all pgdual knows, by any DDL or DISCARD of the client's since). */
+    bool cte_table;
+    int cte_primary;
+    bool cte_create_tried; /* ...and failed, for the message being handled */
+    bool cte_in_txn;       /* made inside a transaction block: gone if it rolls back */
     uint64_t lookup_gen;
     bool lookup_in_txn;            /* made inside a transaction block: never shared */
     struct pin_cache_entry lookup; /* what it fills */
@@ -86,8 +92,12 @@ struct pin_step {
     size_t start, end; /* Query: the statement's bytes in the text */
     struct pin_shape *shape; /* a reference */
     struct wbuf rows;        /* the JSON array being built */
-    bool complete;           /* its CommandComplete came */
-    bool broken;             /* rows too many, or out of memory: the secondary gets it verbatim */
+    /* Query: a statement with pinned WITH queries (has_tmpl): the secondary's version of it,
+     * filled with the rows of the unit's slots (read back) and, when shape is not NULL, rows. */
+    bool has_tmpl;
+    struct pin_tmpl tmpl;
+    bool complete; /* its CommandComplete came */
+    bool broken;   /* rows too many, or out of memory: the secondary gets it verbatim */
 };
 
 /* What pinning does to one unit (struct unit's pin, NULL when nothing). */
@@ -105,7 +115,19 @@ struct unit_pin {
     const char *unpinned; /* why a statement that makes up values went verbatim (static) */
     uint32_t unpinned_at; /* ...its number (Query: statement; batch: Execute), from 0 */
     char unpinned_table[2 * PIN_NAME_MAX + 2];
-    bool lookup; /* an internal unit: pgdual's catalog lookup */
+    bool owe_all; /* what it wrote is not known to be unpinned_table alone (a trigger writes) */
+    /* Rows of pinned WITH queries, one JSON array per slot (pin_cte.c), read back from pgdual's
+     * temporary table by an internal unit right after this one; the secondary gets this unit
+     * only once they are in. */
+    struct wbuf *slots;
+    uint32_t nslots;
+    bool readback_pending;
+    bool readback_failed;
+    bool readback;  /* an internal unit: the read-back of unit owner's slots */
+    uint32_t owner; /* ...its serial */
+    bool create;    /* an internal unit: pgdual's PIN_CTE_CHECK */
+    bool made;      /* ...its answer was 't' */
+    bool lookup;    /* an internal unit: pgdual's catalog lookup */
 };
 
 void pin_catalog_free(struct pin_catalog *c);
@@ -145,6 +167,15 @@ void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_
 void pin_lookup_row(struct session *s, const uint8_t *body, size_t len, bool cut);
 void pin_lookup_failed(struct session *s);
 void pin_lookup_done(struct session *s);
+/* u is pgdual's read-back of WITH query rows (unit_pin readback): a DataRow (body), an error, its
+ * end. */
+void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut);
+void pin_readback_failed(struct session *s, struct unit *u);
+/* pgdual's PIN_CTE_CHECK ended: made, its table is there. */
+void pin_create_done(struct session *s, bool made);
+void pin_readback_done(struct session *s, struct unit *u);
+/* Is u waiting for the read-back of its WITH query rows (the secondary gets it after)? */
+bool pin_readback_pending(const struct unit *u);
 
 /* ---- the secondary (mirror.c) ---- */
 

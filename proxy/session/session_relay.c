@@ -90,8 +90,9 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
         session_is_primary(b) ? mirror_primary_unit(&s->mirror) : mirror_secondary_unit(&s->mirror);
     if (u && session_is_primary(b)) {
         u->prim_msgs++; /* see classify_into */
-        if (u->pin && u->pin->lookup && type == PqMsg_DataRow) {
-            b->capture = true; /* pgdual's catalog lookup: its rows are read */
+        if (u->pin && (u->pin->lookup || u->pin->readback || u->pin->create) &&
+            type == PqMsg_DataRow) {
+            b->capture = true; /* pgdual's catalog lookup or read-back: its rows are read */
             wbuf_reset(&b->msg);
         }
     }
@@ -186,6 +187,25 @@ static int backend_end(void *ctx)
             pin_lookup_done(s);
         }
     }
+    if (u && u->pin && u->pin->readback) { /* rows of WITH queries (pin_reply.c) */
+        if (b->cur_type == PqMsg_DataRow) {
+            pin_readback_row(s, u, b->msg.data, b->msg.len, b->msg_cut || b->msg.failed);
+        } else if (seen == PqMsg_ErrorResponse) {
+            pin_readback_failed(s, u);
+        } else if (seen == PqMsg_ReadyForQuery) {
+            pin_readback_done(s, u);
+        }
+    }
+    if (u && u->pin && u->pin->create) { /* pgdual's temporary table (pin_lookup.c) */
+        if (b->cur_type == PqMsg_DataRow) {
+            /* one column, 't' */
+            static const uint8_t yes[] = {0, 1, 0, 0, 0, 1, 't'};
+            u->pin->made = !b->msg_cut && b->msg.len == sizeof(yes) &&
+                           memcmp(b->msg.data, yes, sizeof(yes)) == 0;
+        } else if (seen == PqMsg_ReadyForQuery) {
+            pin_create_done(s, u->pin->made);
+        }
+    }
     if (u) { /* which of the unit's messages ran decides its statements and portals */
         stmt_track_reply(&s->stmts, u->internal ? 0 : u->serial, b->cur_type);
     }
@@ -204,7 +224,20 @@ static int backend_end(void *ctx)
     }
     stmt_track_unit_done(&s->stmts, u && !u->internal ? u->serial : 0, b->txn_status);
     session_at_txn_boundary(s);
-    switch (mirror_primary_done(s, b->txn_status)) {
+    /* A unit whose WITH query rows pgdual reads back right after it: its reply is held from
+     * the read-back's end on (that reply must be read while the client's waits). */
+    bool readback_next = u && !u->internal && pin_readback_pending(u);
+    bool readback_end = u && u->internal && u->pin && u->pin->readback;
+    enum mirror_reply reply = mirror_primary_done(s, b->txn_status);
+    if (reply == MIRROR_REPLY_HOLD && readback_next) {
+        s->mirror.hold_deferred = true;
+        return RELAY_STOP_RFQ; /* kept in held: not flushed (relay_primary_bytes) */
+    }
+    if (readback_end && s->mirror.hold_deferred) {
+        s->mirror.hold_deferred = false;
+        return RELAY_STOP_HOLD;
+    }
+    switch (reply) {
     case MIRROR_REPLY_HOLD:
         return RELAY_STOP_HOLD;
     case MIRROR_REPLY_WRAP_END:
@@ -375,7 +408,7 @@ static int relay_primary_bytes(struct session *s, struct backend *b, const uint8
         if (rc == RELAY_STOP_WRAP_END && release_wrap(s) < 0) {
             return -1;
         }
-        if (rc == RELAY_STOP_RFQ && flush_held(s) < 0) {
+        if (rc == RELAY_STOP_RFQ && !m->hold_deferred && flush_held(s) < 0) {
             return -1;
         }
     }

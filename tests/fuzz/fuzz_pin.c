@@ -72,10 +72,12 @@ static void add_col(struct pin_table *t, const struct pin_stmt *st, const char *
                         def,
                         strchr(flags, 'p') ? "t" : "f",
                         strchr(flags, 'j') ? "t" : "f"};
-    wbuf_put_u16(&b, 8);
-    for (int i = 0; i < 8; i++) {
-        const void *p = i == 0 ? (const void *)q.data : v[i];
-        size_t n = i == 0 ? q.len : v[i] ? strlen(v[i]) : 0;
+    wbuf_put_u16(&b, 10);
+    for (int i = 0; i < 10; i++) {
+        /* the last two: no trigger makes up values or writes */
+        const char *f = i < 8 ? v[i] : "0";
+        const void *p = i == 0 ? (const void *)q.data : f;
+        size_t n = i == 0 ? q.len : f ? strlen(f) : 0;
         wbuf_put_u32(&b, p ? (uint32_t)n : 0xffffffffu);
         wbuf_put_bytes(&b, p, n);
     }
@@ -178,8 +180,15 @@ static void check_texts(const char *sql, const struct pin_plan *p, struct pin_sh
         wbuf_init(&rows[i]);
         if (shapes[i]) {
             reply_rows(shapes[i], tail, left, &rows[i]);
-            s[ns++] = (struct pin_subst){
-                (uint32_t)i, p->stmts[i].start, p->stmts[i].end, shapes[i], &rows[i], 0, false};
+            s[ns++] = (struct pin_subst){(uint32_t)i,
+                                         p->stmts[i].start,
+                                         p->stmts[i].end,
+                                         shapes[i],
+                                         &rows[i],
+                                         0,
+                                         false,
+                                         NULL,
+                                         NULL};
         }
     }
     wire_put_query(&msg, sql);
@@ -263,8 +272,8 @@ static void fuzz_raw(const uint8_t *tail, size_t left, uint8_t flags)
     sh.head = head;
     sh.tail = end;
     /* the first parses its statement, the second binds it again */
-    struct pin_subst s[2] = {{(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true},
-                             {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false}};
+    struct pin_subst s[2] = {{(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true, NULL, NULL},
+                             {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false, NULL, NULL}};
     wbuf_reset(&out);
     uint32_t extra = 0;
     rc = pin_substitute_batch(tail, left, s, 1 + (flags & 1), &out, &extra);

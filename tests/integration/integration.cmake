@@ -67,6 +67,13 @@ pgdual_shell_it(pin_review 120)
 set_tests_properties(it.pin_review PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 
+pgdual_shell_it(pin_trigger 120)
+set_tests_properties(it.pin_trigger PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+pgdual_shell_it(pin_cte 120)
+set_tests_properties(it.pin_cte PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
 # Stops the shared new cluster for a while: nothing else may run meanwhile.

@@ -1,5 +1,5 @@
 /* tests/unit/pin_fixtures.h: catalog rows for the pin tests (test_pin.c, test_pin_shape.c), built
- * as pin_catalog_query's 8 text columns would come from the server. Included by one test file
+ * as pin_catalog_query's 10 text columns would come from the server. Included by one test file
  * each, after cmocka.h. */
 #pragma once
 #include <string.h>
@@ -7,20 +7,29 @@
 #include "protocol/pin.h"
 #include "protocol/wire.h"
 
-/* One catalog row (a DataRow body of pin_catalog_query's 8 text columns; NULL: SQL NULL). */
-static int add_row(struct pin_table *t, const char *const v[8])
+/* One catalog row (a DataRow body of pin_catalog_query's 10 text columns; NULL: SQL NULL): v's
+ * 8 first, then the trigger event masks (values, writes). */
+static int add_row_trig(struct pin_table *t, const char *const v[8], const char *tvalues,
+                        const char *twrites)
 {
     struct wbuf b;
     wbuf_init(&b);
-    wbuf_put_u16(&b, 8);
-    for (int i = 0; i < 8; i++) {
-        wbuf_put_u32(&b, v[i] ? (uint32_t)strlen(v[i]) : 0xffffffffu);
-        wbuf_put_bytes(&b, v[i], v[i] ? strlen(v[i]) : 0);
+    wbuf_put_u16(&b, 10);
+    const char *all[10] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], tvalues, twrites};
+    for (int i = 0; i < 10; i++) {
+        wbuf_put_u32(&b, all[i] ? (uint32_t)strlen(all[i]) : 0xffffffffu);
+        wbuf_put_bytes(&b, all[i], all[i] ? strlen(all[i]) : 0);
     }
     assert_false(b.failed);
     int rc = pin_table_add_row(t, b.data, b.len, NULL);
     wbuf_free(&b);
     return rc;
+}
+
+/* A row of a table without triggers that may make up values or write. */
+static int add_row(struct pin_table *t, const char *const v[8])
+{
+    return add_row_trig(t, v, "0", "0");
 }
 
 /* A column of table qname: flags g generated, i identity, p pk, j json; def NULL: none. */

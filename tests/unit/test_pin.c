@@ -265,7 +265,7 @@ static const struct {
 };
 
 /* The lookup for sql's first statement, with its WHERE clause cut out; checks it parses, selects
- * the 8 columns pin_table_add_row reads and produces each code word pin_table_add_row maps. */
+ * the 10 columns pin_table_add_row reads and produces each code word pin_table_add_row maps. */
 static void lookup_where(const char *sql, char *where, size_t cap)
 {
     struct pin_plan p = plan_of(sql);
@@ -284,8 +284,9 @@ static void lookup_where(const char *sql, char *where, size_t cap)
     assert_int_equal(tree->n_stmts, 1);
     const PgQuery__Node *top = tree->stmts[0]->stmt;
     assert_int_equal(top->node_case, PG_QUERY__NODE__NODE_SELECT_STMT);
-    /* qname, blocked, attname, generated, identity, default, pk, json */
-    assert_int_equal(top->select_stmt->n_target_list, 8);
+    /* qname, blocked, attname, generated, identity, default, pk, json, trigger events (values,
+     * writes) */
+    assert_int_equal(top->select_stmt->n_target_list, 10);
     pg_query__parse_result__free_unpacked(tree, NULL);
     pg_query_free_protobuf_parse_result(r);
     for (size_t i = 0; i + 2 < sizeof(blocked) / sizeof(blocked[0]); i++) {
@@ -411,11 +412,11 @@ static void test_table_malformed(void **state)
     assert_int_equal(pin_table_add_row(&t, seven, sizeof(seven), NULL), PIN_EPROTO);
     assert_int_equal(pin_table_add_row(&t, seven, 0, NULL), PIN_EPROTO);
     assert_int_equal(pin_table_add_row(&t, seven, 1, NULL), PIN_EPROTO);
-    /* 8 fields announced, 7 present */
+    /* 10 fields announced, 9 present */
     struct wbuf b;
     wbuf_init(&b);
-    wbuf_put_u16(&b, 8);
-    for (int i = 0; i < 7; i++) {
+    wbuf_put_u16(&b, 10);
+    for (int i = 0; i < 9; i++) {
         wbuf_put_u32(&b, 1);
         wbuf_put_u8(&b, 'f');
     }
@@ -631,6 +632,47 @@ static void test_decide_update_delete_other(void **state)
     pin_table_free(&nopk);
 }
 
+/* A trigger that may make up values or write elsewhere makes a write unpinnable for the events it
+ * fires on, even a write that makes up nothing itself; one that does neither changes nothing. */
+static void test_decide_triggers(void **state)
+{
+    (void)state;
+    struct pin_table vals = {0}, writes = {0}, quiet = {0}, odd = {0};
+    const char *row[8] = {"public.t", "triggers", "id", "f", "f", NULL, "t", "f"};
+    const char *row2[8] = {"public.t", "triggers", "v", "f", "f", NULL, "f", "f"};
+    assert_int_equal(add_row_trig(&vals, row, "20", "0"), 0); /* INSERT | UPDATE */
+    assert_int_equal(add_row_trig(&vals, row2, "20", "0"), 0);
+    assert_int_equal(add_row_trig(&writes, row, "8", "8"), 0); /* DELETE */
+    assert_int_equal(add_row_trig(&writes, row2, "8", "8"), 0);
+    assert_int_equal(add_row_trig(&quiet, row, "0", "0"), 0);
+    assert_int_equal(add_row_trig(&quiet, row2, "0", "0"), 0);
+    assert_int_equal(add_row_trig(&odd, row, "x", ""), 0); /* unreadable: every event */
+    assert_int_equal(vals.trig_values, PIN_TRIG_INSERT | PIN_TRIG_UPDATE);
+    assert_int_equal(writes.trig_writes, PIN_TRIG_DELETE);
+    assert_int_equal(odd.trig_values, PIN_TRIG_INSERT | PIN_TRIG_UPDATE | PIN_TRIG_DELETE);
+    assert_int_equal(odd.trig_writes, PIN_TRIG_INSERT | PIN_TRIG_UPDATE | PIN_TRIG_DELETE);
+
+    check_decide("UPDATE t SET v = 1 WHERE id = 2", &vals, PIN_IMPOSSIBLE, pin_why_trigger_values);
+    check_decide("INSERT INTO t (id, v) VALUES (1, 2)", &vals, PIN_IMPOSSIBLE,
+                 pin_why_trigger_values);
+    check_decide("DELETE FROM t WHERE id = 2", &vals, PIN_NOT_NEEDED, NULL);
+    check_decide("DELETE FROM t WHERE id = 2", &writes, PIN_IMPOSSIBLE, pin_why_trigger_writes);
+    check_decide("UPDATE t SET v = 1 WHERE id = 2", &writes, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v) VALUES (1, 2) ON CONFLICT (id) DO UPDATE SET v = 3",
+                 &writes, PIN_NOT_NEEDED, NULL);
+    check_decide("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", &writes,
+                 PIN_IMPOSSIBLE, pin_why_trigger_writes);
+    check_decide("COPY t (id, v) FROM STDIN", &vals, PIN_IMPOSSIBLE, pin_why_trigger_values);
+    check_decide("UPDATE t SET v = 1 WHERE id = 2", &odd, PIN_IMPOSSIBLE, pin_why_trigger_writes);
+    /* A trigger that only checks or raises: today's behaviour (nothing made up: verbatim). */
+    check_decide("UPDATE t SET v = 1 WHERE id = 2", &quiet, PIN_NOT_NEEDED, NULL);
+    check_decide("SELECT * FROM t", &odd, PIN_NOT_NEEDED, NULL);
+    pin_table_free(&vals);
+    pin_table_free(&writes);
+    pin_table_free(&quiet);
+    pin_table_free(&odd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_created_table),
         cmocka_unit_test(test_decide_insert_copy_merge),
         cmocka_unit_test(test_decide_update_delete_other),
+        cmocka_unit_test(test_decide_triggers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

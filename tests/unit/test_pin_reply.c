@@ -242,10 +242,11 @@ static int setup_shapes(void **state)
         struct wbuf b;
         wbuf_init(&b);
         const char *const *v = rows[i];
-        wbuf_put_u16(&b, 8);
-        for (int k = 0; k < 8; k++) {
-            wbuf_put_u32(&b, v[k] ? (uint32_t)strlen(v[k]) : 0xffffffffu);
-            wbuf_put_bytes(&b, v[k], v[k] ? strlen(v[k]) : 0);
+        wbuf_put_u16(&b, 10);
+        for (int k = 0; k < 10; k++) {
+            const char *f = k < 8 ? v[k] : "0"; /* no trigger makes up values or writes */
+            wbuf_put_u32(&b, f ? (uint32_t)strlen(f) : 0xffffffffu);
+            wbuf_put_bytes(&b, f, f ? strlen(f) : 0);
         }
         int rc = pin_table_add_row(&t, b.data, b.len, NULL);
         wbuf_free(&b);

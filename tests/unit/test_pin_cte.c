@@ -1,0 +1,221 @@
+/* tests/unit/test_pin_cte.c: protocol/pin_cte.c, data-modifying WITH queries: where they are in
+ * the text, which can be pinned, the primary's text (the write renamed, returning whole rows, the
+ * client's WITH query as a SELECT over them, pgdual's recording WITH query) and the secondary's
+ * template, and the rows read back. Expected texts are written by hand. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pin_fixtures.h"
+#include "protocol/pin.h"
+#include "protocol/wire.h"
+
+static struct pin_plan plan_of(const char *sql)
+{
+    struct pin_plan p;
+    assert_int_equal(pin_analyze(sql, NULL, &p), 0);
+    assert_int_equal(p.n, 1);
+    return p;
+}
+
+/* public.q: id int pk, v text (nothing made up). */
+static void table_q(struct pin_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    col(t, "public.q", "id", "p", NULL);
+    col(t, "public.q", "v", "", NULL);
+}
+
+/* The template filled with "<slot>" / "<outer>" markers. */
+static void fill(const struct pin_tmpl *t, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (int i = 0; i < t->n; i++) {
+        strncat(out, t->pieces[i], cap - strlen(out) - 1);
+        char mark[24];
+        if (t->slots[i] == PIN_TMPL_OUTER) {
+            snprintf(mark, sizeof(mark), "<outer>");
+        } else {
+            snprintf(mark, sizeof(mark), "<%u>", t->slots[i]);
+        }
+        strncat(out, mark, cap - strlen(out) - 1);
+    }
+    strncat(out, t->pieces[t->n], cap - strlen(out) - 1);
+}
+
+/* Build sql's texts with every write of its WITH list pinned against table t and the outer
+ * statement pinned against outer_t (NULL: verbatim). */
+static void check_build(const char *sql, const struct pin_table *t, const struct pin_table *outer_t,
+                        uint32_t slot_base, const char *want_primary, const char *want_tmpl)
+{
+    struct pin_plan p = plan_of(sql);
+    const struct pin_stmt *st = &p.stmts[0];
+    assert_non_null(st->outer);
+    assert_true(st->nctes >= 1);
+    struct pin_shape *shapes[4] = {0};
+    for (int i = 0; i < st->nctes; i++) {
+        const char *why;
+        assert_true(pin_cte_placeable(st, &st->ctes[i], &why));
+        assert_int_equal(pin_decide(&st->ctes[i].st, t, &why), PIN_NEEDED);
+        shapes[i] = pin_shape_new(&st->ctes[i].st, t);
+        assert_non_null(shapes[i]);
+    }
+    struct pin_shape *outer = NULL;
+    if (outer_t) {
+        const char *why;
+        assert_int_equal(pin_decide(st->outer, outer_t, &why), PIN_NEEDED);
+        outer = pin_shape_new(st->outer, outer_t);
+    }
+    struct wbuf prim;
+    wbuf_init(&prim);
+    struct pin_tmpl tmpl;
+    assert_int_equal(pin_cte_build(sql, st, shapes, outer, slot_base, &prim, &tmpl), 0);
+    wbuf_put_u8(&prim, '\0');
+    print_message("%s\n", (const char *)prim.data);
+    assert_string_equal((const char *)prim.data, want_primary);
+    char got[4096];
+    fill(&tmpl, got, sizeof(got));
+    print_message("%s\n", got);
+    assert_string_equal(got, want_tmpl);
+    pin_tmpl_free(&tmpl);
+    wbuf_free(&prim);
+    for (int i = 0; i < st->nctes; i++) {
+        pin_shape_unref(shapes[i]);
+    }
+    pin_shape_unref(outer);
+    pin_plan_free(&p);
+}
+
+#define POP(t) "pg_catalog.json_populate_recordset(NULL::\"" t "\", "
+#define REC(k) \
+    "SELECT " #k ", pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c" #k "\" AS \"pgdual_x\""
+
+static void test_cte_build(void **state)
+{
+    (void)state;
+    struct pin_table t, q;
+    table_t(&t);
+    table_q(&q);
+    /* a serial id made up inside the WITH query; the outer SELECT stays */
+    check_build("WITH ins AS (INSERT INTO t (v) VALUES (1) RETURNING id) SELECT id FROM ins", &t,
+                NULL, 0,
+                "WITH \"pgdual_c0\" AS (INSERT INTO t (v) VALUES (1) \nRETURNING \"t\".*), "
+                "ins AS (SELECT id\nFROM \"pgdual_c0\" AS \"t\"), \"pgdual_r\" AS (INSERT INTO "
+                "pg_temp.pgdual_pin_rows (n, r) " REC(0) ") SELECT id FROM ins",
+                "WITH \"pgdual_c0\" AS (INSERT INTO \"t\" AS \"pgdual_t\" (\"id\", \"v\", \"ts\", "
+                "\"j\") OVERRIDING SYSTEM VALUE SELECT \"id\", \"v\", \"ts\", \"j\" FROM " POP(
+                    "t") "<0>)\nRETURNING \"pgdual_t\".*), ins AS (SELECT id\nFROM \"pgdual_c0\" "
+                         "AS \"t\") SELECT id FROM ins");
+    /* rows picked by LIMIT, an alias, MATERIALIZED, column names, no RETURNING in a second one;
+     * the outer INSERT fills a serial default: pinned itself */
+    check_build(
+        "WITH m (a, b) AS MATERIALIZED (DELETE FROM q AS z WHERE id IN (SELECT id FROM q LIMIT 2) "
+        "RETURNING z.*), s AS (SELECT 1), d AS (DELETE FROM q WHERE id IN (SELECT id FROM q "
+        "LIMIT 1)) INSERT INTO t (v) SELECT a FROM m",
+        &q, &t, 3,
+        "WITH \"pgdual_c3\" AS (DELETE FROM q AS z WHERE id IN (SELECT id FROM q LIMIT 2) "
+        "\nRETURNING \"z\".*), m (a, b) AS MATERIALIZED (SELECT z.*\nFROM \"pgdual_c3\" AS \"z\"), "
+        "s AS (SELECT 1), \"pgdual_c4\" AS (DELETE FROM q WHERE id IN (SELECT id FROM q LIMIT 1)"
+        "\nRETURNING \"q\".*), d AS (SELECT \nFROM \"pgdual_c4\" AS \"q\"), \"pgdual_r\" AS "
+        "(INSERT INTO pg_temp.pgdual_pin_rows (n, r) " REC(3) " UNION ALL " REC(
+            4) ") INSERT INTO t (v) SELECT a FROM m\nRETURNING pg_catalog.to_json(\"t\".*)",
+        "WITH \"pgdual_c3\" AS (DELETE FROM \"q\" AS \"pgdual_t\" USING " POP(
+            "q") "<3>) AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\"\nRETURNING "
+                 "\"pgdual_t\".*), m (a, b) AS MATERIALIZED (SELECT z.*\nFROM \"pgdual_c3\" AS "
+                 "\"z\"), s AS (SELECT 1), \"pgdual_c4\" AS (DELETE FROM \"q\" AS \"pgdual_t\" "
+                 "USING " POP("q") "<4>) AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = "
+                                   "\"pgdual_v\".\"id\"\nRETURNING \"pgdual_t\".*), d AS (SELECT "
+                                   "\nFROM \"pgdual_c4\" AS \"q\") INSERT INTO \"t\" (\"id\", "
+                                   "\"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT \"id\", "
+                                   "\"v\", \"ts\", \"j\" FROM " POP("t") "<outer>)");
+    pin_table_free(&t);
+    pin_table_free(&q);
+}
+
+/* What cannot be placed or pinned: the statement keeps the nested rule (outer NULL), or the WITH
+ * query says why. */
+static void test_cte_analyze(void **state)
+{
+    (void)state;
+    struct pin_plan p = plan_of("WITH u AS (UPDATE t SET ts = now() WHERE id = 1 RETURNING id) "
+                                "SELECT count(*) FROM u");
+    const struct pin_stmt *st = &p.stmts[0];
+    assert_true(st->nested_dml); /* the statement as a whole, for the extended protocol */
+    assert_non_null(st->outer);
+    assert_false(st->outer->nested_dml);
+    assert_false(st->outer->nondeterministic); /* now() is the WITH query's */
+    assert_int_equal(st->nctes, 1);
+    assert_int_equal(st->ctes[0].st.verb, PIN_VERB_UPDATE);
+    assert_true(st->ctes[0].st.nondeterministic);
+    assert_true(st->ctes[0].list_ok);
+    pin_plan_free(&p);
+
+    static const char *const unplaceable[] = {
+        "WITH u AS (UPDATE t SET v = 1 FROM q WHERE q.id = t.id RETURNING q.v) SELECT * FROM u",
+        "WITH u AS (DELETE FROM t RETURNING ctid) SELECT * FROM u",
+        "WITH u AS (DELETE FROM t RETURNING t) SELECT * FROM u",
+        "WITH u AS (DELETE FROM public.t RETURNING public.t.id) SELECT * FROM u",
+    };
+    for (size_t i = 0; i < sizeof(unplaceable) / sizeof(unplaceable[0]); i++) {
+        print_message("%s\n", unplaceable[i]);
+        p = plan_of(unplaceable[i]);
+        const char *why;
+        assert_non_null(p.stmts[0].outer);
+        assert_false(pin_cte_placeable(&p.stmts[0], &p.stmts[0].ctes[0], &why));
+        assert_non_null(why);
+        pin_plan_free(&p);
+    }
+    /* no WITH write, or EXPLAIN ANALYZE: nothing placed */
+    p = plan_of("WITH s AS (SELECT 1) INSERT INTO t (v) SELECT * FROM s");
+    assert_null(p.stmts[0].outer);
+    pin_plan_free(&p);
+    p = plan_of("EXPLAIN ANALYZE WITH i AS (INSERT INTO t (v) VALUES (1)) SELECT 1");
+    assert_null(p.stmts[0].outer);
+    assert_true(p.stmts[0].nested_dml);
+    pin_plan_free(&p);
+}
+
+static void test_cte_readback_row(void **state)
+{
+    (void)state;
+    struct wbuf b;
+    wbuf_init(&b);
+    wbuf_put_u16(&b, 2);
+    wbuf_put_u32(&b, 2);
+    wbuf_put_bytes(&b, "12", 2);
+    wbuf_put_u32(&b, 8);
+    wbuf_put_bytes(&b, "{\"a\":1}", 7);
+    wbuf_put_u8(&b, ' ');
+    uint32_t slot;
+    const uint8_t *j;
+    size_t jn;
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), 0);
+    assert_int_equal(slot, 12);
+    assert_int_equal(jn, 8);
+    assert_memory_equal(j, "{\"a\":1} ", 8);
+    assert_int_equal(pin_cte_readback_row(b.data, b.len - 1, &slot, &j, &jn), PIN_EPROTO);
+    b.data[7] = 'x'; /* not a number */
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    b.data[7] = '2';
+    b.data[10] = '['; /* not an object */
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    b.data[1] = 3; /* three columns */
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    wbuf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cte_build),
+        cmocka_unit_test(test_cte_analyze),
+        cmocka_unit_test(test_cte_readback_row),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
