@@ -145,7 +145,7 @@ int session_flush_to_primary(struct session *s)
     if (rc == 0 && f->len > 0) {
         rc = endpoint_send(&s->backends[s->primary].ep, f->data, f->len);
     }
-    wbuf_reset(f);
+    wbuf_shrink(f, WBUF_KEEP);
     if (rc < 0) {
         session_end(s, END_BACKEND_LOST, "write to the primary failed");
     }
@@ -432,8 +432,9 @@ static int frontend_begin(void *ctx, uint8_t type, uint32_t len)
         return -1;
     }
     s->client_type = type;
+    /* Nothing is reserved for the declared length: the buffer grows with the bytes that come
+     * (wbuf doubles, so never past twice what arrived), bounded by max_message_bytes. */
     wbuf_reset(&s->client_msg);
-    wbuf_reserve(&s->client_msg, (size_t)len + 5);
     wbuf_put_u8(&s->client_msg, type);
     wbuf_put_u32(&s->client_msg, len + 4);
     return s->client_msg.failed ? -1 : 0;
@@ -448,7 +449,12 @@ static int frontend_body(void *ctx, const uint8_t *p, size_t n)
 
 static int frontend_end(void *ctx)
 {
-    return frontend_message(ctx);
+    struct session *s = ctx;
+    int rc = frontend_message(s);
+    if (rc != RELAY_STOP_GATE && rc >= 0 && s->state == SESSION_READY) {
+        wbuf_shrink(&s->client_msg, WBUF_KEEP); /* a big message gives its memory back */
+    }
+    return rc;
 }
 
 static const struct wire_scan_ops frontend_ops = {frontend_begin, frontend_body, frontend_end};
@@ -538,6 +544,7 @@ void session_gate_check(struct session *s)
     } else if (rc == RELAY_STOP_TERMINATE) {
         session_client_gone(s, END_CLIENT_TERMINATE, NULL);
     } else if (s->state == SESSION_READY && session_flush_to_primary(s) == 0) {
+        wbuf_shrink(&s->client_msg, WBUF_KEEP);
         struct wbuf rest = s->gate_rest;
         wbuf_init(&s->gate_rest);
         if (rest.len > 0) {
