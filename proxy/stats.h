@@ -9,46 +9,46 @@
 #include "protocol/outcome.h"
 
 /* X(name, help). The names are the SHOW STATUS / metrics keys. */
-#define STATS_COUNTERS(X)                                                                        \
-    X(clients_total, "client connections accepted")                                              \
-    X(sessions_active, "client sessions open now (gauge)")                                       \
-    X(statements_total, "statements received (Query and Execute messages)")                      \
-    X(reads_served_old, "routed reads served by old")                                            \
-    X(reads_served_new, "routed reads served by new")                                            \
-    X(writes_mirrored, "mirrored statements sent to both backends")                              \
-    X(fallbacks_total, "routed reads re-run on the primary")                                     \
-    X(fallbacks_error, "fallbacks: the secondary answered with an error")                        \
-    X(fallbacks_timeout, "fallbacks: the secondary exceeded read_timeout_ms")                    \
-    X(fallbacks_connection_lost, "fallbacks: the secondary's connection was lost")               \
-    X(read_errors_after_stream_total,                                                            \
-      "reads served by the secondary that failed after part of the answer reached the client")   \
-    X(shadow_compares_total, "shadow comparisons completed")                                     \
-    X(shadow_timeouts_total, "shadow reads cancelled after shadow_timeout_ms")                   \
-    X(shadows_skipped_total, "reads drawn for shadowing served by the primary alone: the "       \
-                             "secondary was still busy (its previous shadow), or seeding")       \
-    X(shadow_not_comparable_total,                                                               \
-      "reads drawn for shadowing but nondeterministic (now(), random() ...)")                    \
-    X(compares_partial_total, "comparisons that left out a SQLSTATE, tag or row shape: "         \
-                              "a reply message was too long to read whole")                      \
-    X(divergences_total, "divergences between old and new")                                      \
-    X(divergences_error_mismatch, "divergences: one side failed, the other did not")             \
-    X(divergences_sqlstate_mismatch, "divergences: both failed with different SQLSTATEs")        \
-    X(divergences_tag_mismatch, "divergences: different command tags")                           \
-    X(divergences_result_mismatch, "divergences: different rows or row shapes")                  \
-    X(mirrored_served_old, "mirrored statements whose reply old served (old primary)")           \
-    X(mirrored_served_new, "mirrored statements whose reply new served (new primary)")           \
-    X(nondeterministic_writes_total,                                                             \
-      "writes that make up values (now(), random(), ids ...) and could not be pinned")           \
-    X(pinned_writes_total, "writes the secondary ran with the values the primary made up")       \
-    X(cancels_total, "cancel requests forwarded")                                                \
-    X(protocol_errors_total, "clients closed for protocol violations")                           \
-    X(accept_backoffs_total, "times accept ran out of file descriptors and paused the listener") \
-    X(auth_failures_total, "failed client logins")                                               \
-    X(backend_failures_total, "backend connections failed or lost")                              \
-    X(secondary_failures_total, "sessions that lost the secondary and went on alone")            \
-    X(secondary_reconnects_total, "sessions that logged in to their secondary again")            \
-    X(seed_skipped_total, "while seeding: writes new applied to fewer rows (not copied yet)")    \
-    X(bytes_from_clients, "bytes received from clients")                                         \
+#define STATS_COUNTERS(X)                                                                      \
+    X(clients_total, "client connections accepted")                                            \
+    X(sessions_active, "client sessions open now (gauge)")                                     \
+    X(statements_total, "statements received (Query and Execute messages)")                    \
+    X(reads_served_old, "routed reads served by old")                                          \
+    X(reads_served_new, "routed reads served by new")                                          \
+    X(writes_mirrored, "mirrored statements sent to both backends")                            \
+    X(fallbacks_total, "routed reads re-run on the primary")                                   \
+    X(fallbacks_error, "fallbacks: the secondary answered with an error")                      \
+    X(fallbacks_timeout, "fallbacks: the secondary exceeded read_timeout_ms")                  \
+    X(fallbacks_connection_lost, "fallbacks: the secondary's connection was lost")             \
+    X(read_errors_after_stream_total,                                                          \
+      "reads served by the secondary that failed after part of the answer reached the client") \
+    X(shadow_compares_total, "shadow comparisons completed")                                   \
+    X(shadow_timeouts_total, "shadow reads cancelled after shadow_timeout_ms")                 \
+    X(shadows_skipped_total, "reads drawn for shadowing served by the primary alone: the "     \
+                             "secondary was still busy (its previous shadow), or seeding")     \
+    X(shadow_not_comparable_total,                                                             \
+      "reads drawn for shadowing but nondeterministic (now(), random() ...)")                  \
+    X(compares_partial_total, "comparisons that left out a SQLSTATE, tag or row shape: "       \
+                              "a reply message was too long to read whole")                    \
+    X(divergences_total, "divergences between old and new")                                    \
+    X(divergences_error_mismatch, "divergences: one side failed, the other did not")           \
+    X(divergences_sqlstate_mismatch, "divergences: both failed with different SQLSTATEs")      \
+    X(divergences_tag_mismatch, "divergences: different command tags")                         \
+    X(divergences_result_mismatch, "divergences: different rows or row shapes")                \
+    X(mirrored_served_old, "mirrored statements whose reply old served (old primary)")         \
+    X(mirrored_served_new, "mirrored statements whose reply new served (new primary)")         \
+    X(nondeterministic_writes_total,                                                           \
+      "writes that make up values (now(), random(), ids ...) and could not be pinned")         \
+    X(pinned_writes_total, "writes the secondary ran with the values the primary made up")     \
+    X(cancels_total, "cancel requests forwarded")                                              \
+    X(protocol_errors_total, "clients closed for protocol violations")                         \
+    X(accept_backoffs_total, "accept out of descriptors: the listener rested 100 ms")          \
+    X(auth_failures_total, "failed client logins")                                             \
+    X(backend_failures_total, "backend connections failed or lost")                            \
+    X(secondary_failures_total, "sessions that lost the secondary and went on alone")          \
+    X(secondary_reconnects_total, "sessions that logged in to their secondary again")          \
+    X(seed_skipped_total, "while seeding: writes new applied to fewer rows (not copied yet)")  \
+    X(bytes_from_clients, "bytes received from clients")                                       \
     X(bytes_to_clients, "bytes sent to clients")
 
 enum stats_counter {
