@@ -267,13 +267,23 @@ static int follow_primary_dial(struct session *s)
 /* Classify msg into u. A unit that turns mirrored only after the primary has begun to answer
  * it (a batch that Flushed reads before its first write) has an outcome that misses the steps
  * before: it cannot be compared step by step nor replayed (mirror.c). */
-static void classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+/* < 0: the session ended (the client went past max_session_statements). */
+static int classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
     bool was_mirrored = u->mirrored;
+    stmt_track_set_limit(&s->stmts, (size_t)s->conf->cfg.max_session_statements);
     session_classify_message(s, u, msg, len);
     if (!was_mirrored && u->mirrored && u->prim_msgs > 0) {
         u->outcome_partial = true;
     }
+    if (s->stmts.over_limit) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "max_session_statements is %d",
+                 s->conf->cfg.max_session_statements);
+        session_end(s, END_TOO_MANY_STATEMENTS, detail);
+        return -1;
+    }
+    return 0;
 }
 
 /* Raises the refusal of a Query holding COPY FROM STDIN among other statements. */
@@ -395,7 +405,9 @@ static int frontend_message(struct session *s)
         if (len < 6 || msg[len - 1] != '\0') {
             return -1;
         }
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         if (refused) { /* pgdual's own statement, for the primary alone */
             u->mirrored = u->routable = u->copy_in = u->nondeterministic = false;
             u->writes = 0;
@@ -403,7 +415,9 @@ static int frontend_message(struct session *s)
         return session_seal_unit(s, u);
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         return session_seal_unit(s, u);
     case PqMsg_Sync:
         return session_seal_unit(s, u);
@@ -411,7 +425,9 @@ static int frontend_message(struct session *s)
         stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
     case PqMsg_Parse:
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         if (!u->bytes.failed && u->bytes.len > at && len > 5 && memchr(msg + 5, '\0', len - 5)) {
             /* What both sides were sent (pinning may have rewritten it), to send it again to a
              * new secondary connection (session_reconnect.c). */
@@ -420,8 +436,7 @@ static int frontend_message(struct session *s)
         }
         return 0;
     default:
-        classify_into(s, u, msg, len);
-        return 0;
+        return classify_into(s, u, msg, len) < 0 ? RELAY_STOP_ENDED : 0;
     }
 }
 

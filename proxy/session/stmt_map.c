@@ -72,7 +72,7 @@ struct stmt_entry *stmt_map_get(struct stmt_map *m, const char *name)
     if (e) {
         return e;
     }
-    if (m->count >= STMT_MAP_MAX) {
+    if (stmt_map_full(m)) {
         return NULL;
     }
     if ((!m->buckets || m->count > m->mask) && grow(m) < 0 && !m->buckets) {
@@ -141,7 +141,9 @@ static bool remove_all(struct stmt_entry *e, void *arg)
 
 void stmt_map_free(struct stmt_map *m)
 {
+    size_t max = m->max;
     stmt_map_sweep(m, remove_all, NULL);
     free(m->buckets);
     memset(m, 0, sizeof(*m));
+    m->max = max;
 }
