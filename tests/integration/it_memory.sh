@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# tests/integration/it_memory.sh: bounded memory per session (issue 14 item 5), measured on
+# pgdual's VmRSS / VmSize (/proc/PID/status). pgdual runs with MALLOC_CONF=dirty_decay_ms:0,
+# muzzy_decay_ms:0 so that jemalloc gives freed pages back at once and RSS shows what is live
+# (the sanitizer builds use their own allocator, which ignores it).
+#  1. Headers declaring 60 MiB (under max_message_bytes) with 10 bytes after them, on 16
+#     sessions: nothing is allocated for the declared length (VmSize stays within 64 MiB, where
+#     reserving it would take 960 MiB); a client closing mid-message is a protocol violation.
+#  2. A header declaring 1 GiB (over max_message_bytes, 64 MiB by default): 08P01 at once; other sessions go on.
+#  3. A client that stops reading a ~100 MB SELECT (plain relay, then a shadowed read): RSS
+#     grows by < 16 MiB while the backend is blocked in ClientWrite; then it reads every row.
+#  4. A routed read served by new whose answer is one 50 MB DataRow (fallback_buffer_bytes
+#     1 MiB): held no further than the bound, it streams; the client not reading keeps RSS
+#     growth < 16 MiB; then it gets all 50,000,000 bytes.
+#  5. A 32 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
+#     for this suite): afterwards RSS falls back to within 16 MiB of what it was before (kept,
+#     the session's buffers would hold at least 2 x 32 MiB).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
+source "$(dirname "$0")/../harness/lib.sh"
+
+it_via_proxy || it_skip "pgdual's memory is measured (PGDUAL_TEST_DIRECT=1)"
+it_mirrors || it_skip "the routed read needs both backends (PGDUAL_MIRRORS=0)"
+
+CLIENT="python3 $(dirname "$0")/it_memclient.py"
+DB=it_memory
+it_createdb "$DB"
+psql_old "$DB" -c "CREATE TABLE big (v text)"
+psql_new "$DB" -c "CREATE TABLE big (v text)"
+
+export MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0
+it_proxy_start cutover.compare_percent=0 workers=1
+unset MALLOC_CONF
+
+kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PROXY_PID/status"; }
+# blocked DB PORTVAR: the backend on that cluster is blocked writing to pgdual.
+blocked() {
+    local out
+    out=$(psql -X -tA -h 127.0.0.1 -p "$1" -U postgres -d "$DB" -c \
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%memtest%'")
+    [[ "$out" -ge 1 ]]
+}
+
+# start NAME CMD...: CMD in the background, its output in $IT_TMP/NAME.out (pid in BG_PID).
+start() {
+    local name=$1
+    shift
+    "$@" >"$IT_TMP/$name.out" &
+    BG_PID=$!
+}
+# sent NAME: the client printed "sent" (polled, 60 s at most).
+sent() { grep -qx sent "$IT_TMP/$1.out"; }
+
+# ---- 1. declared lengths allocate nothing ------------------------------------------------------
+GO="$IT_TMP/go1"
+vm0=$(kb VmSize)
+GOFILE="$GO" start hdr $CLIENT header "$PROXY_PORT" "$DB" $((60 * 1024 * 1024)) 10 16
+it_wait_for 60 sent hdr || it_fail "the header client did not start"
+it_pass "16 sessions sent a header declaring 60 MiB and 10 bytes"
+psql_proxy "$DB" -tA -c "SELECT 1" >/dev/null # one round trip: every header has been read
+vm1=$(kb VmSize)
+it_log "VmSize ${vm0} kB -> ${vm1} kB"
+if ((vm1 - vm0 < 64 * 1024)); then it_pass "VmSize grew $(((vm1 - vm0) / 1024)) MiB (< 64 MiB; reserving would take 960)"; else it_failed "VmSize grew $(((vm1 - vm0) / 1024)) MiB for 16 x 60 MiB declared"; fi
+it_status_mark
+touch "$GO"
+wait "$BG_PID" || it_failed "the header client failed"
+codes=$(grep -vx sent "$IT_TMP/hdr.out" | sort | uniq -c | awk '{print $2 "x" $1}')
+# The client is gone: pgdual has nobody to send its FATAL to (the socket is half closed).
+assert_eq "eofx16" "$codes" "each session ended when its client stopped inside the message"
+assert_delta protocol_errors_total -eq 16 "counted as protocol errors"
+
+# ---- 2. over max_message_bytes: closed before anything is read ---------------------------------
+GO="$IT_TMP/go2"
+touch "$GO"
+rss0=$(kb VmRSS)
+out=$(GOFILE="$GO" $CLIENT header "$PROXY_PORT" "$DB" $((1024 * 1024 * 1024)) 10 1 | tail -n1)
+assert_eq 08P01 "$out" "a header declaring 1 GiB closes the client with 08P01"
+assert_contains "$(cat "$PROXY_LOG")" "invalid message length (max_message_bytes is 67108864)" "the log says why"
+rss1=$(kb VmRSS)
+if ((rss1 - rss0 < 4096)); then it_pass "RSS unchanged (${rss0} -> ${rss1} kB)"; else it_failed "RSS grew ${rss0} -> ${rss1} kB"; fi
+assert_eq 1 "$(psql_proxy "$DB" -tA -c "SELECT 1")" "other sessions go on"
+
+# ---- 3. a client that stops reading a big answer -----------------------------------------------
+SQL="SELECT 'memtest', repeat('x', 1000) FROM generate_series(1, 100000)"
+for mode in relay shadow; do
+    if [[ $mode == shadow ]]; then
+        it_dials compare_percent=100
+    fi
+    GO="$IT_TMP/go3$mode"
+    rss0=$(kb VmRSS)
+    start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
+    it_wait_for 60 sent hold || it_fail "$mode: the client did not start"
+    it_pass "$mode: the client sent a ~100 MB SELECT and reads nothing"
+    it_wait_for 30 blocked "$OLD_PORT" || it_failed "$mode: old's backend never blocked writing"
+    rss1=$(kb VmRSS)
+    it_log "$mode: VmRSS ${rss0} kB -> ${rss1} kB with old blocked"
+    if ((rss1 - rss0 < 16 * 1024)); then it_pass "$mode: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) while old is blocked"; else it_failed "$mode: RSS grew $(((rss1 - rss0) / 1024)) MiB"; fi
+    touch "$GO"
+    wait "$BG_PID" || it_failed "$mode: the client failed"
+    line=$(tail -n1 "$IT_TMP/hold.out")
+    # DataRow body: 2 (count) + 4 + 7 + 4 + 1000 bytes.
+    assert_eq "rows=100000 bytes=$((100000 * 1017))" "$line" "$mode: then it reads every row"
+done
+it_dials compare_percent=0
+
+# ---- 4. one huge DataRow of a routed read --------------------------------------------------------
+it_dials read_new_percent=100 fallback_buffer_bytes=1048576
+GO="$IT_TMP/go4"
+rss0=$(kb VmRSS)
+it_status_mark
+start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "SELECT 'memtest', repeat('y', 50000000)"
+it_wait_for 60 sent hold || it_fail "routed: the client did not start"
+it_pass "routed: the client asked for one 50 MB row and reads nothing"
+it_wait_for 30 blocked "$NEW_PORT" || it_failed "routed: new's backend never blocked writing"
+rss1=$(kb VmRSS)
+if ((rss1 - rss0 < 16 * 1024)); then it_pass "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) inside the 50 MB DataRow"; else it_failed "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB: the row is held"; fi
+touch "$GO"
+wait "$BG_PID" || it_failed "routed: the client failed"
+line=$(tail -n1 "$IT_TMP/hold.out")
+assert_eq "rows=1 bytes=$((2 + 4 + 7 + 4 + 50000000))" "$line" "routed: the client gets the whole row"
+assert_delta reads_served_new -eq 1 "served by new (streamed, no fallback)"
+assert_delta fallbacks_total -eq 0 "no fallback"
+it_dials read_new_percent=0
+
+# ---- 5. buffers shrink after a big message --------------------------------------------------------
+rss0=$(kb VmRSS)
+assert_eq "INSERT 0 1" "$($CLIENT insert "$PROXY_PORT" "$DB" big 32000000)" "a 32 MB INSERT"
+small() { (($(kb VmRSS) - rss0 < 16 * 1024)); }
+if it_wait_for 10 small; then it_pass "RSS back within 16 MiB of ${rss0} kB ($(kb VmRSS) kB)"; else it_failed "RSS stays at $(kb VmRSS) kB after the INSERT (before: ${rss0} kB)"; fi
+assert_eq "32000000|32000000" "$(psql_old "$DB" -tA -c "SELECT length(v) FROM big")|$(psql_new "$DB" -tA -c "SELECT length(v) FROM big")" "on both sides"
+
+it_proxy_stop
