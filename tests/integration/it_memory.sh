@@ -7,11 +7,13 @@
 #     sessions: nothing is allocated for the declared length (VmSize stays within 64 MiB, where
 #     reserving it would take 960 MiB); a client closing mid-message is a protocol violation.
 #  2. A header declaring 1 GiB (over max_message_bytes, 64 MiB by default): 08P01 at once; other sessions go on.
-#  3. A client that stops reading a ~100 MB SELECT (plain relay, then a shadowed read): RSS
-#     grows by < 16 MiB while the backend is blocked in ClientWrite; then it reads every row.
+#  3. A client that stops reading a ~100 MB SELECT (plain relay, then a shadowed read): peak RSS
+#     (VmHWM) stays within 16 MiB of the RSS before, the backend blocked in ClientWrite (and not
+#     finishing its answer within 2 s); then the client reads every row.
 #  4. A routed read served by new whose answer is one 50 MB DataRow (fallback_buffer_bytes
 #     1 MiB): held no further than the bound, it streams; the client not reading keeps RSS
-#     growth < 16 MiB; then it gets all 50,000,000 bytes.
+#     growth < 16 MiB; then it gets all 50,000,000 bytes (read_timeout_ms is raised so that a
+#     slow host does not fall back before the first byte).
 #  5. A 32 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
 #     for this suite): afterwards RSS falls back to within 16 MiB of what it was before (kept,
 #     the session's buffers would hold at least 2 x 32 MiB).
@@ -39,6 +41,21 @@ blocked() {
     out=$(psql -X -tA -h 127.0.0.1 -p "$1" -U postgres -d "$DB" -c \
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%memtest%'")
     [[ "$out" -ge 1 ]]
+}
+# finished PORT: no backend of that cluster runs the test's query any more (pgdual took it all).
+finished() {
+    local out
+    out=$(psql -X -tA -h 127.0.0.1 -p "$1" -U postgres -d "$DB" -c \
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%memtest%' AND pid <> pg_backend_pid()")
+    [[ "$out" -eq 0 ]]
+}
+# held PORT: the backend blocked writing, and it stays so (a pgdual that buffered the whole answer
+# would let it finish within 2 s): then VmHWM - rss0 is the growth while the client did not read.
+held() {
+    it_wait_for 30 blocked "$1" || it_failed "the backend on port $1 never blocked writing"
+    if it_wait_for 2 finished "$1"; then
+        it_log "the backend on port $1 finished its answer: pgdual took all of it"
+    fi
 }
 
 # start NAME CMD...: CMD in the background, its output in $IT_TMP/NAME.out (pid in BG_PID).
@@ -91,9 +108,9 @@ for mode in relay shadow; do
     start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
     it_wait_for 60 sent hold || it_fail "$mode: the client did not start"
     it_pass "$mode: the client sent a ~100 MB SELECT and reads nothing"
-    it_wait_for 30 blocked "$OLD_PORT" || it_failed "$mode: old's backend never blocked writing"
-    rss1=$(kb VmRSS)
-    it_log "$mode: VmRSS ${rss0} kB -> ${rss1} kB with old blocked"
+    held "$OLD_PORT"
+    rss1=$(kb VmHWM)
+    it_log "$mode: VmRSS ${rss0} kB, peak since ${rss1} kB with old blocked"
     if ((rss1 - rss0 < 16 * 1024)); then it_pass "$mode: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) while old is blocked"; else it_failed "$mode: RSS grew $(((rss1 - rss0) / 1024)) MiB"; fi
     touch "$GO"
     wait "$BG_PID" || it_failed "$mode: the client failed"
@@ -104,15 +121,15 @@ done
 it_dials compare_percent=0
 
 # ---- 4. one huge DataRow of a routed read --------------------------------------------------------
-it_dials read_new_percent=100 fallback_buffer_bytes=1048576
+it_dials read_new_percent=100 fallback_buffer_bytes=1048576 read_timeout_ms=60000
 GO="$IT_TMP/go4"
 rss0=$(kb VmRSS)
 it_status_mark
 start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "SELECT 'memtest', repeat('y', 50000000)"
 it_wait_for 60 sent hold || it_fail "routed: the client did not start"
 it_pass "routed: the client asked for one 50 MB row and reads nothing"
-it_wait_for 30 blocked "$NEW_PORT" || it_failed "routed: new's backend never blocked writing"
-rss1=$(kb VmRSS)
+held "$NEW_PORT"
+rss1=$(kb VmHWM)
 if ((rss1 - rss0 < 16 * 1024)); then it_pass "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) inside the 50 MB DataRow"; else it_failed "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB: the row is held"; fi
 touch "$GO"
 wait "$BG_PID" || it_failed "routed: the client failed"
