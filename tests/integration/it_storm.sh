@@ -3,7 +3,8 @@
 # (issue 14 item 6). pgdual's RLIMIT_NOFILE is lowered to 256 (prlimit), then 5,000 connection
 # attempts come as fast as a client can open them, 1,000 of them held open and silent. accept
 # fails with EMFILE: pgdual must rest its listener (accept_backoffs_total) rather than spin on it
-# - its CPU time (utime + stime, /proc/PID/stat) over the storm stays under half of one core -,
+# - its CPU time (utime + stime, /proc/PID/stat) over the storm stays under 10% of one core, and
+# the shortage is logged a few times, not once per failed accept -,
 # cut the silent clients after client_login_timeout_ms (freeing descriptors for the next ones),
 # serve a psql client during the storm and after it, and not crash.
 set -euo pipefail
@@ -48,7 +49,9 @@ c1=$(ticks)
 t1=$(it_now_ms)
 cpu=$(((c1 - c0) * 1000 * 100 / hz / (t1 - t0)))
 it_log "pgdual used $((c1 - c0)) ticks in $((t1 - t0)) ms: ${cpu}% of one core"
-if ((cpu < 50)); then it_pass "no busy loop: ${cpu}% of one core over the storm"; else it_failed "pgdual used ${cpu}% of one core during the storm"; fi
+# Measured: about 1% with the back-off; spinning on EMFILE took 14% on a shared 2-core host
+# (211,582 failed accepts, each logged), so the bound is 10%, not the issue's "far from 100%".
+if ((cpu < 10)); then it_pass "no busy loop: ${cpu}% of one core over the storm"; else it_failed "pgdual used ${cpu}% of one core during the storm"; fi
 kill -0 "$PROXY_PID" 2>/dev/null || it_fail "pgdual died in the storm"
 assert_eq 3 "$(psql_proxy "$DB" -tA -c "SELECT 3")" "served after the storm"
 assert_delta accept_backoffs_total -ge 1 "accept ran out of descriptors and rested"
