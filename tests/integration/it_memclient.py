@@ -9,7 +9,8 @@ send a header that declares more bytes than follow, open sockets by the thousand
                                field) and EXTRA bytes of body; "sent"; then waits for GOFILE (in
                                env GOFILE) and prints per connection the SQLSTATE it got or "eof"
   insert PORT DB TABLE NBYTES  INSERT INTO TABLE VALUES ($1), $1 = 'x' * NBYTES (one Bind message
-                               of NBYTES and more): prints the command tag
+                               of NBYTES and more): prints the command tag, then keeps the
+                               session open until GOFILE (env) exists, if given
   query PORT DB SQL            prints the first column of each row
   storm PORT N HOLD SECS       opens N connections as fast as it can (HOLD of them kept open and
                                silent, the others closed at once) during at most SECS seconds;
@@ -157,6 +158,8 @@ def cmd_insert(port, db, table, nbytes):
     )
     _, _, _, err, tag = answer(rd)
     print(err or tag, flush=True)
+    if os.environ.get("GOFILE"):
+        wait_file(os.environ["GOFILE"])  # the session stays open until then
 
 
 def cmd_query(port, db, sql):

@@ -7,16 +7,16 @@
 #     sessions: nothing is allocated for the declared length (VmSize stays within 64 MiB, where
 #     reserving it would take 960 MiB); a client closing mid-message is a protocol violation.
 #  2. A header declaring 1 GiB (over max_message_bytes, 64 MiB by default): 08P01 at once; other sessions go on.
-#  3. A client that stops reading a ~100 MB SELECT (plain relay, then a shadowed read): peak RSS
+#  3. A client that stops reading a ~50 MB SELECT (plain relay, then a shadowed read): peak RSS
 #     (VmHWM) stays within 16 MiB of the RSS before, the backend blocked in ClientWrite (and not
 #     finishing its answer within 2 s); then the client reads every row.
-#  4. A routed read served by new whose answer is one 50 MB DataRow (fallback_buffer_bytes
+#  4. A routed read served by new whose answer is one 30 MB DataRow (fallback_buffer_bytes
 #     1 MiB): held no further than the bound, it streams; the client not reading keeps RSS
-#     growth < 16 MiB; then it gets all 50,000,000 bytes (read_timeout_ms is raised so that a
+#     growth < 16 MiB; then it gets all 30,000,000 bytes (read_timeout_ms is raised so that a
 #     slow host does not fall back before the first byte).
-#  5. A 32 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
-#     for this suite): afterwards RSS falls back to within 16 MiB of what it was before (kept,
-#     the session's buffers would hold at least 2 x 32 MiB).
+#  5. A 20 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
+#     for this suite): afterwards, its session still open, RSS falls back to within 16 MiB of
+#     what it was before (kept, the session's buffers would hold 2 x 32 MiB).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -98,7 +98,7 @@ if ((rss1 - rss0 < 4096)); then it_pass "RSS unchanged (${rss0} -> ${rss1} kB)";
 assert_eq 1 "$(psql_proxy "$DB" -tA -c "SELECT 1")" "other sessions go on"
 
 # ---- 3. a client that stops reading a big answer -----------------------------------------------
-SQL="SELECT 'memtest', repeat('x', 1000) FROM generate_series(1, 100000)"
+SQL="SELECT 'memtest', repeat('x', 1000) FROM generate_series(1, 50000)"
 for mode in relay shadow; do
     if [[ $mode == shadow ]]; then
         it_dials compare_percent=100
@@ -107,7 +107,7 @@ for mode in relay shadow; do
     rss0=$(kb VmRSS)
     start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
     it_wait_for 60 sent hold || it_fail "$mode: the client did not start"
-    it_pass "$mode: the client sent a ~100 MB SELECT and reads nothing"
+    it_pass "$mode: the client sent a ~50 MB SELECT and reads nothing"
     held "$OLD_PORT"
     rss1=$(kb VmHWM)
     it_log "$mode: VmRSS ${rss0} kB, peak since ${rss1} kB with old blocked"
@@ -116,7 +116,7 @@ for mode in relay shadow; do
     wait "$BG_PID" || it_failed "$mode: the client failed"
     line=$(tail -n1 "$IT_TMP/hold.out")
     # DataRow body: 2 (count) + 4 + 7 + 4 + 1000 bytes.
-    assert_eq "rows=100000 bytes=$((100000 * 1017))" "$line" "$mode: then it reads every row"
+    assert_eq "rows=50000 bytes=$((50000 * 1017))" "$line" "$mode: then it reads every row"
 done
 it_dials compare_percent=0
 
@@ -125,25 +125,31 @@ it_dials read_new_percent=100 fallback_buffer_bytes=1048576 read_timeout_ms=6000
 GO="$IT_TMP/go4"
 rss0=$(kb VmRSS)
 it_status_mark
-start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "SELECT 'memtest', repeat('y', 50000000)"
+start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "SELECT 'memtest', repeat('y', 30000000)"
 it_wait_for 60 sent hold || it_fail "routed: the client did not start"
-it_pass "routed: the client asked for one 50 MB row and reads nothing"
+it_pass "routed: the client asked for one 30 MB row and reads nothing"
 held "$NEW_PORT"
 rss1=$(kb VmHWM)
-if ((rss1 - rss0 < 16 * 1024)); then it_pass "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) inside the 50 MB DataRow"; else it_failed "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB: the row is held"; fi
+if ((rss1 - rss0 < 16 * 1024)); then it_pass "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) inside the 30 MB DataRow"; else it_failed "routed: RSS grew $(((rss1 - rss0) / 1024)) MiB: the row is held"; fi
 touch "$GO"
 wait "$BG_PID" || it_failed "routed: the client failed"
 line=$(tail -n1 "$IT_TMP/hold.out")
-assert_eq "rows=1 bytes=$((2 + 4 + 7 + 4 + 50000000))" "$line" "routed: the client gets the whole row"
+assert_eq "rows=1 bytes=$((2 + 4 + 7 + 4 + 30000000))" "$line" "routed: the client gets the whole row"
 assert_delta reads_served_new -eq 1 "served by new (streamed, no fallback)"
 assert_delta fallbacks_total -eq 0 "no fallback"
 it_dials read_new_percent=0
 
 # ---- 5. buffers shrink after a big message --------------------------------------------------------
+GO="$IT_TMP/go5"
 rss0=$(kb VmRSS)
-assert_eq "INSERT 0 1" "$($CLIENT insert "$PROXY_PORT" "$DB" big 32000000)" "a 32 MB INSERT"
+GOFILE="$GO" start ins $CLIENT insert "$PROXY_PORT" "$DB" big 20000000
+inserted() { grep -qx "INSERT 0 1" "$IT_TMP/ins.out"; }
+it_wait_for 60 inserted || it_failed "the 20 MB INSERT: $(cat "$IT_TMP/ins.out")"
+it_pass "a 20 MB INSERT, its session still open"
 small() { (($(kb VmRSS) - rss0 < 16 * 1024)); }
 if it_wait_for 10 small; then it_pass "RSS back within 16 MiB of ${rss0} kB ($(kb VmRSS) kB)"; else it_failed "RSS stays at $(kb VmRSS) kB after the INSERT (before: ${rss0} kB)"; fi
-assert_eq "32000000|32000000" "$(psql_old "$DB" -tA -c "SELECT length(v) FROM big")|$(psql_new "$DB" -tA -c "SELECT length(v) FROM big")" "on both sides"
+touch "$GO"
+wait "$BG_PID" || it_failed "the INSERT client failed"
+assert_eq "20000000|20000000" "$(psql_old "$DB" -tA -c "SELECT length(v) FROM big")|$(psql_new "$DB" -tA -c "SELECT length(v) FROM big")" "on both sides"
 
 it_proxy_stop
