@@ -17,6 +17,8 @@
 #  5. A 20 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
 #     for this suite): afterwards, its session still open, RSS falls back to within 16 MiB of
 #     what it was before (kept, the session's buffers would hold 2 x 32 MiB).
+#  6. Case 3 again with old behind TLS (it_tls_relay.py in front of it): every read of the
+#     primary is short (one TLS record), and back-pressure holds all the same.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -152,4 +154,30 @@ touch "$GO"
 wait "$BG_PID" || it_failed "the INSERT client failed"
 assert_eq "20000000|20000000" "$(psql_old "$DB" -tA -c "SELECT length(v) FROM big")|$(psql_new "$DB" -tA -c "SELECT length(v) FROM big")" "on both sides"
 
+# ---- 6. the same client, the primary reached through TLS -------------------------------------------
+# pgdual's reads from old return one TLS record (16 KiB) at a time: each of them is a short read.
+openssl req -new -x509 -days 2 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$IT_TMP/relay.key" -out "$IT_TMP/relay.crt" >/dev/null 2>&1
+python3 "$(dirname "$0")/it_tls_relay.py" "$IT_TMP/relay.crt" "$IT_TMP/relay.key" "$OLD_PORT" "$IT_TMP/relay.port" &
+RELAY_PID=$!
+trap 'rc=$?; kill "$RELAY_PID" 2>/dev/null; (exit $rc); it_cleanup' EXIT
+relay_up() { [[ -s "$IT_TMP/relay.port" ]]; }
+it_wait_for 10 relay_up || it_fail "the TLS relay did not start"
+export MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0
+it_proxy_start cutover.compare_percent=0 workers=1 \
+    "backends.old=host=127.0.0.1 port=$(cat "$IT_TMP/relay.port") sslmode=require"
+unset MALLOC_CONF
+GO="$IT_TMP/go6"
+rss0=$(kb VmRSS)
+start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
+it_wait_for 60 sent hold || it_fail "tls: the client did not start"
+it_pass "tls: the client sent a ~50 MB SELECT, its primary behind TLS, and reads nothing"
+held "$OLD_PORT"
+rss1=$(kb VmHWM)
+if ((rss1 - rss0 < 16 * 1024)); then it_pass "tls: RSS grew $(((rss1 - rss0) / 1024)) MiB (< 16) while old is blocked"; else it_failed "tls: RSS grew $(((rss1 - rss0) / 1024)) MiB"; fi
+touch "$GO"
+wait "$BG_PID" || it_failed "tls: the client failed"
+assert_eq "rows=50000 bytes=$((50000 * 1017))" "$(tail -n1 "$IT_TMP/hold.out")" "tls: then it reads every row"
+
 it_proxy_stop
+kill "$RELAY_PID" 2>/dev/null || true
