@@ -266,8 +266,8 @@ static int follow_primary_dial(struct session *s)
 
 /* Classify msg into u. A unit that turns mirrored only after the primary has begun to answer
  * it (a batch that Flushed reads before its first write) has an outcome that misses the steps
- * before: it cannot be compared step by step nor replayed (mirror.c). */
-/* < 0: the session ended (the client went past max_session_statements). */
+ * before: it cannot be compared step by step nor replayed (mirror.c). < 0: the session ended (the
+ * client went past max_session_statements). */
 static int classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
     bool was_mirrored = u->mirrored;

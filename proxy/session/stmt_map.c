@@ -141,9 +141,7 @@ static bool remove_all(struct stmt_entry *e, void *arg)
 
 void stmt_map_free(struct stmt_map *m)
 {
-    size_t max = m->max;
     stmt_map_sweep(m, remove_all, NULL);
     free(m->buckets);
     memset(m, 0, sizeof(*m));
-    m->max = max;
 }

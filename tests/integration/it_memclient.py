@@ -12,6 +12,7 @@ send a header that declares more bytes than follow, open sockets by the thousand
                                of NBYTES and more): prints the command tag, then keeps the
                                session open until GOFILE (env) exists, if given
   query PORT DB SQL            prints the first column of each row
+  prepare PORT DB N            Parse s0 .. s(N-1) and Sync: "ok" or the SQLSTATE received
   storm PORT N HOLD SECS       opens N connections as fast as it can (HOLD of them kept open and
                                silent, the others closed at once) during at most SECS seconds;
                                prints "opened=N failed=F held=H"; then waits for GOFILE (env) and
@@ -162,6 +163,26 @@ def cmd_insert(port, db, table, nbytes):
         wait_file(os.environ["GOFILE"])  # the session stays open until then
 
 
+def cmd_prepare(port, db, n):
+    """Parse statements s0 .. s(n-1), then Sync: "ok", or the SQLSTATE pgdual or the server sent."""
+    s, rd = startup(int(port), db)
+    msgs = b"".join(
+        msg(b"P", b"s%d\0SELECT %d\0" % (i, i) + struct.pack("!H", 0)) for i in range(int(n))
+    )
+    s.sendall(msgs + msg(b"S", b""))
+    err = None
+    try:
+        while True:
+            t, body = rd.msg()
+            if t == b"E":
+                err = sqlstate(body)
+            elif t == b"Z":
+                break
+    except (EOFError, ConnectionResetError):
+        err = err or "eof"
+    print(err or "ok", flush=True)
+
+
 def cmd_query(port, db, sql):
     s, rd = startup(int(port), db)
     s.sendall(query_msg(sql))
@@ -216,5 +237,5 @@ def cmd_storm(port, n, hold, secs):
 
 if __name__ == "__main__":
     cmds = {"hold": cmd_hold, "header": cmd_header, "insert": cmd_insert, "query": cmd_query,
-            "storm": cmd_storm}
+            "storm": cmd_storm, "prepare": cmd_prepare}
     cmds[sys.argv[1]](*sys.argv[2:])

@@ -19,6 +19,7 @@
 #     what it was before (kept, the session's buffers would hold 2 x 32 MiB).
 #  6. Case 3 again with old behind TLS (it_tls_relay.py in front of it): every read of the
 #     primary is short (one TLS record), and back-pressure holds all the same.
+#  7. max_session_statements = 16: a 17th prepared statement ends the session with 54000.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -164,7 +165,7 @@ trap 'rc=$?; kill "$RELAY_PID" 2>/dev/null; (exit $rc); it_cleanup' EXIT
 relay_up() { [[ -s "$IT_TMP/relay.port" ]]; }
 it_wait_for 10 relay_up || it_fail "the TLS relay did not start"
 export MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0
-it_proxy_start cutover.compare_percent=0 workers=1 \
+it_proxy_start cutover.compare_percent=0 workers=1 max_session_statements=16 \
     "backends.old=host=127.0.0.1 port=$(cat "$IT_TMP/relay.port") sslmode=require"
 unset MALLOC_CONF
 GO="$IT_TMP/go6"
@@ -178,6 +179,12 @@ if ((rss1 - rss0 < 16 * 1024)); then it_pass "tls: RSS grew $(((rss1 - rss0) / 1
 touch "$GO"
 wait "$BG_PID" || it_failed "tls: the client failed"
 assert_eq "rows=50000 bytes=$((50000 * 1017))" "$(tail -n1 "$IT_TMP/hold.out")" "tls: then it reads every row"
+
+# ---- 7. max_session_statements -----------------------------------------------------------------
+assert_eq ok "$($CLIENT prepare "$PROXY_PORT" "$DB" 16)" "16 prepared statements (max_session_statements = 16)"
+assert_eq 54000 "$($CLIENT prepare "$PROXY_PORT" "$DB" 17)" "the 17th: FATAL 54000"
+assert_contains "$(cat "$PROXY_LOG")" "too many prepared statements or portals in this session: max_session_statements is 16" "the log says why"
+assert_eq 1 "$(psql_proxy "$DB" -tA -c "SELECT 1")" "other sessions go on"
 
 it_proxy_stop
 kill "$RELAY_PID" 2>/dev/null || true
