@@ -76,6 +76,8 @@ const struct config_key config_keys[] = {
       false, true, "a client that has not logged in by then is dropped"),
     I("pgdual", "max_message_bytes", OFF(max_message_bytes), "67108864", 8192, 1073741823, false,
       false, "largest frontend message accepted"),
+    I("pgdual", "max_session_statements", OFF(max_session_statements), "10000", 16, 1000000, false,
+      true, "prepared statements (and, apart, portals) one session may hold; past it 54000"),
     I("pgdual", "backend_connect_timeout_ms", OFF(backend_connect_timeout_ms), "10000", 100,
       3600000, false, true, "backend login must finish within this"),
     I("pgdual", "shutdown_timeout_ms", OFF(shutdown_timeout_ms), "30000", 0, 86400000, false, true,

@@ -32,6 +32,7 @@ struct config {
     int max_client_conn;
     int client_login_timeout_ms;
     int max_message_bytes;
+    int max_session_statements; /* per session: named prepared statements, and apart portals */
     int backend_connect_timeout_ms;
     int shutdown_timeout_ms;
     int log_level; /* enum log_level */

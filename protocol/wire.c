@@ -76,6 +76,15 @@ void wbuf_reset(struct wbuf *b)
     b->failed = false;
 }
 
+void wbuf_shrink(struct wbuf *b, size_t keep)
+{
+    if (b->cap > keep) {
+        wbuf_free(b);
+    } else {
+        wbuf_reset(b);
+    }
+}
+
 void wbuf_reserve(struct wbuf *b, size_t n)
 {
     if (b->failed || b->cap - b->len >= n) {

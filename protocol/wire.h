@@ -51,6 +51,11 @@ struct wbuf {
 void wbuf_init(struct wbuf *b);
 void wbuf_free(struct wbuf *b);
 void wbuf_reset(struct wbuf *b); /* keeps the allocation for reuse */
+/* Empty the buffer, and give its allocation back if it grew past keep bytes (one big message
+ * must not pin its memory for the rest of a session). */
+void wbuf_shrink(struct wbuf *b, size_t keep);
+/* Allocation a session's scratch buffers keep between messages (wbuf_shrink). */
+#define WBUF_KEEP (256 * 1024)
 /* Make sure at least n more bytes fit (the only growth path). */
 void wbuf_reserve(struct wbuf *b, size_t n);
 void wbuf_put_u8(struct wbuf *b, uint8_t v);

@@ -42,6 +42,7 @@
     X(pinned_writes_total, "writes the secondary ran with the values the primary made up")     \
     X(cancels_total, "cancel requests forwarded")                                              \
     X(protocol_errors_total, "clients closed for protocol violations")                         \
+    X(accept_backoffs_total, "accept out of descriptors: the listener rested 100 ms")          \
     X(auth_failures_total, "failed client logins")                                             \
     X(backend_failures_total, "backend connections failed or lost")                            \
     X(secondary_failures_total, "sessions that lost the secondary and went on alone")          \

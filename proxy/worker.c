@@ -53,6 +53,38 @@ int worker_bound_port(const struct worker *w)
                                    : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->listen_open && !w->stopping && !w->draining) {
+        uv_poll_start(&w->listen_poll, UV_READABLE, on_accept);
+    }
+}
+
+/* Out of file descriptors: the pending connection stays in the backlog (it is accepted once a
+ * session ends and frees one), and the listener rests instead of waking the loop again at once. */
+static void accept_back_off(struct worker *w, int err)
+{
+    if (!w->accept_timer_open) {
+        if (uv_timer_init(&w->loop, &w->accept_timer) < 0) {
+            return; /* no timer: accept is retried on the next event, as before */
+        }
+        w->accept_timer.data = w;
+        w->accept_timer_open = true;
+    }
+    stats_add(&w->stats, STAT_accept_backoffs_total, 1);
+    if (!w->accept_short) { /* once per shortage, not every WORKER_ACCEPT_BACKOFF_MS */
+        LOG_WARN("accept failed: %s: the listener rests %d ms at a time until a descriptor is "
+                 "free",
+                 strerror(err), WORKER_ACCEPT_BACKOFF_MS);
+    }
+    w->accept_short = true;
+    uv_poll_stop(&w->listen_poll);
+    uv_timer_start(&w->accept_timer, on_accept_timer, WORKER_ACCEPT_BACKOFF_MS, 0);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct worker *w = h->data;
@@ -63,10 +95,17 @@ static void on_accept(uv_poll_t *h, int status, int events)
     for (int i = 0; i < 64; i++) {
         int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR) {
-                LOG_WARN("accept failed: %s", strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                accept_back_off(w, err);
+            } else if (err != EAGAIN && err != EINTR && err != ECONNABORTED) {
+                LOG_WARN("accept failed: %s", strerror(err));
             }
             return;
+        }
+        if (w->accept_short) {
+            w->accept_short = false;
+            LOG_INFO("accepting connections again");
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -110,6 +149,10 @@ static void worker_begin_stop(struct worker *w)
     if (w->reconnect_timer_open) {
         w->reconnect_timer_open = false;
         uv_close((uv_handle_t *)&w->reconnect_timer, NULL);
+    }
+    if (w->accept_timer_open) {
+        w->accept_timer_open = false;
+        uv_close((uv_handle_t *)&w->accept_timer, NULL);
     }
     uv_close((uv_handle_t *)&w->wakeup, NULL);
 }

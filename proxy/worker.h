@@ -15,8 +15,9 @@ struct server_conf;
 
 #define WORKER_READ_BUF           (64 * 1024)
 #define WORKER_CLASSIFY_CACHE     4096
-#define WORKER_DRAIN_SWEEP_MS     10 /* while draining: how often idle sessions are looked for */
-#define WORKER_RECONNECT_SWEEP_MS 50 /* sessions without their secondary: how often looked at */
+#define WORKER_DRAIN_SWEEP_MS     10  /* while draining: how often idle sessions are looked for */
+#define WORKER_RECONNECT_SWEEP_MS 50  /* sessions without their secondary: how often looked at */
+#define WORKER_ACCEPT_BACKOFF_MS  100 /* out of file descriptors: the listener rests this long */
 
 struct worker {
     struct server *server;
@@ -25,7 +26,12 @@ struct worker {
     uv_loop_t loop;
     int listen_fd;
     uv_poll_t listen_poll;
-    bool listen_open;  /* listen_poll not closed yet (closing it closes listen_fd) */
+    bool listen_open; /* listen_poll not closed yet (closing it closes listen_fd) */
+    /* accept failed for want of file descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+     * listener is not polled until this timer fires (no busy loop on a readable socket). */
+    uv_timer_t accept_timer;
+    bool accept_timer_open;
+    bool accept_short; /* ...and no accept succeeded since (the log says it once) */
     uv_async_t wakeup; /* a new snapshot, a drain or a stop request is waiting */
 
     pthread_mutex_t mailbox_lock; /* guards the mailbox fields */

@@ -189,7 +189,7 @@ static int flush_client(struct session *s)
     }
     stats_add(&s->worker->stats, STAT_bytes_to_clients, (int64_t)r->to_client.len);
     int rc = endpoint_send(&s->client, r->to_client.data, r->to_client.len);
-    wbuf_reset(&r->to_client);
+    wbuf_shrink(&r->to_client, WBUF_KEEP); /* a held answer gives its memory back */
     if (rc < 0) {
         session_client_gone(s, END_CLIENT_EOF, "write to the client failed");
     }
@@ -283,6 +283,19 @@ static void serving_run_done(struct session *s, int which, bool failed)
 
 /* ---- backend replies ---------------------------------------------------------------------- */
 
+/* The held answer would pass fallback_buffer_bytes with `more` bytes (checked for every part of
+ * a message, so also inside one huge DataRow): from now on it streams (route_feed sends what is
+ * in to_client after each feed, back-pressure applying), and cannot fall back. */
+static void stream_if_too_big(struct session *s, size_t more)
+{
+    struct route *r = &s->route;
+    if (!r->streaming && r->to_client.len + more > (size_t)s->dials->d.fallback_buffer_bytes &&
+        r->serve != s->primary) {
+        r->streaming = true;
+        r->deadline_serve_us = 0;
+    }
+}
+
 static int feed_begin(void *ctx, uint8_t type, uint32_t len)
 {
     struct backend *b = ctx;
@@ -301,6 +314,7 @@ static int feed_begin(void *ctx, uint8_t type, uint32_t len)
     }
     sd->forwarding = client_bound(r, b->which, seg, type, s->primary);
     if (sd->forwarding) {
+        stream_if_too_big(s, 5);
         wbuf_put_u8(&r->to_client, type);
         wbuf_put_u32(&r->to_client, len + 4);
     }
@@ -317,6 +331,7 @@ static int feed_body(void *ctx, const uint8_t *p, size_t n)
         outcome_body(&b->rd, p, n);
     }
     if (sd->forwarding) {
+        stream_if_too_big(b->session, n);
         wbuf_put_bytes(&r->to_client, p, n);
     }
     return 0;
@@ -382,11 +397,6 @@ static int feed_end(void *ctx)
         sd->folding = false;
     }
     sd->forwarding = false;
-    if (!r->streaming && r->to_client.len > (size_t)s->dials->d.fallback_buffer_bytes &&
-        r->serve != s->primary) {
-        r->streaming = true; /* too big to hold: from now on it streams, and cannot fall back */
-        r->deadline_serve_us = 0;
-    }
     if (backend_msg_end(b) != PqMsg_ReadyForQuery || sd->nsegs == 0) {
         return 0;
     }

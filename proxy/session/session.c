@@ -253,7 +253,7 @@ static void on_client_io(uv_poll_t *h, int status, int events)
         }
         struct backend *b = &s->backends[s->primary];
         if (b->up && !b->ep.want_read && !s->mirror.holding &&
-            endpoint_pending(&s->client) < 64 * 1024) {
+            endpoint_pending(&s->client) < RELAY_LOW_WATER) {
             endpoint_want_read(&b->ep, true); /* back-pressure released */
         }
         route_client_drained(s);

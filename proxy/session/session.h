@@ -50,6 +50,7 @@ enum session_state {
     X(BACKEND_CONNECT, "08006", "cannot connect to the backend")                                   \
     X(BACKEND_LOST, "08006", "backend connection lost")                                            \
     X(OUT_OF_MEMORY, "53200", "out of memory")                                                     \
+    X(TOO_MANY_STATEMENTS, "54000", "too many prepared statements or portals in this session")     \
     X(SHUTDOWN, "57P01", "pgdual is shutting down")                                                \
     X(PRIMARY_SWITCH, "57P01", "the primary changed and this session cannot follow it; reconnect") \
     X(CANCEL_DONE, NULL, "cancel request handled")

@@ -145,7 +145,7 @@ int session_flush_to_primary(struct session *s)
     if (rc == 0 && f->len > 0) {
         rc = endpoint_send(&s->backends[s->primary].ep, f->data, f->len);
     }
-    wbuf_reset(f);
+    wbuf_shrink(f, WBUF_KEEP);
     if (rc < 0) {
         session_end(s, END_BACKEND_LOST, "write to the primary failed");
     }
@@ -266,14 +266,24 @@ static int follow_primary_dial(struct session *s)
 
 /* Classify msg into u. A unit that turns mirrored only after the primary has begun to answer
  * it (a batch that Flushed reads before its first write) has an outcome that misses the steps
- * before: it cannot be compared step by step nor replayed (mirror.c). */
-static void classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+ * before: it cannot be compared step by step nor replayed (mirror.c). < 0: the session ended (the
+ * client went past max_session_statements). */
+static int classify_into(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
     bool was_mirrored = u->mirrored;
+    stmt_track_set_limit(&s->stmts, (size_t)s->conf->cfg.max_session_statements);
     session_classify_message(s, u, msg, len);
     if (!was_mirrored && u->mirrored && u->prim_msgs > 0) {
         u->outcome_partial = true;
     }
+    if (s->stmts.over_limit) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "max_session_statements is %d",
+                 s->conf->cfg.max_session_statements);
+        session_end(s, END_TOO_MANY_STATEMENTS, detail);
+        return -1;
+    }
+    return 0;
 }
 
 /* Raises the refusal of a Query holding COPY FROM STDIN among other statements. */
@@ -395,7 +405,9 @@ static int frontend_message(struct session *s)
         if (len < 6 || msg[len - 1] != '\0') {
             return -1;
         }
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         if (refused) { /* pgdual's own statement, for the primary alone */
             u->mirrored = u->routable = u->copy_in = u->nondeterministic = false;
             u->writes = 0;
@@ -403,7 +415,9 @@ static int frontend_message(struct session *s)
         return session_seal_unit(s, u);
     case PqMsg_FunctionCall:
         stats_add(&s->worker->stats, STAT_statements_total, 1);
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         return session_seal_unit(s, u);
     case PqMsg_Sync:
         return session_seal_unit(s, u);
@@ -411,7 +425,9 @@ static int frontend_message(struct session *s)
         stop_deferring(s, u); /* the client waits for what it sent so far */
         return 0;
     case PqMsg_Parse:
-        classify_into(s, u, msg, len);
+        if (classify_into(s, u, msg, len) < 0) {
+            return RELAY_STOP_ENDED;
+        }
         if (!u->bytes.failed && u->bytes.len > at && len > 5 && memchr(msg + 5, '\0', len - 5)) {
             /* What both sides were sent (pinning may have rewritten it), to send it again to a
              * new secondary connection (session_reconnect.c). */
@@ -420,8 +436,7 @@ static int frontend_message(struct session *s)
         }
         return 0;
     default:
-        classify_into(s, u, msg, len);
-        return 0;
+        return classify_into(s, u, msg, len) < 0 ? RELAY_STOP_ENDED : 0;
     }
 }
 
@@ -432,8 +447,9 @@ static int frontend_begin(void *ctx, uint8_t type, uint32_t len)
         return -1;
     }
     s->client_type = type;
+    /* Nothing is reserved for the declared length: the buffer grows with the bytes that come
+     * (wbuf doubles, so never past twice what arrived), bounded by max_message_bytes. */
     wbuf_reset(&s->client_msg);
-    wbuf_reserve(&s->client_msg, (size_t)len + 5);
     wbuf_put_u8(&s->client_msg, type);
     wbuf_put_u32(&s->client_msg, len + 4);
     return s->client_msg.failed ? -1 : 0;
@@ -448,7 +464,12 @@ static int frontend_body(void *ctx, const uint8_t *p, size_t n)
 
 static int frontend_end(void *ctx)
 {
-    return frontend_message(ctx);
+    struct session *s = ctx;
+    int rc = frontend_message(s);
+    if (rc != RELAY_STOP_GATE && rc >= 0 && s->state == SESSION_READY) {
+        wbuf_shrink(&s->client_msg, WBUF_KEEP); /* a big message gives its memory back */
+    }
+    return rc;
 }
 
 static const struct wire_scan_ops frontend_ops = {frontend_begin, frontend_body, frontend_end};
@@ -538,6 +559,7 @@ void session_gate_check(struct session *s)
     } else if (rc == RELAY_STOP_TERMINATE) {
         session_client_gone(s, END_CLIENT_TERMINATE, NULL);
     } else if (s->state == SESSION_READY && session_flush_to_primary(s) == 0) {
+        wbuf_shrink(&s->client_msg, WBUF_KEEP);
         struct wbuf rest = s->gate_rest;
         wbuf_init(&s->gate_rest);
         if (rest.len > 0) {

@@ -525,14 +525,14 @@ static void read_primary(struct session *s, struct backend *b)
         if (relay_primary_bytes(s, b, w->rbuf, (size_t)n) != 0) {
             return;
         }
-        /* Before the short-read return: a TLS read is never longer than one record (16 KiB),
-         * so checked after it, the high-water mark would never hold for a TLS backend. */
+        /* After every read, short ones included (a TLS read returns one record at most): a
+         * client that does not read stops the primary here, whatever the read's size. */
         if (endpoint_pending(&s->client) > RELAY_HIGH_WATER) {
             endpoint_want_read(&b->ep, false); /* resumed by the client's writable event */
             return;
         }
-        if ((size_t)n < sizeof(w->rbuf)) {
-            return; /* drained for now: the poll says when more comes (saves a recv) */
+        if ((size_t)n < sizeof(w->rbuf) || !b->ep.want_read) {
+            return; /* drained for now (the poll says when more comes), or a route stopped it */
         }
     }
 }

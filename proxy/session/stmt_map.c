@@ -72,7 +72,7 @@ struct stmt_entry *stmt_map_get(struct stmt_map *m, const char *name)
     if (e) {
         return e;
     }
-    if (m->count >= STMT_MAP_MAX) {
+    if (stmt_map_full(m)) {
         return NULL;
     }
     if ((!m->buckets || m->count > m->mask) && grow(m) < 0 && !m->buckets) {

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define STMT_NAME_MAX 63     /* NAMEDATALEN - 1 */
-#define STMT_MAP_MAX  100000 /* entries per map: past this, stmt_map_get fails */
+#define STMT_MAP_MAX  100000 /* entries per map at most, whatever max says */
 
 /* What the extended protocol needs to know about a statement (or the statement of a portal). */
 struct stmt_class {
@@ -71,15 +71,20 @@ struct stmt_map {
     struct stmt_entry **buckets; /* NULL until the first insert */
     size_t mask;                 /* buckets - 1 (a power of two) */
     size_t count;
+    size_t max; /* entries allowed (0: STMT_MAP_MAX); stmt_map_get fails past it */
 };
 
 /* A zeroed struct stmt_map is an empty map. */
 struct stmt_entry *stmt_map_find(const struct stmt_map *m, const char *name);
 /* The entry for name, created (zeroed but for the name) if missing; NULL when the map is full
- * or memory is short. */
+ * (stmt_map_full) or memory is short. */
 struct stmt_entry *stmt_map_get(struct stmt_map *m, const char *name);
 /* Unlink and free e (and its settled sql). */
 void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e);
 /* Call fn on every entry; fn returns true to have the entry removed. */
 void stmt_map_sweep(struct stmt_map *m, bool (*fn)(struct stmt_entry *e, void *arg), void *arg);
 void stmt_map_free(struct stmt_map *m);
+static inline bool stmt_map_full(const struct stmt_map *m)
+{
+    return m->count >= (m->max && m->max < STMT_MAP_MAX ? m->max : STMT_MAP_MAX);
+}

@@ -37,6 +37,11 @@ void stmt_track_free(struct stmt_track *t)
     memset(t, 0, sizeof(*t));
 }
 
+void stmt_track_set_limit(struct stmt_track *t, size_t max)
+{
+    t->maps[0].max = t->maps[1].max = max;
+}
+
 /* A new unit is being received: the previous one's own layer ends. */
 static void enter_unit(struct stmt_track *t, uint32_t unit)
 {
@@ -117,6 +122,7 @@ static struct stmt_entry *touch(struct stmt_track *t, struct stmt_op *op, enum s
 {
     struct stmt_entry *e = stmt_map_get(&t->maps[sp], name);
     if (!e) {
+        t->over_limit = op->what == OP_DEFINE && stmt_map_full(&t->maps[sp]);
         t->n--; /* the op just pushed */
         forget_all(t);
         return NULL;

@@ -43,6 +43,9 @@ struct stmt_track {
     /* Something could not be recorded (memory, bounds): nothing is known any more, every
      * lookup answers NULL for the rest of the session. */
     bool lost;
+    /* ...because the client went past max_session_statements (names in one map): the session
+     * ends with 54000 (session_frontend.c). */
+    bool over_limit;
     /* The unit being received (its serial) and its own layer (see struct stmt_entry). */
     uint32_t unit;
     uint32_t epoch;
@@ -54,6 +57,8 @@ struct stmt_track {
 
 /* A zeroed struct stmt_track is empty. */
 void stmt_track_free(struct stmt_track *t);
+/* At most max names in each space (0: STMT_MAP_MAX). */
+void stmt_track_set_limit(struct stmt_track *t, size_t max);
 
 /* ---- the unit being received (serial `unit`) ---- */
 

@@ -63,6 +63,8 @@ pgdual_shell_it(pin 300)
 # it_pin.sh drives the extended protocol with the pqscript helper (c_tests.cmake).
 set_tests_properties(it.pin PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+pgdual_shell_it(memory 180)
+pgdual_shell_it(storm 120)
 pgdual_shell_it(pin_review 120)
 set_tests_properties(it.pin_review PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")

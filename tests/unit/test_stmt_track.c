@@ -176,6 +176,50 @@ static void test_placement_and_many_names(void **state)
     assert_false(find(t, 2, b)->mirrored);
 }
 
+static void fill(struct stmt_track *t, uint32_t n)
+{
+    char name[16];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "s%u", (unsigned)i);
+        parse(t, i + 1, name, &read_cls, "SELECT 1");
+        stmt_track_reply(t, i + 1, PqMsg_ParseComplete);
+        stmt_track_unit_done(t, i + 1, PQ_TXN_IDLE);
+    }
+}
+
+/* max_session_statements: the map stops at its limit (a name it holds may be parsed again, a
+ * new one sets over_limit: the session ends with 54000). */
+static void test_limit(void **state)
+{
+    struct stmt_track *t = *state;
+    stmt_track_set_limit(t, 16);
+    fill(t, 16);
+    assert_false(t->over_limit);
+    assert_int_equal(t->maps[STMT_SPACE_STATEMENT].count, 16);
+    parse(t, 20, "s3", &write_cls, "INSERT"); /* an existing name: no new entry */
+    assert_false(t->over_limit);
+    parse(t, 22, "s16", &read_cls, "SELECT 1");
+    assert_true(t->over_limit);
+    assert_true(t->lost);
+    assert_true(t->maps[STMT_SPACE_STATEMENT].count <= 16);
+}
+
+/* ...a Close of an unknown name at the limit defines nothing: not over the limit, but nothing is
+ * known any more (every later statement is mirrored; the maps forget what they held and grow no
+ * more). */
+static void test_limit_close_unknown(void **state)
+{
+    struct stmt_track *t = *state;
+    stmt_track_set_limit(t, 16);
+    fill(t, 16);
+    stmt_track_remove(t, 21, STMT_SPACE_STATEMENT, "nosuch", STMT_REPLY_CLOSE, 1);
+    assert_false(t->over_limit);
+    assert_true(t->lost);
+    parse(t, 22, "s16", &read_cls, "SELECT 1");
+    assert_true(t->maps[STMT_SPACE_STATEMENT].count <= 16);
+    assert_null(find(t, 22, "s16"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +230,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_portals_end_with_the_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sql_effects_by_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placement_and_many_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_close_unknown, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
