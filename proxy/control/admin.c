@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "config/dials.h"
+#include "protocol/admin_parse.h"
 #include "protocol/pqproto.h"
 #include "proxy/clock.h"
 #include "proxy/control/reconcile.h"
@@ -23,10 +24,9 @@
 #include "proxy/worker.h"
 
 #define ADMIN_MAX_QUERY (64 * 1024)
-#define ADMIN_MAX_WORDS 8
 
 struct admin_cmd {
-    const char *words[3]; /* the command's leading keywords, upper case */
+    const char *words[ADMIN_CMD_WORDS]; /* the command's leading keywords, upper case */
     void (*handler)(struct session *s, char **argv, int argc);
     const char *help;
     bool args; /* takes arguments after its keywords (the handler checks them); else none */
@@ -390,54 +390,6 @@ static void cmd_show_help(struct session *s, char **argv, int argc)
     wire_put_command_complete(&s->out, "SHOW");
 }
 
-static char admin_eq[] = "="; /* the word for '=' (never written) */
-
-/* Split one command into words: quoted strings ('..' or "..") and '=' are single words. */
-static int admin_split(char *p, char **argv, int max)
-{
-    int argc = 0;
-    while (*p) {
-        while (isspace((unsigned char)*p)) {
-            p++;
-        }
-        if (!*p) {
-            break;
-        }
-        if (argc == max) {
-            return -1;
-        }
-        if (*p == '\'' || *p == '"') {
-            char q = *p++;
-            argv[argc++] = p;
-            while (*p && *p != q) {
-                p++;
-            }
-            if (!*p) {
-                return -1;
-            }
-            *p++ = '\0';
-        } else if (*p == '=') {
-            argv[argc++] = admin_eq;
-            p++;
-        } else {
-            argv[argc++] = p;
-            while (*p && !isspace((unsigned char)*p) && *p != '=') {
-                p++;
-            }
-            if (*p == '=') { /* "key=value": '=' is its own word */
-                *p++ = '\0';
-                if (argc == max) {
-                    return -1;
-                }
-                argv[argc++] = admin_eq;
-            } else if (*p) {
-                *p++ = '\0';
-            }
-        }
-    }
-    return argc;
-}
-
 /* Run c, matched on its nwords keywords: whole words only (a command without arguments takes
  * nothing more), and a stats_users login runs SHOW commands only. */
 static void admin_dispatch(struct session *s, const struct admin_cmd *c, int nwords, char **argv,
@@ -472,11 +424,8 @@ static void admin_run_one(struct session *s, char *text)
     }
     for (size_t i = 0; i < ADMIN_NCMDS; i++) {
         const struct admin_cmd *c = &admin_cmds[i];
-        int w = 0;
-        while (w < 3 && c->words[w] && w < argc && strcasecmp(c->words[w], argv[w]) == 0) {
-            w++;
-        }
-        if (w == 3 || !c->words[w]) {
+        int w = admin_keywords_match(c->words, argv, argc);
+        if (w >= 0) {
             admin_dispatch(s, c, w, argv, argc);
             return;
         }
@@ -507,8 +456,8 @@ static bool admin_waiting(const struct session *s)
  * stops the run: the commands after it wait in admin_rest for the switch's outcome. */
 static void admin_run(struct session *s, char *text, bool any)
 {
-    char *save = NULL;
-    for (char *part = strtok_r(text, ";", &save); part; part = strtok_r(NULL, ";", &save)) {
+    char *save = text;
+    for (char *part = admin_next_command(&save); part; part = admin_next_command(&save)) {
         size_t before = s->out.len;
         admin_run_one(s, part);
         any = any || s->out.len != before;
