@@ -37,8 +37,26 @@ void pin_put_str(struct wbuf *b, const char *s)
 #define PIN_TRIGGER_VALUES                                                                \
     "E'\\\\m(now|current_timestamp|current_date|current_time|localtime|localtimestamp|"   \
     "clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|nextval|random|" \
-    "gen_random_uuid|uuid_generate_[a-z0-9_]*|setseed)\\\\M'"
+    "gen_random_uuid|uuid_generate_[a-z0-9_]*|setseed|today|tomorrow|yesterday)\\\\M'"
 #define PIN_TRIGGER_WRITES "E'\\\\m(insert|update|delete|merge|copy|execute)\\\\M'"
+/* A trigger function's source calls something pgdual cannot vouch for: a name followed by '('
+ * that is neither a keyword nor a function every overload of which is immutable (a helper that
+ * reads the clock, pgcrypto's gen_salt, txid_current, ...), or a quoted name. Such a call may make
+ * up values; it may also write when the name is not only pg_catalog's (oid 11: a user function
+ * can do anything, the built-ins that are not immutable read the clock or the session). SAFE is
+ * the test every overload of the name must pass. */
+#define PIN_TRIGGER_CALLS(SAFE)                                                                \
+    "(p.prosrc ~ '\"[[:space:]]*[(]' OR EXISTS (SELECT 1 FROM pg_catalog.regexp_matches("      \
+    "p.prosrc, '([[:alpha:]_][[:alnum:]_$]*)[[:space:]]*[(]', 'g') AS m(w) WHERE "             \
+    "pg_catalog.lower(m.w[1]) NOT IN ('if', 'elsif', 'when', 'and', 'or', 'not', 'in', "       \
+    "'exists', 'any', 'all', 'some', 'coalesce', 'nullif', 'greatest', 'least', 'values', "    \
+    "'row', 'array', 'cast', 'then', 'else', 'return', 'select', 'from', 'where', 'on', "      \
+    "'using', 'into', 'is', 'between', 'like', 'ilike', 'as', 'case', 'by', 'loop', 'while', " \
+    "'for', 'foreach', 'returning', 'set', 'strict') AND NOT COALESCE((SELECT "                \
+    "pg_catalog.bool_and(" SAFE ") FROM pg_catalog.pg_proc q WHERE q.proname = "               \
+    "pg_catalog.lower(m.w[1])), false)))"
+#define PIN_CALL_MAKES_VALUES PIN_TRIGGER_CALLS("q.provolatile = 'i'")
+#define PIN_CALL_WRITES       PIN_TRIGGER_CALLS("q.provolatile = 'i' OR q.pronamespace = 11")
 
 int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
 {
@@ -63,11 +81,13 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
              "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
              "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
-             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_VALUES ")), "
+             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_VALUES
+             " OR " PIN_CALL_MAKES_VALUES ")), "
              "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
              "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
              "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
-             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES ")) "
+             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES
+             " OR " PIN_CALL_WRITES ")) "
              "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
              "a.attisdropped "

@@ -109,6 +109,14 @@ static void list_visit(void *ctx, const ProtobufCMessage *m)
 {
     static const char *const sys[] = {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"};
     struct list_walk *w = ctx;
+    if (m->descriptor == &pg_query__func_call__descriptor ||
+        m->descriptor == &pg_query__sub_link__descriptor) {
+        /* A call or a subquery: in RETURNING PostgreSQL refuses aggregates, window and
+         * set-returning functions, in the copy's SELECT list it would take them; and pgdual
+         * cannot tell them apart without the catalog. */
+        w->bad = true;
+        return;
+    }
     if (m->descriptor != &pg_query__column_ref__descriptor) {
         return;
     }
@@ -284,7 +292,7 @@ bool pin_cte_placeable(const struct pin_stmt *st, const struct pin_cte *c, const
         *why = "a data-modifying WITH query pgdual cannot pin (MERGE)";
     } else if (!c->list_ok) {
         *why = "a data-modifying WITH query whose RETURNING reads more than its row (FROM, USING, "
-               "a system column, the whole row)";
+               "a system column, the whole row) or calls a function or subquery";
     }
     return *why == NULL;
 }
@@ -404,18 +412,24 @@ int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *
         put_range(primary, sql, c->open + 1, c->ret_at ? c->ret_at : c->close);
         pin_put_str(primary, "\nRETURNING ");
         pin_put_ident(primary, c->st.ref);
-        pin_put_str(primary, ".*), ");
+        pin_put_str(primary, ".*)");
         put_cte_name(sec, slot);
         pin_put_str(sec, " AS (");
         pin_put_str(sec, shapes[i]->head);
         tmpl_cut(&tb, false, slot);
         pin_put_str(sec, shapes[i]->tail);
-        pin_put_str(sec, "\nRETURNING \"pgdual_t\".*), ");
-        /* x AS (SELECT list FROM "pgdual_cN" AS ref) */
-        put_range(primary, sql, c->name_at, c->open);
-        put_range(sec, sql, c->name_at, c->open);
-        put_copy(primary, sql, c, slot);
-        put_copy(sec, sql, c, slot);
+        pin_put_str(sec, "\nRETURNING \"pgdual_t\".*)");
+        /* , x AS (SELECT list FROM "pgdual_cN" AS ref). Without a RETURNING list there is no
+         * x: a reference to it fails as on old alone (with another message), where a copy
+         * without columns would answer. */
+        if (c->ret_at) {
+            pin_put_str(primary, ", ");
+            pin_put_str(sec, ", ");
+            put_range(primary, sql, c->name_at, c->open);
+            put_range(sec, sql, c->name_at, c->open);
+            put_copy(primary, sql, c, slot);
+            put_copy(sec, sql, c, slot);
+        }
         at = c->close + 1;
         slot++;
     }

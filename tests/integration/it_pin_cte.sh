@@ -88,6 +88,42 @@ assert_contains "$out" "ERROR:  cannot execute SELECT in a read-only transaction
     "a read-only transaction: PostgreSQL's own error (pgdual's table could not be made there)"
 assert_eq "$(tail -n 1 <<<"$want")" "$(tail -n 1 <<<"$out")" "the same answer as old alone"
 
+# --- a role switch in the session: pgdual's table stays usable (review 14, finding 1) ----------
+ROLE_A=it_pin_cte_a ROLE_B=it_pin_cte_b
+for side in psql_old psql_new; do
+    for r in $ROLE_A $ROLE_B; do
+        $side "$DB" -q -c "DO \$\$BEGIN CREATE ROLE $r; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" \
+            -c "GRANT ALL ON t, t_id_seq TO $r" -c "GRANT TEMP ON DATABASE $DB TO $r"
+    done
+done
+it_status_mark
+out=$(psql_proxy "$DB" -v ON_ERROR_STOP=1 -tA -c "SET ROLE $ROLE_A" \
+    -c "WITH x AS (INSERT INTO t (v) VALUES ('role a') RETURNING id) SELECT count(*) FROM x" \
+    -c "SET ROLE $ROLE_B" \
+    -c "WITH x AS (INSERT INTO t (v) VALUES ('role b') RETURNING id) SELECT count(*) FROM x" \
+    -c "BEGIN" -c "SET LOCAL ROLE $ROLE_A" \
+    -c "WITH x AS (INSERT INTO t (v) VALUES ('local a') RETURNING id) SELECT count(*) FROM x" \
+    -c "COMMIT" -c "RESET ROLE" \
+    -c "WITH x AS (INSERT INTO t (v) VALUES ('reset') RETURNING id) SELECT count(*) FROM x" 2>&1) ||
+    it_failed "WITH writes across SET ROLE failed: $out"
+assert_eq "1 1 1 1" "$(grep -x '[0-9]*' <<<"$out" | xargs)" "each WITH write answered across role switches"
+assert_delta nondeterministic_writes_total -eq 0 "and each was pinned, none counted"
+same t "t identical on old and new after the role switches"
+for side in psql_old psql_new; do
+    $side "$DB" -q -c "DROP OWNED BY $ROLE_A, $ROLE_B" -c "DROP ROLE $ROLE_A" -c "DROP ROLE $ROLE_B"
+done
+
+# --- what PostgreSQL refuses stays refused (review 14, finding 3) ------------------------------
+noret="WITH x AS (INSERT INTO t (v) VALUES ('noret')) SELECT count(*) FROM x"
+out=$(psql_proxy "$DB" -tA -c "$noret" 2>&1 || true)
+assert_contains "$out" "ERROR:" "a reference to a WITH write without RETURNING fails through pgdual"
+srf="WITH x AS (INSERT INTO t (v) VALUES ('srf') RETURNING generate_series(1, 3)) SELECT * FROM x"
+out=$(psql_proxy "$DB" -tA -c "$srf" 2>&1 || true)
+assert_contains "$out" "set-returning functions are not allowed in RETURNING" \
+    "a set-returning function in a WITH write's RETURNING: PostgreSQL's own error"
+assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM t WHERE v IN ('noret', 'srf')")" \
+    "and neither statement wrote a row on old"
+
 # --- what is not pinned stays counted -------------------------------------------------------
 it_status_mark
 # The extended protocol: pgdual pins WITH queries in a simple Query only.

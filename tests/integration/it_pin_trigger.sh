@@ -33,6 +33,14 @@ CREATE TABLE stamped (id int PRIMARY KEY, v int, updated_at timestamptz);
 CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS
     $$BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END$$;
 CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stamped FOR EACH ROW EXECUTE FUNCTION stamp();
+CREATE FUNCTION lowered() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN NEW.v := abs(NEW.v); RETURN NEW; END$$;
+CREATE TRIGGER lowered BEFORE UPDATE ON quiet FOR EACH ROW EXECUTE FUNCTION lowered();
+CREATE TABLE helped (id int PRIMARY KEY, v int, at timestamptz);
+CREATE FUNCTION helper_now() RETURNS timestamptz LANGUAGE sql AS 'SELECT clock_timestamp()';
+CREATE FUNCTION helped() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN NEW.at := public.helper_now(); RETURN NEW; END$$;
+CREATE TRIGGER helped BEFORE INSERT ON helped FOR EACH ROW EXECUTE FUNCTION helped();
 CREATE TABLE audited (id int PRIMARY KEY, v int);
 CREATE TABLE audit (id serial PRIMARY KEY, at timestamptz DEFAULT now(), what text);
 CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS
@@ -74,6 +82,12 @@ it_status_mark
 printf '%s\n' $'P\ti\tINSERT INTO public.stamped (id, v) VALUES ($1, 1)' $'E\ti\t7' | pq >/dev/null
 printf '%s\n' $'P\tu2\tUPDATE stamped SET v = 0 WHERE id = $1' $'E\tu2\t2' | pq >/dev/null
 assert_delta nondeterministic_writes_total -eq 2 "the extended protocol's INSERT and UPDATE: counted"
+
+# --- a trigger calling a helper that reads the clock (review 14, finding 2): counted ------------
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO helped VALUES (1, 1)"
+assert_delta nondeterministic_writes_total -eq 1 \
+    "INSERT under a trigger calling a volatile helper function: counted"
 
 # --- a trigger that writes another table: counted, every table owed -----------------------------
 it_status_mark
