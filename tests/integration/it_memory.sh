@@ -7,7 +7,7 @@
 #     sessions: nothing is allocated for the declared length (VmSize stays within 64 MiB, where
 #     reserving it would take 960 MiB); a client closing mid-message is a protocol violation.
 #  2. A header declaring 1 GiB (over max_message_bytes, 64 MiB by default): 08P01 at once; other sessions go on.
-#  3. A client that stops reading a ~50 MB SELECT (plain relay, then a shadowed read): peak RSS
+#  3. A client that stops reading a 1,000,000-row SELECT (plain relay, then a shadowed read): peak RSS
 #     (VmHWM) stays within 16 MiB of the RSS before, the backend blocked in ClientWrite (and not
 #     finishing its answer within 2 s); then the client reads every row.
 #  4. A routed read served by new whose answer is one 30 MB DataRow (fallback_buffer_bytes
@@ -115,7 +115,9 @@ within "RSS after a 1 GiB header" $((rss1 - rss0)) 4096
 assert_eq 1 "$(psql_proxy "$DB" -tA -c "SELECT 1")" "other sessions go on"
 
 # ---- 3. a client that stops reading a big answer -----------------------------------------------
-SQL="SELECT 'memtest', repeat('x', 1000) FROM generate_series(1, 50000)"
+# 1,000,000 rows (the issue's figure), ~57 MB on the wire.
+SQL="SELECT 'memtest', repeat('x', 40) FROM generate_series(1, 1000000)"
+ROWS_LINE="rows=1000000 bytes=$((1000000 * 57))" # DataRow body: 2 (count) + 4 + 7 + 4 + 40 bytes
 for mode in relay shadow; do
     if [[ $mode == shadow ]]; then
         it_dials compare_percent=100
@@ -124,7 +126,7 @@ for mode in relay shadow; do
     rss0=$(kb VmRSS)
     start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
     it_wait_for 60 sent hold || it_fail "$mode: the client did not start"
-    it_pass "$mode: the client sent a ~50 MB SELECT and reads nothing"
+    it_pass "$mode: the client sent a 1,000,000-row SELECT and reads nothing"
     held "$OLD_PORT"
     rss1=$(kb VmHWM)
     it_log "$mode: VmRSS ${rss0} kB, peak since ${rss1} kB with old blocked"
@@ -132,8 +134,7 @@ for mode in relay shadow; do
     touch "$GO"
     wait "$BG_PID" || it_failed "$mode: the client failed"
     line=$(tail -n1 "$IT_TMP/hold.out")
-    # DataRow body: 2 (count) + 4 + 7 + 4 + 1000 bytes.
-    assert_eq "rows=50000 bytes=$((50000 * 1017))" "$line" "$mode: then it reads every row"
+    assert_eq "$ROWS_LINE" "$line" "$mode: then it reads every row"
 done
 it_dials compare_percent=0
 
@@ -192,13 +193,13 @@ GO="$IT_TMP/go6"
 rss0=$(kb VmRSS)
 start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
 it_wait_for 60 sent hold || it_fail "tls: the client did not start"
-it_pass "tls: the client sent a ~50 MB SELECT, its primary behind TLS, and reads nothing"
+it_pass "tls: the client sent a 1,000,000-row SELECT, its primary behind TLS, and reads nothing"
 held "$OLD_PORT"
 rss1=$(kb VmHWM)
 within "tls: RSS while old is blocked" $((rss1 - rss0)) $((16 * 1024))
 touch "$GO"
 wait "$BG_PID" || it_failed "tls: the client failed"
-assert_eq "rows=50000 bytes=$((50000 * 1017))" "$(tail -n1 "$IT_TMP/hold.out")" "tls: then it reads every row"
+assert_eq "$ROWS_LINE" "$(tail -n1 "$IT_TMP/hold.out")" "tls: then it reads every row"
 
 # ---- 7. max_session_statements -----------------------------------------------------------------
 assert_eq ok "$($CLIENT prepare "$PROXY_PORT" "$DB" 16)" "16 prepared statements (max_session_statements = 16)"
