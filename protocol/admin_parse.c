@@ -17,9 +17,11 @@ char *admin_next_command(char **cursor)
     char quote = 0;
     char *p = start;
     for (; *p; p++) {
+        /* a quote opens a string where admin_split takes it as one: at the start of a word */
+        bool word_start = p == start || isspace((unsigned char)p[-1]) || p[-1] == '=';
         if (quote) {
             quote = *p == quote ? 0 : quote;
-        } else if (*p == '\'' || *p == '"') {
+        } else if ((*p == '\'' || *p == '"') && word_start) {
             quote = *p;
         } else if (*p == ';') {
             *p = '\0';

@@ -9,7 +9,8 @@
 
 /* The next command of a ';'-separated text, or NULL at its end. *cursor starts at the text (which
  * is modified: the ';' that ends the command becomes NUL) and is left after it. A ';' inside a
- * '...' or "..." string does not end a command. */
+ * '...' or "..." string (opened at the start of a word, as admin_split reads them) does not end
+ * a command. */
 char *admin_next_command(char **cursor);
 
 /* Split one command (modified in place) into words: blanks separate words; a '...' or "..."

@@ -218,16 +218,17 @@ void pin_rows_close(struct wbuf *rows);
 /* pgdual's temporary table on the primary: the rows of the WITH queries it pins are recorded
  * there by the statement itself (one more WITH query of pgdual's), and read back (and deleted)
  * by pgdual right after it, before the secondary gets the unit. */
-/* Granted to PUBLIC: a later SET ROLE / SET SESSION AUTHORIZATION in the session must not make
- * the client's statement fail on pgdual's table. */
-#define PIN_CTE_CREATE                                                                         \
-    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r " \
-    "json NOT NULL); GRANT SELECT, INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; "      \
-    "EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
+/* Granted to PUBLIC (in a block of its own: a refused GRANT keeps the table): a later SET ROLE /
+ * SET SESSION AUTHORIZATION in the session must not make the client's statement fail on it. */
+#define PIN_CTE_CREATE                                                                          \
+    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r "  \
+    "json NOT NULL); BEGIN GRANT SELECT, INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; " \
+    "EXCEPTION WHEN OTHERS THEN NULL; END; EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
 /* One row: 't' when the table is there and the current role may use it. */
-#define PIN_CTE_CHECK                                                                            \
-    "SELECT c IS NOT NULL AND pg_catalog.has_table_privilege(c, 'SELECT, INSERT, DELETE') FROM " \
-    "pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') AS c"
+#define PIN_CTE_CHECK                                                                              \
+    "SELECT c IS NOT NULL AND pg_catalog.has_table_privilege(c, 'SELECT') AND "                    \
+    "pg_catalog.has_table_privilege(c, 'INSERT') AND pg_catalog.has_table_privilege(c, 'DELETE') " \
+    "FROM pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') AS c"
 #define PIN_CTE_READBACK "DELETE FROM pg_temp.pgdual_pin_rows RETURNING n, r"
 
 #define PIN_TMPL_OUTER UINT32_MAX /* a template slot holding the outer statement's rows */

@@ -32,31 +32,41 @@ void pin_put_str(struct wbuf *b, const char *s)
 #define PIN_USER_TRIGGERS                                                                       \
     "g.tgenabled <> 'D' AND NOT g.tgisinternal AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT " \
     "relid FROM pg_catalog.pg_partition_tree(c.oid)))"
-/* What in a trigger function's source may make up values, or write (whole words, any case; a
- * word in a comment or string counts too: when in doubt, count). */
-#define PIN_TRIGGER_VALUES                                                                \
-    "E'\\\\m(now|current_timestamp|current_date|current_time|localtime|localtimestamp|"   \
-    "clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|nextval|random|" \
-    "gen_random_uuid|uuid_generate_[a-z0-9_]*|setseed|today|tomorrow|yesterday)\\\\M'"
+/* What in a trigger function's source (or its arguments) may make up values, or write (whole
+ * words, any case; a word in a comment or string counts too: when in doubt, count). */
+#define PIN_TRIGGER_VALUES                                                                    \
+    "E'\\\\m(now|current_timestamp|current_date|current_time|localtime|localtimestamp|"       \
+    "clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|nextval|random|"     \
+    "gen_random_uuid|uuid_generate_[a-z0-9_]*|setseed|today|tomorrow|yesterday|txid_[a-z_]*|" \
+    "pg_current_xact_id|pg_current_snapshot|pg_backend_pid|inet_[a-z_]*)\\\\M'"
 #define PIN_TRIGGER_WRITES "E'\\\\m(insert|update|delete|merge|copy|execute)\\\\M'"
-/* A trigger function's source calls something pgdual cannot vouch for: a name followed by '('
- * that is neither a keyword nor a function every overload of which is immutable (a helper that
- * reads the clock, pgcrypto's gen_salt, txid_current, ...), or a quoted name. Such a call may make
- * up values; it may also write when the name is not only pg_catalog's (oid 11: a user function
- * can do anything, the built-ins that are not immutable read the clock or the session). SAFE is
- * the test every overload of the name must pass. */
+/* The function's source without its comments and '...' strings, for PIN_TRIGGER_CALLS: prose in
+ * a message ("quantity (%)") is not a call, and a comment between a name and '(' hides none.
+ * Comments go first (an apostrophe in one must not open a string that would swallow code). */
+#define PIN_TRIGGER_CODE                                                                       \
+    "pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.regexp_replace(p.prosrc, " \
+    "'/[*].*?[*]/', ' ', 'g'), '--[^[:cntrl:]]*', ' ', 'g'), '''([^'']|'''')*''', ' ', 'g')"
+/* A trigger function's code calls something pgdual cannot vouch for: a name followed by '(' that
+ * is not a keyword, and some function of that name fails SAFE (a name no function has cannot be
+ * called: syntax such as trim( or decimal(10, 2)); or a quoted name. */
 #define PIN_TRIGGER_CALLS(SAFE)                                                                \
-    "(p.prosrc ~ '\"[[:space:]]*[(]' OR EXISTS (SELECT 1 FROM pg_catalog.regexp_matches("      \
-    "p.prosrc, '([[:alpha:]_][[:alnum:]_$]*)[[:space:]]*[(]', 'g') AS m(w) WHERE "             \
+    "(p.prosrc ~ '\"[[:space:]]*[(]' OR EXISTS (SELECT 1 FROM "                                \
+    "pg_catalog.regexp_matches(" PIN_TRIGGER_CODE                                              \
+    ", '([[:alpha:]_][[:alnum:]_$]*)[[:space:]]*[(]', 'g') AS m(w) WHERE "                     \
     "pg_catalog.lower(m.w[1]) NOT IN ('if', 'elsif', 'when', 'and', 'or', 'not', 'in', "       \
     "'exists', 'any', 'all', 'some', 'coalesce', 'nullif', 'greatest', 'least', 'values', "    \
     "'row', 'array', 'cast', 'then', 'else', 'return', 'select', 'from', 'where', 'on', "      \
     "'using', 'into', 'is', 'between', 'like', 'ilike', 'as', 'case', 'by', 'loop', 'while', " \
     "'for', 'foreach', 'returning', 'set', 'strict') AND NOT COALESCE((SELECT "                \
     "pg_catalog.bool_and(" SAFE ") FROM pg_catalog.pg_proc q WHERE q.proname = "               \
-    "pg_catalog.lower(m.w[1])), false)))"
-#define PIN_CALL_MAKES_VALUES PIN_TRIGGER_CALLS("q.provolatile = 'i'")
-#define PIN_CALL_WRITES       PIN_TRIGGER_CALLS("q.provolatile = 'i' OR q.pronamespace = 11")
+    "pg_catalog.lower(m.w[1])), true)))"
+/* Makes up values: a call of a function that is neither immutable nor a stable built-in (the
+ * same on both sides for the same session settings; the clock's and the session's own are in
+ * PIN_TRIGGER_VALUES). Writes: a call of a function not immutable that is not only pg_catalog's
+ * (oid 11): a user function can do anything. */
+#define PIN_CALL_MAKES_VALUES \
+    PIN_TRIGGER_CALLS("q.provolatile = 'i' OR (q.pronamespace = 11 AND q.provolatile = 's')")
+#define PIN_CALL_WRITES PIN_TRIGGER_CALLS("q.provolatile = 'i' OR q.pronamespace = 11")
 
 int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
 {
@@ -76,19 +86,24 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), y.typdefault), "
              "COALESCE(a.attnum = ANY (i.indkey), "
              "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
-             "IN (114, 3802), false), "
-             /* the events whose triggers may make up values, then those whose may write */
-             "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
-             "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
-             "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
-             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_VALUES
-             " OR " PIN_CALL_MAKES_VALUES ")), "
-             "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
-             "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
-             "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
-             "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES
-             " OR " PIN_CALL_WRITES ")) "
-             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+             "IN (114, 3802), false), ");
+    /* the events whose triggers may make up values, then those whose may write (each its own
+     * piece: C limits a string literal's length) */
+    pin_put_str(out,
+                "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
+                "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
+                "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
+                "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_VALUES
+                " OR pg_catalog.encode(g.tgargs, 'escape') ~* " PIN_TRIGGER_VALUES
+                " OR " PIN_CALL_MAKES_VALUES ")), ");
+    pin_put_str(out,
+                "(SELECT COALESCE(pg_catalog.bit_or(g.tgtype::int & 28), 0) FROM "
+                "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
+                "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
+                "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES
+                " OR " PIN_CALL_WRITES ")) ");
+    pin_put_str(
+        out, "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
              "a.attisdropped "
              "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <pg_query.h>
 
@@ -170,6 +171,18 @@ static bool list_reads_row_only(const PgQuery__Node *q, const char *ref)
     return !w.bad;
 }
 
+/* Does text hold name anywhere, in any case (when in doubt, it does)? */
+static bool text_mentions(const char *text, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    for (const char *p = text; n > 0 && *p; p++) {
+        if (strncasecmp(p, name, n) == 0) {
+            return true;
+        }
+    }
+    return n == 0;
+}
+
 /* Place every WITH query (bodies, RETURNING lists) with the scanner's tokens; the writes go to
  * st->ctes. */
 static int place_ctes(const PgQuery__WithClause *wc, const char *sql,
@@ -220,6 +233,12 @@ static int place_ctes(const PgQuery__WithClause *wc, const char *sql,
         c->st.start = c->open + 1;
         c->st.end = c->close;
         c->list_ok = rc == 0 && !c->st.nested_dml && list_reads_row_only(cte->ctequery, c->st.ref);
+        /* Without RETURNING the rewrite has no x: a reference to x (a table of that name would
+         * be read instead) or a column list on it (an error on old alone) must go verbatim. */
+        if (!c->ret_at &&
+            (cte->n_aliascolnames > 0 || text_mentions(sql + tk.t[close]->end, cte->ctename))) {
+            c->list_ok = false;
+        }
     }
     if (scan) {
         pg_query__scan_result__free_unpacked(scan, NULL);

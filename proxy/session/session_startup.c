@@ -20,8 +20,10 @@
 #include "proxy/text.h"
 #include "proxy/worker.h"
 
-#define AUTH_MAX_MESSAGE 8192
-#define ADMIN_DATABASE   "pgdual"
+#define AUTH_MAX_MESSAGE          8192
+#define ADMIN_DATABASE            "pgdual"
+/* How long a login that took an admin_reserved_conn slot may take to authenticate. */
+#define RESERVED_LOGIN_TIMEOUT_MS 3000
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -143,6 +145,11 @@ static bool take_reserved_slot(struct session *s, bool console_user)
         return false;
     }
     s->reserved = true; /* session_end gives it back */
+    /* A reserved slot is held before the password is checked: a login that stalls there must
+     * not keep the operator out for a whole client_login_timeout_ms. */
+    if (s->conf->cfg.client_login_timeout_ms > RESERVED_LOGIN_TIMEOUT_MS) {
+        session_arm_login_timer(s, RESERVED_LOGIN_TIMEOUT_MS);
+    }
     return true;
 }
 

@@ -179,6 +179,34 @@ wait "$adm_pid" || true
 it_wait_for 10 console admin "$IT_ADMIN_PW" "SHOW STATUS" ||
     it_failed "the reserved slot did not come back when the admin left"
 it_pass "the reserved slot comes back when the admin leaves"
+# A console login that takes the reserved slot and stalls in SASL holds it 3 seconds, not for
+# client_login_timeout_ms (60 s here): the operator gets in soon after (review 14, finding 4).
+python3 -I -S - "$PROXY_PORT" "$IT_TMP/stalled.out" <<'PY' &
+import socket, struct, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+body = struct.pack("!I", 196608) + b"user\0admin\0database\0pgdual\0\0"
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.sendall(struct.pack("!I", len(body) + 4) + body)
+first = s.recv(4096)
+open(out, "w").write("auth" if first[:1] == b"R" else "other")
+start = time.monotonic()
+try:
+    while s.recv(4096):  # never answers the SASL request; waits for pgdual to close
+        pass
+except OSError:
+    pass
+open(out, "a").write(" closed after %.0f s" % (time.monotonic() - start))
+PY
+stalled_pid=$!
+stalled() { grep -q "^auth" "$IT_TMP/stalled.out" 2>/dev/null; }
+it_wait_for 10 stalled || it_failed "the stalled console login did not get its SASL request"
+assert_fails "while the stalled login holds the reserved slot, an admin is refused" -- \
+    console admin "$IT_ADMIN_PW" "SHOW STATUS"
+it_wait_for 15 console admin "$IT_ADMIN_PW" "SHOW STATUS" ||
+    it_failed "the stalled login kept the reserved slot beyond its 3-second bound"
+it_pass "the stalled login lost the reserved slot within seconds; the admin got in"
+wait "$stalled_pid" || true
+assert_contains "$(cat "$IT_TMP/stalled.out")" "closed after" "pgdual closed the stalled login"
 for i in 1 2 3; do
     it_session_close "held$i"
 done

@@ -121,8 +121,12 @@ srf="WITH x AS (INSERT INTO t (v) VALUES ('srf') RETURNING generate_series(1, 3)
 out=$(psql_proxy "$DB" -tA -c "$srf" 2>&1 || true)
 assert_contains "$out" "set-returning functions are not allowed in RETURNING" \
     "a set-returning function in a WITH write's RETURNING: PostgreSQL's own error"
-assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM t WHERE v IN ('noret', 'srf')")" \
-    "and neither statement wrote a row on old"
+alias="WITH x (a) AS (INSERT INTO t (v) VALUES ('alias')) SELECT 1"
+out=$(psql_proxy "$DB" -tA -c "$alias" 2>&1 || true)
+assert_contains "$out" "has 0 columns available but 1 columns specified" \
+    "a column list on a WITH write without RETURNING: PostgreSQL's own error"
+assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM t WHERE v IN ('noret', 'srf', 'alias')")" \
+    "and none of these statements wrote a row on old"
 
 # --- what is not pinned stays counted -------------------------------------------------------
 it_status_mark

@@ -41,6 +41,23 @@ CREATE FUNCTION helper_now() RETURNS timestamptz LANGUAGE sql AS 'SELECT clock_t
 CREATE FUNCTION helped() RETURNS trigger LANGUAGE plpgsql AS
     $$BEGIN NEW.at := public.helper_now(); RETURN NEW; END$$;
 CREATE TRIGGER helped BEFORE INSERT ON helped FOR EACH ROW EXECUTE FUNCTION helped();
+CREATE TABLE checked (id int PRIMARY KEY, v int, txt text, doc tsvector);
+CREATE FUNCTION checked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- validation only (see ticket (42)): nothing here makes up a value
+    IF NEW.v < 0 THEN RAISE EXCEPTION 'quantity (%) must be positive', NEW.v; END IF;
+    NEW.doc := to_tsvector('simple', coalesce(NEW.txt, ''));
+    RETURN NEW;
+END$$;
+CREATE TRIGGER checked BEFORE INSERT OR UPDATE ON checked FOR EACH ROW EXECUTE FUNCTION checked();
+CREATE TABLE hidden (id int PRIMARY KEY, v int, at timestamptz);
+CREATE FUNCTION hidden() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN NEW.at := public.helper_now/* a comment */(); RETURN NEW; END$$;
+CREATE TRIGGER hidden BEFORE INSERT ON hidden FOR EACH ROW EXECUTE FUNCTION hidden();
+CREATE TABLE argued (id int PRIMARY KEY, v int, at timestamptz);
+CREATE FUNCTION argued() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN NEW.at := TG_ARGV[0]::timestamptz; RETURN NEW; END$$;
+CREATE TRIGGER argued BEFORE INSERT ON argued FOR EACH ROW EXECUTE FUNCTION argued('now');
 CREATE TABLE audited (id int PRIMARY KEY, v int);
 CREATE TABLE audit (id serial PRIMARY KEY, at timestamptz DEFAULT now(), what text);
 CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS
@@ -82,6 +99,19 @@ it_status_mark
 printf '%s\n' $'P\ti\tINSERT INTO public.stamped (id, v) VALUES ($1, 1)' $'E\ti\t7' | pq >/dev/null
 printf '%s\n' $'P\tu2\tUPDATE stamped SET v = 0 WHERE id = $1' $'E\tu2\t2' | pq >/dev/null
 assert_delta nondeterministic_writes_total -eq 2 "the extended protocol's INSERT and UPDATE: counted"
+
+# --- a validation trigger with prose in its message and a stable built-in: not counted ---------
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO checked VALUES (1, 1, 'a b')" -c "UPDATE checked SET v = 2"
+assert_delta nondeterministic_writes_total -eq 0 \
+    "a trigger whose message says 'quantity (%)' and which calls to_tsvector(): not counted"
+same checked "checked identical on old and new"
+
+# --- a comment between the helper's name and '(', a value in the trigger's arguments: counted ---
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO hidden VALUES (1, 1)" -c "INSERT INTO argued VALUES (1, 1)"
+assert_delta nondeterministic_writes_total -eq 2 \
+    "helper_now/* comment */() and EXECUTE FUNCTION argued('now'): both counted"
 
 # --- a trigger calling a helper that reads the clock (review 14, finding 2): counted ------------
 it_status_mark

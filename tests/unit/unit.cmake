@@ -15,6 +15,7 @@ function(pgdual_unit_test module lib)
 endfunction()
 
 pgdual_unit_test(wire pgdual_protocol)
+pgdual_unit_test(admin_parse pgdual_protocol)
 pgdual_unit_test(scram pgdual_protocol)
 pgdual_unit_test(scram_plus pgdual_protocol)
 pgdual_unit_test(userlist pgdual_config)
