@@ -21,6 +21,7 @@ send a header that declares more bytes than follow, open sockets by the thousand
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -31,6 +32,15 @@ def startup(port, db, user="postgres", rcvbuf=0):
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", port))
+    if os.environ.get("MEMCLIENT_TLS") == "1":  # SSLRequest, then TLS (certificate not checked)
+        s.sendall(struct.pack("!II", 8, 80877103))
+        if s.recv(1) != b"S":
+            raise SystemExit("the server refused TLS")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s)
+        print("tls %s" % s.version(), flush=True)
     params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
     s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
     rd = Reader(s)

@@ -17,7 +17,7 @@
 #  5. A 20 MB INSERT (its value in one Bind message; 100 MB takes PostgreSQL itself too long
 #     for this suite): afterwards, its session still open, RSS falls back to within 16 MiB of
 #     what it was before (kept, the session's buffers would hold 2 x 32 MiB).
-#  6. Case 3 again with old behind TLS (it_tls_relay.py in front of it): every read of the
+#  6. Case 3 again with old behind TLS, and (6b) with the client on TLS (it_tls_relay.py in front of it): every read of the
 #     primary is short (one TLS record), and back-pressure holds all the same.
 #  7. max_session_statements = 16: a 17th prepared statement ends the session with 54000.
 set -euo pipefail
@@ -187,7 +187,9 @@ relay_up() { [[ -s "$IT_TMP/relay.port" ]]; }
 it_wait_for 10 relay_up || it_fail "the TLS relay did not start"
 export MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0
 it_proxy_start cutover.compare_percent=0 workers=1 max_session_statements=16 \
-    "backends.old=host=127.0.0.1 port=$(cat "$IT_TMP/relay.port") sslmode=require"
+    "backends.old=host=127.0.0.1 port=$(cat "$IT_TMP/relay.port") sslmode=require" \
+    pgdual.client_tls_sslmode=allow "pgdual.client_tls_cert_file=$IT_TMP/relay.crt" \
+    "pgdual.client_tls_key_file=$IT_TMP/relay.key"
 unset MALLOC_CONF
 GO="$IT_TMP/go6"
 rss0=$(kb VmRSS)
@@ -200,6 +202,20 @@ within "tls: RSS while old is blocked" $((rss1 - rss0)) $((16 * 1024))
 touch "$GO"
 wait "$BG_PID" || it_failed "tls: the client failed"
 assert_eq "$ROWS_LINE" "$(tail -n1 "$IT_TMP/hold.out")" "tls: then it reads every row"
+
+# ---- 6b. the client itself on TLS stops reading (each write to it is a TLS record) ---------------
+GO="$IT_TMP/go6b"
+rss0=$(kb VmRSS)
+MEMCLIENT_TLS=1 start hold $CLIENT hold "$PROXY_PORT" "$DB" "$GO" "$SQL"
+it_wait_for 60 sent hold || it_fail "client tls: the client did not start"
+it_pass "client tls: a TLS client sent a 1,000,000-row SELECT and reads nothing"
+held "$OLD_PORT"
+rss1=$(kb VmHWM)
+within "client tls: RSS while old is blocked" $((rss1 - rss0)) $((16 * 1024))
+touch "$GO"
+wait "$BG_PID" || it_failed "client tls: the client failed"
+assert_eq "$ROWS_LINE" "$(tail -n1 "$IT_TMP/hold.out")" "client tls: then it reads every row"
+assert_contains "$(head -n1 "$IT_TMP/hold.out")" "tls TLSv1." "the client did use TLS"
 
 # ---- 7. max_session_statements -----------------------------------------------------------------
 assert_eq ok "$($CLIENT prepare "$PROXY_PORT" "$DB" 16)" "16 prepared statements (max_session_statements = 16)"
