@@ -335,18 +335,6 @@ struct tmpl_build {
     bool failed;
 };
 
-static char *take(struct wbuf *b)
-{
-    wbuf_put_u8(b, '\0');
-    if (b->failed) {
-        wbuf_free(b);
-        return NULL;
-    }
-    char *s = (char *)b->data;
-    wbuf_init(b);
-    return s;
-}
-
 /* End the current piece; slot follows it (none for the last piece). */
 static void tmpl_cut(struct tmpl_build *tb, bool last, uint32_t slot)
 {
@@ -359,7 +347,7 @@ static void tmpl_cut(struct tmpl_build *tb, bool last, uint32_t slot)
     if (s) {
         t->slots = s;
     }
-    char *piece = s ? take(&tb->cur) : NULL;
+    char *piece = s ? pin_take_string(&tb->cur) : NULL;
     if (!piece) {
         tb->failed = true;
         return;

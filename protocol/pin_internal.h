@@ -30,3 +30,7 @@ int pin_cte_analyze(const void *node, const char *sql, const struct classify_opt
                     struct pin_stmt *st);
 /* Free what st owns and zero it. */
 void pin_stmt_free(struct pin_stmt *st);
+
+/* b's bytes as a NUL-terminated string the caller owns (free); b is left empty. NULL (and b freed)
+ * when b failed to grow. */
+char *pin_take_string(struct wbuf *b);

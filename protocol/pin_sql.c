@@ -147,7 +147,7 @@ static void put_conflict(struct wbuf *b, const struct pin_stmt *st, const struct
     }
 }
 
-static char *wbuf_take_string(struct wbuf *b)
+char *pin_take_string(struct wbuf *b)
 {
     wbuf_put_u8(b, '\0');
     if (b->failed) {
@@ -210,9 +210,9 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
         put_key_match(&tl, t);
         break;
     }
-    sh->returning = wbuf_take_string(&r);
-    sh->head = wbuf_take_string(&h);
-    sh->tail = wbuf_take_string(&tl);
+    sh->returning = pin_take_string(&r);
+    sh->head = pin_take_string(&h);
+    sh->tail = pin_take_string(&tl);
     return sh->returning && sh->head && sh->tail ? 0 : PIN_ENOMEM;
 }
 
