@@ -215,12 +215,153 @@ static void test_cte_readback_row(void **state)
     wbuf_free(&b);
 }
 
+/* ---- pin_cte_ext.c: an Execute of a statement with pinned WITH queries, for the secondary ---- */
+
+/* A shape whose template is `WITH c AS (SELECT * FROM f(<slot 7>)) SELECT id FROM c WHERE v =
+ * $2`, the client's Parse declaring $1 int4 only. */
+static struct pin_shape *ext_shape(void)
+{
+    struct pin_shape *sh = pin_shape_bare(false);
+    assert_non_null(sh);
+    sh->cte = calloc(1, sizeof(*sh->cte));
+    sh->cte->n = 1;
+    sh->cte->pieces = calloc(2, sizeof(char *));
+    sh->cte->slots = calloc(1, sizeof(uint32_t));
+    sh->cte->pieces[0] = strdup("WITH c AS (SELECT * FROM f(");
+    sh->cte->pieces[1] = strdup(")) SELECT id FROM c WHERE v = $2");
+    sh->cte->slots[0] = 7;
+    sh->cte_base = 7;
+    sh->cte_nslots = 1;
+    sh->cte_types = calloc(1, sizeof(uint32_t));
+    sh->cte_types[0] = 23;
+    sh->cte_ntypes = 1;
+    return sh;
+}
+
+/* The client's Bind body: portal "", statement "s", nfmt formats, three values, one result
+ * format (text). */
+static void ext_bind(struct wbuf *b, uint16_t nfmt, uint16_t fmt)
+{
+    wbuf_put_cstr(b, "");
+    wbuf_put_cstr(b, "s");
+    wbuf_put_u16(b, nfmt);
+    for (uint16_t i = 0; i < nfmt; i++) {
+        wbuf_put_u16(b, fmt);
+    }
+    wbuf_put_u16(b, 3);
+    wbuf_put_u32(b, 4);
+    wbuf_put_bytes(b, "\0\0\0\1", 4);
+    wbuf_put_u32(b, 1);
+    wbuf_put_bytes(b, "x", 1);
+    wbuf_put_u32(b, 0xffffffffu); /* NULL */
+    wbuf_put_u16(b, 1);
+    wbuf_put_u16(b, 0);
+}
+
+static struct wire_msg next_of(const struct wbuf *out, size_t *off, uint8_t type)
+{
+    struct wire_msg m;
+    assert_int_equal(wire_next_msg(out->data, out->len, off, &m), 0);
+    assert_int_equal(m.type, type);
+    return m;
+}
+
+static void test_cte_ext_execute(void **state)
+{
+    (void)state;
+    struct pin_shape *sh = ext_shape();
+    struct wbuf rows, bind, out;
+    wbuf_init(&rows);
+    wbuf_init(&bind);
+    wbuf_init(&out);
+    wbuf_put_bytes(&rows, "[{\"id\":1}]", 10);
+    ext_bind(&bind, 1, 1); /* binary for all */
+    assert_int_equal(
+        pin_cte_ext_execute(&out, sh, "pgdual.pin.9", bind.data, bind.len, &rows, NULL), 0);
+    size_t off = 0;
+    struct wire_msg m = next_of(&out, &off, 'C');
+    assert_memory_equal(m.body, "Ppgdual.pin", 12);
+    m = next_of(&out, &off, 'C');
+    assert_memory_equal(m.body, "Spgdual.pin.9", 14);
+    m = next_of(&out, &off, 'P');
+    struct wire_reader rd;
+    wire_reader_init(&rd, m.body, m.body_len);
+    assert_string_equal(wire_cstr(&rd), "pgdual.pin.9");
+    assert_string_equal(wire_cstr(&rd),
+                        "WITH c AS (SELECT * FROM f($4::json)) SELECT id FROM c WHERE v = $2");
+    assert_int_equal(wire_u16(&rd), 4);
+    assert_int_equal(wire_u32(&rd), 23); /* declared */
+    assert_int_equal(wire_u32(&rd), 0);  /* used by the text: inferred as on the primary */
+    assert_int_equal(wire_u32(&rd), 17); /* unused, binary: bytea takes any bytes */
+    assert_int_equal(wire_u32(&rd), 114);
+    m = next_of(&out, &off, 'B');
+    wire_reader_init(&rd, m.body, m.body_len);
+    assert_string_equal(wire_cstr(&rd), "pgdual.pin");
+    assert_string_equal(wire_cstr(&rd), "pgdual.pin.9");
+    assert_int_equal(wire_u16(&rd), 4); /* the client's binary formats, then text for json */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(wire_u16(&rd), 1);
+    }
+    assert_int_equal(wire_u16(&rd), 0);
+    assert_int_equal(wire_u16(&rd), 4);
+    assert_int_equal(wire_u32(&rd), 4);
+    assert_memory_equal(wire_bytes(&rd, 4), "\0\0\0\1", 4);
+    assert_int_equal(wire_u32(&rd), 1);
+    assert_memory_equal(wire_bytes(&rd, 1), "x", 1);
+    assert_int_equal(wire_u32(&rd), 0xffffffffu);
+    assert_int_equal(wire_u32(&rd), 10);
+    assert_memory_equal(wire_bytes(&rd, 10), "[{\"id\":1}]", 10);
+    assert_int_equal(wire_u16(&rd), 1); /* the client's result formats */
+    assert_int_equal(wire_u16(&rd), 0);
+    assert_false(rd.failed);
+    assert_int_equal(rd.off, m.body_len);
+    m = next_of(&out, &off, 'E');
+    assert_int_equal(off, out.len);
+
+    /* All text: no formats; an unused parameter left open is text. */
+    wbuf_reset(&bind);
+    wbuf_reset(&out);
+    ext_bind(&bind, 0, 0);
+    assert_int_equal(
+        pin_cte_ext_execute(&out, sh, "pgdual.pin.9", bind.data, bind.len, &rows, NULL), 0);
+    off = 0;
+    (void)next_of(&out, &off, 'C');
+    (void)next_of(&out, &off, 'C');
+    m = next_of(&out, &off, 'P');
+    wire_reader_init(&rd, m.body, m.body_len);
+    (void)wire_cstr(&rd);
+    (void)wire_cstr(&rd);
+    assert_int_equal(wire_u16(&rd), 4);
+    (void)wire_u32(&rd);
+    (void)wire_u32(&rd);
+    assert_int_equal(wire_u32(&rd), 25);
+    m = next_of(&out, &off, 'B');
+    wire_reader_init(&rd, m.body, m.body_len);
+    (void)wire_cstr(&rd);
+    (void)wire_cstr(&rd);
+    assert_int_equal(wire_u16(&rd), 0);
+
+    /* No rows for the slot, a Bind cut short: refused. */
+    wbuf_reset(&out);
+    assert_int_equal(pin_cte_ext_execute(&out, sh, "x", bind.data, bind.len, NULL, NULL),
+                     PIN_ESHAPE);
+    wbuf_reset(&out);
+    assert_int_equal(pin_cte_ext_execute(&out, sh, "x", bind.data, bind.len - 1, &rows, NULL),
+                     PIN_ESHAPE);
+    assert_string_equal(pin_cte_ext_bind_portal(bind.data, bind.len), "");
+    wbuf_free(&rows);
+    wbuf_free(&bind);
+    wbuf_free(&out);
+    pin_shape_unref(sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cte_build),
         cmocka_unit_test(test_cte_analyze),
         cmocka_unit_test(test_cte_readback_row),
+        cmocka_unit_test(test_cte_ext_execute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
