@@ -13,6 +13,8 @@
     X(clients_total, "client connections accepted")                                            \
     X(sessions_active, "client sessions open now (gauge)")                                     \
     X(statements_total, "statements received (Query and Execute messages)")                    \
+    X(classifications_total, "statement texts classified (cache hits included): relay mode "   \
+                             "skips plain statements")                                         \
     X(reads_served_old, "routed reads served by old")                                          \
     X(reads_served_new, "routed reads served by new")                                          \
     X(writes_mirrored, "mirrored statements sent to both backends")                            \

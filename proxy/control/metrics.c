@@ -71,6 +71,9 @@ static const struct metrics_family metrics_counter_families[] = {
     {"pgdual_sessions_active", "gauge", "Client sessions open now.", ONE(sessions_active)},
     {"pgdual_statements_total", "counter",
      "Statements received from clients (Query and Execute messages).", ONE(statements_total)},
+    {"pgdual_classifications_total", "counter",
+     "Statement texts classified (cache hits included); relay mode skips plain statements.",
+     ONE(classifications_total)},
     {"pgdual_statements_served_total",
      "counter",
      "Statements (units: a simple Query, or an extended batch up to Sync) completed by the "

@@ -452,9 +452,10 @@ void mirror_dispatch(struct session *s)
         if (u->sec != UNIT_SEC_PENDING) {
             continue;
         }
-        if (!m->secondary_up || !u->mirrored || !s->dials->d.mirror) {
+        bool off = !s->dials->d.mirror || u->relay;
+        if (!m->secondary_up || !u->mirrored || off) {
             if (u->sealed || !m->secondary_up) {
-                if (!s->dials->d.mirror && u->mirrored && !u->internal) {
+                if (off && u->mirrored && !u->internal) {
                     /* mirror = off: the write skips a reachable secondary on purpose. */
                     server_secondary_diverged(s->worker->server,
                                               "mirror = off: a write skipped the secondary");

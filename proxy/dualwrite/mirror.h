@@ -83,7 +83,10 @@ struct unit {
     uint32_t serial; /* the session's unit number: which unit defined a statement or portal */
     bool may_wrap;   /* started when an autocommit write could be wrapped */
     bool routable;   /* nothing in it but proven reads (and Parse/Bind/Describe for them) */
-    int reads;       /* routed-read statements (Query or Execute) in it */
+    /* Started in relay mode (session_relay_mode): its simple queries may carry classify_plain's
+     * class, so it never reaches the secondary, whatever the dials say when it is dispatched. */
+    bool relay;
+    int reads;                  /* routed-read statements (Query or Execute) in it */
     bool read_nondeterministic; /* a read uses now(), random() ...: not comparable */
     bool defines;               /* it Parses a statement or Binds a portal */
     uint8_t needs;              /* backends (bit per enum dial_backend) holding what it uses but did

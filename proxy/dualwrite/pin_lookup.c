@@ -355,9 +355,8 @@ static bool plan_message(struct session *s, const char *sql)
     pin_plan_free(&c->plan);
     c->plan_valid = false;
     struct classify_result r;
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) != 0 ||
-        r.kind != CLASSIFY_MIRROR || r.parse_error || r.nstatements <= 0 ||
-        (r.txn_control && r.nstatements == 1)) {
+    if (session_classify_text(s, sql, &r) != 0 || r.kind != CLASSIFY_MIRROR || r.parse_error ||
+        r.nstatements <= 0 || (r.txn_control && r.nstatements == 1)) {
         return false;
     }
     c->plan_valid = pin_analyze(sql, &s->worker->classify_opts, &c->plan) == 0;

@@ -14,6 +14,8 @@
 #include "proxy/session/endpoint.h"
 #include "proxy/session/stmt_track.h"
 
+struct classify_result; /* protocol/classify.h */
+
 struct worker;
 struct cancel_entry;
 struct dials_snapshot;
@@ -214,6 +216,13 @@ void session_free_maps(struct session *s);
  * FunctionCall) into u, the unit it joins, and record what it does to named statements and
  * portals. A Query must be NUL-terminated. */
 void session_classify_message(struct session *s, struct unit *u, const uint8_t *msg, size_t len);
+/* Relay mode: the session's dials use no class (mirror = off, every read served by the primary,
+ * compare_percent = 0). A unit started in it (unit.relay) takes a plain simple query's class
+ * from protocol/classify_plain.h instead of a parse; see README "Relay mode". */
+bool session_relay_mode(const struct session *s);
+/* classify_cached on the worker's cache, counted (classifications_total). */
+int session_classify_text(struct session *s, const char *sql, struct classify_result *r)
+    __attribute__((warn_unused_result));
 /* Does a backend report standard_conforming_strings = off or a client_encoding whose multibyte
  * characters can hold a backslash byte? Then the server may lex a text otherwise than
  * libpg_query. */

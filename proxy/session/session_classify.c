@@ -7,7 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/dials.h"
 #include "protocol/classify.h"
+#include "protocol/classify_plain.h"
 #include "protocol/pqproto.h"
 #include "proxy/session/session.h"
 #include "proxy/session/stmt_track.h"
@@ -75,14 +77,27 @@ bool session_lexing_unsure(const struct session *s, const struct unit *u)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+int session_classify_text(struct session *s, const char *sql, struct classify_result *r)
+{
+    stats_add(&s->worker->stats, STAT_classifications_total, 1);
+    return classify_cached(s->worker->classify, sql, &s->worker->classify_opts, r);
+}
+
+bool session_relay_mode(const struct session *s)
+{
+    const struct dials *d = &s->dials->d;
+    int pct = d->read_new_percent;
+    return !d->mirror && d->compare_percent == 0 &&
+           (s->primary == DIAL_OLD ? pct == 0 : pct == 100);
+}
+
 /* Does the parse say sql is a read? For a statement mirrored only because the lexing could not
  * be trusted: its rows differing between the backends are a read's divergence, not the data's
  * (mirror.c counts it with the lock-only reads). Served from the cache. */
 static bool parsed_read(struct session *s, const char *sql)
 {
     struct classify_result r;
-    return classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) == 0 &&
-           r.kind == CLASSIFY_READ;
+    return session_classify_text(s, sql, &r) == 0 && r.kind == CLASSIFY_READ;
 }
 
 static void unit_note_sql(struct unit *u, const char *sql, uint64_t fingerprint)
@@ -97,7 +112,7 @@ static void unit_note_sql(struct unit *u, const char *sql, uint64_t fingerprint)
 static void classify_or_mirror(struct session *s, const struct unit *u, const char *sql,
                                struct classify_result *r)
 {
-    if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, r) < 0) {
+    if (session_classify_text(s, sql, r) < 0) {
         memset(r, 0, sizeof(*r));
         r->kind = CLASSIFY_MIRROR;
     }
@@ -221,10 +236,21 @@ static const char *session_state_reason(const struct classify_result *r, const c
 
 /* ---- one message each ---------------------------------------------------------------------- */
 
+/* A Query's class: in relay mode a plain statement's comes without a parse (classify_plain.h: it
+ * is one statement, DML, no call, no transaction control, LISTEN, COPY or named objects, which
+ * is all that the relay mode reads of it); while the lexing is unsure the parse's rules hold. */
+static void query_class(struct session *s, const struct unit *u, const char *sql,
+                        struct classify_result *r)
+{
+    if (!u->relay || session_lexing_unsure(s, u) || !classify_plain(sql, r)) {
+        classify_or_mirror(s, u, sql, r);
+    }
+}
+
 static void on_query(struct session *s, struct unit *u, const char *sql)
 {
     struct classify_result r;
-    classify_or_mirror(s, u, sql, &r);
+    query_class(s, u, sql, &r);
     bool read = r.kind == CLASSIFY_READ;
     bool mirrored = !read && !(r.is_listen && r.nstatements == 1);
     /* A text the server may lex otherwise cannot be split for a replay (mirror.c). */

@@ -320,8 +320,9 @@ static int refuse_copy_batch(struct session *s)
          * leave the client waiting for a CopyInResponse that is held, and new without the data. */
         refusal = COPY_UNSURE_REFUSAL;
         why = "while the server may lex it otherwise than pgdual";
-    } else if (classify_cached(s->worker->classify, sql, &s->worker->classify_opts, &r) == 0 &&
+    } else if (strcasestr(sql, "copy") && session_classify_text(s, sql, &r) == 0 &&
                r.is_copy_from && r.nstatements >= 2) {
+        /* A COPY is spelt out in the text: without the word, no parse is needed to know. */
         refusal = COPY_BATCH_REFUSAL;
         why = "FROM STDIN among other statements";
     }
@@ -396,6 +397,7 @@ static int frontend_message(struct session *s)
         u->defer_fwd = defer;
         u->may_wrap = wrap;
         u->wrap_ok = true;
+        u->relay = session_relay_mode(s); /* the dials of this statement boundary */
     }
     size_t at = u->bytes.len;
     wbuf_put_bytes(&u->bytes, msg, len);

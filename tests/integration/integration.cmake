@@ -27,6 +27,7 @@ endfunction()
 
 pgdual_shell_it(psql 180)
 pgdual_shell_it(pgbench 300)
+pgdual_shell_it(relay 180)
 pgdual_shell_it(admin 120)
 pgdual_shell_it(admin_security 120)
 pgdual_shell_it(reload 120)
