@@ -3,8 +3,10 @@
 # (issue 15 item 5). On a scratch cluster pair (tests/harness/pgcluster.sh) with max_connections
 # raised, it starts pgdual (workers = 2, mirror on: both backend connections per session), opens
 # N idle sessions (raw protocol, trust auth) and prints pgdual's RSS per idle session (VmRSS
-# growth / N, jemalloc giving freed pages back at once); then, with mirror = off (relay mode),
-# the tps of pgbench -S -M simple -c C -j 2 -T SECS for each C.
+# growth / N, jemalloc with its default settings: MALLOC_CONF from the environment, if any, is
+# passed on); then, with mirror = off (relay mode), the tps of pgbench -S -M simple -c C -j 2 for
+# each C, run for SECS seconds plus 0.1 s per client: pgbench's -T counts its connection set-up,
+# which takes PostgreSQL tens of milliseconds per connection on a small host.
 #
 #     tools/bench/idle.sh [--sessions N] [--clients "100 500 1000"] [--seconds 10] [BUILD_DIR]
 set -euo pipefail
@@ -65,7 +67,7 @@ primary = old
 read_new_percent = 0
 compare_percent = 0
 INI
-MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0 "$BUILD/pgdual" -c "$DIR/pgdual.ini" >"$DIR/pgdual.log" 2>&1 &
+"$BUILD/pgdual" -c "$DIR/pgdual.ini" >"$DIR/pgdual.log" 2>&1 &
 PGDUAL_PID=$!
 for _ in $(seq 100); do
     PORT=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$DIR/pgdual.log" | sed 's/.*://' || true)
@@ -117,9 +119,9 @@ sed -i 's/^\[cutover\]$/[cutover]\nmirror = off/' "$DIR/pgdual.ini"
 kill -HUP "$PGDUAL_PID"
 sleep 1
 for c in $CLIENTS; do
-    pgbench -S -M simple -n -c "$c" -j 2 -T "$SECS" -h 127.0.0.1 -p "$PORT" -U postgres bench \
+    pgbench -S -M simple -n -c "$c" -j 2 -T "$((SECS + c / 10))" -h 127.0.0.1 -p "$PORT" -U postgres bench \
         >"$DIR/pgbench-$c.out" 2>&1 || true
     tps=$(awk '/^tps/ { print $3 }' "$DIR/pgbench-$c.out")
-    echo "relay (mirror = off) pgbench -S -M simple -c $c -j 2 -T $SECS: tps ${tps:-none:" \
+    echo "relay (mirror = off) pgbench -S -M simple -c $c -j 2 -T $((SECS + c / 10)): tps ${tps:-none:" \
         "$(grep -m1 -i error "$DIR/pgbench-$c.out")}"
 done
