@@ -151,23 +151,16 @@ static void constant(struct scan *st, size_t start, char kind, bool verbatim)
     st->prev = PREV_OTHER;
 }
 
-/* quotecontinue: after a closing quote, whitespace holding a newline (and -- comments) then a
- * quote continue the same constant. Returns the index of that quote, or 0 for none. */
+/* quotecontinue: after a closing quote, whitespace holding a newline then a quote continue the
+ * same constant. Returns the index of that quote, or 0 for none. The server (scan.l) also allows
+ * -- comments in that whitespace; libpg_query does not ('a' -- c<newline>'b' is a syntax error
+ * to it), and the key follows libpg_query, whose class it caches. */
 static size_t continuation(const struct scan *st, size_t j)
 {
     bool newline = false;
-    while (j < st->len) {
-        unsigned char c = at(st, j);
-        if (is_space(c)) {
-            newline = newline || is_newline(c);
-            j++;
-        } else if (c == '-' && at(st, j + 1) == '-') {
-            while (j < st->len && !is_newline(at(st, j))) {
-                j++;
-            }
-        } else {
-            break;
-        }
+    while (j < st->len && is_space(at(st, j))) {
+        newline = newline || is_newline(at(st, j));
+        j++;
     }
     return newline && at(st, j) == '\'' ? j : 0;
 }
