@@ -29,8 +29,8 @@ struct classify_cache {
     /* The options the cached results were computed with; another pointer clears the cache.
      * Options must not be mutated while a cache holds results made with them. */
     const struct classify_options *opt;
-    bool use_keys;                      /* look texts up by their key (the default) */
-    char *key;                          /* scratch: SQL_KEY_CAP(CLASSIFY_CACHE_MAX_TEXT) bytes */
+    bool use_keys; /* look texts up by their key (the default) */
+    char *key;     /* scratch: SQL_KEY_CAP(CLASSIFY_CACHE_MAX_TEXT) bytes */
     struct classify_cache_stats stats;
 };
 

@@ -71,7 +71,7 @@ struct sql_key_info {
     /* Statements with at least one token, split at ';' outside parentheses; -1 when the
      * scanner cannot tell (a ';' inside parentheses as in CREATE RULE, or BEGIN ATOMIC). */
     int nstatements;
-    size_t nconsts;             /* constants folded (also beyond consts_cap) */
+    size_t nconsts;               /* constants folded (also beyond consts_cap) */
     struct sql_key_const *consts; /* the first consts_cap of them, in text order */
     size_t consts_cap;
 };

@@ -57,8 +57,8 @@ static bool ident_cont(unsigned char c)
 }
 
 /* String contents that are no clock word and hold no backslash. */
-static const char *const contents[] = {"", "a", "it''s", "  spaced  ", "x\ny", "0",
-                                       "2147483648", "select", "here ;", "''"};
+static const char *const contents[] = {"",  "a",          "it''s",  "  spaced  ", "x\ny",
+                                       "0", "2147483648", "select", "here ;",     "''"};
 static const char *const bits[] = {"", "0", "101", "1111000"};
 static const char *const hexes[] = {"", "f", "00ff", "DEAD"};
 static const char *const ints[] = {"0", "7", "42", "2147483647", "000123", "65536"};
@@ -76,8 +76,8 @@ static void vary(struct buf *b, struct picker *p, const struct sql_key_const *c,
         /* After an identifier byte, a digit or '.', only ".5"-like forms stay one token; before
          * '.', no form may end in '.' or be all digits (it would swallow the '.'). */
         static const char *const dot[] = {".5", ".25e3", ".0", ".1E-2"};
-        static const char *const any[] = {"1.5", "1e10", "2.5E-3", "99999999999", "3.",
-                                          "2147483648"};
+        static const char *const any[] = {"1.5",         "1e10", "2.5E-3",
+                                          "99999999999", "3.",   "2147483648"};
         if (ident_cont(prev) || prev == '.') {
             adds(b, dot[pick(p, sizeof dot / sizeof dot[0])]);
         } else {
@@ -87,12 +87,12 @@ static void vary(struct buf *b, struct picker *p, const struct sql_key_const *c,
         return;
     }
     case SQL_KEY_BITS:
-        adds(b, "B'");
+        add(b, orig, 2); /* B' or b': normalized texts keep the letter as written */
         adds(b, bits[pick(p, sizeof bits / sizeof bits[0])]);
         adds(b, "'");
         return;
     case SQL_KEY_HEX:
-        adds(b, "X'");
+        add(b, orig, 2);
         adds(b, hexes[pick(p, sizeof hexes / sizeof hexes[0])]);
         adds(b, "'");
         return;
@@ -101,7 +101,7 @@ static void vary(struct buf *b, struct picker *p, const struct sql_key_const *c,
     }
     const char *content = contents[pick(p, sizeof contents / sizeof contents[0])];
     if (c->kind == SQL_KEY_NCHAR) {
-        adds(b, "N'");
+        add(b, orig, 2);
         adds(b, content);
         adds(b, "'");
     } else if (orig[0] == '$') {
@@ -110,7 +110,7 @@ static void vary(struct buf *b, struct picker *p, const struct sql_key_const *c,
         adds(b, content);
         adds(b, tag);
     } else {
-        adds(b, orig[0] == '\'' ? "'" : "E'");
+        add(b, orig, orig[0] == '\'' ? 1 : 2); /* ' or E' / e' */
         adds(b, content);
         adds(b, "'");
     }
