@@ -7,8 +7,9 @@
 
 #define WORD_MAX 9 /* longest clock word: "yesterday" */
 
-/* What the last tokens were, for the precision rule (an integer after "float (" ...). */
-enum prev_tok { PREV_OTHER, PREV_PREC_NAME, PREV_PREC_PAREN };
+/* What the last tokens were, for the precision rule (an integer after "float (" ...) and the
+ * array bound rule (an integer after '['). */
+enum prev_tok { PREV_OTHER, PREV_PREC_NAME, PREV_PREC_PAREN, PREV_BRACKET };
 
 struct scan {
     const char *s;
@@ -344,7 +345,7 @@ static void number(struct scan *st)
         size_t nd = i - z;
         is_float = nd > 10 || (nd == 10 && memcmp(st->s + z, "2147483647", 10) > 0);
     }
-    bool verbatim = !is_float && st->prev == PREV_PREC_PAREN;
+    bool verbatim = !is_float && (st->prev == PREV_PREC_PAREN || st->prev == PREV_BRACKET);
     st->i = i;
     constant(st, start, is_float ? SQL_KEY_FLOAT : SQL_KEY_INT, verbatim);
 }
@@ -435,7 +436,7 @@ static void op_or_self(struct scan *st, unsigned char c)
         st->prev = st->prev == PREV_PREC_NAME ? PREV_PREC_PAREN : PREV_OTHER;
         return;
     }
-    st->prev = PREV_OTHER;
+    st->prev = c == '[' ? PREV_BRACKET : PREV_OTHER;
     if (c == ')' && st->depth > 0) {
         st->depth--;
     } else if (c == ';') {

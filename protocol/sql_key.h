@@ -28,7 +28,9 @@
  * - every string after a U&'...' or U&"..." (their UESCAPE '...' changes how they decode);
  * - an integer right after "float (" (precision outside 1..53 is a parse error) and after
  *   "current_time (", "current_timestamp (", "localtime (", "localtimestamp (" (the precision is
- *   a field of the node, in the fingerprint).
+ *   a field of the node, in the fingerprint);
+ * - an integer right after '[': an array bound (int[3]) is an Integer node of the type name, in
+ *   the fingerprint (subscripts and ARRAY[...] elements, plain constants, lose the fold).
  * Constants that matter only in statements left verbatim anyway: EXPLAIN (ANALYZE 0 / 'off' /
  * 'false') decides kind; COPY ... FROM/TO '' (an empty file name counts as STDIN/STDOUT) decides
  * is_copy_from/is_copy_to; PREPARE, DEALLOCATE, DECLARE, CLOSE take identifiers, not constants.

@@ -87,6 +87,9 @@ static void test_verbatim_constants(void **state)
     /* precisions that decide a parse error or a node field */
     expect("SELECT 1::float(3), current_time(2), LOCALTIMESTAMP (4), f(3), float (0)",
            "SELECT #i::float(3), current_time(2), LOCALTIMESTAMP (4), f(#i), float (0)");
+    /* an integer after '[': array bounds are in the fingerprint */
+    expect("SELECT x::int[3], a[1], a[1:2], ARRAY[1, 2], ARRAY['a']",
+           "SELECT x::int[3], a[1], a[1:#i], ARRAY[1, #i], ARRAY[#s]");
     /* statements other than DML keep every constant */
     expect("SET x = 5; EXPLAIN (ANALYZE 0) SELECT 1; SELECT 2",
            "SET x = 5; EXPLAIN (ANALYZE 0) SELECT 1; SELECT #i");
