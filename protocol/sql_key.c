@@ -104,7 +104,7 @@ static void token(struct scan *st, bool dml_start)
     if (!st->stmt_started) {
         st->stmt_started = true;
         st->nstatements++;
-        st->fold = dml_start && !st->unsure;
+        st->fold = (dml_start || (st->info != NULL && st->info->fold_all)) && !st->unsure;
     }
 }
 

@@ -70,6 +70,9 @@ struct sql_key_const {
 
 /* What the scan saw besides the key. consts may be NULL (then only nconsts counts). */
 struct sql_key_info {
+    /* In: fold the constants of every statement, not only of DML (for tests comparing texts;
+     * such a key is no cache key). */
+    bool fold_all;
     /* Statements with at least one token, split at ';' outside parentheses; -1 when the
      * scanner cannot tell (a ';' inside parentheses as in CREATE RULE, or BEGIN ATOMIC). */
     int nstatements;
