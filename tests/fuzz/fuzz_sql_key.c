@@ -145,17 +145,43 @@ static char *digits_folded(const char *s)
     return o;
 }
 
+/* s with a space after each $n the normalizer glued to what follows ("$4FROM"). */
+static char *params_apart(const char *s)
+{
+    size_t len = strlen(s);
+    char *o = malloc(2 * len + 1);
+    if (o == NULL) {
+        abort();
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        o[n++] = s[i++];
+        if (s[i - 1] == '$' && s[i] >= '0' && s[i] <= '9') {
+            while (s[i] >= '0' && s[i] <= '9') {
+                o[n++] = s[i++];
+            }
+            if (s[i] != '\0' && ident_cont((unsigned char)s[i])) {
+                o[n++] = ' ';
+            }
+        }
+    }
+    o[n] = '\0';
+    return o;
+}
+
 /* The key of s with every statement's constants folded (when it has one), digits folded. */
 static char *fold_constants(const char *s)
 {
-    size_t len = strlen(s);
+    char *t = params_apart(s);
+    size_t len = strlen(t);
     char *k = malloc(SQL_KEY_CAP(len));
     if (k == NULL) {
         abort();
     }
     struct sql_key_info info = {.fold_all = true};
-    char *f = digits_folded(sql_key(s, len, true, k, SQL_KEY_CAP(len), &info) >= 0 ? k : s);
+    char *f = digits_folded(sql_key(t, len, true, k, SQL_KEY_CAP(len), &info) >= 0 ? k : t);
     free(k);
+    free(t);
     return f;
 }
 
