@@ -288,13 +288,18 @@ static void identifier(struct scan *st)
     }
     const char *p = st->s + start;
     size_t n = st->i - start;
-    token(st, word_in(p, n, dml, sizeof dml / sizeof dml[0]));
-    if (word_eq(p, n, "atomic")) {
+    /* The word lists are read only where they can matter: at a statement's start, and for
+     * names that begin as the precision names do. */
+    token(st, !st->stmt_started && word_in(p, n, dml, sizeof dml / sizeof dml[0]));
+    if (n == 6 && word_eq(p, n, "atomic")) {
         st->unsure = true; /* BEGIN ATOMIC ... END holds ';' */
         st->fold = false;
     }
     put(st, p, n);
-    st->prev = word_in(p, n, prec, sizeof prec / sizeof prec[0]) ? PREV_PREC_NAME : PREV_OTHER;
+    unsigned char c0 = (unsigned char)(p[0] | 0x20);
+    bool maybe_prec = n >= 5 && (c0 == 'f' || c0 == 'c' || c0 == 'l');
+    st->prev = maybe_prec && word_in(p, n, prec, sizeof prec / sizeof prec[0]) ? PREV_PREC_NAME
+                                                                               : PREV_OTHER;
 }
 
 /* integer, decimal, real; an integer above INT32_MAX is a float (process_integer_literal).
