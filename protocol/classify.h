@@ -176,7 +176,11 @@ unsigned classify_funcs_flags(const char *schema, const char *name,
 
 /* ---- cache (classify_cache.c) ------------------------------------------------------------- */
 
-/* Bounded cache of results keyed by full statement text. Per event loop, NOT thread-safe: each
+/* Bounded cache of results keyed by the statement's literal-insensitive key (protocol/sql_key.h:
+ * constants of DML statements folded, whitespace and comments folded), or by the full text when
+ * the text has no key. A result is stored under a key only if it holds for every text with that
+ * key, fingerprint included (libpg_query's fingerprint ignores the folded constants). Per event
+ * loop, NOT thread-safe: each
  * worker owns one. Eviction is CLOCK (second chance): a hit sets the entry's reference bit, and
  * when the cache is full the hand clears bits until it finds an unreferenced entry to replace.
  * A cache remembers the options pointer it was last used with; passing another pointer clears
@@ -192,3 +196,14 @@ int classify_cached(struct classify_cache *c, const char *sql, const struct clas
                     struct classify_result *out) __attribute__((warn_unused_result));
 /* Number of entries held (for tests and SHOW output). */
 size_t classify_cache_count(const struct classify_cache *c);
+
+/* What classify_cached did since classify_cache_new. */
+struct classify_cache_stats {
+    uint64_t hits;    /* served from the cache: no parse */
+    uint64_t misses;  /* parsed (and cached) */
+    uint64_t unkeyed; /* of all calls, texts without a key: looked up by the full text */
+};
+void classify_cache_stats(const struct classify_cache *c, struct classify_cache_stats *out);
+/* Look texts up by their key (on, the default) or only by the full text (off: what pgdual did
+ * before the key; for benchmarks and tests). Switching clears the cache. */
+void classify_cache_use_keys(struct classify_cache *c, bool on);

@@ -1,15 +1,18 @@
 /* protocol/classify_cache.c: bounded per-worker cache of classification results keyed by the
- * statement text: chained hash table over a fixed entry array, CLOCK eviction. */
+ * statement's literal-insensitive key (protocol/sql_key.h) or, for a text without one, by the
+ * text itself: chained hash table over a fixed entry array, CLOCK eviction. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "protocol/classify.h"
+#include "protocol/sql_key.h"
 
 #define SLOT_NONE SIZE_MAX
 
 struct cache_entry {
-    char *text; /* owned copy of the statement; NULL when the slot is unused */
+    char *text; /* owned copy of the key or statement; NULL when the slot is unused */
     size_t len;
+    bool keyed; /* text is a key (sql_key), not a statement: the two never match each other */
     uint64_t hash;
     size_t next;     /* next entry in the same bucket, or SLOT_NONE */
     bool referenced; /* CLOCK bit: set on a hit, cleared as the hand passes */
@@ -26,6 +29,9 @@ struct classify_cache {
     /* The options the cached results were computed with; another pointer clears the cache.
      * Options must not be mutated while a cache holds results made with them. */
     const struct classify_options *opt;
+    bool use_keys; /* look texts up by their key (the default) */
+    char *key;     /* scratch: SQL_KEY_CAP(CLASSIFY_CACHE_MAX_TEXT) bytes */
+    struct classify_cache_stats stats;
 };
 
 /* FNV-1a, 64 bit. Not keyed: chains are bounded by max anyway. */
@@ -54,7 +60,9 @@ struct classify_cache *classify_cache_new(size_t max_entries)
     }
     c->buckets = malloc(nb * sizeof c->buckets[0]);
     c->entries = calloc(max_entries, sizeof c->entries[0]);
-    if (c->buckets == NULL || c->entries == NULL) {
+    c->key = malloc(SQL_KEY_CAP(CLASSIFY_CACHE_MAX_TEXT));
+    c->use_keys = true;
+    if (c->buckets == NULL || c->entries == NULL || c->key == NULL) {
         classify_cache_free(c);
         return NULL;
     }
@@ -89,6 +97,7 @@ void classify_cache_free(struct classify_cache *c)
     }
     free(c->entries);
     free(c->buckets);
+    free(c->key);
     free(c);
 }
 
@@ -97,12 +106,29 @@ size_t classify_cache_count(const struct classify_cache *c)
     return c != NULL ? c->count : 0;
 }
 
+void classify_cache_stats(const struct classify_cache *c, struct classify_cache_stats *out)
+{
+    if (c != NULL) {
+        *out = c->stats;
+    } else {
+        memset(out, 0, sizeof *out);
+    }
+}
+
+void classify_cache_use_keys(struct classify_cache *c, bool on)
+{
+    if (c != NULL && c->use_keys != on) {
+        cache_clear(c);
+        c->use_keys = on;
+    }
+}
+
 static struct cache_entry *cache_find(struct classify_cache *c, const char *sql, size_t len,
-                                      uint64_t h)
+                                      uint64_t h, bool keyed)
 {
     for (size_t i = c->buckets[h & c->mask]; i != SLOT_NONE; i = c->entries[i].next) {
         struct cache_entry *e = &c->entries[i];
-        if (e->hash == h && e->len == len && memcmp(e->text, sql, len) == 0) {
+        if (e->hash == h && e->len == len && e->keyed == keyed && memcmp(e->text, sql, len) == 0) {
             return e;
         }
     }
@@ -142,17 +168,19 @@ static size_t cache_take_slot(struct classify_cache *c)
 }
 
 static void cache_insert(struct classify_cache *c, const char *sql, size_t len, uint64_t h,
-                         const struct classify_result *res)
+                         bool keyed, const struct classify_result *res)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL) {
         return; /* not cached; the result is still returned */
     }
-    memcpy(copy, sql, len + 1);
+    memcpy(copy, sql, len);
+    copy[len] = '\0';
     size_t slot = cache_take_slot(c);
     struct cache_entry *e = &c->entries[slot];
     e->text = copy;
     e->len = len;
+    e->keyed = keyed;
     e->hash = h;
     e->referenced = false;
     e->res = *res;
@@ -174,17 +202,33 @@ int classify_cached(struct classify_cache *c, const char *sql, const struct clas
         cache_clear(c);
         c->opt = opt;
     }
-    uint64_t h = text_hash(sql, len);
-    struct cache_entry *e = cache_find(c, sql, len, h);
+    /* The key: libpg_query lexes with standard_conforming_strings on, so the key does too (while
+     * a backend has it off, the session mirrors every statement whatever the class). */
+    const char *text = sql;
+    size_t tlen = len;
+    long klen = c->use_keys
+                    ? sql_key(sql, len, true, c->key, SQL_KEY_CAP(CLASSIFY_CACHE_MAX_TEXT), NULL)
+                    : -1;
+    bool keyed = klen >= 0;
+    if (keyed) {
+        text = c->key;
+        tlen = (size_t)klen;
+    } else {
+        c->stats.unkeyed++;
+    }
+    uint64_t h = text_hash(text, tlen);
+    struct cache_entry *e = cache_find(c, text, tlen, h, keyed);
     if (e != NULL) {
         e->referenced = true;
         *out = e->res;
+        c->stats.hits++;
         return 0;
     }
     int rc = classify_statement(sql, opt, out);
     if (rc < 0) {
         return rc;
     }
-    cache_insert(c, sql, len, h, out);
+    c->stats.misses++;
+    cache_insert(c, text, tlen, h, keyed, out);
     return 0;
 }
