@@ -7,7 +7,7 @@
 
 static bool is_space(char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; /* scan.l's space */
 }
 
 static char lower(char c)
@@ -70,12 +70,16 @@ static bool has_word(const char *p, size_t n, const char *const *words, size_t n
     return false;
 }
 
-/* Words after which '(' opens a row, a list or a subquery, never a call. */
+/* Words after which '(' opens a row, a list or a subquery, never a call: reserved keywords and
+ * col_name keywords, which no unqualified function may be named (gram.y's func_name takes
+ * type_function_name: identifiers, unreserved and type_func_name keywords). SET, BY (unreserved)
+ * and IS (type_func_name) may name a function, so they are not here. A word after '.' is a
+ * qualified name whatever it is (paren_may_call). */
 static bool paren_keyword(const char *w, size_t n)
 {
-    static const char *const words[] = {"values", "in",   "and",  "or",   "not",  "where", "select",
-                                        "set",    "when", "then", "else", "on",   "any",   "all",
-                                        "some",   "is",   "by",   "case", "from", "having"};
+    static const char *const words[] = {"values", "in",   "and",  "or",   "not",   "where",
+                                        "select", "when", "then", "else", "on",    "any",
+                                        "all",    "some", "case", "from", "having"};
     for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++) {
         if (strlen(words[i]) == n && starts_with(w, n, words[i])) {
             return true;
@@ -129,6 +133,13 @@ static bool paren_may_call(const char *p, size_t i)
     while (j > 0 && is_ident(p[j - 1])) {
         j--;
     }
+    size_t before = j;
+    while (before > 0 && is_space(p[before - 1])) {
+        before--;
+    }
+    if (before > 0 && p[before - 1] == '.') {
+        return true; /* s.word( : a qualified name may be any keyword (app.in(42)) */
+    }
     return !paren_keyword(p + j, end - j);
 }
 
@@ -140,6 +151,9 @@ static bool one_statement_no_call(const char *p, size_t n, size_t cols)
         if ((p[i] == '-' && i + 1 < n && p[i + 1] == '-') ||
             (p[i] == '/' && i + 1 < n && p[i + 1] == '*')) {
             return false;
+        }
+        if (((unsigned char)p[i] < 0x20 && !is_space(p[i])) || p[i] == 0x7f) {
+            return false; /* a control byte: no token of the server's; a parse decides */
         }
         if (p[i] == '(' && i != cols && paren_may_call(p, i)) {
             return false;

@@ -468,9 +468,13 @@ static void step(struct scan *st)
             st->i++;
         }
         st->space_pending = true;
+        st->failed = st->failed || st->uescape; /* see below */
     } else if (c == '/' && c1 == '*') {
         block_comment(st);
         st->space_pending = true;
+        /* libpg_query refuses a comment between a U& token and UESCAPE or after UESCAPE (the
+         * server accepts it): folded to a space it would share a key with a text that parses. */
+        st->failed = st->failed || st->uescape;
     } else if (c == '\'') {
         string_const(st, start, start, Q_STD, SQL_KEY_STRING);
     } else if ((c == 'e' || c == 'E') && c1 == '\'') {

@@ -254,6 +254,39 @@ static void check_variant(const uint8_t *data, size_t size, const char *a, const
     }
 }
 
+/* C from A with each run of blanks replaced by other blanks or a comment (chosen from the input):
+ * when the key stays the same, the classification must too. A run inside a quoted name or a
+ * string changes the key, and the pair is not compared. (A review found this way that a comment
+ * next to UESCAPE made libpg_query fail on one text of a key.) */
+static void check_blanks(const uint8_t *data, size_t size, const char *a, const char *ka, long alen,
+                         char *kc, size_t cap, struct buf *c)
+{
+    static const char *const blanks[] = {" ", "\n", "/**/", " /* c */ ", "--c\n", "\t\r\n"};
+    struct picker p = {.data = data, .size = size, .k = 5};
+    c->n = 0;
+    for (size_t i = 0; i < size;) {
+        if (a[i] == ' ' || a[i] == '\t' || a[i] == '\n') {
+            while (i < size && (a[i] == ' ' || a[i] == '\t' || a[i] == '\n')) {
+                i++;
+            }
+            adds(c, blanks[pick(&p, sizeof blanks / sizeof blanks[0])]);
+        } else {
+            add(c, a + i, 1);
+            i++;
+        }
+    }
+    c->b[c->n] = '\0';
+    long clen = sql_key(c->b, c->n, true, kc, cap, NULL);
+    if (clen != alen || memcmp(ka, kc, (size_t)alen) != 0) {
+        return;
+    }
+    struct classify_result ra, rc;
+    if (classify_statement(a, NULL, &ra) == 0 && classify_statement(c->b, NULL, &rc) == 0 &&
+        !classify_result_equal(&ra, &rc)) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > FUZZ_MAX_TEXT) {
@@ -281,6 +314,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (alen >= 0 && info.nconsts <= FUZZ_MAX_CONST) {
         check_variant(data, size, a, ka, alen, &info, kb, cap, &b);
+    }
+    if (alen >= 0) {
+        check_blanks(data, size, a, ka, alen, kb, cap, &b);
     }
     free(a);
     free(ka);
