@@ -278,11 +278,15 @@ void pin_secondary_done(struct session *s, const struct unit *u)
 
 void pin_unit_sealed(struct session *s, struct unit *u)
 {
+    /* DISCARD TEMP, a DROP, the end of the block pgdual's table was made in (ROLLBACK, ROLLBACK
+     * TO, COMMIT: any of them): made again right after u (and its read-back) when needed. */
+    bool table_gone = !u->internal && (u->catalog_change || u->session_objects ||
+                                       (s->pin.cte_in_txn && u->txn_end));
     if (u->catalog_change || u->session_objects) {
         s->pin.sec_epoch++; /* DISCARD ALL, DEALLOCATE ALL, a DO: they may be gone */
-        if (!u->internal) {
-            s->pin.cte_table = false; /* DISCARD TEMP, a DROP: made again when needed */
-        }
+    }
+    if (table_gone) {
+        s->pin.cte_table = false;
     }
     if (!u->internal && u->pin && u->pin->readback_pending) {
         /* The rows of its WITH queries: read back right after it, before the secondary gets it. */
@@ -294,6 +298,9 @@ void pin_unit_sealed(struct session *s, struct unit *u)
             u->pin->readback_failed = true;
             u->pin->readback_pending = false;
         }
+    }
+    if (table_gone && pin_cte_table_again(s) < 0) {
+        SLOG_INFO(s, "out of memory making pgdual's table for WITH query rows again");
     }
     if (u->catalog_change && !u->internal) {
         /* Statements pipelined behind it must not trust what was looked up before it ran. */
@@ -318,6 +325,16 @@ static struct unit *readback_owner(struct session *s, const struct unit *u)
 bool pin_readback_pending(const struct unit *u)
 {
     return u->pin && u->pin->readback_pending;
+}
+
+bool pin_reply_still_held(const struct session *s, uint32_t owner)
+{
+    for (const struct unit *v = s->mirror.head; v; v = v->next) {
+        if (!v->internal && v->serial == owner) {
+            return v->wrapped || v->hold_rfq;
+        }
+    }
+    return false; /* done with and reaped: nothing waits for it */
 }
 
 void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut)
