@@ -128,6 +128,21 @@ int pin_rewrite_parse_cte(struct session *s, const uint8_t *msg, size_t len)
         memset(&cp.tmpl, 0, sizeof(cp.tmpl));
     }
     bool ok = sh && sh->cte && keep_types(sh, &rd);
+    int open = ok ? pin_cte_ext_open_param((const char *)cp.text.data, cp.text.len, sh->cte,
+                                           sh->cte_types, sh->cte_ntypes)
+                  : 0;
+    if (open != 0) {
+        /* Each Execute goes verbatim, counted: the secondary's text alone could store the
+         * parameter otherwise ('007' as text where the primary took 7). */
+        pin_cte_pin_free(&cp);
+        pin_shape_unref(sh);
+        c->msg_unpinned = open > 0 ? "a parameter left untyped is typed by a pinned WITH write "
+                                     "and used outside it"
+                          : open == PIN_ENOMEM ? "out of memory pinning it"
+                                               : "pgdual cannot read its parameters";
+        c->msg_known = false;
+        return 0;
+    }
     if (ok) {
         sh->cte_base = c->next_cte_slot;
         sh->cte_nslots = cp.nslots;

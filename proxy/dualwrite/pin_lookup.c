@@ -439,7 +439,7 @@ void pin_create_done(struct session *s, bool made, uint8_t txn_status)
     c->cte_primary = s->primary;
     /* where it was made: units between the request and now may have ended a block */
     c->cte_in_txn = made && txn_status != PQ_TXN_IDLE;
-    if (!made) {
+    if (!made && txn_status != PQ_TXN_FAILED) { /* a failed block says nothing of it */
         SLOG_INFO(s, "pgdual's temporary table for WITH query rows could not be made: "
                      "data-modifying WITH queries are not pinned");
     }

@@ -28,6 +28,7 @@ raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
 psql_proxy "$DB" -q -c "
 CREATE TABLE t (id serial PRIMARY KEY, n int, at timestamptz);
 CREATE TABLE log (id serial PRIMARY KEY, m text);
+CREATE TABLE lg (m text);
 INSERT INTO t (n, at) SELECT g, '2020-01-01' FROM generate_series(1, 10) g;"
 assert_eq "in_sync" "$(it_status secondary_state)" "in_sync before the WITH writes"
 
@@ -87,5 +88,43 @@ assert_delta nondeterministic_writes_total -eq 0 "the Execute after switching ba
 assert_delta divergences_total -eq 0 "...and no divergence"
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
 same t "t identical on old and new (no stale row read back)"
+
+# ---- 2. a parameter whose type the pinned WITH write inferred, used again outside it ----------
+# Without declared types: $1 is int on the primary (t.n), stored as '7' into lg's text column, but the secondary's text no longer has
+# the WITH INSERT that fixed it. Used only outside the pinned write, the same text infers the
+# same type on both sides: that one stays pinned.
+OUTSIDE='WITH w AS (INSERT INTO t (n) VALUES (5) RETURNING id) INSERT INTO log (m) SELECT $1 FROM w'
+BOTH='WITH w AS (INSERT INTO t (n) VALUES ($1) RETURNING id) INSERT INTO lg (m) SELECT $1 FROM w'
+it_status_mark
+out=$(raw "PN o $OUTSIDE ;; S ;; SEND ;; WAIT Z ;; BN o 008 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "finding 2 (outside): $out"
+assert_not_contains "$out" "E " "a parameter used outside the pinned write only: no error"
+assert_delta nondeterministic_writes_total -eq 0 "...pinned, not counted"
+same log "log identical on old and new ('008' on both)"
+out=$(raw "PN b $BOTH ;; S ;; SEND ;; WAIT Z ;; BN b 007 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "finding 2 (both): $out"
+assert_not_contains "$out" "E " "a parameter typed by the pinned write and used again: no error"
+assert_eq "7" "$(psql_old "$DB" -tA -c "SELECT m FROM lg")" "old stored the parameter as an int (7)"
+if [[ "$(psql_new "$DB" -tA -c "SELECT m FROM lg")" == 7 ]]; then
+    it_pass "new stored 7 too"
+else
+    assert_delta nondeterministic_writes_total -ge 1 "new differs (verbatim there): counted, never silent"
+fi
+
+# ---- 4. an error after a WITH write in a block, a savepoint rolled back to --------------------
+# The read-back fails in the failed block, the WITH UPDATE goes verbatim to new (its own
+# clock_timestamp()); ROLLBACK TO a keeps it on both sides: counted, never silent.
+it_status_mark
+out=$(raw "PN u4 $UPD ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; \
+BN u4 3 ;; E ;; P SAVEPOINT a ;; B ;; E ;; P SELECT 1/0 ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q ROLLBACK TO a ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") || it_failed "finding 4: $out"
+assert_contains "$out" "E 22012" "the batch fails at 1/0"
+assert_eq "Z I" "$(tail -n1 <<<"$out")" "COMMIT ends the block"
+if [[ "$(psql_old "$DB" -tA -c "SELECT at FROM t WHERE id = 3")" == \
+    "$(psql_new "$DB" -tA -c "SELECT at FROM t WHERE id = 3")" ]]; then
+    it_pass "row 3 the same on both sides"
+else
+    assert_delta nondeterministic_writes_total -ge 1 "row 3 differs (new ran the WITH UPDATE verbatim): counted"
+fi
 
 it_proxy_stop
