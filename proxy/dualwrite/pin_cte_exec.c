@@ -122,6 +122,13 @@ int pin_rewrite_parse_cte(struct session *s, const uint8_t *msg, size_t len)
         c->msg_known = rc == 2;
         return rc == 0 ? -1 : 0;
     }
+    if (cp.nslots > (uint32_t)INT32_MAX - c->next_cte_slot) {
+        /* Slot numbers are pgdual's table's integer column: the session used them all up. */
+        pin_cte_pin_free(&cp);
+        c->msg_unpinned = "the session prepared too many data-modifying WITH statements";
+        c->msg_known = false;
+        return 0;
+    }
     struct pin_shape *sh = cp.outer ? pin_shape_ref(cp.outer) : pin_shape_bare(false);
     if (sh && !sh->cte && (sh->cte = calloc(1, sizeof(*sh->cte)))) {
         *sh->cte = cp.tmpl; /* moved */
@@ -170,7 +177,9 @@ int pin_rewrite_parse_cte(struct session *s, const uint8_t *msg, size_t len)
     c->msg_shape = sh;
     c->msg_known = true;
     c->out_primary_only = true;
-    c->cte_stmts_on |= (uint8_t)(1u << s->primary);
+    if (sh->cte_nslots > 0) { /* its text names pgdual's table */
+        c->cte_stmts_on |= (uint8_t)(1u << s->primary);
+    }
     return 1;
 }
 
@@ -199,7 +208,8 @@ static const char *cte_execute_why(struct session *s, struct unit *u, const stru
                       : cls->pin_off ? "its portal asks for binary results of every column"
                       : max_rows != 0
                           ? "a row limit on a statement with data-modifying WITH queries"
-                      : !c->cte_table || c->cte_primary != s->primary
+                      /* only a statement recording rows (slots) needs pgdual's table */
+                      : cls->pin->cte_nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)
                           ? "pgdual's table for WITH query rows is not there"
                       : !bound_in_unit(u, portal) ? "its portal was bound in an earlier batch"
                                                   : NULL;

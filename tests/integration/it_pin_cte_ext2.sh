@@ -56,6 +56,20 @@ assert_delta pinned_writes_total -eq 3 "the three WITH INSERTs pinned"
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
 same t "t identical on old and new"
 
+# ---- 1b. only the outer statement pinned: pgdual's table is not needed --------------------------
+# The WITH INSERT into lg makes up nothing (no slot, nothing recorded); log's serial id is pinned
+# from the outer statement's own RETURNING. After DISCARD TEMP its Execute stays pinned.
+OUTER='WITH w AS (INSERT INTO lg (m) VALUES ($1) RETURNING m) INSERT INTO log (m) SELECT m FROM w'
+it_status_mark
+out=$(raw "PN ou $OUTER ;; S ;; SEND ;; WAIT Z ;; Q DISCARD TEMP ;; SEND ;; WAIT Z ;; \
+P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN ou x1 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "finding 1b: $out"
+assert_not_contains "$out" "E " "outer statement pinned alone, after DISCARD TEMP: no error"
+assert_delta nondeterministic_writes_total -eq 0 "...not counted (pgdual's table not needed)"
+assert_delta pinned_writes_total -eq 1 "...pinned"
+same log "log identical on old and new"
+psql_proxy "$DB" -q -c "DELETE FROM lg"
+
 # ---- 3. rows a verbatim run left in pgdual's table, then back to that primary -----------------
 # Prepared (rewritten) on old; after SET primary = new its Execute goes verbatim (counted) and old,
 # the secondary, runs its rewritten copy, recording a row into its pgdual_pin_rows that nobody
