@@ -9,6 +9,7 @@
 #  3. rows left in pgdual's table on the secondary by a verbatim run before a primary switch and
 #     back;
 #  4. a failed batch with a savepoint rolled back: the verbatim WITH write is counted.
+# shellcheck disable=SC2016 # $n in single quotes are SQL parameters
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -140,5 +141,14 @@ if [[ "$(psql_old "$DB" -tA -c "SELECT at FROM t WHERE id = 3")" == \
 else
     assert_delta nondeterministic_writes_total -ge 1 "row 3 differs (new ran the WITH UPDATE verbatim): counted"
 fi
+
+# ---- 1a. the owner's reply released while its read-back runs: never held for good --------------
+# A Bind that fails after a Flush whose answers the client already has: the secondary skips the
+# unit (released at once), while the read-back of the Execute's slots still runs.
+out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; \
+P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN s abc ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "finding 1a: $out"
+assert_contains "$out" "E 22P02" "a Bind failing after a Flush: the client gets old's error"
+assert_eq "Z I" "$(tail -n1 <<<"$out")" "...and its ReadyForQuery"
 
 it_proxy_stop
