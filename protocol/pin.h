@@ -319,13 +319,5 @@ int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst
 int pin_cte_ext_execute(struct wbuf *out, const struct pin_shape *sh, const char *stmt,
                         const uint8_t *bind, size_t bind_len, const struct wbuf *slot_rows,
                         const struct wbuf *outer) __attribute__((warn_unused_result));
-/* Might the secondary's version of a statement with pinned WITH queries (t) infer a parameter's
- * type otherwise than the primary's text of it (primary, len bytes)? So it may for a parameter
- * the client's Parse left open (types, ntypes: as declared) that the template still uses, but
- * not everywhere the primary's text does: a use inside a pinned WITH write (gone on the
- * secondary) typed it there. 1: it may, 0: no, PIN_ESHAPE: a text does not scan, PIN_ENOMEM. */
-int pin_cte_ext_open_param(const char *primary, size_t len, const struct pin_tmpl *t,
-                           const uint32_t *types, uint16_t ntypes)
-    __attribute__((warn_unused_result));
 /* The portal a Bind (body) names, or NULL. */
 const char *pin_cte_ext_bind_portal(const uint8_t *bind, size_t bind_len);

@@ -83,9 +83,9 @@ static void put_text(struct wbuf *out, const struct pin_tmpl *t, uint32_t k)
     pin_put_str(out, t->pieces[t->n]);
 }
 
-/* counts[i]: how often the text mentions $<i + 1> (i < k; counts may be NULL). Returns the
- * highest parameter number the text mentions (0: none), -1 when it does not scan. */
-static long params_scan(const char *text, uint32_t k, uint32_t *counts)
+/* used[i]: the text mentions $<i + 1> (i < k). A parameter the text does not use has no type
+ * PostgreSQL could infer. false when the text does not scan. */
+static bool params_used(const char *text, uint32_t k, bool *used)
 {
     PgQueryScanResult sr = pg_query_scan(text);
     PgQuery__ScanResult *scan =
@@ -93,54 +93,20 @@ static long params_scan(const char *text, uint32_t k, uint32_t *counts)
                  : pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
     pg_query_free_scan_result(sr);
     if (!scan) {
-        return -1;
+        return false;
     }
-    long max = 0;
     for (size_t i = 0; i < scan->n_tokens; i++) {
         const PgQuery__ScanToken *tk = scan->tokens[i];
         if (tk->token != PG_QUERY__TOKEN__PARAM || tk->start < 0 || tk->end <= tk->start + 1) {
             continue;
         }
         unsigned long n = strtoul(text + tk->start + 1, NULL, 10);
-        if (n >= 1 && n <= k && counts) {
-            counts[n - 1]++;
-        }
-        if (n <= UINT16_MAX && (long)n > max) {
-            max = (long)n;
+        if (n >= 1 && n <= k) {
+            used[n - 1] = true;
         }
     }
     pg_query__scan_result__free_unpacked(scan, NULL);
-    return max;
-}
-
-int pin_cte_ext_open_param(const char *primary, size_t len, const struct pin_tmpl *t,
-                           const uint32_t *types, uint16_t ntypes)
-{
-    char *ptext = strndup(primary, len);
-    long k = ptext ? params_scan(ptext, 0, NULL) : 0;
-    if (!ptext || k <= 0) {
-        free(ptext);
-        return !ptext ? PIN_ENOMEM : k < 0 ? PIN_ESHAPE : 0;
-    }
-    struct wbuf text;
-    wbuf_init(&text);
-    put_text(&text, t, UINT16_MAX); /* pgdual's own parameters past any of the client's */
-    char *stext = pin_take_string(&text);
-    uint32_t *prim = stext ? calloc((size_t)k * 2, sizeof(*prim)) : NULL;
-    int rc = prim ? 0 : PIN_ENOMEM;
-    if (prim && (params_scan(ptext, (uint32_t)k, prim) < 0 ||
-                 params_scan(stext, (uint32_t)k, prim + k) < 0)) {
-        rc = PIN_ESHAPE;
-    }
-    for (long i = 0; rc == 0 && i < k; i++) {
-        bool open = i >= ntypes || types[i] == 0;
-        /* the secondary's text still uses it, but not everywhere the primary's does */
-        rc = open && prim[k + i] > 0 && prim[k + i] != prim[i];
-    }
-    free(prim);
-    free(stext);
-    free(ptext);
-    return rc;
+    return true;
 }
 
 static void put_close(struct wbuf *b, uint8_t what, const char *name)
@@ -162,8 +128,8 @@ static int put_parse(struct wbuf *out, const struct pin_shape *sh, const char *s
     wbuf_init(&text);
     put_text(&text, t, k);
     char *sql = pin_take_string(&text);
-    uint32_t *used = sql ? calloc(k + 1, sizeof(*used)) : NULL;
-    if (!used || params_scan(sql, k, used) < 0) {
+    bool *used = sql ? calloc(k + 1, sizeof(*used)) : NULL;
+    if (!used || !params_used(sql, k, used)) {
         free(sql);
         free(used);
         return used ? PIN_ESHAPE : PIN_ENOMEM;

@@ -14,7 +14,7 @@
 /* ---- the decision and the messages for the primary --------------------------------------------
  */
 
-struct unit_pin *pin_unit_pin_of(struct unit *u)
+static struct unit_pin *unit_pin_of(struct unit *u)
 {
     if (!u->pin) {
         u->pin = calloc(1, sizeof(*u->pin));
@@ -44,16 +44,16 @@ void unit_pin_free(struct unit_pin *p)
     free(p);
 }
 
-void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel)
+static void table_name(char *dst, size_t cap, const char *schema, const char *rel)
 {
     snprintf(dst, cap, "%s%s%s", schema, schema[0] ? "." : "", rel);
 }
 
 /* u goes (partly) verbatim although it makes up values: pin_account takes it out of in_sync once
  * the primary has run it. Out of memory keeping the note: the reason is still known. */
-void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index)
+static void note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index)
 {
-    struct unit_pin *p = pin_unit_pin_of(u);
+    struct unit_pin *p = unit_pin_of(u);
     if (p && !p->unpinned) {
         p->unpinned = why;
         p->unpinned_at = index;
@@ -64,9 +64,9 @@ void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint3
     }
 }
 
-struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh)
+static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
 {
-    struct unit_pin *p = pin_unit_pin_of(u);
+    struct unit_pin *p = unit_pin_of(u);
     if (!p) {
         return NULL;
     }
@@ -103,7 +103,7 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         return NULL;
     }
     char table[2 * PIN_NAME_MAX + 2];
-    pin_table_name(table, sizeof(table), st->schema, st->rel);
+    table_name(table, sizeof(table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
         why = pin_off_reason(s);
@@ -115,23 +115,40 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         *known = false;
     }
     if (!sh) {
-        pin_note_unpinned(u, why, table, index);
+        note_unpinned(u, why, table, index);
     }
     return sh;
 }
 
-void pin_set_known(struct unit_pin *p, uint32_t index)
+static void set_known(struct unit_pin *p, uint32_t index)
 {
     if (p && index < 64) {
         p->known |= 1ull << index;
     }
 }
 
+/* What pinning a statement with data-modifying WITH queries takes (decide_cte). */
+struct cte_pin {
+    bool rewritten;
+    struct wbuf text;        /* its text for the primary */
+    struct pin_tmpl tmpl;    /* the secondary's */
+    struct pin_shape *outer; /* the outer statement's shape (a reference), or NULL */
+    uint32_t nslots;         /* the unit's slots it takes */
+};
+
+static void cte_pin_free(struct cte_pin *p)
+{
+    wbuf_free(&p->text);
+    pin_tmpl_free(&p->tmpl);
+    pin_shape_unref(p->outer);
+    memset(p, 0, sizeof(*p));
+}
+
 /* The unit's slots grow by n (empty JSON arrays being built) holding slots first.. first+n-1;
  * *at: the first one's place. */
-bool pin_add_slots(struct unit *u, uint32_t n, uint32_t first, uint32_t *at)
+static bool add_slots(struct unit *u, uint32_t n, uint32_t first, uint32_t *at)
 {
-    struct unit_pin *p = pin_unit_pin_of(u);
+    struct unit_pin *p = unit_pin_of(u);
     if (!p || n == 0) {
         if (p) {
             *at = p->nslots;
@@ -155,6 +172,74 @@ bool pin_add_slots(struct unit *u, uint32_t n, uint32_t first, uint32_t *at)
     return true;
 }
 
+/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of the plan: each
+ * WITH query pinned apart (pin_cte.c, slots from base on), the outer statement as any statement.
+ * 1: rewritten (*cp); 2: nothing made up (known); -1: cannot be pinned (*why, table); 0: not for
+ * this path (decide()). */
+static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32_t base,
+                      struct cte_pin *cp, const char **why_out, char *table)
+{
+    struct pin_catalog *c = &s->pin;
+    const struct pin_stmt *st = &c->plan.stmts[index];
+    if (!st->outer || st->nctes <= 0 || !c->cte_table || c->cte_primary != s->primary ||
+        pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
+        return 0;
+    }
+    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP) or change what
+     * the lookups said: the statement goes as before (counted when it makes up values). */
+    if (pin_plan_catalog_moves(&c->plan, (int)index)) {
+        return 0;
+    }
+    struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
+    if (!shapes) {
+        return 0;
+    }
+    const char *why = NULL;
+    table[0] = '\0';
+    uint32_t pinned = 0;
+    for (int k = 0; !why && k < st->nctes; k++) {
+        const struct pin_cte *w = &st->ctes[k];
+        const struct pin_table *t = pin_table_known(s, &w->st);
+        table_name(table, 2 * PIN_NAME_MAX + 2, w->st.schema, w->st.rel);
+        enum pin_need need = pin_decide(&w->st, t, &why);
+        if (need == PIN_NEEDED && pin_cte_placeable(st, w, &why)) {
+            shapes[k] = pin_shape_new(&w->st, t);
+            why = shapes[k] ? NULL : "out of memory pinning it";
+            pinned += shapes[k] != NULL;
+        }
+    }
+    const struct pin_stmt *o = st->outer;
+    if (!why) {
+        const struct pin_table *t = pin_plan_created(&c->plan, (int)index);
+        t = t ? t : pin_table_known(s, o);
+        table_name(table, 2 * PIN_NAME_MAX + 2, o->schema, o->rel);
+        enum pin_need need = o->verb == PIN_VERB_NONE ? PIN_NOT_NEEDED : pin_decide(o, t, &why);
+        if (need == PIN_NEEDED) {
+            cp->outer = pin_shape_new(o, t);
+            why = cp->outer ? NULL : "out of memory pinning it";
+        }
+    }
+    int rc = why ? -1 : pinned == 0 && !cp->outer ? 2 : 1;
+    if (rc == 1) {
+        wbuf_init(&cp->text);
+        if (pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
+            why = "out of memory pinning it";
+            rc = -1;
+        }
+        cp->nslots = pinned;
+        cp->rewritten = rc == 1;
+    }
+    for (int k = 0; k < st->nctes; k++) {
+        pin_shape_unref(shapes[k]);
+    }
+    free(shapes);
+    if (rc == -1) {
+        cte_pin_free(cp);
+        *why_out = why;
+    }
+    return rc;
+}
+
 /* decide_cte for statement index of a Query: its slots are the unit's next ones. */
 static int decide_cte_query(struct session *s, struct unit *u, const char *sql, uint32_t index,
                             struct cte_pin *cp)
@@ -162,14 +247,14 @@ static int decide_cte_query(struct session *s, struct unit *u, const char *sql, 
     const char *why = NULL;
     char table[2 * PIN_NAME_MAX + 2];
     uint32_t base = u->pin ? u->pin->nslots : 0, at = 0;
-    int rc = pin_decide_cte(s, sql, index, base, cp, &why, table);
-    if (rc == 1 && !pin_add_slots(u, cp->nslots, base, &at)) {
-        pin_cte_pin_free(cp);
+    int rc = decide_cte(s, sql, index, base, cp, &why, table);
+    if (rc == 1 && !add_slots(u, cp->nslots, base, &at)) {
+        cte_pin_free(cp);
         why = "out of memory pinning it";
         rc = -1;
     }
     if (rc == -1) {
-        pin_note_unpinned(u, why, table, index);
+        note_unpinned(u, why, table, index);
     }
     return rc;
 }
@@ -221,7 +306,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             known = r > 0;
         }
         if (known) {
-            pin_set_known(pin_unit_pin_of(u), (uint32_t)i);
+            set_known(unit_pin_of(u), (uint32_t)i);
         }
         any = any || shapes[i] || ctes[i].rewritten;
     }
@@ -230,7 +315,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
         ok = primary_query(sql, &c->plan, shapes, ctes, &c->out);
         for (int i = 0; ok && i < c->plan.n; i++) {
             if (ctes[i].rewritten) {
-                struct pin_step *st = pin_add_step(u, ctes[i].outer);
+                struct pin_step *st = add_step(u, ctes[i].outer);
                 if (!st) {
                     ok = false;
                     break;
@@ -247,7 +332,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
                 u->pin->readback_pending = u->pin->readback_pending || ctes[i].nslots > 0;
                 continue;
             }
-            struct pin_step *st = shapes[i] ? pin_add_step(u, shapes[i]) : NULL;
+            struct pin_step *st = shapes[i] ? add_step(u, shapes[i]) : NULL;
             if (shapes[i] && !st) {
                 ok = false;
                 break;
@@ -266,7 +351,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     }
     for (int i = 0; shapes && ctes && i < c->plan.n; i++) {
         pin_shape_unref(shapes[i]);
-        pin_cte_pin_free(&ctes[i]);
+        cte_pin_free(&ctes[i]);
     }
     free(shapes);
     free(ctes);
@@ -281,9 +366,80 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             u->pin->n = 0;
             u->pin->readback_pending = false;
         }
-        pin_note_unpinned(u, "out of memory pinning it", "", 0);
+        note_unpinned(u, "out of memory pinning it", "", 0);
     }
     return ok && any;
+}
+
+/* The parameter types a Parse (body after the text, at rd) declares, for sh. */
+static bool keep_types(struct pin_shape *sh, struct wire_reader *rd)
+{
+    uint16_t n = wire_u16(rd);
+    sh->cte_types = n ? calloc(n, sizeof(*sh->cte_types)) : NULL;
+    for (uint16_t i = 0; sh->cte_types && i < n; i++) {
+        sh->cte_types[i] = wire_u32(rd);
+    }
+    sh->cte_ntypes = sh->cte_types ? n : 0;
+    return !rd->failed && (n == 0 || sh->cte_types);
+}
+
+/* A Parse of a statement with data-modifying WITH queries: the primary alone gets it rewritten
+ * as a Query's (pin_cte.c, slots of the session's own); the secondary keeps the client's text
+ * (it never runs it while it is the secondary: each Execute becomes pgdual's statement there,
+ * pin_cte_ext.c, and a reconnected secondary gets the client's Parse again). The shape carries
+ * the secondary's template. 1: rewritten; 0: nothing to pin, or counted (c->msg_*); -1: not for
+ * this path. */
+static int rewrite_parse_cte(struct session *s, const uint8_t *msg, size_t len)
+{
+    struct pin_catalog *c = &s->pin;
+    struct wire_reader rd;
+    wire_reader_init(&rd, msg + 5, len - 5);
+    const char *name = wire_cstr(&rd);
+    const char *sql = wire_cstr(&rd);
+    size_t types_at = rd.off;
+    const struct pin_stmt *st = &c->plan.stmts[0];
+    struct cte_pin cp = {0};
+    const char *why = NULL;
+    int rc = rd.failed ? 0 : decide_cte(s, sql, 0, c->next_cte_slot, &cp, &why, c->msg_table);
+    if (rc <= 0 || rc == 2) {
+        c->msg_unpinned = rc == -1 ? why : NULL;
+        c->msg_known = rc == 2;
+        return rc == 0 ? -1 : 0;
+    }
+    struct pin_shape *sh = cp.outer ? pin_shape_ref(cp.outer) : pin_shape_bare(false);
+    if (sh && !sh->cte && (sh->cte = calloc(1, sizeof(*sh->cte)))) {
+        *sh->cte = cp.tmpl; /* moved */
+        memset(&cp.tmpl, 0, sizeof(cp.tmpl));
+    }
+    bool ok = sh && sh->cte && keep_types(sh, &rd);
+    if (ok) {
+        sh->cte_base = c->next_cte_slot;
+        sh->cte_nslots = cp.nslots;
+        sh->cte_primary = s->primary;
+        c->next_cte_slot += cp.nslots;
+        size_t sql_len = strlen(sql);
+        wbuf_reset(&c->out);
+        size_t at = wbuf_begin_msg(&c->out, PqMsg_Parse);
+        wbuf_put_cstr(&c->out, name);
+        wbuf_put_bytes(&c->out, sql, st->start);
+        wbuf_put_bytes(&c->out, cp.text.data, cp.text.len);
+        wbuf_put_bytes(&c->out, sql + st->end, sql_len - st->end);
+        wbuf_put_u8(&c->out, '\0');
+        wbuf_put_bytes(&c->out, msg + 5 + types_at, len - 5 - types_at);
+        wbuf_end_msg(&c->out, at);
+        ok = !c->out.failed && st->end <= sql_len && st->start <= st->end;
+    }
+    cte_pin_free(&cp);
+    if (!ok) {
+        pin_shape_unref(sh);
+        c->msg_unpinned = "out of memory pinning it";
+        c->msg_known = false;
+        return 0;
+    }
+    c->msg_shape = sh;
+    c->msg_known = true;
+    c->out_primary_only = true;
+    return 1;
 }
 
 /* A Parse: the statement is pinned or not once; its Executes follow (pin_frontend_execute). */
@@ -299,7 +455,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     }
     const struct pin_stmt *st = &c->plan.stmts[0];
     if (st->outer && st->nctes > 0 && !u->catalog_change) {
-        int r = pin_rewrite_parse_cte(s, msg, len);
+        int r = rewrite_parse_cte(s, msg, len);
         if (r >= 0) {
             return r == 1;
         }
@@ -308,7 +464,7 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     /* An earlier statement of the same batch may have changed the catalog: nothing is known. */
     const struct pin_table *t = u->catalog_change ? NULL : pin_table_known(s, st);
     enum pin_need need = pin_decide(st, t, &why);
-    pin_table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
+    table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
         why = pin_off_reason(s);
@@ -407,11 +563,86 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
     if (cls && cls->pin->cte && (cls->pin->cte_primary != s->primary || cls->pin->m == 0)) {
         return; /* its columns are the client's */
     }
-    struct pin_step *st = cls ? pin_add_step(u, cls->pin) : NULL;
+    struct pin_step *st = cls ? add_step(u, cls->pin) : NULL;
     if (st) {
         st->describe = true;
         st->reply_at = u->step_msgs;
         u->pin->rows_unknown = true; /* the secondary's answer keeps pgdual's columns */
+    }
+}
+
+/* Did the unit bind portal (its messages so far)? */
+static bool bound_in_unit(const struct unit *u, const char *portal)
+{
+    size_t off = 0;
+    struct wire_msg m;
+    while (wire_next_msg(u->bytes.data, u->bytes.len, &off, &m) == 0) {
+        const char *p = m.type == PqMsg_Bind ? pin_cte_ext_bind_portal(m.body, m.body_len) : NULL;
+        if (p && strcmp(p, portal) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Why an Execute of a portal of a statement with pinned WITH queries cannot be pinned, or NULL.
+ * The rows it records are the statement's slots: a second Execute of it in the unit mixes them
+ * up (both go verbatim). */
+static const char *cte_execute_why(struct session *s, struct unit *u, const struct stmt_class *cls,
+                                   const char *portal, uint32_t max_rows, bool active)
+{
+    struct pin_catalog *c = &s->pin;
+    const char *why = !active        ? "pinning is off now"
+                      : cls->pin_off ? "its portal asks for binary results of every column"
+                      : max_rows != 0
+                          ? "a row limit on a statement with data-modifying WITH queries"
+                      : !c->cte_table || c->cte_primary != s->primary
+                          ? "pgdual's table for WITH query rows is not there"
+                      : !bound_in_unit(u, portal) ? "its portal was bound in an earlier batch"
+                                                  : NULL;
+    for (int i = 0; u->pin && cls->pin->cte_nslots > 0 && i < u->pin->n; i++) {
+        struct pin_step *st = &u->pin->steps[i];
+        if (st->shape == cls->pin && !st->describe) {
+            st->broken = true;
+            why = why ? why : "a data-modifying WITH statement executed twice in one batch";
+        }
+    }
+    return why;
+}
+
+/* An Execute of a portal of a statement with pinned WITH queries: the rows the primary records
+ * are read back after the unit into the statement's slots (always: none may stay behind in
+ * pgdual's table), the outer statement's are kept as any pinned statement's; the secondary runs
+ * pgdual's statement with them (pin_reply.c, pin_cte_ext.c). */
+static void execute_cte(struct session *s, struct unit *u, const struct stmt_class *cls,
+                        const char *portal, uint32_t max_rows, bool active)
+{
+    struct pin_shape *sh = cls->pin;
+    uint32_t index = (uint32_t)u->executes;
+    if (sh->cte_primary != s->primary) {
+        /* Prepared before a primary switch: this primary holds the client's text. */
+        note_unpinned(u, "a data-modifying WITH statement prepared before a primary switch",
+                      cls->unpinned_table, index);
+        return;
+    }
+    const char *why = cte_execute_why(s, u, cls, portal, max_rows, active);
+    uint32_t at = 0;
+    struct pin_step *st = add_step(u, sh);
+    if (!st || !add_slots(u, sh->cte_nslots, sh->cte_base, &at)) {
+        /* its reply then keeps pgdual's column: the session cannot go on */
+        note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
+        return;
+    }
+    st->index = index;
+    st->reply_at = u->step_msgs;
+    st->pinned = !why;
+    st->slot_at = at;
+    u->pin->readback_pending = u->pin->readback_pending || sh->cte_nslots > 0;
+    u->pin->rows_unknown = u->pin->rows_unknown || (sh->m > 0 && (sh->client_returning || why));
+    if (why) {
+        note_unpinned(u, why, cls->unpinned_table, index);
+    } else {
+        set_known(u->pin, index);
     }
 }
 
@@ -438,22 +669,22 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     }
     if (!cls->pin) {
         if (cls->pin_known) {
-            pin_set_known(pin_unit_pin_of(u), index);
+            set_known(unit_pin_of(u), index);
         } else if (cls->unpinned) {
-            pin_note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
+            note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
         } else if (cls->mirrored && cls->nondeterministic) {
-            pin_note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
+            note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
         }
         return false;
     }
     if (cls->pin->cte) {
-        pin_execute_cte(s, u, cls, portal, max_rows, active);
+        execute_cte(s, u, cls, portal, max_rows, active);
         return false;
     }
     bool off = cls->pin_off || !active || (max_rows != 0 && cls->pin->client_returning);
-    struct pin_step *st = pin_add_step(u, cls->pin);
+    struct pin_step *st = add_step(u, cls->pin);
     if (!st) {
-        pin_note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
+        note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
         return false; /* its reply is then not stripped: the session cannot go on */
     }
     st->index = index;
@@ -462,13 +693,13 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     /* The secondary's statement returns no rows; one run verbatim returns pgdual's columns too. */
     u->pin->rows_unknown = u->pin->rows_unknown || cls->pin->client_returning || off;
     if (off) {
-        pin_note_unpinned(u,
-                          !active        ? "pinning is off now"
-                          : cls->pin_off ? "its portal asks for binary results of every column"
-                                         : "a row limit on a statement with RETURNING",
-                          cls->unpinned_table, index);
+        note_unpinned(u,
+                      !active        ? "pinning is off now"
+                      : cls->pin_off ? "its portal asks for binary results of every column"
+                                     : "a row limit on a statement with RETURNING",
+                      cls->unpinned_table, index);
     } else {
-        pin_set_known(u->pin, index);
+        set_known(u->pin, index);
     }
     if (max_rows == 0 || cls->pin->client_returning) {
         return false;

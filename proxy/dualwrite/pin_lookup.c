@@ -405,9 +405,12 @@ static int send_lookup(struct session *s, const struct pin_stmt *st, struct unit
  * transaction, no TEMP privilege: the client's transaction must not fail for it), then a check
  * that it is there, whose answer the message waits for. Not there: the WITH queries are not
  * pinned. */
-static int send_cte_create(struct session *s, struct unit *before)
+static int make_cte_table(struct session *s, struct unit *before)
 {
     struct pin_catalog *c = &s->pin;
+    if ((c->cte_table && c->cte_primary == s->primary) || c->cte_create_tried || !pin_active(s)) {
+        return 0;
+    }
     if (!mirror_internal_unit(&s->mirror, before, PIN_CTE_CREATE, &s->to_primary)) {
         return -1;
     }
@@ -422,52 +425,16 @@ static int send_cte_create(struct session *s, struct unit *before)
     return 1;
 }
 
-static int make_cte_table(struct session *s, struct unit *before)
-{
-    struct pin_catalog *c = &s->pin;
-    if ((c->cte_table && c->cte_primary == s->primary) || c->cte_create_tried || !pin_active(s)) {
-        return 0;
-    }
-    return send_cte_create(s, before);
-}
-
-void pin_create_done(struct session *s, bool made, uint8_t txn_status)
+void pin_create_done(struct session *s, bool made)
 {
     struct pin_catalog *c = &s->pin;
     c->lookup_pending = false;
     c->cte_table = made;
     c->cte_primary = s->primary;
-    /* where it was made: units between the request and now may have ended a block */
-    c->cte_in_txn = made && txn_status != PQ_TXN_IDLE;
-    if (!made && txn_status != PQ_TXN_FAILED) { /* a failed block says nothing of it */
+    if (!made) {
         SLOG_INFO(s, "pgdual's temporary table for WITH query rows could not be made: "
                      "data-modifying WITH queries are not pinned");
     }
-}
-
-/* pgdual's table, made again at the end of the queue (right after the unit being sealed, or at a
- * primary switch) when the session holds statements whose text on this primary names it: a
- * rewritten statement may then never run without it (a Bind pipelined behind other messages
- * could not wait for it). */
-int pin_cte_table_again(struct session *s)
-{
-    struct pin_catalog *c = &s->pin;
-    c->cte_table = false;
-    /* Not pin_active(): the unit just sealed may change how the next text lexes, which does not
-     * matter to pgdual's own statement. */
-    if (!(c->cte_stmts_on & (1u << s->primary)) || c->lookup_pending || !s->dials->d.mirror ||
-        !s->mirror.secondary_up || pin_off_reason(s)) {
-        return 0;
-    }
-    int rc = send_cte_create(s, NULL);
-    c->cte_create_tried = false; /* the next message may try again if this fails */
-    return rc;
-}
-
-int pin_primary_switched(struct session *s)
-{
-    s->pin.cte_in_txn = false;
-    return pin_cte_table_again(s); /* emptied too: a verbatim run here as the secondary left rows */
 }
 
 /* A Bind of a statement with pinned WITH queries prepared on this primary: pgdual's table must

@@ -224,27 +224,6 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index)
     return u->pin && index < 64 && ((u->pin->known >> index) & 1);
 }
 
-/* Did a statement whose WITH query rows were to be read back run on the primary (its
- * CommandComplete came, before any error of the unit)? Its writes then stand unless the client
- * rolls them back, and the secondary gets it verbatim when the rows cannot be read back. */
-static bool readback_step_ran(const struct unit_pin *p)
-{
-    for (int i = 0; i < p->n; i++) {
-        const struct pin_step *st = &p->steps[i];
-        if (!st->describe && st->complete && (st->has_tmpl || (st->shape && st->shape->cte))) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The read-back of u's WITH query rows failed: is that a write the secondary gets verbatim? Not
- * when none of them ran (the primary's error came first). */
-static bool readback_loss(const struct unit *u)
-{
-    return u->pin->readback_failed && (!u->prim.error || readback_step_ran(u->pin));
-}
-
 void pin_account(struct session *s, struct unit *u, bool some_ran)
 {
     if (!s->mirror.secondary_up || !s->dials->d.mirror || u->sec == UNIT_SEC_SKIPPED) {
@@ -257,8 +236,7 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
                      st->broken ? "its returned rows could not be kept" : "its rows did not come");
         }
     }
-    bool lost = u->pin && !u->pin->readback_pending && readback_loss(u);
-    if (lost) {
+    if (u->pin && u->pin->readback_failed && !u->pin->readback_pending && !u->prim.error) {
         unpinned(u, "the rows of a data-modifying WITH query could not be read back");
     }
     const char *why = u->pin ? u->pin->unpinned : NULL;
@@ -266,7 +244,6 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         /* Only if that statement ran: the ones before the primary's error did. */
         some_ran = u->pin->unpinned_at < u->prim.commands_at_error;
     }
-    some_ran = some_ran || lost; /* a WITH write whose rows were lost ran */
     if (!why && u->pin_inactive && (u->nondeterministic || u->inserts)) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";
@@ -301,15 +278,11 @@ void pin_secondary_done(struct session *s, const struct unit *u)
 
 void pin_unit_sealed(struct session *s, struct unit *u)
 {
-    /* DISCARD TEMP, a DROP, the end of the block pgdual's table was made in (ROLLBACK, ROLLBACK
-     * TO, COMMIT: any of them): made again right after u (and its read-back) when needed. */
-    bool table_gone = !u->internal && (u->catalog_change || u->session_objects ||
-                                       (s->pin.cte_in_txn && u->txn_end));
     if (u->catalog_change || u->session_objects) {
         s->pin.sec_epoch++; /* DISCARD ALL, DEALLOCATE ALL, a DO: they may be gone */
-    }
-    if (table_gone) {
-        s->pin.cte_table = false;
+        if (!u->internal) {
+            s->pin.cte_table = false; /* DISCARD TEMP, a DROP: made again when needed */
+        }
     }
     if (!u->internal && u->pin && u->pin->readback_pending) {
         /* The rows of its WITH queries: read back right after it, before the secondary gets it. */
@@ -321,9 +294,6 @@ void pin_unit_sealed(struct session *s, struct unit *u)
             u->pin->readback_failed = true;
             u->pin->readback_pending = false;
         }
-    }
-    if (table_gone && pin_cte_table_again(s) < 0) {
-        SLOG_INFO(s, "out of memory making pgdual's table for WITH query rows again");
     }
     if (u->catalog_change && !u->internal) {
         /* Statements pipelined behind it must not trust what was looked up before it ran. */
@@ -348,16 +318,6 @@ static struct unit *readback_owner(struct session *s, const struct unit *u)
 bool pin_readback_pending(const struct unit *u)
 {
     return u->pin && u->pin->readback_pending;
-}
-
-bool pin_reply_still_held(const struct session *s, uint32_t owner)
-{
-    for (const struct unit *v = s->mirror.head; v; v = v->next) {
-        if (!v->internal && v->serial == owner) {
-            return v->wrapped || v->hold_rfq;
-        }
-    }
-    return false; /* done with and reaped: nothing waits for it */
 }
 
 void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut)
@@ -402,9 +362,7 @@ void pin_readback_done(struct session *s, struct unit *u)
     for (uint32_t i = 0; i < o->pin->nslots; i++) {
         pin_rows_close(&o->pin->slots[i]);
     }
-    /* Also after an error of the unit, when a WITH write ran before it (a savepoint rolled back
-     * to later keeps it): the secondary gets it verbatim. */
-    if (readback_loss(o) && s->mirror.secondary_up && s->dials->d.mirror) {
+    if (o->pin->readback_failed && !o->prim.error && s->mirror.secondary_up && s->dials->d.mirror) {
         SLOG_INFO(s, "the rows of a pinned WITH query could not be read back");
         account_unpinned(s, o, "the rows of a data-modifying WITH query could not be read back");
     }

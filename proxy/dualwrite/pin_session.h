@@ -61,10 +61,6 @@ struct pin_catalog {
     int cte_primary;
     bool cte_create_tried; /* ...and failed, for the message being handled */
     bool cte_in_txn;       /* made inside a transaction block: gone if it rolls back */
-    /* Bit 1 << primary: the session prepared a statement with pinned WITH queries on that
-     * primary (its text there names pgdual's table, which must then be there: made again right
-     * after a unit that may have dropped it, and after a primary switch to it). */
-    uint8_t cte_stmts_on;
     /* The next WITH query slot a Parse's statement takes (its slots are its own for the
      * session, so two statements of one batch record their rows apart). */
     uint32_t next_cte_slot;
@@ -184,20 +180,11 @@ void pin_lookup_done(struct session *s);
  * end. */
 void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut);
 void pin_readback_failed(struct session *s, struct unit *u);
-/* pgdual's PIN_CTE_CHECK ended (txn_status: the primary's after it): made, its table is there. */
-void pin_create_done(struct session *s, bool made, uint8_t txn_status);
-/* The session's primary just changed (at an idle boundary): pgdual's table there is made again
- * (emptied) before anything else when the session holds statements prepared rewritten on it.
- * 1: sent (the client's message waits at the gate for the answer), 0: nothing, -1: out of
- * memory. */
-int pin_primary_switched(struct session *s);
+/* pgdual's PIN_CTE_CHECK ended: made, its table is there. */
+void pin_create_done(struct session *s, bool made);
 void pin_readback_done(struct session *s, struct unit *u);
 /* Is u waiting for the read-back of its WITH query rows (the secondary gets it after)? */
 bool pin_readback_pending(const struct unit *u);
-/* The read-back of unit owner's rows ended while its reply was kept: does that reply still wait
- * for the secondary (commit_wait, a wrapped write)? false when it was released meanwhile (the
- * secondary skipped the unit or was lost): then it goes to the client at once. */
-bool pin_reply_still_held(const struct session *s, uint32_t owner);
 
 /* ---- the secondary (mirror.c) ---- */
 

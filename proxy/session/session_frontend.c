@@ -240,8 +240,7 @@ int session_seal_unit(struct session *s, struct unit *u)
 /* Called when a unit starts. The primary dial changed: switch when nothing is open or in
  * flight on either side (a transaction finishes where it started); a session that cannot
  * follow (no secondary connection, so no way to serve from the new primary) ends, rather than
- * writing to the old primary alone. Returns -1 if the session ended, 1 when pgdual's table for
- * WITH query rows is made again on the new primary first (the message waits at the gate). */
+ * writing to the old primary alone. Returns -1 if the session ended. */
 static int follow_primary_dial(struct session *s)
 {
     struct mirror *m = &s->mirror;
@@ -261,7 +260,7 @@ static int follow_primary_dial(struct session *s)
     s->primary = want;
     s->pin.sec_epoch++; /* pinning's statements prepared on the secondary are on the other side */
     SLOG_INFO(s, "primary is now %s for this session", want == DIAL_NEW ? "new" : "old");
-    return pin_primary_switched(s); /* 1: pgdual's table first, the message waits */
+    return 0;
 }
 
 /* ---- frontend -> backends ------------------------------------------------------------- */
@@ -381,9 +380,8 @@ static int frontend_message(struct session *s)
     bool starts = s->mirror.building == NULL;
     if (starts) {
         session_refresh_dials(s); /* a statement boundary */
-        int follow = follow_primary_dial(s);
-        if (follow != 0) {
-            return follow < 0 ? RELAY_STOP_ENDED : RELAY_STOP_GATE; /* the answer reopens it */
+        if (follow_primary_dial(s) < 0) {
+            return RELAY_STOP_ENDED;
         }
         session_reconnect_resume(s); /* a parked secondary connection is put to use */
     }

@@ -203,7 +203,7 @@ static int backend_end(void *ctx)
             u->pin->made = !b->msg_cut && b->msg.len == sizeof(yes) &&
                            memcmp(b->msg.data, yes, sizeof(yes)) == 0;
         } else if (seen == PqMsg_ReadyForQuery) {
-            pin_create_done(s, u->pin->made, b->txn_status);
+            pin_create_done(s, u->pin->made);
         }
     }
     if (u) { /* which of the unit's messages ran decides its statements and portals */
@@ -228,7 +228,6 @@ static int backend_end(void *ctx)
      * the read-back's end on (that reply must be read while the client's waits). */
     bool readback_next = u && !u->internal && pin_readback_pending(u);
     bool readback_end = u && u->internal && u->pin && u->pin->readback;
-    uint32_t owner = readback_end ? u->pin->owner : 0;
     enum mirror_reply reply = mirror_primary_done(s, b->txn_status);
     if (reply == MIRROR_REPLY_HOLD && readback_next) {
         s->mirror.hold_deferred = true;
@@ -236,9 +235,7 @@ static int backend_end(void *ctx)
     }
     if (readback_end && s->mirror.hold_deferred) {
         s->mirror.hold_deferred = false;
-        /* Still held only while the owner waits for the secondary: one released meanwhile (the
-         * secondary skips it, or was lost) found nothing held to release, so it goes now. */
-        return pin_reply_still_held(s, owner) ? RELAY_STOP_HOLD : RELAY_STOP_RFQ;
+        return RELAY_STOP_HOLD;
     }
     switch (reply) {
     case MIRROR_REPLY_HOLD:

@@ -79,8 +79,6 @@ set_tests_properties(it.pin_cte PROPERTIES ENVIRONMENT
 pgdual_shell_it(pin_cte_ext 120)
 set_tests_properties(it.pin_cte_ext PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
-# Review findings on WITH queries through the extended protocol, message by message (rawpg.py).
-pgdual_shell_it(pin_cte_ext2 120)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 

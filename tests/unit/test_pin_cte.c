@@ -355,40 +355,13 @@ static void test_cte_ext_execute(void **state)
     pin_shape_unref(sh);
 }
 
-/* A parameter left open is typed alike on both sides only where both texts use it alike. */
-static void test_cte_ext_open_param(void **state)
-{
-    (void)state;
-    struct pin_shape *sh = ext_shape(); /* the template uses $2 once; $1 declared int4 */
-    const char *twice = "WITH c AS (INSERT INTO t (v) VALUES ($2) RETURNING id) "
-                        "SELECT id FROM c WHERE v = $2";
-    const char *same = "WITH c AS (INSERT INTO t (a, b) VALUES ($1, $3) RETURNING id) "
-                       "SELECT id FROM c WHERE v = $2";
-    const char *none = "WITH c AS (INSERT INTO t (v) VALUES (1) RETURNING id) SELECT 1";
-    /* $2 typed by the INSERT on the primary, by "v = $2" alone on the secondary */
-    assert_int_equal(
-        pin_cte_ext_open_param(twice, strlen(twice), sh->cte, sh->cte_types, sh->cte_ntypes), 1);
-    /* $2 used alike; $1 declared; $3 gone from the secondary's text (declared there) */
-    assert_int_equal(
-        pin_cte_ext_open_param(same, strlen(same), sh->cte, sh->cte_types, sh->cte_ntypes), 0);
-    assert_int_equal(
-        pin_cte_ext_open_param(none, strlen(none), sh->cte, sh->cte_types, sh->cte_ntypes), 0);
-    /* declared by the client: the same type on both sides */
-    uint32_t types[2] = {23, 25};
-    assert_int_equal(pin_cte_ext_open_param(twice, strlen(twice), sh->cte, types, 2), 0);
-    /* a length that cuts the text: only what it covers counts */
-    assert_int_equal(
-        pin_cte_ext_open_param(twice, strlen(twice) - 14, sh->cte, sh->cte_types, sh->cte_ntypes),
-        0);
-    pin_shape_unref(sh);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cte_build),          cmocka_unit_test(test_cte_analyze),
-        cmocka_unit_test(test_cte_readback_row),   cmocka_unit_test(test_cte_ext_execute),
-        cmocka_unit_test(test_cte_ext_open_param),
+        cmocka_unit_test(test_cte_build),
+        cmocka_unit_test(test_cte_analyze),
+        cmocka_unit_test(test_cte_readback_row),
+        cmocka_unit_test(test_cte_ext_execute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
