@@ -135,6 +135,7 @@ printf '%s\n' $'P\tc\tWITH ins AS (INSERT INTO t (v) VALUES ($1) RETURNING id) S
     $'E\tc\text' | timeout 60 "$PQSCRIPT" "host=127.0.0.1 port=$PROXY_PORT user=postgres dbname=$DB" \
     >/dev/null
 assert_delta nondeterministic_writes_total -eq 0 "a WITH INSERT through Parse/Bind/Execute: pinned"
+assert_eq "in_sync" "$(it_status secondary_state)" "and new stays in_sync"
 same t "t identical on old and new"
 it_status_mark
 psql_proxy "$DB" -q -c "WITH u AS (UPDATE t SET touched = now() FROM q WHERE q.id = t.id RETURNING q.id) SELECT count(*) FROM u" >/dev/null
