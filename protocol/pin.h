@@ -185,22 +185,10 @@ struct pin_shape {
      * PIN_SECONDARY_NAME.sec_stmt_id while sec_epoch is the session's. */
     uint32_t sec_stmt_id;
     uint64_t sec_epoch;
-    /* A statement with pinned data-modifying WITH queries prepared by a Parse (pin_cte_ext.c):
-     * the secondary's version of it (owned; NULL for any other shape), whose WITH query slots
-     * are cte_base .. cte_base + cte_nslots - 1 and whose PIN_TMPL_OUTER slot (m is then 1) holds
-     * the outer statement's rows; the parameter types the client's Parse declared (owned); and
-     * the backend the rewritten text was prepared on (the other one got the client's text). */
-    struct pin_tmpl *cte;
-    uint32_t cte_base, cte_nslots;
-    uint32_t *cte_types;
-    uint16_t cte_ntypes;
-    int cte_primary;
 };
 
 /* NULL on allocation failure. st, t: pin_decide said PIN_NEEDED. */
 struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_table *t);
-/* A shape that adds no column (m 0): a statement whose WITH queries alone are pinned. */
-struct pin_shape *pin_shape_bare(bool client_returning);
 struct pin_shape *pin_shape_ref(struct pin_shape *sh);
 void pin_shape_unref(struct pin_shape *sh);
 
@@ -231,14 +219,11 @@ void pin_rows_close(struct wbuf *rows);
  * there by the statement itself (one more WITH query of pgdual's), and read back (and deleted)
  * by pgdual right after it, before the secondary gets the unit. */
 /* Granted to PUBLIC (in a block of its own: a refused GRANT keeps the table): a later SET ROLE /
- * SET SESSION AUTHORIZATION in the session must not make the client's statement fail on it.
- * Emptied when made again (after a primary switch: a prepared statement run verbatim while this
- * server was the secondary may have left rows there). */
-#define PIN_CTE_CREATE                                                                            \
-    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r "    \
-    "json NOT NULL); BEGIN GRANT SELECT, INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; "   \
-    "EXCEPTION WHEN OTHERS THEN NULL; END; BEGIN DELETE FROM pg_temp.pgdual_pin_rows; EXCEPTION " \
-    "WHEN OTHERS THEN NULL; END; EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
+ * SET SESSION AUTHORIZATION in the session must not make the client's statement fail on it. */
+#define PIN_CTE_CREATE                                                                          \
+    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r "  \
+    "json NOT NULL); BEGIN GRANT SELECT, INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; " \
+    "EXCEPTION WHEN OTHERS THEN NULL; END; EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
 /* One row: 't' when the table is there and the current role may use it. */
 #define PIN_CTE_CHECK                                                                              \
     "SELECT c IS NOT NULL AND pg_catalog.has_table_privilege(c, 'SELECT') AND "                    \
@@ -284,8 +269,7 @@ struct pin_subst {
     uint32_t stmt_id;
     bool parse;
     /* Query: a statement with pinned WITH queries is tmpl, filled with rows (PIN_TMPL_OUTER) and
-     * slot_rows[slot] (closed JSON arrays); shape is then unused. Batch: an Execute of a
-     * statement with pinned WITH queries (shape->cte) gets slot_rows[slot - shape->cte_base]. */
+     * slot_rows[slot] (closed JSON arrays); shape is then unused. */
     const struct pin_tmpl *tmpl;
     const struct wbuf *slot_rows;
 };
@@ -298,26 +282,7 @@ int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst 
 /* An extended batch (whole messages) with each pinned Execute replaced by the deterministic
  * version: Close of the portal PIN_SECONDARY_NAME, (when s.parse: Close and Parse of the statement
  * PIN_SECONDARY_NAME.stmt_id,) Bind of the portal to it (the rows as a json parameter) and
- * Execute, into out. *extra_steps: the steps the replacements added (2 each, 4 with a Parse).
- * An Execute of a statement with pinned WITH queries (shape->cte) is always prepared again
- * (pin_cte_ext_execute); the last Bind of its portal before it in msgs gives the parameters. */
+ * Execute, into out. *extra_steps: the steps the replacements added (2 each, 4 with a Parse). */
 int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out, uint32_t *extra_steps)
     __attribute__((warn_unused_result));
-
-/* ---- data-modifying WITH queries through the extended protocol (pin_cte_ext.c) ---- */
-
-/* The secondary's version of an Execute of a statement with pinned WITH queries (sh->cte), its
- * portal bound by the client's Bind (bind, bind_len: its body): Close of the portal
- * PIN_SECONDARY_NAME, Close and Parse of the statement stmt (the template with its j-th slot as
- * $<K+1+j>::json, K the Bind's parameter count; $1..$K typed as the client's Parse declared them,
- * one it left open and the template does not use as text or bytea by its format), Bind of the
- * portal to it (the client's parameters and formats, then one text json parameter per slot:
- * slot_rows[slot - sh->cte_base], outer for PIN_TMPL_OUTER; the client's result formats unless
- * the outer statement is pinned) and Execute, into out. PIN_ESHAPE on a Bind pgdual cannot read
- * or a slot it has no rows for. */
-int pin_cte_ext_execute(struct wbuf *out, const struct pin_shape *sh, const char *stmt,
-                        const uint8_t *bind, size_t bind_len, const struct wbuf *slot_rows,
-                        const struct wbuf *outer) __attribute__((warn_unused_result));
-/* The portal a Bind (body) names, or NULL. */
-const char *pin_cte_ext_bind_portal(const uint8_t *bind, size_t bind_len);

@@ -39,7 +39,6 @@ void unit_pin_free(struct unit_pin *p)
         wbuf_free(&p->slots[i]);
     }
     free(p->slots);
-    free(p->slot_ids);
     free(p->steps);
     free(p);
 }
@@ -144,40 +143,29 @@ static void cte_pin_free(struct cte_pin *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* The unit's slots grow by n (empty JSON arrays being built) holding slots first.. first+n-1;
- * *at: the first one's place. */
-static bool add_slots(struct unit *u, uint32_t n, uint32_t first, uint32_t *at)
+/* The unit's slots grow by n (empty JSON arrays being built). */
+static bool add_slots(struct unit *u, uint32_t n)
 {
     struct unit_pin *p = unit_pin_of(u);
     if (!p || n == 0) {
-        if (p) {
-            *at = p->nslots;
-        }
         return p != NULL;
     }
     struct wbuf *sl = realloc(p->slots, (size_t)(p->nslots + n) * sizeof(*sl));
-    if (sl) {
-        p->slots = sl;
-    }
-    uint32_t *ids = sl ? realloc(p->slot_ids, (size_t)(p->nslots + n) * sizeof(*ids)) : NULL;
-    if (!ids) {
+    if (!sl) {
         return false;
     }
-    p->slot_ids = ids;
-    *at = p->nslots;
+    p->slots = sl;
     for (uint32_t i = 0; i < n; i++) {
-        ids[p->nslots] = first + i;
         wbuf_init(&sl[p->nslots++]);
     }
     return true;
 }
 
-/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of the plan: each
- * WITH query pinned apart (pin_cte.c, slots from base on), the outer statement as any statement.
- * 1: rewritten (*cp); 2: nothing made up (known); -1: cannot be pinned (*why, table); 0: not for
- * this path (decide()). */
-static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32_t base,
-                      struct cte_pin *cp, const char **why_out, char *table)
+/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
+ * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
+ * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
+static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32_t index,
+                      struct cte_pin *cp)
 {
     struct pin_catalog *c = &s->pin;
     const struct pin_stmt *st = &c->plan.stmts[index];
@@ -195,12 +183,12 @@ static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32
         return 0;
     }
     const char *why = NULL;
-    table[0] = '\0';
+    char table[2 * PIN_NAME_MAX + 2] = "";
     uint32_t pinned = 0;
     for (int k = 0; !why && k < st->nctes; k++) {
         const struct pin_cte *w = &st->ctes[k];
         const struct pin_table *t = pin_table_known(s, &w->st);
-        table_name(table, 2 * PIN_NAME_MAX + 2, w->st.schema, w->st.rel);
+        table_name(table, sizeof(table), w->st.schema, w->st.rel);
         enum pin_need need = pin_decide(&w->st, t, &why);
         if (need == PIN_NEEDED && pin_cte_placeable(st, w, &why)) {
             shapes[k] = pin_shape_new(&w->st, t);
@@ -212,7 +200,7 @@ static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32
     if (!why) {
         const struct pin_table *t = pin_plan_created(&c->plan, (int)index);
         t = t ? t : pin_table_known(s, o);
-        table_name(table, 2 * PIN_NAME_MAX + 2, o->schema, o->rel);
+        table_name(table, sizeof(table), o->schema, o->rel);
         enum pin_need need = o->verb == PIN_VERB_NONE ? PIN_NOT_NEEDED : pin_decide(o, t, &why);
         if (need == PIN_NEEDED) {
             cp->outer = pin_shape_new(o, t);
@@ -221,8 +209,10 @@ static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32
     }
     int rc = why ? -1 : pinned == 0 && !cp->outer ? 2 : 1;
     if (rc == 1) {
+        uint32_t base = u->pin ? u->pin->nslots : 0;
         wbuf_init(&cp->text);
-        if (pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
+        if (!add_slots(u, pinned) ||
+            pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
             why = "out of memory pinning it";
             rc = -1;
         }
@@ -235,25 +225,6 @@ static int decide_cte(struct session *s, const char *sql, uint32_t index, uint32
     free(shapes);
     if (rc == -1) {
         cte_pin_free(cp);
-        *why_out = why;
-    }
-    return rc;
-}
-
-/* decide_cte for statement index of a Query: its slots are the unit's next ones. */
-static int decide_cte_query(struct session *s, struct unit *u, const char *sql, uint32_t index,
-                            struct cte_pin *cp)
-{
-    const char *why = NULL;
-    char table[2 * PIN_NAME_MAX + 2];
-    uint32_t base = u->pin ? u->pin->nslots : 0, at = 0;
-    int rc = decide_cte(s, sql, index, base, cp, &why, table);
-    if (rc == 1 && !add_slots(u, cp->nslots, base, &at)) {
-        cte_pin_free(cp);
-        why = "out of memory pinning it";
-        rc = -1;
-    }
-    if (rc == -1) {
         note_unpinned(u, why, table, index);
     }
     return rc;
@@ -299,7 +270,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     bool any = false, ok = shapes != NULL && ctes != NULL;
     for (int i = 0; ok && i < c->plan.n; i++) {
         bool known = false;
-        int r = decide_cte_query(s, u, sql, (uint32_t)i, &ctes[i]);
+        int r = decide_cte(s, u, sql, (uint32_t)i, &ctes[i]);
         if (r == 0) {
             shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known);
         } else {
@@ -371,77 +342,6 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     return ok && any;
 }
 
-/* The parameter types a Parse (body after the text, at rd) declares, for sh. */
-static bool keep_types(struct pin_shape *sh, struct wire_reader *rd)
-{
-    uint16_t n = wire_u16(rd);
-    sh->cte_types = n ? calloc(n, sizeof(*sh->cte_types)) : NULL;
-    for (uint16_t i = 0; sh->cte_types && i < n; i++) {
-        sh->cte_types[i] = wire_u32(rd);
-    }
-    sh->cte_ntypes = sh->cte_types ? n : 0;
-    return !rd->failed && (n == 0 || sh->cte_types);
-}
-
-/* A Parse of a statement with data-modifying WITH queries: the primary alone gets it rewritten
- * as a Query's (pin_cte.c, slots of the session's own); the secondary keeps the client's text
- * (it never runs it while it is the secondary: each Execute becomes pgdual's statement there,
- * pin_cte_ext.c, and a reconnected secondary gets the client's Parse again). The shape carries
- * the secondary's template. 1: rewritten; 0: nothing to pin, or counted (c->msg_*); -1: not for
- * this path. */
-static int rewrite_parse_cte(struct session *s, const uint8_t *msg, size_t len)
-{
-    struct pin_catalog *c = &s->pin;
-    struct wire_reader rd;
-    wire_reader_init(&rd, msg + 5, len - 5);
-    const char *name = wire_cstr(&rd);
-    const char *sql = wire_cstr(&rd);
-    size_t types_at = rd.off;
-    const struct pin_stmt *st = &c->plan.stmts[0];
-    struct cte_pin cp = {0};
-    const char *why = NULL;
-    int rc = rd.failed ? 0 : decide_cte(s, sql, 0, c->next_cte_slot, &cp, &why, c->msg_table);
-    if (rc <= 0 || rc == 2) {
-        c->msg_unpinned = rc == -1 ? why : NULL;
-        c->msg_known = rc == 2;
-        return rc == 0 ? -1 : 0;
-    }
-    struct pin_shape *sh = cp.outer ? pin_shape_ref(cp.outer) : pin_shape_bare(false);
-    if (sh && !sh->cte && (sh->cte = calloc(1, sizeof(*sh->cte)))) {
-        *sh->cte = cp.tmpl; /* moved */
-        memset(&cp.tmpl, 0, sizeof(cp.tmpl));
-    }
-    bool ok = sh && sh->cte && keep_types(sh, &rd);
-    if (ok) {
-        sh->cte_base = c->next_cte_slot;
-        sh->cte_nslots = cp.nslots;
-        sh->cte_primary = s->primary;
-        c->next_cte_slot += cp.nslots;
-        size_t sql_len = strlen(sql);
-        wbuf_reset(&c->out);
-        size_t at = wbuf_begin_msg(&c->out, PqMsg_Parse);
-        wbuf_put_cstr(&c->out, name);
-        wbuf_put_bytes(&c->out, sql, st->start);
-        wbuf_put_bytes(&c->out, cp.text.data, cp.text.len);
-        wbuf_put_bytes(&c->out, sql + st->end, sql_len - st->end);
-        wbuf_put_u8(&c->out, '\0');
-        wbuf_put_bytes(&c->out, msg + 5 + types_at, len - 5 - types_at);
-        wbuf_end_msg(&c->out, at);
-        ok = !c->out.failed && st->end <= sql_len && st->start <= st->end;
-    }
-    cte_pin_free(&cp);
-    if (!ok) {
-        pin_shape_unref(sh);
-        c->msg_unpinned = "out of memory pinning it";
-        c->msg_known = false;
-        return 0;
-    }
-    c->msg_shape = sh;
-    c->msg_known = true;
-    c->out_primary_only = true;
-    return 1;
-}
-
 /* A Parse: the statement is pinned or not once; its Executes follow (pin_frontend_execute). */
 static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
@@ -454,12 +354,6 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         return false; /* the server refuses a Parse of several statements */
     }
     const struct pin_stmt *st = &c->plan.stmts[0];
-    if (st->outer && st->nctes > 0 && !u->catalog_change) {
-        int r = rewrite_parse_cte(s, msg, len);
-        if (r >= 0) {
-            return r == 1;
-        }
-    }
     const char *why = NULL;
     /* An earlier statement of the same batch may have changed the catalog: nothing is known. */
     const struct pin_table *t = u->catalog_change ? NULL : pin_table_known(s, st);
@@ -511,10 +405,9 @@ static bool rewrite_bind(struct session *s, const uint8_t *msg, size_t len)
     const char *stmt = wire_cstr(&rd);
     const struct stmt_class *cls =
         stmt ? stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt) : NULL;
-    if (!cls || (cls->pin->cte && (cls->pin->cte_primary != s->primary || cls->pin->m == 0))) {
-        return false; /* no column of pgdual's in its answer */
+    if (!cls) {
+        return false;
     }
-    c->out_primary_only = cls->pin->cte != NULL; /* the secondary's copy has the client's text */
     uint16_t nfmt = wire_u16(&rd);
     (void)wire_bytes(&rd, (size_t)nfmt * 2);
     uint16_t nparams = wire_u16(&rd);
@@ -560,89 +453,11 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
     const char *name = wire_cstr(&rd);
     enum stmt_space sp = kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL;
     const struct stmt_class *cls = name ? stmt_track_pinned(&s->stmts, sp, name) : NULL;
-    if (cls && cls->pin->cte && (cls->pin->cte_primary != s->primary || cls->pin->m == 0)) {
-        return; /* its columns are the client's */
-    }
     struct pin_step *st = cls ? add_step(u, cls->pin) : NULL;
     if (st) {
         st->describe = true;
         st->reply_at = u->step_msgs;
         u->pin->rows_unknown = true; /* the secondary's answer keeps pgdual's columns */
-    }
-}
-
-/* Did the unit bind portal (its messages so far)? */
-static bool bound_in_unit(const struct unit *u, const char *portal)
-{
-    size_t off = 0;
-    struct wire_msg m;
-    while (wire_next_msg(u->bytes.data, u->bytes.len, &off, &m) == 0) {
-        const char *p = m.type == PqMsg_Bind ? pin_cte_ext_bind_portal(m.body, m.body_len) : NULL;
-        if (p && strcmp(p, portal) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Why an Execute of a portal of a statement with pinned WITH queries cannot be pinned, or NULL.
- * The rows it records are the statement's slots: a second Execute of it in the unit mixes them
- * up (both go verbatim). */
-static const char *cte_execute_why(struct session *s, struct unit *u, const struct stmt_class *cls,
-                                   const char *portal, uint32_t max_rows, bool active)
-{
-    struct pin_catalog *c = &s->pin;
-    const char *why = !active        ? "pinning is off now"
-                      : cls->pin_off ? "its portal asks for binary results of every column"
-                      : max_rows != 0
-                          ? "a row limit on a statement with data-modifying WITH queries"
-                      : !c->cte_table || c->cte_primary != s->primary
-                          ? "pgdual's table for WITH query rows is not there"
-                      : !bound_in_unit(u, portal) ? "its portal was bound in an earlier batch"
-                                                  : NULL;
-    for (int i = 0; u->pin && cls->pin->cte_nslots > 0 && i < u->pin->n; i++) {
-        struct pin_step *st = &u->pin->steps[i];
-        if (st->shape == cls->pin && !st->describe) {
-            st->broken = true;
-            why = why ? why : "a data-modifying WITH statement executed twice in one batch";
-        }
-    }
-    return why;
-}
-
-/* An Execute of a portal of a statement with pinned WITH queries: the rows the primary records
- * are read back after the unit into the statement's slots (always: none may stay behind in
- * pgdual's table), the outer statement's are kept as any pinned statement's; the secondary runs
- * pgdual's statement with them (pin_reply.c, pin_cte_ext.c). */
-static void execute_cte(struct session *s, struct unit *u, const struct stmt_class *cls,
-                        const char *portal, uint32_t max_rows, bool active)
-{
-    struct pin_shape *sh = cls->pin;
-    uint32_t index = (uint32_t)u->executes;
-    if (sh->cte_primary != s->primary) {
-        /* Prepared before a primary switch: this primary holds the client's text. */
-        note_unpinned(u, "a data-modifying WITH statement prepared before a primary switch",
-                      cls->unpinned_table, index);
-        return;
-    }
-    const char *why = cte_execute_why(s, u, cls, portal, max_rows, active);
-    uint32_t at = 0;
-    struct pin_step *st = add_step(u, sh);
-    if (!st || !add_slots(u, sh->cte_nslots, sh->cte_base, &at)) {
-        /* its reply then keeps pgdual's column: the session cannot go on */
-        note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
-        return;
-    }
-    st->index = index;
-    st->reply_at = u->step_msgs;
-    st->pinned = !why;
-    st->slot_at = at;
-    u->pin->readback_pending = u->pin->readback_pending || sh->cte_nslots > 0;
-    u->pin->rows_unknown = u->pin->rows_unknown || (sh->m > 0 && (sh->client_returning || why));
-    if (why) {
-        note_unpinned(u, why, cls->unpinned_table, index);
-    } else {
-        set_known(u->pin, index);
     }
 }
 
@@ -675,10 +490,6 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
         } else if (cls->mirrored && cls->nondeterministic) {
             note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
         }
-        return false;
-    }
-    if (cls->pin->cte) {
-        execute_cte(s, u, cls, portal, max_rows, active);
         return false;
     }
     bool off = cls->pin_off || !active || (max_rows != 0 && cls->pin->client_returning);
@@ -724,7 +535,6 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     struct pin_catalog *c = &s->pin;
     bool active = pin_active(s), analysis = pin_analysis_active(s);
     bool rw = false;
-    c->out_primary_only = false;
     switch (msg[0]) {
     case PqMsg_Query:
         u->pin_inactive = u->pin_inactive || !analysis;
@@ -739,7 +549,6 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         break;
     case PqMsg_Bind:
         rw = rewrite_bind(s, msg, len);
-        c->cte_create_tried = false;
         break;
     case PqMsg_Describe:
         note_describe(s, u, msg, len);

@@ -437,34 +437,12 @@ void pin_create_done(struct session *s, bool made)
     }
 }
 
-/* A Bind of a statement with pinned WITH queries prepared on this primary: pgdual's table must
- * be there (made again after a DISCARD, a rolled back block or a primary switch, and emptied of
- * rows a verbatim run on the other server left). */
-static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
-{
-    struct wire_reader rd;
-    wire_reader_init(&rd, msg + 5, len - 5);
-    (void)wire_cstr(&rd);
-    const char *stmt = wire_cstr(&rd);
-    const struct stmt_class *cls =
-        stmt && pin_active(s) ? stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt) : NULL;
-    struct unit *before;
-    if (!cls || !cls->pin->cte || cls->pin->cte_primary != s->primary ||
-        !lookup_place(s, &before) || s->mirror.prim_status == PQ_TXN_FAILED) {
-        return 0;
-    }
-    return make_cte_table(s, before);
-}
-
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
 {
     struct pin_catalog *c = &s->pin;
     c->plan_valid = false;
     if (c->lookup_pending) {
         return 1; /* the gate holds the message until the answer */
-    }
-    if (msg[0] == PqMsg_Bind) {
-        return bind_lookup(s, msg, len);
     }
     const char *sql = pin_analysis_active(s) ? message_sql(msg, len) : NULL;
     if (!sql || !plan_message(s, sql)) {
@@ -494,7 +472,7 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
             !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
-        const struct pin_stmt *o = st->outer;
+        const struct pin_stmt *o = msg[0] == PqMsg_Query ? st->outer : NULL;
         if (o && needs_catalog(o) && o->rel[0] && !pin_plan_created(&c->plan, i) &&
             !cache_find(s, o->schema, o->rel)) {
             return send_lookup(s, o, before);

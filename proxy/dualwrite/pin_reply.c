@@ -38,10 +38,9 @@ enum pin_action pin_reply_begin(struct session *s, struct unit *u, uint8_t type,
     (void)s;
     struct unit_pin *p = u->pin;
     struct pin_step *st = current_step(p, p->simple ? stmts : steps);
-    /* pgdual's columns are in its reply (not only WITH queries') */
-    bool cols = st && st->shape && st->shape->m > 0;
-    p->cur = cols ? (int)(st - p->steps) : -1;
+    p->cur = st && st->shape ? (int)(st - p->steps) : -1;
     bool rows = st && !st->describe;
+    bool cols = st && st->shape; /* pgdual's columns are in its reply (not only WITH queries') */
     switch (type) {
     case PqMsg_RowDescription:
         return cols ? PIN_REWRITE : PIN_PASS;
@@ -166,20 +165,6 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             continue;
         }
         struct pin_shape *sh = st->shape;
-        if (sh->cte) {
-            /* Prepared again at each Execute (pin_cte_ext.c: the types follow the Bind). */
-            if (p->readback_failed || p->readback_pending) {
-                continue; /* verbatim: pin_readback_done counted it */
-            }
-            sh->sec_stmt_id = sh->sec_stmt_id ? sh->sec_stmt_id : ++s->pin.next_sec_id;
-            subst[n++] = (struct pin_subst){.index = st->index,
-                                            .shape = sh,
-                                            .rows = &st->rows,
-                                            .stmt_id = sh->sec_stmt_id,
-                                            .parse = true,
-                                            .slot_rows = p->slots + st->slot_at};
-            continue;
-        }
         bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
         if (!sh->sec_stmt_id) {
             sh->sec_stmt_id = ++s->pin.next_sec_id;
@@ -329,16 +314,12 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
     uint32_t slot;
     const uint8_t *json;
     size_t jlen;
-    uint32_t i = 0;
-    bool ok = !cut && pin_cte_readback_row(body, len, &slot, &json, &jlen) == 0;
-    while (ok && i < o->pin->nslots && o->pin->slot_ids[i] != slot) {
-        i++; /* the first place holding the slot (a statement run twice: both go verbatim) */
-    }
-    if (!ok || i >= o->pin->nslots || o->pin->slots[i].len + jlen > PIN_ROWS_MAX) {
+    if (cut || pin_cte_readback_row(body, len, &slot, &json, &jlen) < 0 || slot >= o->pin->nslots ||
+        o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {
         o->pin->readback_failed = true;
         return;
     }
-    struct wbuf *rows = &o->pin->slots[i];
+    struct wbuf *rows = &o->pin->slots[slot];
     wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
     wbuf_put_bytes(rows, json, jlen);
     o->pin->readback_failed = rows->failed;

@@ -61,9 +61,6 @@ struct pin_catalog {
     int cte_primary;
     bool cte_create_tried; /* ...and failed, for the message being handled */
     bool cte_in_txn;       /* made inside a transaction block: gone if it rolls back */
-    /* The next WITH query slot a Parse's statement takes (its slots are its own for the
-     * session, so two statements of one batch record their rows apart). */
-    uint32_t next_cte_slot;
     uint64_t lookup_gen;
     bool lookup_in_txn;            /* made inside a transaction block: never shared */
     struct pin_cache_entry lookup; /* what it fills */
@@ -72,9 +69,6 @@ struct pin_catalog {
     struct pin_plan plan;
     bool plan_valid;
     struct wbuf out; /* the rewritten message for the primary */
-    /* out goes to the primary alone (a statement with pinned WITH queries: the secondary keeps
-     * the client's text, see pin_frontend.c); else to both. */
-    bool out_primary_only;
     /* The decision on the Parse or Bind being handled, for its class (pin_frontend_class). */
     struct pin_shape *msg_shape; /* a reference */
     const char *msg_unpinned;
@@ -102,9 +96,8 @@ struct pin_step {
      * filled with the rows of the unit's slots (read back) and, when shape is not NULL, rows. */
     bool has_tmpl;
     struct pin_tmpl tmpl;
-    uint32_t slot_at; /* batch, shape->cte: its first slot in the unit's slots */
-    bool complete;    /* its CommandComplete came */
-    bool broken;      /* rows too many, or out of memory: the secondary gets it verbatim */
+    bool complete; /* its CommandComplete came */
+    bool broken;   /* rows too many, or out of memory: the secondary gets it verbatim */
 };
 
 /* What pinning does to one unit (struct unit's pin, NULL when nothing). */
@@ -127,7 +120,6 @@ struct unit_pin {
      * temporary table by an internal unit right after this one; the secondary gets this unit
      * only once they are in. */
     struct wbuf *slots;
-    uint32_t *slot_ids; /* the slot number each holds (a Query's are 0.., a batch's its Parse's) */
     uint32_t nslots;
     bool readback_pending;
     bool readback_failed;
@@ -143,9 +135,8 @@ void unit_pin_free(struct unit_pin *p);
 
 /* ---- the client's messages (session_frontend.c) ---- */
 
-/* Before a Query, Parse or Bind joins a unit: 1 when a catalog lookup (or pgdual's table for
- * WITH query rows) was sent for it (the message waits at the gate for the answer), 0 to go on,
- * -1 out of memory. */
+/* Before a Query or Parse joins a unit: 1 when a catalog lookup was sent for it (the message
+ * waits at the gate for the answer), 0 to go on, -1 out of memory. */
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len);
 /* The message joined u (its bytes kept for the secondary as they are). When the primary must
  * get it otherwise (RETURNING added, Bind formats, Execute row limit), returns the message to

@@ -166,14 +166,13 @@ static void stop_deferring(struct session *s, struct unit *u)
 /* The message (already in u->bytes, for the secondary) goes to the primary as pinning wants it,
  * now or when the deferral ends. A rewritten Parse, Bind or Execute goes to both sides alike (a
  * prepared statement must be the same on both, or a primary switch would find it without
- * pgdual's RETURNING list), but for a statement with pinned WITH queries (s->pin.out_primary_only:
- * the secondary keeps the client's text, see pin_frontend.c); a rewritten Query goes to the
- * primary only (the secondary gets the pinned statements instead: pin_reply.c). */
+ * pgdual's RETURNING list); a rewritten Query goes to the primary only (the secondary gets the
+ * pinned statements instead: pin_reply.c). */
 static void forward_to_primary(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
 {
     const struct wbuf *rw = NULL;
     pin_frontend_rewrite(s, u, msg, len, &rw);
-    if (rw && msg[0] != PqMsg_Query && !s->pin.out_primary_only) {
+    if (rw && msg[0] != PqMsg_Query) {
         u->bytes.len -= len;
         wbuf_put_bytes(&u->bytes, rw->data, rw->len);
         msg = rw->data;
@@ -371,7 +370,7 @@ static int frontend_message(struct session *s)
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
     }
-    if (type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind) {
+    if (type == PqMsg_Query || type == PqMsg_Parse) {
         int lookup = pin_frontend_lookup(s, msg, len);
         if (lookup != 0) {
             return lookup < 0 ? -1 : RELAY_STOP_GATE; /* the answer reopens the gate */

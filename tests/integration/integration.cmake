@@ -76,9 +76,6 @@ set_tests_properties(it.pin_trigger PROPERTIES ENVIRONMENT
 pgdual_shell_it(pin_cte 120)
 set_tests_properties(it.pin_cte PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
-pgdual_shell_it(pin_cte_ext 120)
-set_tests_properties(it.pin_cte_ext PROPERTIES ENVIRONMENT
-  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
