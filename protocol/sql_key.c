@@ -25,6 +25,7 @@ struct scan {
     bool fold;          /* the current statement's constants are folded */
     bool unsure;        /* statement boundaries unknown: nothing folded from here on */
     bool uescape;       /* a U& string or identifier was seen: strings stay verbatim */
+    bool lookahead;     /* the last token is NOT, NULLS or WITH (see step) */
     int depth;          /* parentheses */
     int nstatements;
     enum prev_tok prev;
@@ -101,6 +102,7 @@ static void separate(struct scan *st)
 static void token(struct scan *st, bool dml_start)
 {
     separate(st);
+    st->lookahead = false;
     if (!st->stmt_started) {
         st->stmt_started = true;
         st->nstatements++;
@@ -296,6 +298,7 @@ static void identifier(struct scan *st)
         st->fold = false;
     }
     put(st, p, n);
+    st->lookahead = word_eq(p, n, "not") || word_eq(p, n, "nulls") || word_eq(p, n, "with");
     unsigned char c0 = (unsigned char)(p[0] | 0x20);
     bool maybe_prec = n >= 5 && (c0 == 'f' || c0 == 'c' || c0 == 'l');
     st->prev = maybe_prec && word_in(p, n, prec, sizeof prec / sizeof prec[0]) ? PREV_PREC_NAME
@@ -468,13 +471,16 @@ static void step(struct scan *st)
             st->i++;
         }
         st->space_pending = true;
-        st->failed = st->failed || st->uescape; /* see below */
+        st->failed = st->failed || st->uescape || st->lookahead; /* see below */
     } else if (c == '/' && c1 == '*') {
         block_comment(st);
         st->space_pending = true;
-        /* libpg_query refuses a comment between a U& token and UESCAPE or after UESCAPE (the
-         * server accepts it): folded to a space it would share a key with a text that parses. */
-        st->failed = st->failed || st->uescape;
+        /* libpg_query's lexer hands comments to its grammar's one-token lookahead (base_yylex:
+         * NOT before BETWEEN/IN/LIKE/ILIKE/SIMILAR, NULLS before FIRST/LAST, WITH before
+         * TIME/ORDINALITY, a U& token before UESCAPE), so a comment there is a syntax error to
+         * it (the server accepts it): folded to a space it would share a key with a text that
+         * parses. */
+        st->failed = st->failed || st->uescape || st->lookahead;
     } else if (c == '\'') {
         string_const(st, start, start, Q_STD, SQL_KEY_STRING);
     } else if ((c == 'e' || c == 'E') && c1 == '\'') {

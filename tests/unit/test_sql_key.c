@@ -135,6 +135,12 @@ static void test_no_key(void **state)
         "SELECT U&'!0061' /*x*/ UESCAPE '!'",
         "SELECT U&'!0061' UESCAPE /*x*/ '!'",
         "SELECT U&\"!0061\" -- c\n UESCAPE '!'",
+        /* and after NOT, NULLS, WITH (libpg_query's other lookahead tokens) */
+        "SELECT a FROM t WHERE a NOT /*c*/ IN (1)",
+        "SELECT a FROM t WHERE a not -- c\n LIKE 'x'",
+        "SELECT a FROM t ORDER BY a NULLS /**/ FIRST",
+        "SELECT * FROM unnest(a) WITH /*c*/ ORDINALITY",
+        "SELECT '1'::timestamp with /*c*/ time zone",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         if (strcmp(show(texts[i], true, NULL), "NONE") != 0) {
