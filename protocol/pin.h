@@ -269,10 +269,16 @@ struct pin_subst {
     uint32_t stmt_id;
     bool parse;
     /* Query: a statement with pinned WITH queries is tmpl, filled with rows (PIN_TMPL_OUTER) and
-     * slot_rows[slot] (closed JSON arrays); shape is then unused. */
+     * slot_rows[slot] (closed JSON arrays); shape is then unused. Batch: with cte set, an Execute
+     * of a statement with pinned WITH queries (pin_cte_ext_execute: tmpl, slot_rows, rows for
+     * PIN_TMPL_OUTER, the parameter types the client's Parse declared); shape may be NULL. */
     const struct pin_tmpl *tmpl;
     const struct wbuf *slot_rows;
+    uint32_t nslot_rows; /* batch, cte: how many slot_rows there are */
+    const struct pin_cte_stmt *cte;
 };
+
+struct pin_cte_stmt;
 
 /* The Query message (whole, header included) with each pinned statement replaced by its
  * deterministic version (rows inlined as a literal), into out as a whole Query message. s sorted
@@ -286,3 +292,71 @@ int pin_substitute_query(const uint8_t *msg, size_t len, const struct pin_subst 
 int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out, uint32_t *extra_steps)
     __attribute__((warn_unused_result));
+
+/* ---- data-modifying WITH queries through the extended protocol (pin_cte_ext.c) ---- */
+
+/* The statement pgdual prepares on the primary in place of a client's Bind (Close, Parse, Bind)
+ * and on the secondary in place of an Execute (Close, Parse, Bind of PIN_SECONDARY_NAME). */
+#define PIN_CTE_STMT_NAME "pgdual.cte"
+
+/* A client's prepared statement whose data-modifying WITH queries pgdual may pin at each of its
+ * Binds (decided at its Parse, which goes verbatim to both sides): the client's text and its
+ * analysis, which WITH queries are pinned (shapes[k], NULL when not) and the outer statement's
+ * shape (NULL when it makes up nothing), and the parameter types the Parse declared.
+ * Refcounted: the prepared statement and the portals bound to it share it. */
+struct pin_cte_stmt {
+    int refs;
+    char *sql;
+    struct pin_plan plan; /* one statement, with outer and ctes placed */
+    struct pin_shape **shapes;
+    int nshapes;
+    struct pin_shape *outer;
+    uint32_t nslots;    /* WITH queries pinned (slots one execution takes) */
+    uint8_t *types_msg; /* the Parse's parameter type list as sent (count, OIDs) */
+    size_t types_len;
+    uint32_t *types; /* ...decoded, ntypes of them */
+    uint16_t ntypes;
+};
+
+/* A new statement (refs 1) taking plan (moved: *plan is left empty) and references on shapes
+ * (n) and outer; sql and the Parse's type list (types_msg, types_len: count then OIDs) copied.
+ * NULL on allocation failure or a type list that does not decode (plan then freed). */
+struct pin_cte_stmt *pin_cte_stmt_new(const char *sql, struct pin_plan *plan,
+                                      struct pin_shape *const *shapes, int n,
+                                      struct pin_shape *outer, const uint8_t *types_msg,
+                                      size_t types_len);
+struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs);
+void pin_cte_stmt_unref(struct pin_cte_stmt *cs);
+
+/* One execution of cs whose slots are slot_base...: the primary's text (a whole Parse text,
+ * NUL-terminated, into text) and the secondary's template (tmpl, empty first). */
+int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, struct wbuf *text,
+                      struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
+/* What the primary gets in place of the client's Bind (body bind, bind_len) of cs: Close of the
+ * statement PIN_CTE_STMT_NAME, its Parse (text, the client's declared types) and the client's Bind
+ * of its portal to it (parameters and formats as they are; with the outer statement pinned, text
+ * results for pgdual's column), into out. PIN_ESHAPE: a Bind pgdual cannot read, or one asking
+ * binary results for all columns while the client has columns of its own. */
+int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *text,
+                        const uint8_t *bind, size_t bind_len) __attribute__((warn_unused_result));
+/* The secondary's version of an Execute of cs, its portal bound by the client's Bind (bind,
+ * bind_len: its body): Close of the portal PIN_SECONDARY_NAME, Close and Parse of the statement
+ * PIN_CTE_STMT_NAME (tmpl with its j-th slot as $<K+1+j>::json, K the Bind's parameter count;
+ * $1..$K typed as the client's Parse declared them, one it left open and the template does not
+ * use as text or bytea by its format), Bind of the portal to it (the client's parameters and
+ * formats, then one text json parameter per slot: slot_rows[slot], outer for PIN_TMPL_OUTER; the
+ * client's result formats unless the outer statement is pinned) and Execute, into out. PIN_ESHAPE
+ * on a Bind pgdual cannot read or a slot it has no rows for. */
+int pin_cte_ext_execute(struct wbuf *out, const struct pin_cte_stmt *cs,
+                        const struct pin_tmpl *tmpl, const uint8_t *bind, size_t bind_len,
+                        const struct wbuf *slot_rows, uint32_t nslot_rows, const struct wbuf *outer)
+    __attribute__((warn_unused_result));
+/* Might the secondary's version (tmpl) infer a parameter's type otherwise than the primary's text
+ * (primary, NUL-terminated)? So it may for a parameter the client's Parse left open (types,
+ * ntypes) that the template still uses, but not everywhere the primary's text does: a use inside
+ * a pinned WITH write (gone on the secondary) typed it there. 1: it may, 0: no, PIN_ESHAPE: a
+ * text does not scan, PIN_ENOMEM. */
+int pin_cte_ext_open_param(const char *primary, const struct pin_tmpl *tmpl, const uint32_t *types,
+                           uint16_t ntypes) __attribute__((warn_unused_result));
+/* The portal a Bind (body) names, or NULL. */
+const char *pin_cte_ext_bind_portal(const uint8_t *bind, size_t bind_len);

@@ -474,6 +474,40 @@ static uint32_t put_pinned_execute(struct wbuf *b, const struct pin_subst *s)
     return s->parse ? 4 : 2;
 }
 
+/* The last Bind of portal before byte `before` of msgs (its body), or NULL. */
+static const uint8_t *last_bind(const uint8_t *msgs, size_t before, const char *portal,
+                                size_t *bind_len)
+{
+    const uint8_t *found = NULL;
+    size_t off = 0;
+    struct wire_msg m;
+    while (off < before && wire_next_msg(msgs, before, &off, &m) == 0) {
+        const char *p = m.type == PqMsg_Bind ? pin_cte_ext_bind_portal(m.body, m.body_len) : NULL;
+        if (p && strcmp(p, portal) == 0) {
+            found = m.body;
+            *bind_len = m.body_len;
+        }
+    }
+    return found;
+}
+
+/* An Execute (m) of a statement with pinned WITH queries: pgdual's statement in place of it. */
+static int put_cte_execute(struct wbuf *out, const uint8_t *msgs, const struct wire_msg *m,
+                           const struct pin_subst *s)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, m->body, m->body_len);
+    const char *portal = wire_cstr(&rd);
+    size_t bind_len = 0;
+    const uint8_t *bind =
+        portal ? last_bind(msgs, (size_t)(m->whole - msgs), portal, &bind_len) : NULL;
+    if (!bind || !s->tmpl) {
+        return PIN_ESHAPE;
+    }
+    return pin_cte_ext_execute(out, s->cte, s->tmpl, bind, bind_len, s->slot_rows, s->nslot_rows,
+                               s->rows);
+}
+
 int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst *s, size_t n,
                          struct wbuf *out, uint32_t *extra_steps)
 {
@@ -486,6 +520,14 @@ int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst
             return PIN_ESHAPE;
         }
         if (m.type == PqMsg_Execute) {
+            if (next < n && s[next].index == executes && s[next].cte) {
+                if (put_cte_execute(out, msgs, &m, &s[next++]) < 0) {
+                    return PIN_ESHAPE;
+                }
+                *extra_steps += 4;
+                executes++;
+                continue;
+            }
             if (next < n && s[next].index == executes) {
                 *extra_steps += put_pinned_execute(out, &s[next++]);
                 executes++;

@@ -588,6 +588,9 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     u->prim_us = clock_monotonic_us() - u->start_us;
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
+    if (status == PQ_TXN_IDLE) {
+        pin_cte_txn_idle(s); /* portals bound to pgdual's statement are gone */
+    }
     enum mirror_reply reply = MIRROR_REPLY_PASS;
     if (u->internal) {
         if (u->wrap_end) {

@@ -14,7 +14,7 @@
 /* ---- the decision and the messages for the primary --------------------------------------------
  */
 
-static struct unit_pin *unit_pin_of(struct unit *u)
+struct unit_pin *pin_unit_pin_of(struct unit *u)
 {
     if (!u->pin) {
         u->pin = calloc(1, sizeof(*u->pin));
@@ -40,19 +40,20 @@ void unit_pin_free(struct unit_pin *p)
     }
     free(p->slots);
     free(p->steps);
+    pin_cte_binds_free(p);
     free(p);
 }
 
-static void table_name(char *dst, size_t cap, const char *schema, const char *rel)
+void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel)
 {
     snprintf(dst, cap, "%s%s%s", schema, schema[0] ? "." : "", rel);
 }
 
 /* u goes (partly) verbatim although it makes up values: pin_account takes it out of in_sync once
  * the primary has run it. Out of memory keeping the note: the reason is still known. */
-static void note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index)
+void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index)
 {
-    struct unit_pin *p = unit_pin_of(u);
+    struct unit_pin *p = pin_unit_pin_of(u);
     if (p && !p->unpinned) {
         p->unpinned = why;
         p->unpinned_at = index;
@@ -63,9 +64,9 @@ static void note_unpinned(struct unit *u, const char *why, const char *table, ui
     }
 }
 
-static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
+struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh)
 {
-    struct unit_pin *p = unit_pin_of(u);
+    struct unit_pin *p = pin_unit_pin_of(u);
     if (!p) {
         return NULL;
     }
@@ -102,7 +103,7 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         return NULL;
     }
     char table[2 * PIN_NAME_MAX + 2];
-    table_name(table, sizeof(table), st->schema, st->rel);
+    pin_table_name(table, sizeof(table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
         why = pin_off_reason(s);
@@ -114,12 +115,12 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         *known = false;
     }
     if (!sh) {
-        note_unpinned(u, why, table, index);
+        pin_note_unpinned(u, why, table, index);
     }
     return sh;
 }
 
-static void set_known(struct unit_pin *p, uint32_t index)
+void pin_set_known(struct unit_pin *p, uint32_t index)
 {
     if (p && index < 64) {
         p->known |= 1ull << index;
@@ -144,9 +145,9 @@ static void cte_pin_free(struct cte_pin *p)
 }
 
 /* The unit's slots grow by n (empty JSON arrays being built). */
-static bool add_slots(struct unit *u, uint32_t n)
+bool pin_add_slots(struct unit *u, uint32_t n)
 {
-    struct unit_pin *p = unit_pin_of(u);
+    struct unit_pin *p = pin_unit_pin_of(u);
     if (!p || n == 0) {
         return p != NULL;
     }
@@ -188,7 +189,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     for (int k = 0; !why && k < st->nctes; k++) {
         const struct pin_cte *w = &st->ctes[k];
         const struct pin_table *t = pin_table_known(s, &w->st);
-        table_name(table, sizeof(table), w->st.schema, w->st.rel);
+        pin_table_name(table, sizeof(table), w->st.schema, w->st.rel);
         enum pin_need need = pin_decide(&w->st, t, &why);
         if (need == PIN_NEEDED && pin_cte_placeable(st, w, &why)) {
             shapes[k] = pin_shape_new(&w->st, t);
@@ -200,7 +201,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     if (!why) {
         const struct pin_table *t = pin_plan_created(&c->plan, (int)index);
         t = t ? t : pin_table_known(s, o);
-        table_name(table, sizeof(table), o->schema, o->rel);
+        pin_table_name(table, sizeof(table), o->schema, o->rel);
         enum pin_need need = o->verb == PIN_VERB_NONE ? PIN_NOT_NEEDED : pin_decide(o, t, &why);
         if (need == PIN_NEEDED) {
             cp->outer = pin_shape_new(o, t);
@@ -211,7 +212,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     if (rc == 1) {
         uint32_t base = u->pin ? u->pin->nslots : 0;
         wbuf_init(&cp->text);
-        if (!add_slots(u, pinned) ||
+        if (!pin_add_slots(u, pinned) ||
             pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
             why = "out of memory pinning it";
             rc = -1;
@@ -225,7 +226,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     free(shapes);
     if (rc == -1) {
         cte_pin_free(cp);
-        note_unpinned(u, why, table, index);
+        pin_note_unpinned(u, why, table, index);
     }
     return rc;
 }
@@ -277,7 +278,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             known = r > 0;
         }
         if (known) {
-            set_known(unit_pin_of(u), (uint32_t)i);
+            pin_set_known(pin_unit_pin_of(u), (uint32_t)i);
         }
         any = any || shapes[i] || ctes[i].rewritten;
     }
@@ -286,7 +287,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
         ok = primary_query(sql, &c->plan, shapes, ctes, &c->out);
         for (int i = 0; ok && i < c->plan.n; i++) {
             if (ctes[i].rewritten) {
-                struct pin_step *st = add_step(u, ctes[i].outer);
+                struct pin_step *st = pin_add_step(u, ctes[i].outer);
                 if (!st) {
                     ok = false;
                     break;
@@ -303,7 +304,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
                 u->pin->readback_pending = u->pin->readback_pending || ctes[i].nslots > 0;
                 continue;
             }
-            struct pin_step *st = shapes[i] ? add_step(u, shapes[i]) : NULL;
+            struct pin_step *st = shapes[i] ? pin_add_step(u, shapes[i]) : NULL;
             if (shapes[i] && !st) {
                 ok = false;
                 break;
@@ -337,7 +338,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             u->pin->n = 0;
             u->pin->readback_pending = false;
         }
-        note_unpinned(u, "out of memory pinning it", "", 0);
+        pin_note_unpinned(u, "out of memory pinning it", "", 0);
     }
     return ok && any;
 }
@@ -354,11 +355,14 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         return false; /* the server refuses a Parse of several statements */
     }
     const struct pin_stmt *st = &c->plan.stmts[0];
+    if (st->outer && st->nctes > 0 && !u->catalog_change && pin_cte_parse(s, msg, len)) {
+        return false; /* the Parse goes as it is: its Binds may get pgdual's statement */
+    }
     const char *why = NULL;
     /* An earlier statement of the same batch may have changed the catalog: nothing is known. */
     const struct pin_table *t = u->catalog_change ? NULL : pin_table_known(s, st);
     enum pin_need need = pin_decide(st, t, &why);
-    table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
+    pin_table_name(c->msg_table, sizeof(c->msg_table), st->schema, st->rel);
     if (need == PIN_NEEDED && pin_off_reason(s)) {
         need = PIN_IMPOSSIBLE;
         why = pin_off_reason(s);
@@ -452,8 +456,11 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
     uint8_t kind = wire_u8(&rd);
     const char *name = wire_cstr(&rd);
     enum stmt_space sp = kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL;
+    if (kind == 'P' && name) {
+        pin_cte_describe(s, u, name);
+    }
     const struct stmt_class *cls = name ? stmt_track_pinned(&s->stmts, sp, name) : NULL;
-    struct pin_step *st = cls ? add_step(u, cls->pin) : NULL;
+    struct pin_step *st = cls ? pin_add_step(u, cls->pin) : NULL;
     if (st) {
         st->describe = true;
         st->reply_at = u->step_msgs;
@@ -479,23 +486,33 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
         cls = stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal);
     }
     uint32_t index = (uint32_t)u->executes; /* on_execute counts it after this */
-    if (!cls) {
+    bool handled = portal && !rd.failed && pin_cte_execute(s, u, cls, portal, max_rows, active);
+    if (!cls || !(cls->dml_only && !cls->user_code && !cls->catalog && !cls->effects &&
+                  !cls->commits && !cls->session_state)) {
+        /* It may drop pgdual's table or roll it back: no Bind after it in the batch gets
+         * pgdual's statement. */
+        struct unit_pin *p = pin_analysis_active(s) ? pin_unit_pin_of(u) : NULL;
+        if (p) {
+            p->cte_doubt = true;
+        }
+    }
+    if (!cls || handled) {
         return false;
     }
     if (!cls->pin) {
         if (cls->pin_known) {
-            set_known(unit_pin_of(u), index);
+            pin_set_known(pin_unit_pin_of(u), index);
         } else if (cls->unpinned) {
-            note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
+            pin_note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
         } else if (cls->mirrored && cls->nondeterministic) {
-            note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
+            pin_note_unpinned(u, "prepared while pinning was off", cls->unpinned_table, index);
         }
         return false;
     }
     bool off = cls->pin_off || !active || (max_rows != 0 && cls->pin->client_returning);
-    struct pin_step *st = add_step(u, cls->pin);
+    struct pin_step *st = pin_add_step(u, cls->pin);
     if (!st) {
-        note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
+        pin_note_unpinned(u, "out of memory pinning it", cls->unpinned_table, index);
         return false; /* its reply is then not stripped: the session cannot go on */
     }
     st->index = index;
@@ -504,13 +521,13 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     /* The secondary's statement returns no rows; one run verbatim returns pgdual's columns too. */
     u->pin->rows_unknown = u->pin->rows_unknown || cls->pin->client_returning || off;
     if (off) {
-        note_unpinned(u,
-                      !active        ? "pinning is off now"
-                      : cls->pin_off ? "its portal asks for binary results of every column"
-                                     : "a row limit on a statement with RETURNING",
-                      cls->unpinned_table, index);
+        pin_note_unpinned(u,
+                          !active        ? "pinning is off now"
+                          : cls->pin_off ? "its portal asks for binary results of every column"
+                                         : "a row limit on a statement with RETURNING",
+                          cls->unpinned_table, index);
     } else {
-        set_known(u->pin, index);
+        pin_set_known(u->pin, index);
     }
     if (max_rows == 0 || cls->pin->client_returning) {
         return false;
@@ -541,6 +558,8 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
         break;
     case PqMsg_Parse:
+        pin_cte_stmt_unref(c->msg_cte);
+        c->msg_cte = NULL;
         c->msg_shape = NULL;
         c->msg_unpinned = NULL;
         c->msg_known = false;
@@ -548,7 +567,11 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
         break;
     case PqMsg_Bind:
+        pin_cte_bind(s, u, msg, len);
         rw = rewrite_bind(s, msg, len);
+        break;
+    case PqMsg_Close:
+        pin_cte_close(s, u, msg, len);
         break;
     case PqMsg_Describe:
         note_describe(s, u, msg, len);
@@ -589,6 +612,7 @@ void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind)
         return;
     }
     cls->pin = c->msg_shape; /* the reference moves to the class (stmt_track_define refs it) */
+    cls->pin_cte = c->msg_cte;
     cls->pin_known = c->msg_known;
     cls->unpinned = c->msg_unpinned;
     snprintf(cls->unpinned_table, sizeof(cls->unpinned_table), "%s", c->msg_table);
@@ -598,4 +622,6 @@ void pin_frontend_class_done(struct session *s)
 {
     pin_shape_unref(s->pin.msg_shape);
     s->pin.msg_shape = NULL;
+    pin_cte_stmt_unref(s->pin.msg_cte);
+    s->pin.msg_cte = NULL;
 }

@@ -35,6 +35,8 @@ void pin_catalog_free(struct pin_catalog *c)
     wbuf_free(&c->relay_out);
     wbuf_free(&c->reply_msg);
     pin_shape_unref(c->msg_shape);
+    pin_cte_stmt_unref(c->msg_cte);
+    pin_cte_live_free(c);
     memset(c, 0, sizeof(*c));
 }
 
@@ -472,7 +474,7 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
             !cache_find(s, st->schema, st->rel)) {
             return send_lookup(s, st, before);
         }
-        const struct pin_stmt *o = msg[0] == PqMsg_Query ? st->outer : NULL;
+        const struct pin_stmt *o = st->outer;
         if (o && needs_catalog(o) && o->rel[0] && !pin_plan_created(&c->plan, i) &&
             !cache_find(s, o->schema, o->rel)) {
             return send_lookup(s, o, before);

@@ -25,3 +25,30 @@ void pin_catalog_message_done(struct pin_catalog *c);
 bool pin_plan_catalog_moves(const struct pin_plan *p, int i);
 /* The session ran something that may change what its lookups say (set_config): keep its own. */
 void pin_catalog_private(struct pin_catalog *c);
+
+/* pin_frontend.c's helpers, for pin_cte_exec.c. */
+struct unit_pin *pin_unit_pin_of(struct unit *u);
+void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index);
+struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh);
+void pin_set_known(struct unit_pin *p, uint32_t index);
+bool pin_add_slots(struct unit *u, uint32_t n);
+void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
+
+/* pin_cte_exec.c, for pin_frontend.c. */
+struct stmt_class;
+/* A Parse of a statement with data-modifying WITH queries (plan statement 0 has outer and ctes):
+ * decide now which of them are pinned at its Binds (c->msg_*; the plan moves into c->msg_cte).
+ * false: not for this path (pin_decide decides as for any statement). */
+bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len);
+/* A Bind: one of a statement with pinned WITH queries is noted for its Execute. */
+void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t len);
+/* A Close of a portal. */
+void pin_cte_close(struct session *s, struct unit *u, const uint8_t *msg, size_t len);
+/* An Execute of portal (class cls, NULL when unknown): true when it concerns a statement with
+ * pinned WITH queries (handled: pinned, or noted as not). */
+bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class *cls,
+                     const char *portal, uint32_t max_rows, bool active);
+/* A Describe of portal: its columns lose pgdual's when the primary holds it as pgdual's. */
+void pin_cte_describe(struct session *s, struct unit *u, const char *portal);
+void pin_cte_binds_free(struct unit_pin *p);
+void pin_cte_live_free(struct pin_catalog *c);

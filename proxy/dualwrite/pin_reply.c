@@ -164,6 +164,20 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
                                             .slot_rows = p->slots};
             continue;
         }
+        if (st->cte_bind > 0 && st->cte_bind <= p->ncte_binds) {
+            /* pgdual's statement over the rows read back, prepared again each time */
+            if (p->readback_failed || p->readback_pending) {
+                continue; /* verbatim: pin_readback_done counted it */
+            }
+            subst[n++] = (struct pin_subst){.index = st->index,
+                                            .shape = st->shape,
+                                            .rows = &st->rows,
+                                            .tmpl = &st->tmpl,
+                                            .slot_rows = p->slots,
+                                            .nslot_rows = p->nslots,
+                                            .cte = p->cte_binds[st->cte_bind - 1].cs};
+            continue;
+        }
         struct pin_shape *sh = st->shape;
         bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
         if (!sh->sec_stmt_id) {
@@ -209,6 +223,28 @@ bool pin_failed_step_known(const struct unit *u, uint32_t index)
     return u->pin && index < 64 && ((u->pin->known >> index) & 1);
 }
 
+/* Did a statement whose WITH query rows were to be read back run on the primary (its
+ * CommandComplete came, before any error of the unit)? Its writes then stand unless the client
+ * rolls them back (a SAVEPOINT after it in the unit keeps them through ROLLBACK TO), and the
+ * secondary gets it verbatim when the rows cannot be read back. */
+static bool readback_step_ran(const struct unit_pin *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        const struct pin_step *st = &p->steps[i];
+        if (!st->describe && st->complete && (st->has_tmpl || st->cte_bind > 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The read-back of u's WITH query rows failed: is that a write the secondary gets verbatim? Not
+ * when none of them ran (the primary's error came first). */
+static bool readback_loss(const struct unit *u)
+{
+    return u->pin->readback_failed && (!u->prim.error || readback_step_ran(u->pin));
+}
+
 void pin_account(struct session *s, struct unit *u, bool some_ran)
 {
     if (!s->mirror.secondary_up || !s->dials->d.mirror || u->sec == UNIT_SEC_SKIPPED) {
@@ -221,7 +257,8 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
                      st->broken ? "its returned rows could not be kept" : "its rows did not come");
         }
     }
-    if (u->pin && u->pin->readback_failed && !u->pin->readback_pending && !u->prim.error) {
+    bool lost = u->pin && !u->pin->readback_pending && readback_loss(u);
+    if (lost) {
         unpinned(u, "the rows of a data-modifying WITH query could not be read back");
     }
     const char *why = u->pin ? u->pin->unpinned : NULL;
@@ -229,6 +266,7 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         /* Only if that statement ran: the ones before the primary's error did. */
         some_ran = u->pin->unpinned_at < u->prim.commands_at_error;
     }
+    some_ran = some_ran || lost; /* a WITH write whose rows were lost ran */
     if (!why && u->pin_inactive && (u->nondeterministic || u->inserts)) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";
@@ -343,7 +381,7 @@ void pin_readback_done(struct session *s, struct unit *u)
     for (uint32_t i = 0; i < o->pin->nslots; i++) {
         pin_rows_close(&o->pin->slots[i]);
     }
-    if (o->pin->readback_failed && !o->prim.error && s->mirror.secondary_up && s->dials->d.mirror) {
+    if (readback_loss(o) && s->mirror.secondary_up && s->dials->d.mirror) {
         SLOG_INFO(s, "the rows of a pinned WITH query could not be read back");
         account_unpinned(s, o, "the rows of a data-modifying WITH query could not be read back");
     }

@@ -70,7 +70,9 @@ struct pin_catalog {
     bool plan_valid;
     struct wbuf out; /* the rewritten message for the primary */
     /* The decision on the Parse or Bind being handled, for its class (pin_frontend_class). */
-    struct pin_shape *msg_shape; /* a reference */
+    struct pin_shape *msg_shape;  /* a reference */
+    struct pin_cte_stmt *msg_cte; /* a Parse of a statement whose WITH writes may be pinned at
+                                     its Binds (pin_cte_exec.c): a reference */
     const char *msg_unpinned;
     bool msg_known;
     bool msg_pin_off;
@@ -81,6 +83,32 @@ struct pin_catalog {
     enum pin_action action; /* what pin_reply_begin said of it */
     struct wbuf relay_out;  /* what the client gets of the feed */
     struct wbuf reply_msg;  /* the body of a message kept whole (PIN_REWRITE, PIN_DROP) */
+    bool msg_own;           /* the message being relayed answers pgdual's Close or Parse */
+    /* Portals the primary holds bound to pgdual's PIN_CTE_STMT_NAME (pin_cte_exec.c), until a
+     * Bind or Close of the name or the end of the transaction: an Execute of one in a later
+     * batch runs pgdual's statement there (its rows cannot be used: counted). */
+    struct pin_cte_live *live;
+    int nlive;
+};
+
+/* A portal bound to pgdual's statement on the primary. */
+struct pin_cte_live {
+    char *portal;            /* owned */
+    struct pin_cte_stmt *cs; /* a reference */
+};
+
+/* A Bind of a statement with pinned WITH queries in an extended batch (pin_cte_exec.c). */
+struct pin_cte_bind {
+    size_t at, len;          /* the client's Bind (whole message) in the unit's bytes */
+    char *portal;            /* owned */
+    struct pin_cte_stmt *cs; /* a reference */
+    uint32_t step;           /* its step number in the unit */
+    const char *why;         /* why the primary cannot get pgdual's statement for it, or NULL */
+    bool gone;               /* its portal was bound again or closed since */
+    int execs;               /* Executes of its portal so far */
+    int step_i;              /* the pin_step of its Execute, -1 */
+    bool sub;                /* the primary gets prim in place of it */
+    struct wbuf prim;        /* Close, Parse and Bind of pgdual's statement */
 };
 
 /* One pinned (or stripped) statement of a unit. */
@@ -96,6 +124,9 @@ struct pin_step {
      * filled with the rows of the unit's slots (read back) and, when shape is not NULL, rows. */
     bool has_tmpl;
     struct pin_tmpl tmpl;
+    /* Batch: an Execute of a statement with pinned WITH queries whose Bind the primary got as
+     * pgdual's statement (cte_bind: unit_pin's cte_binds index + 1; tmpl is the secondary's). */
+    int cte_bind;
     bool complete; /* its CommandComplete came */
     bool broken;   /* rows too many, or out of memory: the secondary gets it verbatim */
 };
@@ -128,6 +159,12 @@ struct unit_pin {
     bool create;    /* an internal unit: pgdual's PIN_CTE_CHECK */
     bool made;      /* ...its answer was 't' */
     bool lookup;    /* an internal unit: pgdual's catalog lookup */
+    /* Binds of statements with pinned WITH queries in this batch (pin_cte_exec.c), in order. */
+    struct pin_cte_bind *cte_binds;
+    int ncte_binds;
+    bool cte_doubt;   /* an Execute before may drop pgdual's table or roll it back */
+    int own_next;     /* the relay: the next substituted Bind whose Close/Parse answers come */
+    uint8_t own_seen; /* ...how many of those two came */
 };
 
 void pin_catalog_free(struct pin_catalog *c);
@@ -150,6 +187,17 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
 struct stmt_class;
 void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind);
 void pin_frontend_class_done(struct session *s);
+
+/* ---- data-modifying WITH queries through the extended protocol (pin_cte_exec.c) ---- */
+
+/* A deferred unit is sent to the primary now: its bytes with each Bind the primary gets as
+ * pgdual's statement replaced, into out (false: nothing replaced, out untouched). */
+bool pin_cte_primary_bytes(struct session *s, const struct unit *u, struct wbuf *out);
+/* Does the primary's reply message of type beginning now answer pgdual's Close or Parse (taken
+ * out of the client's reply, not counted as a step)? */
+bool pin_reply_own(struct unit *u, uint8_t type);
+/* The primary's transaction ended (idle): portals bound to pgdual's statement are gone. */
+void pin_cte_txn_idle(struct session *s);
 
 /* ---- the primary's reply (session_relay.c) ---- */
 

@@ -158,7 +158,15 @@ static void stop_deferring(struct session *s, struct unit *u)
     if (u->defer_fwd) {
         u->defer_fwd = false;
         const struct wbuf *b = u->prim_rewritten ? &u->prim_bytes : &u->bytes;
-        forward(s, b->data, b->len);
+        /* Binds of data-modifying WITH statements the primary gets as pgdual's statement */
+        struct wbuf cte;
+        if (!u->prim_rewritten && pin_cte_primary_bytes(s, u, &cte)) {
+            forward(s, cte.data, cte.len);
+            s->to_primary.failed = s->to_primary.failed || cte.failed;
+            wbuf_free(&cte);
+        } else {
+            forward(s, b->data, b->len);
+        }
         wbuf_free(&u->prim_bytes);
     }
 }

@@ -106,6 +106,16 @@ static int backend_begin(void *ctx, uint8_t type, uint32_t len)
                       ? u
                       : NULL;
     if (session_is_primary(b)) {
+        /* The answer to pgdual's Close or Parse in place of a client's Bind (pin_cte_exec.c): not
+         * the client's, not one of its steps. */
+        s->pin.msg_own = u && !u->internal && s->pin.filtering && pin_reply_own(u, type);
+        if (s->pin.msg_own) {
+            b->cur_unit = NULL;
+            s->pin.msg_filtered = true;
+            s->pin.action = PIN_DROP;
+            wbuf_reset(&s->pin.reply_msg);
+            return 0;
+        }
         s->pin.msg_filtered = false;
         if (s->pin.filtering) {
             pin_begin(s, b, u && !u->internal ? u : NULL, type, len); /* counts before it */
@@ -175,7 +185,8 @@ static int backend_end(void *ctx)
     }
     uint8_t seen = backend_msg_end(b);
     struct unit *u = session_is_primary(b) ? mirror_primary_unit(&s->mirror) : NULL;
-    if (u && s->pin.msg_filtered && s->pin.action != PIN_PASS) {
+    bool own = session_is_primary(b) && s->pin.msg_own;
+    if (u && s->pin.msg_filtered && s->pin.action != PIN_PASS && !own) {
         pin_end(s, b, u);
     }
     if (u && u->pin && u->pin->lookup) { /* pgdual's catalog lookup (pin_frontend.c) */
@@ -206,7 +217,7 @@ static int backend_end(void *ctx)
             pin_create_done(s, u->pin->made);
         }
     }
-    if (u) { /* which of the unit's messages ran decides its statements and portals */
+    if (u && !own) { /* which of the unit's messages ran decides its statements and portals */
         stmt_track_reply(&s->stmts, u->internal ? 0 : u->serial, b->cur_type);
     }
     if (seen == PqMsg_ErrorResponse) {

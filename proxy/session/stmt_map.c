@@ -100,6 +100,8 @@ void stmt_class_release(struct stmt_class *c)
     c->parse_len = 0;
     pin_shape_unref(c->pin);
     c->pin = NULL;
+    pin_cte_stmt_unref(c->pin_cte);
+    c->pin_cte = NULL;
 }
 
 void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e)

@@ -33,6 +33,10 @@ struct stmt_class {
      * nothing that matters. unpinned: why it makes up values and goes verbatim (static), or NULL.
      */
     struct pin_shape *pin;
+    /* A statement with data-modifying WITH queries pgdual may pin at its Binds (its Parse went
+     * verbatim: proxy/dualwrite/pin_cte_exec.c), a reference owned like sql; a portal shares its
+     * statement's. */
+    struct pin_cte_stmt *pin_cte;
     bool pin_off;
     bool pin_known;
     const char *unpinned;

@@ -149,6 +149,7 @@ void stmt_track_define(struct stmt_track *t, uint32_t unit, enum stmt_space sp, 
     op->cls.parse_msg = NULL; /* stmt_track_note_parse gives it its own */
     op->cls.parse_len = 0;
     op->cls.pin = pin_shape_ref(c->pin);
+    op->cls.pin_cte = pin_cte_stmt_ref(c->pin_cte);
     struct stmt_entry *e = touch(t, op, sp, name);
     if (!e) {
         stmt_class_release(&op->cls);

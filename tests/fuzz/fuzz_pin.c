@@ -188,6 +188,8 @@ static void check_texts(const char *sql, const struct pin_plan *p, struct pin_sh
                                          0,
                                          false,
                                          NULL,
+                                         NULL,
+                                         0,
                                          NULL};
         }
     }
@@ -272,8 +274,9 @@ static void fuzz_raw(const uint8_t *tail, size_t left, uint8_t flags)
     sh.head = head;
     sh.tail = end;
     /* the first parses its statement, the second binds it again */
-    struct pin_subst s[2] = {{(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true, NULL, NULL},
-                             {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false, NULL, NULL}};
+    struct pin_subst s[2] = {
+        {(uint32_t)(flags >> 4), 0, 0, &sh, &rows, 1, true, NULL, NULL, 0, NULL},
+        {(uint32_t)(flags >> 4) + 1, 0, 0, &sh, &rows, 1, false, NULL, NULL, 0, NULL}};
     wbuf_reset(&out);
     uint32_t extra = 0;
     rc = pin_substitute_batch(tail, left, s, 1 + (flags & 1), &out, &extra);

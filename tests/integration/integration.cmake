@@ -76,6 +76,12 @@ set_tests_properties(it.pin_trigger PROPERTIES ENVIRONMENT
 pgdual_shell_it(pin_cte 120)
 set_tests_properties(it.pin_cte PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+pgdual_shell_it(pin_cte_ext 120)
+set_tests_properties(it.pin_cte_ext PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
+# WITH queries through the extended protocol, message by message (rawpg.py): the reviews'
+# scenarios of the first design and failing Binds.
+pgdual_shell_it(pin_cte_ext2 120)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
