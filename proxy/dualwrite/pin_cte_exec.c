@@ -13,6 +13,7 @@
 
 #include "protocol/pqproto.h"
 #include "proxy/dualwrite/pin_private.h"
+#include "proxy/log.h"
 #include "proxy/session/session.h"
 #include "proxy/worker.h"
 
@@ -137,7 +138,7 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
         (u->pin && u->pin->cte_doubt)) {
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }
-    if (!u->defer_fwd || u->prim_rewritten) {
+    if (u->prim_rewritten) {
         return "its batch went on to the primary before its Execute came";
     }
     return NULL;
@@ -177,6 +178,12 @@ void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t 
     b->step = u->step_msgs;
     b->step_i = -1;
     b->why = bind_why(s, u, cls->pin_cte);
+    if (!b->why && !u->defer_fwd && !p->cte_hold) {
+        /* Not deferred as a whole (the primary was busy, a Flush): the rest is held from here
+         * until its Flush or end, so the primary may get pgdual's statement for this Bind. */
+        p->cte_hold = true;
+        p->hold_at = b->at;
+    }
     wbuf_init(&b->prim);
 }
 
@@ -306,6 +313,28 @@ static void execute_again(struct unit *u, struct pin_cte_stmt *cs, const char *t
     pin_note_unpinned(u, why, table, index);
 }
 
+/* Has b's Bind not reached the primary yet? */
+static bool bind_held(const struct unit *u, const struct pin_cte_bind *b)
+{
+    return u->defer_fwd || (u->pin->cte_hold && b->at >= u->pin->hold_at);
+}
+
+bool pin_cte_holding(const struct unit *u, size_t *from)
+{
+    if (!u->pin || !u->pin->cte_hold) {
+        return false;
+    }
+    *from = u->pin->hold_at;
+    return true;
+}
+
+void pin_cte_hold_end(struct unit *u)
+{
+    if (u->pin) {
+        u->pin->cte_hold = false;
+    }
+}
+
 bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class *cls,
                      const char *portal, uint32_t max_rows, bool active)
 {
@@ -340,8 +369,9 @@ bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class 
     const char *why = b->why     ? b->why
                       : !active  ? "pinning is off now"
                       : max_rows ? "a row limit on a statement with data-modifying WITH queries"
-                      : !u->defer_fwd ? "its batch went on to the primary before its Execute came"
-                                      : NULL;
+                      : !bind_held(u, b)
+                          ? "its batch went on to the primary before its Execute came"
+                          : NULL;
     if (!why) {
         why = substitute(u, b, index);
     }
@@ -353,22 +383,22 @@ bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class 
 
 /* ---- the primary's bytes and reply ----------------------------------------------------------- */
 
-bool pin_cte_primary_bytes(struct session *s, const struct unit *u, struct wbuf *out)
+bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from, struct wbuf *out)
 {
     struct pin_catalog *c = &s->pin;
     const struct unit_pin *p = u->pin;
     bool any = false;
     for (int i = 0; p && i < p->ncte_binds; i++) {
-        any = any || p->cte_binds[i].sub;
+        any = any || (p->cte_binds[i].sub && p->cte_binds[i].at >= from);
     }
     if (!any) {
         return false;
     }
     wbuf_init(out);
-    size_t at = 0;
+    size_t at = from;
     for (int i = 0; i < p->ncte_binds; i++) {
         const struct pin_cte_bind *b = &p->cte_binds[i];
-        if (!b->sub) {
+        if (!b->sub || b->at < from) {
             continue;
         }
         wbuf_put_bytes(out, u->bytes.data + at, b->at - at);

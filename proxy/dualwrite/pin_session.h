@@ -162,7 +162,9 @@ struct unit_pin {
     /* Binds of statements with pinned WITH queries in this batch (pin_cte_exec.c), in order. */
     struct pin_cte_bind *cte_binds;
     int ncte_binds;
-    bool cte_doubt;   /* an Execute before may drop pgdual's table or roll it back */
+    bool cte_doubt; /* an Execute before may drop pgdual's table or roll it back */
+    bool cte_hold;  /* the unit's bytes from hold_at on are held back from the primary */
+    size_t hold_at;
     int own_next;     /* the relay: the next substituted Bind whose Close/Parse answers come */
     uint8_t own_seen; /* ...how many of those two came */
 };
@@ -192,7 +194,12 @@ void pin_frontend_class_done(struct session *s);
 
 /* A deferred unit is sent to the primary now: its bytes with each Bind the primary gets as
  * pgdual's statement replaced, into out (false: nothing replaced, out untouched). */
-bool pin_cte_primary_bytes(struct session *s, const struct unit *u, struct wbuf *out);
+bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from, struct wbuf *out);
+/* Is the rest of u (not deferred as a whole) held back from the primary from byte *from of its
+ * bytes on (a Bind of a data-modifying WITH statement started it: sent at the unit's Flush or
+ * end)? */
+bool pin_cte_holding(const struct unit *u, size_t *from);
+void pin_cte_hold_end(struct unit *u);
 /* Does the primary's reply message of type beginning now answer pgdual's Close or Parse (taken
  * out of the client's reply, not counted as a step)? */
 bool pin_reply_own(struct unit *u, uint8_t type);

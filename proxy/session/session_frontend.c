@@ -152,22 +152,38 @@ int session_flush_to_primary(struct session *s)
     return rc;
 }
 
-/* A deferred unit goes to the primary as it is (as pinning rewrote it). */
+/* u's bytes from byte from on go to the primary, each Bind of a data-modifying WITH statement
+ * there replaced as pinning wants it (pin_cte_exec.c). */
+static void forward_unit_bytes(struct session *s, struct unit *u, size_t from)
+{
+    struct wbuf cte;
+    if (pin_cte_primary_bytes(s, u, from, &cte)) {
+        forward(s, cte.data, cte.len);
+        s->to_primary.failed = s->to_primary.failed || cte.failed;
+        wbuf_free(&cte);
+    } else {
+        forward(s, u->bytes.data + from, u->bytes.len - from);
+    }
+}
+
+/* A deferred unit goes to the primary as it is (as pinning rewrote it); so does the rest of a
+ * unit held from a Bind of a data-modifying WITH statement on. */
 static void stop_deferring(struct session *s, struct unit *u)
 {
     if (u->defer_fwd) {
         u->defer_fwd = false;
-        const struct wbuf *b = u->prim_rewritten ? &u->prim_bytes : &u->bytes;
-        /* Binds of data-modifying WITH statements the primary gets as pgdual's statement */
-        struct wbuf cte;
-        if (!u->prim_rewritten && pin_cte_primary_bytes(s, u, &cte)) {
-            forward(s, cte.data, cte.len);
-            s->to_primary.failed = s->to_primary.failed || cte.failed;
-            wbuf_free(&cte);
+        pin_cte_hold_end(u);
+        if (u->prim_rewritten) {
+            forward(s, u->prim_bytes.data, u->prim_bytes.len);
         } else {
-            forward(s, b->data, b->len);
+            forward_unit_bytes(s, u, 0);
         }
         wbuf_free(&u->prim_bytes);
+    }
+    size_t from = 0;
+    if (pin_cte_holding(u, &from)) {
+        pin_cte_hold_end(u);
+        forward_unit_bytes(s, u, from);
     }
 }
 
@@ -189,6 +205,17 @@ static void forward_to_primary(struct session *s, struct unit *u, const uint8_t 
     }
     const uint8_t *p = rw ? rw->data : msg;
     size_t n = rw ? rw->len : len;
+    size_t held_from = 0;
+    if (!u->defer_fwd && pin_cte_holding(u, &held_from)) {
+        /* held from a Bind of a data-modifying WITH statement on (pin_cte_exec.c) */
+        if (msg[0] == PqMsg_Query || u->bytes.len - held_from > DEFER_MAX) {
+            u->bytes.len -= len;
+            stop_deferring(s, u);
+            wbuf_put_bytes(&u->bytes, msg, len);
+            forward(s, p, n);
+        }
+        return;
+    }
     if (!u->defer_fwd) {
         forward(s, p, n);
         return;
