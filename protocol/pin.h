@@ -246,12 +246,14 @@ void pin_tmpl_free(struct pin_tmpl *t);
  * evaluated again and its body is placed? *why when not (static). */
 bool pin_cte_placeable(const struct pin_stmt *st, const struct pin_cte *c, const char **why);
 /* Statement st of sql (st->outer and st->ctes set) with each WITH query c whose shapes[c] is
- * not NULL pinned (slot slot_base + the number of pinned ones before it) and, with outer not
- * NULL, the outer statement's RETURNING list appended: the primary's text of it (replacing
- * st->start..st->end, appended to primary) and the secondary's template (tmpl, empty first). */
+ * not NULL pinned (slot slot_base + the number of pinned ones before it, recorded in pgdual's
+ * table as rec_first + the same number: a number the session never used for another unit, so a
+ * row a ROLLBACK TO brought back is told from this unit's) and, with outer not NULL, the outer
+ * statement's RETURNING list appended: the primary's text of it (replacing st->start..st->end,
+ * appended to primary) and the secondary's template (tmpl, empty first). */
 int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
-                  const struct pin_shape *outer, uint32_t slot_base, struct wbuf *primary,
-                  struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
+                  const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
+                  struct wbuf *primary, struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
 /* One row of PIN_CTE_READBACK (a DataRow body, text): its slot and JSON object. PIN_EPROTO. */
 int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const uint8_t **json,
                          size_t *json_len) __attribute__((warn_unused_result));
@@ -328,10 +330,10 @@ struct pin_cte_stmt *pin_cte_stmt_new(const char *sql, struct pin_plan *plan,
 struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs);
 void pin_cte_stmt_unref(struct pin_cte_stmt *cs);
 
-/* One execution of cs whose slots are slot_base...: the primary's text (a whole Parse text,
+/* One execution of cs whose slots are slot_base... (recorded as rec_first...): the primary's text (a whole Parse text,
  * NUL-terminated, into text) and the secondary's template (tmpl, empty first). */
-int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, struct wbuf *text,
-                      struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
+int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, uint32_t rec_first,
+                      struct wbuf *text, struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
 /* What the primary gets in place of the client's Bind (body bind, bind_len) of cs: Close of the
  * statement PIN_CTE_STMT_NAME, its Parse (text, the client's declared types) and the client's Bind
  * of its portal to it (parameters and formats as they are; with the outer statement pinned, text

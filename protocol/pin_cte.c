@@ -388,8 +388,8 @@ static void put_copy(struct wbuf *b, const char *sql, const struct pin_cte *c, u
 }
 
 int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
-                  const struct pin_shape *outer, uint32_t slot_base, struct wbuf *primary,
-                  struct pin_tmpl *tmpl)
+                  const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
+                  struct wbuf *primary, struct pin_tmpl *tmpl)
 {
     size_t len = strlen(sql);
     if (st->end > len || st->with_end > st->end || st->with_end < st->start) {
@@ -449,7 +449,7 @@ int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *
             snprintf(row, sizeof(row),
                      "%sSELECT %u, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
                      "\"pgdual_x\"",
-                     k > slot_base ? " UNION ALL " : "", k, k);
+                     k > slot_base ? " UNION ALL " : "", rec_first + (k - slot_base), k);
             pin_put_str(primary, row);
         }
         pin_put_str(primary, ")");

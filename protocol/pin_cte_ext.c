@@ -100,8 +100,8 @@ void pin_cte_stmt_unref(struct pin_cte_stmt *cs)
     free(cs);
 }
 
-int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, struct wbuf *text,
-                      struct pin_tmpl *tmpl)
+int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, uint32_t rec_first,
+                      struct wbuf *text, struct pin_tmpl *tmpl)
 {
     if (cs->plan.n != 1) {
         return PIN_ESHAPE;
@@ -112,7 +112,7 @@ int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, struct 
         return PIN_ESHAPE;
     }
     wbuf_put_bytes(text, cs->sql, st->start);
-    int rc = pin_cte_build(cs->sql, st, cs->shapes, cs->outer, slot_base, text, tmpl);
+    int rc = pin_cte_build(cs->sql, st, cs->shapes, cs->outer, slot_base, rec_first, text, tmpl);
     if (rc < 0) {
         return rc;
     }

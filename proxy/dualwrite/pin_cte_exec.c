@@ -13,7 +13,6 @@
 
 #include "protocol/pqproto.h"
 #include "proxy/dualwrite/pin_private.h"
-#include "proxy/log.h"
 #include "proxy/session/session.h"
 #include "proxy/worker.h"
 
@@ -81,6 +80,37 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
     /* Nothing made up: known. With a statement of pgdual's: its Executes decide. */
     c->msg_known = !why && !c->msg_cte;
     return true;
+}
+
+/* ---- the statement names -------------------------------------------------------------------- */
+
+static int cte_name_at(const struct pin_catalog *c, const char *name)
+{
+    for (int i = 0; i < c->ncte_names; i++) {
+        if (strcmp(c->cte_names[i], name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+void pin_cte_parsed(struct session *s, const char *name, bool cte)
+{
+    struct pin_catalog *c = &s->pin;
+    int at = cte_name_at(c, name);
+    if (at >= 0 && !cte) {
+        free(c->cte_names[at]);
+        c->cte_names[at] = c->cte_names[--c->ncte_names];
+    } else if (at < 0 && cte && c->ncte_names < PIN_CTE_NAMES_MAX) {
+        char **v = realloc(c->cte_names, ((size_t)c->ncte_names + 1) * sizeof(*v));
+        char *copy = v ? strdup(name) : NULL;
+        if (v) {
+            c->cte_names = v;
+        }
+        if (copy) {
+            c->cte_names[c->ncte_names++] = copy;
+        }
+    }
 }
 
 /* ---- the Bind, Close and Describe ------------------------------------------------------------ */
@@ -156,7 +186,10 @@ void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t 
     portal_gone(s, u, portal);
     const struct stmt_class *cls =
         stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, stmt);
-    if (!cls || !cls->pin_cte || !pin_analysis_active(s)) {
+    /* A name pgdual no longer knows (forgotten after a statement it could not read) that was
+     * prepared as a data-modifying WITH statement: counted at its Execute. */
+    bool forgotten = !cls && cte_name_at(&s->pin, stmt) >= 0;
+    if ((!forgotten && (!cls || !cls->pin_cte)) || !pin_analysis_active(s)) {
         return;
     }
     struct unit_pin *p = pin_unit_pin_of(u);
@@ -174,10 +207,12 @@ void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t 
     b->at = u->bytes.len - len; /* the message was just kept */
     b->len = len;
     b->portal = name;
-    b->cs = pin_cte_stmt_ref(cls->pin_cte);
+    b->cs = forgotten ? NULL : pin_cte_stmt_ref(cls->pin_cte);
     b->step = u->step_msgs;
     b->step_i = -1;
-    b->why = bind_why(s, u, cls->pin_cte);
+    b->why = forgotten ? "a data-modifying WITH statement pgdual no longer knows (forgotten after "
+                         "a statement it could not read)"
+                       : bind_why(s, u, cls->pin_cte);
     if (!b->why && !u->defer_fwd && !p->cte_hold) {
         /* Not deferred as a whole (the primary was busy, a Flush): the rest is held from here
          * until its Flush or end, so the primary may get pgdual's statement for this Bind. */
@@ -248,14 +283,18 @@ static void describes_since_bind(struct unit *u, const struct pin_cte_bind *b)
 
 /* The primary gets pgdual's statement for b, whose Execute is Execute number index. NULL, or why
  * it cannot. */
-static const char *substitute(struct unit *u, struct pin_cte_bind *b, uint32_t index)
+static const char *substitute(struct session *s, struct unit *u, struct pin_cte_bind *b,
+                              uint32_t index)
 {
     struct unit_pin *p = u->pin;
-    uint32_t base = p->nslots;
+    uint32_t base = p->nslots, rec = 0;
     struct wbuf text;
     wbuf_init(&text);
     struct pin_tmpl tmpl = {0};
-    if (pin_cte_ext_build(b->cs, base, &text, &tmpl) < 0) {
+    if (!pin_add_slots(s, u, b->cs->nslots, &rec)) {
+        return "out of memory pinning it";
+    }
+    if (pin_cte_ext_build(b->cs, base, rec, &text, &tmpl) < 0) {
         wbuf_free(&text);
         return "out of memory pinning it";
     }
@@ -273,7 +312,7 @@ static const char *substitute(struct unit *u, struct pin_cte_bind *b, uint32_t i
     }
     wbuf_free(&text);
     struct pin_step *st = NULL;
-    if (!why && (!pin_add_slots(u, b->cs->nslots) || !(st = pin_add_step(u, b->cs->outer)))) {
+    if (!why && !(st = pin_add_step(u, b->cs->outer))) {
         why = "out of memory pinning it";
     }
     if (why) {
@@ -373,7 +412,7 @@ bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class 
                           ? "its batch went on to the primary before its Execute came"
                           : NULL;
     if (!why) {
-        why = substitute(u, b, index);
+        why = substitute(s, u, b, index);
     }
     if (why) {
         pin_note_unpinned(u, why, table, index);
@@ -469,4 +508,14 @@ void pin_cte_live_free(struct pin_catalog *c)
     free(c->live);
     c->live = NULL;
     c->nlive = 0;
+}
+
+void pin_cte_names_free(struct pin_catalog *c)
+{
+    for (int i = 0; i < c->ncte_names; i++) {
+        free(c->cte_names[i]);
+    }
+    free(c->cte_names);
+    c->cte_names = NULL;
+    c->ncte_names = 0;
 }

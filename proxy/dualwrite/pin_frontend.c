@@ -144,10 +144,19 @@ static void cte_pin_free(struct cte_pin *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* The unit's slots grow by n (empty JSON arrays being built). */
-bool pin_add_slots(struct unit *u, uint32_t n)
+/* The unit's slots grow by n (empty JSON arrays being built); *rec: the number pgdual's table
+ * records the first of them under. A unit's numbers follow the session's last ones (the read-back
+ * drops a row with another number: one a ROLLBACK TO brought back after its read-back). */
+bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec)
 {
     struct unit_pin *p = pin_unit_pin_of(u);
+    if (p && p->nslots == 0) {
+        p->rec_base = s->pin.rec_next > (uint32_t)INT32_MAX - 65536 ? 0 : s->pin.rec_next;
+    }
+    if (p) {
+        *rec = p->rec_base + p->nslots;
+        s->pin.rec_next = *rec + n;
+    }
     if (!p || n == 0) {
         return p != NULL;
     }
@@ -212,8 +221,9 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     if (rc == 1) {
         uint32_t base = u->pin ? u->pin->nslots : 0;
         wbuf_init(&cp->text);
-        if (!pin_add_slots(u, pinned) ||
-            pin_cte_build(sql, st, shapes, cp->outer, base, &cp->text, &cp->tmpl) < 0) {
+        uint32_t rec = 0;
+        if (!pin_add_slots(s, u, pinned, &rec) ||
+            pin_cte_build(sql, st, shapes, cp->outer, base, rec, &cp->text, &cp->tmpl) < 0) {
             why = "out of memory pinning it";
             rc = -1;
         }
@@ -565,10 +575,14 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_known = false;
         c->msg_table[0] = '\0';
         rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
+        if (len > 5 && memchr(msg + 5, '\0', len - 5)) {
+            pin_cte_parsed(s, (const char *)msg + 5, c->msg_cte != NULL);
+        }
         break;
     case PqMsg_Bind:
         pin_cte_bind(s, u, msg, len);
         rw = rewrite_bind(s, msg, len);
+        c->cte_create_tried = false; /* bind_lookup tried for this one */
         break;
     case PqMsg_Close:
         pin_cte_close(s, u, msg, len);

@@ -37,6 +37,7 @@ void pin_catalog_free(struct pin_catalog *c)
     pin_shape_unref(c->msg_shape);
     pin_cte_stmt_unref(c->msg_cte);
     pin_cte_live_free(c);
+    pin_cte_names_free(c);
     memset(c, 0, sizeof(*c));
 }
 
@@ -439,12 +440,38 @@ void pin_create_done(struct session *s, bool made)
     }
 }
 
+/* A Bind of a statement whose WITH writes record rows (pin_cte_exec.c): pgdual's table must be
+ * there on this primary for the Bind to become pgdual's statement (made again after a DISCARD, a
+ * rolled-back block or a primary switch). Not there: the Execute goes verbatim, counted. */
+static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, msg + 5, len - 5);
+    (void)wire_cstr(&rd);
+    const char *stmt = wire_cstr(&rd);
+    if (!stmt || !pin_active(s)) {
+        return 0;
+    }
+    const struct unit *b = s->mirror.building;
+    uint32_t serial = b ? b->serial : s->mirror.next_serial + 1; /* the unit it joins */
+    const struct stmt_class *cls = stmt_track_find(&s->stmts, serial, STMT_SPACE_STATEMENT, stmt);
+    struct unit *before;
+    if (!cls || !cls->pin_cte || cls->pin_cte->nslots == 0 || !lookup_place(s, &before) ||
+        s->mirror.prim_status == PQ_TXN_FAILED) {
+        return 0;
+    }
+    return make_cte_table(s, before);
+}
+
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
 {
     struct pin_catalog *c = &s->pin;
     c->plan_valid = false;
     if (c->lookup_pending) {
         return 1; /* the gate holds the message until the answer */
+    }
+    if (msg[0] == PqMsg_Bind) {
+        return bind_lookup(s, msg, len);
     }
     const char *sql = pin_analysis_active(s) ? message_sql(msg, len) : NULL;
     if (!sql || !plan_message(s, sql)) {

@@ -31,7 +31,7 @@ struct unit_pin *pin_unit_pin_of(struct unit *u);
 void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index);
 struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh);
 void pin_set_known(struct unit_pin *p, uint32_t index);
-bool pin_add_slots(struct unit *u, uint32_t n);
+bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec);
 void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
 
 /* pin_cte_exec.c, for pin_frontend.c. */
@@ -52,3 +52,7 @@ bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class 
 void pin_cte_describe(struct session *s, struct unit *u, const char *portal);
 void pin_cte_binds_free(struct unit_pin *p);
 void pin_cte_live_free(struct pin_catalog *c);
+/* A Parse of the statement name: cte, one with pinned WITH queries (pgdual remembers the name
+ * even when it later forgets the statement, to count its Executes); else the name is another's. */
+void pin_cte_parsed(struct session *s, const char *name, bool cte);
+void pin_cte_names_free(struct pin_catalog *c);

@@ -352,8 +352,17 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
     uint32_t slot;
     const uint8_t *json;
     size_t jlen;
-    if (cut || pin_cte_readback_row(body, len, &slot, &json, &jlen) < 0 || slot >= o->pin->nslots ||
-        o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {
+    if (cut || pin_cte_readback_row(body, len, &slot, &json, &jlen) < 0) {
+        o->pin->readback_failed = true;
+        return;
+    }
+    if (slot < o->pin->rec_base || slot - o->pin->rec_base >= o->pin->nslots) {
+        /* Another unit's, already read back: its DELETE was undone by a ROLLBACK TO a savepoint
+         * made after it (or the rows never came: that unit was counted then). */
+        return;
+    }
+    slot -= o->pin->rec_base;
+    if (o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {
         o->pin->readback_failed = true;
         return;
     }

@@ -25,8 +25,9 @@ struct session;
 struct unit;
 struct backend;
 
-#define PIN_CACHE_MAX 64          /* tables a session remembers; more empty the cache */
-#define PIN_ROWS_MAX  (64u << 20) /* JSON kept for one pinned statement; more goes verbatim */
+#define PIN_CACHE_MAX     64          /* tables a session remembers; more empty the cache */
+#define PIN_ROWS_MAX      (64u << 20) /* JSON kept for one pinned statement; more goes verbatim */
+#define PIN_CTE_NAMES_MAX 1024
 
 struct pin_cache_entry {
     pin_name schema, rel; /* the name as statements write it */
@@ -60,6 +61,7 @@ struct pin_catalog {
     bool cte_table;
     int cte_primary;
     bool cte_create_tried; /* ...and failed, for the message being handled */
+    uint32_t rec_next;     /* the next number a unit's WITH query rows are recorded under */
     bool cte_in_txn;       /* made inside a transaction block: gone if it rolls back */
     uint64_t lookup_gen;
     bool lookup_in_txn;            /* made inside a transaction block: never shared */
@@ -89,6 +91,10 @@ struct pin_catalog {
      * batch runs pgdual's statement there (its rows cannot be used: counted). */
     struct pin_cte_live *live;
     int nlive;
+    /* Names the client prepared data-modifying WITH statements under (pin_cte_parsed), at most
+     * PIN_CTE_NAMES_MAX: a Bind of one pgdual no longer knows is counted. */
+    char **cte_names;
+    int ncte_names;
 };
 
 /* A portal bound to pgdual's statement on the primary. */
@@ -152,6 +158,7 @@ struct unit_pin {
      * only once they are in. */
     struct wbuf *slots;
     uint32_t nslots;
+    uint32_t rec_base; /* slot i's rows are recorded in pgdual's table as rec_base + i */
     bool readback_pending;
     bool readback_failed;
     bool readback;  /* an internal unit: the read-back of unit owner's slots */
@@ -174,7 +181,8 @@ void unit_pin_free(struct unit_pin *p);
 
 /* ---- the client's messages (session_frontend.c) ---- */
 
-/* Before a Query or Parse joins a unit: 1 when a catalog lookup was sent for it (the message
+/* Before a Query, Parse or Bind joins a unit: 1 when a catalog lookup (or pgdual's table, for a
+ * Bind of a data-modifying WITH statement) was sent for it (the message
  * waits at the gate for the answer), 0 to go on, -1 out of memory. */
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len);
 /* The message joined u (its bytes kept for the secondary as they are). When the primary must

@@ -405,7 +405,7 @@ static int frontend_message(struct session *s)
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
     }
-    if (type == PqMsg_Query || type == PqMsg_Parse) {
+    if (type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind) {
         int lookup = pin_frontend_lookup(s, msg, len);
         if (lookup != 0) {
             return lookup < 0 ? -1 : RELAY_STOP_GATE; /* the answer reopens the gate */

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# tests/integration/it_pin_cte_ext2.sh: review findings on data-modifying WITH queries pinned
-# through the extended protocol (issue 12), each driven message by message (rawpg.py):
-#  1. pgdual's temporary table gone (DISCARD TEMP, a rolled-back block it was made in) while the
-#     session holds a rewritten prepared statement, then a batch whose Bind comes after something
-#     already reached the primary: the client gets old's answers, never a hang or an error of
-#     pgdual's;
-#  2. a parameter whose type the pinned WITH write inferred, used again outside it;
-#  3. rows left in pgdual's table on the secondary by a verbatim run before a primary switch and
-#     back;
-#  4. a failed batch with a savepoint rolled back: the verbatim WITH write is counted.
+# tests/integration/it_pin_cte_ext2.sh: data-modifying WITH queries through the extended
+# protocol, message by message (rawpg.py), issue 12. The client's Parse goes verbatim; a Bind
+# whose Execute follows in the batch becomes pgdual's statement on the primary.
+#  A. failing Binds (a bad parameter) and a failing Execute (a CHECK) of a pinned WITH statement,
+#     in autocommit (wrapped) and in a block, pipelined Bind/Execute pairs in one Sync, a Describe
+#     of the portal: the client gets byte for byte what old alone sends (the same script against a
+#     copy on old), the session goes on, nothing is counted, the tables stay identical;
+#  B. the first design's reviews (/work/briefs/rev12b_scripts): rows left in pgdual's table by a
+#     block with a SAVEPOINT rolled back to (rev_s1), a parameter typed by the pinned write and
+#     used again, DISCARD TEMP mid-batch and in its own batch (rev_a), pin_writes turned off
+#     between Parse and Bind, user code after a pinned statement (rev_d), an error after a WITH
+#     write with a savepoint rolled back to, a Bind whose Execute comes in a later batch, a portal
+#     executed twice: every command under timeout, no error old would not give, and either the
+#     tables identical or the write counted.
 # shellcheck disable=SC2016 # $n in single quotes are SQL parameters
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -16,6 +20,7 @@ source "$(dirname "$0")/../harness/lib.sh"
 it_mirrors || it_skip "needs pgdual with dual-write"
 
 DB=it_pin_cte_ext2
+REF=${DB}_ref
 RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # shellcheck disable=SC2119 # no ini overrides
@@ -24,131 +29,160 @@ same() {
     local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
     assert_eq "$(psql_old "$DB" -tA -c "$sql")" "$(psql_new "$DB" -tA -c "$sql")" "$2"
 }
-# raw SCRIPT: rawpg.py through pgdual.
-raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
-psql_proxy "$DB" -q -c "
-CREATE TABLE t (id serial PRIMARY KEY, n int, at timestamptz);
-CREATE TABLE log (id serial PRIMARY KEY, m text);
+# no_error OUT MSG: no ErrorResponse line in rawpg.py's output.
+no_error() {
+    if grep -q '^E ' <<<"$1"; then
+        it_failed "$2: $(grep '^E ' <<<"$1")"
+    else
+        it_pass "$2"
+    fi
+}
+# raw SCRIPT: rawpg.py through pgdual; ref SCRIPT: on the copy on old.
+raw() { timeout 30 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+ref() { timeout 30 python3 "$RAWPG" "$OLD_PORT" "$REF" "$1"; }
+SETUP_SQL="
+CREATE TABLE t (id serial PRIMARY KEY, n int CHECK (n < 1000), at timestamptz);
+CREATE TABLE t2 (id serial PRIMARY KEY, n int, at timestamptz);
 CREATE TABLE lg (m text);
-INSERT INTO t (n, at) SELECT g, '2020-01-01' FROM generate_series(1, 10) g;"
+CREATE TABLE k (id int PRIMARY KEY, n int);
+INSERT INTO k VALUES (1, 0);
+CREATE FUNCTION two() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 2';
+INSERT INTO t2 (n, at) SELECT g, '2020-01-01' FROM generate_series(1, 10) g;"
+psql_proxy "$DB" -q -c "$SETUP_SQL"
+psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF" -c "CREATE DATABASE $REF"
+psql_old "$REF" -q -c "$SETUP_SQL"
 assert_eq "in_sync" "$(it_status secondary_state)" "in_sync before the WITH writes"
 
 INS='WITH w AS (INSERT INTO t (n) VALUES ($1) RETURNING id) SELECT id FROM w'
+UPD='WITH u AS (UPDATE t2 SET at = clock_timestamp() WHERE id = $1 RETURNING id) SELECT count(*) FROM u'
 
-# ---- 1. pgdual's table gone, the Bind mid-batch ----------------------------------------------
-# DISCARD TEMP drops it; then a batch whose Bind follows a Flush (the SELECT 1 already ran on the
-# primary: no catalog round trip can go before the Bind). pgdual makes the table again right
-# after the DISCARD: the Execute is pinned as usual.
+# ---- A. failing Binds and Executes, pipelined pairs, a Describe: old's replies exactly ---------
+A="DETAIL ;; PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 1 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+BN s x ;; E ;; S ;; SEND ;; WAIT Z ;; Q SELECT 1 ;; SEND ;; WAIT Z ;; \
+BN s 5000 ;; E ;; S ;; SEND ;; WAIT Z ;; Q SELECT 2 ;; SEND ;; WAIT Z ;; \
+BN s 7 ;; E ;; BN s 8 ;; D P ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q BEGIN ;; SEND ;; WAIT Z ;; BN s 2 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s x ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q SELECT 3 ;; SEND ;; WAIT Z ;; Q ROLLBACK ;; SEND ;; WAIT Z ;; \
+Q BEGIN ;; SEND ;; WAIT Z ;; BN s 3 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 4000 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q ROLLBACK ;; SEND ;; WAIT Z ;; \
+Q BEGIN ;; SEND ;; WAIT Z ;; BN s 4 ;; E ;; BN s 5 ;; E ;; S ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z ;; \
+P $INS ;; BN  6 ;; D P ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 9 ;; E ;; S ;; SEND ;; WAIT Z"
 it_status_mark
-out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; Q DISCARD TEMP ;; SEND ;; WAIT Z ;; \
-P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN s 101 ;; E ;; S ;; SEND ;; WAIT Z ;; \
-BN s 102 ;; E ;; S ;; SEND ;; WAIT Z") || it_failed "finding 1 (DISCARD TEMP): $out"
-assert_eq "Z I" "$(tail -n1 <<<"$out")" "DISCARD TEMP, then a Bind mid-batch: the client gets its ReadyForQuery"
-assert_not_contains "$out" "E " "...and no error old alone would not give"
-assert_eq "3" "$(grep -c '^C SELECT 1' <<<"$out")" "every Execute answered"
-# The same after a transaction block the table was first made in is rolled back.
-out=$(raw "Q BEGIN ;; SEND ;; WAIT Z ;; PN s $INS ;; S ;; SEND ;; WAIT Z ;; Q ROLLBACK ;; SEND ;; WAIT Z ;; \
-P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN s 103 ;; E ;; S ;; SEND ;; WAIT Z") ||
-    it_failed "finding 1 (ROLLBACK): $out"
-assert_eq "Z I" "$(tail -n1 <<<"$out")" "a rolled-back block the table was made in, then a Bind mid-batch: ReadyForQuery"
-assert_not_contains "$out" "E " "...and no error"
-assert_delta nondeterministic_writes_total -eq 0 "nothing counted"
-assert_delta pinned_writes_total -eq 3 "the three WITH INSERTs pinned"
+via=$(raw "$A") || it_failed "A via pgdual: $via"
+old=$(ref "$A") || it_failed "A on old: $old"
+[[ "$old" == "$via" ]] || diff <(echo "$old") <(echo "$via") >&2 || true
+assert_eq "$old" "$via" "failing Binds and Executes, pipelined pairs, Describes: every message as old alone's"
+assert_contains "$via" "E 22P02" "a bad parameter fails the Bind"
+assert_contains "$via" "E 23514" "a CHECK fails the Execute"
+assert_match "$via" $'E 22P02[^\n]*\nZ E' "in a block: ErrorResponse then Z E"
+assert_match "$via" $'E 22P02[^\n]*\nZ I' "in autocommit (wrapped): ErrorResponse then Z I"
+assert_delta nondeterministic_writes_total -eq 0 "pinned, nothing counted"
+assert_delta pinned_writes_total -eq 9 "the 9 Executes that ran pinned (the rolled-back ones too)"
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
-same t "t identical on old and new"
+same t "t identical on old and new (every column)"
 
-# ---- 1b. only the outer statement pinned: pgdual's table is not needed --------------------------
-# The WITH INSERT into lg makes up nothing (no slot, nothing recorded); log's serial id is pinned
-# from the outer statement's own RETURNING. After DISCARD TEMP its Execute stays pinned.
-OUTER='WITH w AS (INSERT INTO lg (m) VALUES ($1) RETURNING m) INSERT INTO log (m) SELECT m FROM w'
-it_status_mark
-out=$(raw "PN ou $OUTER ;; S ;; SEND ;; WAIT Z ;; Q DISCARD TEMP ;; SEND ;; WAIT Z ;; \
-P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN ou x1 ;; E ;; S ;; SEND ;; WAIT Z") ||
-    it_failed "finding 1b: $out"
-assert_not_contains "$out" "E " "outer statement pinned alone, after DISCARD TEMP: no error"
-assert_delta nondeterministic_writes_total -eq 0 "...not counted (pgdual's table not needed)"
-assert_delta pinned_writes_total -eq 1 "...pinned"
-same log "log identical on old and new"
-psql_proxy "$DB" -q -c "DELETE FROM lg"
-
-# ---- 3. rows a verbatim run left in pgdual's table, then back to that primary -----------------
-# Prepared (rewritten) on old; after SET primary = new its Execute goes verbatim (counted) and old,
-# the secondary, runs its rewritten copy, recording a row into its pgdual_pin_rows that nobody
-# reads back. Repaired by hand as a reconciliation would (new's row to old), in_sync again, back
-# to old: the next Execute must read back its own row only.
-UPD='WITH u AS (UPDATE t SET at = clock_timestamp() WHERE id = $1 RETURNING id) SELECT count(*) FROM u'
-timeout 120 python3 "$RAWPG" "$PROXY_PORT" "$DB" "PN u $UPD ;; S ;; SEND ;; WAIT Z ;; \
-BN u 1 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/go1 ;; BN u 2 ;; E ;; S ;; SEND ;; WAIT Z ;; \
-PAUSE $IT_TMP/go2 ;; DETAIL ;; BN u 3 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/sw.out" 2>&1 &
-sw_pid=$!
-paused() { [[ $(grep -c '^PAUSE$' "$IT_TMP/sw.out") -ge $1 ]]; }
-it_wait_for 20 paused 1 || it_failed "the session did not reach its first pause: $(cat "$IT_TMP/sw.out")"
-same t "t identical after the first pinned Execute"
-assert_ok "SET primary = new" -- psql_admin "SET primary = new"
-it_status_mark
-touch "$IT_TMP/go1"
-it_wait_for 20 paused 2 || it_failed "the session did not reach its second pause: $(cat "$IT_TMP/sw.out")"
-assert_delta nondeterministic_writes_total -ge 1 "the Execute of a statement prepared before the switch: counted"
-psql_old "$DB" -q -c "UPDATE t SET at = '$(psql_new "$DB" -tA -c "SELECT at FROM t WHERE id = 2")' WHERE id = 2"
-same t "t repaired (new's row 2 to old)"
-pass=$(psql_admin "RECONCILE START" | cut -d'|' -f1)
-assert_ok "RECONCILE DONE" -- psql_admin "RECONCILE DONE $pass"
-assert_eq "in_sync" "$(it_status secondary_state)" "in_sync again"
-assert_ok "SET primary = old" -- psql_admin "SET primary = old"
-it_status_mark
-touch "$IT_TMP/go2"
-wait "$sw_pid" || it_failed "the switching session failed: $(cat "$IT_TMP/sw.out")"
-assert_contains "$(cat "$IT_TMP/sw.out")" "D 1" "the client's count(*) after switching back: 1"
-assert_delta nondeterministic_writes_total -eq 0 "the Execute after switching back: pinned"
-assert_delta divergences_total -eq 0 "...and no divergence"
-assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
-same t "t identical on old and new (no stale row read back)"
-
-# ---- 2. a parameter whose type the pinned WITH write inferred, used again outside it ----------
-# Without declared types: $1 is int on the primary (t.n), stored as '7' into lg's text column, but the secondary's text no longer has
-# the WITH INSERT that fixed it. Used only outside the pinned write, the same text infers the
-# same type on both sides: that one stays pinned.
-OUTSIDE='WITH w AS (INSERT INTO t (n) VALUES (5) RETURNING id) INSERT INTO log (m) SELECT $1 FROM w'
+# ---- B2. a parameter whose type the pinned WITH write inferred, used again outside it ---------
+# Without declared types $1 is int on the primary (t.n) and stored as '7' into lg's text column;
+# the secondary's text no longer has the write that typed it: not pinned (counted) unless equal.
+OUTSIDE='WITH w AS (INSERT INTO t (n) VALUES (5) RETURNING id) INSERT INTO lg (m) SELECT $1 FROM w'
 BOTH='WITH w AS (INSERT INTO t (n) VALUES ($1) RETURNING id) INSERT INTO lg (m) SELECT $1 FROM w'
 it_status_mark
 out=$(raw "PN o $OUTSIDE ;; S ;; SEND ;; WAIT Z ;; BN o 008 ;; E ;; S ;; SEND ;; WAIT Z") ||
-    it_failed "finding 2 (outside): $out"
-assert_not_contains "$out" "E " "a parameter used outside the pinned write only: no error"
+    it_failed "untyped parameter (outside): $out"
+no_error "$out" "a parameter used outside the pinned write only: no error"
 assert_delta nondeterministic_writes_total -eq 0 "...pinned, not counted"
-same log "log identical on old and new ('008' on both)"
-out=$(raw "PN b $BOTH ;; S ;; SEND ;; WAIT Z ;; BN b 007 ;; E ;; S ;; SEND ;; WAIT Z") ||
-    it_failed "finding 2 (both): $out"
-assert_not_contains "$out" "E " "a parameter typed by the pinned write and used again: no error"
-assert_eq "7" "$(psql_old "$DB" -tA -c "SELECT m FROM lg")" "old stored the parameter as an int (7)"
-if [[ "$(psql_new "$DB" -tA -c "SELECT m FROM lg")" == 7 ]]; then
-    it_pass "new stored 7 too"
-else
-    assert_delta nondeterministic_writes_total -ge 1 "new differs (verbatim there): counted, never silent"
-fi
+same lg "lg identical on old and new ('008' on both)"
+same t "t identical on old and new"
 
-# ---- 4. an error after a WITH write in a block, a savepoint rolled back to --------------------
-# The read-back fails in the failed block, the WITH UPDATE goes verbatim to new (its own
-# clock_timestamp()); ROLLBACK TO a keeps it on both sides: counted, never silent.
+# From here on writes may be counted (new diverged): each must be either identical or counted.
+same_or_counted() {
+    local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
+    if [[ "$(psql_old "$DB" -tA -c "$sql")" == "$(psql_new "$DB" -tA -c "$sql")" ]]; then
+        it_pass "$2: $1 identical"
+    else
+        assert_delta nondeterministic_writes_total -ge 1 "$2: $1 differs, counted (never silent)"
+    fi
+}
+it_status_mark
+out=$(raw "PN b $BOTH ;; S ;; SEND ;; WAIT Z ;; BN b 007 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "untyped parameter (both): $out"
+no_error "$out" "a parameter typed by the pinned write and used again: no error"
+assert_eq "7" "$(psql_old "$DB" -tA -c "SELECT m FROM lg WHERE m <> '008'")" "old stored it as an int (7)"
+assert_delta nondeterministic_writes_total -ge 1 "...not pinned: counted"
+same_or_counted lg "untyped parameter"
+
+# ---- B1. rev_s1: a block with a SAVEPOINT after the pinned Execute, rolled back to -------------
+# ROLLBACK TO a undoes pgdual's read-back (its DELETE) too: the rows come back into pgdual's table
+# and the next read-back must not take them for its own (row 3 would get the block's value again
+# on new, over the later UPDATE). The unnamed SAVEPOINT parsed after a write in its batch makes
+# pgdual forget the session's statements (it cannot trust its parse there): the last Execute of u
+# then goes verbatim, counted.
+it_status_mark
+out=$(raw "PN u $UPD ;; S ;; SEND ;; WAIT Z ;; BN u 1 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q BEGIN ;; SEND ;; WAIT Z ;; BN u 3 ;; E ;; P SAVEPOINT a ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q SELECT count(*) FROM pg_temp.pgdual_pin_rows ;; SEND ;; WAIT Z ;; Q ROLLBACK TO a ;; SEND ;; WAIT Z ;; \
+Q COMMIT ;; SEND ;; WAIT Z ;; Q UPDATE t2 SET at = '1999-01-01' WHERE id = 3 ;; SEND ;; WAIT Z ;; \
+Q WITH u AS (UPDATE t2 SET at = clock_timestamp() WHERE id = 5 RETURNING id) SELECT count(*) FROM u ;; SEND ;; WAIT Z ;; \
+BN u 4 ;; E ;; S ;; SEND ;; WAIT Z") || it_failed "rev_s1: $out"
+no_error "$out" "rev_s1: no error"
+assert_eq "1999-01-01 00:00:00+00" "$(psql_new "$DB" -tA -c "SELECT at FROM t2 WHERE id = 3")" \
+    "rev_s1: row 3 on new keeps the later UPDATE (the rows ROLLBACK TO brought back are not read back again)"
+for id in 1 3 5; do
+    assert_eq "$(psql_old "$DB" -tA -c "SELECT at FROM t2 WHERE id = $id")" \
+        "$(psql_new "$DB" -tA -c "SELECT at FROM t2 WHERE id = $id")" "rev_s1: t2 row $id identical"
+done
+same_or_counted t2 "rev_s1"
+
+# ---- B3. rev_a: DISCARD TEMP mid-batch, then in a batch of its own ------------------------------
+it_status_mark
+out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 11 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+P DISCARD TEMP ;; B ;; E ;; BN s 12 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 13 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q DISCARD TEMP ;; SEND ;; WAIT Z ;; BN s 14 ;; E ;; S ;; SEND ;; WAIT Z ;; Q SELECT 1 ;; SEND ;; WAIT Z") ||
+    it_failed "rev_a: $out"
+no_error "$out" "DISCARD TEMP before a Bind: no error (no 42P01)"
+assert_eq "Z I" "$(tail -n1 <<<"$out")" "...the session goes on"
+assert_delta nondeterministic_writes_total -ge 1 "the Bind after DISCARD TEMP in its batch: counted"
+assert_delta pinned_writes_total -ge 3 "the others pinned (pgdual's table made again before a Bind)"
+same_or_counted t "rev_a"
+
+# ---- B4. pin_writes off between the Parse and the Bind, DISCARD TEMP meanwhile -----------------
+raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 21 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/go1 ;; \
+Q DISCARD TEMP ;; SEND ;; WAIT Z ;; BN s 22 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/b4.out" 2>&1 &
+pid=$!
+paused() { grep -q '^PAUSE$' "$IT_TMP/b4.out"; }
+it_wait_for 20 paused || it_failed "B4 did not reach its pause: $(cat "$IT_TMP/b4.out")"
+it_status_mark
+assert_ok "SET pin_writes = off" -- psql_admin "SET pin_writes = off"
+touch "$IT_TMP/go1"
+wait "$pid" || it_failed "B4: $(cat "$IT_TMP/b4.out")"
+no_error "$(cat "$IT_TMP/b4.out")" "pin_writes off, DISCARD TEMP, then a Bind: no error"
+assert_delta nondeterministic_writes_total -ge 1 "...counted"
+assert_ok "SET pin_writes = on" -- psql_admin "SET pin_writes = on"
+
+# ---- B5. rev_d: DML with user code after a pinned WITH statement --------------------------------
+out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 31 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q UPDATE k SET n = two() WHERE id = 1 ;; SEND ;; WAIT Z ;; Q SELECT 1 ;; SEND ;; WAIT Z") ||
+    it_failed "rev_d: $out"
+no_error "$out" "user code after a pinned WITH statement: no error"
+assert_eq "Z I" "$(tail -n1 <<<"$out")" "...ReadyForQuery"
+
+# ---- B6. an error after a WITH write in a block, a savepoint after it rolled back to -----------
 it_status_mark
 out=$(raw "PN u4 $UPD ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; \
 BN u4 3 ;; E ;; P SAVEPOINT a ;; B ;; E ;; P SELECT 1/0 ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; \
-Q ROLLBACK TO a ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") || it_failed "finding 4: $out"
+Q ROLLBACK TO a ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") || it_failed "savepoint: $out"
 assert_contains "$out" "E 22012" "the batch fails at 1/0"
 assert_eq "Z I" "$(tail -n1 <<<"$out")" "COMMIT ends the block"
-if [[ "$(psql_old "$DB" -tA -c "SELECT at FROM t WHERE id = 3")" == \
-    "$(psql_new "$DB" -tA -c "SELECT at FROM t WHERE id = 3")" ]]; then
-    it_pass "row 3 the same on both sides"
-else
-    assert_delta nondeterministic_writes_total -ge 1 "row 3 differs (new ran the WITH UPDATE verbatim): counted"
-fi
+same_or_counted t2 "an error after the WITH write, ROLLBACK TO a savepoint after it"
 
-# ---- 1a. the owner's reply released while its read-back runs: never held for good --------------
-# A Bind that fails after a Flush whose answers the client already has: the secondary skips the
-# unit (released at once), while the read-back of the Execute's slots still runs.
-out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; \
-P SELECT 1 ;; B ;; E ;; H ;; SEND ;; WAIT C ;; BN s abc ;; E ;; S ;; SEND ;; WAIT Z") ||
-    it_failed "finding 1a: $out"
-assert_contains "$out" "E 22P02" "a Bind failing after a Flush: the client gets old's error"
-assert_eq "Z I" "$(tail -n1 <<<"$out")" "...and its ReadyForQuery"
+# ---- B7. a Bind whose Execute comes in a later batch; a portal executed twice -------------------
+it_status_mark
+out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; BN s 41 ;; S ;; SEND ;; WAIT Z ;; E ;; S ;; SEND ;; WAIT Z ;; \
+BN s 42 ;; E ;; E ;; S ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z ;; BN s 43 ;; E ;; S ;; SEND ;; WAIT Z")
+no_error "$out" "an Execute in a later batch, a portal executed twice: no error"
+assert_delta nondeterministic_writes_total -ge 1 "...counted"
+same_or_counted t "later Execute, twice"
+assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT 0")" "old still answers"
 
+psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop

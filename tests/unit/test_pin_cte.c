@@ -75,7 +75,7 @@ static void check_build(const char *sql, const struct pin_table *t, const struct
     struct wbuf prim;
     wbuf_init(&prim);
     struct pin_tmpl tmpl;
-    assert_int_equal(pin_cte_build(sql, st, shapes, outer, slot_base, &prim, &tmpl), 0);
+    assert_int_equal(pin_cte_build(sql, st, shapes, outer, slot_base, slot_base, &prim, &tmpl), 0);
     wbuf_put_u8(&prim, '\0');
     print_message("%s\n", (const char *)prim.data);
     assert_string_equal((const char *)prim.data, want_primary);
