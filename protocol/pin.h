@@ -330,8 +330,9 @@ struct pin_cte_stmt *pin_cte_stmt_new(const char *sql, struct pin_plan *plan,
 struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs);
 void pin_cte_stmt_unref(struct pin_cte_stmt *cs);
 
-/* One execution of cs whose slots are slot_base... (recorded as rec_first...): the primary's text (a whole Parse text,
- * NUL-terminated, into text) and the secondary's template (tmpl, empty first). */
+/* One execution of cs whose slots are slot_base... (recorded as rec_first...): the primary's
+ * text (a whole Parse text, NUL-terminated, into text) and the secondary's template (tmpl, empty
+ * first). */
 int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, uint32_t rec_first,
                       struct wbuf *text, struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
 /* What the primary gets in place of the client's Bind (body bind, bind_len) of cs: Close of the
