@@ -589,7 +589,17 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
     if (status == PQ_TXN_IDLE) {
-        pin_cte_txn_idle(s); /* portals bound to pgdual's statement are gone */
+        /* Portals bound to pgdual's statement by the units up to this one are gone (pgdual's
+         * own units have no serial: up to the next client unit). */
+        uint32_t upto = u->serial;
+        if (u->internal) {
+            const struct unit *v = u->next;
+            while (v && v->internal) {
+                v = v->next;
+            }
+            upto = v ? v->serial - 1 : m->next_serial;
+        }
+        pin_cte_txn_idle(s, upto);
     }
     enum mirror_reply reply = MIRROR_REPLY_PASS;
     if (u->internal) {

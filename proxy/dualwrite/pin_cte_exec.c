@@ -451,7 +451,7 @@ bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from,
             c->live = nl;
         }
         if (name) {
-            c->live[c->nlive++] = (struct pin_cte_live){name, pin_cte_stmt_ref(b->cs)};
+            c->live[c->nlive++] = (struct pin_cte_live){name, pin_cte_stmt_ref(b->cs), u->serial};
         }
     }
     wbuf_put_bytes(out, u->bytes.data + at, u->bytes.len - at);
@@ -482,9 +482,16 @@ bool pin_reply_own(struct unit *u, uint8_t type)
     return false;
 }
 
-void pin_cte_txn_idle(struct session *s)
+void pin_cte_txn_idle(struct session *s, uint32_t serial)
 {
-    pin_cte_live_free(&s->pin);
+    struct pin_catalog *c = &s->pin;
+    for (int i = 0; i < c->nlive; i++) {
+        if (c->live[i].serial <= serial) {
+            free(c->live[i].portal);
+            pin_cte_stmt_unref(c->live[i].cs);
+            c->live[i--] = c->live[--c->nlive];
+        }
+    }
 }
 
 void pin_cte_binds_free(struct unit_pin *p)

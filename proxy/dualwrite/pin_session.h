@@ -101,6 +101,7 @@ struct pin_catalog {
 struct pin_cte_live {
     char *portal;            /* owned */
     struct pin_cte_stmt *cs; /* a reference */
+    uint32_t serial;         /* the unit that bound it */
 };
 
 /* A Bind of a statement with pinned WITH queries in an extended batch (pin_cte_exec.c). */
@@ -211,8 +212,9 @@ void pin_cte_hold_end(struct unit *u);
 /* Does the primary's reply message of type beginning now answer pgdual's Close or Parse (taken
  * out of the client's reply, not counted as a step)? */
 bool pin_reply_own(struct unit *u, uint8_t type);
-/* The primary's transaction ended (idle): portals bound to pgdual's statement are gone. */
-void pin_cte_txn_idle(struct session *s);
+/* The primary's transaction ended (idle) with unit serial: portals bound to pgdual's statement
+ * by it or before are gone (a batch pipelined behind it may have bound one since). */
+void pin_cte_txn_idle(struct session *s, uint32_t serial);
 
 /* ---- the primary's reply (session_relay.c) ---- */
 

@@ -11,7 +11,8 @@
 #     used again, DISCARD TEMP mid-batch and in its own batch (rev_a), pin_writes turned off
 #     between Parse and Bind, user code after a pinned statement (rev_d), an error after a WITH
 #     write with a savepoint rolled back to, a Bind whose Execute comes in a later batch, a portal
-#     executed twice: every command under timeout, no error old would not give, and either the
+#     executed twice, pgdual's table dropped mid-batch by a trigger: every command under timeout,
+#     no error old would not give (but the last: the server's 42P01 at the Bind), and either the
 #     tables identical or the write counted.
 # shellcheck disable=SC2016 # $n in single quotes are SQL parameters
 set -euo pipefail
@@ -183,6 +184,26 @@ no_error "$out" "an Execute in a later batch, a portal executed twice: no error"
 assert_delta nondeterministic_writes_total -ge 1 "...counted"
 same_or_counted t "later Execute, twice"
 assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT 0")" "old still answers"
+
+# ---- B8. pgdual's table dropped mid-batch by a trigger behind DML pgdual vouches for ------------
+# pgdual's Parse fails on the primary (42P01): the client gets the server's error as for a failed
+# Bind, its ReadyForQuery, and the session goes on; nothing of the WITH write ran.
+psql_proxy "$DB" -q -c "CREATE TABLE trg (x int);
+CREATE FUNCTION dropper() RETURNS trigger LANGUAGE plpgsql AS
+  'BEGIN DROP TABLE IF EXISTS pg_temp.pgdual_pin_rows; RETURN NEW; END';
+CREATE TRIGGER trg_drop BEFORE INSERT ON trg FOR EACH ROW EXECUTE FUNCTION dropper();"
+before=$(psql_old "$DB" -tA -c "SELECT count(*) FROM t")
+out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; P INSERT INTO trg VALUES (1) ;; B ;; E ;; BN s 51 ;; E ;; S ;; \
+SEND ;; WAIT Z ;; Q SELECT 1 ;; SEND ;; WAIT Z ;; BN s 52 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "a dropped table mid-batch: $out"
+assert_eq "Z I" "$(tail -n1 <<<"$out")" "pgdual's table dropped mid-batch: the session goes on"
+assert_contains "$out" "C SELECT 1" "...the next statement answers"
+if grep -q '^E ' <<<"$out"; then
+    assert_contains "$out" "E 42P01" "...the failing Bind's error is the server's (42P01)"
+fi
+assert_eq "$((before + 1))" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM t")" \
+    "...the WITH write of the failed batch did not run; the next one did"
+same_or_counted t "a dropped table mid-batch"
 
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop
