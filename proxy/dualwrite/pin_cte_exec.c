@@ -367,6 +367,16 @@ bool pin_cte_holding(const struct unit *u, size_t *from)
     return true;
 }
 
+bool pin_cte_substituted(const struct unit *u)
+{
+    for (int i = 0; u->pin && i < u->pin->ncte_binds; i++) {
+        if (u->pin->cte_binds[i].sub) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void pin_cte_hold_end(struct unit *u)
 {
     if (u->pin) {

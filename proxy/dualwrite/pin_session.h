@@ -208,6 +208,8 @@ bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from,
  * bytes on (a Bind of a data-modifying WITH statement started it: sent at the unit's Flush or
  * end)? */
 bool pin_cte_holding(const struct unit *u, size_t *from);
+/* Does u hold a Bind the primary gets as pgdual's statement? */
+bool pin_cte_substituted(const struct unit *u);
 void pin_cte_hold_end(struct unit *u);
 /* Does the primary's reply message of type beginning now answer pgdual's Close or Parse (taken
  * out of the client's reply, not counted as a step)? */

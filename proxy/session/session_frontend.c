@@ -220,6 +220,15 @@ static void forward_to_primary(struct session *s, struct unit *u, const uint8_t 
         forward(s, p, n);
         return;
     }
+    if (msg[0] == PqMsg_Query && pin_cte_substituted(u)) {
+        /* A Query ends a batch whose Binds the primary gets as pgdual's statements: what came
+         * before it goes now as pinning made it, the Query after it. */
+        u->bytes.len -= len;
+        stop_deferring(s, u);
+        wbuf_put_bytes(&u->bytes, msg, len);
+        forward(s, p, n);
+        return;
+    }
     if (rw && !u->prim_rewritten) {
         u->prim_rewritten = true; /* what came before this message went unchanged */
         wbuf_put_bytes(&u->prim_bytes, u->bytes.data, u->bytes.len - len);
