@@ -415,6 +415,14 @@ static int frontend_message(struct session *s)
         return RELAY_STOP_TERMINATE;
     }
     if (type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind) {
+        if (s->mirror.building == NULL) {
+            /* A unit starts: follow the primary dial first, so that what pinning sends before the
+             * message (a catalog lookup, pgdual's table) goes to the primary the unit runs on. */
+            session_refresh_dials(s);
+            if (follow_primary_dial(s) < 0) {
+                return RELAY_STOP_ENDED;
+            }
+        }
         int lookup = pin_frontend_lookup(s, msg, len);
         if (lookup != 0) {
             return lookup < 0 ? -1 : RELAY_STOP_GATE; /* the answer reopens the gate */

@@ -7,6 +7,7 @@
 # parameters and unnamed ones, in and out of transaction blocks, with q's physical order made
 # different on new first. Old and new stay identical (every column), the client gets what old
 # alone answers (the same script against a copy on old), nothing is counted as unpinned.
+# shellcheck disable=SC2016 # $n in single quotes are SQL parameters
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"

@@ -82,6 +82,28 @@ assert_delta pinned_writes_total -eq 9 "the 9 Executes that ran pinned (the roll
 assert_eq "in_sync" "$(it_status secondary_state)" "new stays in_sync"
 same t "t identical on old and new (every column)"
 
+# ---- A2. a primary switch and back between Executes of a prepared WITH statement ---------------
+# The client's statement is the same on both servers (its Parse went verbatim): after SET primary
+# = new its next Bind makes pgdual's table there first, and is pinned with new as the primary.
+raw "PN u $UPD ;; S ;; SEND ;; WAIT Z ;; BN u 1 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/sw1 ;; \
+BN u 2 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/sw2 ;; BN u 3 ;; E ;; S ;; SEND ;; WAIT Z" \
+    >"$IT_TMP/sw.out" 2>&1 &
+sw_pid=$!
+paused() { [[ $(grep -c '^PAUSE$' "$IT_TMP/$1") -ge $2 ]]; }
+it_wait_for 20 paused sw.out 1 || it_failed "the session did not reach its first pause: $(cat "$IT_TMP/sw.out")"
+it_status_mark
+assert_ok "SET primary = new" -- psql_admin "SET primary = new"
+touch "$IT_TMP/sw1"
+it_wait_for 20 paused sw.out 2 || it_failed "the session did not reach its second pause: $(cat "$IT_TMP/sw.out")"
+assert_ok "SET primary = old" -- psql_admin "SET primary = old"
+touch "$IT_TMP/sw2"
+wait "$sw_pid" || it_failed "the switching session failed: $(cat "$IT_TMP/sw.out")"
+no_error "$(cat "$IT_TMP/sw.out")" "a primary switch and back between Executes: no error"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
+assert_delta pinned_writes_total -eq 2 "...both Executes after the first pinned, on new as the primary too"
+assert_eq "in_sync" "$(it_status secondary_state)" "...new stays in_sync"
+same t2 "t2 identical on old and new"
+
 # ---- B2. a parameter whose type the pinned WITH write inferred, used again outside it ---------
 # Without declared types $1 is int on the primary (t.n) and stored as '7' into lg's text column;
 # the secondary's text no longer has the write that typed it: not pinned (counted) unless equal.
@@ -150,8 +172,7 @@ same_or_counted t "rev_a"
 raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 21 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/go1 ;; \
 Q DISCARD TEMP ;; SEND ;; WAIT Z ;; BN s 22 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/b4.out" 2>&1 &
 pid=$!
-paused() { grep -q '^PAUSE$' "$IT_TMP/b4.out"; }
-it_wait_for 20 paused || it_failed "B4 did not reach its pause: $(cat "$IT_TMP/b4.out")"
+it_wait_for 20 paused b4.out 1 || it_failed "B4 did not reach its pause: $(cat "$IT_TMP/b4.out")"
 it_status_mark
 assert_ok "SET pin_writes = off" -- psql_admin "SET pin_writes = off"
 touch "$IT_TMP/go1"
@@ -159,6 +180,30 @@ wait "$pid" || it_failed "B4: $(cat "$IT_TMP/b4.out")"
 no_error "$(cat "$IT_TMP/b4.out")" "pin_writes off, DISCARD TEMP, then a Bind: no error"
 assert_delta nondeterministic_writes_total -ge 1 "...counted"
 assert_ok "SET pin_writes = on" -- psql_admin "SET pin_writes = on"
+
+# ---- B4b. rev_a C: the secondary's backend killed, then DISCARD TEMP, then a Bind -------------
+raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 61 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $IT_TMP/go2 ;; \
+Q INSERT INTO t (n) VALUES (0) ;; SEND ;; WAIT Z ;; Q DISCARD TEMP ;; SEND ;; WAIT Z ;; \
+BN s 62 ;; E ;; S ;; SEND ;; WAIT Z ;; Q SELECT 1 ;; SEND ;; WAIT Z" >"$IT_TMP/c.out" 2>&1 &
+pid=$!
+it_wait_for 20 paused c.out 1 || it_failed "B4b did not reach its pause: $(cat "$IT_TMP/c.out")"
+it_status_mark
+psql_new "$DB" -q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()" >/dev/null
+touch "$IT_TMP/go2"
+wait "$pid" || it_failed "B4b: $(cat "$IT_TMP/c.out")"
+no_error "$(cat "$IT_TMP/c.out")" "the secondary killed, DISCARD TEMP, then a Bind: no error"
+assert_eq "Z I" "$(tail -n1 "$IT_TMP/c.out")" "...the session goes on"
+sql="SELECT id, n, at FROM t WHERE n IN (0, 61, 62) ORDER BY id"
+if [[ "$(psql_old "$DB" -tA -c "$sql")" == "$(psql_new "$DB" -tA -c "$sql")" ]]; then
+    it_pass "the secondary killed: its rows identical"
+else
+    state=$(it_status secondary_state)
+    if [[ "$state" != in_sync ]]; then
+        it_pass "the secondary killed: its rows differ, new is $state (never silent)"
+    else
+        it_failed "the secondary killed: its rows differ while new is in_sync"
+    fi
+fi
 
 # ---- B5. rev_d: DML with user code after a pinned WITH statement --------------------------------
 out=$(raw "PN s $INS ;; S ;; SEND ;; WAIT Z ;; BN s 31 ;; E ;; S ;; SEND ;; WAIT Z ;; \
