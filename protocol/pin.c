@@ -250,6 +250,13 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     st->uses_default = w.uses_default;
     st->sets_config = w.sets_config;
     st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TRANSACTION_STMT && n->transaction_stmt) {
+        PgQuery__TransactionStmtKind k = n->transaction_stmt->kind;
+        st->txn_undo = k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN &&
+                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START &&
+                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT &&
+                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_RELEASE;
+    }
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
                        !n->select_stmt->into_clause;
     st->stores_values = stores_values(n);

@@ -63,6 +63,8 @@ struct pin_stmt {
     bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */
     bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
+    bool txn_undo;       /* COMMIT, ROLLBACK [TO], PREPARE TRANSACTION...: may end or roll back
+                            (part of) the transaction, pgdual's temporary table's rows too */
     bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
     bool stores_values;  /* CREATE TABLE AS, SELECT INTO, ALTER TABLE ... ADD COLUMN */
     /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the
@@ -318,6 +320,7 @@ struct pin_cte_stmt {
     size_t types_len;
     uint32_t *types; /* ...decoded, ntypes of them */
     uint16_t ntypes;
+    uint64_t names_epoch; /* the session's name-resolution epoch at the client's Parse */
 };
 
 /* A new statement (refs 1) taking plan (moved: *plan is left empty) and references on shapes
@@ -343,13 +346,13 @@ int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, uint32_
 int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *text,
                         const uint8_t *bind, size_t bind_len) __attribute__((warn_unused_result));
 /* The secondary's version of an Execute of cs, its portal bound by the client's Bind (bind,
- * bind_len: its body): Close of the portal PIN_SECONDARY_NAME, Close and Parse of the statement
+ * bind_len: its body): Close of the client's portal, Close and Parse of the statement
  * PIN_CTE_STMT_NAME (tmpl with its j-th slot as $<K+1+j>::json, K the Bind's parameter count;
  * $1..$K typed as the client's Parse declared them, one it left open and the template does not
- * use as text or bytea by its format), Bind of the portal to it (the client's parameters and
- * formats, then one text json parameter per slot: slot_rows[slot], outer for PIN_TMPL_OUTER; the
- * client's result formats unless the outer statement is pinned) and Execute, into out. PIN_ESHAPE
- * on a Bind pgdual cannot read or a slot it has no rows for. */
+ * use as text or bytea by its format), Bind of the client's portal to it (the client's parameters
+ * and formats, then one text json parameter per slot: slot_rows[slot], outer for PIN_TMPL_OUTER;
+ * the client's result formats unless the outer statement is pinned) and Execute, into out.
+ * PIN_ESHAPE on a Bind pgdual cannot read or a slot it has no rows for. */
 int pin_cte_ext_execute(struct wbuf *out, const struct pin_cte_stmt *cs,
                         const struct pin_tmpl *tmpl, const uint8_t *bind, size_t bind_len,
                         const struct wbuf *slot_rows, uint32_t nslot_rows, const struct wbuf *outer)

@@ -348,7 +348,7 @@ static int put_bind(struct wbuf *out, const struct pin_cte_stmt *cs, const struc
                     const struct wbuf *outer)
 {
     size_t at = wbuf_begin_msg(out, PqMsg_Bind);
-    wbuf_put_cstr(out, PIN_SECONDARY_NAME);
+    wbuf_put_cstr(out, b->portal); /* the client's portal: its state matches the primary's */
     wbuf_put_cstr(out, PIN_CTE_STMT_NAME);
     if (b->nfmt == 0 || (b->nfmt == 1 && param_format(b, 0) == 0)) {
         wbuf_put_u16(out, 0); /* all text, pgdual's json ones too */
@@ -392,7 +392,10 @@ int pin_cte_ext_execute(struct wbuf *out, const struct pin_cte_stmt *cs,
     if (!bind_read(bind, bind_len, &b) || (uint32_t)b.nparams + (uint32_t)tmpl->n > UINT16_MAX) {
         return PIN_ESHAPE;
     }
-    put_close(out, 'P', PIN_SECONDARY_NAME);
+    /* The client's portal is bound to pgdual's statement here as on the primary, so that an
+     * Execute of it in a later batch finds it run to completion on both servers (bound to the
+     * client's statement and never run, it would write afresh on the secondary). */
+    put_close(out, 'P', b.portal);
     put_close(out, 'S', PIN_CTE_STMT_NAME);
     int rc = put_parse(out, cs, tmpl, &b);
     if (rc == 0) {
@@ -402,7 +405,7 @@ int pin_cte_ext_execute(struct wbuf *out, const struct pin_cte_stmt *cs,
         return rc;
     }
     size_t at = wbuf_begin_msg(out, PqMsg_Execute);
-    wbuf_put_cstr(out, PIN_SECONDARY_NAME);
+    wbuf_put_cstr(out, b.portal);
     wbuf_put_u32(out, 0);
     wbuf_end_msg(out, at);
     return out->failed ? PIN_ENOMEM : 0;

@@ -588,7 +588,7 @@ enum mirror_reply mirror_primary_done(struct session *s, uint8_t status)
     u->prim_us = clock_monotonic_us() - u->start_us;
     u->prim_status_before = m->prim_status;
     m->prim_status = status;
-    if (status == PQ_TXN_IDLE) {
+    if (status == PQ_TXN_IDLE && pin_cte_any(s)) {
         /* Portals bound to pgdual's statement by the units up to this one are gone (pgdual's
          * own units have no serial: up to the next client unit). */
         uint32_t upto = u->serial;

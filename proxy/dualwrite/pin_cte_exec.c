@@ -26,6 +26,11 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
     if (pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
         return false;
     }
+    if (c->names_clash) {
+        c->msg_unpinned = PIN_NAMES_CLASH;
+        c->msg_known = false;
+        return true; /* verbatim, each Execute counted */
+    }
     struct wire_reader rd;
     wire_reader_init(&rd, msg + 5, len - 5);
     (void)wire_cstr(&rd);
@@ -70,6 +75,9 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
             pin_cte_stmt_new(sql, &c->plan, shapes, n, outer, msg + types_at, len - types_at);
         c->plan_valid = false; /* moved (or freed) */
         why = c->msg_cte ? NULL : "out of memory pinning it";
+        if (c->msg_cte) {
+            c->msg_cte->names_epoch = c->names_epoch;
+        }
     }
     for (int k = 0; k < n; k++) {
         pin_shape_unref(shapes[k]); /* the statement took its own references */
@@ -110,6 +118,35 @@ void pin_cte_parsed(struct session *s, const char *name, bool cte)
         if (copy) {
             c->cte_names[c->ncte_names++] = copy;
         }
+    }
+    if (at < 0 && cte && cte_name_at(c, name) < 0) {
+        c->cte_names_lost = true; /* the list is full or out of memory */
+    }
+}
+
+bool pin_name_clashes(const char *name)
+{
+    return name && strncmp(name, "pgdual.", 7) == 0;
+}
+
+bool pin_cte_any(const struct session *s)
+{
+    const struct pin_catalog *c = &s->pin;
+    return c->ncte_names > 0 || c->nlive > 0 || c->cte_names_lost;
+}
+
+void pin_names_change(struct session *s)
+{
+    s->pin.names_epoch++;
+    s->pin.names_dirty = true;
+}
+
+void pin_names_txn_control(struct session *s, bool ends)
+{
+    struct pin_catalog *c = &s->pin;
+    if (c->names_dirty) {
+        c->names_epoch++;
+        c->names_dirty = !ends;
     }
 }
 
@@ -160,6 +197,14 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     const struct pin_catalog *c = &s->pin;
     if (!pin_active(s)) {
         return pin_off_reason(s) ? pin_off_reason(s) : "pinning is off now";
+    }
+    if (c->names_clash) {
+        return PIN_NAMES_CLASH;
+    }
+    if (cs->names_epoch != c->names_epoch) {
+        /* The server resolves the client's statement's names as they were at its Parse; pgdual's
+         * statement, parsed now, could resolve them otherwise (another search_path). */
+        return "settings changed since it was prepared";
     }
     if (cs->nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
         return "pgdual's table for WITH query rows is not there";

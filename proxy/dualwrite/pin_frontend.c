@@ -188,6 +188,20 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     if (pin_plan_catalog_moves(&c->plan, (int)index)) {
         return 0;
     }
+    for (uint32_t j = 0; j < index; j++) {
+        if (c->plan.stmts[j].txn_undo) {
+            /* ROLLBACK TO a savepoint made before pgdual's table was (a Query before made it),
+             * COMMIT or ROLLBACK: pgdual's table or its rows may be gone when the WITH query runs
+             * (42P01 where old alone commits). */
+            char table[2 * PIN_NAME_MAX + 2];
+            pin_table_name(table, sizeof(table), st->ctes[0].st.schema, st->ctes[0].st.rel);
+            pin_note_unpinned(u,
+                              "a statement before it in its Query may end or roll back its "
+                              "transaction",
+                              table, index);
+            return -1;
+        }
+    }
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
     if (!shapes) {
         return 0;
@@ -459,14 +473,15 @@ static bool rewrite_bind(struct session *s, const uint8_t *msg, size_t len)
 }
 
 /* A Describe of a pinned statement or portal: its RowDescription loses pgdual's columns. */
-static void note_describe(struct session *s, struct unit *u, const uint8_t *msg, size_t len)
+static void note_describe(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
+                          bool cte)
 {
     struct wire_reader rd;
     wire_reader_init(&rd, msg + 5, len - 5);
     uint8_t kind = wire_u8(&rd);
     const char *name = wire_cstr(&rd);
     enum stmt_space sp = kind == 'S' ? STMT_SPACE_STATEMENT : STMT_SPACE_PORTAL;
-    if (kind == 'P' && name) {
+    if (kind == 'P' && name && cte) {
         pin_cte_describe(s, u, name);
     }
     const struct stmt_class *cls = name ? stmt_track_pinned(&s->stmts, sp, name) : NULL;
@@ -481,7 +496,7 @@ static void note_describe(struct session *s, struct unit *u, const uint8_t *msg,
 /* An Execute of a pinned portal: its rows are kept for the secondary (a row limit is lifted when
  * the client sees no rows anyway); of a portal that makes up values unpinned: noted. */
 static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
-                            bool active)
+                            bool active, bool cte)
 {
     struct pin_catalog *c = &s->pin;
     struct wire_reader rd;
@@ -496,9 +511,10 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
         cls = stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal);
     }
     uint32_t index = (uint32_t)u->executes; /* on_execute counts it after this */
-    bool handled = portal && !rd.failed && pin_cte_execute(s, u, cls, portal, max_rows, active);
-    if (!cls || !(cls->dml_only && !cls->user_code && !cls->catalog && !cls->effects &&
-                  !cls->commits && !cls->session_state)) {
+    bool handled =
+        cte && portal && !rd.failed && pin_cte_execute(s, u, cls, portal, max_rows, active);
+    if (cte && (!cls || !(cls->dml_only && !cls->user_code && !cls->catalog && !cls->effects &&
+                          !cls->commits && !cls->session_state))) {
         /* It may drop pgdual's table or roll it back: no Bind after it in the batch gets
          * pgdual's statement. */
         struct unit_pin *p = pin_analysis_active(s) ? pin_unit_pin_of(u) : NULL;
@@ -556,12 +572,32 @@ static bool is_step_message(uint8_t type)
            type == PqMsg_Execute || type == PqMsg_Close;
 }
 
+/* A client's statement or portal named as pgdual names its own ("pgdual."): pgdual's statements
+ * must never replace it (pin_session.h, names_clash). */
+static void note_names(struct pin_catalog *c, const uint8_t *msg, size_t len)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, msg + 5, len - 5);
+    if (msg[0] == PqMsg_Close || msg[0] == PqMsg_Describe) {
+        (void)wire_u8(&rd);
+    }
+    const char *name = wire_cstr(&rd);
+    const char *stmt = msg[0] == PqMsg_Bind && name ? wire_cstr(&rd) : NULL;
+    if (pin_name_clashes(name) || pin_name_clashes(stmt)) {
+        c->names_clash = true;
+    }
+}
+
 bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
                           const struct wbuf **out)
 {
     struct pin_catalog *c = &s->pin;
     bool active = pin_active(s), analysis = pin_analysis_active(s);
     bool rw = false;
+    if (is_step_message(msg[0]) && !c->names_clash) {
+        note_names(c, msg, len);
+    }
+    bool cte = pin_cte_any(s); /* else no WITH work below (the path without WITH statements) */
     switch (msg[0]) {
     case PqMsg_Query:
         u->pin_inactive = u->pin_inactive || !analysis;
@@ -580,18 +616,22 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         }
         break;
     case PqMsg_Bind:
-        pin_cte_bind(s, u, msg, len);
+        if (cte) {
+            pin_cte_bind(s, u, msg, len);
+        }
         rw = rewrite_bind(s, msg, len);
         c->cte_create_tried = false; /* bind_lookup tried for this one */
         break;
     case PqMsg_Close:
-        pin_cte_close(s, u, msg, len);
+        if (cte) {
+            pin_cte_close(s, u, msg, len);
+        }
         break;
     case PqMsg_Describe:
-        note_describe(s, u, msg, len);
+        note_describe(s, u, msg, len, cte);
         break;
     case PqMsg_Execute:
-        rw = rewrite_execute(s, u, msg, len, active);
+        rw = rewrite_execute(s, u, msg, len, active, cte);
         break;
     case PqMsg_FunctionCall:
         u->pin_inactive = true; /* a function by OID: pgdual cannot pin what it makes up */
@@ -599,12 +639,21 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     default:
         break;
     }
+    if (!cte && u->executes > 0 && pin_cte_any(s)) {
+        /* The session's first WITH statement: the Executes before it in the batch were not
+         * looked at (rewrite_execute), any of them may drop pgdual's table or roll it back. */
+        struct unit_pin *p = pin_analysis_active(s) ? pin_unit_pin_of(u) : NULL;
+        if (p) {
+            p->cte_doubt = true;
+        }
+    }
     if (is_step_message(msg[0])) {
         u->step_msgs++;
     }
     for (int i = 0; c->plan_valid && i < c->plan.n; i++) {
         if (c->plan.stmts[i].sets_config) {
             pin_catalog_private(c); /* search_path or role may change: not like the others */
+            pin_names_change(s);
         }
     }
     if (msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) {

@@ -36,6 +36,9 @@ void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
 
 /* pin_cte_exec.c, for pin_frontend.c. */
 struct stmt_class;
+#define PIN_NAMES_CLASH "the client names statements or portals \"pgdual.\" as pgdual does"
+/* Does a client's statement or portal name begin as pgdual's own names do ("pgdual.")? */
+bool pin_name_clashes(const char *name);
 /* A Parse of a statement with data-modifying WITH queries (plan statement 0 has outer and ctes):
  * decide now which of them are pinned at its Binds (c->msg_*; the plan moves into c->msg_cte).
  * false: not for this path (pin_decide decides as for any statement). */

@@ -95,6 +95,17 @@ struct pin_catalog {
      * PIN_CTE_NAMES_MAX: a Bind of one pgdual no longer knows is counted. */
     char **cte_names;
     int ncte_names;
+    bool cte_names_lost; /* one could not be kept (out of memory): the WITH work stays on */
+    /* Name resolution (search_path, role, the catalog) may differ from what it was at a Parse
+     * when names_epoch moved since: bumped by a statement that may change it (SET, DDL, user
+     * code) and, after one, by one that may end or roll back the transaction it ran in (its SET
+     * undone). A WITH statement prepared before is not pinned at a Bind after (pin_cte_exec.c). */
+    uint64_t names_epoch;
+    bool names_dirty;
+    /* The client named a statement or portal "pgdual.…" (pgdual's own names): its WITH
+     * statements are no longer pinned through the extended protocol (counted), so pgdual never
+     * Closes or Parses a name the client holds. */
+    bool names_clash;
 };
 
 /* A portal bound to pgdual's statement on the primary. */
@@ -217,6 +228,16 @@ bool pin_reply_own(struct unit *u, uint8_t type);
 /* The primary's transaction ended (idle) with unit serial: portals bound to pgdual's statement
  * by it or before are gone (a batch pipelined behind it may have bound one since). */
 void pin_cte_txn_idle(struct session *s, uint32_t serial);
+/* Does the session hold any data-modifying WITH statement or portal of pgdual's? Not: Binds,
+ * Executes and Describes skip the WITH work (a session without WITH statements takes the path
+ * it took before). */
+bool pin_cte_any(const struct session *s);
+/* Name resolution may change from here on (session_classify.c: SET search_path or ROLE, DDL,
+ * code pgdual cannot see into, a statement it could not parse). */
+void pin_names_change(struct session *s);
+/* A statement that may end (ends: COMMIT, ROLLBACK) or roll back part of a transaction: after a
+ * change, name resolution may go back to what it was. */
+void pin_names_txn_control(struct session *s, bool ends);
 
 /* ---- the primary's reply (session_relay.c) ---- */
 

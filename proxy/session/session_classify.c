@@ -247,6 +247,18 @@ static void query_class(struct session *s, const struct unit *u, const char *sql
     }
 }
 
+/* A lone DISCARD (its text beginning with the word; a comment first: not recognised): it makes
+ * no object that could shadow a prepared statement's, and the server parses those whose tables
+ * it drops again (pin_names_change is not needed). */
+static bool discard_only(const char *sql, int nstatements)
+{
+    while (sql && (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')) {
+        sql++;
+    }
+    return nstatements == 1 && sql && strncasecmp(sql, "discard", 7) == 0 &&
+           (sql[7] == ' ' || sql[7] == '\t' || sql[7] == '\n' || sql[7] == '\r');
+}
+
 static void on_query(struct session *s, struct unit *u, const char *sql)
 {
     struct classify_result r;
@@ -287,6 +299,15 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
     u->catalog_change = u->catalog_change || (mirrored && catalog_may_change(&r));
+    if (u->internal) {
+        /* pgdual's own statements leave name resolution as it was */
+    } else if (catalog_may_change(&r) && !discard_only(sql, r.nstatements)) {
+        pin_names_change(s);
+    } else if (r.txn_control && (r.nstatements != 1 || (r.txn != CLASSIFY_TXN_BEGIN &&
+                                                        r.txn != CLASSIFY_TXN_SAVEPOINT))) {
+        pin_names_txn_control(s, r.nstatements == 1 && (r.txn == CLASSIFY_TXN_COMMIT ||
+                                                        r.txn == CLASSIFY_TXN_ROLLBACK));
+    }
     const char *why = mirrored || r.is_listen ? session_state_reason(&r, sql) : NULL;
     if (why) {
         session_reconnect_taint(s, why);
@@ -399,6 +420,14 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     }
     forget_after_user_code(s, u, c && c->user_code);
     u->catalog_change = u->catalog_change || !c || (c->mirrored && c->catalog);
+    if (u->internal) {
+        /* pgdual's own statements leave name resolution as it was */
+    } else if (!c ||
+               ((c->catalog || c->user_code) && !discard_only(c->sql, c->lex_unsure ? -1 : 1))) {
+        pin_names_change(s);
+    } else if (!c->dml_only) {
+        pin_names_txn_control(s, c->commits); /* transaction control, among others */
+    }
     if (!c || (c->mirrored && c->session_state)) {
         session_reconnect_taint(s, c ? "a prepared statement that changes session state"
                                      : "a portal pgdual does not know");
@@ -455,6 +484,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         break;
     case PqMsg_FunctionCall: /* a function may do anything, set_config() included */
         session_reconnect_taint(s, "a FunctionCall message");
+        pin_names_change(s);
         u->mirrored = true;
         u->wrap_ok = false;
         u->writes++;

@@ -414,8 +414,10 @@ static int frontend_message(struct session *s)
     if (type == PqMsg_Terminate) {
         return RELAY_STOP_TERMINATE;
     }
-    if (type == PqMsg_Query || type == PqMsg_Parse || type == PqMsg_Bind) {
+    bool followed = false;
+    if (type == PqMsg_Query || type == PqMsg_Parse || (type == PqMsg_Bind && pin_cte_any(s))) {
         if (s->mirror.building == NULL) {
+            followed = true;
             /* A unit starts: follow the primary dial first, so that what pinning sends before the
              * message (a catalog lookup, pgdual's table) goes to the primary the unit runs on. */
             session_refresh_dials(s);
@@ -429,11 +431,13 @@ static int frontend_message(struct session *s)
         }
     }
     bool starts = s->mirror.building == NULL;
-    if (starts) {
+    if (starts && !followed) {
         session_refresh_dials(s); /* a statement boundary */
         if (follow_primary_dial(s) < 0) {
             return RELAY_STOP_ENDED;
         }
+    }
+    if (starts) {
         session_reconnect_resume(s); /* a parked secondary connection is put to use */
     }
     /* A unit starting with the primary idle is held back until it is complete: then it is

@@ -82,6 +82,9 @@ set_tests_properties(it.pin_cte_ext PROPERTIES ENVIRONMENT
 # WITH queries through the extended protocol, message by message (rawpg.py): the reviews'
 # scenarios of the first design and failing Binds.
 pgdual_shell_it(pin_cte_ext2 120)
+# Review 12c: search_path changed since the Parse, client names "pgdual.", a finished portal
+# executed again, ROLLBACK TO before a WITH write in one Query.
+pgdual_shell_it(pin_cte_ext3 90)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 

@@ -196,7 +196,7 @@ static void test_ext_execute(void **state)
     assert_int_equal(pin_cte_ext_execute(&out, cs, &tmpl, bind.data, bind.len, slots, 3, NULL), 0);
     size_t off = 0;
     struct wire_msg m = next_of(&out, &off, 'C');
-    assert_memory_equal(m.body, "P" PIN_SECONDARY_NAME, sizeof(PIN_SECONDARY_NAME) + 1);
+    assert_memory_equal(m.body, "Pp", 3); /* the client's portal, bound to pgdual's statement */
     m = next_of(&out, &off, 'C');
     assert_memory_equal(m.body, "S" PIN_CTE_STMT_NAME, sizeof(PIN_CTE_STMT_NAME) + 1);
     m = next_of(&out, &off, 'P');
@@ -211,7 +211,7 @@ static void test_ext_execute(void **state)
     assert_int_equal(wire_u32(&rd), 114);
     m = next_of(&out, &off, 'B');
     wire_reader_init(&rd, m.body, m.body_len);
-    assert_string_equal(wire_cstr(&rd), PIN_SECONDARY_NAME);
+    assert_string_equal(wire_cstr(&rd), "p");
     assert_string_equal(wire_cstr(&rd), PIN_CTE_STMT_NAME);
     assert_int_equal(wire_u16(&rd), 0);
     assert_int_equal(wire_u16(&rd), 2);
@@ -220,6 +220,7 @@ static void test_ext_execute(void **state)
     assert_int_equal(wire_u32(&rd), 10);
     assert_memory_equal(wire_bytes(&rd, 10), "[{\"id\":1}]", 10);
     m = next_of(&out, &off, 'E');
+    assert_string_equal((const char *)m.body, "p");
     assert_int_equal(off, out.len);
     /* No rows for its slot: refused. */
     wbuf_reset(&out);
