@@ -145,7 +145,8 @@ static char *digits_folded(const char *s)
     return o;
 }
 
-/* s with a space after each $n the normalizer glued to what follows ("$4FROM"). */
+/* s with a space after each $n the normalizer glued to what follows ("$4FROM"). A '$' inside a
+ * name ("b$5$x", one identifier) is no parameter. */
 static char *params_apart(const char *s)
 {
     size_t len = strlen(s);
@@ -155,8 +156,9 @@ static char *params_apart(const char *s)
     }
     size_t n = 0;
     for (size_t i = 0; i < len;) {
+        bool in_name = i > 0 && ident_cont((unsigned char)s[i - 1]);
         o[n++] = s[i++];
-        if (s[i - 1] == '$' && s[i] >= '0' && s[i] <= '9') {
+        if (s[i - 1] == '$' && !in_name && s[i] >= '0' && s[i] <= '9') {
             while (s[i] >= '0' && s[i] <= '9') {
                 o[n++] = s[i++];
             }
