@@ -474,7 +474,7 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     /* A portal of a statement parsed with pinning's RETURNING list is always known as such
      * (its answers must lose those columns); for the others what the session knows decides. */
     const struct stmt_class *cls =
-        portal && !rd.failed ? stmt_track_pinned(&s->stmts, STMT_SPACE_PORTAL, portal) : NULL;
+        portal && !rd.failed ? stmt_track_kept(&s->stmts, STMT_SPACE_PORTAL, portal) : NULL;
     if (!cls && portal && !rd.failed) {
         cls = stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal);
     }
@@ -545,6 +545,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_unpinned = NULL;
         c->msg_known = false;
         c->msg_table[0] = '\0';
+        c->msg_unanalysed = !analysis;
         rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
         break;
     case PqMsg_Bind:
@@ -592,6 +593,15 @@ void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind)
     cls->pin_known = c->msg_known;
     cls->unpinned = c->msg_unpinned;
     snprintf(cls->unpinned_table, sizeof(cls->unpinned_table), "%s", c->msg_table);
+    /* Prepared while pgdual could not look at what it writes (mirroring off, the secondary away,
+     * a DDL or a transaction end still unanswered ahead of it): its defaults, triggers and rules
+     * were never looked up, so a write it makes may make up values. Counted at every Execute
+     * that reaches the secondary, never pinned (a statement prepared again gets analysed). */
+    if (c->msg_unanalysed && !cls->pin && !cls->pin_known && !cls->unpinned && cls->mirrored &&
+        !cls->lock_only_read) {
+        cls->unpinned = "prepared while pgdual could not analyse it";
+    }
+    c->msg_unanalysed = false;
 }
 
 void pin_frontend_class_done(struct session *s)

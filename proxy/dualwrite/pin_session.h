@@ -74,6 +74,7 @@ struct pin_catalog {
     const char *msg_unpinned;
     bool msg_known;
     bool msg_pin_off;
+    bool msg_unanalysed; /* the Parse came while the analysis was off (pin_analysis_active) */
     char msg_table[2 * PIN_NAME_MAX + 2];
     /* The primary's reply while a unit with pinned steps is relayed (session_relay.c). */
     bool filtering;         /* the relay's current feed goes through pin_reply_* */

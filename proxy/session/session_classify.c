@@ -349,9 +349,15 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
         return;
     }
     struct stmt_class pc = c ? *c : unknown;
-    if (!pc.pin && stmt) { /* parsed with pinning's RETURNING list, whatever else is unknown */
-        const struct stmt_class *pinned = stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt);
-        pc.pin = pinned ? pinned->pin : NULL;
+    if (!pc.pin && !pc.unpinned && stmt) {
+        /* Parsed with pinning's RETURNING list, or counted at each Execute, whatever else is
+         * unknown (code pgdual cannot see into forgot the names). */
+        const struct stmt_class *kept = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt);
+        if (kept) {
+            pc.pin = kept->pin;
+            pc.unpinned = kept->unpinned;
+            memcpy(pc.unpinned_table, kept->unpinned_table, sizeof(pc.unpinned_table));
+        }
     }
     pin_frontend_class(s, &pc, true); /* a portal pgdual only strips (pin_frontend.c) */
     stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, &pc, c ? c->sql : NULL,

@@ -9,6 +9,9 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     Q <sql>                 simple Query
     P <sql>                 Parse of the unnamed statement
     B                       Bind of the unnamed portal to it (no parameters)
+    PN <name> <sql>         Parse of statement name (no parameter types declared)
+    BN <name> [value]...    Bind of the unnamed portal to statement name, text parameter values
+                            (separated by single spaces; \N is NULL)
     E                       Execute the unnamed portal
     D S | D P               Describe the unnamed statement | portal
     S | H                   Sync | Flush
@@ -17,6 +20,8 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     SEND                    send what the steps so far built
     WAIT <type> [n]         read until the n-th message of that type (default 1) arrives
     CLOSE                   close the socket at once (no Terminate)
+    PAUSE <file>            print "PAUSE" and wait (60 s at most) until file exists: the shell
+                            test acts meanwhile (admin commands) and then creates the file
     DETAIL                  from here on print T, D and t messages in full (see below)
 Each backend message read is printed as one line: its type, then for E/N the SQLSTATE and
 message, for C the tag, for Z the status. After DETAIL, T also lists each field as
@@ -25,9 +30,11 @@ OIDs differ between databases), D its values (NULL as \N, bytes as Python would 
 and t its parameter type OIDs. Exit 0 when the script ran; 2 on a timeout (10 s per
 WAIT) or a closed connection, after printing what arrived.
 """
+import os
 import socket
 import struct
 import sys
+import time
 
 
 def msg(t, body=b""):
@@ -118,6 +125,24 @@ def main():
                 out += msg(b"Q", arg.encode() + b"\0")
             elif word == "P":
                 out += msg(b"P", b"\0" + arg.encode() + b"\0\0\0")
+            elif word == "PN":
+                name, _, sql = arg.partition(" ")
+                out += msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0\0\0")
+            elif word == "BN":
+                name, _, rest = arg.partition(" ")
+                vals = rest.split(" ") if rest else []
+                body = b"\0" + name.encode() + b"\0\0\0" + struct.pack("!h", len(vals))
+                for v in vals:
+                    body += struct.pack("!i", -1) if v == "\\N" else struct.pack(
+                        "!i", len(v.encode())) + v.encode()
+                out += msg(b"B", body + b"\0\0")
+            elif word == "PAUSE":
+                print("PAUSE", flush=True)
+                deadline = time.monotonic() + 60
+                while not os.path.exists(arg):
+                    if time.monotonic() > deadline:
+                        raise EOFError("PAUSE: %s did not appear" % arg)
+                    time.sleep(0.02)
             elif word == "B":
                 out += msg(b"B", b"\0\0\0\0\0\0\0\0")
             elif word == "E":

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# tests/integration/it_pin_unanalysed.sh: prepared statements pgdual could not analyse, or whose
+# analysis it forgot, are never silent. (A) A Parse pipelined behind an unanswered DDL is prepared
+# while the analysis is off (its table's defaults were never looked up): each Execute of it that
+# makes up values is counted, unless pinned. (B) An INSERT counted for its trigger is still counted
+# after code pgdual cannot see into (a DO block) made it forget the session's statement names.
+# Each check: old and new hold the same rows, or the write was counted (found by a review: both
+# were silent, new's clock_timestamp() stored).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
+source "$(dirname "$0")/../harness/lib.sh"
+it_mirrors || it_skip "needs pgdual with dual-write"
+
+DB=it_pin_unanalysed
+RAWPG="$IT_HARNESS_DIR/rawpg.py"
+it_createdb "$DB"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+rows() { "$1" "$DB" -tA -c "SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $2 w_"; }
+# never_silent TABLE MSG: the table is the same on both sides, or a nondeterministic write was
+# counted since the mark.
+never_silent() {
+    local d
+    d=$(it_status_delta nondeterministic_writes_total)
+    if [[ "$(rows psql_old "$1")" == "$(rows psql_new "$1")" ]]; then
+        it_pass "$2 (identical on old and new; counted +$d)"
+    elif [[ "$d" =~ ^[0-9]+$ ]] && ((d > 0)); then
+        it_pass "$2 (rows differ, counted +$d)"
+        local list
+        list=$(it_status reconcile_tables)
+        if [[ "$list" == "*" || "$list" == *"$DB:public.$1"* ]]; then
+            it_pass "$1 is on the reconciliation list ($list)"
+        else
+            it_failed "$1 is not on the reconciliation list: $list"
+        fi
+    else
+        it_failed "$2: $1 differs on old and new and nothing was counted (+$d)"
+    fi
+}
+
+psql_proxy "$DB" -q -c "CREATE TABLE ck (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
+psql_proxy "$DB" -q -c "CREATE TABLE tg (id int PRIMARY KEY, at timestamptz)" -c "
+    CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS
+        \$\$BEGIN NEW.at := clock_timestamp(); RETURN NEW; END\$\$;
+    CREATE TRIGGER tg_stamp BEFORE INSERT ON tg FOR EACH ROW EXECUTE FUNCTION stamp();"
+
+# --- A: prepared behind an unanswered DDL, in one write ------------------------------------------
+it_status_mark
+out=$(raw "Q CREATE TABLE IF NOT EXISTS zz (i int) ;; PN ins INSERT INTO ck (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z 2 ;; BN ins 901 ;; E ;; S ;; SEND ;; WAIT Z ;; BN ins 902 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Executes inserted a row"
+never_silent ck "a statement prepared while the analysis was off"
+
+# --- B: counted for its trigger, then names forgotten by a DO block ------------------------------
+it_status_mark
+out=$(raw "PN tins INSERT INTO tg (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN tins 1 ;; E ;; S ;; SEND ;; WAIT Z ;; Q DO \$\$BEGIN END\$\$ ;; SEND ;; WAIT Z ;; BN tins 2 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both INSERTs ran"
+assert_delta nondeterministic_writes_total -ge 2 "the trigger table's INSERT is counted before and after a DO block"
+never_silent tg "a counted statement whose name pgdual forgot"
+
+it_proxy_stop
