@@ -240,6 +240,21 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
+static bool rolls_back(const PgQuery__Node *n)
+{
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_TRANSACTION_STMT || !n->transaction_stmt) {
+        return false;
+    }
+    switch (n->transaction_stmt->kind) {
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_TO:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_PREPARED:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st)
 {
     const PgQuery__Node *n = node;
@@ -250,6 +265,7 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     st->uses_default = w.uses_default;
     st->sets_config = w.sets_config;
     st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
+    st->rolls_back = rolls_back(n);
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
                        !n->select_stmt->into_clause;
     st->stores_values = stores_values(n);

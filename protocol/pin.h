@@ -62,6 +62,7 @@ struct pin_stmt {
     bool nested_insert;
     bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */
     bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
+    bool rolls_back;     /* ROLLBACK [TO SAVEPOINT], ROLLBACK PREPARED: may undo what pgdual made */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
     bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
     bool stores_values;  /* CREATE TABLE AS, SELECT INTO, ALTER TABLE ... ADD COLUMN */

@@ -161,6 +161,16 @@ static bool add_slots(struct unit *u, uint32_t n)
     return true;
 }
 
+static bool rollback_before(const struct pin_plan *p, uint32_t index)
+{
+    for (uint32_t j = 0; j < index && j < (uint32_t)p->n; j++) {
+        if (p->stmts[j].rolls_back) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
  * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
  * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
@@ -173,9 +183,10 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
         pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
         return 0;
     }
-    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP) or change what
-     * the lookups said: the statement goes as before (counted when it makes up values). */
-    if (pin_plan_catalog_moves(&c->plan, (int)index)) {
+    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP; a ROLLBACK TO a
+     * savepoint made before pgdual made it) or change what the lookups said: the statement goes
+     * as before (counted when it makes up values). */
+    if (pin_plan_catalog_moves(&c->plan, (int)index) || rollback_before(&c->plan, index)) {
         return 0;
     }
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));

@@ -128,6 +128,23 @@ assert_contains "$out" "has 0 columns available but 1 columns specified" \
 assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM t WHERE v IN ('noret', 'srf', 'alias')")" \
     "and none of these statements wrote a row on old"
 
+# --- a ROLLBACK TO ahead of a WITH write in the same Query ----------------------------------------
+# A new session makes pgdual's table inside the block, after the savepoint; ROLLBACK TO drops it
+# again before the second WITH write of that Query runs: that one must go verbatim (counted), not
+# fail on the missing table (review: 42P01 and an aborted transaction old alone would commit).
+it_status_mark
+ins="WITH w AS (INSERT INTO t (v) VALUES ('sp') RETURNING id) SELECT id FROM w"
+out=$(timeout 60 python3 "$IT_HARNESS_DIR/rawpg.py" "$PROXY_PORT" "$DB" \
+    "Q BEGIN ;; SEND ;; WAIT Z ;; Q SAVEPOINT a ;; SEND ;; WAIT Z ;; Q $ins ;; SEND ;; WAIT Z ;; Q ROLLBACK TO a; $ins ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_not_contains "$out" "E 42P01" "no error about pgdual's table after ROLLBACK TO"
+assert_contains "$out" "C COMMIT" "the transaction commits as on old alone"
+if [[ "$(psql_old "$DB" -tA -c "SELECT id, v FROM t WHERE v = 'sp'")" == "$(psql_new "$DB" -tA -c "SELECT id, v FROM t WHERE v = 'sp'")" ]]; then
+    it_pass "the WITH write after ROLLBACK TO: the same row on old and new"
+else
+    assert_delta nondeterministic_writes_total -ge 1 "the WITH write after ROLLBACK TO went verbatim: counted"
+fi
+
 # --- what is not pinned stays counted -------------------------------------------------------
 it_status_mark
 # The extended protocol: pgdual pins WITH queries in a simple Query only.
