@@ -108,6 +108,18 @@ check "summary JSON: 21 rows repaired, identical" \
 check "dup: every value's copies equal on old and new" \
     "[ \"\$(q $OLD_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" = \"\$(q $NEW_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" ]"
 
+# 1b. the same duplicated rows repaired by the plain --repair --apply (no --live): one fetch of the
+# missing copies and one DELETE of the surplus per table
+q "$NEW_PORT" "INSERT INTO dup SELECT 1, 'same' FROM generate_series(1, 5);
+  DELETE FROM dup WHERE ctid IN (SELECT ctid FROM dup WHERE a = 2 LIMIT 3)"
+"$BIN" --old "$OLD" --new "$NEW" --tables dup --repair >"$W/dup.sql" 2>&1
+check "plain --repair prints one DELETE for the table's surplus copies" \
+    "[ \"\$(grep -c '^DELETE FROM \"public\".\"dup\"' '$W/dup.sql')\" = 1 ] && [ \"\$(grep -c '^INSERT INTO' '$W/dup.sql')\" = 3 ]"
+"$BIN" --old "$OLD" --new "$NEW" --tables dup --repair --apply >"$W/dup.out" 2>&1; rc=$?
+check "plain --repair --apply on duplicated rows exits 0" "[ $rc -eq 0 ]"
+check "dup after the plain repair: every value's copies equal on old and new" \
+    "[ \"\$(q $OLD_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" = \"\$(q $NEW_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" ]"
+
 # 2. a second run repairs nothing
 "$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey,dup --live --repair --apply \
     --repair-log "$W/log2.jsonl" >"$W/live2.out" 2>&1; rc=$?

@@ -123,20 +123,16 @@ static void log_ms(struct live *lv, const struct table *t, const char *action, c
 }
 
 /* The secondary's surplus copies, all hashes in one DELETE: one scan of the table numbers the
- * copies of each hash (row_number over the hash), the copies numbered up to the surplus go, by
- * ctid (a TID scan). One statement per hash would scan the whole table once per hash: with
- * thousands of surplus rows that held the table's SHARE ROW EXCLUSIVE lock, and the mirrored
- * writes waiting behind it, for minutes. Hashes and counts are int8 values the server printed. */
+ * copies of each hash, the copies numbered up to the surplus go, by ctid (a TID scan). One
+ * statement per hash would scan the whole table once per hash: with thousands of surplus rows
+ * that held the table's SHARE ROW EXCLUSIVE lock, and the mirrored writes waiting behind it, for
+ * minutes. Hashes and counts are int8 values the server printed. */
 static void ms_put_delete(struct strbuf *sql, const struct table *t, const char *hashes,
                           const char *counts)
 {
-    strbuf_printf(
-        sql,
-        "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT s.ctid FROM (SELECT x.ctid, x.h,"
-        " row_number() OVER (PARTITION BY x.h) AS k FROM (SELECT t.ctid, %s AS h FROM %s t)"
-        " x WHERE x.h = ANY ('%s'::int8[])) s JOIN unnest('%s'::int8[], '%s'::int8[]) AS"
-        " d(h, n) ON s.h = d.h AND s.k <= d.n));\n",
-        t->def->qname, t->rowhash, t->def->qname, hashes, hashes, counts);
+    strbuf_printf(sql, "DELETE FROM %s WHERE ctid = ANY (ARRAY(", t->def->qname);
+    repair_put_keyless_copies(sql, t, hashes, counts);
+    strbuf_puts(sql, "));\n");
 }
 
 /* Plans the secondary's writes from the locked counts: inserts of missing copies; deletes of
