@@ -100,6 +100,8 @@ void stmt_class_release(struct stmt_class *c)
     c->parse_len = 0;
     pin_shape_unref(c->pin);
     c->pin = NULL;
+    c->unpinned = NULL; /* a released class keeps nothing: its entry may go (stmt_track.c) */
+    c->unpinned_table[0] = '\0';
 }
 
 void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e)

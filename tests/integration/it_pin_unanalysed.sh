@@ -4,6 +4,7 @@
 # while the analysis is off (its table's defaults were never looked up): each Execute of it that
 # makes up values is counted, unless pinned. (B) An INSERT counted for its trigger is still counted
 # after code pgdual cannot see into (a DO block) made it forget the session's statement names.
+# (C) Such statements, closed by the client, leave pgdual's table of names.
 # Each check: old and new hold the same rows, or the write was counted (found by a review: both
 # were silent, new's clock_timestamp() stored).
 set -euo pipefail
@@ -14,8 +15,8 @@ it_mirrors || it_skip "needs pgdual with dual-write"
 DB=it_pin_unanalysed
 RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
-# shellcheck disable=SC2119 # no ini overrides
-it_proxy_start
+# A small statement limit: section C closes what it prepares, and must never reach it.
+it_proxy_start pgdual.max_session_statements=16
 raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
 rows() { "$1" "$DB" -tA -c "SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $2 w_"; }
 # never_silent TABLE MSG: the table is the same on both sides, or a nondeterministic write was
@@ -59,5 +60,17 @@ out=$(raw "PN tins INSERT INTO tg (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN
 assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both INSERTs ran"
 assert_delta nondeterministic_writes_total -ge 2 "the trigger table's INSERT is counted before and after a DO block"
 never_silent tg "a counted statement whose name pgdual forgot"
+
+# --- C: counted statements prepared and closed again and again ------------------------------
+# A statement with a counted reason is dropped from pgdual's table of names when the client drops
+# it with Close (a review found such entries kept for good: the 17th ended the session at
+# max_session_statements = 16, and a secondary connection could never be made equal again).
+script=""
+for i in $(seq 1 40); do
+    script+="PN s$i INSERT INTO tg (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN s$i $((100 + i)) ;; E ;; CS s$i ;; S ;; SEND ;; WAIT Z ;; "
+done
+out=$(raw "${script% ;; }") || it_failed "rawpg: $out"
+assert_eq 40 "$(grep -c '^C INSERT 0 1' <<<"$out")" "40 counted statements prepared, run and closed in one session"
+assert_not_contains "$(cat "$PROXY_LOG")" "too many prepared statements" "the session never reached max_session_statements"
 
 it_proxy_stop
