@@ -314,8 +314,12 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
         if (n->prepare_stmt->query) {
             rc = pin_analyze_node(n->prepare_stmt->query, opt, st);
             st->sql_prepare = true;
+            pin_copy_name(st->prepared, n->prepare_stmt->name);
             return rc;
         }
+        break;
+    case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+        pin_copy_name(st->executes, n->execute_stmt->name);
         break;
     case PG_QUERY__NODE__NODE_COPY_STMT: {
         const PgQuery__CopyStmt *c = n->copy_stmt;

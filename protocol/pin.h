@@ -61,6 +61,8 @@ struct pin_stmt {
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
     bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */
+    pin_name prepared;   /* ...the name it prepares */
+    pin_name executes;   /* SQL EXECUTE: the name of the statement it runs ("" otherwise) */
     bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
     bool rolls_back;     /* ROLLBACK [TO SAVEPOINT], ROLLBACK PREPARED: may undo what pgdual made */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */

@@ -90,6 +90,17 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
                                 uint32_t index, bool *known)
 {
     const char *why = NULL;
+    if (st->executes[0]) {
+        /* SQL EXECUTE names a statement: counted when the statement is (a SQL PREPARE of a write
+         * that makes up values, or any reason its class keeps). */
+        const struct stmt_class *cls =
+            stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, st->executes);
+        *known = !cls || !cls->unpinned;
+        if (cls && cls->unpinned) {
+            note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
+        }
+        return NULL;
+    }
     /* A table created earlier in the same query is described by its CREATE TABLE; after other
      * statements of it that may change the catalog nothing is known. */
     const struct pin_table *t = pin_plan_created(&s->pin.plan, (int)index);
@@ -115,8 +126,24 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
     }
     if (!sh) {
         note_unpinned(u, why, table, index);
+        struct pin_catalog *c = &s->pin;
+        if (st->sql_prepare && why && c->nprepared < PIN_PREPARED_MAX) {
+            memcpy(c->prepared[c->nprepared], st->prepared, sizeof(pin_name));
+            c->prepared_why[c->nprepared++] = why;
+        }
     }
     return sh;
+}
+
+const char *pin_frontend_prepared_reason(const struct session *s, const char *name)
+{
+    const struct pin_catalog *c = &s->pin;
+    for (int i = 0; i < c->nprepared; i++) {
+        if (strcmp(c->prepared[i], name) == 0) {
+            return c->prepared_why[i];
+        }
+    }
+    return NULL;
 }
 
 static void set_known(struct unit_pin *p, uint32_t index)
@@ -548,6 +575,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     bool rw = false;
     switch (msg[0]) {
     case PqMsg_Query:
+        c->nprepared = 0;
         u->pin_inactive = u->pin_inactive || !analysis;
         rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
         break;

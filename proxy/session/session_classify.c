@@ -145,15 +145,19 @@ static void unit_uses(struct unit *u, const struct stmt_class *c)
 
 /* ---- SQL effects on named statements and portals ------------------------------------------- */
 
-static void record_effect(struct stmt_track *t, uint32_t unit, const struct classify_effect *e,
+static void record_effect(struct session *s, uint32_t unit, const struct classify_effect *e,
                           uint32_t index)
 {
-    static const struct stmt_class prepared = {.mirrored = true};
+    struct stmt_track *t = &s->stmts;
     switch (e->kind) {
-    case CLASSIFY_EFFECT_PREPARE: /* its own statement is not classified: mirrored */
+    case CLASSIFY_EFFECT_PREPARE: { /* its own statement is not classified: mirrored */
+        /* Counted by pinning (a write that makes up values): each EXECUTE of it is counted too. */
+        struct stmt_class prepared = {.mirrored = true,
+                                      .unpinned = pin_frontend_prepared_reason(s, e->name)};
         stmt_track_define(t, unit, STMT_SPACE_STATEMENT, e->name, &prepared, NULL, STMT_REPLY_EXEC,
                           index);
         break;
+    }
     case CLASSIFY_EFFECT_DEALLOCATE:
         stmt_track_remove(t, unit, STMT_SPACE_STATEMENT, e->name, STMT_REPLY_EXEC, index);
         break;
@@ -184,7 +188,7 @@ static void record_effects(struct session *s, struct unit *u, const char *sql, u
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        record_effect(&s->stmts, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
+        record_effect(s, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
     }
 }
 

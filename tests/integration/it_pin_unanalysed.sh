@@ -61,6 +61,19 @@ assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both INSERTs ran"
 assert_delta nondeterministic_writes_total -ge 2 "the trigger table's INSERT is counted before and after a DO block"
 never_silent tg "a counted statement whose name pgdual forgot"
 
+# --- D: SQL PREPARE of a write that makes up values, then EXECUTEs by SQL and by Bind -----------
+# The PREPARE is counted, and so is each EXECUTE (a reconciliation between them would otherwise
+# leave a later EXECUTE's row different on new, unseen).
+it_status_mark
+psql_proxy "$DB" -q -c "PREPARE p AS INSERT INTO ck (id) VALUES (\$1)" -c "EXECUTE p(501)" \
+    -c "EXECUTE p(502)" -c "DEALLOCATE p"
+assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each SQL EXECUTE of it counted"
+it_status_mark
+out=$(raw "Q PREPARE q AS INSERT INTO ck (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; BN q 503 ;; E ;; S ;; SEND ;; WAIT Z ;; BN q 504 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Binds of the SQL-prepared statement inserted"
+assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each Bind/Execute of it counted"
+
 # --- C: counted statements prepared and closed again and again ------------------------------
 # A statement with a counted reason is dropped from pgdual's table of names when the client drops
 # it with Close (a review found such entries kept for good: the 17th ended the session at
