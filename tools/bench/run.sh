@@ -803,12 +803,9 @@ run_dual_write() {
     done
 }
 
-# summarize FILE PER: builds the table (tab separated) from FILE (results.tsv or dw.tsv):
-# medians over rounds (ok rows only); proxy CPU seconds per PER units (statements or
-# transactions, column 7).
-# Columns: workload target tps latency ratio cpu_per_PER rounds_ok rounds_total
-summarize() {
-    awk -F'\t' -v tck="$CLK_TCK" -v per="$2" '
+# awk function median(list): the median of the space-separated numbers in list ("NA" if none),
+# shared by the awk programs below.
+AWK_MEDIAN='
     function median(s,    n, a, i, j, t) {
         n = split(s, a, " ")
         if (n == 0) return "NA"
@@ -816,6 +813,14 @@ summarize() {
             while (j > 0 && a[j] + 0 > t) { a[j + 1] = a[j]; j-- } a[j + 1] = t }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
+'
+
+# summarize FILE PER: builds the table (tab separated) from FILE (results.tsv or dw.tsv):
+# medians over rounds (ok rows only); proxy CPU seconds per PER units (statements or
+# transactions, column 7).
+# Columns: workload target tps latency ratio cpu_per_PER rounds_ok rounds_total
+summarize() {
+    awk -F'\t' -v tck="$CLK_TCK" -v per="$2" "$AWK_MEDIAN"'
     {
         k = $3 SUBSEP $2
         if (!($3 in wseen)) { wseen[$3] = 1; wl[++nw] = $3 }
@@ -948,14 +953,7 @@ ratio_of() {
 # this host's cores with a proxy and a client that cost nothing (cores x 1000 / (old + new)).
 # Columns: workload target old_ms new_ms proxy_ms servers_bound_tps
 cpu_split() {
-    awk -F'\t' -v tck="$CLK_TCK" -v cores="$(nproc)" '
-    function median(s,    n, a, i, j, t) {
-        n = split(s, a, " ")
-        if (n == 0) return "NA"
-        for (i = 2; i <= n; i++) { t = a[i] + 0; j = i - 1
-            while (j > 0 && a[j] + 0 > t) { a[j + 1] = a[j]; j-- } a[j + 1] = t }
-        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+    awk -F'\t' -v tck="$CLK_TCK" -v cores="$(nproc)" "$AWK_MEDIAN"'
     $8 == "ok" && $7 > 0 && $9 != "" {
         k = $3 SUBSEP $2
         if (!(k in seen)) { seen[k] = 1; order[++n] = k }
