@@ -240,6 +240,22 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
+static bool rolls_back(const PgQuery__Node *n)
+{
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_TRANSACTION_STMT || !n->transaction_stmt) {
+        return false;
+    }
+    switch (n->transaction_stmt->kind) {
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_RELEASE:
+        return false;
+    default:
+        return true; /* COMMIT, ROLLBACK [TO], PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED */
+    }
+}
+
 int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st)
 {
     const PgQuery__Node *n = node;
@@ -250,13 +266,7 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     st->uses_default = w.uses_default;
     st->sets_config = w.sets_config;
     st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
-    if (n && n->node_case == PG_QUERY__NODE__NODE_TRANSACTION_STMT && n->transaction_stmt) {
-        PgQuery__TransactionStmtKind k = n->transaction_stmt->kind;
-        st->txn_undo = k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN &&
-                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START &&
-                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT &&
-                       k != PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_RELEASE;
-    }
+    st->rolls_back = rolls_back(n);
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
                        !n->select_stmt->into_clause;
     st->stores_values = stores_values(n);
@@ -305,8 +315,12 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
         if (n->prepare_stmt->query) {
             rc = pin_analyze_node(n->prepare_stmt->query, opt, st);
             st->sql_prepare = true;
+            pin_copy_name(st->prepared, n->prepare_stmt->name);
             return rc;
         }
+        break;
+    case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+        pin_copy_name(st->executes, n->execute_stmt->name);
         break;
     case PG_QUERY__NODE__NODE_COPY_STMT: {
         const PgQuery__CopyStmt *c = n->copy_stmt;

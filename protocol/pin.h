@@ -61,10 +61,12 @@ struct pin_stmt {
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
     bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */
+    pin_name prepared;   /* ...the name it prepares */
+    pin_name executes;   /* SQL EXECUTE: the name of the statement it runs ("" otherwise) */
     bool catalog_change; /* it may change what the catalog says (DDL, SET, ...) */
+    bool rolls_back;     /* COMMIT, ROLLBACK [TO], PREPARE TRANSACTION...: may end or roll back
+                            (part of) the transaction, what pgdual made in it too (its table) */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
-    bool txn_undo;       /* COMMIT, ROLLBACK [TO], PREPARE TRANSACTION...: may end or roll back
-                            (part of) the transaction, pgdual's temporary table's rows too */
     bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
     bool stores_values;  /* CREATE TABLE AS, SELECT INTO, ALTER TABLE ... ADD COLUMN */
     /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the

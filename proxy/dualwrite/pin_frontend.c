@@ -91,6 +91,17 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
                                 uint32_t index, bool *known)
 {
     const char *why = NULL;
+    if (st->executes[0]) {
+        /* SQL EXECUTE names a statement: counted when the statement is (a SQL PREPARE of a write
+         * that makes up values, or any reason its class keeps). */
+        const struct stmt_class *cls =
+            stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, st->executes);
+        *known = !cls || !cls->unpinned;
+        if (cls && cls->unpinned) {
+            pin_note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
+        }
+        return NULL;
+    }
     /* A table created earlier in the same query is described by its CREATE TABLE; after other
      * statements of it that may change the catalog nothing is known. */
     const struct pin_table *t = pin_plan_created(&s->pin.plan, (int)index);
@@ -116,8 +127,24 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
     }
     if (!sh) {
         pin_note_unpinned(u, why, table, index);
+        struct pin_catalog *c = &s->pin;
+        if (st->sql_prepare && why && c->nprepared < PIN_PREPARED_MAX) {
+            memcpy(c->prepared[c->nprepared], st->prepared, sizeof(pin_name));
+            c->prepared_why[c->nprepared++] = why;
+        }
     }
     return sh;
+}
+
+const char *pin_frontend_prepared_reason(const struct session *s, const char *name)
+{
+    const struct pin_catalog *c = &s->pin;
+    for (int i = 0; i < c->nprepared; i++) {
+        if (strcmp(c->prepared[i], name) == 0) {
+            return c->prepared_why[i];
+        }
+    }
+    return NULL;
 }
 
 void pin_set_known(struct unit_pin *p, uint32_t index)
@@ -171,6 +198,16 @@ bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec)
     return true;
 }
 
+static bool rollback_before(const struct pin_plan *p, uint32_t index)
+{
+    for (uint32_t j = 0; j < index && j < (uint32_t)p->n; j++) {
+        if (p->stmts[j].rolls_back) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
  * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
  * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
@@ -183,24 +220,12 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
         pin_off_reason(s) || st->nctes > PIN_CACHE_MAX / 2) {
         return 0;
     }
-    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP) or change what
-     * the lookups said: the statement goes as before (counted when it makes up values). */
-    if (pin_plan_catalog_moves(&c->plan, (int)index)) {
+    /* An earlier statement of the text may drop pgdual's table (DISCARD TEMP; a ROLLBACK TO a
+     * savepoint made before pgdual made it), end the transaction its rows belong to (COMMIT,
+     * PREPARE TRANSACTION) or change what the lookups said: the statement goes as before
+     * (counted when it makes up values). */
+    if (pin_plan_catalog_moves(&c->plan, (int)index) || rollback_before(&c->plan, index)) {
         return 0;
-    }
-    for (uint32_t j = 0; j < index; j++) {
-        if (c->plan.stmts[j].txn_undo) {
-            /* ROLLBACK TO a savepoint made before pgdual's table was (a Query before made it),
-             * COMMIT or ROLLBACK: pgdual's table or its rows may be gone when the WITH query runs
-             * (42P01 where old alone commits). */
-            char table[2 * PIN_NAME_MAX + 2];
-            pin_table_name(table, sizeof(table), st->ctes[0].st.schema, st->ctes[0].st.rel);
-            pin_note_unpinned(u,
-                              "a statement before it in its Query may end or roll back its "
-                              "transaction",
-                              table, index);
-            return -1;
-        }
     }
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));
     if (!shapes) {
@@ -506,7 +531,7 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     /* A portal of a statement parsed with pinning's RETURNING list is always known as such
      * (its answers must lose those columns); for the others what the session knows decides. */
     const struct stmt_class *cls =
-        portal && !rd.failed ? stmt_track_pinned(&s->stmts, STMT_SPACE_PORTAL, portal) : NULL;
+        portal && !rd.failed ? stmt_track_kept(&s->stmts, STMT_SPACE_PORTAL, portal) : NULL;
     if (!cls && portal && !rd.failed) {
         cls = stmt_track_find(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal);
     }
@@ -600,6 +625,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     bool cte = pin_cte_any(s); /* else no WITH work below (the path without WITH statements) */
     switch (msg[0]) {
     case PqMsg_Query:
+        c->nprepared = 0;
         u->pin_inactive = u->pin_inactive || !analysis;
         rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
         break;
@@ -610,6 +636,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         c->msg_unpinned = NULL;
         c->msg_known = false;
         c->msg_table[0] = '\0';
+        c->msg_unanalysed = !analysis;
         rw = analysis && c->plan_valid && rewrite_parse(s, u, msg, len);
         if (len > 5 && memchr(msg + 5, '\0', len - 5)) {
             pin_cte_parsed(s, (const char *)msg + 5, c->msg_cte != NULL);
@@ -679,6 +706,15 @@ void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind)
     cls->pin_known = c->msg_known;
     cls->unpinned = c->msg_unpinned;
     snprintf(cls->unpinned_table, sizeof(cls->unpinned_table), "%s", c->msg_table);
+    /* Prepared while pgdual could not look at what it writes (mirroring off, the secondary away,
+     * a DDL or a transaction end still unanswered ahead of it): its defaults, triggers and rules
+     * were never looked up, so a write it makes may make up values. Counted at every Execute
+     * that reaches the secondary, never pinned (a statement prepared again gets analysed). */
+    if (c->msg_unanalysed && !cls->pin && !cls->pin_known && !cls->unpinned && cls->mirrored &&
+        !cls->lock_only_read) {
+        cls->unpinned = "prepared while pgdual could not analyse it";
+    }
+    c->msg_unanalysed = false;
 }
 
 void pin_frontend_class_done(struct session *s)

@@ -2,6 +2,7 @@
 #include "proxy/session/endpoint.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +20,22 @@ static bool ssl_buffered(const struct endpoint *ep)
     return ep->ssl && SSL_pending(ep->ssl) > 0;
 }
 
-static void endpoint_update(struct endpoint *ep)
+static void endpoint_on_poll(uv_poll_t *h, int status, int events);
+
+/* Give uv_poll the events ep needs now. Turning reads off is lazy: the readable interest stays
+ * registered until a readable event comes while the owner does not want it (endpoint_on_poll
+ * drops it then), because uv_poll_stop/uv_poll_start cost two or three epoll_ctl calls and a
+ * gate or a held reply usually opens again before the peer sends anything (a lockstep COMMIT, a
+ * reply held for commit_wait). stop_read drops it now. */
+static void endpoint_apply(struct endpoint *ep, bool stop_read)
 {
     if (!ep->poll_open) {
         return;
     }
     bool wake = ep->hs_write || (ep->want_read && ssl_buffered(ep));
-    int events =
-        (ep->want_read ? UV_READABLE : 0) | (endpoint_pending(ep) || wake ? UV_WRITABLE : 0);
+    bool keep_read = !stop_read && !ep->discard && (ep->events & UV_READABLE);
+    int events = (ep->want_read || keep_read ? UV_READABLE : 0) |
+                 (endpoint_pending(ep) || wake ? UV_WRITABLE : 0);
     if (events == ep->events) {
         return;
     }
@@ -34,8 +43,31 @@ static void endpoint_update(struct endpoint *ep)
     if (events == 0) {
         uv_poll_stop(&ep->poll);
     } else {
-        uv_poll_start(&ep->poll, events, ep->cb);
+        uv_poll_start(&ep->poll, events, endpoint_on_poll);
     }
+}
+
+static void endpoint_update(struct endpoint *ep)
+{
+    endpoint_apply(ep, false);
+}
+
+/* Every poll event of an endpoint passes here first: a readable event the owner does not want
+ * (reads turned off lazily) stops the readable interest and is not passed on, so the owner sees
+ * exactly the events it asked for. */
+static void endpoint_on_poll(uv_poll_t *h, int status, int events)
+{
+    struct endpoint *ep = (struct endpoint *)((char *)h - offsetof(struct endpoint, poll));
+    if (!ep->want_read && (ep->events & UV_READABLE) && (status < 0 || (events & UV_READABLE))) {
+        endpoint_apply(ep, true);
+        events &= ~UV_READABLE;
+        /* An error with no interest left waits, as it would have without the lazy interest,
+         * until the owner polls again. */
+        if (status < 0 ? ep->events == 0 : events == 0) {
+            return;
+        }
+    }
+    ep->cb(h, status, events);
 }
 
 int endpoint_open(struct endpoint *ep, uv_loop_t *loop, int fd, SSL *ssl, uv_poll_cb cb,

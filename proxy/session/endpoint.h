@@ -54,7 +54,9 @@ int endpoint_tls_accept(struct endpoint *ep, char *err, size_t errlen)
  * socket may have nothing left, so the poll would never say so. While the owner wants to read and
  * such bytes wait, the endpoint polls for writable too, which fires at once, to get here. */
 bool endpoint_readable(const struct endpoint *ep, int events);
-/* Turn reading on or off (back-pressure); writable interest follows the queue. */
+/* Turn reading on or off (back-pressure); writable interest follows the queue. Off is lazy: the
+ * poll keeps its readable interest until a readable event comes, which is then dropped, never
+ * passed to the owner (no epoll_ctl when reading is back on before the peer sends). */
 void endpoint_want_read(struct endpoint *ep, bool on);
 /* The peer is gone: stop polling, drop the queue, and from now on accept and drop every send
  * (the owner may go on producing output for it while it finishes other work). */

@@ -145,15 +145,19 @@ static void unit_uses(struct unit *u, const struct stmt_class *c)
 
 /* ---- SQL effects on named statements and portals ------------------------------------------- */
 
-static void record_effect(struct stmt_track *t, uint32_t unit, const struct classify_effect *e,
+static void record_effect(struct session *s, uint32_t unit, const struct classify_effect *e,
                           uint32_t index)
 {
-    static const struct stmt_class prepared = {.mirrored = true};
+    struct stmt_track *t = &s->stmts;
     switch (e->kind) {
-    case CLASSIFY_EFFECT_PREPARE: /* its own statement is not classified: mirrored */
+    case CLASSIFY_EFFECT_PREPARE: { /* its own statement is not classified: mirrored */
+        /* Counted by pinning (a write that makes up values): each EXECUTE of it is counted too. */
+        struct stmt_class prepared = {.mirrored = true,
+                                      .unpinned = pin_frontend_prepared_reason(s, e->name)};
         stmt_track_define(t, unit, STMT_SPACE_STATEMENT, e->name, &prepared, NULL, STMT_REPLY_EXEC,
                           index);
         break;
+    }
     case CLASSIFY_EFFECT_DEALLOCATE:
         stmt_track_remove(t, unit, STMT_SPACE_STATEMENT, e->name, STMT_REPLY_EXEC, index);
         break;
@@ -184,7 +188,7 @@ static void record_effects(struct session *s, struct unit *u, const char *sql, u
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        record_effect(&s->stmts, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
+        record_effect(s, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
     }
 }
 
@@ -370,9 +374,15 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
         return;
     }
     struct stmt_class pc = c ? *c : unknown;
-    if (!pc.pin && stmt) { /* parsed with pinning's RETURNING list, whatever else is unknown */
-        const struct stmt_class *pinned = stmt_track_pinned(&s->stmts, STMT_SPACE_STATEMENT, stmt);
-        pc.pin = pinned ? pinned->pin : NULL;
+    if (!pc.pin && !pc.unpinned && stmt) {
+        /* Parsed with pinning's RETURNING list, or counted at each Execute, whatever else is
+         * unknown (code pgdual cannot see into forgot the names). */
+        const struct stmt_class *kept = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt);
+        if (kept) {
+            pc.pin = kept->pin;
+            pc.unpinned = kept->unpinned;
+            memcpy(pc.unpinned_table, kept->unpinned_table, sizeof(pc.unpinned_table));
+        }
     }
     pin_frontend_class(s, &pc, true); /* a portal pgdual only strips (pin_frontend.c) */
     stmt_track_define(&s->stmts, u->serial, STMT_SPACE_PORTAL, portal, &pc, c ? c->sql : NULL,

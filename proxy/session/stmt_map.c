@@ -102,6 +102,8 @@ void stmt_class_release(struct stmt_class *c)
     c->pin = NULL;
     pin_cte_stmt_unref(c->pin_cte);
     c->pin_cte = NULL;
+    c->unpinned = NULL; /* a released class keeps nothing: its entry may go (stmt_track.c) */
+    c->unpinned_table[0] = '\0';
 }
 
 void stmt_map_remove(struct stmt_map *m, struct stmt_entry *e)

@@ -256,14 +256,19 @@ static bool unknow(struct stmt_entry *e, void *arg)
 /* Not known any more, but maybe still there (code pgdual cannot see may have changed it, or
  * not): a statement parsed with pinning's RETURNING list keeps its class for stmt_track_pinned,
  * since its answers must lose those columns whatever else is uncertain. */
+static bool kept_class(const struct stmt_class *c)
+{
+    return c->pin || c->unpinned;
+}
+
 static bool unknow_keep_pin(struct stmt_entry *e, void *arg)
 {
     (void)arg;
     e->known = false;
-    if (!e->cls.pin) {
+    if (!kept_class(&e->cls)) {
         stmt_class_release(&e->cls);
     }
-    return e->pending == 0 && !e->cls.pin;
+    return e->pending == 0 && !kept_class(&e->cls);
 }
 
 static void forget_all(struct stmt_track *t)
@@ -273,8 +278,8 @@ static void forget_all(struct stmt_track *t)
     stmt_map_sweep(&t->maps[1], unknow_keep_pin, NULL);
 }
 
-const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt_space sp,
-                                           const char *name)
+const struct stmt_class *stmt_track_kept(const struct stmt_track *t, enum stmt_space sp,
+                                         const char *name)
 {
     for (size_t i = t->n; i-- > t->head;) { /* the newest message about it decides */
         const struct stmt_op *op = &t->ops[i];
@@ -285,11 +290,18 @@ const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt
             continue; /* an uncertain clear changes nothing pgdual knows of */
         }
         if (op->space == sp && strcmp(op->name, name) == 0) {
-            return op->what == OP_DEFINE && op->cls.pin ? &op->cls : NULL;
+            return op->what == OP_DEFINE && kept_class(&op->cls) ? &op->cls : NULL;
         }
     }
     const struct stmt_entry *e = stmt_map_find(&t->maps[sp], name);
-    return e && e->cls.pin ? &e->cls : NULL;
+    return e && kept_class(&e->cls) ? &e->cls : NULL;
+}
+
+const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt_space sp,
+                                           const char *name)
+{
+    const struct stmt_class *c = stmt_track_kept(t, sp, name);
+    return c && c->pin ? c : NULL;
 }
 
 /* What the primary now holds after op (confirmed or not) was answered. */
@@ -324,7 +336,7 @@ static void settle(struct stmt_track *t, struct stmt_op *op)
             unknow(e, NULL);
         }
     }
-    if (!e->known && e->pending == 0 && !e->cls.pin) {
+    if (!e->known && e->pending == 0 && !kept_class(&e->cls)) {
         stmt_map_remove(&t->maps[op->space], e);
     }
 }

@@ -87,6 +87,10 @@ void stmt_track_clear(struct stmt_track *t, uint32_t unit, unsigned mask, enum s
  * was settled. Borrowed until the next change of t. */
 const struct stmt_class *stmt_track_pinned(const struct stmt_track *t, enum stmt_space sp,
                                            const char *name);
+/* ...the same for what pinning must remember of a name whatever else is forgotten: a pin shape,
+ * or the reason its writes are counted (unpinned). */
+const struct stmt_class *stmt_track_kept(const struct stmt_track *t, enum stmt_space sp,
+                                         const char *name);
 /* What the unit `serial` defined is on these backends (bit per enum dial_backend). */
 void stmt_track_place(struct stmt_track *t, uint32_t serial, uint8_t on);
 

@@ -145,7 +145,8 @@ static char *digits_folded(const char *s)
     return o;
 }
 
-/* s with a space after each $n the normalizer glued to what follows ("$4FROM"). */
+/* s with a space after each $n the normalizer glued to what follows ("$4FROM"). A '$' inside a
+ * name ("b$5$x", one identifier) is no parameter. */
 static char *params_apart(const char *s)
 {
     size_t len = strlen(s);
@@ -155,8 +156,9 @@ static char *params_apart(const char *s)
     }
     size_t n = 0;
     for (size_t i = 0; i < len;) {
+        bool in_name = i > 0 && ident_cont((unsigned char)s[i - 1]);
         o[n++] = s[i++];
-        if (s[i - 1] == '$' && s[i] >= '0' && s[i] <= '9') {
+        if (s[i - 1] == '$' && !in_name && s[i] >= '0' && s[i] <= '9') {
             while (s[i] >= '0' && s[i] <= '9') {
                 o[n++] = s[i++];
             }
@@ -196,7 +198,10 @@ static void check_normalized(const char *a, const char *b)
     if ((na == NULL) != (nb == NULL)) {
         abort();
     }
-    if (na != NULL && strcmp(na, nb) != 0) {
+    /* libpg_query numbers its parameters after the text's highest $n: past INT32_MAX they wrap
+     * to "$-2147483648", which no lexer reads as a parameter, so the texts cannot be folded. */
+    bool wrapped = na != NULL && (strstr(na, "$-") != NULL || strstr(nb, "$-") != NULL);
+    if (na != NULL && !wrapped && strcmp(na, nb) != 0) {
         char *fa = fold_constants(na), *fb = fold_constants(nb);
         if (strcmp(fa, fb) != 0) {
             abort();

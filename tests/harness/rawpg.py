@@ -20,6 +20,7 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     SEND                    send what the steps so far built
     WAIT <type> [n]         read until the n-th message of that type (default 1) arrives
     CLOSE                   close the socket at once (no Terminate)
+    CS <name>               Close of statement name
     PAUSE <file>            print "PAUSE" and wait (60 s at most) until file exists: the shell
                             test acts meanwhile (admin commands) and then creates the file
     DETAIL                  from here on print T, D and t messages in full (see below)
@@ -136,6 +137,8 @@ def main():
                     body += struct.pack("!i", -1) if v == "\\N" else struct.pack(
                         "!i", len(v.encode())) + v.encode()
                 out += msg(b"B", body + b"\0\0")
+            elif word == "CS":
+                out += msg(b"C", b"S" + arg.encode() + b"\0")
             elif word == "PAUSE":
                 print("PAUSE", flush=True)
                 deadline = time.monotonic() + 60

@@ -182,7 +182,7 @@ openssl req -new -x509 -days 2 -nodes -subj "/CN=127.0.0.1" \
     -keyout "$IT_TMP/relay.key" -out "$IT_TMP/relay.crt" >/dev/null 2>&1
 python3 "$(dirname "$0")/it_tls_relay.py" "$IT_TMP/relay.crt" "$IT_TMP/relay.key" "$OLD_PORT" "$IT_TMP/relay.port" &
 RELAY_PID=$!
-trap 'rc=$?; kill "$RELAY_PID" 2>/dev/null; (exit $rc); it_cleanup' EXIT
+trap 'rc=$?; kill "$RELAY_PID" 2>/dev/null || true; (exit $rc); it_cleanup' EXIT
 relay_up() { [[ -s "$IT_TMP/relay.port" ]]; }
 it_wait_for 10 relay_up || it_fail "the TLS relay did not start"
 export MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0

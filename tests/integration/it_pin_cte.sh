@@ -137,6 +137,24 @@ printf '%s\n' $'P\tc\tWITH ins AS (INSERT INTO t (v) VALUES ($1) RETURNING id) S
 assert_delta nondeterministic_writes_total -eq 0 "a WITH INSERT through Parse/Bind/Execute: pinned"
 assert_delta pinned_writes_total -eq 1 "...the secondary ran it pinned"
 same t "t identical on old and new"
+
+# --- a ROLLBACK TO ahead of a WITH write in the same Query ----------------------------------------
+# A new session makes pgdual's table inside the block, after the savepoint; ROLLBACK TO drops it
+# again before the second WITH write of that Query runs: that one must go verbatim (counted), not
+# fail on the missing table (review: 42P01 and an aborted transaction old alone would commit).
+it_status_mark
+ins="WITH w AS (INSERT INTO t (v) VALUES ('sp') RETURNING id) SELECT id FROM w"
+out=$(timeout 60 python3 "$IT_HARNESS_DIR/rawpg.py" "$PROXY_PORT" "$DB" \
+    "Q BEGIN ;; SEND ;; WAIT Z ;; Q SAVEPOINT a ;; SEND ;; WAIT Z ;; Q $ins ;; SEND ;; WAIT Z ;; Q ROLLBACK TO a; $ins ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_not_contains "$out" "E 42P01" "no error about pgdual's table after ROLLBACK TO"
+assert_contains "$out" "C COMMIT" "the transaction commits as on old alone"
+if [[ "$(psql_old "$DB" -tA -c "SELECT id, v FROM t WHERE v = 'sp'")" == "$(psql_new "$DB" -tA -c "SELECT id, v FROM t WHERE v = 'sp'")" ]]; then
+    it_pass "the WITH write after ROLLBACK TO: the same row on old and new"
+else
+    assert_delta nondeterministic_writes_total -ge 1 "the WITH write after ROLLBACK TO went verbatim: counted"
+fi
+
 it_status_mark
 psql_proxy "$DB" -q -c "WITH u AS (UPDATE t SET touched = now() FROM q WHERE q.id = t.id RETURNING q.id) SELECT count(*) FROM u" >/dev/null
 assert_delta nondeterministic_writes_total -eq 1 "a WITH UPDATE ... FROM (its RETURNING may read q): counted"

@@ -122,7 +122,7 @@ no_error "$via" "ROLLBACK TO then a WITH write in one Query: no error (no 42P01)
 assert_eq "$old" "$via" "...every message as old alone's"
 assert_eq "0 1" "$(old_n t2 41) $(old_n t2 42)" "...old: the write after ROLLBACK TO committed"
 assert_delta nondeterministic_writes_total -ge 1 "...counted"
-assert_contains "$(cat "$DIVLOG")" "may end or roll back its transaction" "...with its reason"
+assert_contains "$(cat "$DIVLOG")" "a write nested in another statement" "...with its reason"
 
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop

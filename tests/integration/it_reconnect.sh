@@ -27,7 +27,7 @@ restart_new() {
     ) || true
 }
 PQ_PID=""
-trap 'rc=$?; restart_new; [[ -z "$PQ_PID" ]] || kill "$PQ_PID" 2>/dev/null; (exit $rc); it_cleanup' EXIT
+trap 'rc=$?; restart_new; [[ -z "$PQ_PID" ]] || kill "$PQ_PID" 2>/dev/null || true; (exit $rc); it_cleanup' EXIT
 it_proxy_start pgdual.secondary_retry_ms=200
 psql_proxy "$DB" -q -c "CREATE TABLE w (id int PRIMARY KEY, who text)"
 

@@ -36,6 +36,8 @@ CREATE TABLE uu (id uuid PRIMARY KEY, v numeric, tags text[]);
 INSERT INTO uu SELECT md5('u' || g)::uuid, g / 3.0, ARRAY['t' || g, 'it''s'] FROM generate_series(1, 5000) g;
 CREATE TABLE nokey (a int, b text);
 INSERT INTO nokey SELECT g % 100, 'k' || g FROM generate_series(1, 3000) g;
+CREATE TABLE dup (a int, b text);
+INSERT INTO dup SELECT g % 4, 'same' FROM generate_series(1, 4000) g;
 CREATE TABLE fill (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, t text);
 ANALYZE;
 SQL
@@ -55,14 +57,17 @@ q "$NEW_PORT" "DELETE FROM big WHERE id IN (10, 45000);
   UPDATE uu SET tags = ARRAY['x'] WHERE id = md5('u7')::uuid;
   DELETE FROM uu WHERE id = md5('u8')::uuid;
   UPDATE nokey SET b = 'changed' WHERE b = 'k77';
-  INSERT INTO nokey VALUES (1, 'extra')"
+  INSERT INTO nokey VALUES (1, 'extra');
+  INSERT INTO dup SELECT 0, 'same' FROM generate_series(1, 3);
+  INSERT INTO dup SELECT 2, 'same' FROM generate_series(1, 2);
+  DELETE FROM dup WHERE ctid IN (SELECT ctid FROM dup WHERE a = 3 LIMIT 4)"
 U8=$(q "$OLD_PORT" "SELECT md5('u8')::uuid")
 before=$(q "$OLD_PORT" "SELECT sum(hashtextextended(t::text, 0)) FROM big t")
-"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey --live --repair --apply \
+"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey,dup --live --repair --apply \
     --repair-log "$W/log.jsonl" --json "$W/sum.json" >"$W/live.out" 2>"$W/live.err"; rc=$?
 cat "$W/live.out" "$W/live.err"
 check "--live exits 0" "[ $rc -eq 0 ]"
-"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey >"$W/after.out" 2>&1; rc=$?
+"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey,dup >"$W/after.out" 2>&1; rc=$?
 check "plain verify after --live finds 0 differences" "[ $rc -eq 0 ]"
 check "old untouched" "[ '$before' = \"\$(q $OLD_PORT 'SELECT sum(hashtextextended(t::text, 0)) FROM big t')\" ]"
 python3 - "$W/log.jsonl" "$U7" "$U8" >"$W/log.check" 2>&1 <<'PY'
@@ -87,6 +92,9 @@ want = [
     ("public.nokey", "multiset_insert", 1),
     ("public.nokey", "multiset_delete", 1),  # the updated row's old value
     ("public.nokey", "multiset_delete", 1),  # the inserted extra row
+    ("public.dup", "multiset_delete", 3),  # 1,003 copies of (0, same) on new for 1,000 on old
+    ("public.dup", "multiset_delete", 2),
+    ("public.dup", "multiset_insert", 4),  # copies of (3, same) deleted on new
 ]
 got.sort(key=repr)
 want.sort(key=repr)
@@ -95,11 +103,25 @@ sys.exit(0 if got == want else 1)
 PY
 check "repair log names exactly the planted keys" "[ $? -eq 0 ]"
 cat "$W/log.check"
-check "summary JSON: 12 rows repaired, identical" \
-    "grep -q '\"result\":\"identical\"' '$W/sum.json' && grep -q '\"rows_repaired\":12,' '$W/sum.json'"
+check "summary JSON: 21 rows repaired, identical" \
+    "grep -q '\"result\":\"identical\"' '$W/sum.json' && grep -q '\"rows_repaired\":21,' '$W/sum.json'"
+check "dup: every value's copies equal on old and new" \
+    "[ \"\$(q $OLD_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" = \"\$(q $NEW_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" ]"
+
+# 1b. the same duplicated rows repaired by the plain --repair --apply (no --live): one fetch of the
+# missing copies and one DELETE of the surplus per table
+q "$NEW_PORT" "INSERT INTO dup SELECT 1, 'same' FROM generate_series(1, 5);
+  DELETE FROM dup WHERE ctid IN (SELECT ctid FROM dup WHERE a = 2 LIMIT 3)"
+"$BIN" --old "$OLD" --new "$NEW" --tables dup --repair >"$W/dup.sql" 2>&1
+check "plain --repair prints one DELETE for the table's surplus copies" \
+    "[ \"\$(grep -c '^DELETE FROM \"public\".\"dup\"' '$W/dup.sql')\" = 1 ] && [ \"\$(grep -c '^INSERT INTO' '$W/dup.sql')\" = 3 ]"
+"$BIN" --old "$OLD" --new "$NEW" --tables dup --repair --apply >"$W/dup.out" 2>&1; rc=$?
+check "plain --repair --apply on duplicated rows exits 0" "[ $rc -eq 0 ]"
+check "dup after the plain repair: every value's copies equal on old and new" \
+    "[ \"\$(q $OLD_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" = \"\$(q $NEW_PORT 'SELECT a, count(*) FROM dup GROUP BY a ORDER BY a')\" ]"
 
 # 2. a second run repairs nothing
-"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey --live --repair --apply \
+"$BIN" --old "$OLD" --new "$NEW" --tables big,comp,uu,nokey,dup --live --repair --apply \
     --repair-log "$W/log2.jsonl" >"$W/live2.out" 2>&1; rc=$?
 check "second --live run: exit 0, nothing repaired" "[ $rc -eq 0 ] && [ ! -s '$W/log2.jsonl' ]"
 

@@ -221,6 +221,20 @@ static void test_analyze_offsets(void **state)
     pin_plan_free(&p);
 }
 
+/* Statements that may undo what pgdual made earlier in the transaction (its WITH-rows table). */
+static void test_analyze_rolls_back(void **state)
+{
+    (void)state;
+    struct pin_plan p = plan_of("BEGIN; SAVEPOINT a; ROLLBACK TO a; ROLLBACK TO SAVEPOINT a; "
+                                "ROLLBACK; ABORT; COMMIT; ROLLBACK PREPARED 'x'; SELECT 1");
+    assert_int_equal(p.n, 9);
+    const bool want[9] = {false, false, true, true, true, true, true, true, false};
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(p.stmts[i].rolls_back, want[i]);
+    }
+    pin_plan_free(&p);
+}
+
 static void test_analyze_empty_and_errors(void **state)
 {
     (void)state;
@@ -689,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_decide_insert_copy_merge),
         cmocka_unit_test(test_decide_update_delete_other),
         cmocka_unit_test(test_decide_triggers),
+        cmocka_unit_test(test_analyze_rolls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -330,6 +330,13 @@ tree_cpu_ticks() {
     echo "$total"
 }
 
+# CPU ticks of one cluster (postmaster, its reaped and live children): OLD or NEW.
+server_cpu_ticks() {
+    local data
+    data=$([[ $1 == OLD ]] && echo "$OLD_DATA" || echo "$NEW_DATA")
+    tree_cpu_ticks "$(head -n 1 "$data/postmaster.pid")"
+}
+
 # Proxy pid of a target, or empty for targets with no proxy.
 target_pid() {
     case "$1" in
@@ -752,9 +759,14 @@ run_dw_one() {
         kill -0 "$pid" 2>/dev/null || die "$target (pid $pid) is gone"
         before=$(target_cpu_ticks "$target" "$pid")
     fi
+    local old_before new_before old_ticks new_ticks
+    old_before=$(server_cpu_ticks OLD)
+    new_before=$(server_cpu_ticks NEW)
     # shellcheck disable=SC2086 # $DW_CLIENTS is a list of pgbench options
     "$PGBENCH_BIN" -n -M "$mode" $DW_CLIENTS -T "$DW_DURATION" -h 127.0.0.1 -p "$port" \
         -U postgres "$db" >"$out" 2>&1 || rc=$?
+    old_ticks=$(($(server_cpu_ticks OLD) - old_before))
+    new_ticks=$(($(server_cpu_ticks NEW) - new_before))
     if [[ -n "$pid" ]]; then
         if kill -0 "$pid" 2>/dev/null; then
             after=$(target_cpu_ticks "$target" "$pid")
@@ -770,8 +782,8 @@ run_dw_one() {
     fi
     local tps lat txns failed status
     pgbench_figures "$out" "$rc" "round $round $target $name"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$name" "${tps:-NA}" \
-        "${lat:-NA}" "${ticks:-NA}" "${txns:-0}" "$status" >>"$TMP/dw.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$name" "${tps:-NA}" \
+        "${lat:-NA}" "${ticks:-NA}" "${txns:-0}" "$status" "$old_ticks" "$new_ticks" >>"$TMP/dw.tsv"
     log "round $round $(printf '%-15s %-18s' "$target" "$name") tps=${tps:-NA} lat=${lat:-NA}ms" \
         "cpu_ticks=${ticks:--} txns=${txns:-0} $status"
 }
@@ -791,12 +803,9 @@ run_dual_write() {
     done
 }
 
-# summarize FILE PER: builds the table (tab separated) from FILE (results.tsv or dw.tsv):
-# medians over rounds (ok rows only); proxy CPU seconds per PER units (statements or
-# transactions, column 7).
-# Columns: workload target tps latency ratio cpu_per_PER rounds_ok rounds_total
-summarize() {
-    awk -F'\t' -v tck="$CLK_TCK" -v per="$2" '
+# awk function median(list): the median of the space-separated numbers in list ("NA" if none),
+# shared by the awk programs below.
+AWK_MEDIAN='
     function median(s,    n, a, i, j, t) {
         n = split(s, a, " ")
         if (n == 0) return "NA"
@@ -804,6 +813,14 @@ summarize() {
             while (j > 0 && a[j] + 0 > t) { a[j + 1] = a[j]; j-- } a[j + 1] = t }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
+'
+
+# summarize FILE PER: builds the table (tab separated) from FILE (results.tsv or dw.tsv):
+# medians over rounds (ok rows only); proxy CPU seconds per PER units (statements or
+# transactions, column 7).
+# Columns: workload target tps latency ratio cpu_per_PER rounds_ok rounds_total
+summarize() {
+    awk -F'\t' -v tck="$CLK_TCK" -v per="$2" "$AWK_MEDIAN"'
     {
         k = $3 SUBSEP $2
         if (!($3 in wseen)) { wseen[$3] = 1; wl[++nw] = $3 }
@@ -931,6 +948,28 @@ ratio_of() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && a != "NA" && b != "NA" && b > 0) printf "%.2f", a / b; else print "NA" }'
 }
 
+# cpu_split: from dw.tsv, the median CPU milliseconds per transaction of the old server, the new
+# server and the proxy per workload and target, and the tps the servers' CPU alone would allow on
+# this host's cores with a proxy and a client that cost nothing (cores x 1000 / (old + new)).
+# Columns: workload target old_ms new_ms proxy_ms servers_bound_tps
+cpu_split() {
+    awk -F'\t' -v tck="$CLK_TCK" -v cores="$(nproc)" "$AWK_MEDIAN"'
+    $8 == "ok" && $7 > 0 && $9 != "" {
+        k = $3 SUBSEP $2
+        if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+        o[k] = o[k] " " ($9 / tck) * 1000 / $7; w[k] = w[k] " " ($10 / tck) * 1000 / $7
+        if ($6 != "NA") x[k] = x[k] " " ($6 / tck) * 1000 / $7
+    }
+    END {
+        for (i = 1; i <= n; i++) {
+            k = order[i]; split(k, p, SUBSEP)
+            mo = median(o[k]); mw = median(w[k]); mx = (k in x) ? sprintf("%.3f", median(x[k])) : "-"
+            printf "%s\t%s\t%.3f\t%.3f\t%s\t%.0f\n", p[1], p[2], mo, mw, mx,
+                (mo + mw > 0) ? cores * 1000 / (mo + mw) : 0
+        }
+    }' "$1"
+}
+
 # Dual-write phase: prints its table and headline; writes its markdown to $TMP/md-dw.
 report_dual() {
     local table=$TMP/dw-table.tsv mode w
@@ -976,6 +1015,8 @@ report_dual() {
 
     print_phase "$table" workload,target,median_tps,median_lat_ms,ratio_direct,ratio_pgpool,cpu_s_per_1k_txn,ok,runs \
         "$headline" "$problems"
+    echo "CPU ms per transaction (old server, new server, proxy) and the servers-only bound:"
+    cpu_split "$TMP/dw.tsv" | column -t -s $'\t'
 
     {
         echo "## Dual-write TPC-B (DW_ROUNDS=$DW_ROUNDS, DW_DURATION=${DW_DURATION}s, DW_SCALE=$DW_SCALE)"
@@ -997,6 +1038,13 @@ report_dual() {
         echo "|---|---|---:|---:|---:|---:|---:|"
         awk -F'\t' '{ n = ($8 < $9) ? sprintf(" (%d/%d rounds ok)", $8, $9) : ""
             printf "| %s | %s | %s%s | %s | %s | %s | %s |\n", $1, $2, $3, n, $4, $5, $6, $7 }' "$table"
+        echo
+        echo "Where a transaction's CPU goes (median ms per transaction: each cluster's postmaster and"
+        echo "backends, the proxy; the bound is the tps the two servers' CPU alone allows on $(nproc) cores):"
+        echo
+        echo "| workload | target | old server ms | new server ms | proxy ms | servers-only bound tps |"
+        echo "|---|---|---:|---:|---:|---:|"
+        cpu_split "$TMP/dw.tsv" | awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }'
         echo
         md_headline_notes "$headline" "$problems"
     } >"$TMP/md-dw"

@@ -32,12 +32,25 @@ static int hcount_cmp(const void *a, const void *b)
     return x->hash < y->hash ? -1 : x->hash > y->hash;
 }
 
-/* Walks both sorted histograms; surplus on the primary is missing, on the secondary extra. */
+static void put_pair(struct strbuf *hashes, struct strbuf *counts, int64_t hash, int64_t n)
+{
+    strbuf_printf(hashes, "%s%lld", hashes->len ? "," : "{", (long long)hash);
+    strbuf_printf(counts, "%s%lld", counts->len ? "," : "{", (long long)n);
+}
+
+/* Walks both sorted histograms; surplus on the primary is missing, on the secondary extra. The
+ * repair of the whole table is one fetch of the missing copies and one DELETE of the extra ones
+ * (repair_keyless), not a scan of the table per row hash. */
 static void keyless_merge(struct keyless *kl)
 {
     struct table *t = kl->t;
     int p = t->primary, s = !p;
     size_t i = 0, j = 0;
+    struct strbuf ins_h, ins_n, del_h, del_n;
+    strbuf_init(&ins_h);
+    strbuf_init(&ins_n);
+    strbuf_init(&del_h);
+    strbuf_init(&del_n);
     while (i < kl->n[p] || j < kl->n[s]) {
         const struct hcount *a = i < kl->n[p] ? &kl->h[p][i] : NULL;
         const struct hcount *b = j < kl->n[s] ? &kl->h[s][j] : NULL;
@@ -54,16 +67,24 @@ static void keyless_merge(struct keyless *kl)
         }
         if (np > ns) {
             t->res->ms_missing += np - ns;
-            if (t->opt->repair) {
-                repair_keyless_insert(t, hash, np - ns);
-            }
+            put_pair(&ins_h, &ins_n, hash, np - ns);
         } else if (ns > np) {
             t->res->ms_extra += ns - np;
-            if (t->opt->repair) {
-                repair_keyless_delete(t, hash, ns - np);
-            }
+            put_pair(&del_h, &del_n, hash, ns - np);
         }
     }
+    if (t->opt->repair && (ins_h.len || del_h.len)) {
+        strbuf_puts(&ins_h, "}");
+        strbuf_puts(&ins_n, "}");
+        strbuf_puts(&del_h, "}");
+        strbuf_puts(&del_n, "}");
+        repair_keyless(t, ins_h.len > 1 ? ins_h.p : NULL, ins_n.p, del_h.len > 1 ? del_h.p : NULL,
+                       del_n.p);
+    }
+    strbuf_free(&ins_h);
+    strbuf_free(&ins_n);
+    strbuf_free(&del_h);
+    strbuf_free(&del_n);
 }
 
 static int on_hist(void *ctx, int side, const PGresult *res)

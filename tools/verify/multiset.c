@@ -3,6 +3,7 @@
  * surplus copies on the secondary are deleted only after the primary's in-progress transactions
  * ended and a fresh count still shows the surplus. The secondary's table is locked
  * SHARE ROW EXCLUSIVE for each repair transaction (a keyless row has no identity to lock). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,21 +22,51 @@ struct mscount {
     int first_prow; /* first row of the primary's locked read with this hash, -1 none */
 };
 
+/* The counts by hash, with an open-addressing index: a table's histogram has a hash per
+ * distinct row (hundreds of thousands), so a linear search per row would be quadratic. */
 struct mslist {
     struct mscount *v;
-    size_t n;
+    size_t n, cap;
+    size_t *slot; /* index + 1 into v, 0 = empty; nslot a power of two, at most half full */
+    size_t nslot;
 };
+
+static size_t ms_slot_of(const struct mslist *l, const char *hash)
+{
+    uint64_t h = (uint64_t)strtoll(hash, NULL, 10) * 0x9E3779B97F4A7C15u;
+    size_t i = (size_t)(h >> 17) & (l->nslot - 1);
+    while (l->slot[i] && strcmp(l->v[l->slot[i] - 1].hash, hash) != 0) {
+        i = (i + 1) & (l->nslot - 1);
+    }
+    return i;
+}
+
+static void ms_grow_index(struct mslist *l)
+{
+    free(l->slot);
+    l->nslot = l->nslot ? l->nslot * 2 : 64;
+    l->slot = util_xcalloc(l->nslot, sizeof *l->slot);
+    for (size_t k = 0; k < l->n; k++) {
+        l->slot[ms_slot_of(l, l->v[k].hash)] = k + 1;
+    }
+}
 
 static struct mscount *ms_find(struct mslist *l, const char *hash)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        if (!strcmp(l->v[i].hash, hash)) {
-            return &l->v[i];
-        }
+    if (2 * (l->n + 1) > l->nslot) {
+        ms_grow_index(l);
     }
-    l->v = util_xrealloc(l->v, sizeof *l->v * (l->n + 1));
+    size_t i = ms_slot_of(l, hash);
+    if (l->slot[i]) {
+        return &l->v[l->slot[i] - 1];
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = util_xrealloc(l->v, sizeof *l->v * l->cap);
+    }
     l->v[l->n] = (struct mscount){.hash = util_xstrdup(hash), .first_prow = -1};
-    return &l->v[l->n++];
+    l->slot[i] = ++l->n;
+    return &l->v[l->n - 1];
 }
 
 static void ms_free(struct mslist *l)
@@ -44,6 +75,7 @@ static void ms_free(struct mslist *l)
         free(l->v[i].hash);
     }
     free(l->v);
+    free(l->slot);
     memset(l, 0, sizeof *l);
 }
 
@@ -90,12 +122,28 @@ static void log_ms(struct live *lv, const struct table *t, const char *action, c
     replog_emit(lv->log, lv->out, lv->pass, &e);
 }
 
+/* The secondary's surplus copies, all hashes in one DELETE: one scan of the table numbers the
+ * copies of each hash, the copies numbered up to the surplus go, by ctid (a TID scan). One
+ * statement per hash would scan the whole table once per hash: with thousands of surplus rows
+ * that held the table's SHARE ROW EXCLUSIVE lock, and the mirrored writes waiting behind it, for
+ * minutes. Hashes and counts are int8 values the server printed. */
+static void ms_put_delete(struct strbuf *sql, const struct table *t, const char *hashes,
+                          const char *counts)
+{
+    strbuf_printf(sql, "DELETE FROM %s WHERE ctid = ANY (ARRAY(", t->def->qname);
+    repair_put_keyless_copies(sql, t, hashes, counts);
+    strbuf_puts(sql, "));\n");
+}
+
 /* Plans the secondary's writes from the locked counts: inserts of missing copies; deletes of
  * surplus copies only when allow_delete. *surplus counts the surplus left for later. */
 static int ms_plan(struct live *lv, struct table *t, struct mslist *l, const PGresult *rp,
                    bool allow_delete, struct strbuf *sql, int64_t *surplus)
 {
     int rc = 0;
+    struct strbuf hashes, counts;
+    strbuf_init(&hashes);
+    strbuf_init(&counts);
     for (size_t i = 0; i < l->n; i++) {
         struct mscount *m = &l->v[i];
         int P = lv->primary, S = !P;
@@ -104,15 +152,20 @@ static int ms_plan(struct live *lv, struct table *t, struct mslist *l, const PGr
                                     false);
         }
         if (m->n[S] > m->n[P] && allow_delete) {
-            strbuf_printf(sql,
-                          "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t"
-                          " WHERE %s = %s LIMIT %lld));\n",
-                          t->def->qname, t->def->qname, t->rowhash, m->hash,
+            strbuf_printf(&hashes, "%s%s", hashes.len ? "," : "{", m->hash);
+            strbuf_printf(&counts, "%s%lld", counts.len ? "," : "{",
                           (long long)(m->n[S] - m->n[P]));
         } else if (m->n[S] > m->n[P]) {
             *surplus += m->n[S] - m->n[P];
         }
     }
+    if (hashes.len) {
+        strbuf_puts(&hashes, "}");
+        strbuf_puts(&counts, "}");
+        ms_put_delete(sql, t, hashes.p, counts.p);
+    }
+    strbuf_free(&hashes);
+    strbuf_free(&counts);
     return rc < 0 ? -1 : 0;
 }
 

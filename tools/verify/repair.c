@@ -171,28 +171,38 @@ void repair_delete(struct table *t, const char *key, size_t klen)
     t->res->nrepair++;
 }
 
-void repair_keyless_insert(struct table *t, int64_t hash, int64_t n)
+void repair_put_keyless_copies(struct strbuf *b, const struct table *t, const char *hashes,
+                               const char *counts)
 {
-    char h[32];
-    snprintf(h, sizeof h, "%lld", (long long)hash);
-    const char *params[1] = {h};
-    struct strbuf b;
-    strbuf_init(&b);
-    strbuf_printf(&b, "SELECT %s FROM %s t WHERE %s = $1::int8 LIMIT %lld", t->allcols,
-                  t->def->qname, t->rowhash, (long long)n);
-    struct fetch *f = util_xcalloc(1, sizeof *f);
-    f->t = t;
-    pool_submit(t->pool, t->primary, b.p, 1, params, on_fetch, f);
-    strbuf_free(&b);
+    strbuf_printf(
+        b,
+        "SELECT x.ctid FROM (SELECT y.ctid, y.h, row_number() OVER (PARTITION BY y.h) AS k"
+        " FROM (SELECT t.ctid, %s AS h FROM %s t) y WHERE y.h = ANY ('%s'::int8[])) x"
+        " JOIN unnest('%s'::int8[], '%s'::int8[]) AS d(h, n) ON x.h = d.h AND x.k <= d.n",
+        t->rowhash, t->def->qname, hashes, hashes, counts);
 }
 
-void repair_keyless_delete(struct table *t, int64_t hash, int64_t n)
+void repair_keyless(struct table *t, const char *ins_hashes, const char *ins_counts,
+                    const char *del_hashes, const char *del_counts)
 {
-    strbuf_printf(&t->res->repair,
-                  "DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s = %lld"
-                  " LIMIT %lld));\n",
-                  t->def->qname, t->def->qname, t->rowhash, (long long)hash, (long long)n);
-    t->res->nrepair++;
+    if (ins_hashes) {
+        struct strbuf b;
+        strbuf_init(&b);
+        strbuf_printf(&b, "SELECT %s FROM %s t WHERE t.ctid = ANY (ARRAY(", t->allcols,
+                      t->def->qname);
+        repair_put_keyless_copies(&b, t, ins_hashes, ins_counts);
+        strbuf_puts(&b, "))");
+        struct fetch *f = util_xcalloc(1, sizeof *f);
+        f->t = t;
+        pool_submit(t->pool, t->primary, b.p, 0, NULL, on_fetch, f);
+        strbuf_free(&b);
+    }
+    if (del_hashes) {
+        strbuf_printf(&t->res->repair, "DELETE FROM %s WHERE ctid = ANY (ARRAY(", t->def->qname);
+        repair_put_keyless_copies(&t->res->repair, t, del_hashes, del_counts);
+        strbuf_puts(&t->res->repair, "));\n");
+        t->res->nrepair++;
+    }
 }
 
 int repair_apply(const struct options *o, const char *sql, char *err, size_t errlen)

@@ -29,9 +29,15 @@ int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,
 void repair_upsert(struct table *t, const char *key, size_t klen);
 /* Appends DELETE ... WHERE (pk) = (...) for a row only on the secondary. */
 void repair_delete(struct table *t, const char *key, size_t klen);
-/* Keyless tables: inserts n copies of the primary's rows with this row hash. */
-void repair_keyless_insert(struct table *t, int64_t hash, int64_t n);
-/* Keyless tables: deletes n of the secondary's rows with this row hash. */
-void repair_keyless_delete(struct table *t, int64_t hash, int64_t n);
+/* Keyless tables. hashes and counts are int8[] literals ('{h1,h2}', '{n1,n2}') of equal length:
+ * appends to b a SELECT of the ctids of the first n copies (in no defined order) of each row hash
+ * h of qname, in one scan of the table (row_number() over the hash). */
+void repair_put_keyless_copies(struct strbuf *b, const struct table *t, const char *hashes,
+                               const char *counts);
+/* Keyless tables: queues a fetch of the primary's copies missing on the secondary (counts per
+ * hash) and appends a plain INSERT per copy; appends one DELETE of the secondary's surplus
+ * copies. Either pair may be NULL (nothing of that kind). */
+void repair_keyless(struct table *t, const char *ins_hashes, const char *ins_counts,
+                    const char *del_hashes, const char *del_counts);
 /* Runs sql on the secondary inside one transaction. 0, or -1 with err set. */
 int repair_apply(const struct options *o, const char *sql, char *err, size_t errlen) WUR;

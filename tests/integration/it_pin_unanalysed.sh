@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# tests/integration/it_pin_unanalysed.sh: prepared statements pgdual could not analyse, or whose
+# analysis it forgot, are never silent. (A) A Parse pipelined behind an unanswered DDL is prepared
+# while the analysis is off (its table's defaults were never looked up): each Execute of it that
+# makes up values is counted, unless pinned. (B) An INSERT counted for its trigger is still counted
+# after code pgdual cannot see into (a DO block) made it forget the session's statement names.
+# (C) Such statements, closed by the client, leave pgdual's table of names.
+# Each check: old and new hold the same rows, or the write was counted (found by a review: both
+# were silent, new's clock_timestamp() stored).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
+source "$(dirname "$0")/../harness/lib.sh"
+it_mirrors || it_skip "needs pgdual with dual-write"
+
+DB=it_pin_unanalysed
+RAWPG="$IT_HARNESS_DIR/rawpg.py"
+it_createdb "$DB"
+# A small statement limit: section C closes what it prepares, and must never reach it.
+it_proxy_start pgdual.max_session_statements=16
+raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+rows() { "$1" "$DB" -tA -c "SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $2 w_"; }
+# never_silent TABLE MSG: the table is the same on both sides, or a nondeterministic write was
+# counted since the mark.
+never_silent() {
+    local d
+    d=$(it_status_delta nondeterministic_writes_total)
+    if [[ "$(rows psql_old "$1")" == "$(rows psql_new "$1")" ]]; then
+        it_pass "$2 (identical on old and new; counted +$d)"
+    elif [[ "$d" =~ ^[0-9]+$ ]] && ((d > 0)); then
+        it_pass "$2 (rows differ, counted +$d)"
+        local list
+        list=$(it_status reconcile_tables)
+        if [[ "$list" == "*" || "$list" == *"$DB:public.$1"* ]]; then
+            it_pass "$1 is on the reconciliation list ($list)"
+        else
+            it_failed "$1 is not on the reconciliation list: $list"
+        fi
+    else
+        it_failed "$2: $1 differs on old and new and nothing was counted (+$d)"
+    fi
+}
+
+psql_proxy "$DB" -q -c "CREATE TABLE ck (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
+psql_proxy "$DB" -q -c "CREATE TABLE tg (id int PRIMARY KEY, at timestamptz)" -c "
+    CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS
+        \$\$BEGIN NEW.at := clock_timestamp(); RETURN NEW; END\$\$;
+    CREATE TRIGGER tg_stamp BEFORE INSERT ON tg FOR EACH ROW EXECUTE FUNCTION stamp();"
+
+# --- A: prepared behind an unanswered DDL, in one write ------------------------------------------
+it_status_mark
+out=$(raw "Q CREATE TABLE IF NOT EXISTS zz (i int) ;; PN ins INSERT INTO ck (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z 2 ;; BN ins 901 ;; E ;; S ;; SEND ;; WAIT Z ;; BN ins 902 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Executes inserted a row"
+never_silent ck "a statement prepared while the analysis was off"
+
+# --- B: counted for its trigger, then names forgotten by a DO block ------------------------------
+it_status_mark
+out=$(raw "PN tins INSERT INTO tg (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN tins 1 ;; E ;; S ;; SEND ;; WAIT Z ;; Q DO \$\$BEGIN END\$\$ ;; SEND ;; WAIT Z ;; BN tins 2 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both INSERTs ran"
+assert_delta nondeterministic_writes_total -ge 2 "the trigger table's INSERT is counted before and after a DO block"
+never_silent tg "a counted statement whose name pgdual forgot"
+
+# --- D: SQL PREPARE of a write that makes up values, then EXECUTEs by SQL and by Bind -----------
+# The PREPARE is counted, and so is each EXECUTE (a reconciliation between them would otherwise
+# leave a later EXECUTE's row different on new, unseen).
+it_status_mark
+psql_proxy "$DB" -q -c "PREPARE p AS INSERT INTO ck (id) VALUES (\$1)" -c "EXECUTE p(501)" \
+    -c "EXECUTE p(502)" -c "DEALLOCATE p"
+assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each SQL EXECUTE of it counted"
+it_status_mark
+out=$(raw "Q PREPARE q AS INSERT INTO ck (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; BN q 503 ;; E ;; S ;; SEND ;; WAIT Z ;; BN q 504 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Binds of the SQL-prepared statement inserted"
+assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each Bind/Execute of it counted"
+
+# --- C: counted statements prepared and closed again and again ------------------------------
+# A statement with a counted reason is dropped from pgdual's table of names when the client drops
+# it with Close (a review found such entries kept for good: the 17th ended the session at
+# max_session_statements = 16, and a secondary connection could never be made equal again).
+script=""
+for i in $(seq 1 40); do
+    script+="PN s$i INSERT INTO tg (id) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN s$i $((100 + i)) ;; E ;; CS s$i ;; S ;; SEND ;; WAIT Z ;; "
+done
+out=$(raw "${script% ;; }") || it_failed "rawpg: $out"
+assert_eq 40 "$(grep -c '^C INSERT 0 1' <<<"$out")" "40 counted statements prepared, run and closed in one session"
+assert_not_contains "$(cat "$PROXY_LOG")" "too many prepared statements" "the session never reached max_session_statements"
+
+it_proxy_stop
