@@ -292,6 +292,8 @@ static bool stmt_catalog_safe(const PgQuery__Node *n)
     }
     switch (n->node_case) {
     case PG_QUERY__NODE__NODE_SELECT_STMT:
+        /* SELECT ... INTO makes a table (one that may shadow a statement's) */
+        return !n->select_stmt || !n->select_stmt->into_clause;
     case PG_QUERY__NODE__NODE_INSERT_STMT:
     case PG_QUERY__NODE__NODE_UPDATE_STMT:
     case PG_QUERY__NODE__NODE_DELETE_STMT:
@@ -338,8 +340,12 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     bool all_read = true;
     out->dml_only = tree->n_stmts > 0;
     out->catalog_safe = true;
+    bool unsafe_other = false; /* a statement not catalog-safe that is not SET or RESET */
     for (size_t i = 0; i < tree->n_stmts; i++) {
         const PgQuery__Node *stmt = tree->stmts[i] != NULL ? tree->stmts[i]->stmt : NULL;
+        unsafe_other =
+            unsafe_other || (!stmt_catalog_safe(stmt) &&
+                             !(stmt && stmt->node_case == PG_QUERY__NODE__NODE_VARIABLE_SET_STMT));
         if (!stmt_may_read(stmt, out)) {
             all_read = false;
         }
@@ -362,6 +368,7 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     out->lock_only_read = all_read && !w.unsafe && w.locking;
     out->user_code = w.user_code;
     out->catalog_safe = out->catalog_safe && !w.user_code;
+    out->settings_only = !out->catalog_safe && !unsafe_other && !w.user_code;
 }
 
 int classify_statement(const char *sql, const struct classify_options *opt,
@@ -407,7 +414,7 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->commits == b->commits && a->inserts == b->inserts &&
            a->lock_only_read == b->lock_only_read && a->user_code == b->user_code &&
            a->nstatements == b->nstatements && a->fingerprint == b->fingerprint &&
-           a->catalog_safe == b->catalog_safe;
+           a->catalog_safe == b->catalog_safe && a->settings_only == b->settings_only;
 }
 
 /* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */

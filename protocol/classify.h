@@ -95,6 +95,8 @@ struct classify_result {
      * SHOW, COPY, EXPLAIN, LOCK, PREPARE/EXECUTE/DEALLOCATE, cursors, LISTEN/NOTIFY, VACUUM/ANALYZE
      * (not DDL, GRANT, SET/RESET/DISCARD, DO/CALL, nor code pgdual does not know). */
     bool catalog_safe;
+    /* Not catalog_safe only for SET / RESET statements (no DDL, no code pgdual cannot see). */
+    bool settings_only;
     int nstatements;      /* statements in the string; 0 for empty/comments or a parse error */
     uint64_t fingerprint; /* libpg_query fingerprint of the whole string (0 on parse error) */
 };

@@ -224,15 +224,21 @@ void pin_rows_close(struct wbuf *rows);
  * by pgdual right after it, before the secondary gets the unit. */
 /* Granted to PUBLIC (in a block of its own: a refused GRANT keeps the table): a later SET ROLE /
  * SET SESSION AUTHORIZATION in the session must not make the client's statement fail on it. */
-#define PIN_CTE_CREATE                                                                          \
-    "DO $pgdual$BEGIN CREATE TEMP TABLE IF NOT EXISTS pgdual_pin_rows (n integer NOT NULL, r "  \
-    "json NOT NULL); BEGIN GRANT SELECT, INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; " \
-    "EXCEPTION WHEN OTHERS THEN NULL; END; EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
-/* One row: 't' when the table is there and the current role may use it. */
+/* Made only when it is not there: run again over the table, its GRANT would invalidate every
+ * statement of pgdual's naming it (re-analysed at their next Bind). */
+#define PIN_CTE_CREATE                                                                            \
+    "DO $pgdual$BEGIN IF pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') IS NULL THEN CREATE "  \
+    "TEMP TABLE pgdual_pin_rows (n integer NOT NULL, r json NOT NULL); BEGIN GRANT SELECT, "      \
+    "INSERT, DELETE ON pg_temp.pgdual_pin_rows TO PUBLIC; EXCEPTION WHEN OTHERS THEN NULL; END; " \
+    "END IF; EXCEPTION WHEN OTHERS THEN NULL; END$pgdual$"
+/* One row: the table's OID when it is there and the current role may use it, else NULL. */
 #define PIN_CTE_CHECK                                                                              \
-    "SELECT c IS NOT NULL AND pg_catalog.has_table_privilege(c, 'SELECT') AND "                    \
+    "SELECT CASE WHEN c IS NOT NULL AND pg_catalog.has_table_privilege(c, 'SELECT') AND "          \
     "pg_catalog.has_table_privilege(c, 'INSERT') AND pg_catalog.has_table_privilege(c, 'DELETE') " \
-    "FROM pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') AS c"
+    "THEN c::pg_catalog.oid END FROM pg_catalog.to_regclass('pg_temp.pgdual_pin_rows') AS c"
+/* PIN_CTE_CHECK's row (a DataRow body, text): the OID. PIN_EPROTO: NULL or not one. */
+int pin_cte_check_row(const uint8_t *body, size_t len, uint32_t *oid)
+    __attribute__((warn_unused_result));
 #define PIN_CTE_READBACK "DELETE FROM pg_temp.pgdual_pin_rows RETURNING n, r"
 
 #define PIN_TMPL_OUTER UINT32_MAX /* a template slot holding the outer statement's rows */
@@ -258,6 +264,12 @@ bool pin_cte_placeable(const struct pin_stmt *st, const struct pin_cte *c, const
 int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
                   const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
                   struct wbuf *primary, struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
+/* pin_cte_build, but with rec_param not 0 the primary's text records slot slot_base + j under
+ * `$<rec_param> + j` (a statement prepared once and bound with rec_first each time). */
+int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
+                     const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
+                     uint32_t rec_param, struct wbuf *primary, struct pin_tmpl *tmpl)
+    __attribute__((warn_unused_result));
 /* One row of PIN_CTE_READBACK (a DataRow body, text): its slot and JSON object. PIN_EPROTO. */
 int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const uint8_t **json,
                          size_t *json_len) __attribute__((warn_unused_result));
@@ -301,15 +313,27 @@ int pin_substitute_batch(const uint8_t *msgs, size_t len, const struct pin_subst
 
 /* ---- data-modifying WITH queries through the extended protocol (pin_cte_ext.c) ---- */
 
-/* The statement pgdual prepares on the primary in place of a client's Bind (Close, Parse, Bind)
- * and on the secondary in place of an Execute (Close, Parse, Bind of PIN_SECONDARY_NAME). */
-#define PIN_CTE_STMT_NAME "pgdual.cte"
+/* The statement pgdual runs on the secondary in place of an Execute (Close, Parse, Bind). On the
+ * primary pgdual prepares its own statement per client statement, PIN_CTE_OWN_PREFIX and a number
+ * the session never used before, right behind the client's Parse (pin_cte_ext_own_parse). */
+#define PIN_CTE_STMT_NAME  "pgdual.cte"
+#define PIN_CTE_OWN_PREFIX "pgdual.cte."
+#define PIN_CTE_OWN_MAX    32 /* its name's bytes, NUL included */
+
+/* What pgdual knows of its own statement on the primary (pin_cte_stmt.own_state). */
+enum pin_own_state {
+    PIN_OWN_NONE, /* never sent: the client's Binds go verbatim (counted) */
+    PIN_OWN_SENT, /* sent behind the client's Parse by unit own_serial, not answered yet */
+    PIN_OWN_MADE, /* its ParseComplete came */
+    PIN_OWN_LOST  /* not made (the client's Parse failed), closed, or maybe gone */
+};
 
 /* A client's prepared statement whose data-modifying WITH queries pgdual may pin at each of its
  * Binds (decided at its Parse, which goes verbatim to both sides): the client's text and its
  * analysis, which WITH queries are pinned (shapes[k], NULL when not) and the outer statement's
- * shape (NULL when it makes up nothing), and the parameter types the Parse declared.
- * Refcounted: the prepared statement and the portals bound to it share it. */
+ * shape (NULL when it makes up nothing), the parameter types the Parse declared, and pgdual's own
+ * statement on the primary, parsed right behind the client's (own...). Refcounted: the prepared
+ * statement and the portals bound to it share it. */
 struct pin_cte_stmt {
     int refs;
     char *sql;
@@ -322,7 +346,14 @@ struct pin_cte_stmt {
     size_t types_len;
     uint32_t *types; /* ...decoded, ntypes of them */
     uint16_t ntypes;
-    uint64_t names_epoch; /* the session's name-resolution epoch at the client's Parse */
+    char own[PIN_CTE_OWN_MAX]; /* pgdual's statement on the primary ("" none) */
+    enum pin_own_state own_state;
+    uint16_t own_k;      /* the client's statement's parameters; pgdual's has one more */
+    int own_primary;     /* the backend it was parsed on */
+    uint32_t own_serial; /* the unit that sent it */
+    uint32_t own_table;  /* pgdual's table's OID then (0: the statement needs none) */
+    uint64_t own_gen;    /* the session's statement generation then (DEALLOCATE/DISCARD ALL) */
+    uint64_t sec_epoch;  /* the session's epoch for the secondary's statement then */
 };
 
 /* A new statement (refs 1) taking plan (moved: *plan is left empty) and references on shapes
@@ -336,17 +367,28 @@ struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs);
 void pin_cte_stmt_unref(struct pin_cte_stmt *cs);
 
 /* One execution of cs whose slots are slot_base... (recorded as rec_first...): the primary's
- * text (a whole Parse text, NUL-terminated, into text) and the secondary's template (tmpl, empty
- * first). */
+ * text as pin_cte_build writes it (a whole Parse text, NUL-terminated, into text) and the
+ * secondary's template (tmpl, empty first). */
 int pin_cte_ext_build(const struct pin_cte_stmt *cs, uint32_t slot_base, uint32_t rec_first,
                       struct wbuf *text, struct pin_tmpl *tmpl) __attribute__((warn_unused_result));
-/* What the primary gets in place of the client's Bind (body bind, bind_len) of cs: Close of the
- * statement PIN_CTE_STMT_NAME, its Parse (text, the client's declared types) and the client's Bind
- * of its portal to it (parameters and formats as they are; with the outer statement pinned, text
- * results for pgdual's column), into out. PIN_ESHAPE: a Bind pgdual cannot read, or one asking
- * binary results for all columns while the client has columns of its own. */
-int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *text,
-                        const uint8_t *bind, size_t bind_len) __attribute__((warn_unused_result));
+/* pgdual's own statement for cs on the primary, sent right behind the client's Parse: a Parse of
+ * name with cs's text rewritten (slots from 0, the record numbers as `$<K+1> + j`), $1..$K typed
+ * as the client's Parse declared them (K: the declared types or the highest $n the text names,
+ * the more; cs->own_k set to it) and $<K+1> int4, into out. PIN_ESHAPE: a text pgdual cannot
+ * rewrite or scan. */
+int pin_cte_ext_own_parse(struct wbuf *out, struct pin_cte_stmt *cs, const char *name)
+    __attribute__((warn_unused_result));
+/* A Close of the statement name, into out. */
+void pin_cte_ext_close(struct wbuf *out, const char *name);
+/* What the primary gets in place of the client's Bind (body bind, bind_len) of cs: a Bind of the
+ * client's portal to pgdual's own statement (name), the client's parameters and formats as they
+ * are followed by rec_first (text), and with the outer statement pinned text results for pgdual's
+ * column, into out. PIN_ESHAPE: a Bind pgdual cannot read, one whose parameter count is not
+ * cs->own_k, or one asking binary results for all columns while the client has columns of its
+ * own. */
+int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *name,
+                        uint32_t rec_first, const uint8_t *bind, size_t bind_len)
+    __attribute__((warn_unused_result));
 /* The secondary's version of an Execute of cs, its portal bound by the client's Bind (bind,
  * bind_len: its body): Close of the client's portal, Close and Parse of the statement
  * PIN_CTE_STMT_NAME (tmpl with its j-th slot as $<K+1+j>::json, K the Bind's parameter count;

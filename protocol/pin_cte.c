@@ -391,6 +391,13 @@ int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *
                   const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
                   struct wbuf *primary, struct pin_tmpl *tmpl)
 {
+    return pin_cte_build_at(sql, st, shapes, outer, slot_base, rec_first, 0, primary, tmpl);
+}
+
+int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
+                     const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
+                     uint32_t rec_param, struct wbuf *primary, struct pin_tmpl *tmpl)
+{
     size_t len = strlen(sql);
     if (st->end > len || st->with_end > st->end || st->with_end < st->start) {
         return PIN_ESHAPE;
@@ -445,11 +452,17 @@ int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *
     if (slot > slot_base) {
         pin_put_str(primary, ", \"pgdual_r\" AS (INSERT INTO pg_temp.pgdual_pin_rows (n, r) ");
         for (uint32_t k = slot_base; k < slot; k++) {
-            char row[96];
+            char num[40], row[128];
+            if (rec_param) {
+                /* a statement prepared once: the numbers are its parameter's, bound each time */
+                snprintf(num, sizeof(num), "$%u + %u", rec_param, k - slot_base);
+            } else {
+                snprintf(num, sizeof(num), "%u", rec_first + (k - slot_base));
+            }
             snprintf(row, sizeof(row),
-                     "%sSELECT %u, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
+                     "%sSELECT %s, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
                      "\"pgdual_x\"",
-                     k > slot_base ? " UNION ALL " : "", rec_first + (k - slot_base), k);
+                     k > slot_base ? " UNION ALL " : "", num, k);
             pin_put_str(primary, row);
         }
         pin_put_str(primary, ")");
@@ -502,5 +515,32 @@ int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const 
     *slot = s;
     *json = j;
     *json_len = jn;
+    return 0;
+}
+
+int pin_cte_check_row(const uint8_t *body, size_t len, uint32_t *oid)
+{
+    struct wire_reader rd;
+    wire_reader_init(&rd, body, len);
+    if (wire_u16(&rd) != 1) {
+        return PIN_EPROTO;
+    }
+    uint32_t n = wire_u32(&rd);
+    const uint8_t *v =
+        rd.failed || n == 0xffffffffu || n == 0 || n > 10 ? NULL : wire_bytes(&rd, n);
+    if (!v || rd.off != len) {
+        return PIN_EPROTO;
+    }
+    uint64_t x = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return PIN_EPROTO;
+        }
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (x == 0 || x > UINT32_MAX) {
+        return PIN_EPROTO;
+    }
+    *oid = (uint32_t)x;
     return 0;
 }

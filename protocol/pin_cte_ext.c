@@ -191,11 +191,63 @@ static void put_close(struct wbuf *b, uint8_t what, const char *name)
 
 /* ---- the primary ----------------------------------------------------------------------------- */
 
-int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *text,
-                        const uint8_t *bind, size_t bind_len)
+static long params_scan(const char *text, uint32_t k, uint32_t *counts);
+
+#define INT4_OID 23
+
+int pin_cte_ext_own_parse(struct wbuf *out, struct pin_cte_stmt *cs, const char *name)
+{
+    if (cs->plan.n != 1) {
+        return PIN_ESHAPE;
+    }
+    const struct pin_stmt *st = &cs->plan.stmts[0];
+    size_t len = strlen(cs->sql);
+    long high = params_scan(cs->sql, 0, NULL);
+    if (high < 0 || !st->outer || st->nctes != cs->nshapes || st->start > st->end ||
+        st->end > len) {
+        return PIN_ESHAPE;
+    }
+    uint32_t k = (uint32_t)high > cs->ntypes ? (uint32_t)high : cs->ntypes;
+    if (k + 1 > UINT16_MAX) {
+        return PIN_ESHAPE;
+    }
+    struct wbuf text;
+    wbuf_init(&text);
+    struct pin_tmpl tmpl = {0};
+    wbuf_put_bytes(&text, cs->sql, st->start);
+    int rc = pin_cte_build_at(cs->sql, st, cs->shapes, cs->outer, 0, 0, k + 1, &text, &tmpl);
+    pin_tmpl_free(&tmpl);
+    if (rc < 0) {
+        wbuf_free(&text);
+        return rc;
+    }
+    wbuf_put_bytes(&text, cs->sql + st->end, len - st->end);
+    wbuf_put_u8(&text, '\0');
+    size_t at = wbuf_begin_msg(out, PqMsg_Parse);
+    wbuf_put_cstr(out, name);
+    wbuf_put_bytes(out, text.data, text.len);
+    wbuf_put_u16(out, (uint16_t)(k + 1));
+    for (uint32_t i = 0; i < k; i++) {
+        wbuf_put_u32(out, i < cs->ntypes ? cs->types[i] : 0);
+    }
+    wbuf_put_u32(out, INT4_OID);
+    wbuf_end_msg(out, at);
+    bool failed = text.failed;
+    wbuf_free(&text);
+    cs->own_k = (uint16_t)k;
+    return failed || out->failed ? PIN_ENOMEM : 0;
+}
+
+void pin_cte_ext_close(struct wbuf *out, const char *name)
+{
+    put_close(out, 'S', name);
+}
+
+int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const char *name,
+                        uint32_t rec_first, const uint8_t *bind, size_t bind_len)
 {
     struct bind_view b;
-    if (!bind_read(bind, bind_len, &b)) {
+    if (!bind_read(bind, bind_len, &b) || b.nparams != cs->own_k) {
         return PIN_ESHAPE;
     }
     int m = cs->outer ? cs->outer->m : 0;
@@ -203,23 +255,25 @@ int pin_cte_ext_primary(struct wbuf *out, const struct pin_cte_stmt *cs, const c
     if (m > 0 && b.nres == 1 && !all_text && cs->outer->client_returning) {
         return PIN_ESHAPE; /* binary for all: pgdual's column would come binary too */
     }
-    put_close(out, 'S', PIN_CTE_STMT_NAME);
-    size_t at = wbuf_begin_msg(out, PqMsg_Parse);
-    wbuf_put_cstr(out, PIN_CTE_STMT_NAME);
-    wbuf_put_cstr(out, text);
-    if (cs->types_len) {
-        wbuf_put_bytes(out, cs->types_msg, cs->types_len);
+    char rec[16];
+    int rec_len = snprintf(rec, sizeof(rec), "%u", rec_first);
+    size_t at = wbuf_begin_msg(out, PqMsg_Bind);
+    wbuf_put_cstr(out, b.portal);
+    wbuf_put_cstr(out, name);
+    if (b.nfmt == 0 || (b.nfmt == 1 && param_format(&b, 0) == 0)) {
+        wbuf_put_u16(out, b.nfmt); /* text for all, pgdual's number too */
+        wbuf_put_bytes(out, b.fmts, (size_t)b.nfmt * 2);
     } else {
+        wbuf_put_u16(out, (uint16_t)(b.nparams + 1));
+        for (uint16_t i = 0; i < b.nparams; i++) {
+            wbuf_put_u16(out, param_format(&b, i));
+        }
         wbuf_put_u16(out, 0);
     }
-    wbuf_end_msg(out, at);
-    at = wbuf_begin_msg(out, PqMsg_Bind);
-    wbuf_put_cstr(out, b.portal);
-    wbuf_put_cstr(out, PIN_CTE_STMT_NAME);
-    wbuf_put_u16(out, b.nfmt);
-    wbuf_put_bytes(out, b.fmts, (size_t)b.nfmt * 2);
-    wbuf_put_u16(out, b.nparams);
+    wbuf_put_u16(out, (uint16_t)(b.nparams + 1));
     wbuf_put_bytes(out, b.params, b.params_len);
+    wbuf_put_u32(out, (uint32_t)rec_len);
+    wbuf_put_bytes(out, rec, (size_t)rec_len);
     if (m == 0 || all_text) {
         wbuf_put_u16(out, b.nres);
         wbuf_put_bytes(out, b.res, (size_t)b.nres * 2);

@@ -76,7 +76,7 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
         c->plan_valid = false; /* moved (or freed) */
         why = c->msg_cte ? NULL : "out of memory pinning it";
         if (c->msg_cte) {
-            c->msg_cte->names_epoch = c->names_epoch;
+            c->msg_cte->sec_epoch = c->cte_sec_epoch;
         }
     }
     for (int k = 0; k < n; k++) {
@@ -135,19 +135,196 @@ bool pin_cte_any(const struct session *s)
     return c->ncte_names > 0 || c->nlive > 0 || c->cte_names_lost;
 }
 
-void pin_names_change(struct session *s)
+void pin_cte_catalog_moved(struct session *s)
 {
-    s->pin.names_epoch++;
-    s->pin.names_dirty = true;
+    s->pin.cte_sec_epoch++;
 }
 
-void pin_names_txn_control(struct session *s, bool ends)
+void pin_cte_own_forget(struct session *s)
+{
+    s->pin.own_gen++;
+}
+
+/* ---- pgdual's own statements on the primary ----------------------------------------------------
+ */
+
+static bool own_live(const struct pin_cte_stmt *cs)
+{
+    return cs && cs->own[0] && (cs->own_state == PIN_OWN_SENT || cs->own_state == PIN_OWN_MADE);
+}
+
+static void stale_add(struct pin_catalog *c, const char *name)
+{
+    if (c->nstale < PIN_STALE_MAX) {
+        snprintf(c->stale[c->nstale++], PIN_CTE_OWN_MAX, "%s", name);
+    } /* else left on the primary until the session ends */
+}
+
+static bool own_add(struct unit *u, uint8_t type, struct pin_cte_stmt *cs, const char *name,
+                    bool stale_if_skipped)
+{
+    struct unit_pin *p = pin_unit_pin_of(u);
+    struct pin_own *v = p ? realloc(p->own, ((size_t)p->nown + 1) * sizeof(*v)) : NULL;
+    if (!v) {
+        return false;
+    }
+    p->own = v;
+    struct pin_own *o = &v[p->nown++];
+    memset(o, 0, sizeof(*o));
+    o->step = u->step_msgs + 1; /* the client's message is step u->step_msgs */
+    o->type = type;
+    o->cs = pin_cte_stmt_ref(cs);
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    o->stale_if_skipped = stale_if_skipped;
+    return true;
+}
+
+/* Why pgdual's own statement cannot be made now for a Parse of the client's in u. */
+static const char *own_gate(struct session *s, const struct unit *u, const struct pin_cte_stmt *cs)
+{
+    const struct pin_catalog *c = &s->pin;
+    if (!pin_active(s)) {
+        return "pinning is off now";
+    }
+    if (c->names_clash) {
+        return PIN_NAMES_CLASH;
+    }
+    if (cs->nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
+        return "pgdual's table for WITH query rows is not there";
+    }
+    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
+        (u->pin && u->pin->cte_doubt) || u->prim_rewritten) {
+        /* pgdual's Parse must never fail where the client's succeeds */
+        return "a statement before it in its batch may drop pgdual's table or roll it back";
+    }
+    return NULL;
+}
+
+bool pin_cte_own_messages(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
+                          bool rewritten)
 {
     struct pin_catalog *c = &s->pin;
-    if (c->names_dirty) {
-        c->names_epoch++;
-        c->names_dirty = !ends;
+    struct wire_reader rd;
+    wire_reader_init(&rd, msg + 5, len - 5);
+    uint8_t kind = msg[0] == PqMsg_Close ? wire_u8(&rd) : 'S';
+    const char *name = msg[0] == PqMsg_Query ? "" : wire_cstr(&rd);
+    if (!name || kind != 'S') {
+        return false;
     }
+    const struct stmt_class *old =
+        stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name);
+    struct pin_cte_stmt *ocs = old && own_live(old->pin_cte) ? old->pin_cte : NULL;
+    if (msg[0] == PqMsg_Query || rewritten) {
+        /* a Query drops the unnamed statement; a Parse rewritten for both sides cannot carry
+         * pgdual's messages: its statement is closed later, and never bound again */
+        if (ocs && (msg[0] == PqMsg_Parse || name[0] == '\0')) {
+            ocs->own_state = PIN_OWN_LOST;
+            stale_add(c, ocs->own);
+        }
+        return false;
+    }
+    struct pin_cte_stmt *ncs = msg[0] == PqMsg_Parse ? c->msg_cte : NULL;
+    if (!ocs && !ncs && c->nstale == 0) {
+        return false;
+    }
+    wbuf_reset(&c->out);
+    wbuf_put_bytes(&c->out, msg, len);
+    bool ok = true;
+    if (ocs) {
+        /* the client's statement replaced or closed: pgdual's goes with it */
+        pin_cte_ext_close(&c->out, ocs->own);
+        ok = own_add(u, PqMsg_CloseComplete, ocs, ocs->own,
+                     msg[0] == PqMsg_Close || name[0] == '\0');
+        if (msg[0] == PqMsg_Close) {
+            ocs->own_state = PIN_OWN_LOST;
+        }
+    }
+    for (int i = 0; ok && i < c->nstale; i++) {
+        pin_cte_ext_close(&c->out, c->stale[i]);
+        ok = own_add(u, PqMsg_CloseComplete, NULL, c->stale[i], true);
+    }
+    if (ok) {
+        c->nstale = 0;
+    }
+    if (ok && ncs && !own_gate(s, u, ncs)) {
+        char own[PIN_CTE_OWN_MAX];
+        snprintf(own, sizeof(own), PIN_CTE_OWN_PREFIX "%u", ++c->own_next_id);
+        size_t at = c->out.len;
+        if (pin_cte_ext_own_parse(&c->out, ncs, own) == 0 &&
+            own_add(u, PqMsg_ParseComplete, ncs, own, false)) {
+            memcpy(ncs->own, own, sizeof(own));
+            ncs->own_state = PIN_OWN_SENT;
+            ncs->own_primary = s->primary;
+            ncs->own_serial = u->serial;
+            ncs->own_table = ncs->nslots > 0 ? c->cte_oid : 0;
+            ncs->own_gen = c->own_gen;
+        } else {
+            c->out.len = at; /* not made: its Binds go verbatim, counted */
+            c->out.failed = false;
+        }
+    }
+    c->out_prim_only = ok && !c->out.failed;
+    return c->out_prim_only;
+}
+
+bool pin_cte_insert(struct unit *u, size_t at, const uint8_t *bytes, size_t len)
+{
+    struct unit_pin *p = pin_unit_pin_of(u);
+    struct pin_ins *v = p ? realloc(p->ins, ((size_t)p->nins + 1) * sizeof(*v)) : NULL;
+    if (!v) {
+        return false;
+    }
+    p->ins = v;
+    struct pin_ins *in = &v[p->nins++];
+    in->at = at;
+    wbuf_init(&in->bytes);
+    wbuf_put_bytes(&in->bytes, bytes, len);
+    return !in->bytes.failed;
+}
+
+void pin_cte_primary_done(struct session *s, struct unit *u)
+{
+    struct unit_pin *p = u->pin;
+    for (int i = p ? p->own_next : 0; p && i < p->nown; i++) {
+        struct pin_own *o = &p->own[i];
+        if (o->type == PqMsg_ParseComplete) {
+            if (o->cs && o->cs->own_state == PIN_OWN_SENT && strcmp(o->cs->own, o->name) == 0) {
+                o->cs->own_state = PIN_OWN_LOST; /* skipped: the client's Parse failed */
+            }
+        } else if (o->stale_if_skipped) {
+            if (o->cs) {
+                o->cs->own_state = PIN_OWN_LOST;
+            }
+            stale_add(&s->pin, o->name);
+        }
+    }
+    if (p) {
+        p->own_next = p->nown;
+    }
+}
+
+/* Why the primary cannot run pgdual's own statement of cs for u's Bind, or NULL. */
+static const char *own_why(struct session *s, const struct unit *u, const struct pin_cte_stmt *cs)
+{
+    const struct pin_catalog *c = &s->pin;
+    if (cs->own_state == PIN_OWN_NONE) {
+        return "pgdual's statement for it could not be prepared with it";
+    }
+    if (cs->own_state == PIN_OWN_LOST || cs->own_primary != s->primary ||
+        cs->own_gen != c->own_gen ||
+        (cs->own_table &&
+         (!c->cte_table || c->cte_primary != s->primary || c->cte_oid != cs->own_table))) {
+        /* gone, or re-analysed at its next Bind in that moment's settings: never used */
+        return "pgdual's statement for it was lost; prepare it again";
+    }
+    if (cs->own_state == PIN_OWN_SENT && cs->own_serial != u->serial) {
+        return "its Parse was not answered yet";
+    }
+    if (cs->sec_epoch != c->cte_sec_epoch) {
+        /* the secondary's statement is parsed at each Execute */
+        return "settings or tables changed since it was prepared";
+    }
+    return NULL;
 }
 
 /* ---- the Bind, Close and Describe ------------------------------------------------------------ */
@@ -201,13 +378,9 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     if (c->names_clash) {
         return PIN_NAMES_CLASH;
     }
-    if (cs->names_epoch != c->names_epoch) {
-        /* The server resolves the client's statement's names as they were at its Parse; pgdual's
-         * statement, parsed now, could resolve them otherwise (another search_path). */
-        return "settings changed since it was prepared";
-    }
-    if (cs->nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
-        return "pgdual's table for WITH query rows is not there";
+    const char *why = own_why(s, u, cs);
+    if (why) {
+        return why;
     }
     if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
         (u->pin && u->pin->cte_doubt)) {
@@ -351,9 +524,10 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
         why = open > 0 ? "a parameter left untyped is typed by a pinned WITH write and used "
                          "outside it"
                        : "pgdual cannot read its parameters";
-    } else if (pin_cte_ext_primary(&b->prim, b->cs, (const char *)text.data,
-                                   u->bytes.data + b->at + 5, b->len - 5) < 0) {
-        why = "its portal asks for binary results of every column";
+    } else if (pin_cte_ext_primary(&b->prim, b->cs, b->cs->own, rec, u->bytes.data + b->at + 5,
+                                   b->len - 5) < 0) {
+        why = "its portal asks for binary results of every column, or its parameters are not "
+              "the statement's";
     }
     wbuf_free(&text);
     struct pin_step *st = NULL;
@@ -414,6 +588,9 @@ bool pin_cte_holding(const struct unit *u, size_t *from)
 
 bool pin_cte_substituted(const struct unit *u)
 {
+    if (u->pin && u->pin->nins > 0) {
+        return true;
+    }
     for (int i = 0; u->pin && i < u->pin->ncte_binds; i++) {
         if (u->pin->cte_binds[i].sub) {
             return true;
@@ -485,19 +662,40 @@ bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from,
     for (int i = 0; p && i < p->ncte_binds; i++) {
         any = any || (p->cte_binds[i].sub && p->cte_binds[i].at >= from);
     }
+    for (int i = 0; p && i < p->nins; i++) {
+        any = any || p->ins[i].at > from;
+    }
     if (!any) {
         return false;
     }
     wbuf_init(out);
     size_t at = from;
-    for (int i = 0; i < p->ncte_binds; i++) {
-        const struct pin_cte_bind *b = &p->cte_binds[i];
-        if (!b->sub || b->at < from) {
+    int bi = 0, ii = 0;
+    for (;;) {
+        while (bi < p->ncte_binds && (!p->cte_binds[bi].sub || p->cte_binds[bi].at < from)) {
+            bi++;
+        }
+        while (ii < p->nins && p->ins[ii].at <= from) {
+            ii++;
+        }
+        const struct pin_cte_bind *b = bi < p->ncte_binds ? &p->cte_binds[bi] : NULL;
+        const struct pin_ins *in = ii < p->nins ? &p->ins[ii] : NULL;
+        if (!b && !in) {
+            break;
+        }
+        if (in && (!b || in->at <= b->at)) {
+            /* pgdual's messages behind the client's that ends at in->at */
+            wbuf_put_bytes(out, u->bytes.data + at, in->at - at);
+            wbuf_put_bytes(out, in->bytes.data, in->bytes.len);
+            out->failed = out->failed || in->bytes.failed;
+            at = in->at;
+            ii++;
             continue;
         }
         wbuf_put_bytes(out, u->bytes.data + at, b->at - at);
         wbuf_put_bytes(out, b->prim.data, b->prim.len);
         at = b->at + b->len;
+        bi++;
         /* the primary holds the portal as pgdual's until a Bind or Close of it, or the end of
          * the transaction */
         struct pin_cte_live *nl = realloc(c->live, ((size_t)c->nlive + 1) * sizeof(*nl));
@@ -516,25 +714,20 @@ bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from,
 bool pin_reply_own(struct unit *u, uint8_t type)
 {
     struct unit_pin *p = u->pin;
-    if (!p || p->ncte_binds == 0) {
+    if (!p || p->own_next >= p->nown) {
         return false;
     }
-    while (p->own_next < p->ncte_binds && !p->cte_binds[p->own_next].sub) {
-        p->own_next++;
-    }
-    if (p->own_next >= p->ncte_binds || u->reply_steps != p->cte_binds[p->own_next].step) {
+    struct pin_own *o = &p->own[p->own_next];
+    if (u->reply_steps != o->step || type != o->type) {
         return false;
     }
-    if (type == PqMsg_CloseComplete && p->own_seen == 0) {
-        p->own_seen = 1;
-        return true;
+    p->own_next++;
+    o->done = true;
+    if (type == PqMsg_ParseComplete && o->cs && o->cs->own_state == PIN_OWN_SENT &&
+        strcmp(o->cs->own, o->name) == 0) {
+        o->cs->own_state = PIN_OWN_MADE;
     }
-    if (type == PqMsg_ParseComplete && p->own_seen == 1) {
-        p->own_seen = 0;
-        p->own_next++;
-        return true;
-    }
-    return false;
+    return true;
 }
 
 void pin_cte_txn_idle(struct session *s, uint32_t serial)
@@ -559,6 +752,18 @@ void pin_cte_binds_free(struct unit_pin *p)
     free(p->cte_binds);
     p->cte_binds = NULL;
     p->ncte_binds = 0;
+    for (int i = 0; i < p->nown; i++) {
+        pin_cte_stmt_unref(p->own[i].cs);
+    }
+    free(p->own);
+    p->own = NULL;
+    p->nown = 0;
+    for (int i = 0; i < p->nins; i++) {
+        wbuf_free(&p->ins[i].bytes);
+    }
+    free(p->ins);
+    p->ins = NULL;
+    p->nins = 0;
 }
 
 void pin_cte_live_free(struct pin_catalog *c)

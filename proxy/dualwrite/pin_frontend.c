@@ -623,8 +623,17 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         note_names(c, msg, len);
     }
     bool cte = pin_cte_any(s); /* else no WITH work below (the path without WITH statements) */
+    c->out_prim_only = false;
+    if ((msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) && !c->names_clash && len > 5 &&
+        memmem(msg + 5, len - 5, "\"pgdual.", 8)) {
+        /* SQL PREPARE, EXECUTE, DEALLOCATE, DECLARE, FETCH, MOVE or CLOSE may name pgdual's */
+        c->names_clash = true;
+    }
     switch (msg[0]) {
     case PqMsg_Query:
+        if (cte) {
+            (void)pin_cte_own_messages(s, u, msg, len, false); /* it drops the unnamed one */
+        }
         c->nprepared = 0;
         u->pin_inactive = u->pin_inactive || !analysis;
         rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
@@ -641,6 +650,9 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
         if (len > 5 && memchr(msg + 5, '\0', len - 5)) {
             pin_cte_parsed(s, (const char *)msg + 5, c->msg_cte != NULL);
         }
+        if ((cte || c->msg_cte) && pin_cte_own_messages(s, u, msg, len, rw)) {
+            rw = true; /* the client's Parse, pgdual's behind it: the primary's only */
+        }
         break;
     case PqMsg_Bind:
         if (cte) {
@@ -652,6 +664,7 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     case PqMsg_Close:
         if (cte) {
             pin_cte_close(s, u, msg, len);
+            rw = pin_cte_own_messages(s, u, msg, len, false);
         }
         break;
     case PqMsg_Describe:
@@ -680,7 +693,6 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     for (int i = 0; c->plan_valid && i < c->plan.n; i++) {
         if (c->plan.stmts[i].sets_config) {
             pin_catalog_private(c); /* search_path or role may change: not like the others */
-            pin_names_change(s);
         }
     }
     if (msg[0] == PqMsg_Query || msg[0] == PqMsg_Parse) {

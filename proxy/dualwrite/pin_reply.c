@@ -17,7 +17,7 @@
 
 bool pin_reply_filters(const struct unit *u)
 {
-    return u->pin && u->pin->n > 0;
+    return u->pin && (u->pin->n > 0 || u->pin->nown > 0);
 }
 
 /* The step answered by the reply message now beginning (the done-th statement or step), or NULL. */
@@ -284,6 +284,7 @@ void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status
     bool bump = u->catalog_change || (c->ddl_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end));
     c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
     c->private_only = c->private_only || u->catalog_change; /* its search_path or role may differ */
+    pin_cte_primary_done(s, u);
     if (c->cte_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end)) {
         c->cte_table = c->cte_in_txn = false; /* made in a block that may have rolled back */
     }

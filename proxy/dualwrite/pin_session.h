@@ -103,12 +103,23 @@ struct pin_catalog {
     char **cte_names;
     int ncte_names;
     bool cte_names_lost; /* one could not be kept (out of memory): the WITH work stays on */
-    /* Name resolution (search_path, role, the catalog) may differ from what it was at a Parse
-     * when names_epoch moved since: bumped by a statement that may change it (SET, DDL, user
-     * code) and, after one, by one that may end or roll back the transaction it ran in (its SET
-     * undone). A WITH statement prepared before is not pinned at a Bind after (pin_cte_exec.c). */
-    uint64_t names_epoch;
-    bool names_dirty;
+    /* pgdual's own statements on the primary (pin_cte_exec.c): the number the next one is named
+     * by, the OID of pgdual's table (PIN_CTE_CHECK), a generation DEALLOCATE ALL and DISCARD ALL
+     * move (they drop pgdual's statements too), and names of its statements the primary may
+     * still hold that nothing uses (Closed behind the client's next Parse or Close). */
+    uint32_t own_next_id;
+    uint32_t cte_oid;
+    uint64_t own_gen;
+#define PIN_STALE_MAX 16
+    char stale[PIN_STALE_MAX][PIN_CTE_OWN_MAX];
+    int nstale;
+    bool out_prim_only; /* out holds the client's message and pgdual's behind it: primary only */
+    /* The secondary's statement for a WITH statement is parsed at each Execute: it is only run
+     * while this epoch is the one of the client's Parse. Moved by a setting the servers report
+     * that changes how literals are read (TimeZone, DateStyle, IntervalStyle,
+     * standard_conforming_strings, client_encoding) and by DDL, SELECT INTO, CREATE, DISCARD of
+     * this session (a table made since could shadow the one the statement named). */
+    uint64_t cte_sec_epoch;
     /* The client named a statement or portal "pgdual.…" (pgdual's own names): its WITH
      * statements are no longer pinned through the extended protocol (counted), so pgdual never
      * Closes or Parses a name the client holds. */
@@ -133,7 +144,24 @@ struct pin_cte_bind {
     int execs;               /* Executes of its portal so far */
     int step_i;              /* the pin_step of its Execute, -1 */
     bool sub;                /* the primary gets prim in place of it */
-    struct wbuf prim;        /* Close, Parse and Bind of pgdual's statement */
+    struct wbuf prim;        /* Bind of pgdual's statement */
+};
+
+/* A message of pgdual's sent to the primary behind a client's Parse or Close: its answer (type)
+ * is taken out of the client's reply at reply step step. */
+struct pin_own {
+    uint32_t step;
+    uint8_t type;            /* PqMsg_ParseComplete or PqMsg_CloseComplete */
+    struct pin_cte_stmt *cs; /* a reference: Parse: the statement made; Close: the one closed */
+    char name[PIN_CTE_OWN_MAX];
+    bool stale_if_skipped; /* a Close the server skipped: the name is closed later */
+    bool done;
+};
+
+/* Bytes the primary gets behind the message that ends at byte at of the unit's bytes. */
+struct pin_ins {
+    size_t at;
+    struct wbuf bytes;
 };
 
 /* One pinned (or stripped) statement of a unit. */
@@ -191,8 +219,12 @@ struct unit_pin {
     bool cte_doubt; /* an Execute before may drop pgdual's table or roll it back */
     bool cte_hold;  /* the unit's bytes from hold_at on are held back from the primary */
     size_t hold_at;
-    int own_next;     /* the relay: the next substituted Bind whose Close/Parse answers come */
-    uint8_t own_seen; /* ...how many of those two came */
+    uint32_t made_oid;   /* ...the table's OID */
+    struct pin_own *own; /* pgdual's Parse and Close messages in this unit, in order */
+    int nown;
+    int own_next;        /* the relay: the next one whose answer comes */
+    struct pin_ins *ins; /* pgdual's messages the primary gets in the held or deferred bytes */
+    int nins;
 };
 
 void pin_catalog_free(struct pin_catalog *c);
@@ -242,12 +274,22 @@ void pin_cte_txn_idle(struct session *s, uint32_t serial);
  * Executes and Describes skip the WITH work (a session without WITH statements takes the path
  * it took before). */
 bool pin_cte_any(const struct session *s);
-/* Name resolution may change from here on (session_classify.c: SET search_path or ROLE, DDL,
- * code pgdual cannot see into, a statement it could not parse). */
-void pin_names_change(struct session *s);
-/* A statement that may end (ends: COMMIT, ROLLBACK) or roll back part of a transaction: after a
- * change, name resolution may go back to what it was. */
-void pin_names_txn_control(struct session *s, bool ends);
+/* A DDL, SELECT INTO, CREATE or DISCARD of the session (session_classify.c), or a reported
+ * setting that changes how literals are read (session_note_parameter): the secondary's
+ * statements of WITH statements prepared before are not run (cte_sec_epoch). */
+void pin_cte_catalog_moved(struct session *s);
+/* DEALLOCATE ALL or DISCARD ALL: pgdual's own statements are gone too. */
+void pin_cte_own_forget(struct session *s);
+/* After pin_frontend_rewrite of a client's Parse, Close or Query (msg): pgdual's own statement
+ * for the Parse, Closes of its statements the client's message replaced or closed, into out
+ * (s->pin.out: the client's message then pgdual's) with out_prim_only set. */
+bool pin_cte_own_messages(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
+                          bool rewritten);
+/* pgdual's messages for the primary behind u's message that ended at byte at, kept for when the
+ * held or deferred bytes go (false: out of memory). */
+bool pin_cte_insert(struct unit *u, size_t at, const uint8_t *bytes, size_t len);
+/* The primary finished u: pgdual's statements whose Parse it skipped were not made. */
+void pin_cte_primary_done(struct session *s, struct unit *u);
 
 /* ---- the primary's reply (session_relay.c) ---- */
 
@@ -270,7 +312,7 @@ void pin_lookup_done(struct session *s);
 void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut);
 void pin_readback_failed(struct session *s, struct unit *u);
 /* pgdual's PIN_CTE_CHECK ended: made, its table is there. */
-void pin_create_done(struct session *s, bool made);
+void pin_create_done(struct session *s, bool made, uint32_t oid);
 void pin_readback_done(struct session *s, struct unit *u);
 /* Is u waiting for the read-back of its WITH query rows (the secondary gets it after)? */
 bool pin_readback_pending(const struct unit *u);

@@ -37,6 +37,9 @@ struct backend {
      * parser (see session_note_parameter). */
     bool scs_off;         /* standard_conforming_strings is off */
     bool encoding_unsafe; /* client_encoding may put a backslash byte inside a character */
+    /* The settings that change how literals are read, as last reported (hashes). */
+    uint64_t literal_hash[5];
+    bool literal_seen[5];
 };
 
 /* The small messages pgdual itself reads from a backend's replies (ReadyForQuery,

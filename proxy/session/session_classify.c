@@ -32,6 +32,23 @@ void session_note_parameter(struct backend *b, const char *name, const char *val
     if (!name || !value) {
         return;
     }
+    static const char *const literal_settings[] = {
+        "TimeZone", "DateStyle", "IntervalStyle", "standard_conforming_strings", "client_encoding"};
+    for (size_t i = 0; i < sizeof(literal_settings) / sizeof(*literal_settings); i++) {
+        if (strcmp(name, literal_settings[i]) == 0) {
+            /* literals are read otherwise: the secondary's WITH statements parsed at each
+             * Execute are not run for statements prepared before (pin_cte_exec.c) */
+            uint64_t h = 1469598103934665603ull;
+            for (const char *p = value; *p; p++) {
+                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+            }
+            if (b->literal_seen[i] && b->literal_hash[i] != h && b->session) {
+                pin_cte_catalog_moved(b->session);
+            }
+            b->literal_hash[i] = h;
+            b->literal_seen[i] = true;
+        }
+    }
     if (strcmp(name, "standard_conforming_strings") == 0) {
         b->scs_off = strcasecmp(value, "on") != 0;
     } else if (strcmp(name, "client_encoding") == 0) {
@@ -163,9 +180,11 @@ static void record_effect(struct session *s, uint32_t unit, const struct classif
         break;
     case CLASSIFY_EFFECT_DEALLOCATE_ALL:
         stmt_track_clear(t, unit, 1u << STMT_SPACE_STATEMENT, STMT_REPLY_EXEC, index);
+        pin_cte_own_forget(s); /* pgdual's statements are gone too */
         break;
     case CLASSIFY_EFFECT_DISCARD_ALL:
         stmt_track_clear(t, unit, STMT_SPACE_BOTH, STMT_REPLY_EXEC, index);
+        pin_cte_own_forget(s);
         break;
     case CLASSIFY_EFFECT_DECLARE: /* a cursor's class is not known: forget the name */
     case CLASSIFY_EFFECT_CLOSE:
@@ -251,18 +270,6 @@ static void query_class(struct session *s, const struct unit *u, const char *sql
     }
 }
 
-/* A lone DISCARD (its text beginning with the word; a comment first: not recognised): it makes
- * no object that could shadow a prepared statement's, and the server parses those whose tables
- * it drops again (pin_names_change is not needed). */
-static bool discard_only(const char *sql, int nstatements)
-{
-    while (sql && (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')) {
-        sql++;
-    }
-    return nstatements == 1 && sql && strncasecmp(sql, "discard", 7) == 0 &&
-           (sql[7] == ' ' || sql[7] == '\t' || sql[7] == '\n' || sql[7] == '\r');
-}
-
 static void on_query(struct session *s, struct unit *u, const char *sql)
 {
     struct classify_result r;
@@ -303,14 +310,8 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
     u->catalog_change = u->catalog_change || (mirrored && catalog_may_change(&r));
-    if (u->internal) {
-        /* pgdual's own statements leave name resolution as it was */
-    } else if (catalog_may_change(&r) && !discard_only(sql, r.nstatements)) {
-        pin_names_change(s);
-    } else if (r.txn_control && (r.nstatements != 1 || (r.txn != CLASSIFY_TXN_BEGIN &&
-                                                        r.txn != CLASSIFY_TXN_SAVEPOINT))) {
-        pin_names_txn_control(s, r.nstatements == 1 && (r.txn == CLASSIFY_TXN_COMMIT ||
-                                                        r.txn == CLASSIFY_TXN_ROLLBACK));
+    if (!u->internal && catalog_may_change(&r) && !r.settings_only) {
+        pin_cte_catalog_moved(s); /* a table made since may shadow a WITH statement's */
     }
     const char *why = mirrored || r.is_listen ? session_state_reason(&r, sql) : NULL;
     if (why) {
@@ -342,6 +343,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .effects = r.session_objects,
         .lex_unsure = r.nstatements < 0,
         .catalog = catalog_may_change(&r),
+        .settings_only = r.settings_only,
         .fingerprint = r.fingerprint,
         .session_state = r.kind != CLASSIFY_READ && session_state_reason(&r, sql) != NULL,
     };
@@ -430,13 +432,8 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     }
     forget_after_user_code(s, u, c && c->user_code);
     u->catalog_change = u->catalog_change || !c || (c->mirrored && c->catalog);
-    if (u->internal) {
-        /* pgdual's own statements leave name resolution as it was */
-    } else if (!c ||
-               ((c->catalog || c->user_code) && !discard_only(c->sql, c->lex_unsure ? -1 : 1))) {
-        pin_names_change(s);
-    } else if (!c->dml_only) {
-        pin_names_txn_control(s, c->commits); /* transaction control, among others */
+    if (!u->internal && (!c || (c->catalog && !c->settings_only))) {
+        pin_cte_catalog_moved(s);
     }
     if (!c || (c->mirrored && c->session_state)) {
         session_reconnect_taint(s, c ? "a prepared statement that changes session state"
@@ -494,7 +491,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         break;
     case PqMsg_FunctionCall: /* a function may do anything, set_config() included */
         session_reconnect_taint(s, "a FunctionCall message");
-        pin_names_change(s);
+        pin_cte_catalog_moved(s);
         u->mirrored = true;
         u->wrap_ok = false;
         u->writes++;

@@ -196,7 +196,9 @@ static void forward_to_primary(struct session *s, struct unit *u, const uint8_t 
 {
     const struct wbuf *rw = NULL;
     pin_frontend_rewrite(s, u, msg, len, &rw);
-    if (rw && msg[0] != PqMsg_Query) {
+    /* The client's message with pgdual's own behind it (pin_cte_exec.c): the primary's only. */
+    bool own = rw && s->pin.out_prim_only;
+    if (rw && msg[0] != PqMsg_Query && !own) {
         u->bytes.len -= len;
         wbuf_put_bytes(&u->bytes, rw->data, rw->len);
         msg = rw->data;
@@ -213,11 +215,23 @@ static void forward_to_primary(struct session *s, struct unit *u, const uint8_t 
             stop_deferring(s, u);
             wbuf_put_bytes(&u->bytes, msg, len);
             forward(s, p, n);
+        } else if (own && !pin_cte_insert(u, u->bytes.len, p + len, n - len)) {
+            s->to_primary.failed = true; /* out of memory: the session cannot go on */
         }
         return;
     }
     if (!u->defer_fwd) {
         forward(s, p, n);
+        return;
+    }
+    if (own && !u->prim_rewritten) {
+        /* kept for when the deferred bytes go (forward_unit_bytes) */
+        if (!pin_cte_insert(u, u->bytes.len, p + len, n - len)) {
+            s->to_primary.failed = true;
+        }
+        if (u->bytes.len > DEFER_MAX) {
+            stop_deferring(s, u);
+        }
         return;
     }
     if (msg[0] == PqMsg_Query && pin_cte_substituted(u)) {

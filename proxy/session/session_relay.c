@@ -209,12 +209,11 @@ static int backend_end(void *ctx)
     }
     if (u && u->pin && u->pin->create) { /* pgdual's temporary table (pin_lookup.c) */
         if (b->cur_type == PqMsg_DataRow) {
-            /* one column, 't' */
-            static const uint8_t yes[] = {0, 1, 0, 0, 0, 1, 't'};
-            u->pin->made = !b->msg_cut && b->msg.len == sizeof(yes) &&
-                           memcmp(b->msg.data, yes, sizeof(yes)) == 0;
+            /* one column, the table's OID (NULL: not there or not usable) */
+            u->pin->made =
+                !b->msg_cut && pin_cte_check_row(b->msg.data, b->msg.len, &u->pin->made_oid) == 0;
         } else if (seen == PqMsg_ReadyForQuery) {
-            pin_create_done(s, u->pin->made);
+            pin_create_done(s, u->pin->made, u->pin->made_oid);
         }
     }
     if (u && !own) { /* which of the unit's messages ran decides its statements and portals */

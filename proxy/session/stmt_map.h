@@ -22,6 +22,7 @@ struct stmt_class {
     bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
     bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
     bool catalog;        /* running it may change what the catalog says (pin_session.h) */
+    bool settings_only;  /* ...by SET / RESET alone */
     bool lex_unsure;  /* parsed while pgdual could not trust its parse (see session_classify.c) */
     uint8_t on;       /* backends holding it (bit per enum dial_backend); see unit_uses */
     uint32_t made_in; /* serial of the unit that defined it */

@@ -107,43 +107,125 @@ static void test_ext_build_and_primary(void **state)
     assert_int_equal(tmpl.n, 1);
     assert_int_equal(tmpl.slots[0], 2);
 
-    /* The primary: Close and Parse of pgdual's statement, the client's Bind of its portal to it. */
-    struct wbuf bind, out;
-    wbuf_init(&bind);
+    /* pgdual's own statement, parsed behind the client's: slots from 0, the record number its
+     * last parameter ($2: the client's text names $1), the client's declared type, then int4. */
+    struct wbuf out;
     wbuf_init(&out);
-    bind_of(&bind, 1, 0, 1, 1);
-    assert_int_equal(pin_cte_ext_primary(&out, cs, (const char *)text.data, bind.data, bind.len),
-                     0);
+    assert_int_equal(pin_cte_ext_own_parse(&out, cs, "pgdual.cte.7"), 0);
+    assert_int_equal(cs->own_k, 1);
     size_t off = 0;
-    struct wire_msg m = next_of(&out, &off, 'C');
-    assert_memory_equal(m.body, "S" PIN_CTE_STMT_NAME, sizeof(PIN_CTE_STMT_NAME) + 1);
-    m = next_of(&out, &off, 'P');
+    struct wire_msg m = next_of(&out, &off, 'P');
     struct wire_reader rd;
     wire_reader_init(&rd, m.body, m.body_len);
-    assert_string_equal(wire_cstr(&rd), PIN_CTE_STMT_NAME);
-    assert_string_equal(wire_cstr(&rd), (const char *)text.data);
-    assert_int_equal(wire_u16(&rd), 1);
+    assert_string_equal(wire_cstr(&rd), "pgdual.cte.7");
+    assert_string_equal(
+        wire_cstr(&rd),
+        "WITH \"pgdual_c0\" AS (INSERT INTO t (v) VALUES ($1) \nRETURNING \"t\".*), "
+        "ins AS (SELECT id\nFROM \"pgdual_c0\" AS \"t\"), \"pgdual_r\" AS (INSERT "
+        "INTO pg_temp.pgdual_pin_rows (n, r) SELECT $2 + 0, "
+        "pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c0\" AS \"pgdual_x\") "
+        "SELECT id FROM ins");
+    assert_int_equal(wire_u16(&rd), 2);
     assert_int_equal(wire_u32(&rd), 25); /* the client's declared type */
+    assert_int_equal(wire_u32(&rd), 23); /* pgdual's record number: int4 */
     assert_int_equal(rd.off, m.body_len);
+    assert_int_equal(off, out.len);
+
+    /* The primary's Bind: the client's portal to pgdual's statement, the client's parameters
+     * and formats, then the record number (text). */
+    struct wbuf bind;
+    wbuf_init(&bind);
+    wbuf_reset(&out);
+    bind_of(&bind, 1, 0, 1, 1);
+    assert_int_equal(pin_cte_ext_primary(&out, cs, "pgdual.cte.7", 40, bind.data, bind.len), 0);
+    off = 0;
     m = next_of(&out, &off, 'B');
+    assert_int_equal(off, out.len);
     wire_reader_init(&rd, m.body, m.body_len);
     assert_string_equal(wire_cstr(&rd), "p"); /* the client's portal */
-    assert_string_equal(wire_cstr(&rd), PIN_CTE_STMT_NAME);
-    /* the rest as the client sent it */
-    assert_int_equal(m.body_len - rd.off, bind.len - 4);
-    assert_memory_equal(m.body + rd.off, bind.data + 4, bind.len - 4);
-    assert_int_equal(off, out.len);
-    /* A Bind cut short: refused. */
+    assert_string_equal(wire_cstr(&rd), "pgdual.cte.7");
+    assert_int_equal(wire_u16(&rd), 1); /* one format for all: text */
+    assert_int_equal(wire_u16(&rd), 0);
+    assert_int_equal(wire_u16(&rd), 2);
+    assert_int_equal(wire_u32(&rd), 1);
+    assert_memory_equal(wire_bytes(&rd, 1), "7", 1);
+    assert_int_equal(wire_u32(&rd), 2);
+    assert_memory_equal(wire_bytes(&rd, 2), "40", 2);
+    assert_int_equal(wire_u16(&rd), 1); /* the client's result formats */
+    assert_int_equal(wire_u16(&rd), 1);
+    assert_int_equal(rd.off, m.body_len);
+    /* Binary parameters: one format each, pgdual's text. */
+    wbuf_reset(&bind);
     wbuf_reset(&out);
-    assert_int_equal(
-        pin_cte_ext_primary(&out, cs, (const char *)text.data, bind.data, bind.len - 1),
-        PIN_ESHAPE);
+    bind_of(&bind, 1, 1, 0, 0);
+    assert_int_equal(pin_cte_ext_primary(&out, cs, "pgdual.cte.7", 3, bind.data, bind.len), 0);
+    off = 0;
+    m = next_of(&out, &off, 'B');
+    wire_reader_init(&rd, m.body, m.body_len);
+    (void)wire_cstr(&rd);
+    (void)wire_cstr(&rd);
+    assert_int_equal(wire_u16(&rd), 2);
+    assert_int_equal(wire_u16(&rd), 1);
+    assert_int_equal(wire_u16(&rd), 0);
+    /* A Bind cut short, or with another parameter count than the statement's: refused. */
+    wbuf_reset(&out);
+    assert_int_equal(pin_cte_ext_primary(&out, cs, "pgdual.cte.7", 40, bind.data, bind.len - 1),
+                     PIN_ESHAPE);
+    cs->own_k = 2;
+    assert_int_equal(pin_cte_ext_primary(&out, cs, "pgdual.cte.7", 40, bind.data, bind.len),
+                     PIN_ESHAPE);
     pin_tmpl_free(&tmpl);
     wbuf_free(&text);
     wbuf_free(&bind);
     wbuf_free(&out);
     pin_cte_stmt_unref(cs);
     pin_table_free(&t);
+}
+
+/* The statement names $3 but declares one type: K is 3, pgdual's number $4; a Close. */
+static void test_ext_own_parse_params(void **state)
+{
+    (void)state;
+    struct pin_table t;
+    table_t(&t);
+    static const uint32_t one[] = {23};
+    struct pin_cte_stmt *cs =
+        stmt_of("WITH ins AS (INSERT INTO t (v) VALUES ($3 || $1) RETURNING id) SELECT id FROM ins",
+                &t, NULL, one, 1);
+    struct wbuf out;
+    wbuf_init(&out);
+    assert_int_equal(pin_cte_ext_own_parse(&out, cs, "pgdual.cte.1"), 0);
+    assert_int_equal(cs->own_k, 3);
+    assert_non_null(memmem(out.data, out.len, "SELECT $4 + 0,", 14));
+    size_t off = 0;
+    struct wire_msg m = next_of(&out, &off, 'P');
+    /* types: 23, 0, 0, 23 at the end */
+    const uint8_t *tp = m.body + m.body_len - 18;
+    assert_int_equal(tp[0] << 8 | tp[1], 4);
+    assert_int_equal(wire_u32(&(struct wire_reader){.p = tp + 2, .len = 4}), 23);
+    wbuf_reset(&out);
+    pin_cte_ext_close(&out, "pgdual.cte.1");
+    off = 0;
+    m = next_of(&out, &off, 'C');
+    assert_memory_equal(m.body, "Spgdual.cte.1", 14);
+    wbuf_free(&out);
+    pin_cte_stmt_unref(cs);
+    pin_table_free(&t);
+}
+
+/* PIN_CTE_CHECK's row: the OID, or refused. */
+static void test_check_row(void **state)
+{
+    (void)state;
+    static const uint8_t ok[] = {0, 1, 0, 0, 0, 5, '1', '6', '3', '8', '4'};
+    static const uint8_t null[] = {0, 1, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t bad[] = {0, 1, 0, 0, 0, 1, 't'};
+    uint32_t oid = 0;
+    assert_int_equal(pin_cte_check_row(ok, sizeof(ok), &oid), 0);
+    assert_int_equal(oid, 16384);
+    assert_int_equal(pin_cte_check_row(null, sizeof(null), &oid), PIN_EPROTO);
+    assert_int_equal(pin_cte_check_row(bad, sizeof(bad), &oid), PIN_EPROTO);
+    assert_int_equal(pin_cte_check_row(ok, sizeof(ok) - 1, &oid), PIN_EPROTO);
 }
 
 /* The outer statement pinned too: pgdual's column comes back as text. */
@@ -161,13 +243,10 @@ static void test_ext_primary_outer(void **state)
     wbuf_init(&bind);
     wbuf_init(&out);
     bind_of(&bind, 0, 0, 1, 1); /* binary for all, the client having no columns */
-    assert_int_equal(pin_cte_ext_primary(&out, cs, "x", bind.data, bind.len), 0);
+    cs->own_k = 1;
+    assert_int_equal(pin_cte_ext_primary(&out, cs, "x", 1, bind.data, bind.len), 0);
     size_t off = 0;
-    (void)next_of(&out, &off, 'C');
-    struct wire_msg m = next_of(&out, &off, 'P');
-    assert_int_equal(m.body[m.body_len - 2], 0); /* no types declared */
-    assert_int_equal(m.body[m.body_len - 1], 0);
-    m = next_of(&out, &off, 'B');
+    struct wire_msg m = next_of(&out, &off, 'B');
     assert_int_equal(m.body[m.body_len - 2], 0); /* all text */
     assert_int_equal(m.body[m.body_len - 1], 0);
     wbuf_free(&bind);
@@ -278,6 +357,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ext_build_and_primary),
+        cmocka_unit_test(test_ext_own_parse_params),
+        cmocka_unit_test(test_check_row),
         cmocka_unit_test(test_ext_primary_outer),
         cmocka_unit_test(test_ext_execute),
         cmocka_unit_test(test_ext_open_param),
