@@ -86,6 +86,9 @@ pgdual_shell_it(pin_cte_ext2 120)
 # Review 12c: search_path changed since the Parse, client names "pgdual.", a finished portal
 # executed again, ROLLBACK TO before a WITH write in one Query.
 pgdual_shell_it(pin_cte_ext3 90)
+# Reviews 12c/12d against pgdual's statement parsed at the client's Parse: SELECT INTO, TimeZone,
+# another session's table, SET application_name, pgdual's table lost with a rolled-back block.
+pgdual_shell_it(pin_cte_ext4 90)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
