@@ -1,12 +1,14 @@
 /* proxy/dualwrite/pin_cte_exec.c: data-modifying WITH queries sent through the extended protocol.
  * The client's Parse goes to both sides as it is: nothing of the client's ever depends on pgdual's
- * temporary table. When a batch holds Bind(P, S) and later Execute(P, 0) of a statement S whose
- * WITH writes pin, and nothing before the Bind may drop or roll back pgdual's table, the primary
- * gets Close and Parse of pgdual's own statement PIN_CTE_STMT_NAME (S's text rewritten as a
- * Query's, pin_cte.c) and the client's Bind of P to it; the answers to pgdual's two messages are
- * taken out of the client's reply. The rows are read back after the batch as for a Query, and the
- * secondary runs pgdual's statement over them in place of the Execute (pin_cte_ext.c). Anything
- * in doubt goes verbatim and is counted. See pin_session.h. */
+ * temporary table. Right behind a client's Parse of a statement S whose WITH writes pin, the
+ * primary gets pgdual's own Parse of S's text rewritten as a Query's (pin_cte.c), named
+ * PIN_CTE_OWN_PREFIX<n>: both are made at the same moment, so the server resolves their names,
+ * reads their literals and analyses them again alike. When a batch holds Bind(P, S) and later
+ * Execute(P, 0), and nothing before the Bind may drop or roll back pgdual's table, the primary
+ * gets a Bind of P to pgdual's statement in place of the client's. The answers to pgdual's own
+ * Parse and Close messages are taken out of the client's reply. The rows are read back after the
+ * batch as for a Query, and the secondary runs pgdual's statement over them in place of the
+ * Execute (pin_cte_ext.c). Anything in doubt goes verbatim and is counted. See pin_session.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +266,9 @@ bool pin_cte_own_messages(struct session *s, struct unit *u, const uint8_t *msg,
         }
     }
     c->out_prim_only = ok && !c->out.failed;
+    if (c->out_prim_only) {
+        u->routable = false; /* pgdual's messages are the primary's: never a read for new */
+    }
     return c->out_prim_only;
 }
 
@@ -555,7 +560,7 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
 
 /* An Execute of a portal the primary holds as pgdual's statement, bound by an earlier batch (or
  * executed again): it records rows nobody reads for it (read back and dropped after this batch)
- * and has pgdual's column when the outer statement is pinned. Counted. */
+ * and has pgdual's column when the outer statement is pinned. Counted when why is not NULL. */
 static void execute_again(struct unit *u, struct pin_cte_stmt *cs, const char *table,
                           uint32_t index, const char *why)
 {
@@ -568,7 +573,11 @@ static void execute_again(struct unit *u, struct pin_cte_stmt *cs, const char *t
     st->reply_at = u->step_msgs;
     u->pin->rows_unknown = true;
     u->pin->readback_pending = u->pin->readback_pending || cs->nslots > 0;
-    pin_note_unpinned(u, why, table, index);
+    if (why) {
+        pin_note_unpinned(u, why, table, index);
+    } else {
+        pin_set_known(u->pin, index);
+    }
 }
 
 /* Has b's Bind not reached the primary yet? */
@@ -615,8 +624,9 @@ bool pin_cte_execute(struct session *s, struct unit *u, const struct stmt_class 
     if (!b) {
         const struct pin_cte_live *l = live_of(&s->pin, portal);
         if (l) {
-            execute_again(u, l->cs, table, index,
-                          "a portal of a data-modifying WITH statement bound in an earlier batch");
+            /* Run to completion on both servers by the batch that bound it (an Execute without
+             * a row limit, or the portal is gone): a no-op on both, nothing to count. */
+            execute_again(u, l->cs, table, index, NULL);
             return true;
         }
         if (cls && cls->pin_cte) {

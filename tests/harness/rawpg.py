@@ -21,6 +21,8 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     WAIT <type> [n]         read until the n-th message of that type (default 1) arrives
     CLOSE                   close the socket at once (no Terminate)
     CS <name>               Close of statement name
+    BP <portal> <name> [value]...  Bind of portal to statement name (values as for BN)
+    EP <portal> | DP <portal> | CP <portal>  Execute | Describe | Close of portal
     PAUSE <file>            print "PAUSE" and wait (60 s at most) until file exists: the shell
                             test acts meanwhile (admin commands) and then creates the file
     DETAIL                  from here on print T, D and t messages in full (see below)
@@ -129,16 +131,26 @@ def main():
             elif word == "PN":
                 name, _, sql = arg.partition(" ")
                 out += msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0\0\0")
-            elif word == "BN":
+            elif word in ("BN", "BP"):
+                portal = b""
+                if word == "BP":
+                    p, _, arg = arg.partition(" ")
+                    portal = p.encode()
                 name, _, rest = arg.partition(" ")
                 vals = rest.split(" ") if rest else []
-                body = b"\0" + name.encode() + b"\0\0\0" + struct.pack("!h", len(vals))
+                body = portal + b"\0" + name.encode() + b"\0\0\0" + struct.pack("!h", len(vals))
                 for v in vals:
                     body += struct.pack("!i", -1) if v == "\\N" else struct.pack(
                         "!i", len(v.encode())) + v.encode()
                 out += msg(b"B", body + b"\0\0")
             elif word == "CS":
                 out += msg(b"C", b"S" + arg.encode() + b"\0")
+            elif word == "CP":
+                out += msg(b"C", b"P" + arg.encode() + b"\0")
+            elif word == "EP":
+                out += msg(b"E", arg.encode() + b"\0\0\0\0\0")
+            elif word == "DP":
+                out += msg(b"D", b"P" + arg.encode() + b"\0")
             elif word == "PAUSE":
                 print("PAUSE", flush=True)
                 deadline = time.monotonic() + 60

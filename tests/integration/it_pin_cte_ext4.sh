@@ -12,7 +12,9 @@
 #  app:  SET application_name before each request, and once at connect with BEGIN/COMMIT around
 #        each: every WITH write pinned, nothing counted, in_sync;
 #  lost: the first WITH Parse inside a block that rolls back (pgdual's table with it), then a Bind:
-#        counted, old alone's answers and rows.
+#        counted, old alone's answers and rows;
+#  port: a portal pgdual ran to completion executed again in a later batch, a Bind of a live
+#        portal (42P03): old alone's answers, nothing counted.
 # shellcheck disable=SC2016 # $1 in single quotes are SQL parameters
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -40,7 +42,8 @@ CREATE TABLE u (id serial PRIMARY KEY, n int);
 CREATE TABLE ev (n serial PRIMARY KEY, id int, at timestamptz);
 CREATE TABLE ap (id serial PRIMARY KEY, n int);
 CREATE TABLE lt (id serial PRIMARY KEY, n int);
-CREATE SCHEMA c; CREATE TABLE xu (id serial PRIMARY KEY, n int);"
+CREATE SCHEMA c; CREATE TABLE xu (id serial PRIMARY KEY, n int);
+CREATE TABLE pt (id serial PRIMARY KEY, n int);"
 psql_proxy "$DB" -q -c "$SETUP_SQL"
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF" -c "CREATE DATABASE $REF"
 psql_old "$REF" -q -c "$SETUP_SQL"
@@ -135,6 +138,21 @@ assert_eq "$old" "$via" "the first WITH Parse in a block that rolled back, then 
 as_ref lt "...lt on old as old alone's"
 assert_delta nondeterministic_writes_total -ge 1 "...counted (pgdual's statement was lost)"
 assert_contains "$(cat "$IT_TMP/pgdual.log")" "pgdual's statement for it was lost" "...with its reason"
+
+# ---- port: a finished portal executed again, a Bind of a live portal (review 12d finding 6) -----
+INSP='WITH w AS (INSERT INTO pt (n) VALUES ($1) RETURNING id, n) SELECT n FROM w'
+SP="DETAIL ;; PN s $INSP ;; S ;; SEND ;; WAIT Z ;; BP p s 1 ;; EP p ;; DP p ;; S ;; SEND ;; WAIT Z ;; \
+Q BEGIN ;; SEND ;; WAIT Z ;; BP p s 2 ;; EP p ;; DP p ;; CP p ;; BP p s 3 ;; EP p ;; S ;; SEND ;; WAIT Z ;; \
+DP p ;; EP p ;; S ;; SEND ;; WAIT Z ;; BP p s 6 ;; EP p ;; S ;; SEND ;; WAIT Z ;; Q ROLLBACK ;; SEND ;; \
+WAIT Z ;; BP p s 7 ;; EP p ;; S ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SP") || it_failed "port via pgdual: $via"
+old=$(ref "$SP") || it_failed "port on old: $old"
+assert_eq "$old" "$via" "a finished portal executed again, a Bind of a live one (42P03): as old alone"
+assert_contains "$via" "E 42P03" "...the Bind of the live portal fails"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted (nothing ran that could differ)"
+same pt "pt identical on old and new"
+as_ref pt "...pt on old as old alone's"
 
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop

@@ -326,6 +326,34 @@ static void test_funcs_flags(void **state)
 }
 
 /* Very deep trees either fail to parse or are mirrored; never a crash or a READ by accident. */
+/* SELECT ... INTO makes a table: not catalog-safe (review 12d finding 1); settings_only tells
+ * SET / RESET from DDL and code pgdual cannot see into. */
+static void test_catalog_settings_only(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        bool safe, settings_only;
+    } cases[] = {
+        {"SELECT 1", true, false},
+        {"SELECT 0 AS id INTO TEMP u", false, false},
+        {"CREATE TABLE x (i int)", false, false},
+        {"SET application_name = 'a'", false, true},
+        {"SET TimeZone = 'UTC'; RESET search_path", false, true},
+        {"SET a.b = 1; CREATE TABLE y (i int)", false, false},
+        {"DO $$BEGIN END$$", false, false},
+        {"INSERT INTO t VALUES (1)", true, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct classify_result r;
+        assert_int_equal(classify_statement(cases[i].sql, NULL, &r), 0);
+        if (r.catalog_safe != cases[i].safe || r.settings_only != cases[i].settings_only) {
+            fail_msg("%s: catalog_safe %d settings_only %d", cases[i].sql, r.catalog_safe,
+                     r.settings_only);
+        }
+    }
+}
+
 static void test_deep_nesting(void **state)
 {
     (void)state;
@@ -516,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_funcs_flags),
+        cmocka_unit_test(test_catalog_settings_only),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_commits_and_inserts),
         cmocka_unit_test(test_lock_only_read),
