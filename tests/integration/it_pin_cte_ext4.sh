@@ -14,7 +14,9 @@
 #  lost: the first WITH Parse inside a block that rolls back (pgdual's table with it), then a Bind:
 #        counted, old alone's answers and rows;
 #  port: a portal pgdual ran to completion executed again in a later batch, a Bind of a live
-#        portal (42P03): old alone's answers, nothing counted.
+#        portal (42P03): old alone's answers, nothing counted;
+#  close: the unnamed statement parsed again and again, a Query between, a named one closed:
+#        pgdual's own statements on the primary follow the client's (none left behind).
 # shellcheck disable=SC2016 # $1 in single quotes are SQL parameters
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -153,6 +155,29 @@ assert_contains "$via" "E 42P03" "...the Bind of the live portal fails"
 assert_delta nondeterministic_writes_total -eq 0 "...nothing counted (nothing ran that could differ)"
 same pt "pt identical on old and new"
 as_ref pt "...pt on old as old alone's"
+
+# ---- close: pgdual's statements go with the client's (re-Parse, Query, Close) --------------------
+# The unnamed statement parsed again and again (as libpq's PQexecParams does), a simple Query
+# between (it drops the unnamed statement: pgdual's is closed behind the next Parse), a named one
+# closed: pgdual leaves only the statements the client holds behind on the primary.
+INSN='WITH w AS (INSERT INTO pt (n) VALUES (80) RETURNING id) SELECT count(*) FROM w'
+OWN="Q SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgdual.cte.%'"
+SC="P $INSN ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P $INSN ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; \
+Q SELECT 1 ;; SEND ;; WAIT Z ;; P $INSN ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; PN k $INSN ;; S ;; SEND ;; \
+WAIT Z ;; BN k ;; E ;; S ;; SEND ;; WAIT Z ;; DETAIL ;; $OWN ;; SEND ;; WAIT Z ;; CS k ;; S ;; SEND ;; \
+WAIT Z ;; $OWN ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SC") || it_failed "close via pgdual: $via"
+old=$(ref "$SC") || it_failed "close on old: $old"
+assert_eq "$(grep -v '^D ' <<<"$old")" "$(grep -v '^D ' <<<"$via")" \
+    "re-Parses, a Query, a Close: every message but pgdual's statement count as old alone's"
+# the first count: the unnamed statement's and k's (the Query that counts drops the unnamed one:
+# pgdual's is closed behind the Close of k, with k's)
+assert_eq "D 2
+D 0" "$(grep '^D ' <<<"$via")" "...pgdual holds one statement per client statement, none left"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
+assert_delta pinned_writes_total -eq 4 "...all four pinned"
+same pt "pt identical on old and new"
 
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF"
 it_proxy_stop
