@@ -103,8 +103,9 @@ struct pin_step {
      * filled with the rows of the unit's slots (read back) and, when shape is not NULL, rows. */
     bool has_tmpl;
     struct pin_tmpl tmpl;
-    bool complete; /* its CommandComplete came */
-    bool broken;   /* rows too many, or out of memory: the secondary gets it verbatim */
+    bool complete;    /* its CommandComplete came */
+    bool broken;      /* rows too many, or out of memory: the secondary gets it verbatim */
+    bool other_table; /* ...because a row came from a table the lookup did not describe */
 };
 
 /* What pinning does to one unit (struct unit's pin, NULL when nothing). */
