@@ -28,6 +28,7 @@
 #define PIN_EPROTO (-5002) /* a reply message that does not have the shape pgdual asked for */
 #define PIN_EPARSE (-5003) /* the text does not parse */
 #define PIN_ESHAPE (-5004) /* the unit's bytes do not have the shape the substitution expects */
+#define PIN_EOTHER (-5005) /* the primary wrote a row into a table the lookup did not describe */
 
 #define PIN_NAME_MAX 63 /* NAMEDATALEN - 1 */
 typedef char pin_name[PIN_NAME_MAX + 1];
@@ -177,9 +178,15 @@ struct pin_shape {
     int refs;
     enum pin_verb verb;
     bool client_returning;
-    /* Columns pgdual appends to the primary's RETURNING: one, the whole row as JSON
+    /* Columns pgdual appends to the primary's RETURNING: two. The whole row as JSON
      * (to_json(t.*): dates and times in ISO form whatever DateStyle says, json values as they are),
-     * which the secondary reads back by column name. */
+     * which the secondary reads back by column name; and whether the row went into the table the
+     * secondary's statement names (the same partition tree: a partition made later is in it).
+     * That statement names the table as the lookup found it (qualified; pg_temp for the
+     * session's temporary schema), not as the client wrote it: it is prepared on the secondary
+     * later than the client's, when the client's name may find another table (one made since in
+     * an earlier schema of search_path, by this session or another), and the primary may have
+     * resolved the client's name again meanwhile (PostgreSQL does when search_path changes). */
     int m;
     int nkeys;         /* the columns the secondary's statement stores or matches on */
     pin_name *keys;    /* their names (nkeys) */
@@ -212,7 +219,8 @@ int pin_strip_row_description(const uint8_t *body, size_t len, int m, bool nodat
 int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
     __attribute__((warn_unused_result));
 /* The last sh->m values of a DataRow (body, text format) as one JSON object appended to rows (a
- * JSON array being built: "[" first, "," between; pin_rows_close ends it). */
+ * JSON array being built: "[" first, "," between; pin_rows_close ends it). PIN_EOTHER when the
+ * row did not go into the table the secondary's statement names (nothing appended). */
 int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
     __attribute__((warn_unused_result));
 void pin_rows_close(struct wbuf *rows);

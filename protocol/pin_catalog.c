@@ -9,8 +9,7 @@
 
 /* ---- the catalog ---------------------------------------------------------------------------- */
 
-/* An E'' literal: the same under any standard_conforming_strings. */
-static void put_escaped_literal(struct wbuf *b, const char *s)
+void pin_put_escaped_literal(struct wbuf *b, const char *s)
 {
     wbuf_put_bytes(b, "E'", 2);
     for (; *s; s++) {
@@ -110,13 +109,13 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary "
              "LEFT JOIN pg_catalog.pg_type y ON y.oid = a.atttypid "
              "WHERE c.relname = ");
-    put_escaped_literal(out, st->rel);
+    pin_put_escaped_literal(out, st->rel);
     if (strcmp(st->schema, "pg_temp") == 0) {
         /* The server reads pg_temp as the session's own temporary schema (pg_temp_N). */
         pin_put_str(out, " AND n.oid = pg_catalog.pg_my_temp_schema()");
     } else if (st->schema[0]) {
         pin_put_str(out, " AND n.nspname = ");
-        put_escaped_literal(out, st->schema);
+        pin_put_escaped_literal(out, st->schema);
     } else {
         pin_put_str(out, " AND pg_catalog.pg_table_is_visible(c.oid)");
     }

@@ -10,6 +10,8 @@
 void pin_copy_name(pin_name dst, const char *src);
 /* Append s without its NUL. */
 void pin_put_str(struct wbuf *b, const char *s);
+/* Append s as an E'' literal: the same under any standard_conforming_strings. */
+void pin_put_escaped_literal(struct wbuf *b, const char *s);
 /* Append s as a quoted identifier ("..." with " doubled). */
 void pin_put_ident(struct wbuf *b, const char *s);
 /* t's column named name, or NULL. */

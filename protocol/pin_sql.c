@@ -70,10 +70,16 @@ static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char 
     }
 }
 
-/* The target as the client's statement names it: both sides resolve it the same way (their
- * search_path is mirrored), a temporary table included. */
-static void put_target(struct wbuf *b, const struct pin_stmt *st)
+/* The target as the lookup found it ("schema"."rel", pg_temp for the session's temporary
+ * schema; see pin_shape's m), the primary's rows checked to come from it. A table the same unit
+ * creates (no lookup), and a WITH query's (the statement runs on both sides at the same point of
+ * the same text), are named as the client's statement names them. */
+static void put_target(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
 {
+    if (!st->in_cte && t->qname[0]) {
+        pin_put_str(b, t->qname);
+        return;
+    }
     if (st->schema[0]) {
         pin_put_ident(b, st->schema);
         wbuf_put_u8(b, '.');
@@ -81,10 +87,10 @@ static void put_target(struct wbuf *b, const struct pin_stmt *st)
     pin_put_ident(b, st->rel);
 }
 
-static void put_source(struct wbuf *b, const struct pin_stmt *st)
+static void put_source(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
 {
     pin_put_str(b, "pg_catalog.json_populate_recordset(NULL::");
-    put_target(b, st);
+    put_target(b, st, t);
     pin_put_str(b, ", ");
 }
 
@@ -159,6 +165,27 @@ char *pin_take_string(struct wbuf *b)
     return s;
 }
 
+/* Whether the row (st->ref) went into the partition tree of the table put_target names, as the
+ * primary sees it when the statement runs (one name lookup per execution: an InitPlan). */
+static void put_same_table(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
+{
+    struct wbuf name;
+    wbuf_init(&name);
+    put_target(&name, st, t);
+    wbuf_put_u8(&name, '\0');
+    pin_put_str(b, "COALESCE(pg_catalog.pg_partition_root(");
+    pin_put_ident(b, st->ref);
+    pin_put_str(b, ".tableoid)::oid, ");
+    pin_put_ident(b, st->ref);
+    pin_put_str(b,
+                ".tableoid) = (SELECT COALESCE(pg_catalog.pg_partition_root(\"pgdual_root\")::oid, "
+                "\"pgdual_root\"::oid) FROM pg_catalog.to_regclass(");
+    pin_put_escaped_literal(b, name.failed ? "" : (const char *)name.data);
+    pin_put_str(b, ") AS \"pgdual_root\")");
+    b->failed = b->failed || name.failed;
+    wbuf_free(&name);
+}
+
 static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
 {
     struct wbuf r, h, tl;
@@ -169,23 +196,24 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     pin_put_str(&r, st->client_returning ? "\n, pg_catalog.to_json("
                                          : "\nRETURNING pg_catalog.to_json(");
     pin_put_ident(&r, st->ref);
-    pin_put_str(&r, ".*)");
+    pin_put_str(&r, ".*), ");
+    put_same_table(&r, st, t);
     switch (st->verb) {
     case PIN_VERB_INSERT:
         pin_put_str(&h, "INSERT INTO ");
-        put_target(&h, st);
+        put_target(&h, st, t);
         pin_put_str(&h, st->in_cte ? " AS \"pgdual_t\" (" : " (");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, " FROM ");
-        put_source(&h, st);
+        put_source(&h, st, t);
         pin_put_str(&tl, ")");
         put_conflict(&tl, st, t);
         break;
     case PIN_VERB_UPDATE:
         pin_put_str(&h, "UPDATE ");
-        put_target(&h, st);
+        put_target(&h, st, t);
         pin_put_str(&h, " AS \"pgdual_t\" SET ");
         for (int i = 0, first = 1; i < sh->nkeys; i++) {
             const struct pin_column *c = pin_find_col(t, sh->keys[i]);
@@ -199,14 +227,14 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
             pin_put_ident(&h, sh->keys[i]);
         }
         pin_put_str(&h, " FROM ");
-        put_source(&h, st);
+        put_source(&h, st, t);
         put_key_match(&tl, t);
         break;
     default: /* DELETE */
         pin_put_str(&h, "DELETE FROM ");
-        put_target(&h, st);
+        put_target(&h, st, t);
         pin_put_str(&h, " AS \"pgdual_t\" USING ");
-        put_source(&h, st);
+        put_source(&h, st, t);
         put_key_match(&tl, t);
         break;
     }
@@ -232,7 +260,7 @@ struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_tabl
         return NULL;
     }
     choose_keys(sh, st, t);
-    sh->m = 1;
+    sh->m = 2;
     if (sh->nkeys == 0 || build_texts(sh, st, t) < 0) {
         pin_shape_unref(sh);
         return NULL;
@@ -353,10 +381,10 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
         return PIN_EPROTO;
     }
     int n = body[0] << 8 | body[1];
-    if (n < sh->m || sh->m != 1) {
+    if (n < sh->m || sh->m != 2) {
         return PIN_EPROTO;
     }
-    size_t off = prefix_end(body, len, n - 1, true);
+    size_t off = prefix_end(body, len, n - 2, true);
     if (off == 0) {
         return PIN_EPROTO;
     }
@@ -364,8 +392,14 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     wire_reader_init(&rd, body + off, len - off);
     uint32_t vlen = wire_u32(&rd);
     const uint8_t *v = vlen == 0xffffffffu || vlen == 0 ? NULL : wire_bytes(&rd, vlen);
-    if (rd.failed || !v || v[0] != '{') {
-        return PIN_EPROTO; /* to_json of a row is an object, never NULL */
+    uint32_t slen = wire_u32(&rd);
+    const uint8_t *same = slen == 1 ? wire_bytes(&rd, 1) : NULL;
+    if (rd.failed || !v || v[0] != '{' || rd.off != rd.len ||
+        (slen != 0xffffffffu && (!same || (same[0] != 't' && same[0] != 'f')))) {
+        return PIN_EPROTO; /* to_json of a row is an object, never NULL; then a boolean */
+    }
+    if (!same || same[0] != 't') {
+        return PIN_EOTHER; /* NULL: the name finds no table now */
     }
     wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
     wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */

@@ -87,10 +87,15 @@ void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_
         rc = pin_strip_row_description(body, len, st->shape->m, st->describe, out);
     } else {
         if (st->pinned && !st->broken) {
-            if (st->rows.len + len > PIN_ROWS_MAX ||
-                pin_rows_add(&st->rows, st->shape, body, len) < 0) {
+            int added = st->rows.len + len > PIN_ROWS_MAX
+                            ? PIN_ENOMEM
+                            : pin_rows_add(&st->rows, st->shape, body, len);
+            if (added < 0) {
                 st->broken = true; /* the secondary gets it verbatim: pin_secondary_bytes */
+                st->other_table = added == PIN_EOTHER;
                 wbuf_free(&st->rows);
+                /* A batch's verbatim Execute returns pgdual's columns on the secondary too. */
+                p->rows_unknown = p->rows_unknown || !p->simple;
             }
         }
         rc = pin_strip_data_row(body, len, st->shape->m, out);
@@ -253,8 +258,10 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
         const struct pin_step *st = &u->pin->steps[i];
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
-            unpinned(u,
-                     st->broken ? "its returned rows could not be kept" : "its rows did not come");
+            unpinned(u, st->other_table ? "the primary wrote another table than pgdual looked up "
+                                          "(one made since, or search_path changed)"
+                        : st->broken    ? "its returned rows could not be kept"
+                                        : "its rows did not come");
         }
     }
     bool lost = u->pin && !u->pin->readback_pending && readback_loss(u);

@@ -180,8 +180,9 @@ struct pin_step {
     /* Batch: an Execute of a statement with pinned WITH queries whose Bind the primary got as
      * pgdual's statement (cte_bind: unit_pin's cte_binds index + 1; tmpl is the secondary's). */
     int cte_bind;
-    bool complete; /* its CommandComplete came */
-    bool broken;   /* rows too many, or out of memory: the secondary gets it verbatim */
+    bool complete;    /* its CommandComplete came */
+    bool broken;      /* rows too many, or out of memory: the secondary gets it verbatim */
+    bool other_table; /* ...because a row came from a table the lookup did not describe */
 };
 
 /* What pinning does to one unit (struct unit's pin, NULL when nothing). */

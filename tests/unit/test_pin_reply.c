@@ -74,7 +74,8 @@ static void assert_bytes(const uint8_t *got, size_t got_len, const struct wbuf *
     assert_memory_equal(got, want->data, want->len);
 }
 
-/* A shape as pin_rows_add reads it: one appended column (the row as JSON). */
+/* A shape as pin_rows_add reads it: two appended columns (the row as JSON, whether it went into
+ * the table the secondary's statement names). */
 struct fake_shape {
     struct pin_shape sh;
 };
@@ -83,7 +84,7 @@ static void fake_shape(struct fake_shape *f)
 {
     memset(f, 0, sizeof(*f));
     f->sh.refs = 1;
-    f->sh.m = 1;
+    f->sh.m = 2;
 }
 
 /* ---- stripping ------------------------------------------------------------------------------ */
@@ -184,13 +185,25 @@ static void test_rows_json(void **state)
     wbuf_reset(&rows);
 
     /* a client column first, then pgdual's: the server's JSON object, kept as it is */
-    const char *r1[] = {"client", "{\"id\":7,\"v\":\"it's \\\"q\\\"\",\"j\":{\"a\": [1, null]}}"};
-    data_row_body(&body, 2, r1, NULL);
+    const char *r1[] = {"client", "{\"id\":7,\"v\":\"it's \\\"q\\\"\",\"j\":{\"a\": [1, null]}}",
+                        "t"};
+    data_row_body(&body, 3, r1, NULL);
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), 0);
-    const char *r2[] = {"{\"id\":8,\"v\":null,\"j\":null}"};
+    const char *r2[] = {"{\"id\":8,\"v\":null,\"j\":null}", "t"};
     wbuf_reset(&body);
-    data_row_body(&body, 1, r2, NULL); /* no client column */
+    data_row_body(&body, 2, r2, NULL); /* no client column */
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), 0);
+    /* a row from another table than the name finds now (one made since): nothing kept */
+    size_t before = rows.len;
+    const char *r3[] = {"{\"id\":9,\"v\":null,\"j\":null}", "f"};
+    wbuf_reset(&body);
+    data_row_body(&body, 2, r3, NULL);
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EOTHER);
+    const char *r4[] = {"{\"id\":9,\"v\":null,\"j\":null}", NULL};
+    wbuf_reset(&body);
+    data_row_body(&body, 2, r4, NULL); /* NULL: the name finds no table now */
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EOTHER);
+    assert_int_equal(rows.len, before);
     pin_rows_close(&rows);
     const char *want = "[{\"id\":7,\"v\":\"it's \\\"q\\\"\",\"j\":{\"a\": [1, null]}},"
                        "{\"id\":8,\"v\":null,\"j\":null}]";
@@ -208,17 +221,26 @@ static void test_rows_malformed(void **state)
     struct wbuf rows, body;
     wbuf_init(&rows);
     wbuf_init(&body);
-    const char *none[] = {NULL};
-    data_row_body(&body, 1, none, NULL); /* a NULL where the row's JSON belongs */
+    const char *none[] = {NULL, "t"};
+    data_row_body(&body, 2, none, NULL); /* a NULL where the row's JSON belongs */
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EPROTO);
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, 1), PIN_EPROTO);
-    const char *notobj[] = {"c", "[1]"};
+    const char *notobj[] = {"c", "[1]", "t"};
     wbuf_reset(&body);
-    data_row_body(&body, 2, notobj, NULL); /* not an object */
+    data_row_body(&body, 3, notobj, NULL); /* not an object */
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EPROTO);
-    const char *two[] = {"c", "{\"a\":1}"};
+    const char *notbool[] = {"c", "{\"a\":1}", "true"};
     wbuf_reset(&body);
-    data_row_body(&body, 2, two, NULL);
+    data_row_body(&body, 3, notbool, NULL); /* not a boolean's text */
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EPROTO);
+    const char *one[] = {"{\"a\":1}"};
+    wbuf_reset(&body);
+    data_row_body(&body, 1, one, NULL); /* fewer values than pgdual's columns */
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EPROTO);
+    assert_int_equal(rows.len, 0);
+    const char *two[] = {"c", "{\"a\":1}", "t"};
+    wbuf_reset(&body);
+    data_row_body(&body, 3, two, NULL);
     /* cut inside the client's column, then inside pgdual's value */
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, 2 + 4), PIN_EPROTO);
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len - 1), PIN_EPROTO);
@@ -273,12 +295,12 @@ static int teardown_shapes(void **state)
     return 0;
 }
 
-#define UPD_HEAD                                                          \
-    "UPDATE \"t\" AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " \
-    "pg_catalog.json_populate_recordset(NULL::\"t\", "
-#define DEL_HEAD                               \
-    "DELETE FROM \"t\" AS \"pgdual_t\" USING " \
-    "pg_catalog.json_populate_recordset(NULL::\"t\", "
+#define UPD_HEAD                                                             \
+    "UPDATE public.t AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " \
+    "pg_catalog.json_populate_recordset(NULL::public.t, "
+#define DEL_HEAD                                  \
+    "DELETE FROM public.t AS \"pgdual_t\" USING " \
+    "pg_catalog.json_populate_recordset(NULL::public.t, "
 #define KEY_TAIL ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\""
 
 static void rows_of(struct wbuf *b, const char *json)

@@ -2,7 +2,7 @@
  * RETURNING list, placed in the text) and the secondary's statement around the rows, for INSERT
  * (ON CONFLICT, quoted names), UPDATE and DELETE (one- and two-column keys). Expected texts are
  * written by hand from the SQL the secondary should run. The secondary names the target as the
- * client's statement does (the catalog's qname, public.t here, is only for logs). */
+ * catalog lookup found it (its qname, public.t here), not as the client wrote it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,13 +51,19 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
         strcat(k, sh->keys[i]);
     }
     assert_string_equal(k, keys);
-    assert_int_equal(sh->m, 1); /* the whole row as JSON */
+    assert_int_equal(sh->m, 2); /* the whole row as JSON, and whether it went into the table */
     assert_string_equal(sh->returning, returning);
     assert_string_equal(sh->head, head);
     assert_string_equal(sh->tail, tail);
 }
 
-#define SRC_T    "pg_catalog.json_populate_recordset(NULL::\"t\", "
+/* Whether the returned row (ref: the statement's name for the target's rows) went into the
+ * partition tree of the table the secondary's statement names (name, as an E'' literal's text). */
+#define SAME(ref, name)                                                                    \
+    ", COALESCE(pg_catalog.pg_partition_root(\"" ref "\".tableoid)::oid, \"" ref           \
+    "\".tableoid) = (SELECT COALESCE(pg_catalog.pg_partition_root(\"pgdual_root\")::oid, " \
+    "\"pgdual_root\"::oid) FROM pg_catalog.to_regclass(E'" name "') AS \"pgdual_root\")"
+#define SRC_T    "pg_catalog.json_populate_recordset(NULL::public.t, "
 #define MATCH_ID ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\""
 
 static void test_shape_insert(void **state)
@@ -66,10 +72,11 @@ static void test_shape_insert(void **state)
     struct pin_table t;
     table_t(&t);
     struct pin_shape *sh = shape_of("INSERT INTO t (v) VALUES (1)", &t);
-    check_shape(sh, "id,v,ts,j", "\nRETURNING pg_catalog.to_json(\"t\".*)",
-                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
-                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
-                ")");
+    check_shape(
+        sh, "id,v,ts,j", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
+        "INSERT INTO public.t (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+        "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+        ")");
     assert_ptr_equal(pin_shape_ref(sh), sh);
     assert_int_equal(sh->refs, 2);
     pin_shape_unref(sh);
@@ -79,10 +86,11 @@ static void test_shape_insert(void **state)
     assert_null(pin_shape_ref(NULL));
 
     sh = shape_of("INSERT INTO t AS x (v) VALUES (1) ON CONFLICT DO NOTHING RETURNING x.id", &t);
-    check_shape(sh, "id,v,ts,j", "\n, pg_catalog.to_json(\"x\".*)",
-                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
-                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
-                ") ON CONFLICT DO NOTHING");
+    check_shape(
+        sh, "id,v,ts,j", "\n, pg_catalog.to_json(\"x\".*)" SAME("x", "public.t"),
+        "INSERT INTO public.t (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+        "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+        ") ON CONFLICT DO NOTHING");
     pin_shape_unref(sh);
 
     sh = shape_of("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET ts = now()", &t);
@@ -99,7 +107,8 @@ static void test_shape_insert(void **state)
     sh = shape_of("INSERT INTO \"We'ird\".\"T\\x\" (\"v\"\"q\") VALUES ('1') ON CONFLICT "
                   "(\"v\"\"q\") DO UPDATE SET \"v\"\"q\" = '2'",
                   &w);
-    check_shape(sh, "I d,v\"q", "\nRETURNING pg_catalog.to_json(\"T\\x\".*)",
+    check_shape(sh, "I d,v\"q",
+                "\nRETURNING pg_catalog.to_json(\"T\\x\".*)" SAME("T\\x", "\"We''ird\".\"T\\\\x\""),
                 "INSERT INTO \"We'ird\".\"T\\x\" (\"I d\", \"v\"\"q\") OVERRIDING SYSTEM VALUE "
                 "SELECT \"I d\", \"v\"\"q\" FROM pg_catalog.json_populate_recordset(NULL::"
                 "\"We'ird\".\"T\\x\", ",
@@ -114,19 +123,19 @@ static void test_shape_update_delete(void **state)
     struct pin_table t;
     table_t(&t);
     struct pin_shape *sh = shape_of("UPDATE t SET ts = now() WHERE v = 1", &t);
-    check_shape(sh, "id,ts", "\nRETURNING pg_catalog.to_json(\"t\".*)",
-                "UPDATE \"t\" AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " SRC_T,
+    check_shape(sh, "id,ts", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
+                "UPDATE public.t AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " SRC_T,
                 MATCH_ID);
     pin_shape_unref(sh);
     sh = shape_of("UPDATE t AS u SET j = '{}', v = random() RETURNING u.v", &t);
-    check_shape(sh, "id,j,v", "\n, pg_catalog.to_json(\"u\".*)",
-                "UPDATE \"t\" AS \"pgdual_t\" SET \"j\" = \"pgdual_v\".\"j\", \"v\" = "
+    check_shape(sh, "id,j,v", "\n, pg_catalog.to_json(\"u\".*)" SAME("u", "public.t"),
+                "UPDATE public.t AS \"pgdual_t\" SET \"j\" = \"pgdual_v\".\"j\", \"v\" = "
                 "\"pgdual_v\".\"v\" FROM " SRC_T,
                 MATCH_ID);
     pin_shape_unref(sh);
     sh = shape_of("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 2)", &t);
-    check_shape(sh, "id", "\nRETURNING pg_catalog.to_json(\"t\".*)",
-                "DELETE FROM \"t\" AS \"pgdual_t\" USING " SRC_T, MATCH_ID);
+    check_shape(sh, "id", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
+                "DELETE FROM public.t AS \"pgdual_t\" USING " SRC_T, MATCH_ID);
     pin_shape_unref(sh);
     pin_table_free(&t);
 
@@ -136,9 +145,9 @@ static void test_shape_update_delete(void **state)
     col(&k, "s.k", "b", "pj", NULL);
     col(&k, "s.k", "c", "", NULL);
     sh = shape_of("DELETE FROM s.k AS z WHERE ctid = '(0,1)' RETURNING c", &k);
-    check_shape(sh, "a,b", "\n, pg_catalog.to_json(\"z\".*)",
-                "DELETE FROM \"s\".\"k\" AS \"pgdual_t\" USING "
-                "pg_catalog.json_populate_recordset(NULL::\"s\".\"k\", ",
+    check_shape(sh, "a,b", "\n, pg_catalog.to_json(\"z\".*)" SAME("z", "s.k"),
+                "DELETE FROM s.k AS \"pgdual_t\" USING "
+                "pg_catalog.json_populate_recordset(NULL::s.k, ",
                 ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"a\" = \"pgdual_v\".\"a\" AND "
                 "\"pgdual_t\".\"b\" = \"pgdual_v\".\"b\"");
     pin_shape_unref(sh);
@@ -161,10 +170,13 @@ static void test_primary_text(void **state)
     struct wbuf out;
     wbuf_init(&out);
     assert_int_equal(pin_primary_text(sql, &p, shapes, &out), 0);
-    assert_string_equal((const char *)out.data,
-                        "UPDATE t SET ts = now() -- note\n\nRETURNING pg_catalog.to_json(\"t\".*); "
-                        "SELECT 1; DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1) "
-                        "RETURNING v -- end\n, pg_catalog.to_json(\"t\".*)");
+    assert_string_equal(
+        (const char *)out.data,
+        "UPDATE t SET ts = now() -- note\n\nRETURNING pg_catalog.to_json(\"t\".*)" SAME(
+            "t", "public.t") "; "
+                             "SELECT 1; DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1) "
+                             "RETURNING v -- end\n, pg_catalog.to_json(\"t\".*)" SAME("t",
+                                                                                      "public.t"));
     assert_int_equal(out.len, strlen((const char *)out.data) + 1);
     /* What the primary runs still has three statements, each pinned one now returning. */
     struct pin_plan q = plan_of((const char *)out.data);
