@@ -171,10 +171,14 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
         }
         struct pin_shape *sh = st->shape;
         bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
-        if (!sh->sec_stmt_id) {
+        if (!sh->sec_stmt_id && !p->simple) {
             sh->sec_stmt_id = ++s->pin.next_sec_id;
         }
-        sh->sec_epoch = s->pin.sec_epoch; /* prepared there by this unit, or before */
+        if (!p->simple) {
+            /* prepared there by this unit, or before (a Query inlines the rows instead: a shape
+             * a SQL EXECUTE shares with the protocol's statement is not prepared by it) */
+            sh->sec_epoch = s->pin.sec_epoch;
+        }
         subst[n++] = (struct pin_subst){.index = st->index,
                                         .start = st->start,
                                         .end = st->end,

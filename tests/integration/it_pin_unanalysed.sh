@@ -74,6 +74,44 @@ out=$(raw "Q PREPARE q AS INSERT INTO ck (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; 
 assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Binds of the SQL-prepared statement inserted"
 assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each Bind/Execute of it counted"
 
+# --- E: SQL PREPARE / EXECUTE sent through Parse/Bind/Execute, and the names around them --------
+# E1 (PgJDBC sends every statement so): each EXECUTE is counted, not only the PREPARE (it was the
+# PREPARE alone: later rows different on new, unseen).
+it_status_mark
+out=$(raw "P PREPARE jp(int) AS INSERT INTO ck (id) VALUES (\$1) ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P EXECUTE jp(601) ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P EXECUTE jp(602) ;; B ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "E1: both EXECUTEs inserted"
+assert_eq 3 "$(it_status_delta nondeterministic_writes_total)" "E1: the PREPARE and each EXECUTE counted"
+# E2: a PREPARE counted, then DEALLOCATE and PREPARE again of a deterministic write in the same
+# Query: the second's EXECUTE is not counted (reasons go by statement, not by name).
+psql_proxy "$DB" -q -c "CREATE TABLE plain (id int PRIMARY KEY)"
+it_status_mark
+out=$(raw "Q PREPARE rx(int) AS INSERT INTO ck (id) VALUES (\$1); DEALLOCATE rx; PREPARE rx(int) AS INSERT INTO plain (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; Q EXECUTE rx(1) ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_contains "$out" "C INSERT 0 1" "E2: the EXECUTE inserted"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "E2: only the Query with the first PREPARE counted"
+assert_eq "$(rows psql_old plain)" "$(rows psql_new plain)" "E2: plain identical"
+# E3: a statement prepared inside code pgdual cannot see into, then EXECUTEd: counted.
+it_status_mark
+out=$(raw "Q DO \$\$BEGIN EXECUTE 'PREPARE dp(int) AS INSERT INTO ck (id) VALUES (\$1)'; END\$\$ ;; SEND ;; WAIT Z ;; Q EXECUTE dp(701) ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_contains "$out" "C INSERT 0 1" "E3: the EXECUTE inserted"
+assert_delta nondeterministic_writes_total -ge 1 "E3: an EXECUTE of a name pgdual does not know counted"
+never_silent ck "E3: statement prepared by a DO block"
+# E4: SQL EXECUTE (as a Query, and as a Parse's text) of a statement pgdual Parsed with its
+# RETURNING list: pinned like its Bind/Execute, the client sees no column of pgdual's (it did:
+# an extra RowDescription and DataRow, and new drew its own id, uncounted).
+psql_proxy "$DB" -q -c "CREATE TABLE ser (id serial PRIMARY KEY, n int)"
+it_status_mark
+out=$(raw "DETAIL ;; PN sp INSERT INTO ser (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; Q EXECUTE sp(1) ;; SEND ;; WAIT Z ;; P EXECUTE sp(2) ;; B ;; D P ;; E ;; S ;; SEND ;; WAIT Z ;; BN sp 3 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 3 "$(grep -c '^C INSERT 0 1' <<<"$out")" "E4: three INSERTs"
+assert_eq 0 "$(grep -c '^[TD]\( \|$\)' <<<"$out" || true)" "E4: no RowDescription or DataRow reached the client"
+assert_eq 1 "$(grep -cx 'n' <<<"$out")" "E4: the Describe of the EXECUTE's portal answered NoData"
+assert_eq 3 "$(it_status_delta pinned_writes_total)" "E4: all three pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "E4: nothing counted"
+assert_eq "$(rows psql_old ser)" "$(rows psql_new ser)" "E4: ser identical (old's ids on new)"
+
 # --- C: counted statements prepared and closed again and again ------------------------------
 # A statement with a counted reason is dropped from pgdual's table of names when the client drops
 # it with Close (a review found such entries kept for good: the 17th ended the session at
