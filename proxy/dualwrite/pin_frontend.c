@@ -89,8 +89,8 @@ static struct pin_step *add_step(struct unit *u, struct pin_shape *sh)
  * EXECUTE: index UINT32_MAX) is counted, or NULL; *pinned: the primary holds it as parsed with
  * pinning's RETURNING list (a protocol Parse of the name): its shape. A PREPARE of the name earlier
  * in the same Query decides (its effects are recorded after this); else the class the session
- * keeps for the name; a name pgdual does not know (prepared by code it cannot see into, or
- * forgotten) is counted. */
+ * keeps for the name. A name pgdual does not know (prepared by code it cannot see into, or
+ * forgotten after such code) is not counted: its statement is not known to write at all. */
 static const char *executed_reason(struct session *s, struct unit *u, const char *name,
                                    uint32_t index, const struct stmt_class **pinned,
                                    const char **table)
@@ -113,10 +113,7 @@ static const char *executed_reason(struct session *s, struct unit *u, const char
         *table = cls->unpinned_table;
         return cls->unpinned;
     }
-    if (!stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name)) {
-        return "it runs a prepared statement pgdual does not know (prepared where pgdual could "
-               "not see it, or forgotten after code it cannot see into)";
-    }
+    (void)u;
     return NULL;
 }
 
@@ -463,13 +460,18 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
     const char *why = NULL;
     if (st->executes[0]) {
         /* A SQL EXECUTE through Parse/Bind/Execute (PgJDBC sends every statement so): its
-         * portals are counted when what it runs is, and pinned as the statement's own would be
-         * when the primary holds it with pinning's RETURNING list (the text stays). */
+         * portals are counted when what the name runs now is counted, or was Parsed with
+         * pinning's RETURNING list (the secondary runs it verbatim: its own values). Decided at
+         * this Parse: a name prepared again before the Execute is not seen (a known gap). */
         const struct stmt_class *pinned;
         const char *table;
         c->msg_unpinned = executed_reason(s, u, st->executes, UINT32_MAX, &pinned, &table);
-        snprintf(c->msg_table, sizeof(c->msg_table), "%s", pinned ? pinned->unpinned_table : table);
-        c->msg_shape = pinned ? pin_shape_ref(pinned->pin) : NULL;
+        if (pinned) {
+            c->msg_unpinned = "a SQL EXECUTE through the extended protocol of a statement pinned "
+                              "at its Parse";
+            table = pinned->unpinned_table;
+        }
+        snprintf(c->msg_table, sizeof(c->msg_table), "%s", table);
         c->msg_known = !c->msg_unpinned;
         return false;
     }

@@ -226,8 +226,8 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
         const struct pin_step *st = &u->pin->steps[i];
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
-            unpinned(u, st->other_table ? "the primary wrote another table than pgdual looked up "
-                                          "(one made since, or search_path changed)"
+            unpinned(u, st->other_table ? "the primary wrote another table than its name finds now "
+                                          "(a table made since shadows it)"
                         : st->broken    ? "its returned rows could not be kept"
                                         : "its rows did not come");
         }

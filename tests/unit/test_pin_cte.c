@@ -125,20 +125,21 @@ static void test_cte_build(void **state)
         "\nRETURNING \"q\".*), \"pgdual_r\" AS "
         "(INSERT INTO pg_temp.pgdual_pin_rows (n, r) " REC(3) " UNION ALL " REC(
             4) ") INSERT INTO t (v) SELECT a FROM m\nRETURNING pg_catalog.to_json(\"t\".*), "
-               "COALESCE(pg_catalog.pg_partition_root(\"t\".tableoid)::oid, \"t\".tableoid) = "
-               "(SELECT "
-               "COALESCE(pg_catalog.pg_partition_root(\"pgdual_root\")::oid, \"pgdual_root\"::oid) "
-               "FROM pg_catalog.to_regclass(E'public.t') AS \"pgdual_root\")",
+               "\"t\".tableoid = ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE "
+               "c.relname = "
+               "E't' AND pg_catalog.pg_table_is_visible(c.oid) UNION ALL SELECT p.relid::oid FROM "
+               "pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) p "
+               "WHERE c.relname = E't' AND pg_catalog.pg_table_is_visible(c.oid) AND p.relid::oid "
+               "<> c.oid))",
         "WITH \"pgdual_c3\" AS (DELETE FROM \"q\" AS \"pgdual_t\" USING " POP(
             "q") "<3>) AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\"\nRETURNING "
                  "\"pgdual_t\".*), m (a, b) AS MATERIALIZED (SELECT z.*\nFROM \"pgdual_c3\" AS "
                  "\"z\"), s AS (SELECT 1), \"pgdual_c4\" AS (DELETE FROM \"q\" AS \"pgdual_t\" "
                  "USING " POP("q") "<4>) AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = "
                                    "\"pgdual_v\".\"id\"\nRETURNING \"pgdual_t\".*) INSERT INTO "
-                                   "public.t (\"id\", "
+                                   "\"t\" (\"id\", "
                                    "\"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT \"id\", "
-                                   "\"v\", \"ts\", \"j\" FROM pg_catalog.json_populate_recordset("
-                                   "NULL::public.t, <outer>)");
+                                   "\"v\", \"ts\", \"j\" FROM " POP("t") "<outer>)");
     pin_table_free(&t);
     pin_table_free(&q);
 }
