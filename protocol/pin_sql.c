@@ -181,17 +181,30 @@ static void put_name_match(struct wbuf *b, const struct pin_stmt *st)
     }
 }
 
-/* Whether the row (st->ref) went into the table the client's name finds now, or one of its
- * partitions: the list is made once per execution (an InitPlan), each row compared with it. */
+/* "(SELECT c.oid ...)": the table the client's name finds now (NULL: none) */
+static void put_named_oid(struct wbuf *b, const struct pin_stmt *st)
+{
+    pin_put_str(b, "(SELECT c.oid FROM pg_catalog.pg_class c WHERE ");
+    put_name_match(b, st);
+    pin_put_str(b, ")");
+}
+
+/* Whether the row (st->ref) went into the table the client's name finds now or, failing that,
+ * one of its partitions, read from pg_inherits: pg_partition_tree would lock every partition.
+ * The first is evaluated once per execution; the second only for a row the first did not find
+ * (a partitioned table's), once per execution too (a hashed subplan). */
 static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
 {
     pin_put_ident(b, st->ref);
-    pin_put_str(b, ".tableoid = ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE ");
-    put_name_match(b, st);
-    pin_put_str(b, " UNION ALL SELECT p.relid::oid FROM pg_catalog.pg_class c CROSS JOIN LATERAL "
-                   "pg_catalog.pg_partition_tree(c.oid) p WHERE ");
-    put_name_match(b, st);
-    pin_put_str(b, " AND p.relid::oid <> c.oid))");
+    pin_put_str(b, ".tableoid = ");
+    put_named_oid(b, st);
+    pin_put_str(b, " OR ");
+    pin_put_ident(b, st->ref);
+    pin_put_str(b, ".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT ");
+    put_named_oid(b, st);
+    pin_put_str(b, " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN "
+                   "\"pgdual_tree\" ON i.inhparent = \"pgdual_tree\".o) SELECT o FROM "
+                   "\"pgdual_tree\")");
 }
 
 static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)

@@ -59,10 +59,14 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
 
 /* Whether the returned row (ref: the statement's name for the target's rows) went into the
  * table the name finds (match: a condition on pg_class c) or a partition of it. */
-#define SAME_AS(ref, match)                                                                    \
-    ", \"" ref "\".tableoid = ANY (ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match \
-    " UNION ALL SELECT p.relid::oid FROM pg_catalog.pg_class c CROSS JOIN LATERAL "            \
-    "pg_catalog.pg_partition_tree(c.oid) p WHERE " match " AND p.relid::oid <> c.oid))"
+#define NAMED_OID(match) "(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match ")"
+#define SAME_AS(ref, match)                                                                  \
+    ", \"" ref "\".tableoid = " NAMED_OID(                                                   \
+        match) " OR \"" ref                                                                  \
+               "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " NAMED_OID(    \
+                   match) " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN " \
+                          "\"pgdual_tree\" ON "                                              \
+                          "i.inhparent = \"pgdual_tree\".o) SELECT o FROM \"pgdual_tree\")"
 /* ...rel found through search_path; rel in schema (both as E'' literals' text) */
 #define SAME(ref, rel) \
     SAME_AS(ref, "c.relname = E'" rel "' AND pg_catalog.pg_table_is_visible(c.oid)")
