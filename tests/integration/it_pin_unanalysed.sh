@@ -110,6 +110,19 @@ out=$(raw "PN sp INSERT INTO ser (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; P EX
 assert_contains "$out" "C INSERT 0 1" "E4: the EXECUTE sent as a Parse's text inserted"
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "E4: ...counted"
 
+# --- F: a Parse declaring its parameter types (PgJDBC and Npgsql always do) -----------------------
+# Its text was never analysed (the last byte of a Parse is a type OID's, not a NUL): nothing was
+# pinned or counted, and new stored its own clock_timestamp() and id (review 12e).
+psql_proxy "$DB" -q -c "CREATE TABLE typed (id serial PRIMARY KEY, n int, at timestamptz DEFAULT clock_timestamp())"
+it_status_mark
+out=$(raw "PT ti 23 INSERT INTO typed (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN ti 1 ;; E ;; S ;; SEND ;; WAIT Z ;; BN ti 2 ;; E ;; S ;; SEND ;; WAIT Z ;; PT tu 23,25 UPDATE typed SET at = now() WHERE n = \$1 AND \$2 = 'x' ;; BN tu 1 x ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "F: both INSERTs ran"
+assert_contains "$out" "C UPDATE 1" "F: the UPDATE ran"
+assert_eq 3 "$(it_status_delta pinned_writes_total)" "F: all three pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "F: nothing counted"
+assert_eq "$(rows psql_old typed)" "$(rows psql_new typed)" "F: typed identical (ids and clock values)"
+
 # --- C: counted statements prepared and closed again and again ------------------------------
 # A statement with a counted reason is dropped from pgdual's table of names when the client drops
 # it with Close (a review found such entries kept for good: the 17th ended the session at
