@@ -320,6 +320,7 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .nondeterministic = r.nondeterministic,
         .dml_only = r.dml_only,
         .commits = result_commits(&r),
+        .txn_control = r.txn_control,
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
         .user_code = r.user_code,
@@ -384,6 +385,9 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->executes++;
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
+    /* A ROLLBACK [TO SAVEPOINT] through the extended protocol undoes what the block made, as a
+     * Query's does (pgdual's table for WITH rows: pin_unit_primary_done). */
+    u->txn_end = u->txn_end || (c && c->txn_control);
     u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {
