@@ -320,7 +320,8 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .nondeterministic = r.nondeterministic,
         .dml_only = r.dml_only,
         .commits = result_commits(&r),
-        .txn_control = r.txn_control,
+        .txn_end = r.txn_control && r.txn != CLASSIFY_TXN_BEGIN &&
+                   r.txn != CLASSIFY_TXN_SAVEPOINT && r.txn != CLASSIFY_TXN_RELEASE,
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
         .user_code = r.user_code,
@@ -386,8 +387,10 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
     /* A ROLLBACK [TO SAVEPOINT] through the extended protocol undoes what the block made, as a
-     * Query's does (pgdual's table for WITH rows: pin_unit_primary_done). */
-    u->txn_end = u->txn_end || (c && c->txn_control);
+     * Query's does (pgdual's table for WITH rows: pin_unit_primary_done). Not a BEGIN or
+     * SAVEPOINT: PgJDBC sends BEGIN in the batch of the block's first statement, whose analysis
+     * a unit ending a transaction would turn off (pin_analysis_active). */
+    u->txn_end = u->txn_end || (c && c->txn_end);
     u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {

@@ -123,6 +123,16 @@ assert_eq 3 "$(it_status_delta pinned_writes_total)" "F: all three pinned"
 assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "F: nothing counted"
 assert_eq "$(rows psql_old typed)" "$(rows psql_new typed)" "F: typed identical (ids and clock values)"
 
+# G: PgJDBC with autocommit off sends BEGIN in the batch of the block's first statement: the
+# statement parsed behind it is analysed and pinned (a BEGIN must not count as a transaction end).
+it_status_mark
+out=$(raw "P BEGIN ;; B ;; E ;; PT tg1 23 INSERT INTO typed (n) VALUES (\$1) ;; BN tg1 3 ;; E ;; S ;; SEND ;; WAIT Z ;; P SAVEPOINT g ;; B ;; E ;; BN tg1 4 ;; E ;; S ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "G: both INSERTs ran"
+assert_eq 2 "$(it_status_delta pinned_writes_total)" "G: both pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
+assert_eq "$(rows psql_old typed)" "$(rows psql_new typed)" "G: typed identical"
+
 # --- C: counted statements prepared and closed again and again ------------------------------
 # A statement with a counted reason is dropped from pgdual's table of names when the client drops
 # it with Close (a review found such entries kept for good: the 17th ended the session at
