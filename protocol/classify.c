@@ -425,10 +425,15 @@ static bool stmt_effect(const PgQuery__Node *n, struct classify_effect *e)
         return false;
     }
     switch (n->node_case) {
-    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+    case PG_QUERY__NODE__NODE_PREPARE_STMT: {
         e->kind = CLASSIFY_EFFECT_PREPARE;
         name = n->prepare_stmt->name;
+        const PgQuery__Node *q = n->prepare_stmt->query;
+        const PgQuery__SelectStmt *sel =
+            q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ? q->select_stmt : NULL;
+        e->may_write = !sel || sel->with_clause || sel->into_clause || sel->n_locking_clause > 0;
         break;
+    }
     case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
         name = n->deallocate_stmt->name;
         e->kind = name && name[0] ? CLASSIFY_EFFECT_DEALLOCATE : CLASSIFY_EFFECT_DEALLOCATE_ALL;

@@ -28,7 +28,7 @@
 #define PIN_EPROTO (-5002) /* a reply message that does not have the shape pgdual asked for */
 #define PIN_EPARSE (-5003) /* the text does not parse */
 #define PIN_ESHAPE (-5004) /* the unit's bytes do not have the shape the substitution expects */
-#define PIN_EOTHER (-5005) /* the primary wrote a row into a table the lookup did not describe */
+#define PIN_EOTHER (-5005) /* a row went into another table than its name finds now */
 
 #define PIN_NAME_MAX 63 /* NAMEDATALEN - 1 */
 typedef char pin_name[PIN_NAME_MAX + 1];
@@ -181,12 +181,13 @@ struct pin_shape {
     /* Columns pgdual appends to the primary's RETURNING: two. The whole row as JSON
      * (to_json(t.*): dates and times in ISO form whatever DateStyle says, json values as they are),
      * which the secondary reads back by column name; and whether the row went into the table the
-     * secondary's statement names (the same partition tree: a partition made later is in it).
-     * That statement names the table as the lookup found it (qualified; pg_temp for the
-     * session's temporary schema), not as the client wrote it: it is prepared on the secondary
-     * later than the client's, when the client's name may find another table (one made since in
-     * an earlier schema of search_path, by this session or another), and the primary may have
-     * resolved the client's name again meanwhile (PostgreSQL does when search_path changes). */
+     * client's name finds now on the primary, or a partition of it. The secondary's statement
+     * names the table as the client wrote it, and pgdual prepares it there at the statement's
+     * first pinned Execute, later than the client's Parse: by then the name may find another table
+     * (a temporary table made since, or one another session made in an earlier schema of
+     * search_path) while PostgreSQL keeps the prepared statement's table. Such rows are not
+     * pinned (counted). A change of search_path makes PostgreSQL resolve both sides' statements
+     * again: the check then still holds. */
     int m;
     int nkeys;         /* the columns the secondary's statement stores or matches on */
     pin_name *keys;    /* their names (nkeys) */

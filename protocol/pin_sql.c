@@ -70,16 +70,12 @@ static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char 
     }
 }
 
-/* The target as the lookup found it ("schema"."rel", pg_temp for the session's temporary
- * schema; see pin_shape's m), the primary's rows checked to come from it. A table the same unit
- * creates (no lookup), and a WITH query's (the statement runs on both sides at the same point of
- * the same text), are named as the client's statement names them. */
-static void put_target(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
+/* The target as the client's statement names it: the secondary resolves it as the primary
+ * resolves the client's statement (search_path is mirrored; PostgreSQL resolves a prepared
+ * statement again, on both sides, when it changes), which the primary checks row by row (see
+ * pin_shape's m). */
+static void put_target(struct wbuf *b, const struct pin_stmt *st)
 {
-    if (!st->in_cte && t->qname[0]) {
-        pin_put_str(b, t->qname);
-        return;
-    }
     if (st->schema[0]) {
         pin_put_ident(b, st->schema);
         wbuf_put_u8(b, '.');
@@ -87,10 +83,10 @@ static void put_target(struct wbuf *b, const struct pin_stmt *st, const struct p
     pin_put_ident(b, st->rel);
 }
 
-static void put_source(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
+static void put_source(struct wbuf *b, const struct pin_stmt *st)
 {
     pin_put_str(b, "pg_catalog.json_populate_recordset(NULL::");
-    put_target(b, st, t);
+    put_target(b, st);
     pin_put_str(b, ", ");
 }
 
@@ -165,25 +161,50 @@ char *pin_take_string(struct wbuf *b)
     return s;
 }
 
-/* Whether the row (st->ref) went into the partition tree of the table put_target names, as the
- * primary sees it when the statement runs (one name lookup per execution: an InitPlan). */
-static void put_same_table(struct wbuf *b, const struct pin_stmt *st, const struct pin_table *t)
+/* "c is the table the client's name finds now" (c: a pg_class row): the server's own resolution
+ * (search_path, the session's temporary schema first), with no privilege checked (to_regclass
+ * would fail on a schema the current role may not use, where the prepared statement still runs).
+ */
+static void put_name_match(struct wbuf *b, const struct pin_stmt *st)
 {
-    struct wbuf name;
-    wbuf_init(&name);
-    put_target(&name, st, t);
-    wbuf_put_u8(&name, '\0');
-    pin_put_str(b, "COALESCE(pg_catalog.pg_partition_root(");
+    pin_put_str(b, "c.relname = ");
+    pin_put_escaped_literal(b, st->rel);
+    if (!st->schema[0]) {
+        pin_put_str(b, " AND pg_catalog.pg_table_is_visible(c.oid)");
+    } else if (strcmp(st->schema, "pg_temp") == 0) {
+        pin_put_str(b, " AND c.relnamespace = pg_catalog.pg_my_temp_schema()");
+    } else {
+        pin_put_str(b, " AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE "
+                       "n.nspname = ");
+        pin_put_escaped_literal(b, st->schema);
+        pin_put_str(b, ")");
+    }
+}
+
+/* "(SELECT c.oid ...)": the table the client's name finds now (NULL: none) */
+static void put_named_oid(struct wbuf *b, const struct pin_stmt *st)
+{
+    pin_put_str(b, "(SELECT c.oid FROM pg_catalog.pg_class c WHERE ");
+    put_name_match(b, st);
+    pin_put_str(b, ")");
+}
+
+/* Whether the row (st->ref) went into the table the client's name finds now or, failing that,
+ * one of its partitions, read from pg_inherits: pg_partition_tree would lock every partition.
+ * The first is evaluated once per execution; the second only for a row the first did not find
+ * (a partitioned table's), once per execution too (a hashed subplan). */
+static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
+{
     pin_put_ident(b, st->ref);
-    pin_put_str(b, ".tableoid)::oid, ");
+    pin_put_str(b, ".tableoid = ");
+    put_named_oid(b, st);
+    pin_put_str(b, " OR ");
     pin_put_ident(b, st->ref);
-    pin_put_str(b,
-                ".tableoid) = (SELECT COALESCE(pg_catalog.pg_partition_root(\"pgdual_root\")::oid, "
-                "\"pgdual_root\"::oid) FROM pg_catalog.to_regclass(");
-    pin_put_escaped_literal(b, name.failed ? "" : (const char *)name.data);
-    pin_put_str(b, ") AS \"pgdual_root\")");
-    b->failed = b->failed || name.failed;
-    wbuf_free(&name);
+    pin_put_str(b, ".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT ");
+    put_named_oid(b, st);
+    pin_put_str(b, " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN "
+                   "\"pgdual_tree\" ON i.inhparent = \"pgdual_tree\".o) SELECT o FROM "
+                   "\"pgdual_tree\")");
 }
 
 static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
@@ -197,23 +218,23 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
                                          : "\nRETURNING pg_catalog.to_json(");
     pin_put_ident(&r, st->ref);
     pin_put_str(&r, ".*), ");
-    put_same_table(&r, st, t);
+    put_same_table(&r, st);
     switch (st->verb) {
     case PIN_VERB_INSERT:
         pin_put_str(&h, "INSERT INTO ");
-        put_target(&h, st, t);
+        put_target(&h, st);
         pin_put_str(&h, st->in_cte ? " AS \"pgdual_t\" (" : " (");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, " FROM ");
-        put_source(&h, st, t);
+        put_source(&h, st);
         pin_put_str(&tl, ")");
         put_conflict(&tl, st, t);
         break;
     case PIN_VERB_UPDATE:
         pin_put_str(&h, "UPDATE ");
-        put_target(&h, st, t);
+        put_target(&h, st);
         pin_put_str(&h, " AS \"pgdual_t\" SET ");
         for (int i = 0, first = 1; i < sh->nkeys; i++) {
             const struct pin_column *c = pin_find_col(t, sh->keys[i]);
@@ -227,14 +248,14 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
             pin_put_ident(&h, sh->keys[i]);
         }
         pin_put_str(&h, " FROM ");
-        put_source(&h, st, t);
+        put_source(&h, st);
         put_key_match(&tl, t);
         break;
     default: /* DELETE */
         pin_put_str(&h, "DELETE FROM ");
-        put_target(&h, st, t);
+        put_target(&h, st);
         pin_put_str(&h, " AS \"pgdual_t\" USING ");
-        put_source(&h, st, t);
+        put_source(&h, st);
         put_key_match(&tl, t);
         break;
     }

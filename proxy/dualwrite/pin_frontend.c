@@ -86,21 +86,73 @@ struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh)
     return st;
 }
 
-/* Decide statement i of the plan: its shape (a new reference) when it is pinned. */
+/* Why a statement prepared under name (a SQL EXECUTE of it: index, or a Parse of such an
+ * EXECUTE: index UINT32_MAX) is counted, or NULL; *pinned: the primary holds it as parsed with
+ * pinning's RETURNING list (a protocol Parse of the name): its shape. A PREPARE of the name earlier
+ * in the same Query decides (its effects are recorded after this); else the class the session
+ * keeps for the name. A name pgdual does not know (prepared by code it cannot see into, or
+ * forgotten after such code) is not counted: its statement is not known to write at all. */
+static const char *executed_reason(struct session *s, struct unit *u, const char *name,
+                                   uint32_t index, const struct stmt_class **pinned,
+                                   const char **table)
+{
+    struct pin_catalog *c = &s->pin;
+    *pinned = NULL;
+    *table = "";
+    for (uint32_t k = index < (uint32_t)c->plan.n ? index : 0; k-- > 0;) {
+        const struct pin_stmt *p = &c->plan.stmts[k];
+        if (p->sql_prepare && strcmp(p->prepared, name) == 0) {
+            return pin_frontend_prepared_reason(s, k, true);
+        }
+    }
+    const struct stmt_class *cls = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, name);
+    if (cls && cls->pin) {
+        *pinned = cls;
+        return NULL;
+    }
+    if (cls) {
+        *table = cls->unpinned_table;
+        return cls->unpinned;
+    }
+    (void)u;
+    return NULL;
+}
+
+/* A SQL EXECUTE (statement index of the Query): counted when what it runs is; pinned as a
+ * protocol Execute is when the name was Parsed with pinning's RETURNING list (the primary
+ * returns pgdual's columns for it: its text stays, *as_is). */
+static struct pin_shape *decide_execute(struct session *s, struct unit *u,
+                                        const struct pin_stmt *st, uint32_t index, bool *known,
+                                        bool *as_is)
+{
+    const struct stmt_class *pinned;
+    const char *table;
+    const char *why = executed_reason(s, u, st->executes, index, &pinned, &table);
+    if (pinned) {
+        *as_is = true;
+        why = pin_off_reason(s);
+        if (!why) {
+            *known = true;
+            return pin_shape_ref(pinned->pin);
+        }
+        table = pinned->unpinned_table;
+    }
+    *known = !why;
+    if (why) {
+        pin_note_unpinned(u, why, table, index);
+    }
+    return pinned ? pin_shape_ref(pinned->pin) : NULL; /* off: its columns still stripped */
+}
+
+/* Decide statement i of the plan: its shape (a new reference) when it is pinned (or, *as_is,
+ * a SQL EXECUTE whose statement already returns pinning's columns). */
 static struct pin_shape *decide(struct session *s, struct unit *u, const struct pin_stmt *st,
-                                uint32_t index, bool *known)
+                                uint32_t index, bool *known, bool *as_is)
 {
     const char *why = NULL;
+    *as_is = false;
     if (st->executes[0]) {
-        /* SQL EXECUTE names a statement: counted when the statement is (a SQL PREPARE of a write
-         * that makes up values, or any reason its class keeps). */
-        const struct stmt_class *cls =
-            stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, st->executes);
-        *known = !cls || !cls->unpinned;
-        if (cls && cls->unpinned) {
-            pin_note_unpinned(u, cls->unpinned, cls->unpinned_table, index);
-        }
-        return NULL;
+        return decide_execute(s, u, st, index, known, as_is);
     }
     /* A table created earlier in the same query is described by its CREATE TABLE; after other
      * statements of it that may change the catalog nothing is known. */
@@ -129,22 +181,27 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         pin_note_unpinned(u, why, table, index);
         struct pin_catalog *c = &s->pin;
         if (st->sql_prepare && why && c->nprepared < PIN_PREPARED_MAX) {
-            memcpy(c->prepared[c->nprepared], st->prepared, sizeof(pin_name));
+            c->prepared_at[c->nprepared] = index;
             c->prepared_why[c->nprepared++] = why;
+        } else if (st->sql_prepare && why) {
+            c->prepared_more = why;
         }
     }
     return sh;
 }
 
-const char *pin_frontend_prepared_reason(const struct session *s, const char *name)
+const char *pin_frontend_prepared_reason(const struct session *s, uint32_t index, bool may_write)
 {
     const struct pin_catalog *c = &s->pin;
+    if (c->query_unanalysed) {
+        return may_write ? "prepared while pgdual could not analyse it" : NULL;
+    }
     for (int i = 0; i < c->nprepared; i++) {
-        if (strcmp(c->prepared[i], name) == 0) {
+        if (c->prepared_at[i] == index) {
             return c->prepared_why[i];
         }
     }
-    return NULL;
+    return c->prepared_more;
 }
 
 void pin_set_known(struct unit_pin *p, uint32_t index)
@@ -280,16 +337,16 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
     return rc;
 }
 
-/* sql with each statement's RETURNING list appended (shapes[i]) or its text replaced
- * (ctes[i].rewritten), as a Query into out. */
+/* sql with each statement's RETURNING list appended (shapes[i], unless as_is[i]) or its text
+ * replaced (ctes[i].rewritten), as a Query into out. */
 static bool primary_query(const char *sql, const struct pin_plan *plan, struct pin_shape **shapes,
-                          const struct cte_pin *ctes, struct wbuf *out)
+                          const bool *as_is, const struct cte_pin *ctes, struct wbuf *out)
 {
     size_t len = strlen(sql), at = 0;
     size_t m = wbuf_begin_msg(out, PqMsg_Query);
     for (int i = 0; i < plan->n; i++) {
         const struct pin_stmt *st = &plan->stmts[i];
-        if (!shapes[i] && !ctes[i].rewritten) {
+        if ((!shapes[i] || as_is[i]) && !ctes[i].rewritten) {
             continue;
         }
         if (st->end < at || st->end > len || st->start < at) {
@@ -317,12 +374,17 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     struct pin_catalog *c = &s->pin;
     struct pin_shape **shapes = calloc((size_t)c->plan.n, sizeof(*shapes));
     struct cte_pin *ctes = calloc((size_t)c->plan.n, sizeof(*ctes));
-    bool any = false, ok = shapes != NULL && ctes != NULL;
+    /* as_is: a SQL EXECUTE of a statement that returns pinning's columns (its text stays);
+     * strip_only: ...whose rows cannot go to the secondary (pinning is off now) */
+    bool *as_is = calloc((size_t)c->plan.n + 1, 2 * sizeof(bool));
+    bool *strip_only = as_is ? as_is + c->plan.n + 1 : NULL;
+    bool any = false, ok = shapes != NULL && ctes != NULL && as_is != NULL;
     for (int i = 0; ok && i < c->plan.n; i++) {
         bool known = false;
         int r = decide_cte(s, u, sql, (uint32_t)i, &ctes[i]);
         if (r == 0) {
-            shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known);
+            shapes[i] = decide(s, u, &c->plan.stmts[i], (uint32_t)i, &known, &as_is[i]);
+            strip_only[i] = as_is[i] && !known;
         } else {
             known = r > 0;
         }
@@ -333,7 +395,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     }
     wbuf_reset(&c->out);
     if (ok && any) {
-        ok = primary_query(sql, &c->plan, shapes, ctes, &c->out);
+        ok = primary_query(sql, &c->plan, shapes, as_is, ctes, &c->out);
         for (int i = 0; ok && i < c->plan.n; i++) {
             if (ctes[i].rewritten) {
                 struct pin_step *st = pin_add_step(u, ctes[i].outer);
@@ -360,10 +422,12 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
             }
             if (st) {
                 st->index = (uint32_t)i;
-                st->pinned = true;
+                st->pinned = !strip_only[i];
                 st->start = c->plan.stmts[i].start;
                 st->end = c->plan.stmts[i].end;
-                u->pin->rows_unknown = u->pin->rows_unknown || shapes[i]->client_returning;
+                /* A statement run verbatim returns pgdual's columns on the secondary too. */
+                u->pin->rows_unknown =
+                    u->pin->rows_unknown || shapes[i]->client_returning || strip_only[i];
             }
         }
         if (ok) {
@@ -376,6 +440,7 @@ static bool rewrite_query(struct session *s, struct unit *u, const char *sql)
     }
     free(shapes);
     free(ctes);
+    free(as_is);
     if (!ok && any) {
         /* Nothing rewritten after all: the statements go verbatim, and say so. */
         if (u->pin) {
@@ -408,6 +473,23 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
         return false; /* the Parse goes as it is: its Binds may get pgdual's statement */
     }
     const char *why = NULL;
+    if (st->executes[0]) {
+        /* A SQL EXECUTE through Parse/Bind/Execute (PgJDBC sends every statement so): its
+         * portals are counted when what the name runs now is counted, or was Parsed with
+         * pinning's RETURNING list (the secondary runs it verbatim: its own values). Decided at
+         * this Parse: a name prepared again before the Execute is not seen (a known gap). */
+        const struct stmt_class *pinned;
+        const char *table;
+        c->msg_unpinned = executed_reason(s, u, st->executes, UINT32_MAX, &pinned, &table);
+        if (pinned) {
+            c->msg_unpinned = "a SQL EXECUTE through the extended protocol of a statement pinned "
+                              "at its Parse";
+            table = pinned->unpinned_table;
+        }
+        snprintf(c->msg_table, sizeof(c->msg_table), "%s", table);
+        c->msg_known = !c->msg_unpinned;
+        return false;
+    }
     /* An earlier statement of the same batch may have changed the catalog: nothing is known. */
     const struct pin_table *t = u->catalog_change ? NULL : pin_table_known(s, st);
     enum pin_need need = pin_decide(st, t, &why);
@@ -635,6 +717,8 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
             (void)pin_cte_own_messages(s, u, msg, len, false); /* it drops the unnamed one */
         }
         c->nprepared = 0;
+        c->prepared_more = NULL;
+        c->query_unanalysed = !analysis || !c->plan_valid;
         u->pin_inactive = u->pin_inactive || !analysis;
         rw = analysis && c->plan_valid && rewrite_query(s, u, (const char *)msg + 5);
         break;

@@ -333,14 +333,15 @@ static bool needs_catalog(const struct pin_stmt *st)
     }
 }
 
-/* The text of a Query or Parse, or NULL. */
+/* The text of a Query or Parse, or NULL. A Parse ends with its declared parameter types, not a
+ * NUL: a check of its last byte took every Parse declaring types (PgJDBC, Npgsql) for none. */
 static const char *message_sql(const uint8_t *msg, size_t len)
 {
-    if (len < 6 || msg[len - 1] != '\0') {
+    if (len < 6) {
         return NULL;
     }
     if (msg[0] == PqMsg_Query) {
-        return (const char *)msg + 5;
+        return msg[len - 1] == '\0' ? (const char *)msg + 5 : NULL;
     }
     if (msg[0] != PqMsg_Parse) {
         return NULL;

@@ -185,10 +185,14 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
         }
         struct pin_shape *sh = st->shape;
         bool parse = !sh->sec_stmt_id || sh->sec_epoch != s->pin.sec_epoch;
-        if (!sh->sec_stmt_id) {
+        if (!sh->sec_stmt_id && !p->simple) {
             sh->sec_stmt_id = ++s->pin.next_sec_id;
         }
-        sh->sec_epoch = s->pin.sec_epoch; /* prepared there by this unit, or before */
+        if (!p->simple) {
+            /* prepared there by this unit, or before (a Query inlines the rows instead: a shape
+             * a SQL EXECUTE shares with the protocol's statement is not prepared by it) */
+            sh->sec_epoch = s->pin.sec_epoch;
+        }
         subst[n++] = (struct pin_subst){.index = st->index,
                                         .start = st->start,
                                         .end = st->end,
@@ -258,8 +262,8 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     for (int i = 0; u->pin && !u->prim.error && i < u->pin->n; i++) {
         const struct pin_step *st = &u->pin->steps[i];
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
-            unpinned(u, st->other_table ? "the primary wrote another table than pgdual looked up "
-                                          "(one made since, or search_path changed)"
+            unpinned(u, st->other_table ? "the primary wrote another table than its name finds now "
+                                          "(a table made since shadows it)"
                         : st->broken    ? "its returned rows could not be kept"
                                         : "its rows did not come");
         }

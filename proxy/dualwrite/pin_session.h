@@ -79,12 +79,17 @@ struct pin_catalog {
     bool msg_known;
     bool msg_pin_off;
     bool msg_unanalysed; /* the Parse came while the analysis was off (pin_analysis_active) */
-    /* SQL PREPAREs of the Query being handled that are counted (their class keeps the reason,
-     * so each EXECUTE of the name is counted too): at most PIN_PREPARED_MAX per Query. */
+    /* SQL PREPAREs of the Query being handled that are counted, by statement number (their
+     * class keeps the reason, so each EXECUTE of the name is counted too); past
+     * PIN_PREPARED_MAX, prepared_more counts every later PREPARE of the Query. query_unanalysed:
+     * the Query came while the analysis was off: each PREPARE of it is counted. Both hold until
+     * the next Query; only session_classify's effects of that Query read them. */
 #define PIN_PREPARED_MAX 8
     int nprepared;
-    pin_name prepared[PIN_PREPARED_MAX];
+    uint32_t prepared_at[PIN_PREPARED_MAX];
     const char *prepared_why[PIN_PREPARED_MAX];
+    const char *prepared_more;
+    bool query_unanalysed;
     char msg_table[2 * PIN_NAME_MAX + 2];
     /* The primary's reply while a unit with pinned steps is relayed (session_relay.c). */
     bool filtering;         /* the relay's current feed goes through pin_reply_* */
@@ -249,9 +254,10 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
 struct stmt_class;
 void pin_frontend_class(struct session *s, struct stmt_class *cls, bool bind);
 void pin_frontend_class_done(struct session *s);
-/* Why the Query being handled has the SQL PREPARE of name counted, or NULL (session_classify.c
- * gives the name's class that reason, so each EXECUTE of it is counted as well). */
-const char *pin_frontend_prepared_reason(const struct session *s, const char *name);
+/* Why statement number index (a SQL PREPARE) of the Query being handled is counted, or NULL
+ * (session_classify.c gives the name's class that reason, so each EXECUTE of it is counted as
+ * well). may_write: what it prepares is not a plain SELECT. */
+const char *pin_frontend_prepared_reason(const struct session *s, uint32_t index, bool may_write);
 
 /* ---- data-modifying WITH queries through the extended protocol (pin_cte_exec.c) ---- */
 

@@ -162,15 +162,20 @@ static void unit_uses(struct unit *u, const struct stmt_class *c)
 
 /* ---- SQL effects on named statements and portals ------------------------------------------- */
 
+/* e of statement e->stmt; from: the prepared statement (a Parse) whose Execute has it, NULL for
+ * a Query's own statements. */
 static void record_effect(struct session *s, uint32_t unit, const struct classify_effect *e,
-                          uint32_t index)
+                          uint32_t index, const struct stmt_class *from)
 {
     struct stmt_track *t = &s->stmts;
     switch (e->kind) {
     case CLASSIFY_EFFECT_PREPARE: { /* its own statement is not classified: mirrored */
-        /* Counted by pinning (a write that makes up values): each EXECUTE of it is counted too. */
-        struct stmt_class prepared = {.mirrored = true,
-                                      .unpinned = pin_frontend_prepared_reason(s, e->name)};
+        /* Counted by pinning (a write that makes up values, or prepared unanalysed): each
+         * EXECUTE of it is counted too. A Parse's PREPARE was decided at the Parse (its class). */
+        struct stmt_class prepared = {
+            .mirrored = true,
+            .unpinned = from ? from->unpinned
+                             : pin_frontend_prepared_reason(s, (uint32_t)e->stmt, e->may_write)};
         stmt_track_define(t, unit, STMT_SPACE_STATEMENT, e->name, &prepared, NULL, STMT_REPLY_EXEC,
                           index);
         break;
@@ -198,7 +203,8 @@ static void record_effect(struct session *s, uint32_t unit, const struct classif
 
 /* sql's statements run as completions first + 1, first + 2 ... of the unit. Effects that cannot
  * be read (no text, no parse, too many) drop everything known, whatever the primary answers. */
-static void record_effects(struct session *s, struct unit *u, const char *sql, uint32_t first)
+static void record_effects(struct session *s, struct unit *u, const char *sql, uint32_t first,
+                           const struct stmt_class *from)
 {
     struct classify_effect fx[EFFECTS_MAX];
     size_t n = 0;
@@ -207,7 +213,7 @@ static void record_effects(struct session *s, struct unit *u, const char *sql, u
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        record_effect(s, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1);
+        record_effect(s, u->serial, &fx[i], first + (uint32_t)fx[i].stmt + 1, from);
     }
 }
 
@@ -306,7 +312,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     stmt_track_remove(&s->stmts, u->serial, STMT_SPACE_PORTAL, "", STMT_REPLY_NONE, 0);
     if (r.session_objects) {
         u->session_objects = true;
-        record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first);
+        record_effects(s, u, r.nstatements >= 0 ? sql : NULL, first, NULL);
     }
     forget_after_user_code(s, u, mirrored && r.user_code);
     u->catalog_change = u->catalog_change || (mirrored && catalog_may_change(&r));
@@ -336,6 +342,8 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .nondeterministic = r.nondeterministic,
         .dml_only = r.dml_only,
         .commits = result_commits(&r),
+        .txn_end = r.txn_control && r.txn != CLASSIFY_TXN_BEGIN &&
+                   r.txn != CLASSIFY_TXN_SAVEPOINT && r.txn != CLASSIFY_TXN_RELEASE,
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
         .user_code = r.user_code,
@@ -401,6 +409,11 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->executes++;
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
+    /* A ROLLBACK [TO SAVEPOINT] through the extended protocol undoes what the block made, as a
+     * Query's does (pgdual's table for WITH rows: pin_unit_primary_done). Not a BEGIN or
+     * SAVEPOINT: PgJDBC sends BEGIN in the batch of the block's first statement, whose analysis
+     * a unit ending a transaction would turn off (pin_analysis_active). */
+    u->txn_end = u->txn_end || (c && c->txn_end);
     u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {
@@ -428,7 +441,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     }
     u->session_objects = u->session_objects || !c || c->effects;
     if (!c || c->effects || c->lex_unsure) {
-        record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1);
+        record_effects(s, u, c && !c->lex_unsure ? c->sql : NULL, nth - 1, c);
     }
     forget_after_user_code(s, u, c && c->user_code);
     u->catalog_change = u->catalog_change || !c || (c->mirrored && c->catalog);

@@ -16,6 +16,9 @@ struct stmt_class {
     bool nondeterministic;
     bool dml_only;       /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
     bool commits;        /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
+    bool txn_end;        /* COMMIT, ROLLBACK [TO SAVEPOINT], PREPARE TRANSACTION ...: its Execute
+                            ends or undoes (part of) a transaction (struct unit's txn_end); not
+                            BEGIN, SAVEPOINT, RELEASE */
     bool inserts;        /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
     bool lock_only_read; /* SELECT ... FOR UPDATE and the like: changes no data (classify.h) */
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */

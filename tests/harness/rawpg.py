@@ -10,6 +10,8 @@ SCRIPT is a sequence of steps separated by ' ;; ':
     P <sql>                 Parse of the unnamed statement
     B                       Bind of the unnamed portal to it (no parameters)
     PN <name> <sql>         Parse of statement name (no parameter types declared)
+    PT <name> <oids> <sql>  Parse of statement name declaring parameter types (comma-separated
+                            type OIDs, e.g. 23,25)
     BN <name> [value]...    Bind of the unnamed portal to statement name, text parameter values
                             (separated by single spaces; \N is NULL)
     E                       Execute the unnamed portal
@@ -131,6 +133,13 @@ def main():
             elif word == "PN":
                 name, _, sql = arg.partition(" ")
                 out += msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0\0\0")
+            elif word == "PT":
+                name, _, rest = arg.partition(" ")
+                oids, _, sql = rest.partition(" ")
+                types = [int(o) for o in oids.split(",") if o]
+                out += msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0" +
+                           struct.pack("!h", len(types)) +
+                           b"".join(struct.pack("!I", o) for o in types))
             elif word in ("BN", "BP"):
                 portal = b""
                 if word == "BP":

@@ -155,6 +155,19 @@ else
     assert_delta nondeterministic_writes_total -ge 1 "the WITH write after ROLLBACK TO went verbatim: counted"
 fi
 
+# --- SAVEPOINT and ROLLBACK TO through the extended protocol (PgJDBC's savepoints) ----------------
+# The ROLLBACK TO drops pgdual's table made after the savepoint; it was seen only in a Query, so
+# the next WITH write failed with 42P01 and the client's transaction was lost (review 12e).
+it_status_mark
+out=$(timeout 60 python3 "$IT_HARNESS_DIR/rawpg.py" "$PROXY_PORT" "$DB" \
+    "Q BEGIN ;; SEND ;; WAIT Z ;; P SAVEPOINT b ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; Q ${ins/\'sp\'/\'xsp1\'} ;; SEND ;; WAIT Z ;; P ROLLBACK TO SAVEPOINT b ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; Q ${ins/\'sp\'/\'xsp2\'} ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_not_contains "$out" "E 42P01" "extended ROLLBACK TO: no error about pgdual's table"
+assert_contains "$out" "C COMMIT" "extended ROLLBACK TO: the transaction commits as on old alone"
+assert_eq "$(psql_old "$DB" -tA -c "SELECT id, v FROM t WHERE v LIKE 'xsp%' ORDER BY id")" \
+    "$(psql_new "$DB" -tA -c "SELECT id, v FROM t WHERE v LIKE 'xsp%' ORDER BY id")" \
+    "extended ROLLBACK TO: the WITH write after it pinned, the same row on old and new"
+
 it_status_mark
 psql_proxy "$DB" -q -c "WITH u AS (UPDATE t SET touched = now() FROM q WHERE q.id = t.id RETURNING q.id) SELECT count(*) FROM u" >/dev/null
 assert_delta nondeterministic_writes_total -eq 1 "a WITH UPDATE ... FROM (its RETURNING may read q): counted"

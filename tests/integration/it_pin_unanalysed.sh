@@ -74,6 +74,65 @@ out=$(raw "Q PREPARE q AS INSERT INTO ck (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; 
 assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "both Binds of the SQL-prepared statement inserted"
 assert_delta nondeterministic_writes_total -ge 3 "SQL PREPARE and each Bind/Execute of it counted"
 
+# --- E: SQL PREPARE / EXECUTE sent through Parse/Bind/Execute, and the names around them --------
+# E1 (PgJDBC sends every statement so): each EXECUTE is counted, not only the PREPARE (it was the
+# PREPARE alone: later rows different on new, unseen).
+it_status_mark
+out=$(raw "P PREPARE jp(int) AS INSERT INTO ck (id) VALUES (\$1) ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P EXECUTE jp(601) ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P EXECUTE jp(602) ;; B ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "E1: both EXECUTEs inserted"
+assert_eq 3 "$(it_status_delta nondeterministic_writes_total)" "E1: the PREPARE and each EXECUTE counted"
+# E2: a PREPARE counted, then DEALLOCATE and PREPARE again of a deterministic write in the same
+# Query: the second's EXECUTE is not counted (reasons go by statement, not by name).
+psql_proxy "$DB" -q -c "CREATE TABLE plain (id int PRIMARY KEY)"
+it_status_mark
+out=$(raw "Q PREPARE rx(int) AS INSERT INTO ck (id) VALUES (\$1); DEALLOCATE rx; PREPARE rx(int) AS INSERT INTO plain (id) VALUES (\$1) ;; SEND ;; WAIT Z ;; Q EXECUTE rx(1) ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_contains "$out" "C INSERT 0 1" "E2: the EXECUTE inserted"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "E2: only the Query with the first PREPARE counted"
+assert_eq "$(rows psql_old plain)" "$(rows psql_new plain)" "E2: plain identical"
+# E4: SQL EXECUTE in a Query of a statement pgdual Parsed with its RETURNING list: pinned like
+# its Bind/Execute, the client sees no column of pgdual's (it did: an extra RowDescription and
+# DataRow, and new drew its own id, uncounted). The same EXECUTE sent as a Parse's text is
+# counted (decided at that Parse; its reply still carries pgdual's columns: a known gap).
+psql_proxy "$DB" -q -c "CREATE TABLE ser (id serial PRIMARY KEY, n int)"
+it_status_mark
+out=$(raw "DETAIL ;; PN sp INSERT INTO ser (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; Q EXECUTE sp(1) ;; SEND ;; WAIT Z ;; BN sp 2 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "E4: two INSERTs"
+assert_eq 0 "$(grep -c '^[TD]\( \|$\)' <<<"$out" || true)" "E4: no RowDescription or DataRow reached the client"
+assert_eq 2 "$(it_status_delta pinned_writes_total)" "E4: both pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "E4: nothing counted"
+assert_eq "$(rows psql_old ser)" "$(rows psql_new ser)" "E4: ser identical (old's ids on new)"
+it_status_mark
+out=$(raw "PN sp INSERT INTO ser (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; P EXECUTE sp(3) ;; B ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_contains "$out" "C INSERT 0 1" "E4: the EXECUTE sent as a Parse's text inserted"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "E4: ...counted"
+
+# --- F: a Parse declaring its parameter types (PgJDBC and Npgsql always do) -----------------------
+# Its text was never analysed (the last byte of a Parse is a type OID's, not a NUL): nothing was
+# pinned or counted, and new stored its own clock_timestamp() and id (review 12e).
+psql_proxy "$DB" -q -c "CREATE TABLE typed (id serial PRIMARY KEY, n int, at timestamptz DEFAULT clock_timestamp())"
+it_status_mark
+out=$(raw "PT ti 23 INSERT INTO typed (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN ti 1 ;; E ;; S ;; SEND ;; WAIT Z ;; BN ti 2 ;; E ;; S ;; SEND ;; WAIT Z ;; PT tu 23,25 UPDATE typed SET at = now() WHERE n = \$1 AND \$2 = 'x' ;; BN tu 1 x ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "F: both INSERTs ran"
+assert_contains "$out" "C UPDATE 1" "F: the UPDATE ran"
+assert_eq 3 "$(it_status_delta pinned_writes_total)" "F: all three pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "F: nothing counted"
+assert_eq "$(rows psql_old typed)" "$(rows psql_new typed)" "F: typed identical (ids and clock values)"
+
+# G: PgJDBC with autocommit off sends BEGIN in the batch of the block's first statement: the
+# statement parsed behind it is analysed and pinned (a BEGIN must not count as a transaction end).
+it_status_mark
+out=$(raw "P BEGIN ;; B ;; E ;; PT tg1 23 INSERT INTO typed (n) VALUES (\$1) ;; BN tg1 3 ;; E ;; S ;; SEND ;; WAIT Z ;; P SAVEPOINT g ;; B ;; E ;; BN tg1 4 ;; E ;; S ;; SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C INSERT 0 1' <<<"$out")" "G: both INSERTs ran"
+assert_eq 2 "$(it_status_delta pinned_writes_total)" "G: both pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
+assert_eq "$(rows psql_old typed)" "$(rows psql_new typed)" "G: typed identical"
+
 # --- C: counted statements prepared and closed again and again ------------------------------
 # A statement with a counted reason is dropped from pgdual's table of names when the client drops
 # it with Close (a review found such entries kept for good: the 17th ended the session at

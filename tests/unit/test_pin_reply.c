@@ -295,12 +295,12 @@ static int teardown_shapes(void **state)
     return 0;
 }
 
-#define UPD_HEAD                                                             \
-    "UPDATE public.t AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " \
-    "pg_catalog.json_populate_recordset(NULL::public.t, "
-#define DEL_HEAD                                  \
-    "DELETE FROM public.t AS \"pgdual_t\" USING " \
-    "pg_catalog.json_populate_recordset(NULL::public.t, "
+#define UPD_HEAD                                                          \
+    "UPDATE \"t\" AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " \
+    "pg_catalog.json_populate_recordset(NULL::\"t\", "
+#define DEL_HEAD                               \
+    "DELETE FROM \"t\" AS \"pgdual_t\" USING " \
+    "pg_catalog.json_populate_recordset(NULL::\"t\", "
 #define KEY_TAIL ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\""
 
 static void rows_of(struct wbuf *b, const char *json)

@@ -58,12 +58,22 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
 }
 
 /* Whether the returned row (ref: the statement's name for the target's rows) went into the
- * partition tree of the table the secondary's statement names (name, as an E'' literal's text). */
-#define SAME(ref, name)                                                                    \
-    ", COALESCE(pg_catalog.pg_partition_root(\"" ref "\".tableoid)::oid, \"" ref           \
-    "\".tableoid) = (SELECT COALESCE(pg_catalog.pg_partition_root(\"pgdual_root\")::oid, " \
-    "\"pgdual_root\"::oid) FROM pg_catalog.to_regclass(E'" name "') AS \"pgdual_root\")"
-#define SRC_T    "pg_catalog.json_populate_recordset(NULL::public.t, "
+ * table the name finds (match: a condition on pg_class c) or a partition of it. */
+#define NAMED_OID(match) "(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match ")"
+#define SAME_AS(ref, match)                                                                  \
+    ", \"" ref "\".tableoid = " NAMED_OID(                                                   \
+        match) " OR \"" ref                                                                  \
+               "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " NAMED_OID(    \
+                   match) " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN " \
+                          "\"pgdual_tree\" ON "                                              \
+                          "i.inhparent = \"pgdual_tree\".o) SELECT o FROM \"pgdual_tree\")"
+/* ...rel found through search_path; rel in schema (both as E'' literals' text) */
+#define SAME(ref, rel) \
+    SAME_AS(ref, "c.relname = E'" rel "' AND pg_catalog.pg_table_is_visible(c.oid)")
+#define SAME_IN(ref, schema, rel)                                                  \
+    SAME_AS(ref, "c.relname = E'" rel "' AND c.relnamespace = (SELECT n.oid FROM " \
+                 "pg_catalog.pg_namespace n WHERE n.nspname = E'" schema "')")
+#define SRC_T    "pg_catalog.json_populate_recordset(NULL::\"t\", "
 #define MATCH_ID ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\""
 
 static void test_shape_insert(void **state)
@@ -72,11 +82,10 @@ static void test_shape_insert(void **state)
     struct pin_table t;
     table_t(&t);
     struct pin_shape *sh = shape_of("INSERT INTO t (v) VALUES (1)", &t);
-    check_shape(
-        sh, "id,v,ts,j", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
-        "INSERT INTO public.t (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
-        "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
-        ")");
+    check_shape(sh, "id,v,ts,j", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "t"),
+                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+                ")");
     assert_ptr_equal(pin_shape_ref(sh), sh);
     assert_int_equal(sh->refs, 2);
     pin_shape_unref(sh);
@@ -86,11 +95,10 @@ static void test_shape_insert(void **state)
     assert_null(pin_shape_ref(NULL));
 
     sh = shape_of("INSERT INTO t AS x (v) VALUES (1) ON CONFLICT DO NOTHING RETURNING x.id", &t);
-    check_shape(
-        sh, "id,v,ts,j", "\n, pg_catalog.to_json(\"x\".*)" SAME("x", "public.t"),
-        "INSERT INTO public.t (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
-        "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
-        ") ON CONFLICT DO NOTHING");
+    check_shape(sh, "id,v,ts,j", "\n, pg_catalog.to_json(\"x\".*)" SAME("x", "t"),
+                "INSERT INTO \"t\" (\"id\", \"v\", \"ts\", \"j\") OVERRIDING SYSTEM VALUE SELECT "
+                "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
+                ") ON CONFLICT DO NOTHING");
     pin_shape_unref(sh);
 
     sh = shape_of("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET ts = now()", &t);
@@ -108,7 +116,7 @@ static void test_shape_insert(void **state)
                   "(\"v\"\"q\") DO UPDATE SET \"v\"\"q\" = '2'",
                   &w);
     check_shape(sh, "I d,v\"q",
-                "\nRETURNING pg_catalog.to_json(\"T\\x\".*)" SAME("T\\x", "\"We''ird\".\"T\\\\x\""),
+                "\nRETURNING pg_catalog.to_json(\"T\\x\".*)" SAME_IN("T\\x", "We''ird", "T\\\\x"),
                 "INSERT INTO \"We'ird\".\"T\\x\" (\"I d\", \"v\"\"q\") OVERRIDING SYSTEM VALUE "
                 "SELECT \"I d\", \"v\"\"q\" FROM pg_catalog.json_populate_recordset(NULL::"
                 "\"We'ird\".\"T\\x\", ",
@@ -123,19 +131,19 @@ static void test_shape_update_delete(void **state)
     struct pin_table t;
     table_t(&t);
     struct pin_shape *sh = shape_of("UPDATE t SET ts = now() WHERE v = 1", &t);
-    check_shape(sh, "id,ts", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
-                "UPDATE public.t AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " SRC_T,
+    check_shape(sh, "id,ts", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "t"),
+                "UPDATE \"t\" AS \"pgdual_t\" SET \"ts\" = \"pgdual_v\".\"ts\" FROM " SRC_T,
                 MATCH_ID);
     pin_shape_unref(sh);
     sh = shape_of("UPDATE t AS u SET j = '{}', v = random() RETURNING u.v", &t);
-    check_shape(sh, "id,j,v", "\n, pg_catalog.to_json(\"u\".*)" SAME("u", "public.t"),
-                "UPDATE public.t AS \"pgdual_t\" SET \"j\" = \"pgdual_v\".\"j\", \"v\" = "
+    check_shape(sh, "id,j,v", "\n, pg_catalog.to_json(\"u\".*)" SAME("u", "t"),
+                "UPDATE \"t\" AS \"pgdual_t\" SET \"j\" = \"pgdual_v\".\"j\", \"v\" = "
                 "\"pgdual_v\".\"v\" FROM " SRC_T,
                 MATCH_ID);
     pin_shape_unref(sh);
     sh = shape_of("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 2)", &t);
-    check_shape(sh, "id", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "public.t"),
-                "DELETE FROM public.t AS \"pgdual_t\" USING " SRC_T, MATCH_ID);
+    check_shape(sh, "id", "\nRETURNING pg_catalog.to_json(\"t\".*)" SAME("t", "t"),
+                "DELETE FROM \"t\" AS \"pgdual_t\" USING " SRC_T, MATCH_ID);
     pin_shape_unref(sh);
     pin_table_free(&t);
 
@@ -145,9 +153,9 @@ static void test_shape_update_delete(void **state)
     col(&k, "s.k", "b", "pj", NULL);
     col(&k, "s.k", "c", "", NULL);
     sh = shape_of("DELETE FROM s.k AS z WHERE ctid = '(0,1)' RETURNING c", &k);
-    check_shape(sh, "a,b", "\n, pg_catalog.to_json(\"z\".*)" SAME("z", "s.k"),
-                "DELETE FROM s.k AS \"pgdual_t\" USING "
-                "pg_catalog.json_populate_recordset(NULL::s.k, ",
+    check_shape(sh, "a,b", "\n, pg_catalog.to_json(\"z\".*)" SAME_IN("z", "s", "k"),
+                "DELETE FROM \"s\".\"k\" AS \"pgdual_t\" USING "
+                "pg_catalog.json_populate_recordset(NULL::\"s\".\"k\", ",
                 ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"a\" = \"pgdual_v\".\"a\" AND "
                 "\"pgdual_t\".\"b\" = \"pgdual_v\".\"b\"");
     pin_shape_unref(sh);
@@ -173,10 +181,9 @@ static void test_primary_text(void **state)
     assert_string_equal(
         (const char *)out.data,
         "UPDATE t SET ts = now() -- note\n\nRETURNING pg_catalog.to_json(\"t\".*)" SAME(
-            "t", "public.t") "; "
-                             "SELECT 1; DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1) "
-                             "RETURNING v -- end\n, pg_catalog.to_json(\"t\".*)" SAME("t",
-                                                                                      "public.t"));
+            "t", "t") "; "
+                      "SELECT 1; DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1) "
+                      "RETURNING v -- end\n, pg_catalog.to_json(\"t\".*)" SAME("t", "t"));
     assert_int_equal(out.len, strlen((const char *)out.data) + 1);
     /* What the primary runs still has three statements, each pinned one now returning. */
     struct pin_plan q = plan_of((const char *)out.data);
