@@ -70,6 +70,10 @@ struct unit {
     bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
     bool wrap_ok;     /* every statement so far may run inside a transaction block unchanged */
     int writes;       /* mirrored statements (Query or Execute) in the unit */
+    int lex_writes;   /* ...of which may change how the server lexes a text behind them (not
+                         an Execute of BEGIN/SAVEPOINT/RELEASE: session_lexing_unsure) */
+    bool exec_doubt;  /* an Execute in it may drop or roll back pgdual's table for WITH rows
+                         (pin_frontend.c, rewrite_execute) */
     int lock_reads;   /* ...of which lock-only reads (SELECT ... FOR UPDATE: classify.h) */
     int unsure_reads; /* ...of which reads mirrored only because the lexing was unsure */
     bool lex_unsafe;  /* a Query in it was sent while the server may lex otherwise than

@@ -92,246 +92,6 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
     return true;
 }
 
-/* ---- the statement names -------------------------------------------------------------------- */
-
-static int cte_name_at(const struct pin_catalog *c, const char *name)
-{
-    for (int i = 0; i < c->ncte_names; i++) {
-        if (strcmp(c->cte_names[i], name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-void pin_cte_parsed(struct session *s, const char *name, bool cte)
-{
-    struct pin_catalog *c = &s->pin;
-    int at = cte_name_at(c, name);
-    if (at >= 0 && !cte) {
-        free(c->cte_names[at]);
-        c->cte_names[at] = c->cte_names[--c->ncte_names];
-    } else if (at < 0 && cte && c->ncte_names < PIN_CTE_NAMES_MAX) {
-        char **v = realloc(c->cte_names, ((size_t)c->ncte_names + 1) * sizeof(*v));
-        char *copy = v ? strdup(name) : NULL;
-        if (v) {
-            c->cte_names = v;
-        }
-        if (copy) {
-            c->cte_names[c->ncte_names++] = copy;
-        }
-    }
-    if (at < 0 && cte && cte_name_at(c, name) < 0) {
-        c->cte_names_lost = true; /* the list is full or out of memory */
-    }
-}
-
-bool pin_name_clashes(const char *name)
-{
-    return name && strncmp(name, "pgdual.", 7) == 0;
-}
-
-bool pin_cte_any(const struct session *s)
-{
-    const struct pin_catalog *c = &s->pin;
-    return c->ncte_names > 0 || c->nlive > 0 || c->cte_names_lost;
-}
-
-void pin_cte_catalog_moved(struct session *s)
-{
-    s->pin.cte_sec_epoch++;
-}
-
-void pin_cte_own_forget(struct session *s)
-{
-    s->pin.own_gen++;
-}
-
-/* ---- pgdual's own statements on the primary ----------------------------------------------------
- */
-
-static bool own_live(const struct pin_cte_stmt *cs)
-{
-    return cs && cs->own[0] && (cs->own_state == PIN_OWN_SENT || cs->own_state == PIN_OWN_MADE);
-}
-
-static void stale_add(struct pin_catalog *c, const char *name)
-{
-    if (c->nstale < PIN_STALE_MAX) {
-        snprintf(c->stale[c->nstale++], PIN_CTE_OWN_MAX, "%s", name);
-    } /* else left on the primary until the session ends */
-}
-
-static bool own_add(struct unit *u, uint8_t type, struct pin_cte_stmt *cs, const char *name,
-                    bool stale_if_skipped)
-{
-    struct unit_pin *p = pin_unit_pin_of(u);
-    struct pin_own *v = p ? realloc(p->own, ((size_t)p->nown + 1) * sizeof(*v)) : NULL;
-    if (!v) {
-        return false;
-    }
-    p->own = v;
-    struct pin_own *o = &v[p->nown++];
-    memset(o, 0, sizeof(*o));
-    o->step = u->step_msgs + 1; /* the client's message is step u->step_msgs */
-    o->type = type;
-    o->cs = pin_cte_stmt_ref(cs);
-    snprintf(o->name, sizeof(o->name), "%s", name);
-    o->stale_if_skipped = stale_if_skipped;
-    return true;
-}
-
-/* Why pgdual's own statement cannot be made now for a Parse of the client's in u. */
-static const char *own_gate(struct session *s, const struct unit *u, const struct pin_cte_stmt *cs)
-{
-    const struct pin_catalog *c = &s->pin;
-    if (!pin_active(s)) {
-        return "pinning is off now";
-    }
-    if (c->names_clash) {
-        return PIN_NAMES_CLASH;
-    }
-    if (cs->nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
-        return "pgdual's table for WITH query rows is not there";
-    }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
-        (u->pin && u->pin->cte_doubt) || u->prim_rewritten) {
-        /* pgdual's Parse must never fail where the client's succeeds */
-        return "a statement before it in its batch may drop pgdual's table or roll it back";
-    }
-    return NULL;
-}
-
-bool pin_cte_own_messages(struct session *s, struct unit *u, const uint8_t *msg, size_t len,
-                          bool rewritten)
-{
-    struct pin_catalog *c = &s->pin;
-    struct wire_reader rd;
-    wire_reader_init(&rd, msg + 5, len - 5);
-    uint8_t kind = msg[0] == PqMsg_Close ? wire_u8(&rd) : 'S';
-    const char *name = msg[0] == PqMsg_Query ? "" : wire_cstr(&rd);
-    if (!name || kind != 'S') {
-        return false;
-    }
-    const struct stmt_class *old =
-        stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name);
-    struct pin_cte_stmt *ocs = old && own_live(old->pin_cte) ? old->pin_cte : NULL;
-    if (msg[0] == PqMsg_Query || rewritten) {
-        /* a Query drops the unnamed statement; a Parse rewritten for both sides cannot carry
-         * pgdual's messages: its statement is closed later, and never bound again */
-        if (ocs && (msg[0] == PqMsg_Parse || name[0] == '\0')) {
-            ocs->own_state = PIN_OWN_LOST;
-            stale_add(c, ocs->own);
-        }
-        return false;
-    }
-    struct pin_cte_stmt *ncs = msg[0] == PqMsg_Parse ? c->msg_cte : NULL;
-    if (!ocs && !ncs && c->nstale == 0) {
-        return false;
-    }
-    wbuf_reset(&c->out);
-    wbuf_put_bytes(&c->out, msg, len);
-    bool ok = true;
-    if (ocs) {
-        /* the client's statement replaced or closed: pgdual's goes with it */
-        pin_cte_ext_close(&c->out, ocs->own);
-        ok = own_add(u, PqMsg_CloseComplete, ocs, ocs->own,
-                     msg[0] == PqMsg_Close || name[0] == '\0');
-        if (msg[0] == PqMsg_Close) {
-            ocs->own_state = PIN_OWN_LOST;
-        }
-    }
-    for (int i = 0; ok && i < c->nstale; i++) {
-        pin_cte_ext_close(&c->out, c->stale[i]);
-        ok = own_add(u, PqMsg_CloseComplete, NULL, c->stale[i], true);
-    }
-    if (ok) {
-        c->nstale = 0;
-    }
-    if (ok && ncs && !own_gate(s, u, ncs)) {
-        char own[PIN_CTE_OWN_MAX];
-        snprintf(own, sizeof(own), PIN_CTE_OWN_PREFIX "%u", ++c->own_next_id);
-        size_t at = c->out.len;
-        if (pin_cte_ext_own_parse(&c->out, ncs, own) == 0 &&
-            own_add(u, PqMsg_ParseComplete, ncs, own, false)) {
-            memcpy(ncs->own, own, sizeof(own));
-            ncs->own_state = PIN_OWN_SENT;
-            ncs->own_primary = s->primary;
-            ncs->own_serial = u->serial;
-            ncs->own_table = ncs->nslots > 0 ? c->cte_oid : 0;
-            ncs->own_gen = c->own_gen;
-        } else {
-            c->out.len = at; /* not made: its Binds go verbatim, counted */
-            c->out.failed = false;
-        }
-    }
-    c->out_prim_only = ok && !c->out.failed;
-    if (c->out_prim_only) {
-        u->routable = false; /* pgdual's messages are the primary's: never a read for new */
-    }
-    return c->out_prim_only;
-}
-
-bool pin_cte_insert(struct unit *u, size_t at, const uint8_t *bytes, size_t len)
-{
-    struct unit_pin *p = pin_unit_pin_of(u);
-    struct pin_ins *v = p ? realloc(p->ins, ((size_t)p->nins + 1) * sizeof(*v)) : NULL;
-    if (!v) {
-        return false;
-    }
-    p->ins = v;
-    struct pin_ins *in = &v[p->nins++];
-    in->at = at;
-    wbuf_init(&in->bytes);
-    wbuf_put_bytes(&in->bytes, bytes, len);
-    return !in->bytes.failed;
-}
-
-void pin_cte_primary_done(struct session *s, struct unit *u)
-{
-    struct unit_pin *p = u->pin;
-    for (int i = p ? p->own_next : 0; p && i < p->nown; i++) {
-        struct pin_own *o = &p->own[i];
-        if (o->type == PqMsg_ParseComplete) {
-            if (o->cs && o->cs->own_state == PIN_OWN_SENT && strcmp(o->cs->own, o->name) == 0) {
-                o->cs->own_state = PIN_OWN_LOST; /* skipped: the client's Parse failed */
-            }
-        } else if (o->stale_if_skipped) {
-            if (o->cs) {
-                o->cs->own_state = PIN_OWN_LOST;
-            }
-            stale_add(&s->pin, o->name);
-        }
-    }
-    if (p) {
-        p->own_next = p->nown;
-    }
-}
-
-/* Why the primary cannot run pgdual's own statement of cs for u's Bind, or NULL. */
-static const char *own_why(struct session *s, const struct unit *u, const struct pin_cte_stmt *cs)
-{
-    const struct pin_catalog *c = &s->pin;
-    if (cs->own_state == PIN_OWN_NONE) {
-        return "pgdual's statement for it could not be prepared with it";
-    }
-    if (cs->own_state == PIN_OWN_LOST || cs->own_primary != s->primary ||
-        cs->own_gen != c->own_gen ||
-        (cs->own_table &&
-         (!c->cte_table || c->cte_primary != s->primary || c->cte_oid != cs->own_table))) {
-        /* gone, or re-analysed at its next Bind in that moment's settings: never used */
-        return "pgdual's statement for it was lost; prepare it again";
-    }
-    if (cs->own_state == PIN_OWN_SENT && cs->own_serial != u->serial) {
-        return "its Parse was not answered yet";
-    }
-    if (cs->sec_epoch != c->cte_sec_epoch) {
-        /* the secondary's statement is parsed at each Execute */
-        return "settings or tables changed since it was prepared";
-    }
-    return NULL;
-}
-
 /* ---- the Bind, Close and Describe ------------------------------------------------------------ */
 
 /* The unit's latest Bind of portal still in force, or NULL. */
@@ -383,7 +143,7 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     if (c->names_clash) {
         return PIN_NAMES_CLASH;
     }
-    const char *why = own_why(s, u, cs);
+    const char *why = pin_cte_own_why(s, u, cs);
     if (why) {
         return why;
     }
@@ -409,9 +169,17 @@ void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t 
     portal_gone(s, u, portal);
     const struct stmt_class *cls =
         stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, stmt);
-    /* A name pgdual no longer knows (forgotten after a statement it could not read) that was
-     * prepared as a data-modifying WITH statement: counted at its Execute. */
-    bool forgotten = !cls && cte_name_at(&s->pin, stmt) >= 0;
+    bool check = false;
+    if (!cls) {
+        /* Forgotten after code pgdual could not see into (which may have DEALLOCATEd it through
+         * SPI): its class is kept, and the primary checks it is still there (bind_check). */
+        cls = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt);
+        cls = cls && cls->pin_cte ? cls : NULL;
+        check = cls != NULL;
+    }
+    /* A name pgdual no longer knows that was prepared as a data-modifying WITH statement: counted
+     * at its Execute. */
+    bool forgotten = !cls && pin_cte_name_at(&s->pin, stmt) >= 0;
     if ((!forgotten && (!cls || !cls->pin_cte)) || !pin_analysis_active(s)) {
         return;
     }
@@ -433,6 +201,7 @@ void pin_cte_bind(struct session *s, struct unit *u, const uint8_t *msg, size_t 
     b->cs = forgotten ? NULL : pin_cte_stmt_ref(cls->pin_cte);
     b->step = u->step_msgs;
     b->step_i = -1;
+    b->check = check;
     b->why = forgotten ? "a data-modifying WITH statement pgdual no longer knows (forgotten after "
                          "a statement it could not read)"
                        : bind_why(s, u, cls->pin_cte);
@@ -536,6 +305,30 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
     }
     wbuf_free(&text);
     struct pin_step *st = NULL;
+    if (!why && b->check) {
+        /* A Describe of the client's statement ahead of pgdual's Bind: it fails as the client's
+         * Bind would were the statement gone (DEALLOCATEd by code pgdual could not see into);
+         * its answers are not the client's. */
+        struct wire_reader rd;
+        wire_reader_init(&rd, u->bytes.data + b->at + 5, b->len - 5);
+        (void)wire_cstr(&rd);
+        const char *stmt = wire_cstr(&rd);
+        struct wbuf d;
+        wbuf_init(&d);
+        size_t at = wbuf_begin_msg(&d, PqMsg_Describe);
+        wbuf_put_u8(&d, 'S');
+        wbuf_put_cstr(&d, stmt ? stmt : "");
+        wbuf_end_msg(&d, at);
+        wbuf_put_bytes(&d, b->prim.data, b->prim.len);
+        if (d.failed || !pin_cte_own_add_before(u, PqMsg_ParameterDescription, b->step) ||
+            !pin_cte_own_add_before(u, PqMsg_RowDescription, b->step)) {
+            wbuf_free(&d);
+            why = "out of memory pinning it";
+        } else {
+            wbuf_free(&b->prim);
+            b->prim = d; /* moved */
+        }
+    }
     if (!why && !(st = pin_add_step(u, b->cs->outer))) {
         why = "out of memory pinning it";
     }
@@ -718,25 +511,6 @@ bool pin_cte_primary_bytes(struct session *s, const struct unit *u, size_t from,
         }
     }
     wbuf_put_bytes(out, u->bytes.data + at, u->bytes.len - at);
-    return true;
-}
-
-bool pin_reply_own(struct unit *u, uint8_t type)
-{
-    struct unit_pin *p = u->pin;
-    if (!p || p->own_next >= p->nown) {
-        return false;
-    }
-    struct pin_own *o = &p->own[p->own_next];
-    if (u->reply_steps != o->step || type != o->type) {
-        return false;
-    }
-    p->own_next++;
-    o->done = true;
-    if (type == PqMsg_ParseComplete && o->cs && o->cs->own_state == PIN_OWN_SENT &&
-        strcmp(o->cs->own, o->name) == 0) {
-        o->cs->own_state = PIN_OWN_MADE;
-    }
     return true;
 }
 

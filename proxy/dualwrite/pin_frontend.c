@@ -620,10 +620,14 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     uint32_t index = (uint32_t)u->executes; /* on_execute counts it after this */
     bool handled =
         cte && portal && !rd.failed && pin_cte_execute(s, u, cls, portal, max_rows, active);
-    if (cte && (!cls || !(cls->dml_only && !cls->user_code && !cls->catalog && !cls->effects &&
-                          !cls->commits && !cls->session_state))) {
-        /* It may drop pgdual's table or roll it back: no Bind after it in the batch gets
-         * pgdual's statement. */
+    if (!cls || !(cls->txn_keeps || (cls->dml_only && !cls->user_code && !cls->catalog &&
+                                     !cls->effects && !cls->commits && !cls->session_state))) {
+        u->exec_doubt = true; /* for the session's first WITH statement (below) */
+    }
+    if (cte && u->exec_doubt) {
+        /* It (or an Execute before it) may drop pgdual's table or roll it back: no Bind after
+         * it in the batch gets pgdual's statement. A BEGIN, SAVEPOINT or RELEASE cannot (PgJDBC
+         * sends BEGIN in the batch of a block's first statement). */
         struct unit_pin *p = pin_analysis_active(s) ? pin_unit_pin_of(u) : NULL;
         if (p) {
             p->cte_doubt = true;
@@ -763,9 +767,9 @@ bool pin_frontend_rewrite(struct session *s, struct unit *u, const uint8_t *msg,
     default:
         break;
     }
-    if (!cte && u->executes > 0 && pin_cte_any(s)) {
-        /* The session's first WITH statement: the Executes before it in the batch were not
-         * looked at (rewrite_execute), any of them may drop pgdual's table or roll it back. */
+    if (!cte && u->exec_doubt && pin_cte_any(s)) {
+        /* The session's first WITH statement: an Execute before it in the batch may drop
+         * pgdual's table or roll it back (rewrite_execute). */
         struct unit_pin *p = pin_analysis_active(s) ? pin_unit_pin_of(u) : NULL;
         if (p) {
             p->cte_doubt = true;

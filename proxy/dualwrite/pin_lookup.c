@@ -457,6 +457,9 @@ static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
     const struct unit *b = s->mirror.building;
     uint32_t serial = b ? b->serial : s->mirror.next_serial + 1; /* the unit it joins */
     const struct stmt_class *cls = stmt_track_find(&s->stmts, serial, STMT_SPACE_STATEMENT, stmt);
+    if (!cls) {
+        cls = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt); /* forgotten, kept */
+    }
     struct unit *before;
     if (!cls || !cls->pin_cte || cls->pin_cte->nslots == 0 || !lookup_place(s, &before) ||
         s->mirror.prim_status == PQ_TXN_FAILED) {

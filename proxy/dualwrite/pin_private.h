@@ -59,3 +59,12 @@ void pin_cte_live_free(struct pin_catalog *c);
  * even when it later forgets the statement, to count its Executes); else the name is another's. */
 void pin_cte_parsed(struct session *s, const char *name, bool cte);
 void pin_cte_names_free(struct pin_catalog *c);
+/* pin_cte_own.c, for pin_cte_exec.c. */
+struct pin_cte_stmt;
+/* The index of name among the client's WITH statement names, -1. */
+int pin_cte_name_at(const struct pin_catalog *c, const char *name);
+/* Why the primary cannot run pgdual's own statement of cs for u's Bind, or NULL. */
+const char *pin_cte_own_why(struct session *s, const struct unit *u, const struct pin_cte_stmt *cs);
+/* The answer (type) to a message of pgdual's the primary gets in front of the client's message
+ * at step (a Bind's check), in reply order among the others. */
+bool pin_cte_own_add_before(struct unit *u, uint8_t type, uint32_t step);

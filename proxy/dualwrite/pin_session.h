@@ -117,7 +117,9 @@ struct pin_catalog {
     uint64_t own_gen;
 #define PIN_STALE_MAX 16
     char stale[PIN_STALE_MAX][PIN_CTE_OWN_MAX];
+    int stale_primary[PIN_STALE_MAX]; /* the backend each is on: closed while it is primary */
     int nstale;
+    uint32_t own_token; /* in pgdual's statement names, drawn once: a client cannot guess them */
     bool out_prim_only; /* out holds the client's message and pgdual's behind it: primary only */
     /* The secondary's statement for a WITH statement is parsed at each Execute: it is only run
      * while this epoch is the one of the client's Parse. Moved by a setting the servers report
@@ -149,6 +151,9 @@ struct pin_cte_bind {
     int execs;               /* Executes of its portal so far */
     int step_i;              /* the pin_step of its Execute, -1 */
     bool sub;                /* the primary gets prim in place of it */
+    bool check;              /* its statement was forgotten since its Parse (code pgdual could
+                                not see into): prim begins with a Describe of the client's
+                                statement, which fails as the client's Bind would were it gone */
     struct wbuf prim;        /* Bind of pgdual's statement */
 };
 
@@ -156,7 +161,8 @@ struct pin_cte_bind {
  * is taken out of the client's reply at reply step step. */
 struct pin_own {
     uint32_t step;
-    uint8_t type;            /* PqMsg_ParseComplete or PqMsg_CloseComplete */
+    uint8_t type;            /* PqMsg_ParseComplete, PqMsg_CloseComplete; ParameterDescription
+                                and RowDescription (or NoData) of a Bind's check */
     struct pin_cte_stmt *cs; /* a reference: Parse: the statement made; Close: the one closed */
     char name[PIN_CTE_OWN_MAX];
     bool stale_if_skipped; /* a Close the server skipped: the name is closed later */
@@ -287,6 +293,9 @@ bool pin_cte_any(const struct session *s);
 void pin_cte_catalog_moved(struct session *s);
 /* DEALLOCATE ALL or DISCARD ALL: pgdual's own statements are gone too. */
 void pin_cte_own_forget(struct session *s);
+/* A SQL DEALLOCATE of the client's statement name (Query, or text through Parse/Bind/Execute):
+ * pgdual's statement for it is closed behind the client's next Parse or Close. */
+void pin_cte_own_dropped(struct session *s, uint32_t serial, const char *name);
 /* After pin_frontend_rewrite of a client's Parse, Close or Query (msg): pgdual's own statement
  * for the Parse, Closes of its statements the client's message replaced or closed, into out
  * (s->pin.out: the client's message then pgdual's) with out_prim_only set. */

@@ -81,7 +81,7 @@ bool session_lexing_unsure(const struct session *s, const struct unit *u)
     if (session_lexing_settings_unsafe(s)) {
         return true;
     }
-    if (u && u->writes > 0) {
+    if (u && u->lex_writes > 0) {
         return true;
     }
     for (const struct unit *v = s->mirror.head; v && v != u; v = v->next) {
@@ -181,6 +181,7 @@ static void record_effect(struct session *s, uint32_t unit, const struct classif
         break;
     }
     case CLASSIFY_EFFECT_DEALLOCATE:
+        pin_cte_own_dropped(s, unit, e->name); /* pgdual's statement for it goes too */
         stmt_track_remove(t, unit, STMT_SPACE_STATEMENT, e->name, STMT_REPLY_EXEC, index);
         break;
     case CLASSIFY_EFFECT_DEALLOCATE_ALL:
@@ -301,6 +302,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     s->listens = s->listens || r.is_listen;
     u->wrap_ok = u->wrap_ok && r.dml_only;
     u->writes += mirrored;
+    u->lex_writes += mirrored;
     u->lock_reads += mirrored && r.lock_only_read;
     u->unsure_reads += mirrored && !r.lock_only_read && r.nstatements < 0 && parsed_read(s, sql);
     unit_note_sql(u, sql, r.fingerprint);
@@ -344,6 +346,9 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
         .commits = result_commits(&r),
         .txn_end = r.txn_control && r.txn != CLASSIFY_TXN_BEGIN &&
                    r.txn != CLASSIFY_TXN_SAVEPOINT && r.txn != CLASSIFY_TXN_RELEASE,
+        .txn_keeps = r.nstatements == 1 && r.txn_control &&
+                     (r.txn == CLASSIFY_TXN_BEGIN || r.txn == CLASSIFY_TXN_SAVEPOINT ||
+                      r.txn == CLASSIFY_TXN_RELEASE),
         .inserts = r.inserts,
         .lock_only_read = r.lock_only_read,
         .user_code = r.user_code,
@@ -384,7 +389,14 @@ static void on_bind(struct session *s, struct unit *u, struct wire_reader *rd)
         return;
     }
     struct stmt_class pc = c ? *c : unknown;
-    if (!pc.pin && !pc.unpinned && stmt) {
+    const struct stmt_class *kept_cte =
+        !c && stmt ? stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt) : NULL;
+    if (kept_cte && kept_cte->pin_cte) {
+        /* A WITH statement forgotten after code pgdual could not see into: its Bind checks that
+         * it is still there (pin_cte_exec.c), its portal is what it was. */
+        pc = *kept_cte;
+        c = kept_cte;
+    } else if (!pc.pin && !pc.unpinned && stmt) {
         /* Parsed with pinning's RETURNING list, or counted at each Execute, whatever else is
          * unknown (code pgdual cannot see into forgot the names). */
         const struct stmt_class *kept = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt);
@@ -429,6 +441,9 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     if (!c || c->mirrored) {
         u->mirrored = true;
         u->writes++;
+        /* BEGIN or SAVEPOINT (PgJDBC sends BEGIN in the batch of a block's first statement)
+         * cannot change how the server lexes the texts behind it. */
+        u->lex_writes += !c || !c->txn_keeps;
         u->lock_reads += c && c->lock_only_read;
         u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
         if (!c || c->inserts || c->nondeterministic || c->user_code) {
@@ -508,6 +523,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         u->mirrored = true;
         u->wrap_ok = false;
         u->writes++;
+        u->lex_writes++;
         break;
     default:
         break;

@@ -482,7 +482,7 @@ static int frontend_message(struct session *s)
         }
         if (refused) { /* pgdual's own statement, for the primary alone */
             u->mirrored = u->routable = u->copy_in = u->nondeterministic = false;
-            u->writes = 0;
+            u->writes = u->lex_writes = 0;
         }
         return session_seal_unit(s, u);
     case PqMsg_FunctionCall:

@@ -19,6 +19,8 @@ struct stmt_class {
     bool txn_end;        /* COMMIT, ROLLBACK [TO SAVEPOINT], PREPARE TRANSACTION ...: its Execute
                             ends or undoes (part of) a transaction (struct unit's txn_end); not
                             BEGIN, SAVEPOINT, RELEASE */
+    bool txn_keeps;      /* BEGIN, START TRANSACTION, SAVEPOINT or RELEASE alone: changes no
+                            table, setting or lexing (pgdual's table for WITH rows survives it) */
     bool inserts;        /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
     bool lock_only_read; /* SELECT ... FOR UPDATE and the like: changes no data (classify.h) */
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */

@@ -255,10 +255,12 @@ static bool unknow(struct stmt_entry *e, void *arg)
 
 /* Not known any more, but maybe still there (code pgdual cannot see may have changed it, or
  * not): a statement parsed with pinning's RETURNING list keeps its class for stmt_track_pinned,
- * since its answers must lose those columns whatever else is uncertain. */
+ * since its answers must lose those columns whatever else is uncertain; one with data-modifying
+ * WITH queries keeps pgdual's statement (its Bind gets it only after a check that the client's
+ * statement is still there: pin_cte_exec.c). */
 static bool kept_class(const struct stmt_class *c)
 {
-    return c->pin || c->unpinned;
+    return c->pin || c->unpinned || c->pin_cte;
 }
 
 static bool unknow_keep_pin(struct stmt_entry *e, void *arg)

@@ -90,6 +90,9 @@ pgdual_shell_it(pin_cte_ext3 90)
 # Reviews 12c/12d against pgdual's statement parsed at the client's Parse: SELECT INTO, TimeZone,
 # another session's table, SET application_name, pgdual's table lost with a rolled-back block.
 pgdual_shell_it(pin_cte_ext4 90)
+# Review 12e: PgJDBC with autocommit off, classes forgotten, pgdual's statements left behind,
+# a client naming statements as pgdual does.
+pgdual_shell_it(pin_cte_ext5 90)
 
 include(${CMAKE_CURRENT_LIST_DIR}/c_tests.cmake OPTIONAL)
 
