@@ -426,11 +426,14 @@ static int make_cte_table(struct session *s, struct unit *before)
     return 1;
 }
 
-void pin_create_done(struct session *s, bool made)
+void pin_create_done(struct session *s, bool made, bool in_txn)
 {
     struct pin_catalog *c = &s->pin;
     c->lookup_pending = false;
     c->cte_table = made;
+    /* Made inside a block (its check answered inside one): a ROLLBACK may drop it. The status
+     * at the gate may be stale (a BEGIN still unanswered ahead of it). */
+    c->cte_in_txn = in_txn;
     c->cte_primary = s->primary;
     if (!made) {
         SLOG_INFO(s, "pgdual's temporary table for WITH query rows could not be made: "

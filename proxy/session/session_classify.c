@@ -389,7 +389,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     /* A ROLLBACK [TO SAVEPOINT] through the extended protocol undoes what the block made, as a
      * Query's does (pgdual's table for WITH rows). Not txn_end: that would turn the analysis off
      * behind every pipelined COMMIT (pin_analysis_active), counting ordinary writes. */
-    u->undoes = u->undoes || (c && c->txn_end);
+    u->undoes = u->undoes || !c || c->txn_end;
     u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {

@@ -203,7 +203,7 @@ static int backend_end(void *ctx)
             u->pin->made = !b->msg_cut && b->msg.len == sizeof(yes) &&
                            memcmp(b->msg.data, yes, sizeof(yes)) == 0;
         } else if (seen == PqMsg_ReadyForQuery) {
-            pin_create_done(s, u->pin->made);
+            pin_create_done(s, u->pin->made, b->txn_status != PQ_TXN_IDLE);
         }
     }
     if (u) { /* which of the unit's messages ran decides its statements and portals */
