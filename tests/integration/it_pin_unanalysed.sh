@@ -13,11 +13,10 @@ source "$(dirname "$0")/../harness/lib.sh"
 it_mirrors || it_skip "needs pgdual with dual-write"
 
 DB=it_pin_unanalysed
-RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # A small statement limit: section C closes what it prepares, and must never reach it.
 it_proxy_start pgdual.max_session_statements=16
-raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+raw() { it_rawpg "$DB" "$1"; }
 rows() { "$1" "$DB" -tA -c "SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $2 w_"; }
 # never_silent TABLE MSG: the table is the same on both sides, or a nondeterministic write was
 # counted since the mark.
