@@ -33,6 +33,9 @@ struct unit {
     bool sealed;           /* its last message (Query, Sync, FunctionCall) has been received */
     bool mirrored;         /* a write or session-state change: the secondary must get it */
     bool txn_end;          /* ends a transaction (COMMIT/END/ROLLBACK…): never sent early */
+    bool undoes;           /* executes (extended protocol) a statement that ends or undoes a
+                              transaction, a ROLLBACK TO included: what the block made may be
+                              gone (pgdual's table for WITH rows: pin_frontend.c, pin_reply.c) */
     bool copy_in;          /* COPY FROM STDIN: its data streams to the secondary */
     bool copy_end_held;    /* the client's CopyDone/CopyFail, held until the primary decides */
     bool copy_failed;      /* the client sent CopyFail */

@@ -429,12 +429,15 @@ static int make_cte_table(struct session *s, struct unit *before)
     return 1;
 }
 
-void pin_create_done(struct session *s, bool made, uint32_t oid)
+void pin_create_done(struct session *s, bool made, uint32_t oid, bool in_txn)
 {
     struct pin_catalog *c = &s->pin;
     c->lookup_pending = false;
     c->cte_table = made;
     c->cte_oid = made ? oid : 0; /* another OID: pgdual's statements made before are lost */
+    /* Made inside a block (its check answered inside one): a ROLLBACK may drop it. The status
+     * at the gate may be stale (a BEGIN still unanswered ahead of it). */
+    c->cte_in_txn = in_txn;
     c->cte_primary = s->primary;
     if (!made) {
         SLOG_INFO(s, "pgdual's temporary table for WITH query rows could not be made: "

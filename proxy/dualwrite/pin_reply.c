@@ -292,11 +292,12 @@ void pin_unit_primary_done(struct session *s, struct unit *u, uint8_t txn_status
 {
     struct pin_catalog *c = &s->pin;
     /* The end of its transaction, or a ROLLBACK TO, may undo what it changed. */
-    bool bump = u->catalog_change || (c->ddl_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end));
+    bool bump = u->catalog_change ||
+                (c->ddl_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end || u->undoes));
     c->ddl_in_txn = (c->ddl_in_txn || u->catalog_change) && txn_status != PQ_TXN_IDLE;
     c->private_only = c->private_only || u->catalog_change; /* its search_path or role may differ */
     pin_cte_primary_done(s, u);
-    if (c->cte_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end)) {
+    if (c->cte_in_txn && (txn_status == PQ_TXN_IDLE || u->txn_end || u->undoes)) {
         c->cte_table = c->cte_in_txn = false; /* made in a block that may have rolled back */
     }
     if (bump) {

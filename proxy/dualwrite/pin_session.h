@@ -328,7 +328,7 @@ void pin_lookup_done(struct session *s);
 void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, size_t len, bool cut);
 void pin_readback_failed(struct session *s, struct unit *u);
 /* pgdual's PIN_CTE_CHECK ended: made, its table is there. */
-void pin_create_done(struct session *s, bool made, uint32_t oid);
+void pin_create_done(struct session *s, bool made, uint32_t oid, bool in_txn);
 void pin_readback_done(struct session *s, struct unit *u);
 /* Is u waiting for the read-back of its WITH query rows (the secondary gets it after)? */
 bool pin_readback_pending(const struct unit *u);

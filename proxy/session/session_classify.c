@@ -422,10 +422,9 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     u->wrap_ok = u->wrap_ok && c && c->dml_only;
     u->commits = u->commits || (c && c->commits);
     /* A ROLLBACK [TO SAVEPOINT] through the extended protocol undoes what the block made, as a
-     * Query's does (pgdual's table for WITH rows: pin_unit_primary_done). Not a BEGIN or
-     * SAVEPOINT: PgJDBC sends BEGIN in the batch of the block's first statement, whose analysis
-     * a unit ending a transaction would turn off (pin_analysis_active). */
-    u->txn_end = u->txn_end || (c && c->txn_end);
+     * Query's does (pgdual's table for WITH rows). Not txn_end: that would turn the analysis off
+     * behind every pipelined COMMIT (pin_analysis_active), counting ordinary writes. */
+    u->undoes = u->undoes || !c || c->txn_end;
     u->inserts = u->inserts || !c || c->inserts;
     unit_uses(u, c);
     if (c && c->copy_from) {

@@ -63,7 +63,7 @@ const char *session_work_at_stake(const struct session *s)
             before = u->prim_status_before != PQ_TXN_IDLE;
             after = u->prim.txn_status != PQ_TXN_IDLE;
         } else {
-            after = before && !u->txn_end && !u->commits;
+            after = before && !u->txn_end && !u->undoes && !u->commits;
             in_block = after;
         }
         if (!u->mirrored || u->internal || u->wrapped || u->sec == UNIT_SEC_SKIPPED ||
@@ -81,7 +81,7 @@ const char *session_work_at_stake(const struct session *s)
             continue;
         }
         /* Inside a block from start to end, unless it commits in between (COMMIT; BEGIN; ...). */
-        if (unit_unsealed(m, u) || (before && after && !u->txn_end && !u->commits)) {
+        if (unit_unsealed(m, u) || (before && after && !u->txn_end && !u->undoes && !u->commits)) {
             continue;
         }
         return u->prim_done ? "a write the primary completed has not been applied by new"

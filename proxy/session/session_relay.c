@@ -213,7 +213,7 @@ static int backend_end(void *ctx)
             u->pin->made =
                 !b->msg_cut && pin_cte_check_row(b->msg.data, b->msg.len, &u->pin->made_oid) == 0;
         } else if (seen == PqMsg_ReadyForQuery) {
-            pin_create_done(s, u->pin->made, u->pin->made_oid);
+            pin_create_done(s, u->pin->made, u->pin->made_oid, b->txn_status != PQ_TXN_IDLE);
         }
     }
     if (u && !own) { /* which of the unit's messages ran decides its statements and portals */

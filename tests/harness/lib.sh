@@ -430,6 +430,11 @@ it_proxy_start() {
     it_fail "pgdual printed no 'listening on' line within 10 s"
 }
 
+# it_rawpg DB SCRIPT: runs tests/harness/rawpg.py's SCRIPT against pgdual (60 s at most).
+it_rawpg() {
+    timeout 60 python3 "$IT_HARNESS_DIR/rawpg.py" "$PROXY_PORT" "$1" "$2"
+}
+
 # it_free_port: prints a loopback port nothing listens on now (as pgcluster.sh picks the
 # clusters' ports), for a second listener such as metrics_port.
 it_free_port() {

@@ -22,10 +22,10 @@ source "$(dirname "$0")/../harness/lib.sh"
 it_mirrors || it_skip "needs pgdual with dual-write"
 
 DB=it_pin_shadow
-RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
+# shellcheck disable=SC2119 # no ini overrides
 it_proxy_start
-raw() { timeout 60 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+raw() { it_rawpg "$DB" "$1"; }
 rows() { "$1" "$DB" -tA -c "SELECT coalesce(string_agg(id || ':' || n, ',' ORDER BY id), '') FROM $2"; }
 
 psql_proxy "$DB" -q -c "CREATE TABLE u (id serial PRIMARY KEY, n int)" -c "CREATE SCHEMA c"

@@ -12,11 +12,10 @@ source "$(dirname "$0")/../harness/lib.sh"
 it_mirrors || it_skip "needs pgdual with dual-write"
 
 DB=it_sequences
-RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # shellcheck disable=SC2119 # no ini overrides
 it_proxy_start
-raw() { timeout 30 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
+raw() { it_rawpg "$DB" "$1"; }
 both() { echo "$(psql_old "$DB" -tA -c "$1")|$(psql_new "$DB" -tA -c "$1")"; }
 
 psql_proxy "$DB" -q -c "CREATE TABLE t2 (id serial PRIMARY KEY, v int)" \
