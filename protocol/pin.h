@@ -279,9 +279,11 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
                      const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
                      uint32_t rec_param, struct wbuf *primary, struct pin_tmpl *tmpl)
     __attribute__((warn_unused_result));
-/* One row of PIN_CTE_READBACK (a DataRow body, text): its slot and JSON object. PIN_EPROTO. */
-int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const uint8_t **json,
-                         size_t *json_len) __attribute__((warn_unused_result));
+/* One row of PIN_CTE_READBACK (a DataRow body, text): its slot and JSON object; moved: it is the
+ * mark of a prepared statement whose target name finds another table now (pin_cte_build_at with
+ * rec_param), not a row. PIN_EPROTO. */
+int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, bool *moved,
+                         const uint8_t **json, size_t *json_len) __attribute__((warn_unused_result));
 
 /* ---- what the secondary runs ---- */
 

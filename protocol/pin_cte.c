@@ -387,6 +387,27 @@ static void put_copy(struct wbuf *b, const char *sql, const struct pin_cte *c, u
     pin_put_str(b, ")");
 }
 
+/* A statement prepared once keeps the tables its WITH queries write from its analysis; the
+ * secondary's is parsed at each execution. Where a target's name finds another table now (one
+ * made since in an earlier schema of search_path shadows it), the secondary would write that
+ * one: record a mark, slot k as -(number) - 1, for the read-back to count it. */
+static void put_moved_marks(struct wbuf *primary, const struct pin_stmt *st,
+                            struct pin_shape *const *shapes, uint32_t rec_param)
+{
+    for (int i = 0, j = 0; i < st->nctes; i++) {
+        if (!shapes[i]) {
+            continue;
+        }
+        char row[96];
+        snprintf(row, sizeof(row),
+                 " UNION ALL SELECT -($%u + %d) - 1, pg_catalog.json_build_object() WHERE ",
+                 rec_param, j);
+        pin_put_str(primary, row);
+        pin_put_name_moved(primary, &st->ctes[i].st);
+        j++;
+    }
+}
+
 int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
                   const struct pin_shape *outer, uint32_t slot_base, uint32_t rec_first,
                   struct wbuf *primary, struct pin_tmpl *tmpl)
@@ -465,6 +486,9 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
                      k > slot_base ? " UNION ALL " : "", num, k);
             pin_put_str(primary, row);
         }
+        if (rec_param) {
+            put_moved_marks(primary, st, shapes, rec_param);
+        }
         pin_put_str(primary, ")");
     }
     put_range(primary, sql, st->with_end, st->end);
@@ -486,8 +510,8 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
     return 0;
 }
 
-int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const uint8_t **json,
-                         size_t *json_len)
+int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, bool *moved,
+                         const uint8_t **json, size_t *json_len)
 {
     struct wire_reader rd;
     wire_reader_init(&rd, body, len);
@@ -501,7 +525,8 @@ int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const 
         return PIN_EPROTO;
     }
     uint32_t s = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    bool mark = v[0] == '-'; /* put_moved_marks' */
+    for (uint32_t i = mark; i < n; i++) {
         if (v[i] < '0' || v[i] > '9' || s > (UINT32_MAX - 9) / 10) {
             return PIN_EPROTO;
         }
@@ -509,10 +534,11 @@ int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, const 
     }
     uint32_t jn = wire_u32(&rd);
     const uint8_t *j = rd.failed || jn == 0xffffffffu || jn == 0 ? NULL : wire_bytes(&rd, jn);
-    if (!j || rd.failed || j[0] != '{' || rd.off != len) {
+    if (!j || rd.failed || j[0] != '{' || rd.off != len || (mark && (n == 1 || s == 0))) {
         return PIN_EPROTO;
     }
-    *slot = s;
+    *moved = mark;
+    *slot = mark ? s - 1 : s;
     *json = j;
     *json_len = jn;
     return 0;

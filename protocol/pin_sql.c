@@ -207,6 +207,29 @@ static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
                    "\"pgdual_tree\")");
 }
 
+/* "the client's name finds another table now than when the statement holding this was analysed":
+ * the name as a regclass literal is resolved at parse analysis, like the statement's target (a
+ * prepared statement keeps both until it is analysed again), the lookup at each execution. */
+void pin_put_name_moved(struct wbuf *b, const struct pin_stmt *st)
+{
+    struct wbuf name;
+    wbuf_init(&name);
+    if (st->schema[0]) {
+        pin_put_ident(&name, st->schema);
+        pin_put_str(&name, ".");
+    }
+    pin_put_ident(&name, st->rel);
+    char *text = pin_take_string(&name);
+    if (!text) {
+        b->failed = true;
+        return;
+    }
+    pin_put_escaped_literal(b, text);
+    free(text);
+    pin_put_str(b, "::pg_catalog.regclass IS DISTINCT FROM ");
+    put_named_oid(b, st);
+}
+
 static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
 {
     struct wbuf r, h, tl;

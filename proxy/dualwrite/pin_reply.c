@@ -254,6 +254,15 @@ static bool readback_loss(const struct unit *u)
     return u->pin->readback_failed && (!u->prim.error || readback_step_ran(u->pin));
 }
 
+static const char *readback_why(const struct unit *u)
+{
+    return u->pin->readback_moved ? "a WITH query's table name finds another table now than "
+                                    "when the statement was prepared (a table made since "
+                                    "shadows it)"
+                                  : "the rows of a data-modifying WITH query could not be read "
+                                    "back";
+}
+
 void pin_account(struct session *s, struct unit *u, bool some_ran)
 {
     if (!s->mirror.secondary_up || !s->dials->d.mirror || u->sec == UNIT_SEC_SKIPPED) {
@@ -270,7 +279,7 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
     }
     bool lost = u->pin && !u->pin->readback_pending && readback_loss(u);
     if (lost) {
-        unpinned(u, "the rows of a data-modifying WITH query could not be read back");
+        unpinned(u, readback_why(u));
     }
     const char *why = u->pin ? u->pin->unpinned : NULL;
     if (why && u->prim.error) {
@@ -363,15 +372,20 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
         return;
     }
     uint32_t slot;
+    bool moved;
     const uint8_t *json;
     size_t jlen;
-    if (cut || pin_cte_readback_row(body, len, &slot, &json, &jlen) < 0) {
+    if (cut || pin_cte_readback_row(body, len, &slot, &moved, &json, &jlen) < 0) {
         o->pin->readback_failed = true;
         return;
     }
     if (slot < o->pin->rec_base || slot - o->pin->rec_base >= o->pin->nslots) {
         /* Another unit's, already read back: its DELETE was undone by a ROLLBACK TO a savepoint
          * made after it (or the rows never came: that unit was counted then). */
+        return;
+    }
+    if (moved) { /* the secondary would write another table: the statement goes verbatim */
+        o->pin->readback_failed = o->pin->readback_moved = true;
         return;
     }
     slot -= o->pin->rec_base;
@@ -405,7 +419,7 @@ void pin_readback_done(struct session *s, struct unit *u)
     }
     if (readback_loss(o) && s->mirror.secondary_up && s->dials->d.mirror) {
         SLOG_INFO(s, "the rows of a pinned WITH query could not be read back");
-        account_unpinned(s, o, "the rows of a data-modifying WITH query could not be read back");
+        account_unpinned(s, o, readback_why(o));
     }
     mirror_dispatch(s); /* the unit waited for them */
 }

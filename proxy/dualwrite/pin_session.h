@@ -220,6 +220,7 @@ struct unit_pin {
     uint32_t rec_base; /* slot i's rows are recorded in pgdual's table as rec_base + i */
     bool readback_pending;
     bool readback_failed;
+    bool readback_moved; /* ...because a WITH query's table name finds another table now */
     bool readback;  /* an internal unit: the read-back of unit owner's slots */
     uint32_t owner; /* ...its serial */
     bool create;    /* an internal unit: pgdual's PIN_CTE_CHECK */

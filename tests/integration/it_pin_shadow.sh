@@ -15,7 +15,12 @@
 #     tenant's table on both, pinned, with old's ids;
 # (E) SET ROLE to a role without USAGE on the statement's schema: the statement still runs for
 #     the client as it does on old alone (a check through to_regclass failed it with 42501).
-# Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted.
+# (F) B for a data-modifying WITH query through the extended protocol: pgdual's statement is
+#     prepared on old behind the client's Parse, the secondary's parsed on new at each Execute:
+#     counted (the primary's statement marks a target name that finds another table now);
+# (G) D for a data-modifying WITH query: pinned, with old's ids.
+# Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted;
+# before the mark, (F) did, pinned.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -85,6 +90,38 @@ assert_eq "101:2,102:3" "$(rows psql_old tb.orders)" "D: old: the others in tb (
 assert_eq "$(rows psql_old ta.orders)|$(rows psql_old tb.orders)" "$(rows psql_new ta.orders)|$(rows psql_new tb.orders)" "D: new holds the same rows, old's ids"
 assert_eq 3 "$(it_status_delta pinned_writes_total)" "D: all three pinned"
 assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "D: nothing counted"
+
+# --- F: WITH through the extended protocol, another session makes cw.w before an Execute --------
+psql_proxy "$DB" -q -c "CREATE SCHEMA cw" -c "CREATE TABLE w (id serial PRIMARY KEY, n int)"
+it_status_mark
+GO="$IT_TMP/go_f"
+WITHW='WITH x AS (INSERT INTO w (n) VALUES ($1) RETURNING id, n) SELECT id, n FROM x'
+raw "Q SET search_path = cw, public ;; SEND ;; WAIT Z ;; PN s $WITHW ;; S ;; SEND ;; WAIT Z ;; BN s 600 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $GO ;; BN s 601 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/f.out" 2>&1 &
+F_PID=$!
+paused_f() { grep -q '^PAUSE' "$IT_TMP/f.out"; }
+it_wait_for 30 paused_f || it_fail "F: the first session did not run its first Execute"
+psql_proxy "$DB" -q -c "CREATE TABLE cw.w (id serial PRIMARY KEY, n int)"
+touch "$GO"
+wait "$F_PID" || it_failed "F: rawpg: $(cat "$IT_TMP/f.out")"
+assert_eq 2 "$(grep -c '^C SELECT 1' "$IT_TMP/f.out")" "F: both Executes returned their row"
+assert_eq "1:600,2:601" "$(rows psql_old w)" "F: old wrote public.w (the prepared statement's table)"
+assert_eq "" "$(rows psql_old cw.w)" "F: old's cw.w is empty"
+assert_eq "" "$(rows psql_new cw.w)" "F: new's cw.w is empty too (the statement went as the client's)"
+assert_eq 1 "$(it_status_delta pinned_writes_total)" "F: the first Execute pinned, the second not"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: counted"
+assert_contains "$(cat "$PROXY_LOG")" "table name finds another table now" "F: the log says why"
+
+# --- G: one schema per tenant, one prepared WITH statement -----------------------------------------
+it_status_mark
+WITHO='WITH x AS (INSERT INTO orders (n) VALUES ($1) RETURNING id) SELECT id FROM x'
+out=$(raw "Q SET search_path = ta ;; SEND ;; WAIT Z ;; PN s $WITHO ;; S ;; SEND ;; WAIT Z ;; BN s 11 ;; E ;; S ;; SEND ;; WAIT Z ;; Q SET search_path = tb ;; SEND ;; WAIT Z ;; BN s 12 ;; E ;; S ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 2 "$(grep -c '^C SELECT 1' <<<"$out")" "G: two rows returned"
+assert_eq "1:1,2:11" "$(rows psql_old ta.orders)" "G: old: the first in ta"
+assert_eq "101:2,102:3,103:12" "$(rows psql_old tb.orders)" "G: old: the second in tb"
+assert_eq "$(rows psql_old ta.orders)|$(rows psql_old tb.orders)" "$(rows psql_new ta.orders)|$(rows psql_new tb.orders)" "G: new holds the same rows, old's ids"
+assert_eq 2 "$(it_status_delta pinned_writes_total)" "G: both pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
 
 # --- E: a role without USAGE on the statement's schema ---------------------------------------------
 psql_proxy "$DB" -q -c "DROP ROLE IF EXISTS it_pin_shadow_r1" -c "DROP ROLE IF EXISTS it_pin_shadow_r2" \

@@ -207,20 +207,33 @@ static void test_cte_readback_row(void **state)
     wbuf_put_bytes(&b, "{\"a\":1}", 7);
     wbuf_put_u8(&b, ' ');
     uint32_t slot;
+    bool moved = true;
     const uint8_t *j;
     size_t jn;
-    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), 0);
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), 0);
+    assert_false(moved);
     assert_int_equal(slot, 12);
     assert_int_equal(jn, 8);
     assert_memory_equal(j, "{\"a\":1} ", 8);
-    assert_int_equal(pin_cte_readback_row(b.data, b.len - 1, &slot, &j, &jn), PIN_EPROTO);
+    assert_int_equal(pin_cte_readback_row(b.data, b.len - 1, &slot, &moved, &j, &jn), PIN_EPROTO);
     b.data[7] = 'x'; /* not a number */
-    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
     b.data[7] = '2';
-    b.data[10] = '['; /* not an object */
-    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    b.data[12] = '['; /* not an object */
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
+    b.data[12] = '{';
+    /* a moved-name mark: -(record number) - 1 */
+    b.data[6] = '-';
+    b.data[7] = '3';
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), 0);
+    assert_true(moved);
+    assert_int_equal(slot, 2);
+    b.data[7] = '0'; /* -0: no record number */
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
+    b.data[6] = '1';
+    b.data[7] = '2';
     b.data[1] = 3; /* three columns */
-    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &j, &jn), PIN_EPROTO);
+    assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
     wbuf_free(&b);
 }
 

@@ -123,7 +123,11 @@ static void test_ext_build_and_primary(void **state)
         "WITH \"pgdual_c0\" AS (INSERT INTO t (v) VALUES ($1) \nRETURNING \"t\".*), "
         "ins AS (SELECT id\nFROM \"pgdual_c0\" AS \"t\"), \"pgdual_r\" AS (INSERT "
         "INTO pg_temp.pgdual_pin_rows (n, r) SELECT $2 + 0, "
-        "pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c0\" AS \"pgdual_x\") "
+        "pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c0\" AS \"pgdual_x\" "
+        /* the mark of a target name that finds another table now than at the analysis */
+        "UNION ALL SELECT -($2 + 0) - 1, pg_catalog.json_build_object() WHERE "
+        "E'\"t\"'::pg_catalog.regclass IS DISTINCT FROM (SELECT c.oid FROM pg_catalog.pg_class "
+        "c WHERE c.relname = E't' AND pg_catalog.pg_table_is_visible(c.oid))) "
         "SELECT id FROM ins");
     assert_int_equal(wire_u16(&rd), 2);
     assert_int_equal(wire_u32(&rd), 25); /* the client's declared type */
