@@ -283,7 +283,8 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
  * mark of a prepared statement whose target name finds another table now (pin_cte_build_at with
  * rec_param), not a row. PIN_EPROTO. */
 int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, bool *moved,
-                         const uint8_t **json, size_t *json_len) __attribute__((warn_unused_result));
+                         const uint8_t **json, size_t *json_len)
+    __attribute__((warn_unused_result));
 
 /* ---- what the secondary runs ---- */
 

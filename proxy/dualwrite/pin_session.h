@@ -221,11 +221,11 @@ struct unit_pin {
     bool readback_pending;
     bool readback_failed;
     bool readback_moved; /* ...because a WITH query's table name finds another table now */
-    bool readback;  /* an internal unit: the read-back of unit owner's slots */
-    uint32_t owner; /* ...its serial */
-    bool create;    /* an internal unit: pgdual's PIN_CTE_CHECK */
-    bool made;      /* ...its answer was 't' */
-    bool lookup;    /* an internal unit: pgdual's catalog lookup */
+    bool readback;       /* an internal unit: the read-back of unit owner's slots */
+    uint32_t owner;      /* ...its serial */
+    bool create;         /* an internal unit: pgdual's PIN_CTE_CHECK */
+    bool made;           /* ...its answer was 't' */
+    bool lookup;         /* an internal unit: pgdual's catalog lookup */
     /* Binds of statements with pinned WITH queries in this batch (pin_cte_exec.c), in order. */
     struct pin_cte_bind *cte_binds;
     int ncte_binds;
