@@ -9,7 +9,7 @@
 #include "protocol/pin.h"
 
 #define FNV_OFFSET 1469598103934665603ull
-#define FNV_PRIME 1099511628211ull
+#define FNV_PRIME  1099511628211ull
 
 static uint64_t mix(uint64_t h, uint8_t c)
 {
@@ -23,13 +23,27 @@ static uint64_t mix_escaped(uint64_t h, const char *name)
         char esc[8];
         const char *put = NULL;
         switch (*p) {
-        case '"': put = "\\\""; break;
-        case '\\': put = "\\\\"; break;
-        case '\b': put = "\\b"; break;
-        case '\f': put = "\\f"; break;
-        case '\n': put = "\\n"; break;
-        case '\r': put = "\\r"; break;
-        case '\t': put = "\\t"; break;
+        case '"':
+            put = "\\\"";
+            break;
+        case '\\':
+            put = "\\\\";
+            break;
+        case '\b':
+            put = "\\b";
+            break;
+        case '\f':
+            put = "\\f";
+            break;
+        case '\n':
+            put = "\\n";
+            break;
+        case '\r':
+            put = "\\r";
+            break;
+        case '\t':
+            put = "\\t";
+            break;
         default:
             if (*p < 0x20) {
                 snprintf(esc, sizeof(esc), "\\u%04x", *p);

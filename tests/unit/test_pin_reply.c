@@ -248,8 +248,9 @@ static void test_json_keys(void **state)
     (void)state;
     static const char *const names[] = {"id", "a\"b", "c\\d", "e\nf", "g\x01", "h"};
     uint64_t want = columns_of(names, 6);
-    const char *json = "{\"id\":1,\"a\\\"b\":\"x},{\\\"y\\\":\",\"c\\\\d\":{\"k\": [1, {\"z\":\"]\"}]},"
-                       "\"e\\nf\":[[],{}],\"g\\u0001\":null,\"h\":-1.5e3}";
+    const char *json =
+        "{\"id\":1,\"a\\\"b\":\"x},{\\\"y\\\":\",\"c\\\\d\":{\"k\": [1, {\"z\":\"]\"}]},"
+        "\"e\\nf\":[[],{}],\"g\\u0001\":null,\"h\":-1.5e3}";
     uint64_t got = 0;
     assert_int_equal(pin_json_keys_hash((const uint8_t *)json, strlen(json), &got), 0);
     assert_true(got == want);
