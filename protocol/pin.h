@@ -29,6 +29,7 @@
 #define PIN_EPARSE (-5003) /* the text does not parse */
 #define PIN_ESHAPE (-5004) /* the unit's bytes do not have the shape the substitution expects */
 #define PIN_EOTHER (-5005) /* a row went into another table than its name finds now */
+#define PIN_ESTALE (-5006) /* a row's columns are not the ones pgdual read from the catalog */
 
 #define PIN_NAME_MAX 63 /* NAMEDATALEN - 1 */
 typedef char pin_name[PIN_NAME_MAX + 1];
@@ -189,6 +190,9 @@ struct pin_shape {
      * pinned (counted). A change of search_path makes PostgreSQL resolve both sides' statements
      * again: the check then still holds. */
     int m;
+    /* The table's columns when pgdual read the catalog (pin_columns_hash): a row whose JSON has
+     * other keys comes from a table changed since (PIN_ESTALE). */
+    uint64_t columns_hash;
     int nkeys;         /* the columns the secondary's statement stores or matches on */
     pin_name *keys;    /* their names (nkeys) */
     char *returning;   /* the text appended at the statement's end */
@@ -221,10 +225,16 @@ int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
     __attribute__((warn_unused_result));
 /* The last sh->m values of a DataRow (body, text format) as one JSON object appended to rows (a
  * JSON array being built: "[" first, "," between; pin_rows_close ends it). PIN_EOTHER when the
- * row did not go into the table the secondary's statement names (nothing appended). */
+ * row did not go into the table the secondary's statement names, PIN_ESTALE when its columns
+ * are not sh's table's (nothing appended). */
 int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
     __attribute__((warn_unused_result));
 void pin_rows_close(struct wbuf *rows);
+/* The names of t's columns, in order, as to_json prints them (pin_json.c). */
+uint64_t pin_columns_hash(const struct pin_table *t);
+/* The same of the keys of one JSON object, as the server's to_json wrote it. PIN_EPROTO. */
+int pin_json_keys_hash(const uint8_t *json, size_t len, uint64_t *hash)
+    __attribute__((warn_unused_result));
 
 /* ---- data-modifying WITH queries (pin_cte.c) ---- */
 

@@ -305,6 +305,7 @@ struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_tabl
     }
     choose_keys(sh, st, t);
     sh->m = 2;
+    sh->columns_hash = pin_columns_hash(t);
     if (sh->nkeys == 0 || build_texts(sh, st, t) < 0) {
         pin_shape_unref(sh);
         return NULL;
@@ -444,6 +445,13 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     }
     if (!same || same[0] != 't') {
         return PIN_EOTHER; /* NULL: the name finds no table now */
+    }
+    uint64_t keys;
+    if (pin_json_keys_hash(v, vlen, &keys) < 0) {
+        return PIN_EPROTO;
+    }
+    if (keys != sh->columns_hash) {
+        return PIN_ESTALE; /* DDL of another session since pgdual read the catalog */
     }
     wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
     wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */

@@ -19,8 +19,13 @@
 #     prepared on old behind the client's Parse, the secondary's parsed on new at each Execute:
 #     counted (the primary's statement marks a target name that finds another table now);
 # (G) D for a data-modifying WITH query: pinned, with old's ids.
+# (H) another session adds a column with a default that makes up values while a prepared INSERT
+#     is cached: old's row holds old's value of it; the secondary's statement, made from the
+#     columns pgdual read before, would let new make up its own: counted (the row's JSON keys are
+#     not the columns pgdual read).
 # Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted;
-# before the mark, (F) did, pinned.
+# before the mark, (F) did, pinned; before the column check, (H) left the new column different
+# on old and new, pinned, in_sync.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -141,5 +146,24 @@ if [[ "$(rows psql_old s.t)" == "$(rows psql_new s.t)" ]]; then
 else
     assert_eq 1 "$(it_status_delta divergences_error_mismatch)" "E: new's refusal reported as an error mismatch"
 fi
+
+# --- H: another session's ALTER TABLE while a prepared INSERT is cached ---------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE h (id serial PRIMARY KEY, n int)"
+it_status_mark
+GO="$IT_TMP/go_h"
+raw "PN s INSERT INTO h (n) VALUES (\$1) ;; S ;; SEND ;; WAIT Z ;; BN s 1 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $GO ;; BN s 2 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 3 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/h.out" 2>&1 &
+H_PID=$!
+paused_h() { grep -q '^PAUSE' "$IT_TMP/h.out"; }
+it_wait_for 30 paused_h || it_fail "H: the first session did not run its first Execute"
+psql_proxy "$DB" -q -c "ALTER TABLE h ADD COLUMN ts timestamptz" \
+    -c "ALTER TABLE h ALTER COLUMN ts SET DEFAULT clock_timestamp()"
+touch "$GO"
+wait "$H_PID" || it_failed "H: rawpg: $(cat "$IT_TMP/h.out")"
+assert_eq 3 "$(grep -c '^C INSERT 0 1' "$IT_TMP/h.out")" "H: three INSERTs"
+assert_eq 1 "$(it_status_delta pinned_writes_total)" "H: the first (before the ALTER) pinned"
+assert_eq 2 "$(it_status_delta nondeterministic_writes_total)" "H: the two after it counted"
+assert_contains "$(cat "$PROXY_LOG")" "its table's columns changed since pgdual read them" "H: the log says why"
+hrows() { "$1" "$DB" -tA -c "SELECT string_agg(id || ':' || n || ':' || (ts IS NULL), ',' ORDER BY id) FROM h"; }
+assert_eq "1:1:true,2:2:false,3:3:false" "$(hrows psql_old)" "H: old: ids 1-3, the later two with old's clock value"
 
 it_proxy_stop

@@ -80,11 +80,26 @@ struct fake_shape {
     struct pin_shape sh;
 };
 
+/* The columns' hash of a table with the columns names (n of them). */
+static uint64_t columns_of(const char *const *names, int n)
+{
+    struct pin_column cols[8];
+    memset(cols, 0, sizeof(cols));
+    for (int i = 0; i < n && i < 8; i++) {
+        snprintf(cols[i].name, sizeof(cols[i].name), "%s", names[i]);
+    }
+    struct pin_table t = {.found = true, .ncols = n, .cols = cols};
+    return pin_columns_hash(&t);
+}
+
+/* A shape of a table with the columns id, v, j. */
 static void fake_shape(struct fake_shape *f)
 {
     memset(f, 0, sizeof(*f));
     f->sh.refs = 1;
     f->sh.m = 2;
+    static const char *const cols[] = {"id", "v", "j"};
+    f->sh.columns_hash = columns_of(cols, 3);
 }
 
 /* ---- stripping ------------------------------------------------------------------------------ */
@@ -203,6 +218,19 @@ static void test_rows_json(void **state)
     wbuf_reset(&body);
     data_row_body(&body, 2, r4, NULL); /* NULL: the name finds no table now */
     assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_EOTHER);
+    /* a row of the table after another session's ALTER TABLE: a column more, or one less */
+    const char *r5[] = {"{\"id\":9,\"v\":null,\"j\":null,\"ts\":\"2026-01-01T00:00:00\"}", "t"};
+    wbuf_reset(&body);
+    data_row_body(&body, 2, r5, NULL);
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_ESTALE);
+    const char *r6[] = {"{\"id\":9,\"j\":null}", "t"};
+    wbuf_reset(&body);
+    data_row_body(&body, 2, r6, NULL);
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_ESTALE);
+    const char *r7[] = {"{\"id\":9,\"j\":null,\"v\":null}", "t"}; /* another order */
+    wbuf_reset(&body);
+    data_row_body(&body, 2, r7, NULL);
+    assert_int_equal(pin_rows_add(&rows, &f.sh, body.data, body.len), PIN_ESTALE);
     assert_int_equal(rows.len, before);
     pin_rows_close(&rows);
     const char *want = "[{\"id\":7,\"v\":\"it's \\\"q\\\"\",\"j\":{\"a\": [1, null]}},"
@@ -211,6 +239,35 @@ static void test_rows_json(void **state)
     assert_memory_equal(rows.data, want, rows.len);
     wbuf_free(&body);
     wbuf_free(&rows);
+}
+
+/* Keys as the server's to_json writes them: escaped names; values nested, with strings holding
+ * braces, commas, colons and quotes. */
+static void test_json_keys(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"id", "a\"b", "c\\d", "e\nf", "g\x01", "h"};
+    uint64_t want = columns_of(names, 6);
+    const char *json =
+        "{\"id\":1,\"a\\\"b\":\"x},{\\\"y\\\":\",\"c\\\\d\":{\"k\": [1, {\"z\":\"]\"}]},"
+        "\"e\\nf\":[[],{}],\"g\\u0001\":null,\"h\":-1.5e3}";
+    uint64_t got = 0;
+    assert_int_equal(pin_json_keys_hash((const uint8_t *)json, strlen(json), &got), 0);
+    assert_true(got == want);
+    /* the same names in another order, one fewer: another hash */
+    static const char *const fewer[] = {"id", "a\"b", "c\\d", "e\nf", "g\x01"};
+    assert_false(columns_of(fewer, 5) == want);
+    static const char *const swapped[] = {"a\"b", "id", "c\\d", "e\nf", "g\x01", "h"};
+    assert_false(columns_of(swapped, 6) == want);
+    /* the empty object; malformed texts */
+    assert_int_equal(pin_json_keys_hash((const uint8_t *)"{}", 2, &got), 0);
+    static const char *const none[] = {NULL};
+    assert_true(got == columns_of(none, 0));
+    const char *bad[] = {"[1]", "{\"a\" 1}", "{\"a\":1", "{\"a\":\"x}", "{a:1}", "{\"a\":1}x", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        assert_int_equal(pin_json_keys_hash((const uint8_t *)bad[i], strlen(bad[i]), &got),
+                         PIN_EPROTO);
+    }
 }
 
 static void test_rows_malformed(void **state)
@@ -586,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_strip_row_description),
         cmocka_unit_test(test_strip_data_row),
         cmocka_unit_test(test_rows_json),
+        cmocka_unit_test(test_json_keys),
         cmocka_unit_test(test_rows_malformed),
         cmocka_unit_test(test_substitute_query),
         cmocka_unit_test(test_substitute_query_bad),
