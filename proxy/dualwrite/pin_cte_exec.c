@@ -283,7 +283,7 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
     struct wbuf text;
     wbuf_init(&text);
     struct pin_tmpl tmpl = {0};
-    if (!pin_add_slots(s, u, b->cs->nslots, &rec)) {
+    if (!pin_add_slots(s, u, b->cs->shapes, b->cs->nshapes, &rec)) {
         return "out of memory pinning it";
     }
     if (pin_cte_ext_build(b->cs, base, rec, &text, &tmpl) < 0) {

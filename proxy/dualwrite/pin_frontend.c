@@ -39,6 +39,7 @@ void unit_pin_free(struct unit_pin *p)
         wbuf_free(&p->slots[i]);
     }
     free(p->slots);
+    free(p->slot_columns);
     free(p->steps);
     pin_cte_binds_free(p);
     free(p);
@@ -231,8 +232,13 @@ static void cte_pin_free(struct cte_pin *p)
 /* The unit's slots grow by n (empty JSON arrays being built); *rec: the number pgdual's table
  * records the first of them under. A unit's numbers follow the session's last ones (the read-back
  * drops a row with another number: one a ROLLBACK TO brought back after its read-back). */
-bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec)
+bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *shapes, int nshapes,
+                   uint32_t *rec)
 {
+    uint32_t n = 0;
+    for (int i = 0; i < nshapes; i++) {
+        n += shapes[i] != NULL;
+    }
     struct unit_pin *p = pin_unit_pin_of(u);
     if (p && p->nslots == 0) {
         p->rec_base = s->pin.rec_next > (uint32_t)INT32_MAX - 65536 ? 0 : s->pin.rec_next;
@@ -245,12 +251,19 @@ bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec)
         return p != NULL;
     }
     struct wbuf *sl = realloc(p->slots, (size_t)(p->nslots + n) * sizeof(*sl));
-    if (!sl) {
+    if (sl) {
+        p->slots = sl;
+    }
+    uint64_t *cols = sl ? realloc(p->slot_columns, (size_t)(p->nslots + n) * sizeof(*cols)) : NULL;
+    if (!cols) {
         return false;
     }
-    p->slots = sl;
-    for (uint32_t i = 0; i < n; i++) {
-        wbuf_init(&sl[p->nslots++]);
+    p->slot_columns = cols;
+    for (int i = 0; i < nshapes; i++) {
+        if (shapes[i]) {
+            cols[p->nslots] = shapes[i]->columns_hash;
+            wbuf_init(&sl[p->nslots++]);
+        }
     }
     return true;
 }
@@ -331,7 +344,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
         uint32_t base = u->pin ? u->pin->nslots : 0;
         wbuf_init(&cp->text);
         uint32_t rec = 0;
-        if (!pin_add_slots(s, u, pinned, &rec) ||
+        if (!pin_add_slots(s, u, shapes, st->nctes, &rec) ||
             pin_cte_build(sql, st, shapes, cp->outer, base, rec, &cp->text, &cp->tmpl) < 0) {
             why = "out of memory pinning it";
             rc = -1;

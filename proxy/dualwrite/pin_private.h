@@ -31,7 +31,8 @@ struct unit_pin *pin_unit_pin_of(struct unit *u);
 void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index);
 struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh);
 void pin_set_known(struct unit_pin *p, uint32_t index);
-bool pin_add_slots(struct session *s, struct unit *u, uint32_t n, uint32_t *rec);
+bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *shapes, int nshapes,
+                   uint32_t *rec);
 void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
 
 /* pin_cte_exec.c, for pin_frontend.c. */

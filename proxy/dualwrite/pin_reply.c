@@ -257,11 +257,13 @@ static bool readback_loss(const struct unit *u)
 
 static const char *readback_why(const struct unit *u)
 {
-    return u->pin->readback_moved ? "a WITH query's table name finds another table now than "
-                                    "when the statement was prepared (a table made since "
-                                    "shadows it)"
-                                  : "the rows of a data-modifying WITH query could not be read "
-                                    "back";
+    return u->pin->readback_moved   ? "a WITH query's table name finds another table now than "
+                                      "when the statement was prepared (a table made since "
+                                      "shadows it)"
+           : u->pin->readback_stale ? "a WITH query's table's columns changed since pgdual read "
+                                      "them (DDL of another session)"
+                                    : "the rows of a data-modifying WITH query could not be read "
+                                      "back";
 }
 
 void pin_account(struct session *s, struct unit *u, bool some_ran)
@@ -392,6 +394,13 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
         return;
     }
     slot -= o->pin->rec_base;
+    uint64_t keys;
+    if (pin_json_keys_hash(json, jlen, &keys) < 0 || keys != o->pin->slot_columns[slot]) {
+        /* DDL of another session since the shape was made: the secondary's statement would store
+         * the columns pgdual read then, and let new make up the others */
+        o->pin->readback_failed = o->pin->readback_stale = true;
+        return;
+    }
     if (o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {
         o->pin->readback_failed = true;
         return;

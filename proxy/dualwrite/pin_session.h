@@ -217,11 +217,13 @@ struct unit_pin {
      * temporary table by an internal unit right after this one; the secondary gets this unit
      * only once they are in. */
     struct wbuf *slots;
+    uint64_t *slot_columns; /* slot i's table's columns when its shape was made (columns_hash) */
     uint32_t nslots;
     uint32_t rec_base; /* slot i's rows are recorded in pgdual's table as rec_base + i */
     bool readback_pending;
     bool readback_failed;
     bool readback_moved; /* ...because a WITH query's table name finds another table now */
+    bool readback_stale; /* ...because a row's columns are not the ones pgdual read */
     bool readback;       /* an internal unit: the read-back of unit owner's slots */
     uint32_t owner;      /* ...its serial */
     bool create;         /* an internal unit: pgdual's PIN_CTE_CHECK */

@@ -23,9 +23,11 @@
 #     is cached: old's row holds old's value of it; the secondary's statement, made from the
 #     columns pgdual read before, would let new make up its own: counted (the row's JSON keys are
 #     not the columns pgdual read).
+# (I) H for a data-modifying WITH query through the extended protocol: counted (the rows read
+#     back have other keys than the columns pgdual read).
 # Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted;
 # before the mark, (F) did, pinned; before the column check, (H) left the new column different
-# on old and new, pinned, in_sync.
+# on old and new, pinned, in_sync, and so did (I) before the read-back's column check.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -165,5 +167,23 @@ assert_eq 2 "$(it_status_delta nondeterministic_writes_total)" "H: the two after
 assert_contains "$(cat "$PROXY_LOG")" "its table's columns changed since pgdual read them" "H: the log says why"
 hrows() { "$1" "$DB" -tA -c "SELECT string_agg(id || ':' || n || ':' || (ts IS NULL), ',' ORDER BY id) FROM h"; }
 assert_eq "1:1:true,2:2:false,3:3:false" "$(hrows psql_old)" "H: old: ids 1-3, the later two with old's clock value"
+
+# --- I: H for a prepared WITH statement ------------------------------------------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE hw (id serial PRIMARY KEY, n int)"
+it_status_mark
+GO="$IT_TMP/go_i"
+WITHH='WITH x AS (INSERT INTO hw (n) VALUES ($1) RETURNING id) SELECT id FROM x'
+raw "PN s $WITHH ;; S ;; SEND ;; WAIT Z ;; BN s 1 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $GO ;; BN s 2 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 3 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/i.out" 2>&1 &
+I_PID=$!
+paused_i() { grep -q '^PAUSE' "$IT_TMP/i.out"; }
+it_wait_for 30 paused_i || it_fail "I: the first session did not run its first Execute"
+psql_proxy "$DB" -q -c "ALTER TABLE hw ADD COLUMN ts timestamptz" \
+    -c "ALTER TABLE hw ALTER COLUMN ts SET DEFAULT clock_timestamp()"
+touch "$GO"
+wait "$I_PID" || it_failed "I: rawpg: $(cat "$IT_TMP/i.out")"
+assert_eq 3 "$(grep -c '^C SELECT 1' "$IT_TMP/i.out")" "I: three rows returned"
+assert_eq 1 "$(it_status_delta pinned_writes_total)" "I: the first (before the ALTER) pinned"
+assert_eq 2 "$(it_status_delta nondeterministic_writes_total)" "I: the two after it counted"
+assert_contains "$(cat "$PROXY_LOG")" "a WITH query's table's columns changed since pgdual read them" "I: the log says why"
 
 it_proxy_stop
