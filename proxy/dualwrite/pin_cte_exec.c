@@ -147,8 +147,8 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     if (why) {
         return why;
     }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
-        (u->pin && u->pin->cte_doubt)) {
+    if (u->catalog_change || u->session_objects || u->txn_end || u->undoes || u->commits ||
+        (u->pin && u->pin->cte_doubt) || pin_undo_in_flight(s)) {
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }
     if (u->prim_rewritten) {

@@ -278,13 +278,15 @@ static bool rollback_before(const struct pin_plan *p, uint32_t index)
     return false;
 }
 
-/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
- * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
- * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
 /* Is a statement that ends or undoes a transaction, executed through the extended protocol,
- * not answered yet (this unit's included)? pgdual's table may be gone after it. */
-static bool undo_in_flight(const struct session *s)
+ * not answered yet (this unit's included), while pgdual's table may have been made inside the
+ * block (a table made and committed outside one survives any ROLLBACK)? */
+bool pin_undo_in_flight(const struct session *s)
 {
+    const struct pin_catalog *c = &s->pin;
+    if (c->cte_table && !c->cte_in_txn && !c->lookup_pending) {
+        return false;
+    }
     for (const struct unit *v = s->mirror.head; v; v = v->next) {
         if (!v->internal && v->undoes && !v->prim_done) {
             return true;
@@ -292,6 +294,10 @@ static bool undo_in_flight(const struct session *s)
     }
     return false;
 }
+
+/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
+ * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
+ * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
 
 static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32_t index,
                       struct cte_pin *cp)
@@ -307,7 +313,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
      * PREPARE TRANSACTION) or change what the lookups said: the statement goes as before
      * (counted when it makes up values). */
     if (pin_plan_catalog_moves(&c->plan, (int)index) || rollback_before(&c->plan, index) ||
-        undo_in_flight(s)) {
+        pin_undo_in_flight(s)) {
         return 0;
     }
     struct pin_shape **shapes = calloc((size_t)st->nctes, sizeof(*shapes));

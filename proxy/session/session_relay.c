@@ -442,6 +442,14 @@ static void resume_primary(struct session *s)
 
 void session_release_held_rfq(struct session *s)
 {
+    if (s->mirror.hold_deferred && !s->mirror.holding && s->state == SESSION_READY) {
+        /* Released while the read-back it was deferred for still runs (its secondary was skipped
+         * when the read-back failed): the reply goes now, and the read-back's end holds nothing
+         * (holding then, nothing would release it). */
+        s->mirror.hold_deferred = false;
+        (void)flush_held(s);
+        return;
+    }
     if (!s->mirror.holding || s->state != SESSION_READY || flush_held(s) < 0) {
         return;
     }

@@ -12,6 +12,8 @@
 #          forgotten: none left behind once the client's next Parse is through;
 #  switch: a Close while new is primary of a statement pgdual made on old: closed on old once it
 #          is primary again;
+#  rollback: a ROLLBACK pipelined ahead of a WITH write's Bind: pinned when pgdual's table was
+#          made outside the block, counted (no hang, no 42P01) when made inside it;
 #  clash:  the client Parses and Binds a statement named "pgdual.cte.1": as on old alone (WITH
 #          writes are counted from then on: last, new is diverged after it).
 # shellcheck disable=SC2016 # $1 in single quotes are SQL parameters
@@ -41,7 +43,8 @@ CREATE TABLE j (id serial PRIMARY KEY, n int);
 CREATE TABLE f (id serial PRIMARY KEY, n int);
 CREATE TABLE side (i int);
 CREATE TABLE k (id serial PRIMARY KEY, n int);
-CREATE TABLE kc (id serial PRIMARY KEY, n int);"
+CREATE TABLE kc (id serial PRIMARY KEY, n int);
+CREATE TABLE rb (id serial PRIMARY KEY, n int);"
 psql_proxy "$DB" -q -c "$SETUP_SQL"
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF" -c "CREATE DATABASE $REF"
 psql_old "$REF" -q -c "$SETUP_SQL"
@@ -136,6 +139,35 @@ assert_not_contains "$(cat "$IT_TMP/sw.out")" "E " "a Close after a switch: no e
 assert_eq "D 0" "$(tail -n 3 "$IT_TMP/sw.out" | grep '^D ')" \
     "...pgdual's statement on old closed once old is primary again"
 assert_eq "in_sync" "$(it_status secondary_state)" "...new still in_sync"
+
+# ---- rollback: a ROLLBACK pipelined ahead of a WITH write's Bind (review 12f finding 3) ----------
+# Its Bind gets pgdual's statement only if pgdual's table cannot have gone with the block. Made
+# and committed outside the block: pinned. Made inside it: the ROLLBACK drops it, so the write
+# goes as the client's (counted); before, pgdual's Bind failed with 42P01, the read-back too, and
+# the session hung (the client's reply was held for a read-back that had already ended).
+INSR='WITH w AS (INSERT INTO rb (n) VALUES ($1) RETURNING id) SELECT id FROM w'
+SR1="DETAIL ;; PN s1 $INSR ;; BN s1 0 ;; E ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; \
+BN s1 1 ;; E ;; S ;; SEND ;; WAIT Z ;; P ROLLBACK ;; B ;; E ;; S ;; BN s1 2 ;; E ;; S ;; SEND ;; \
+WAIT Z 2 ;; BN s1 3 ;; E ;; S ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SR1") || it_failed "rollback (table made outside the block) via pgdual: $via"
+old=$(ref "$SR1") || it_failed "rollback on old: $old"
+assert_eq "$old" "$via" "ROLLBACK pipelined, pgdual's table made outside the block: as old alone"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
+assert_delta pinned_writes_total -eq 4 "...all four WITH writes pinned"
+assert_eq "in_sync" "$(it_status secondary_state)" "...new stays in_sync"
+same rb "rb identical on old and new"
+as_ref rb "...rb on old as old alone's"
+SR2="DETAIL ;; Q BEGIN ;; SEND ;; WAIT Z ;; PN s1 $INSR ;; BN s1 11 ;; E ;; S ;; SEND ;; WAIT Z ;; \
+P ROLLBACK ;; B ;; E ;; S ;; BN s1 12 ;; E ;; S ;; SEND ;; WAIT Z 2 ;; BN s1 13 ;; E ;; S ;; SEND ;; \
+WAIT Z"
+it_status_mark
+via=$(raw "$SR2") || it_failed "rollback (table made in the block) via pgdual: $via"
+old=$(ref "$SR2") || it_failed "rollback on old: $old"
+assert_eq "$old" "$via" "ROLLBACK pipelined, pgdual's table made in the block: as old alone, no hang"
+assert_not_contains "$via" "42P01" "...no error about pgdual's table"
+assert_delta nondeterministic_writes_total -ge 1 "...the writes after it counted"
+as_ref rb "...rb on old as old alone's"
 
 # ---- clash: the client names a statement as pgdual names its own (review 12e finding 7) ----------
 INSC='WITH w AS (INSERT INTO kc (n) VALUES ($1) RETURNING id, n) SELECT id, n FROM w'
