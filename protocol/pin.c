@@ -409,6 +409,7 @@ void pin_stmt_free(struct pin_stmt *st)
         pin_stmt_free(&st->ctes[i].st);
     }
     free(st->ctes);
+    free(st->rels);
     memset(st, 0, sizeof(*st));
 }
 

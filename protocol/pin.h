@@ -83,11 +83,21 @@ struct pin_stmt {
     struct pin_cte *ctes; /* owned, nctes of them */
     int nctes;
     size_t with_end; /* where the WITH list ends in the text */
+    /* With ctes: every relation the statement names but its WITH queries (targets and reads, in
+     * any subquery), as written; rels_failed when pgdual could not list them all. */
+    struct pin_relname *rels; /* owned, nrels of them */
+    int nrels;
+    bool rels_failed;
     enum pin_conflict conflict;
     /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
      * targets (a subscripted or field target names its column). */
     int ncols;
     pin_name *cols; /* owned */
+};
+
+/* A relation as a statement names it ("" schema: unqualified). */
+struct pin_relname {
+    pin_name schema, rel;
 };
 
 /* A data-modifying WITH query `name [(cols)] AS [[NOT] MATERIALIZED] (body)`. */

@@ -171,6 +171,79 @@ static bool list_reads_row_only(const PgQuery__Node *q, const char *ref)
     return !w.bad;
 }
 
+/* The relations a statement names, and the names of its WITH queries (anywhere in it). */
+#define REL_MAX 32
+struct rel_walk {
+    struct pin_relname rels[REL_MAX];
+    int nrels;
+    pin_name ctes[REL_MAX];
+    int nctes;
+    bool full;
+};
+
+static void rel_visit(void *ctx, const ProtobufCMessage *m)
+{
+    struct rel_walk *w = ctx;
+    if (m->descriptor == &pg_query__common_table_expr__descriptor) {
+        const PgQuery__CommonTableExpr *c = (const PgQuery__CommonTableExpr *)m;
+        if (w->nctes == REL_MAX) {
+            w->full = true;
+        } else if (c->ctename) {
+            pin_copy_name(w->ctes[w->nctes++], c->ctename);
+        }
+        return;
+    }
+    if (m->descriptor != &pg_query__range_var__descriptor) {
+        return;
+    }
+    const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
+    if (!rv->relname || (rv->catalogname && rv->catalogname[0])) {
+        w->full = true; /* db.schema.rel: left to the server */
+        return;
+    }
+    struct pin_relname r;
+    pin_copy_name(r.schema, rv->schemaname);
+    pin_copy_name(r.rel, rv->relname);
+    for (int i = 0; i < w->nrels; i++) {
+        if (strcmp(w->rels[i].schema, r.schema) == 0 && strcmp(w->rels[i].rel, r.rel) == 0) {
+            return;
+        }
+    }
+    if (w->nrels == REL_MAX) {
+        w->full = true;
+        return;
+    }
+    w->rels[w->nrels++] = r;
+}
+
+/* st->rels: what the statement node names but its WITH queries' names (an unqualified name that
+ * is a WITH query's anywhere in the statement is taken for it). */
+static int list_relations(const PgQuery__Node *n, struct pin_stmt *st)
+{
+    struct rel_walk *w = calloc(1, sizeof(*w));
+    if (!w) {
+        return PIN_ENOMEM;
+    }
+    bool whole = pgq_walk((const ProtobufCMessage *)n, rel_visit, w);
+    st->rels_failed = !whole || w->full;
+    st->rels = calloc((size_t)w->nrels + 1, sizeof(*st->rels));
+    if (!st->rels) {
+        free(w);
+        return PIN_ENOMEM;
+    }
+    for (int i = 0; i < w->nrels; i++) {
+        bool cte = false;
+        for (int k = 0; !w->rels[i].schema[0] && k < w->nctes; k++) {
+            cte = cte || strcmp(w->rels[i].rel, w->ctes[k]) == 0;
+        }
+        if (!cte) {
+            st->rels[st->nrels++] = w->rels[i];
+        }
+    }
+    free(w);
+    return 0;
+}
+
 /* Does text hold name anywhere, in any case (when in doubt, it does)? */
 static bool text_mentions(const char *text, const char *name)
 {
@@ -285,6 +358,10 @@ int pin_cte_analyze(const void *node, const char *sql, const struct classify_opt
     }
     free(keep);
     if (ok) {
+        rc = list_relations(n, st);
+        ok = rc == 0;
+    }
+    if (ok) {
         st->outer = outer;
         st->ctes = placed.ctes;
         st->nctes = placed.nctes;
@@ -387,25 +464,22 @@ static void put_copy(struct wbuf *b, const char *sql, const struct pin_cte *c, u
     pin_put_str(b, ")");
 }
 
-/* A statement prepared once keeps the tables its WITH queries write from its analysis; the
- * secondary's is parsed at each execution. Where a target's name finds another table now (one
- * made since in an earlier schema of search_path shadows it), the secondary would write that
- * one: record a mark, slot k as -(number) - 1, for the read-back to count it. */
-static void put_moved_marks(struct wbuf *primary, const struct pin_stmt *st,
-                            struct pin_shape *const *shapes, uint32_t rec_param)
+/* A statement prepared once keeps the relations it names from its analysis; the secondary's is
+ * parsed at each execution. Where a name finds another relation now (one made since in an earlier
+ * schema of search_path shadows it), the secondary would write, or read for what it writes, that
+ * one: record a mark, the execution's first slot as -(number) - 1, for the read-back to count
+ * it. */
+static void put_moved_marks(struct wbuf *primary, const struct pin_stmt *st, uint32_t rec_param)
 {
-    for (int i = 0, j = 0; i < st->nctes; i++) {
-        if (!shapes[i]) {
-            continue;
-        }
-        char row[96];
-        snprintf(row, sizeof(row),
-                 " UNION ALL SELECT -($%u + %d) - 1, pg_catalog.json_build_object() WHERE ",
-                 rec_param, j);
-        pin_put_str(primary, row);
-        pin_put_name_moved(primary, &st->ctes[i].st);
-        j++;
+    char row[96];
+    snprintf(row, sizeof(row), " UNION ALL SELECT -$%u - 1, pg_catalog.json_build_object() WHERE ",
+             rec_param);
+    pin_put_str(primary, row);
+    for (int i = 0; i < st->nrels; i++) {
+        pin_put_str(primary, i ? " OR " : "");
+        pin_put_name_moved(primary, st->rels[i].schema, st->rels[i].rel);
     }
+    pin_put_str(primary, st->nrels ? "" : "false");
 }
 
 int pin_cte_build(const char *sql, const struct pin_stmt *st, struct pin_shape *const *shapes,
@@ -487,7 +561,7 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
             pin_put_str(primary, row);
         }
         if (rec_param) {
-            put_moved_marks(primary, st, shapes, rec_param);
+            put_moved_marks(primary, st, rec_param);
         }
         pin_put_str(primary, ")");
     }

@@ -33,9 +33,9 @@ int pin_cte_analyze(const void *node, const char *sql, const struct classify_opt
 /* Free what st owns and zero it. */
 void pin_stmt_free(struct pin_stmt *st);
 
-/* "st's target name finds another table now than when the statement holding this text was
- * analysed" (an SQL boolean expression, NULL-free). */
-void pin_put_name_moved(struct wbuf *b, const struct pin_stmt *st);
+/* "the relation name schema.rel ("" schema: unqualified) finds another relation now than when the
+ * statement holding this text was analysed" (an SQL boolean expression, NULL-free). */
+void pin_put_name_moved(struct wbuf *b, const char *schema, const char *rel);
 
 /* b's bytes as a NUL-terminated string the caller owns (free); b is left empty. NULL (and b freed)
  * when b failed to grow. */

@@ -165,27 +165,27 @@ char *pin_take_string(struct wbuf *b)
  * (search_path, the session's temporary schema first), with no privilege checked (to_regclass
  * would fail on a schema the current role may not use, where the prepared statement still runs).
  */
-static void put_name_match(struct wbuf *b, const struct pin_stmt *st)
+static void put_name_match(struct wbuf *b, const char *schema, const char *rel)
 {
     pin_put_str(b, "c.relname = ");
-    pin_put_escaped_literal(b, st->rel);
-    if (!st->schema[0]) {
+    pin_put_escaped_literal(b, rel);
+    if (!schema[0]) {
         pin_put_str(b, " AND pg_catalog.pg_table_is_visible(c.oid)");
-    } else if (strcmp(st->schema, "pg_temp") == 0) {
+    } else if (strcmp(schema, "pg_temp") == 0) {
         pin_put_str(b, " AND c.relnamespace = pg_catalog.pg_my_temp_schema()");
     } else {
         pin_put_str(b, " AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE "
                        "n.nspname = ");
-        pin_put_escaped_literal(b, st->schema);
+        pin_put_escaped_literal(b, schema);
         pin_put_str(b, ")");
     }
 }
 
-/* "(SELECT c.oid ...)": the table the client's name finds now (NULL: none) */
-static void put_named_oid(struct wbuf *b, const struct pin_stmt *st)
+/* "(SELECT c.oid ...)": the relation the name finds now (NULL: none) */
+static void put_named_oid(struct wbuf *b, const char *schema, const char *rel)
 {
     pin_put_str(b, "(SELECT c.oid FROM pg_catalog.pg_class c WHERE ");
-    put_name_match(b, st);
+    put_name_match(b, schema, rel);
     pin_put_str(b, ")");
 }
 
@@ -197,28 +197,28 @@ static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
 {
     pin_put_ident(b, st->ref);
     pin_put_str(b, ".tableoid = ");
-    put_named_oid(b, st);
+    put_named_oid(b, st->schema, st->rel);
     pin_put_str(b, " OR ");
     pin_put_ident(b, st->ref);
     pin_put_str(b, ".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT ");
-    put_named_oid(b, st);
+    put_named_oid(b, st->schema, st->rel);
     pin_put_str(b, " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN "
                    "\"pgdual_tree\" ON i.inhparent = \"pgdual_tree\".o) SELECT o FROM "
                    "\"pgdual_tree\")");
 }
 
-/* "the client's name finds another table now than when the statement holding this was analysed":
- * the name as a regclass literal is resolved at parse analysis, like the statement's target (a
+/* "the name finds another relation now than when the statement holding this was analysed": the
+ * name as a regclass literal is resolved at parse analysis, like the statement's own names (a
  * prepared statement keeps both until it is analysed again), the lookup at each execution. */
-void pin_put_name_moved(struct wbuf *b, const struct pin_stmt *st)
+void pin_put_name_moved(struct wbuf *b, const char *schema, const char *rel)
 {
     struct wbuf name;
     wbuf_init(&name);
-    if (st->schema[0]) {
-        pin_put_ident(&name, st->schema);
+    if (schema[0]) {
+        pin_put_ident(&name, schema);
         pin_put_str(&name, ".");
     }
-    pin_put_ident(&name, st->rel);
+    pin_put_ident(&name, rel);
     char *text = pin_take_string(&name);
     if (!text) {
         b->failed = true;
@@ -227,7 +227,7 @@ void pin_put_name_moved(struct wbuf *b, const struct pin_stmt *st)
     pin_put_escaped_literal(b, text);
     free(text);
     pin_put_str(b, "::pg_catalog.regclass IS DISTINCT FROM ");
-    put_named_oid(b, st);
+    put_named_oid(b, schema, rel);
 }
 
 static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)

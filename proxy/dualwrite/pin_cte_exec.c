@@ -72,6 +72,14 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
             why = outer ? NULL : "out of memory pinning it";
         }
     }
+    if (!why && (pinned > 0 || outer) && (pinned == 0 || st->rels_failed)) {
+        /* The secondary's statement is parsed at each Execute: the primary's marks a relation
+         * name that finds another relation by then, beside the rows of a pinned WITH query
+         * (put_moved_marks). Without one, or without the whole list, nothing would see it. */
+        why = pinned == 0 ? "a WITH statement whose other writes pgdual cannot check at each "
+                            "Execute (its WITH writes make up nothing)"
+                          : "a WITH statement naming relations pgdual cannot list";
+    }
     if (!why && (pinned > 0 || outer)) {
         c->msg_cte =
             pin_cte_stmt_new(sql, &c->plan, shapes, n, outer, msg + types_at, len - types_at);

@@ -257,8 +257,8 @@ static bool readback_loss(const struct unit *u)
 
 static const char *readback_why(const struct unit *u)
 {
-    return u->pin->readback_moved   ? "a WITH query's table name finds another table now than "
-                                      "when the statement was prepared (a table made since "
+    return u->pin->readback_moved   ? "a relation the WITH statement names finds another one "
+                                      "now than when it was prepared (a table made since "
                                       "shadows it)"
            : u->pin->readback_stale ? "a WITH query's table's columns changed since pgdual read "
                                       "them (DDL of another session)"

@@ -25,6 +25,11 @@
 #     not the columns pgdual read).
 # (I) H for a data-modifying WITH query through the extended protocol: counted (the rows read
 #     back have other keys than the columns pgdual read).
+# (J) F for the parts of a WITH statement pgdual does not pin, which new's statement names again
+#     at each Execute: a WITH DELETE by key beside a pinned INSERT, an outer UPDATE, an outer
+#     INSERT reading a table; another session shadows the relation it names: counted, and new's
+#     shadowing table is not touched (before the marks covered every relation: pinned, in_sync,
+#     new's shadowing table written).
 # Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted;
 # before the mark, (F) did, pinned; before the column check, (H) left the new column different
 # on old and new, pinned, in_sync, and so did (I) before the read-back's column check.
@@ -116,7 +121,7 @@ assert_eq "" "$(rows psql_old cw.w)" "F: old's cw.w is empty"
 assert_eq "" "$(rows psql_new cw.w)" "F: new's cw.w is empty too (the statement went as the client's)"
 assert_eq 1 "$(it_status_delta pinned_writes_total)" "F: the first Execute pinned, the second not"
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: counted"
-assert_contains "$(cat "$PROXY_LOG")" "table name finds another table now" "F: the log says why"
+assert_contains "$(cat "$PROXY_LOG")" "names finds another one now than when it was prepared" "F: the log says why"
 
 # --- G: one schema per tenant, one prepared WITH statement -----------------------------------------
 it_status_mark
@@ -185,5 +190,41 @@ assert_eq 3 "$(grep -c '^C SELECT 1' "$IT_TMP/i.out")" "I: three rows returned"
 assert_eq 1 "$(it_status_delta pinned_writes_total)" "I: the first (before the ALTER) pinned"
 assert_eq 2 "$(it_status_delta nondeterministic_writes_total)" "I: the two after it counted"
 assert_contains "$(cat "$PROXY_LOG")" "a WITH query's table's columns changed since pgdual read them" "I: the log says why"
+
+# --- J: the parts of a WITH statement pgdual does not pin ----------------------------------------
+psql_proxy "$DB" -q -c "CREATE SCHEMA cj" -c "CREATE TABLE ju (id serial PRIMARY KEY, n int)" \
+    -c "CREATE TABLE jq (id int PRIMARY KEY, n int)" -c "INSERT INTO jq SELECT g, g FROM generate_series(1, 5) g" \
+    -c "CREATE TABLE jcnt (k int PRIMARY KEY, v int)" -c "INSERT INTO jcnt VALUES (1, 0)" \
+    -c "CREATE TABLE jsrc (k int PRIMARY KEY, x int)" -c "INSERT INTO jsrc VALUES (1, 10)" \
+    -c "CREATE TABLE jlg (uid int PRIMARY KEY, x int)"
+# shadow_case NAME PARSE STATEMENT SHADOW_SQL CHECK_SQL WANT: PARSE (PN, or PT with types) under
+# search_path cj, public, an Execute, another session's SHADOW_SQL, two Executes; CHECK_SQL gives
+# WANT on old and on new.
+shadow_case() {
+    local name=$1 parse=$2 stmt=$3 shadow=$4 check=$5 want=$6 go="$IT_TMP/go_j_$1"
+    it_status_mark
+    raw "Q SET search_path = cj, public ;; SEND ;; WAIT Z ;; $parse s $stmt ;; S ;; SEND ;; WAIT Z ;; BN s 1 ;; E ;; S ;; SEND ;; WAIT Z ;; PAUSE $go ;; BN s 2 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 3 ;; E ;; S ;; SEND ;; WAIT Z" >"$IT_TMP/j_$name.out" 2>&1 &
+    local pid=$!
+    paused_j() { grep -q '^PAUSE' "$IT_TMP/j_$1.out"; }
+    it_wait_for 30 paused_j "$name" || it_fail "J $name: the first session did not run its first Execute"
+    psql_proxy "$DB" -q -c "$shadow"
+    touch "$go"
+    wait "$pid" || it_failed "J $name: rawpg: $(cat "$IT_TMP/j_$name.out")"
+    assert_eq 0 "$(grep -c '^E ' "$IT_TMP/j_$name.out" || true)" "J $name: no error"
+    assert_eq 1 "$(it_status_delta pinned_writes_total)" "J $name: the Execute before the shadow pinned"
+    assert_eq 2 "$(it_status_delta nondeterministic_writes_total)" "J $name: the two after it counted"
+    assert_eq "$want" "$(psql_old "$DB" -tA -c "$check")" "J $name: old: $check"
+    assert_eq "$want" "$(psql_new "$DB" -tA -c "$check")" "J $name: new: $check (the shadowing table not used)"
+}
+shadow_case delete "PT" "23 WITH dq AS (DELETE FROM jq WHERE id = \$1), w AS (INSERT INTO ju (n) VALUES (\$1) RETURNING id) SELECT id FROM w" \
+    "CREATE TABLE cj.jq (id int PRIMARY KEY, n int); INSERT INTO cj.jq SELECT g, g FROM generate_series(1, 5) g" \
+    "SELECT count(*) FROM cj.jq" 5
+shadow_case update "PN" "WITH w AS (INSERT INTO ju (n) VALUES (\$1) RETURNING id) UPDATE jcnt SET v = v + 1 WHERE k = 1" \
+    "CREATE TABLE cj.jcnt (k int PRIMARY KEY, v int); INSERT INTO cj.jcnt VALUES (1, 0)" \
+    "SELECT v FROM cj.jcnt" 0
+shadow_case read "PN" "WITH w AS (INSERT INTO ju (n) VALUES (\$1) RETURNING id) INSERT INTO jlg (uid, x) SELECT w.id, s.x FROM w, jsrc s" \
+    "CREATE TABLE cj.jsrc (k int PRIMARY KEY, x int); INSERT INTO cj.jsrc VALUES (1, 99)" \
+    "SELECT string_agg(x::text, ',') FROM jlg" "10,10,10"
+assert_contains "$(cat "$PROXY_LOG")" "names finds another one now than when it was prepared" "J: the log says why"
 
 it_proxy_stop

@@ -195,6 +195,45 @@ static void test_cte_analyze(void **state)
     pin_plan_free(&p);
 }
 
+/* Does the statement's list of relations hold schema.rel? */
+static bool names(const struct pin_stmt *st, const char *schema, const char *rel)
+{
+    for (int i = 0; i < st->nrels; i++) {
+        if (strcmp(st->rels[i].schema, schema) == 0 && strcmp(st->rels[i].rel, rel) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every relation a statement with WITH writes names, in any part, but its WITH queries' names
+ * (the secondary's statement is parsed again at each Execute: each is checked on the primary). */
+static void test_cte_relations(void **state)
+{
+    (void)state;
+    struct pin_plan p = plan_of(
+        "WITH dq AS (DELETE FROM q WHERE id = $1), w AS (INSERT INTO u (n) SELECT x FROM src "
+        "WHERE x IN (SELECT k FROM \"Sch\".\"MyT\") RETURNING id) UPDATE cnt SET v = 1 FROM w, "
+        "public.lg l, (WITH inner_w AS (SELECT 1) SELECT * FROM inner_w, q) z WHERE l.x = w.id");
+    const struct pin_stmt *st = &p.stmts[0];
+    assert_non_null(st->outer);
+    assert_false(st->rels_failed);
+    assert_int_equal(st->nrels, 6);
+    assert_true(names(st, "", "q"));
+    assert_true(names(st, "", "u"));
+    assert_true(names(st, "", "src"));
+    assert_true(names(st, "Sch", "MyT"));
+    assert_true(names(st, "", "cnt"));
+    assert_true(names(st, "public", "lg"));
+    assert_false(names(st, "", "w"));
+    assert_false(names(st, "", "inner_w"));
+    pin_plan_free(&p);
+    /* a three-part name: not listed, the list is not whole */
+    p = plan_of("WITH w AS (INSERT INTO u (n) VALUES (1) RETURNING id) SELECT * FROM w, db.s.t");
+    assert_true(p.stmts[0].rels_failed);
+    pin_plan_free(&p);
+}
+
 static void test_cte_readback_row(void **state)
 {
     (void)state;
@@ -242,6 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cte_build),
         cmocka_unit_test(test_cte_analyze),
+        cmocka_unit_test(test_cte_relations),
         cmocka_unit_test(test_cte_readback_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

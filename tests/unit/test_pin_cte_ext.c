@@ -125,7 +125,7 @@ static void test_ext_build_and_primary(void **state)
         "INTO pg_temp.pgdual_pin_rows (n, r) SELECT $2 + 0, "
         "pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c0\" AS \"pgdual_x\" "
         /* the mark of a target name that finds another table now than at the analysis */
-        "UNION ALL SELECT -($2 + 0) - 1, pg_catalog.json_build_object() WHERE "
+        "UNION ALL SELECT -$2 - 1, pg_catalog.json_build_object() WHERE "
         "E'\"t\"'::pg_catalog.regclass IS DISTINCT FROM (SELECT c.oid FROM pg_catalog.pg_class "
         "c WHERE c.relname = E't' AND pg_catalog.pg_table_is_visible(c.oid))) "
         "SELECT id FROM ins");
