@@ -347,6 +347,12 @@ bool pin_reply_own(struct unit *u, uint8_t type)
         return false;
     }
     struct pin_own *o = &p->own[p->own_next];
+    if (type == PqMsg_NoticeResponse && o->type == PqMsg_ParseComplete &&
+        u->reply_steps == o->step) {
+        /* pgdual's Parse repeats what the client's said of the same text (an identifier
+         * truncated, ...): the client heard it once, as from old alone */
+        return true;
+    }
     bool no_data = o->type == PqMsg_RowDescription && type == PqMsg_NoData;
     if (u->reply_steps != o->step || (type != o->type && !no_data)) {
         return false;

@@ -14,6 +14,7 @@
 #          is primary again;
 #  rollback: a ROLLBACK pipelined ahead of a WITH write's Bind: pinned when pgdual's table was
 #          made outside the block, counted (no hang, no 42P01) when made inside it;
+#  notice: the server's notice about the client's text comes once, as from old alone;
 #  clash:  the client Parses and Binds a statement named "pgdual.cte.1": as on old alone (WITH
 #          writes are counted from then on: last, new is diverged after it).
 # shellcheck disable=SC2016 # $1 in single quotes are SQL parameters
@@ -44,7 +45,8 @@ CREATE TABLE f (id serial PRIMARY KEY, n int);
 CREATE TABLE side (i int);
 CREATE TABLE k (id serial PRIMARY KEY, n int);
 CREATE TABLE kc (id serial PRIMARY KEY, n int);
-CREATE TABLE rb (id serial PRIMARY KEY, n int);"
+CREATE TABLE rb (id serial PRIMARY KEY, n int);
+CREATE TABLE llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll (id serial PRIMARY KEY, n int);"
 psql_proxy "$DB" -q -c "$SETUP_SQL"
 psql_old postgres -q -c "DROP DATABASE IF EXISTS $REF" -c "CREATE DATABASE $REF"
 psql_old "$REF" -q -c "$SETUP_SQL"
@@ -168,6 +170,17 @@ assert_eq "$old" "$via" "ROLLBACK pipelined, pgdual's table made in the block: a
 assert_not_contains "$via" "42P01" "...no error about pgdual's table"
 assert_delta nondeterministic_writes_total -ge 1 "...the writes after it counted"
 as_ref rb "...rb on old as old alone's"
+
+# ---- notice: pgdual's own Parse says again what the client's said (review 12f finding 4) ---------
+LONGT=$(printf 'l%.0s' {1..70}) # 70 bytes: the server keeps 63
+INSN="WITH w AS (INSERT INTO $LONGT (n) VALUES (\$1) RETURNING id) SELECT id FROM w"
+SNO="DETAIL ;; PN s $INSN ;; BN s 1 ;; E ;; S ;; SEND ;; WAIT Z ;; BN s 2 ;; E ;; S ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SNO") || it_failed "notice via pgdual: $via"
+old=$(ref "$SNO") || it_failed "notice on old: $old"
+assert_eq "$old" "$via" "an identifier the server truncates: its notice once, as old alone sends it"
+assert_eq 1 "$(grep -c '^N 42622' <<<"$via")" "...one notice"
+assert_delta pinned_writes_total -eq 2 "...both WITH writes pinned"
 
 # ---- clash: the client names a statement as pgdual names its own (review 12e finding 7) ----------
 INSC='WITH w AS (INSERT INTO kc (n) VALUES ($1) RETURNING id, n) SELECT id, n FROM w'
