@@ -100,6 +100,53 @@ static void build_table(struct pin_table *t, const struct pin_stmt *st, uint8_t 
     add_col(t, st, blocked, "c_j", "j", NULL);
 }
 
+/* t's row as to_json writes it: every column, names escaped as escape_json does (a value each:
+ * the keys are what pin_rows_add checks). Owned by the caller. */
+static char *row_json(const struct pin_table *t)
+{
+    struct wbuf j;
+    wbuf_init(&j);
+    wbuf_put_u8(&j, '{');
+    for (int i = 0; i < t->ncols; i++) {
+        wbuf_put_bytes(&j, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const unsigned char *c = (const unsigned char *)t->cols[i].name; *c; c++) {
+            char esc[8];
+            int n = 0;
+            switch (*c) {
+            case '"':
+                n = snprintf(esc, sizeof(esc), "\\\"");
+                break;
+            case '\\':
+                n = snprintf(esc, sizeof(esc), "\\\\");
+                break;
+            case '\b':
+                n = snprintf(esc, sizeof(esc), "\\b");
+                break;
+            case '\f':
+                n = snprintf(esc, sizeof(esc), "\\f");
+                break;
+            case '\n':
+                n = snprintf(esc, sizeof(esc), "\\n");
+                break;
+            case '\r':
+                n = snprintf(esc, sizeof(esc), "\\r");
+                break;
+            case '\t':
+                n = snprintf(esc, sizeof(esc), "\\t");
+                break;
+            default:
+                n = *c < 0x20 ? snprintf(esc, sizeof(esc), "\\u%04x", *c)
+                              : snprintf(esc, sizeof(esc), "%c", *c);
+            }
+            wbuf_put_bytes(&j, esc, (size_t)n);
+        }
+        wbuf_put_bytes(&j, "\":0", 3);
+    }
+    wbuf_put_bytes(&j, "}", 2); /* with its NUL */
+    CHECK(!j.failed);
+    return (char *)j.data;
+}
+
 /* The lookup is NUL-terminated SQL that parses whatever the names. */
 static void check_lookup(const struct pin_stmt *st)
 {
@@ -112,19 +159,16 @@ static void check_lookup(const struct pin_stmt *st)
 }
 
 /* A DataRow body: c client values taken from the tail, then pgdual's: the row as a JSON object
- * (what to_json of a row always is) and 't' (it went into the table). */
-static void reply_row(struct wbuf *b, int c, const struct pin_shape *sh, const uint8_t **tail,
-                      size_t *left)
+ * (obj: what to_json of the table's row writes) and 't' (it went into the table). */
+static void reply_row(struct wbuf *b, int c, const struct pin_shape *sh, const char *obj,
+                      const uint8_t **tail, size_t *left)
 {
     wbuf_put_u16(b, (uint16_t)(c + sh->m));
     for (int i = 0; i < c + sh->m; i++) {
         if (i >= c) {
-            char obj[32];
-            int n = i == c + sh->m - 1
-                        ? snprintf(obj, sizeof(obj), "t")
-                        : snprintf(obj, sizeof(obj), "{\"a\":%u}", *left ? (*tail)[0] : 0u);
-            wbuf_put_u32(b, (uint32_t)n);
-            wbuf_put_bytes(b, obj, (size_t)n);
+            const char *v = i == c + sh->m - 1 ? "t" : obj;
+            wbuf_put_u32(b, (uint32_t)strlen(v));
+            wbuf_put_bytes(b, v, strlen(v));
             continue;
         }
         size_t n = *left ? (*tail)[0] % 8 : 0;
@@ -146,15 +190,15 @@ static void reply_row(struct wbuf *b, int c, const struct pin_shape *sh, const u
 }
 
 /* The client's rows for statement i, its reply stripped, the rest kept as JSON into rows. */
-static void reply_rows(const struct pin_shape *sh, const uint8_t *tail, size_t left,
-                       struct wbuf *rows)
+static void reply_rows(const struct pin_shape *sh, const char *obj, const uint8_t *tail,
+                       size_t left, struct wbuf *rows)
 {
     int c = sh->client_returning ? 1 : 0;
     for (int r = 0; r < 3 && left > 0; r++) {
         struct wbuf b, out;
         wbuf_init(&b);
         wbuf_init(&out);
-        reply_row(&b, c, sh, &tail, &left);
+        reply_row(&b, c, sh, obj, &tail, &left);
         CHECK(pin_strip_data_row(b.data, b.len, sh->m, &out) == 0);
         CHECK(c ? out.len > 5 && out.data[0] == PqMsg_DataRow : out.len == 0);
         CHECK(pin_rows_add(rows, sh, b.data, b.len) == 0);
@@ -167,7 +211,7 @@ static void reply_rows(const struct pin_shape *sh, const uint8_t *tail, size_t l
 
 /* What the primary and the secondary run keep the client's statements. */
 static void check_texts(const char *sql, const struct pin_plan *p, struct pin_shape **shapes,
-                        const uint8_t *tail, size_t left)
+                        char **objs, const uint8_t *tail, size_t left)
 {
     int n = parsed_statements(sql);
     struct wbuf prim, msg, out, rows[FUZZ_MAX_STMTS];
@@ -181,7 +225,7 @@ static void check_texts(const char *sql, const struct pin_plan *p, struct pin_sh
     for (int i = 0; i < p->n && i < FUZZ_MAX_STMTS; i++) {
         wbuf_init(&rows[i]);
         if (shapes[i]) {
-            reply_rows(shapes[i], tail, left, &rows[i]);
+            reply_rows(shapes[i], objs[i], tail, left, &rows[i]);
             s[ns++] = (struct pin_subst){(uint32_t)i,
                                          p->stmts[i].start,
                                          p->stmts[i].end,
@@ -212,7 +256,8 @@ static void fuzz_plan(const char *sql, const struct pin_plan *p, uint8_t flags, 
                       size_t left)
 {
     struct pin_shape **all = calloc((size_t)p->n + 1, sizeof(*all));
-    CHECK(all != NULL);
+    char **objs = calloc((size_t)p->n + 1, sizeof(*objs)); /* each shape's row as JSON */
+    CHECK(all != NULL && objs != NULL);
     size_t prev_end = 0;
     for (int i = 0; i < p->n; i++) {
         const struct pin_stmt *st = &p->stmts[i];
@@ -238,14 +283,17 @@ static void fuzz_plan(const char *sql, const struct pin_plan *p, uint8_t flags, 
         if (need == PIN_NEEDED) {
             all[i] = pin_shape_new(st, &t);
             CHECK(all[i] && all[i]->m > 0 && all[i]->returning[0] == '\n');
+            objs[i] = row_json(&t);
         }
         pin_table_free(&t);
     }
-    check_texts(sql, p, all, tail, left);
+    check_texts(sql, p, all, objs, tail, left);
     for (int i = 0; i < p->n; i++) {
         pin_shape_unref(all[i]);
+        free(objs[i]);
     }
     free(all);
+    free(objs);
 }
 
 /* The tail as raw message bodies and as a batch. */
