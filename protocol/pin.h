@@ -395,6 +395,9 @@ struct pin_cte_stmt *pin_cte_stmt_new(const char *sql, struct pin_plan *plan,
                                       struct pin_shape *const *shapes, int n,
                                       struct pin_shape *outer, const uint8_t *types_msg,
                                       size_t types_len);
+/* The records one execution of cs takes in pgdual's table: a slot per pinned WITH query, or one
+ * for the mark alone when only its outer statement is pinned (0: it needs no table). */
+uint32_t pin_cte_records(const struct pin_cte_stmt *cs);
 struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs);
 void pin_cte_stmt_unref(struct pin_cte_stmt *cs);
 

@@ -176,24 +176,55 @@ static bool list_reads_row_only(const PgQuery__Node *q, const char *ref)
 struct rel_walk {
     struct pin_relname rels[REL_MAX];
     int nrels;
-    pin_name ctes[REL_MAX];
-    int nctes;
+    /* The top-level WITH queries' names a reference in the part walked now may mean. */
+    const pin_name *visible;
+    int nvisible;
+    /* The write targets met (never a WITH query's name), by node. */
+    const PgQuery__RangeVar *targets[REL_MAX];
+    int ntargets;
+    int nested; /* WITH queries met in the parts walked: any is one of a nested WITH */
     bool full;
 };
+
+static void add_target(struct rel_walk *w, const PgQuery__RangeVar *rv)
+{
+    if (!rv) {
+        return;
+    }
+    if (w->ntargets == REL_MAX) {
+        w->full = true;
+        return;
+    }
+    w->targets[w->ntargets++] = rv;
+}
+
+static bool is_target(const struct rel_walk *w, const PgQuery__RangeVar *rv)
+{
+    for (int i = 0; i < w->ntargets; i++) {
+        if (w->targets[i] == rv) {
+            return true;
+        }
+    }
+    return false;
+}
 
 static void rel_visit(void *ctx, const ProtobufCMessage *m)
 {
     struct rel_walk *w = ctx;
-    if (m->descriptor == &pg_query__common_table_expr__descriptor) {
-        const PgQuery__CommonTableExpr *c = (const PgQuery__CommonTableExpr *)m;
-        if (w->nctes == REL_MAX) {
-            w->full = true;
-        } else if (c->ctename) {
-            pin_copy_name(w->ctes[w->nctes++], c->ctename);
-        }
-        return;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    /* The walk meets a statement before its target. */
+    if (d == &pg_query__insert_stmt__descriptor) {
+        add_target(w, ((const PgQuery__InsertStmt *)m)->relation);
+    } else if (d == &pg_query__update_stmt__descriptor) {
+        add_target(w, ((const PgQuery__UpdateStmt *)m)->relation);
+    } else if (d == &pg_query__delete_stmt__descriptor) {
+        add_target(w, ((const PgQuery__DeleteStmt *)m)->relation);
+    } else if (d == &pg_query__merge_stmt__descriptor) {
+        add_target(w, ((const PgQuery__MergeStmt *)m)->relation);
+    } else if (d == &pg_query__common_table_expr__descriptor) {
+        w->nested++;
     }
-    if (m->descriptor != &pg_query__range_var__descriptor) {
+    if (d != &pg_query__range_var__descriptor) {
         return;
     }
     const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
@@ -204,6 +235,11 @@ static void rel_visit(void *ctx, const ProtobufCMessage *m)
     struct pin_relname r;
     pin_copy_name(r.schema, rv->schemaname);
     pin_copy_name(r.rel, rv->relname);
+    for (int k = 0; !r.schema[0] && !is_target(w, rv) && k < w->nvisible; k++) {
+        if (strcmp(r.rel, w->visible[k]) == 0) {
+            return; /* the WITH query of that name */
+        }
+    }
     for (int i = 0; i < w->nrels; i++) {
         if (strcmp(w->rels[i].schema, r.schema) == 0 && strcmp(w->rels[i].rel, r.rel) == 0) {
             return;
@@ -216,32 +252,48 @@ static void rel_visit(void *ctx, const ProtobufCMessage *m)
     w->rels[w->nrels++] = r;
 }
 
-/* st->rels: what the statement node names but its WITH queries' names (an unqualified name that
- * is a WITH query's anywhere in the statement is taken for it). */
-static int list_relations(const PgQuery__Node *n, struct pin_stmt *st)
+/* st->rels: every relation the statement node names, but where a name means one of its top-level
+ * WITH queries: in the statement itself, and in the WITH queries after that one (or any, WITH
+ * RECURSIVE). A write's target is a relation whatever its name. A WITH nested in a subquery is not
+ * followed: rels_failed (its scope is not walked apart). */
+static int list_relations(const PgQuery__Node *n, PgQuery__WithClause *wc, struct pin_stmt *st)
 {
     struct rel_walk *w = calloc(1, sizeof(*w));
-    if (!w) {
-        return PIN_ENOMEM;
-    }
-    bool whole = pgq_walk((const ProtobufCMessage *)n, rel_visit, w);
-    st->rels_failed = !whole || w->full;
-    st->rels = calloc((size_t)w->nrels + 1, sizeof(*st->rels));
-    if (!st->rels) {
+    pin_name *names = calloc(wc->n_ctes + 1, sizeof(*names));
+    if (!w || !names) {
         free(w);
+        free(names);
         return PIN_ENOMEM;
     }
-    for (int i = 0; i < w->nrels; i++) {
-        bool cte = false;
-        for (int k = 0; !w->rels[i].schema[0] && k < w->nctes; k++) {
-            cte = cte || strcmp(w->rels[i].rel, w->ctes[k]) == 0;
-        }
-        if (!cte) {
-            st->rels[st->nrels++] = w->rels[i];
-        }
+    for (size_t i = 0; i < wc->n_ctes; i++) {
+        const PgQuery__CommonTableExpr *cte = cte_of(wc->ctes[i]);
+        pin_copy_name(names[i], cte ? cte->ctename : NULL);
+    }
+    bool whole = true;
+    w->visible = (const pin_name *)names;
+    for (size_t i = 0; i < wc->n_ctes; i++) {
+        const PgQuery__CommonTableExpr *cte = cte_of(wc->ctes[i]);
+        w->nvisible = wc->recursive ? (int)wc->n_ctes : (int)i;
+        whole = whole && cte && pgq_walk((const ProtobufCMessage *)cte->ctequery, rel_visit, w);
+    }
+    /* the statement itself, its WITH list aside */
+    PgQuery__Node **ctes = wc->ctes;
+    size_t nctes = wc->n_ctes;
+    wc->ctes = NULL;
+    wc->n_ctes = 0;
+    w->nvisible = (int)nctes;
+    whole = whole && pgq_walk((const ProtobufCMessage *)n, rel_visit, w);
+    wc->ctes = ctes;
+    wc->n_ctes = nctes;
+    st->rels_failed = !whole || w->full || w->nested > 0;
+    st->rels = calloc((size_t)w->nrels + 1, sizeof(*st->rels));
+    if (st->rels) {
+        memcpy(st->rels, w->rels, (size_t)w->nrels * sizeof(*st->rels));
+        st->nrels = w->nrels;
     }
     free(w);
-    return 0;
+    free(names);
+    return st->rels ? 0 : PIN_ENOMEM;
 }
 
 /* Does text hold name anywhere, in any case (when in doubt, it does)? */
@@ -358,7 +410,7 @@ int pin_cte_analyze(const void *node, const char *sql, const struct classify_opt
     }
     free(keep);
     if (ok) {
-        rc = list_relations(n, st);
+        rc = list_relations(n, wc, st);
         ok = rc == 0;
     }
     if (ok) {
@@ -469,11 +521,12 @@ static void put_copy(struct wbuf *b, const char *sql, const struct pin_cte *c, u
  * schema of search_path shadows it), the secondary would write, or read for what it writes, that
  * one: record a mark, the execution's first slot as -(number) - 1, for the read-back to count
  * it. */
-static void put_moved_marks(struct wbuf *primary, const struct pin_stmt *st, uint32_t rec_param)
+static void put_moved_marks(struct wbuf *primary, const struct pin_stmt *st, uint32_t rec_param,
+                            bool after_rows)
 {
     char row[96];
-    snprintf(row, sizeof(row), " UNION ALL SELECT -$%u - 1, pg_catalog.json_build_object() WHERE ",
-             rec_param);
+    snprintf(row, sizeof(row), "%sSELECT -$%u - 1, pg_catalog.json_build_object() WHERE ",
+             after_rows ? " UNION ALL " : "", rec_param);
     pin_put_str(primary, row);
     for (int i = 0; i < st->nrels; i++) {
         pin_put_str(primary, i ? " OR " : "");
@@ -544,7 +597,9 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
     }
     put_range(primary, sql, at, st->with_end);
     put_range(sec, sql, at, st->with_end);
-    if (slot > slot_base) {
+    /* A statement prepared once whose outer statement alone is pinned still records its mark,
+     * under the slot pgdual_cte_records keeps for it. */
+    if (slot > slot_base || (rec_param && outer)) {
         pin_put_str(primary, ", \"pgdual_r\" AS (INSERT INTO pg_temp.pgdual_pin_rows (n, r) ");
         for (uint32_t k = slot_base; k < slot; k++) {
             char num[40], row[128];
@@ -561,7 +616,7 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
             pin_put_str(primary, row);
         }
         if (rec_param) {
-            put_moved_marks(primary, st, rec_param);
+            put_moved_marks(primary, st, rec_param, slot > slot_base);
         }
         pin_put_str(primary, ")");
     }

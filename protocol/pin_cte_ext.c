@@ -75,6 +75,11 @@ struct pin_cte_stmt *pin_cte_stmt_new(const char *sql, struct pin_plan *plan,
     return cs;
 }
 
+uint32_t pin_cte_records(const struct pin_cte_stmt *cs)
+{
+    return cs->nslots > 0 ? cs->nslots : cs->outer ? 1 : 0;
+}
+
 struct pin_cte_stmt *pin_cte_stmt_ref(struct pin_cte_stmt *cs)
 {
     if (cs) {

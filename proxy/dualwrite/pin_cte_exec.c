@@ -72,13 +72,12 @@ bool pin_cte_parse(struct session *s, const uint8_t *msg, size_t len)
             why = outer ? NULL : "out of memory pinning it";
         }
     }
-    if (!why && (pinned > 0 || outer) && (pinned == 0 || st->rels_failed)) {
+    if (!why && (pinned > 0 || outer) && st->rels_failed) {
         /* The secondary's statement is parsed at each Execute: the primary's marks a relation
-         * name that finds another relation by then, beside the rows of a pinned WITH query
-         * (put_moved_marks). Without one, or without the whole list, nothing would see it. */
-        why = pinned == 0 ? "a WITH statement whose other writes pgdual cannot check at each "
-                            "Execute (its WITH writes make up nothing)"
-                          : "a WITH statement naming relations pgdual cannot list";
+         * name that finds another relation by then (put_moved_marks). Without the whole list,
+         * nothing would see it. */
+        why = "a WITH statement naming relations pgdual cannot list (a WITH nested in a "
+              "subquery, a three-part name, more than 32)";
     }
     if (!why && (pinned > 0 || outer)) {
         c->msg_cte =
@@ -155,8 +154,9 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     if (why) {
         return why;
     }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->undoes || u->commits ||
-        (u->pin && u->pin->cte_doubt) || pin_undo_in_flight(s)) {
+    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
+        (u->undoes && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) ||
+        pin_undo_in_flight(s)) {
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }
     if (u->prim_rewritten) {
@@ -291,7 +291,7 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
     struct wbuf text;
     wbuf_init(&text);
     struct pin_tmpl tmpl = {0};
-    if (!pin_add_slots(s, u, b->cs->shapes, b->cs->nshapes, &rec)) {
+    if (!pin_add_slots(s, u, b->cs->shapes, b->cs->nshapes, b->cs->nslots == 0, &rec)) {
         return "out of memory pinning it";
     }
     if (pin_cte_ext_build(b->cs, base, rec, &text, &tmpl) < 0) {
@@ -352,7 +352,7 @@ static const char *substitute(struct session *s, struct unit *u, struct pin_cte_
     st->cte_bind = (int)(b - p->cte_binds) + 1;
     b->sub = true;
     b->step_i = (int)(st - p->steps);
-    p->readback_pending = p->readback_pending || b->cs->nslots > 0;
+    p->readback_pending = p->readback_pending || pin_cte_records(b->cs) > 0;
     p->rows_unknown = p->rows_unknown || (b->cs->outer && b->cs->outer->client_returning);
     pin_set_known(p, index);
     describes_since_bind(u, b);
@@ -373,7 +373,7 @@ static void execute_again(struct unit *u, struct pin_cte_stmt *cs, const char *t
     st->index = index;
     st->reply_at = u->step_msgs;
     u->pin->rows_unknown = true;
-    u->pin->readback_pending = u->pin->readback_pending || cs->nslots > 0;
+    u->pin->readback_pending = u->pin->readback_pending || pin_cte_records(cs) > 0;
     if (why) {
         pin_note_unpinned(u, why, table, index);
     } else {

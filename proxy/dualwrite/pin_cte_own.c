@@ -175,11 +175,12 @@ static const char *own_gate(struct session *s, const struct unit *u, const struc
     if (c->names_clash) {
         return PIN_NAMES_CLASH;
     }
-    if (cs->nslots > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
+    if (pin_cte_records(cs) > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
         return "pgdual's table for WITH query rows is not there";
     }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->undoes || u->commits ||
-        (u->pin && u->pin->cte_doubt) || u->prim_rewritten || pin_undo_in_flight(s)) {
+    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
+        (u->undoes && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) || u->prim_rewritten ||
+        pin_undo_in_flight(s)) {
         /* pgdual's Parse must never fail where the client's succeeds */
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }
@@ -266,7 +267,7 @@ bool pin_cte_own_messages(struct session *s, struct unit *u, const uint8_t *msg,
             ncs->own_state = PIN_OWN_SENT;
             ncs->own_primary = s->primary;
             ncs->own_serial = u->serial;
-            ncs->own_table = ncs->nslots > 0 ? c->cte_oid : 0;
+            ncs->own_table = pin_cte_records(ncs) > 0 ? c->cte_oid : 0;
             ncs->own_gen = c->own_gen;
         } else {
             c->out.len = at; /* not made: its Binds go verbatim, counted */

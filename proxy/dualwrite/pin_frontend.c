@@ -233,9 +233,9 @@ static void cte_pin_free(struct cte_pin *p)
  * records the first of them under. A unit's numbers follow the session's last ones (the read-back
  * drops a row with another number: one a ROLLBACK TO brought back after its read-back). */
 bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *shapes, int nshapes,
-                   uint32_t *rec)
+                   bool mark_only, uint32_t *rec)
 {
-    uint32_t n = 0;
+    uint32_t n = mark_only ? 1 : 0; /* the mark's slot: no row comes for it */
     for (int i = 0; i < nshapes; i++) {
         n += shapes[i] != NULL;
     }
@@ -259,6 +259,10 @@ bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *s
         return false;
     }
     p->slot_columns = cols;
+    if (mark_only) {
+        cols[p->nslots] = 0;
+        wbuf_init(&sl[p->nslots++]);
+    }
     for (int i = 0; i < nshapes; i++) {
         if (shapes[i]) {
             cols[p->nslots] = shapes[i]->columns_hash;
@@ -281,10 +285,15 @@ static bool rollback_before(const struct pin_plan *p, uint32_t index)
 /* Is a statement that ends or undoes a transaction, executed through the extended protocol,
  * not answered yet (this unit's included), while pgdual's table may have been made inside the
  * block (a table made and committed outside one survives any ROLLBACK)? */
-bool pin_undo_in_flight(const struct session *s)
+bool pin_table_may_go(const struct session *s)
 {
     const struct pin_catalog *c = &s->pin;
-    if (c->cte_table && !c->cte_in_txn && !c->lookup_pending) {
+    return !c->cte_table || c->cte_in_txn || c->lookup_pending;
+}
+
+bool pin_undo_in_flight(const struct session *s)
+{
+    if (!pin_table_may_go(s)) {
         return false;
     }
     for (const struct unit *v = s->mirror.head; v; v = v->next) {
@@ -350,7 +359,7 @@ static int decide_cte(struct session *s, struct unit *u, const char *sql, uint32
         uint32_t base = u->pin ? u->pin->nslots : 0;
         wbuf_init(&cp->text);
         uint32_t rec = 0;
-        if (!pin_add_slots(s, u, shapes, st->nctes, &rec) ||
+        if (!pin_add_slots(s, u, shapes, st->nctes, false, &rec) ||
             pin_cte_build(sql, st, shapes, cp->outer, base, rec, &cp->text, &cp->tmpl) < 0) {
             why = "out of memory pinning it";
             rc = -1;
@@ -652,8 +661,12 @@ static bool rewrite_execute(struct session *s, struct unit *u, const uint8_t *ms
     uint32_t index = (uint32_t)u->executes; /* on_execute counts it after this */
     bool handled =
         cte && portal && !rd.failed && pin_cte_execute(s, u, cls, portal, max_rows, active);
-    if (!cls || !(cls->txn_keeps || (cls->dml_only && !cls->user_code && !cls->catalog &&
-                                     !cls->effects && !cls->commits && !cls->session_state))) {
+    /* A ROLLBACK [TO] or COMMIT cannot drop pgdual's table made and committed outside the block */
+    bool undo_only = cls && cls->txn_end && !cls->user_code && !cls->catalog && !cls->effects &&
+                     !cls->session_state && !pin_table_may_go(s);
+    if (!cls || !(cls->txn_keeps || undo_only ||
+                  (cls->dml_only && !cls->user_code && !cls->catalog && !cls->effects &&
+                   !cls->commits && !cls->session_state))) {
         u->exec_doubt = true; /* for the session's first WITH statement (below) */
     }
     if (cte && u->exec_doubt) {

@@ -464,7 +464,7 @@ static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
         cls = stmt_track_kept(&s->stmts, STMT_SPACE_STATEMENT, stmt); /* forgotten, kept */
     }
     struct unit *before;
-    if (!cls || !cls->pin_cte || cls->pin_cte->nslots == 0 || !lookup_place(s, &before) ||
+    if (!cls || !cls->pin_cte || pin_cte_records(cls->pin_cte) == 0 || !lookup_place(s, &before) ||
         s->mirror.prim_status == PQ_TXN_FAILED) {
         return 0;
     }

@@ -32,11 +32,14 @@ void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint3
 struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh);
 void pin_set_known(struct unit_pin *p, uint32_t index);
 bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *shapes, int nshapes,
-                   uint32_t *rec);
+                   bool mark_only, uint32_t *rec);
 void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
 /* Is a ROLLBACK, ROLLBACK TO or COMMIT sent through the extended protocol still unanswered by the
  * primary while pgdual's table for WITH rows may have been made in its block (it may drop it)? */
 bool pin_undo_in_flight(const struct session *s);
+/* May a ROLLBACK, ROLLBACK TO or COMMIT drop pgdual's table for WITH rows (not made yet, or made
+ * inside the block)? */
+bool pin_table_may_go(const struct session *s);
 
 /* pin_cte_exec.c, for pin_frontend.c. */
 struct stmt_class;

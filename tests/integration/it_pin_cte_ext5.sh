@@ -160,6 +160,17 @@ assert_delta pinned_writes_total -eq 4 "...all four WITH writes pinned"
 assert_eq "in_sync" "$(it_status secondary_state)" "...new stays in_sync"
 same rb "rb identical on old and new"
 as_ref rb "...rb on old as old alone's"
+# A ROLLBACK TO earlier in the same batch, pgdual's table made outside the block: pinned.
+SR3="DETAIL ;; PN s3 $INSR ;; BN s3 30 ;; E ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; \
+P SAVEPOINT a ;; B ;; E ;; S ;; SEND ;; WAIT Z ;; P ROLLBACK TO a ;; B ;; E ;; BN s3 31 ;; E ;; S ;; \
+SEND ;; WAIT Z ;; Q COMMIT ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SR3") || it_failed "rollback to (table made outside the block) via pgdual: $via"
+old=$(ref "$SR3") || it_failed "rollback to on old: $old"
+assert_eq "$old" "$via" "ROLLBACK TO in the batch, pgdual's table made outside the block: as old alone"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
+assert_delta pinned_writes_total -eq 2 "...both WITH writes pinned"
+same rb "rb identical on old and new"
 SR2="DETAIL ;; Q BEGIN ;; SEND ;; WAIT Z ;; PN s1 $INSR ;; BN s1 11 ;; E ;; S ;; SEND ;; WAIT Z ;; \
 P ROLLBACK ;; B ;; E ;; S ;; BN s1 12 ;; E ;; S ;; SEND ;; WAIT Z 2 ;; BN s1 13 ;; E ;; S ;; SEND ;; \
 WAIT Z"

@@ -29,7 +29,9 @@
 #     at each Execute: a WITH DELETE by key beside a pinned INSERT, an outer UPDATE, an outer
 #     INSERT reading a table; another session shadows the relation it names: counted, and new's
 #     shadowing table is not touched (before the marks covered every relation: pinned, in_sync,
-#     new's shadowing table written).
+#     new's shadowing table written); and a WITH query named after its own table, and a
+#     statement whose outer write alone is pinned (review 12g: the first was pinned, new writing
+#     the shadowing table; the second counted at every Execute, DDL or not).
 # Before the check, (A) and (B) put new's rows into the shadowing table, in_sync, nothing counted;
 # before the mark, (F) did, pinned; before the column check, (H) left the new column different
 # on old and new, pinned, in_sync, and so did (I) before the read-back's column check.
@@ -196,7 +198,9 @@ psql_proxy "$DB" -q -c "CREATE SCHEMA cj" -c "CREATE TABLE ju (id serial PRIMARY
     -c "CREATE TABLE jq (id int PRIMARY KEY, n int)" -c "INSERT INTO jq SELECT g, g FROM generate_series(1, 5) g" \
     -c "CREATE TABLE jcnt (k int PRIMARY KEY, v int)" -c "INSERT INTO jcnt VALUES (1, 0)" \
     -c "CREATE TABLE jsrc (k int PRIMARY KEY, x int)" -c "INSERT INTO jsrc VALUES (1, 10)" \
-    -c "CREATE TABLE jlg (uid int PRIMARY KEY, x int)"
+    -c "CREATE TABLE jlg (uid int PRIMARY KEY, x int)" -c "CREATE TABLE jn (id serial PRIMARY KEY, n int)" \
+    -c "CREATE TABLE jq2 (id int PRIMARY KEY, n int)" -c "INSERT INTO jq2 SELECT g, g FROM generate_series(1, 5) g" \
+    -c "CREATE TABLE jarch (id int, n int, at timestamptz)"
 # shadow_case NAME PARSE STATEMENT SHADOW_SQL CHECK_SQL WANT: PARSE (PN, or PT with types) under
 # search_path cj, public, an Execute, another session's SHADOW_SQL, two Executes; CHECK_SQL gives
 # WANT on old and on new.
@@ -225,6 +229,13 @@ shadow_case update "PN" "WITH w AS (INSERT INTO ju (n) VALUES (\$1) RETURNING id
 shadow_case read "PN" "WITH w AS (INSERT INTO ju (n) VALUES (\$1) RETURNING id) INSERT INTO jlg (uid, x) SELECT w.id, s.x FROM w, jsrc s" \
     "CREATE TABLE cj.jsrc (k int PRIMARY KEY, x int); INSERT INTO cj.jsrc VALUES (1, 99)" \
     "SELECT string_agg(x::text, ',') FROM jlg" "10,10,10"
+# a WITH query named after its own table (review 12g): the target is the table, shadowed
+shadow_case samename "PN" "WITH jn AS (INSERT INTO jn (n) VALUES (\$1) RETURNING id) SELECT id FROM jn" \
+    "CREATE TABLE cj.jn (id serial PRIMARY KEY, n int)" "SELECT count(*) FROM cj.jn" 0
+# only the outer statement pinned (moving rows with a timestamp; review 12g): the mark comes alone
+shadow_case archive "PT" "23 WITH d AS (DELETE FROM jq2 WHERE id = \$1 RETURNING *) INSERT INTO jarch SELECT id, n, clock_timestamp() FROM d" \
+    "CREATE TABLE cj.jq2 (id int PRIMARY KEY, n int); INSERT INTO cj.jq2 SELECT g, g FROM generate_series(1, 5) g" \
+    "SELECT count(*) FROM cj.jq2" 5
 assert_contains "$(cat "$PROXY_LOG")" "names finds another one now than when it was prepared" "J: the log says why"
 
 it_proxy_stop

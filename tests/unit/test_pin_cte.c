@@ -214,7 +214,7 @@ static void test_cte_relations(void **state)
     struct pin_plan p = plan_of(
         "WITH dq AS (DELETE FROM q WHERE id = $1), w AS (INSERT INTO u (n) SELECT x FROM src "
         "WHERE x IN (SELECT k FROM \"Sch\".\"MyT\") RETURNING id) UPDATE cnt SET v = 1 FROM w, "
-        "public.lg l, (WITH inner_w AS (SELECT 1) SELECT * FROM inner_w, q) z WHERE l.x = w.id");
+        "public.lg l WHERE l.x = w.id");
     const struct pin_stmt *st = &p.stmts[0];
     assert_non_null(st->outer);
     assert_false(st->rels_failed);
@@ -226,7 +226,33 @@ static void test_cte_relations(void **state)
     assert_true(names(st, "", "cnt"));
     assert_true(names(st, "public", "lg"));
     assert_false(names(st, "", "w"));
-    assert_false(names(st, "", "inner_w"));
+    pin_plan_free(&p);
+    /* a WITH query named after its own table: the target is the table; a name read in a WITH
+     * query before the one of that name is a table (not WITH RECURSIVE) */
+    p = plan_of(
+        "WITH a AS (SELECT * FROM b), u AS (INSERT INTO u (n) SELECT 1 FROM a RETURNING id), "
+        "b AS (DELETE FROM q RETURNING id) SELECT * FROM u, b");
+    st = &p.stmts[0];
+    assert_false(st->rels_failed);
+    assert_true(names(st, "", "u"));
+    assert_true(names(st, "", "b"));
+    assert_true(names(st, "", "q"));
+    assert_false(names(st, "", "a"));
+    assert_int_equal(st->nrels, 3);
+    pin_plan_free(&p);
+    /* WITH RECURSIVE: every name of the list is the WITH query's */
+    p = plan_of("WITH RECURSIVE a AS (SELECT * FROM b), b AS (SELECT 1 AS x), u AS (INSERT INTO u "
+                "(n) SELECT x FROM a RETURNING id) SELECT * FROM u");
+    st = &p.stmts[0];
+    assert_false(st->rels_failed);
+    assert_false(names(st, "", "b"));
+    assert_true(names(st, "", "u"));
+    assert_int_equal(st->nrels, 1);
+    pin_plan_free(&p);
+    /* a WITH nested in a subquery: its scope is not walked apart, the list is not whole */
+    p = plan_of("WITH w AS (INSERT INTO u (n) VALUES (1) RETURNING id) SELECT * FROM w, (WITH "
+                "inner_w AS (SELECT 1) SELECT * FROM inner_w, q) z");
+    assert_true(p.stmts[0].rels_failed);
     pin_plan_free(&p);
     /* a three-part name: not listed, the list is not whole */
     p = plan_of("WITH w AS (INSERT INTO u (n) VALUES (1) RETURNING id) SELECT * FROM w, db.s.t");
