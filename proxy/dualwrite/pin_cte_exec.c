@@ -154,8 +154,8 @@ static const char *bind_why(struct session *s, const struct unit *u, const struc
     if (why) {
         return why;
     }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
-        (u->undoes && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) ||
+    if (u->catalog_change || u->session_objects || u->txn_end ||
+        ((u->commits || u->undoes) && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) ||
         pin_undo_in_flight(s)) {
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }

@@ -178,9 +178,9 @@ static const char *own_gate(struct session *s, const struct unit *u, const struc
     if (pin_cte_records(cs) > 0 && (!c->cte_table || c->cte_primary != s->primary)) {
         return "pgdual's table for WITH query rows is not there";
     }
-    if (u->catalog_change || u->session_objects || u->txn_end || u->commits ||
-        (u->undoes && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) || u->prim_rewritten ||
-        pin_undo_in_flight(s)) {
+    if (u->catalog_change || u->session_objects || u->txn_end ||
+        ((u->commits || u->undoes) && pin_table_may_go(s)) || (u->pin && u->pin->cte_doubt) ||
+        u->prim_rewritten || pin_undo_in_flight(s)) {
         /* pgdual's Parse must never fail where the client's succeeds */
         return "a statement before it in its batch may drop pgdual's table or roll it back";
     }

@@ -171,6 +171,16 @@ assert_eq "$old" "$via" "ROLLBACK TO in the batch, pgdual's table made outside t
 assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
 assert_delta pinned_writes_total -eq 2 "...both WITH writes pinned"
 same rb "rb identical on old and new"
+# A COMMIT earlier in the same batch, pgdual's table made outside the block: pinned (review 12h).
+SR4="DETAIL ;; PN s4 $INSR ;; BN s4 40 ;; E ;; S ;; SEND ;; WAIT Z ;; Q BEGIN ;; SEND ;; WAIT Z ;; \
+P COMMIT ;; B ;; E ;; BN s4 41 ;; E ;; S ;; SEND ;; WAIT Z"
+it_status_mark
+via=$(raw "$SR4") || it_failed "commit (table made outside the block) via pgdual: $via"
+old=$(ref "$SR4") || it_failed "commit on old: $old"
+assert_eq "$old" "$via" "COMMIT in the batch, pgdual's table made outside the block: as old alone"
+assert_delta nondeterministic_writes_total -eq 0 "...nothing counted"
+assert_delta pinned_writes_total -eq 2 "...both WITH writes pinned"
+same rb "rb identical on old and new"
 SR2="DETAIL ;; Q BEGIN ;; SEND ;; WAIT Z ;; PN s1 $INSR ;; BN s1 11 ;; E ;; S ;; SEND ;; WAIT Z ;; \
 P ROLLBACK ;; B ;; E ;; S ;; BN s1 12 ;; E ;; S ;; SEND ;; WAIT Z 2 ;; BN s1 13 ;; E ;; S ;; SEND ;; \
 WAIT Z"
