@@ -435,6 +435,20 @@ it_rawpg() {
     timeout 60 python3 "$IT_HARNESS_DIR/rawpg.py" "$PROXY_PORT" "$1" "$2"
 }
 
+# it_same DB TABLE MESSAGE: TABLE (a name or any FROM item) holds the same rows on old and new in
+# DB (md5 of every row's text, sorted).
+it_same() {
+    local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $2 w_"
+    assert_eq "$(psql_old "$1" -tA -c "$sql")" "$(psql_new "$1" -tA -c "$sql")" "$3"
+}
+
+# it_as_ref REF DB TABLE MESSAGE: on old, TABLE in DB (written through pgdual) holds the rows it
+# holds in REF (the same script run on old alone).
+it_as_ref() {
+    local sql="SELECT coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '') FROM $3 w_"
+    assert_eq "$(psql_old "$1" -tA -c "$sql")" "$(psql_old "$2" -tA -c "$sql")" "$4"
+}
+
 # it_free_port: prints a loopback port nothing listens on now (as pgcluster.sh picks the
 # clusters' ports), for a second listener such as metrics_port.
 it_free_port() {

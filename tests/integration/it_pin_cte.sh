@@ -19,10 +19,7 @@ RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # shellcheck disable=SC2119 # no ini overrides
 it_proxy_start
-same() {
-    local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
-    assert_eq "$(psql_old "$DB" -tA -c "$sql")" "$(psql_new "$DB" -tA -c "$sql")" "$2"
-}
+same() { it_same "$DB" "$@"; }
 SETUP_SQL="
 DROP TABLE IF EXISTS t, q, archive;
 CREATE TABLE t (id serial PRIMARY KEY, v text, touched timestamptz, r float8 DEFAULT random());

@@ -26,10 +26,7 @@ RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # shellcheck disable=SC2119 # no ini overrides
 it_proxy_start
-same() {
-    local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
-    assert_eq "$(psql_old "$DB" -tA -c "$sql")" "$(psql_new "$DB" -tA -c "$sql")" "$2"
-}
+same() { it_same "$DB" "$@"; }
 # no_error OUT MSG: no ErrorResponse line in rawpg.py's output.
 no_error() {
     if grep -q '^E ' <<<"$1"; then

@@ -29,14 +29,8 @@ RAWPG="$IT_HARNESS_DIR/rawpg.py"
 it_createdb "$DB"
 # shellcheck disable=SC2119 # no ini overrides
 it_proxy_start
-same() {
-    local sql="SELECT md5(coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '')) FROM $1 w_"
-    assert_eq "$(psql_old "$DB" -tA -c "$sql")" "$(psql_new "$DB" -tA -c "$sql")" "$2"
-}
-as_ref() {
-    local sql="SELECT coalesce(string_agg(w_::text, ',' ORDER BY w_::text), '') FROM $1 w_"
-    assert_eq "$(psql_old "$REF" -tA -c "$sql")" "$(psql_old "$DB" -tA -c "$sql")" "$2"
-}
+same() { it_same "$DB" "$@"; }
+as_ref() { it_as_ref "$REF" "$DB" "$@"; }
 raw() { timeout 30 python3 "$RAWPG" "$PROXY_PORT" "$DB" "$1"; }
 ref() { timeout 30 python3 "$RAWPG" "$OLD_PORT" "$REF" "$1"; }
 SETUP_SQL="
