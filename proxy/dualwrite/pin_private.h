@@ -26,14 +26,31 @@ bool pin_plan_catalog_moves(const struct pin_plan *p, int i);
 /* The session ran something that may change what its lookups say (set_config): keep its own. */
 void pin_catalog_private(struct pin_catalog *c);
 
+/* pin_cte_query.c: data-modifying WITH queries in a Query, for pin_frontend.c and pin_cte_exec.c.
+ * What pinning a statement with data-modifying WITH queries takes (pin_decide_cte). */
+struct cte_pin {
+    bool rewritten;
+    struct wbuf text;        /* its text for the primary */
+    struct pin_tmpl tmpl;    /* the secondary's */
+    struct pin_shape *outer; /* the outer statement's shape (a reference), or NULL */
+    uint32_t nslots;         /* the unit's slots it takes */
+};
+void pin_cte_pin_free(struct cte_pin *p);
+/* Statement index (with data-modifying WITH queries pgdual placed, st->outer) of a Query: each
+ * WITH query pinned apart (pin_cte.c), the outer statement as any statement. 1: rewritten (*cp);
+ * 2: nothing made up (known); -1: cannot be pinned (noted); 0: not for this path (decide()). */
+int pin_decide_cte(struct session *s, struct unit *u, const char *sql, uint32_t index,
+                   struct cte_pin *cp);
 /* pin_frontend.c's helpers, for pin_cte_exec.c. */
 struct unit_pin *pin_unit_pin_of(struct unit *u);
 void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint32_t index);
 struct pin_step *pin_add_step(struct unit *u, struct pin_shape *sh);
 void pin_set_known(struct unit_pin *p, uint32_t index);
+void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
+/* pin_cte_query.c, for pin_cte_exec.c: the unit's slots grow by one per shape (and one for a mark
+ * alone); *rec is the number pgdual's table records the first under. */
 bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *shapes, int nshapes,
                    bool mark_only, uint32_t *rec);
-void pin_table_name(char *dst, size_t cap, const char *schema, const char *rel);
 /* Is a ROLLBACK, ROLLBACK TO or COMMIT sent through the extended protocol still unanswered by the
  * primary while pgdual's table for WITH rows may have been made in its block (it may drop it)? */
 bool pin_undo_in_flight(const struct session *s);
