@@ -470,6 +470,9 @@ const struct pin_column *pin_find_col(const struct pin_table *t, const char *nam
 
 const char pin_why_trigger_values[] = "a trigger on its table may make up values";
 const char pin_why_trigger_writes[] = "a trigger on its table may write other tables";
+const char pin_why_user_code[] =
+    "it runs code pgdual cannot see into (DO, CALL, a function it does "
+    "not know): what it writes and the values it makes up are unknown";
 
 static unsigned t_trig(const struct pin_table *t, bool writes)
 {
@@ -510,6 +513,12 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         *why = pin_why_trigger_values;
         return PIN_IMPOSSIBLE;
     }
+    if (st->user_code) {
+        /* The code runs again on the secondary, whatever pgdual sends: a default it fires, a
+         * clock it reads, a table it writes cannot be pinned, nor known. */
+        *why = pin_why_user_code;
+        return PIN_IMPOSSIBLE;
+    }
     if (st->nested_dml) {
         /* pgdual cannot see the rows of a write inside another statement: fine as long as
          * nothing in it makes up values. An INSERT inside may fire defaults of a table pgdual
@@ -529,10 +538,6 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
             return PIN_IMPOSSIBLE;
         }
         return PIN_NOT_NEEDED;
-    }
-    if (st->user_code) {
-        *why = "it calls a function pgdual does not know";
-        return PIN_IMPOSSIBLE;
     }
     if (known && t->blocked == pin_blocked_rules) {
         *why = t->blocked; /* what a rule writes is not in the statement */

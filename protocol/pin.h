@@ -175,10 +175,12 @@ enum pin_need {
     PIN_IMPOSSIBLE, /* it makes up values but cannot be pinned: *why says why */
 };
 
-/* Why a write into a table whose trigger may make up values or write elsewhere is not pinned
- * (pin_decide's *why, compared by pointer): the second owes every table to the reconciliation. */
+/* Why a write into a table whose trigger may make up values or write elsewhere is not pinned, and
+ * why a statement running code pgdual cannot see into is not (pin_decide's *why, compared by
+ * pointer): the last two owe every table to the reconciliation. */
 extern const char pin_why_trigger_values[];
 extern const char pin_why_trigger_writes[];
+extern const char pin_why_user_code[];
 
 /* t: the target as the catalog describes it (NULL when unknown). *why is a static string. */
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);

@@ -264,6 +264,7 @@ static int server_init(struct server *srv, struct config *cfg, const char *path,
     atomic_init(&srv->next_session_id, 1);
     atomic_init(&srv->clients_now, 0);
     atomic_init(&srv->reserved_now, 0);
+    atomic_init(&srv->pinned_gen, 1); /* see server.h */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     srv->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

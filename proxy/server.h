@@ -62,6 +62,11 @@ struct server {
      * ends on a primary, and when its transaction ends: every session's cache of table
      * knowledge for pinning (proxy/dualwrite/pin_session.h) is dropped when it differs. */
     _Atomic uint64_t catalog_gen;
+    /* Bumped when pinned statements go to a secondary: its sequences may now be behind the ids
+     * its tables hold (pinned inserts draw nothing there). A session raises them before its next
+     * write that goes there verbatim and may draw (proxy/dualwrite/mirror.c); starts at 1, so
+     * every session raises before its first such write (pinned inserts made before a restart). */
+    _Atomic uint64_t pinned_gen;
     int64_t started_ms;
     uv_async_t *worker_exited; /* the main loop's; each worker thread sends it as it ends */
     atomic_int workers_exited;

@@ -10,6 +10,7 @@
 #include "protocol/classify.h"
 #include "protocol/pqproto.h"
 #include "protocol/replay.h"
+#include "protocol/seq_raise.h"
 #include "proxy/clock.h"
 #include "proxy/dualwrite/divergence.h"
 #include "proxy/dualwrite/pin_session.h"
@@ -242,9 +243,48 @@ static void send_secondary(struct session *s, const void *p, size_t n)
     }
 }
 
+/* Does u draw sequence values on the secondary that pinned inserts may have stored there as ids
+ * already (protocol/seq_raise.h)? Only a unit that goes verbatim and may draw, in a transaction
+ * that has not failed on either side (the raise would fail there), and only once after pinned
+ * statements went to the secondary (any session's: the server's pinned_gen moved). */
+static bool raise_wanted(const struct session *s, const struct unit *u)
+{
+    if (u->internal || !u->mirrored || u->prim_status_before == PQ_TXN_FAILED ||
+        s->mirror.sec_txn_expected == PQ_TXN_FAILED ||
+        !(u->inserts || u->nondeterministic || u->user_code || u->copy_in) ||
+        !pin_unit_verbatim(u)) {
+        return false;
+    }
+    uint64_t gen = atomic_load_explicit(&s->worker->server->pinned_gen, memory_order_acquire);
+    return gen != s->mirror.seq_raised_gen;
+}
+
+/* pgdual's raise of the secondary's sequences ahead of u's bytes, answered by a ReadyForQuery of
+ * its own that is not folded into u's outcome (sec_lead_rfqs). */
+static void prepend_raise(struct session *s, struct unit *u)
+{
+    struct wbuf q;
+    wbuf_init(&q);
+    seq_raise_put(&q, MIRROR_OWN_STATEMENT);
+    wbuf_put_bytes(&q, u->bytes.data, u->bytes.len);
+    if (q.failed) {
+        wbuf_free(&q); /* u goes without it: at worst it collides there, as before */
+        return;
+    }
+    s->mirror.seq_raised_gen =
+        atomic_load_explicit(&s->worker->server->pinned_gen, memory_order_acquire);
+    wbuf_free(&u->bytes);
+    u->bytes = q;
+    u->sec_rfq_left = (uint8_t)((u->sec_rfq_left ? u->sec_rfq_left : 1) + 1);
+    u->sec_lead_rfqs++;
+}
+
 static void dispatch_unit(struct session *s, struct unit *u)
 {
     struct worker *w = s->worker;
+    if (raise_wanted(s, u)) {
+        prepend_raise(s, u);
+    }
     u->sec = UNIT_SEC_SENT;
     if (u->sec_rfq_left == 0) {
         u->sec_rfq_left = 1;

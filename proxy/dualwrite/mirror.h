@@ -63,11 +63,13 @@ struct unit {
     /* Bit i: the unit's Execute number i runs an INSERT/MERGE/COPY FROM or a nondeterministic
      * write (it may draw sequence values); Executes past 63 share bit 63. */
     uint64_t execute_draws;
-    int executes;         /* Execute messages in the unit so far */
-    uint32_t step_msgs;   /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
-                             steps: the primary answers each with one counted reply) */
-    bool pin_inactive;    /* sent while pinning was off: what it makes up goes verbatim */
-    bool inserts;         /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
+    int executes;       /* Execute messages in the unit so far */
+    uint32_t step_msgs; /* Parse/Bind/Describe/Execute/Close messages so far (protocol/replay.h
+                           steps: the primary answers each with one counted reply) */
+    bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
+    bool inserts;       /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
+    bool user_code; /* a mirrored DO, CALL, call of a function pgdual does not know, or FunctionCall
+                       message: what it writes, and the values it makes up, are not known */
     bool session_objects; /* it PREPAREs, DEALLOCATEs, DISCARDs ... by name (classify.h) */
     /* Lockstep ordering of autocommit writes (see "wrap" in struct mirror). */
     bool defer_fwd;   /* started with the session idle: sent to the primary when sealed */
@@ -139,6 +141,9 @@ struct mirror {
      * reach the secondary) leaves the primary's transaction failed and the secondary's not: the
      * next unit for the secondary then fails it first (see decide_after_primary). */
     uint8_t sec_txn_expected;
+    /* The server's pinned_gen when this session last raised the secondary's sequences (0:
+     * never): protocol/seq_raise.h. */
+    uint64_t seq_raised_gen;
     /* commit_wait = both: a mirrored unit's reply from the primary is held (up to
      * MIRROR_HOLD_MAX bytes; more streams) until its ReadyForQuery shows whether the client
      * must wait for the secondary. The whole reply is held, not only the ReadyForQuery, so a

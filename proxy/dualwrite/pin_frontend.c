@@ -58,7 +58,8 @@ void pin_note_unpinned(struct unit *u, const char *why, const char *table, uint3
     if (p && !p->unpinned) {
         p->unpinned = why;
         p->unpinned_at = index;
-        p->owe_all = why == pin_why_trigger_writes; /* which tables it writes is not known */
+        /* which tables it writes is not known */
+        p->owe_all = why == pin_why_trigger_writes || why == pin_why_user_code;
         snprintf(p->unpinned_table, sizeof(p->unpinned_table), "%s", table);
     } else if (!p) {
         u->pin_inactive = true; /* counted as such by pin_account */

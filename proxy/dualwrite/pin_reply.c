@@ -213,6 +213,7 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             wbuf_free(&u->bytes);
             u->bytes = out;
             stats_add(&s->worker->stats, STAT_pinned_writes_total, (int64_t)n);
+            atomic_fetch_add_explicit(&s->worker->server->pinned_gen, 1, memory_order_acq_rel);
             rc = (int)extra;
         } else {
             wbuf_free(&out);
@@ -226,6 +227,11 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
         u->prim.unknown |= OUTCOME_UNKNOWN_ROWS; /* the secondary's statements return none */
     }
     return rc;
+}
+
+bool pin_unit_verbatim(const struct unit *u)
+{
+    return u->user_code || u->pin_inactive || (u->pin && u->pin->unpinned);
 }
 
 bool pin_failed_step_known(const struct unit *u, uint32_t index)
@@ -292,9 +298,14 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         some_ran = u->pin->unpinned_at < u->prim.commands_at_error;
     }
     some_ran = some_ran || lost; /* a WITH write whose rows were lost ran */
-    if (!why && u->pin_inactive && (u->nondeterministic || u->inserts)) {
+    if (!why && u->pin_inactive && (u->nondeterministic || u->inserts || u->user_code)) {
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";
+    }
+    if (!why && u->user_code && !u->prim.error) {
+        /* Code pinning did not plan (a FunctionCall message, an Execute of a statement it did
+         * not analyse): it ran again on the secondary. A failed one: note_failed_draw. */
+        why = pin_why_user_code;
     }
     if (!why || !some_ran || u->internal) {
         return;

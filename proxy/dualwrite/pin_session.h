@@ -348,6 +348,9 @@ int pin_secondary_bytes(struct session *s, struct unit *u);
  * whose values pgdual knew (pinned, or nothing made up)? Then no sequence value drawn there
  * matters to the secondary. */
 bool pin_failed_step_known(const struct unit *u, uint32_t index);
+/* Does u go to the secondary (partly) verbatim though it may make up values there: a statement
+ * pinning did not pin, code pgdual cannot see into, or pinning off? Known at its dispatch. */
+bool pin_unit_verbatim(const struct unit *u);
 /* u's primary verdict is in: a write that made up values and went verbatim is counted, logged
  * with its reason, and takes the secondary out of in_sync. */
 void pin_account(struct session *s, struct unit *u, bool some_ran);

@@ -298,6 +298,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     u->commits = u->commits || r.commits;
     u->copy_in = u->copy_in || r.is_copy_from;
     u->inserts = u->inserts || (mirrored && r.inserts);
+    u->user_code = u->user_code || (mirrored && r.user_code);
     u->routable = u->routable && !r.is_copy_from;
     s->listens = s->listens || r.is_listen;
     u->wrap_ok = u->wrap_ok && r.dml_only;
@@ -445,6 +446,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
         u->lex_writes += !c || !c->txn_keeps;
         u->lock_reads += c && c->lock_only_read;
         u->nondeterministic = u->nondeterministic || (c && c->nondeterministic);
+        u->user_code = u->user_code || (c && c->user_code);
         if (!c || c->inserts || c->nondeterministic || c->user_code) {
             int i = u->executes - 1; /* this Execute's number in the unit */
             u->execute_draws |= 1ull << (i < 63 ? i : 63);
@@ -520,6 +522,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         session_reconnect_taint(s, "a FunctionCall message");
         pin_cte_catalog_moved(s);
         u->mirrored = true;
+        u->user_code = true;
         u->wrap_ok = false;
         u->writes++;
         u->lex_writes++;

@@ -284,7 +284,7 @@ static void case_flush_then_write(int fd)
     struct reply r;
     it_case("P/B/E SELECT 1, Flush (answered), then P/B/E INSERT, Sync: no false divergence");
     /* pgdual learns what t is (pinning looks a table up before a unit, not inside a batch the
-     * primary already runs; the DO block above emptied what it knew). */
+     * primary already runs; the DDL and SET above emptied what it knew). */
     raw_add_query(&m, "INSERT INTO t VALUES (4003, 'd')");
     REQUIRE(roundtrip(fd, &m, 1, &r));
     CHECK_STR(r.sqlstate, "");
@@ -342,13 +342,13 @@ int main(void)
     case_sql_redefine(fd);
     case_query_in_batch(fd);
     case_scs_off(fd);
-    case_user_code_redefines(fd);
     case_flush_then_write(fd);
     char state[32];
     if (proxy_admin_status(&g_px, "secondary_state", state, sizeof state) == 0) {
         CHECK_STR(state, "in_sync");
     }
-    case_flush_then_fail(fd); /* last: it takes new out of in_sync */
+    case_flush_then_fail(fd);     /* takes new out of in_sync */
+    case_user_code_redefines(fd); /* so does a DO block (code pgdual cannot see into) */
     close(fd);
     return it_finish();
 }

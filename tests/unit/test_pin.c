@@ -527,9 +527,14 @@ static void test_decide_insert_copy_merge(void **state)
                  "its table is unknown (no catalog lookup possible here)");
     check_decide("INSERT INTO t (id) VALUES (nextval('s'))", &missing, PIN_IMPOSSIBLE,
                  "its table was not found");
-    check_decide("INSERT INTO t (v) VALUES (f(1))", &t, PIN_IMPOSSIBLE,
-                 "it calls a function pgdual does not know");
+    check_decide("INSERT INTO t (v) VALUES (f(1))", &t, PIN_IMPOSSIBLE, pin_why_user_code);
     check_decide("INSERT INTO t (v) VALUES (1)", &trig, PIN_IMPOSSIBLE, "its table has triggers");
+    /* Code pgdual cannot see into runs again on the secondary: not pinned, never silent. */
+    check_decide("DO $$ BEGIN INSERT INTO t (v) VALUES (1); END $$", NULL, PIN_IMPOSSIBLE,
+                 pin_why_user_code);
+    check_decide("CALL p(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
+    check_decide("SELECT f(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
+    check_decide("SELECT abs(1)", NULL, PIN_NOT_NEEDED, NULL);
     check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET v = 2", &nopk,
                  PIN_IMPOSSIBLE, "ON CONFLICT DO UPDATE on a table without a primary key");
 
@@ -609,7 +614,7 @@ static void test_decide_update_delete_other(void **state)
     check_decide("UPDATE t SET nosuch = now()", &t, PIN_IMPOSSIBLE,
                  "it sets a column the catalog does not list");
     check_decide("UPDATE t SET v = f(v) WHERE ctid = '(0,1)'", &t, PIN_IMPOSSIBLE,
-                 "it calls a function pgdual does not know");
+                 pin_why_user_code);
     check_decide("DELETE FROM t WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
     check_decide("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 5)", &t, PIN_NEEDED, NULL);
     check_decide("DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 5)", &nopk, PIN_IMPOSSIBLE,
