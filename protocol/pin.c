@@ -33,6 +33,41 @@ static const char *node_string(const PgQuery__Node *n)
     return n->string->sval;
 }
 
+/* SELECT DISTINCT ON keeps the first row of each group in an order an ORDER BY may not make
+ * total. */
+static bool distinct_on(const PgQuery__SelectStmt *s)
+{
+    for (size_t i = 0; i < s->n_distinct_clause; i++) {
+        if (s->distinct_clause[i] &&
+            s->distinct_clause[i]->node_case != PG_QUERY__NODE__NODE__NOT_SET) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A call whose value depends on the order its rows come in, which the server does not define: an
+ * aggregate that concatenates its input without an ORDER BY of its own (array_agg(x) over a join
+ * on new's physical order is another array than old's), a window function over a window without
+ * ORDER BY (row_number() OVER ()). */
+static bool order_sensitive_call(const PgQuery__FuncCall *fc, const char *name)
+{
+    if (fc->over) {
+        return fc->over->n_order_clause == 0;
+    }
+    static const char *const concatenating[] = {
+        "array_agg",        "string_agg",      "json_agg",         "jsonb_agg", "json_object_agg",
+        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg"};
+    for (size_t i = 0;
+         name && fc->n_agg_order == 0 && i < sizeof(concatenating) / sizeof(concatenating[0]);
+         i++) {
+        if (strcmp(name, concatenating[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void pin_visit(void *ctx, const ProtobufCMessage *m)
 {
     struct pin_walk *w = ctx;
@@ -40,7 +75,8 @@ static void pin_visit(void *ctx, const ProtobufCMessage *m)
     classify_node(m, w->opt, &w->f);
     if (d == &pg_query__select_stmt__descriptor) {
         const PgQuery__SelectStmt *s = (const PgQuery__SelectStmt *)m;
-        w->order_undefined = w->order_undefined || s->limit_count || s->limit_offset;
+        w->order_undefined =
+            w->order_undefined || s->limit_count || s->limit_offset || distinct_on(s);
     } else if (d == &pg_query__locking_clause__descriptor) {
         w->order_undefined =
             w->order_undefined || ((const PgQuery__LockingClause *)m)->wait_policy ==
@@ -55,6 +91,7 @@ static void pin_visit(void *ctx, const ProtobufCMessage *m)
         const PgQuery__FuncCall *fc = (const PgQuery__FuncCall *)m;
         const char *name = fc->n_funcname ? node_string(fc->funcname[fc->n_funcname - 1]) : NULL;
         w->sets_config = w->sets_config || (name && strcmp(name, "set_config") == 0);
+        w->order_undefined = w->order_undefined || order_sensitive_call(fc, name);
     } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__merge_stmt__descriptor) {
         w->dml++;
         w->inserts++;
@@ -291,6 +328,9 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     case PG_QUERY__NODE__NODE_UPDATE_STMT:
         st->verb = PIN_VERB_UPDATE;
         set_target(st, n->update_stmt->relation);
+        /* UPDATE ... FROM: a target row that several joined rows match takes its values from
+         * whichever the join meets first, in an order the server does not define. */
+        st->nondeterministic = st->nondeterministic || n->update_stmt->n_from_clause > 0;
         st->client_returning = n->update_stmt->n_returning_list > 0;
         rc = set_cols(st, n->update_stmt->target_list, n->update_stmt->n_target_list);
         break;

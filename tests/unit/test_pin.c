@@ -605,6 +605,23 @@ static void test_decide_update_delete_other(void **state)
     check_decide("UPDATE t SET ts = now()", &t, PIN_NEEDED, NULL);
     check_decide("UPDATE t SET ts = DEFAULT WHERE id = 2", &t, PIN_NEEDED, NULL);
     check_decide("UPDATE t SET v = 0 WHERE id IN (SELECT id FROM t LIMIT 2)", &t, PIN_NEEDED, NULL);
+    /* values picked by an order the server does not define */
+    check_decide("UPDATE t SET v = o.v FROM o WHERE o.k = t.id", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = (SELECT string_agg(x, ',') FROM o)::int", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = (SELECT string_agg(x, ',' ORDER BY x) FROM o)::int", &t,
+                 PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT row_number() OVER (), v, ts FROM o", &t,
+                 PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT row_number() OVER (ORDER BY k), v, ts FROM o",
+                 &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT DISTINCT ON (k) k, v, ts FROM o", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT DISTINCT k, v, ts FROM o", &t, PIN_NOT_NEEDED,
+                 NULL);
+    check_decide(
+        "INSERT INTO t (id, v, ts) SELECT k, array_agg(v)::text::int, max(ts) FROM o GROUP BY k",
+        &t, PIN_NEEDED, NULL);
+    check_decide("DELETE FROM t USING o WHERE o.k = t.id", &t, PIN_NOT_NEEDED, NULL);
     check_decide("UPDATE t SET ts = now()", &nopk, PIN_IMPOSSIBLE, "its table has no primary key");
     check_decide("UPDATE t SET ts = now()", NULL, PIN_IMPOSSIBLE,
                  "its table is unknown (no catalog lookup possible here)");

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/integration/it_pin_order.sh: values a write takes from rows in an order the server does
+# not define are pinned, like rows picked by LIMIT: the source table's physical order is made
+# different on new first (an UPDATE run there directly moves rows), then through pgdual
+# (A) UPDATE ... FROM a join where several rows match one target row (PostgreSQL takes the first
+#     the join meets);
+# (B) INSERT ... SELECT string_agg / array_agg without an ORDER BY of their own;
+# (C) INSERT ... SELECT row_number() OVER () (a window without ORDER BY);
+# (D) INSERT ... SELECT DISTINCT ON (k) (the first row of each group);
+# (E) the same with a total order (ORDER BY inside the aggregate, the window), and DELETE ...
+#     USING (a row is deleted once whichever row matched): nothing pinned, nothing counted.
+# Every target table identical on old and new afterwards, nothing counted, in_sync. Before, A-D
+# left new different, in_sync, nothing counted.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
+source "$(dirname "$0")/../harness/lib.sh"
+it_mirrors || it_skip "needs pgdual with dual-write"
+
+DB=it_pin_order
+it_createdb "$DB"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+same() { it_same "$DB" "$@"; }
+
+psql_proxy "$DB" -q <<'SQL'
+CREATE TABLE src (k int, v text);
+INSERT INTO src SELECT g % 5, 'v' || g FROM generate_series(1, 40) g;
+CREATE TABLE t (id int PRIMARY KEY, v text);
+INSERT INTO t SELECT g, '' FROM generate_series(0, 4) g;
+CREATE TABLE agg (id int PRIMARY KEY, s text, a text);
+CREATE TABLE num (id int PRIMARY KEY, v text);
+CREATE TABLE firsts (k int PRIMARY KEY, v text);
+SQL
+# New's physical order of src: every other row moved to the end of the heap.
+psql_new "$DB" -q -c "UPDATE src SET v = v WHERE right(v, 1) IN ('0', '2', '4', '6', '8')"
+[[ "$(psql_old "$DB" -tA -c "SELECT string_agg(v, ',') FROM src")" != \
+    "$(psql_new "$DB" -tA -c "SELECT string_agg(v, ',') FROM src")" ]] ||
+    it_fail "setup: src's physical order is the same on both sides"
+
+check() { # NAME TABLE PINNED: TABLE the same on both, PINNED statements pinned, none counted
+    assert_eq "$3" "$(it_status_delta pinned_writes_total)" "$1: pinned"
+    assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "$1: nothing counted"
+    same "$2" "$1: $2 identical on old and new"
+}
+
+it_status_mark
+psql_proxy "$DB" -q -c "UPDATE t SET v = src.v FROM src WHERE src.k = t.id"
+check "A: UPDATE ... FROM, several matches" t 1
+
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO agg SELECT k, string_agg(v, ','), array_agg(v)::text FROM src GROUP BY k"
+check "B: string_agg, array_agg" agg 1
+
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO num SELECT row_number() OVER (), v FROM src"
+check "C: row_number() OVER ()" num 1
+
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO firsts SELECT DISTINCT ON (k) k, v FROM src"
+check "D: DISTINCT ON" firsts 1
+
+it_status_mark
+psql_proxy "$DB" -q -c "TRUNCATE agg, num" \
+    -c "INSERT INTO agg SELECT k, string_agg(v, ',' ORDER BY v), NULL FROM src GROUP BY k" \
+    -c "INSERT INTO num SELECT row_number() OVER (ORDER BY v), v FROM src" \
+    -c "DELETE FROM firsts USING src WHERE src.k = firsts.k AND src.k < 2"
+check "E: total orders" agg 0
+same num "E: num identical"
+same firsts "E: firsts identical"
+assert_eq in_sync "$(it_status secondary_state)" "new is in_sync"
+
+it_proxy_stop
+it_check_sanitizer_log
+it_pass
