@@ -99,6 +99,22 @@ int live_before_scan(struct live *lv, struct table *t)
     return rc;
 }
 
+/* --stats: one line per table whose leaves were repaired, on stderr. */
+static void print_stats(const struct live *lv, const struct table *t, double secs)
+{
+    const struct live_stats *st = &lv->st;
+    if (!lv->o->stats) {
+        return;
+    }
+    fprintf(stderr,
+            "stats: %s: %lld leaves on %d connection pair(s) in %.2f s: suspects read %.2f s;"
+            " %lld locked transactions (%lld retried) %.2f s, of which writes %.2f s; %lld"
+            " upsert statements of %lld rows\n",
+            t->def->display, (long long)st->leaves, st->pairs, secs, st->suspects_s,
+            (long long)st->batches, (long long)st->retries, st->locked_s, st->writes_s,
+            (long long)st->upserts, (long long)st->upsert_rows);
+}
+
 int live_repair_table(struct live *lv, struct table *t)
 {
     lv->table_rows = 0;
@@ -107,11 +123,11 @@ int live_repair_table(struct live *lv, struct table *t)
     double t0 = util_now();
     int rc = backfill_pending(lv, t);
     lv->bf_seconds += util_now() - t0;
-    for (size_t i = 0; i < lv->nchunks && rc == 0; i++) {
-        if (!live_budget(lv, t)) {
-            break;
-        }
-        rc = chunk_repair(lv, t, &lv->chunks[i]);
+    memset(&lv->st, 0, sizeof lv->st);
+    double t1 = util_now();
+    if (rc == 0 && lv->nchunks > 0) {
+        rc = leafjobs_repair(lv, t);
+        print_stats(lv, t, util_now() - t1);
     }
     if (rc == 0) {
         rc = chunk_extras(lv, t);
