@@ -54,6 +54,8 @@ struct live_stats {
     double locked_s;     /* in locked attempts (reads, writes, commits) */
     double writes_s;     /* of which the writes on the secondary */
     int pairs;           /* connection pairs used */
+    double scan_t0;      /* when the table's scan (checksums, bisection) began */
+    double scan_s;       /* how long it took */
 };
 
 struct live {
