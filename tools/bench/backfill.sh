@@ -270,8 +270,16 @@ bench_tpcb() {
 bench_catchup() {
     local db=bench_cu_s$CU_SCALE t_stop t_start t_sync deadline st t0 t1 vrc=0
     pgbench_db "$db" "$CU_SCALE" both
+    # pgdual runs the tool through a wrapper that adds --stats (a line per repaired table on
+    # stderr, kept in cu.tool.err) and hands its stdout on unchanged, keeping a copy with
+    # timestamps in cu.tool.out (a "progress:" line per table, a line per repaired row).
+    cat >"$TMP/verify-tee.sh" <<EOF
+#!/usr/bin/env bash
+exec "$VERIFY" --stats "\$@" 2>>"$TMP/cu.tool.err" > >(perl -MTime::HiRes=time -ne 'BEGIN { \$| = 1; open(L, ">>", "$TMP/cu.tool.out") or die; select((select(L), \$| = 1)[0]) } print; printf L "%.3f %s", time, \$_')
+EOF
+    chmod 0755 "$TMP/verify-tee.sh"
     start_pgdual catchup "reconcile_auto = on" "reconcile_interval_ms = 1000" \
-        "secondary_retry_ms = 500"
+        "secondary_retry_ms = 500" "verify_path = $TMP/verify-tee.sh"
     [[ "$(status secondary_state)" == in_sync ]] || die "not in_sync at the start"
     log "catchup: TPC-B through pgdual"
     rm -f "$TMP/cu.stop"

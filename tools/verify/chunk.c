@@ -1,6 +1,7 @@
 /* tools/verify/chunk.c: the locked repair of one key range (DESIGN §7): primary rows FOR SHARE,
  * secondary rows FOR UPDATE, the primary's snapshot after that, the secondary's writes committed
  * before the primary's locks are released; rows extra on the secondary deleted only later. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,8 +32,17 @@ struct cwrite {
     int prow, srow;     /* rows in the primary's / secondary's result, -1 none */
     int *cols;          /* changed columns (indexes into t->ref->cols) */
     int ncols;
-    char *sql;  /* its statement on the secondary, RETURNING a row when it changed one */
+    char *sql;  /* a delete's statement on the secondary, RETURNING a row when it removed one;
+                 * NULL for an upsert (all of a chunk's upserts are one statement) */
     bool wrote; /* it did: a row changed (an upsert of values already there returns none) */
+};
+
+/* What a locked attempt reads: the chunk's predicate on each side (by side: with literals quoted
+ * for that side's connection, np == 0), or one predicate with np text parameters for both. */
+struct lockq {
+    const char *pred[2];
+    int np;
+    const char *const *params;
 };
 
 struct cplan {
@@ -48,19 +58,25 @@ static int crow_cmp(const void *a, const void *b)
     return keys_cmp(x->key, x->klen, y->key, y->klen);
 }
 
+/* The packed key (keys.h) of row i of r, whose first nk columns are the key as text. */
+static struct crow crow_of(const PGresult *r, int i, int nk)
+{
+    struct strbuf b;
+    strbuf_init(&b);
+    for (int k = 0; k < nk; k++) {
+        strbuf_put(&b, PQgetvalue(r, i, k), (size_t)PQgetlength(r, i, k) + 1);
+    }
+    struct crow c = {.klen = b.len, .row = i};
+    c.key = strbuf_take(&b);
+    return c;
+}
+
 static struct crow *crows(const PGresult *r, int nk, size_t *n)
 {
     *n = (size_t)PQntuples(r);
     struct crow *v = util_xcalloc(*n, sizeof *v);
     for (size_t i = 0; i < *n; i++) {
-        struct strbuf b;
-        strbuf_init(&b);
-        for (int k = 0; k < nk; k++) {
-            strbuf_put(&b, PQgetvalue(r, (int)i, k), (size_t)PQgetlength(r, (int)i, k) + 1);
-        }
-        v[i].klen = b.len;
-        v[i].key = strbuf_take(&b);
-        v[i].row = (int)i;
+        v[i] = crow_of(r, (int)i, nk);
     }
     qsort(v, *n, sizeof *v, crow_cmp);
     return v;
@@ -131,7 +147,8 @@ static char *returning(struct strbuf *b)
     return strbuf_take(b);
 }
 
-/* Plans an upsert of primary row prow (insert when srow < 0). 0 or -1 (quoting failed). */
+/* Plans an upsert of primary row prow (insert when srow < 0); its values go into the chunk's one
+ * upsert statement (put_upserts). Always 0. */
 static int plan_upsert(struct live *lv, struct table *t, struct cplan *pl, const PGresult *rp,
                        int prow, const PGresult *rs, int srow)
 {
@@ -141,20 +158,15 @@ static int plan_upsert(struct live *lv, struct table *t, struct cplan *pl, const
         free(w->cols);
         pl->nw--;
         lv->table_unsettled = true;
-        return 0;
     }
-    struct strbuf b;
-    strbuf_init(&b);
-    int rc = repair_put_insert(&b, lv->c[!lv->primary], t->def->qname, t->ref, rp, prow,
-                               t->ref->nkeys, true);
-    w->sql = returning(&b);
-    return rc;
+    return 0;
 }
 
-/* Walks both sides' rows of a chunk by key and plans the secondary's writes. snap != NULL: chunk
- * mode (extras are deferred with snap); NULL: extras mode (extras are deleted now). */
+/* Walks both sides' rows of a chunk by key and plans the secondary's writes. chunk_mode: extras
+ * are deferred (their snapshot is set once the chunk committed, keep_extras); else extras mode
+ * (extras are deleted now). */
 static int plan_chunk(struct live *lv, struct table *t, const PGresult *rp, const PGresult *rs,
-                      const char *snap, struct cplan *pl)
+                      bool chunk_mode, struct cplan *pl)
 {
     int nk = t->ref->nkeys, rc = 0;
     size_t np, ns;
@@ -173,12 +185,10 @@ static int plan_chunk(struct live *lv, struct table *t, const PGresult *rp, cons
             }
             i++;
             j++;
-        } else if (snap) {
+        } else if (chunk_mode) {
             pl->extras = util_xrealloc(pl->extras, sizeof *pl->extras * (pl->nextras + 1));
-            pl->extras[pl->nextras++] =
-                (struct live_extra){.key = util_xmemdup(s[j].key, s[j].klen),
-                                    .klen = s[j].klen,
-                                    .snap = util_xstrdup(snap)};
+            pl->extras[pl->nextras++] = (struct live_extra){
+                .key = util_xmemdup(s[j].key, s[j].klen), .klen = s[j].klen, .snap = NULL};
             j++;
         } else {
             struct cwrite *w = plan_add(pl, "delete", -1, s[j].row);
@@ -202,6 +212,9 @@ static void log_writes(struct live *lv, const struct table *t, const struct cpla
     const char *keynames[64], *keyvals[64], *cols[1600], *before[1600];
     for (int k = 0; k < sd->nkeys; k++) {
         keynames[k] = sd->cols[sd->keys[k]].name;
+    }
+    if (lv->out_mu) {
+        pthread_mutex_lock(lv->out_mu);
     }
     for (size_t i = 0; i < pl->nw; i++) {
         const struct cwrite *w = &pl->w[i];
@@ -230,6 +243,9 @@ static void log_writes(struct live *lv, const struct table *t, const struct cpla
                                  .rows = -1};
         replog_emit(lv->log, lv->out, lv->pass, &e);
     }
+    if (lv->out_mu) {
+        pthread_mutex_unlock(lv->out_mu);
+    }
 }
 
 /* "SELECT k::text..., c::text... FROM t WHERE <pred> ORDER BY k FOR SHARE|UPDATE" */
@@ -239,89 +255,195 @@ static void select_sql(const struct table *t, struct strbuf *b, const char *pred
                   t->allcols, t->def->qname, pred, t->keycols, primary ? "SHARE" : "UPDATE");
 }
 
-/* The chunk's writes on the secondary in one round trip: one query string, one result per
- * statement (PQsendQuery); a statement that changed a row returns one (RETURNING 1). An error
- * stops the rest (the server skips them). LIVEDB_*. */
-static enum livedb_rc run_writes(PGconn *c, int side, struct cplan *pl, size_t *wrote, char *err,
-                                 size_t el)
+/* Appends the chunk's upserts as one statement, "INSERT ... VALUES (row), (row), ... ON CONFLICT
+ * (pk) DO UPDATE ... WHERE <differs> RETURNING pgdual_t.k::text, ...": one parse, one plan and one
+ * index descent per row instead of a statement per row. The rows returned are those it changed.
+ * Returns the number of upserts, or -1 when a value could not be quoted. */
+static long put_upserts(struct live *lv, const struct table *t, const struct cplan *pl,
+                        const PGresult *rp, struct strbuf *q)
 {
+    const struct discover_side *sd = t->ref;
+    long n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < pl->nw; i++) {
+        if (pl->w[i].sql) {
+            continue;
+        }
+        if (n++ == 0) {
+            repair_put_insert_head(q, t->def->qname, sd);
+        }
+        strbuf_puts(q, n > 1 ? ", " : "");
+        rc |= repair_put_values(q, lv->c[!lv->primary], sd, rp, pl->w[i].prow, sd->nkeys);
+    }
+    if (n > 0) {
+        lv->st.upserts++;
+        lv->st.upsert_rows += n;
+        repair_put_upsert_tail(q, sd);
+        for (int k = 0; k < sd->nkeys; k++) {
+            strbuf_printf(q, "%spgdual_t.%s::text", k ? ", " : " RETURNING ",
+                          sd->cols[sd->keys[k]].qname);
+        }
+        strbuf_puts(q, ";\n");
+    }
+    return rc < 0 ? -1 : n;
+}
+
+/* The upsert's answer: the keys of the rows it changed mark their writes as done. */
+static void upserts_done(const struct table *t, struct cplan *pl, const PGresult *rp,
+                         const PGresult *r, size_t *wrote)
+{
+    int nk = t->ref->nkeys;
+    size_t n;
+    struct crow *got = crows(r, nk, &n);
+    *wrote += n;
+    for (size_t i = 0; i < pl->nw; i++) {
+        if (!pl->w[i].sql) {
+            struct crow k = crow_of(rp, pl->w[i].prow, nk);
+            pl->w[i].wrote = bsearch(&k, got, n, sizeof *got, crow_cmp) != NULL;
+            free(k.key);
+        }
+    }
+    crows_free(got, n);
+}
+
+/* The chunk's writes on the secondary and its COMMIT in one round trip: one query string (the
+ * upserts as one statement, then a statement per delete, then COMMIT), one result per statement
+ * (PQsendQuery). An error stops the rest, COMMIT included (the server skips them; the caller
+ * rolls back). LIVEDB_*. */
+static enum livedb_rc run_writes(struct live *lv, const struct table *t, struct cplan *pl,
+                                 const PGresult *rp, size_t *wrote, char *err, size_t el)
+{
+    int side = !lv->primary;
+    PGconn *c = lv->c[side];
     struct strbuf q;
     strbuf_init(&q);
-    for (size_t i = 0; i < pl->nw; i++) {
-        strbuf_printf(&q, "%s;\n", pl->w[i].sql);
+    long nups = put_upserts(lv, t, pl, rp, &q);
+    size_t nstmt = nups > 0, i = 0;
+    for (size_t k = 0; k < pl->nw; k++) {
+        if (pl->w[k].sql) {
+            strbuf_printf(&q, "%s;\n", pl->w[k].sql);
+            nstmt++;
+        }
     }
+    strbuf_puts(&q, "COMMIT;\n");
+    bool committed = false;
     enum livedb_rc rc = LIVEDB_OK;
-    if (!PQsendQuery(c, q.p)) {
+    if (nups < 0) {
+        snprintf(err, el, "cannot quote a value of %s", t->def->display);
+        rc = LIVEDB_FAIL;
+    } else if (!PQsendQuery(c, q.p)) {
         snprintf(err, el, "%s: %s", util_side_name(side), PQerrorMessage(c));
         rc = LIVEDB_BROKEN;
     }
-    size_t i = 0;
+    size_t next_delete = 0; /* the write the next delete result belongs to */
     PGresult *r;
-    while (rc != LIVEDB_BROKEN && (r = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && i < pl->nw) {
-            pl->w[i].wrote = PQntuples(r) > 0;
-            *wrote += pl->w[i].wrote;
-            i++;
+    while (nups >= 0 && rc != LIVEDB_BROKEN && (r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && i < nstmt) {
+            if (i++ == 0 && nups > 0) {
+                upserts_done(t, pl, rp, r, wrote);
+            } else {
+                while (next_delete < pl->nw && !pl->w[next_delete].sql) {
+                    next_delete++;
+                }
+                pl->w[next_delete].wrote = PQntuples(r) > 0;
+                *wrote += pl->w[next_delete++].wrote;
+            }
+        } else if (PQresultStatus(r) == PGRES_COMMAND_OK && i == nstmt && rc == LIVEDB_OK) {
+            committed = true;
         } else if (PQresultStatus(r) != PGRES_TUPLES_OK && rc == LIVEDB_OK) {
             rc = livedb_classify(PQresultErrorField(r, PG_DIAG_SQLSTATE));
             snprintf(err, el, "%s: %s", util_side_name(side), PQresultErrorMessage(r));
         }
         PQclear(r);
     }
-    if (rc == LIVEDB_OK && i != pl->nw) {
-        snprintf(err, el, "%s: %zu of %zu repair statements answered", util_side_name(side), i,
-                 pl->nw);
+    if (rc == LIVEDB_OK && (i != nstmt || !committed)) {
+        snprintf(err, el, "%s: %zu of %zu repair statements answered%s", util_side_name(side), i,
+                 nstmt, committed ? "" : ", no COMMIT");
+        rc = LIVEDB_FAIL;
+    }
+    if (rc == LIVEDB_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        snprintf(err, el, "%s: still in a transaction after COMMIT", util_side_name(side));
         rc = LIVEDB_FAIL;
     }
     strbuf_free(&q);
     return rc;
 }
 
-/* One attempt at a chunk (pred with params). LIVEDB_OK after both commits; else both sides are
+/* BEGIN, SET LOCAL lock_timeout and the chunk's rows on one side (FOR SHARE on the primary, FOR
+ * UPDATE on the secondary): one round trip when the predicate holds literals, three with
+ * parameters (a string of several statements takes none). */
+static enum livedb_rc locked_read(struct live *lv, const struct table *t, int side,
+                                  const struct lockq *lq, PGresult **out, char *err, size_t el)
+{
+    struct strbuf q;
+    strbuf_init(&q);
+    enum livedb_rc rc;
+    if (lq->np > 0) {
+        select_sql(t, &q, lq->pred[side], side == lv->primary);
+        rc = livedb_begin(lv->c[side], side, lv->o->lock_timeout_ms, err, el);
+        rc = rc ? rc : livedb_exec(lv->c[side], side, q.p, lq->np, lq->params, out, err, el);
+    } else {
+        livedb_put_begin(&q, lv->o->lock_timeout_ms);
+        select_sql(t, &q, lq->pred[side], side == lv->primary);
+        rc = livedb_exec_multi(lv->c[side], side, q.p, out, err, el);
+    }
+    if (rc == LIVEDB_OK && !*out) {
+        snprintf(err, el, "%s: the locked read returned no rows", util_side_name(side));
+        rc = LIVEDB_FAIL;
+    }
+    strbuf_free(&q);
+    return rc;
+}
+
+/* Hands the chunk's deferred extras, now with their snapshot, to the table's list. */
+static void keep_extras(struct live *lv, struct cplan *pl, const PGresult *rsnap)
+{
+    for (size_t i = 0; i < pl->nextras; i++) {
+        if (lv->nextras == lv->capextras) {
+            lv->capextras = lv->capextras ? 2 * lv->capextras : 16;
+            lv->extras = util_xrealloc(lv->extras, sizeof *lv->extras * lv->capextras);
+        }
+        pl->extras[i].snap = util_xstrdup(PQgetvalue(rsnap, 0, 0));
+        lv->extras[lv->nextras++] = pl->extras[i];
+    }
+    pl->nextras = 0;
+}
+
+/* One attempt at a chunk. Round trips, in this order: primary BEGIN + rows FOR SHARE; secondary
+ * BEGIN + rows FOR UPDATE; (chunk mode) the primary's snapshot; the secondary's writes + COMMIT
+ * (or its COMMIT alone); the primary's COMMIT. LIVEDB_OK after both commits; else both sides are
  * left for the caller to roll back. */
-static enum livedb_rc attempt(struct live *lv, struct table *t, const char *pred, int np,
-                              const char *const *params, bool chunk_mode, char *err, size_t el)
+static enum livedb_rc attempt(struct live *lv, struct table *t, const struct lockq *lq,
+                              bool chunk_mode, char *err, size_t el)
 {
     int P = lv->primary, S = !P;
     PGresult *rp = NULL, *rs = NULL, *rsnap = NULL;
     struct cplan pl = {0};
-    struct strbuf q;
-    strbuf_init(&q);
-    enum livedb_rc rc = livedb_begin(lv->c[P], P, lv->o->lock_timeout_ms, err, el);
-    select_sql(t, &q, pred, true);
-    rc = rc ? rc : livedb_exec(lv->c[P], P, q.p, np, params, &rp, err, el);
-    rc = rc ? rc : livedb_begin(lv->c[S], S, lv->o->lock_timeout_ms, err, el);
-    strbuf_reset(&q);
-    select_sql(t, &q, pred, false);
-    rc = rc ? rc : livedb_exec(lv->c[S], S, q.p, np, params, &rs, err, el);
+    enum livedb_rc rc = locked_read(lv, t, P, lq, &rp, err, el);
+    rc = rc ? rc : locked_read(lv, t, S, lq, &rs, err, el);
     if (rc == LIVEDB_OK && chunk_mode) {
         rc = livedb_exec(lv->c[P], P, "SELECT pg_current_snapshot()::text", 0, NULL, &rsnap, err,
                          el);
     }
-    if (rc == LIVEDB_OK &&
-        plan_chunk(lv, t, rp, rs, rsnap ? PQgetvalue(rsnap, 0, 0) : NULL, &pl) < 0) {
+    if (rc == LIVEDB_OK && plan_chunk(lv, t, rp, rs, chunk_mode, &pl) < 0) {
         snprintf(err, el, "cannot quote a value of %s", t->def->display);
         rc = LIVEDB_FAIL;
     }
     size_t wrote = 0;
     if (rc == LIVEDB_OK && pl.nw > 0) {
-        rc = run_writes(lv->c[S], S, &pl, &wrote, err, el);
+        double t0 = util_now();
+        rc = run_writes(lv, t, &pl, rp, &wrote, err, el); /* commits the secondary */
+        lv->st.writes_s += util_now() - t0;
+    } else {
+        rc = rc ? rc : livedb_exec(lv->c[S], S, "COMMIT", 0, NULL, NULL, err, el);
     }
-    rc = rc ? rc : livedb_exec(lv->c[S], S, "COMMIT", 0, NULL, NULL, err, el);
     rc = rc ? rc : livedb_exec(lv->c[P], P, "COMMIT", 0, NULL, NULL, err, el);
     if (rc == LIVEDB_OK) {
+        lv->st.batches++;
         log_writes(lv, t, &pl, rp, rs);
         live_count(lv, t, (int64_t)wrote);
-        for (size_t i = 0; i < pl.nextras; i++) {
-            if (lv->nextras == lv->capextras) {
-                lv->capextras = lv->capextras ? 2 * lv->capextras : 16;
-                lv->extras = util_xrealloc(lv->extras, sizeof *lv->extras * lv->capextras);
-            }
-            lv->extras[lv->nextras++] = pl.extras[i];
-        }
-        pl.nextras = 0;
+        keep_extras(lv, &pl, rsnap);
     }
-    strbuf_free(&q);
     plan_free(&pl);
     PQclear(rp);
     PQclear(rs);
@@ -330,16 +452,18 @@ static enum livedb_rc attempt(struct live *lv, struct table *t, const char *pred
 }
 
 /* Runs attempt() until it commits, retrying lock timeouts and deadlocks with a backoff. */
-static int with_retries(struct live *lv, struct table *t, const char *pred, int np,
-                        const char *const *params, bool chunk_mode)
+static int with_retries(struct live *lv, struct table *t, const struct lockq *lq, bool chunk_mode)
 {
     char err[1024] = "";
     enum livedb_rc rc = LIVEDB_RETRY;
     for (int a = 0; a < LIVE_RETRIES && rc == LIVEDB_RETRY; a++) {
         if (a > 0) {
+            lv->st.retries++;
             livedb_backoff(a);
         }
-        rc = attempt(lv, t, pred, np, params, chunk_mode, err, sizeof err);
+        double t0 = util_now();
+        rc = attempt(lv, t, lq, chunk_mode, err, sizeof err);
+        lv->st.locked_s += util_now() - t0;
         if (rc != LIVEDB_OK) {
             livedb_rollback_both(lv->c[!lv->primary], lv->c[lv->primary]);
         }
@@ -356,25 +480,52 @@ static int with_retries(struct live *lv, struct table *t, const char *pred, int 
     return 0;
 }
 
+/* Appends "(t.k1, ...) IN (('v'::type, ...), ...)" for the n packed keys, quoted for c. 0 or -1
+ * (a value could not be quoted). */
+static int keys_pred(const struct table *t, PGconn *c, char *const *keys, const size_t *klens,
+                     size_t n, struct strbuf *b)
+{
+    const struct discover_side *sd = t->ref;
+    const char *vals[64];
+    int rc = 0;
+    strbuf_printf(b, "(%s) IN (", t->keycols);
+    for (size_t i = 0; i < n; i++) {
+        keys_split(keys[i], klens[i], sd->nkeys, vals);
+        strbuf_puts(b, i ? ", (" : "(");
+        for (int k = 0; k < sd->nkeys; k++) {
+            char *lit = PQescapeLiteral(c, vals[k], strlen(vals[k]));
+            rc |= lit ? 0 : -1;
+            strbuf_printf(b, "%s%s::%s", k ? ", " : "", lit ? lit : "NULL",
+                          sd->cols[sd->keys[k]].type);
+            PQfreemem(lit);
+        }
+        strbuf_puts(b, ")");
+    }
+    strbuf_puts(b, ")");
+    return rc;
+}
+
 /* Runs the locked attempt over the n packed keys (chunk_mode: extras deferred, else deleted). */
 static int keys_locked(struct live *lv, struct table *t, char *const *keys, const size_t *klens,
                        size_t n, bool chunk_mode)
 {
-    int nk = t->ref->nkeys;
-    const char **params = util_xcalloc(n * (size_t)nk + 1, sizeof *params);
-    struct strbuf pred;
-    strbuf_init(&pred);
-    strbuf_printf(&pred, "(%s) IN (", t->keycols);
-    for (size_t i = 0; i < n; i++) {
-        keys_split(keys[i], klens[i], nk, params + i * nk);
-        strbuf_puts(&pred, i ? ", (" : "(");
-        table_key_params(t, &pred, (int)(i * (size_t)nk) + 1);
-        strbuf_puts(&pred, ")");
+    struct strbuf pred[2];
+    int rc = 0;
+    for (int s = 0; s < 2; s++) {
+        strbuf_init(&pred[s]);
+        rc |= keys_pred(t, lv->c[s], keys, klens, n, &pred[s]);
     }
-    strbuf_puts(&pred, ")");
-    int rc = with_retries(lv, t, pred.p, (int)(n * (size_t)nk), params, chunk_mode);
-    strbuf_free(&pred);
-    free(params);
+    if (rc < 0) {
+        fprintf(stderr, "pgdual-verify: table %s: chunk left unrepaired: cannot quote a key\n",
+                t->def->display);
+        lv->table_unsettled = true;
+        rc = 0;
+    } else {
+        struct lockq lq = {.pred = {pred[0].p, pred[1].p}};
+        rc = with_retries(lv, t, &lq, chunk_mode);
+    }
+    strbuf_free(&pred[0]);
+    strbuf_free(&pred[1]);
     return rc;
 }
 
@@ -453,10 +604,14 @@ int chunk_repair(struct live *lv, struct table *t, const struct scan_range *r)
      * round (confirm.c). */
     char **keys = NULL;
     size_t *klens = NULL;
+    double t0 = util_now();
     long n = suspects(lv, t, pred.p, np, params, &keys, &klens);
+    lv->st.suspects_s += util_now() - t0;
+    lv->st.leaves++;
     int rc = 0;
     if (n < 0) {
-        rc = with_retries(lv, t, pred.p, np, params, true);
+        struct lockq lq = {.pred = {pred.p, pred.p}, .np = np, .params = params};
+        rc = with_retries(lv, t, &lq, true);
     }
     for (long i = 0; i < n && rc == 0; i += CHUNK_EXTRA_BATCH) {
         long m = n - i < CHUNK_EXTRA_BATCH ? n - i : CHUNK_EXTRA_BATCH;

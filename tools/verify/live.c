@@ -96,7 +96,25 @@ int live_before_scan(struct live *lv, struct table *t)
     if (rc > 0 || lv->pass_copied > copied) {
         live_redo_add(lv, t->def->display);
     }
+    lv->st.scan_t0 = util_now();
     return rc;
+}
+
+/* --stats: one line per table whose leaves were repaired, on stderr. */
+static void print_stats(const struct live *lv, const struct table *t, double secs)
+{
+    const struct live_stats *st = &lv->st;
+    if (!lv->o->stats) {
+        return;
+    }
+    fprintf(stderr,
+            "stats: %s: scan %.2f s; %lld leaves on %d connection pair(s) in %.2f s: suspects"
+            " read %.2f s;"
+            " %lld locked transactions (%lld retried) %.2f s, of which writes %.2f s; %lld"
+            " upsert statements of %lld rows\n",
+            t->def->display, st->scan_s, (long long)st->leaves, st->pairs, secs, st->suspects_s,
+            (long long)st->batches, (long long)st->retries, st->locked_s, st->writes_s,
+            (long long)st->upserts, (long long)st->upsert_rows);
 }
 
 int live_repair_table(struct live *lv, struct table *t)
@@ -107,11 +125,12 @@ int live_repair_table(struct live *lv, struct table *t)
     double t0 = util_now();
     int rc = backfill_pending(lv, t);
     lv->bf_seconds += util_now() - t0;
-    for (size_t i = 0; i < lv->nchunks && rc == 0; i++) {
-        if (!live_budget(lv, t)) {
-            break;
-        }
-        rc = chunk_repair(lv, t, &lv->chunks[i]);
+    double t1 = util_now(), scan_t0 = lv->st.scan_t0;
+    memset(&lv->st, 0, sizeof lv->st);
+    lv->st.scan_s = scan_t0 > 0 ? t0 - scan_t0 : 0;
+    if (rc == 0 && lv->nchunks > 0) {
+        rc = leafjobs_repair(lv, t);
+        print_stats(lv, t, util_now() - t1);
     }
     if (rc == 0) {
         rc = chunk_extras(lv, t);

@@ -1,6 +1,7 @@
 /* tools/verify/live.h: --live --repair --apply: passes of locked chunk repair (DESIGN §7) that
  * repeat until one repairs nothing; the scan hands it the ranges that differ. */
 #pragma once
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,22 @@ struct live_rate {
     int64_t rows;
 };
 
+/* --stats: what the leaf repair of the current table did, summed over its connection pairs (so
+ * the seconds can add up to more than the time it took). */
+struct live_stats {
+    int64_t leaves;      /* leaf ranges read for suspects */
+    int64_t batches;     /* locked transactions committed */
+    int64_t retries;     /* locked attempts rolled back and tried again */
+    int64_t upserts;     /* upsert statements sent (one per locked transaction with any) */
+    int64_t upsert_rows; /* rows in them */
+    double suspects_s;   /* reading the leaves' keys and row hashes, both sides */
+    double locked_s;     /* in locked attempts (reads, writes, commits) */
+    double writes_s;     /* of which the writes on the secondary */
+    int pairs;           /* connection pairs used */
+    double scan_t0;      /* when the table's scan (checksums, bisection) began */
+    double scan_s;       /* how long it took */
+};
+
 struct live {
     const struct options *o;
     PGconn *c[2]; /* autocommit connections for the locked repairs, by side */
@@ -48,14 +65,18 @@ struct live {
     long pass; /* pass number (logs); pgdual's pass id with --pgdual-pass */
     FILE *log; /* --repair-log, or NULL */
     FILE *out; /* repair lines (stdout) */
+    /* Serializes the repair lines and the log while a table's leaves are repaired on several
+     * connection pairs at once (leafjobs.c); NULL otherwise. */
+    pthread_mutex_t *out_mu;
     /* The table being repaired (the scan fills the first three). */
     struct scan_range *chunks; /* leaf ranges that differed, <= LIVE_CHUNK_ROWS each */
     size_t nchunks, capchunks;
     bool keyless_differs;      /* a keyless table's totals differed */
     struct live_extra *extras; /* per table, handled after its chunks */
     size_t nextras, capextras;
-    int64_t table_rows; /* rows repaired in this table in this pass */
-    char **redo;        /* tables to check again in the next pass ("schema.name") */
+    int64_t table_rows;   /* rows repaired in this table in this pass */
+    struct live_stats st; /* this table's, for --stats */
+    char **redo;          /* tables to check again in the next pass ("schema.name") */
     int nredo;
     bool table_unsettled; /* a chunk of this table could not be repaired (retries, rate limit) */
     /* Per pass and run. */
@@ -95,6 +116,9 @@ int live_repair_table(struct live *lv, struct table *t) WUR;
 /* Prints "progress: tables D/T rows_repaired R" (pgdual shows it for a spawned pass). */
 void live_progress(struct live *lv, int done, int total);
 
+/* Repairs the table's leaves (lv->chunks) on --jobs connection pairs at once, one after the other
+ * under --rate-limit or --jobs 1 (leafjobs.c); 0 or -1 (fatal, lv->error). */
+int leafjobs_repair(struct live *lv, struct table *t) WUR;
 /* Locked repair of one chunk [r) of a keyed table (chunk.c); 0 or -1 (fatal). */
 int chunk_repair(struct live *lv, struct table *t, const struct scan_range *r) WUR;
 /* The deferred extras of the table: xip wait, fresh locked re-read, delete (chunk.c). */

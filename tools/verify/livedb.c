@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tools/verify/strbuf.h"
+
 enum livedb_rc livedb_classify(const char *sqlstate)
 {
     if (!sqlstate) {
@@ -48,6 +50,48 @@ enum livedb_rc livedb_exec(PGconn *c, int side, const char *sql, int np, const c
     }
     PQclear(r);
     return rc;
+}
+
+enum livedb_rc livedb_exec_multi(PGconn *c, int side, const char *sql, PGresult **out, char *err,
+                                 size_t errlen)
+{
+    *out = NULL;
+    if (!PQsendQuery(c, sql)) {
+        snprintf(err, errlen, "%s: %s", util_side_name(side), PQerrorMessage(c));
+        return LIVEDB_BROKEN;
+    }
+    enum livedb_rc rc = LIVEDB_OK;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK && rc == LIVEDB_OK) {
+            PQclear(*out);
+            *out = r;
+            continue;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == LIVEDB_OK) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            rc = PQstatus(c) == CONNECTION_OK ? livedb_classify(state) : LIVEDB_BROKEN;
+            snprintf(err, errlen, "%s: %s", util_side_name(side),
+                     *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        }
+        PQclear(r);
+    }
+    if (rc == LIVEDB_OK && PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "%s: %s", util_side_name(side), PQerrorMessage(c));
+        rc = LIVEDB_BROKEN;
+    }
+    if (rc != LIVEDB_OK) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void livedb_put_begin(struct strbuf *b, int lock_timeout_ms)
+{
+    strbuf_printf(b, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = %d; ",
+                  lock_timeout_ms);
 }
 
 enum livedb_rc livedb_begin(PGconn *c, int side, int lock_timeout_ms, char *err, size_t errlen)

@@ -8,6 +8,8 @@
 
 #include "tools/verify/util.h"
 
+struct strbuf;
+
 /* Outcome of one statement. RETRY: lock_timeout (55P03), deadlock (40P01) or serialization
  * failure (40001): roll both sides back and try the chunk again. FAIL: another SQL error (the
  * chunk is left unrepaired). BROKEN: the connection is gone (the run stops). */
@@ -19,6 +21,14 @@ enum livedb_rc livedb_classify(const char *sqlstate);
  * On error, err gets "side: message". */
 enum livedb_rc livedb_exec(PGconn *c, int side, const char *sql, int np, const char *const *params,
                            PGresult **out, char *err, size_t errlen) WUR;
+/* Runs a string of several statements (simple protocol, one round trip) and keeps the last
+ * TUPLES_OK result in *out (NULL on error or when none). The server skips the statements after
+ * the first error; that error is the one classified and reported. */
+enum livedb_rc livedb_exec_multi(PGconn *c, int side, const char *sql, PGresult **out, char *err,
+                                 size_t errlen) WUR;
+/* Appends "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = ms; " (what
+ * livedb_begin runs), for a string that goes on with the transaction's first statement. */
+void livedb_put_begin(struct strbuf *b, int lock_timeout_ms);
 /* BEGIN (READ COMMITTED) and SET LOCAL lock_timeout. */
 enum livedb_rc livedb_begin(PGconn *c, int side, int lock_timeout_ms, char *err, size_t errlen) WUR;
 /* ROLLBACK when a transaction is open; errors are ignored (the next BEGIN reports them). */

@@ -56,12 +56,9 @@ static void put_text_row(struct strbuf *b, const struct discover_side *sd, const
     strbuf_puts(b, ")");
 }
 
-int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
-                      const struct discover_side *sd, const PGresult *res, int row, int col0,
-                      bool upsert)
+void repair_put_insert_head(struct strbuf *b, const char *qname, const struct discover_side *sd)
 {
     bool ident = false;
-    int rc = 0;
     strbuf_printf(b, "INSERT INTO %s AS pgdual_t (", qname);
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
@@ -69,7 +66,14 @@ int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
             ident |= sd->cols[i].identity_always;
         }
     }
-    strbuf_printf(b, ")%s VALUES (", ident ? " OVERRIDING SYSTEM VALUE" : "");
+    strbuf_printf(b, ")%s VALUES ", ident ? " OVERRIDING SYSTEM VALUE" : "");
+}
+
+int repair_put_values(struct strbuf *b, PGconn *c, const struct discover_side *sd,
+                      const PGresult *res, int row, int col0)
+{
+    int rc = 0;
+    strbuf_puts(b, "(");
     for (int i = 0, n = 0; i < sd->ncols; i++) {
         if (!sd->cols[i].generated) {
             strbuf_puts(b, n++ ? ", " : "");
@@ -78,37 +82,51 @@ int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
         }
     }
     strbuf_puts(b, ")");
-    if (upsert) {
-        strbuf_puts(b, " ON CONFLICT (");
+    return rc < 0 ? -1 : 0;
+}
+
+void repair_put_upsert_tail(struct strbuf *b, const struct discover_side *sd)
+{
+    strbuf_puts(b, " ON CONFLICT (");
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+    }
+    strbuf_puts(b, ") DO ");
+    int n = 0;
+    for (int i = 0; i < sd->ncols; i++) {
+        bool key = false;
         for (int k = 0; k < sd->nkeys; k++) {
-            strbuf_printf(b, "%s%s", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+            key |= sd->keys[k] == i;
         }
-        strbuf_puts(b, ") DO ");
-        int n = 0;
-        for (int i = 0; i < sd->ncols; i++) {
-            bool key = false;
-            for (int k = 0; k < sd->nkeys; k++) {
-                key |= sd->keys[k] == i;
-            }
-            if (!key && !sd->cols[i].generated) {
-                strbuf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "UPDATE SET ",
-                              sd->cols[i].qname, sd->cols[i].qname);
-            }
-        }
-        if (n == 0) {
-            strbuf_puts(b, "NOTHING");
-        } else {
-            /* A row that already holds these values (compared as text, like the comparison) is
-             * left alone: the upsert then reports no row, and nothing is logged as repaired. */
-            strbuf_puts(b, " WHERE (");
-            put_text_row(b, sd, "pgdual_t.");
-            strbuf_puts(b, ") IS DISTINCT FROM (");
-            put_text_row(b, sd, "EXCLUDED.");
-            strbuf_puts(b, ")");
+        if (!key && !sd->cols[i].generated) {
+            strbuf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "UPDATE SET ", sd->cols[i].qname,
+                          sd->cols[i].qname);
         }
     }
+    if (n == 0) {
+        strbuf_puts(b, "NOTHING");
+        return;
+    }
+    /* A row that already holds these values (compared as text, like the comparison) is left
+     * alone: the upsert then reports no row, and nothing is logged as repaired. */
+    strbuf_puts(b, " WHERE (");
+    put_text_row(b, sd, "pgdual_t.");
+    strbuf_puts(b, ") IS DISTINCT FROM (");
+    put_text_row(b, sd, "EXCLUDED.");
+    strbuf_puts(b, ")");
+}
+
+int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
+                      const struct discover_side *sd, const PGresult *res, int row, int col0,
+                      bool upsert)
+{
+    repair_put_insert_head(b, qname, sd);
+    int rc = repair_put_values(b, c, sd, res, row, col0);
+    if (upsert) {
+        repair_put_upsert_tail(b, sd);
+    }
     strbuf_puts(b, ";\n");
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,

@@ -20,6 +20,13 @@ struct table;
 int repair_put_insert(struct strbuf *b, PGconn *c, const char *qname,
                       const struct discover_side *sd, const PGresult *res, int row, int col0,
                       bool upsert) WUR;
+/* The pieces of repair_put_insert, for one statement over many rows: "INSERT INTO qname AS
+ * pgdual_t (cols) [OVERRIDING SYSTEM VALUE] VALUES "; one row "('v'::type, ...)" (0 or -1 as
+ * above); " ON CONFLICT (pk) DO UPDATE SET ... WHERE (the row differs as text)". */
+void repair_put_insert_head(struct strbuf *b, const char *qname, const struct discover_side *sd);
+int repair_put_values(struct strbuf *b, PGconn *c, const struct discover_side *sd,
+                      const PGresult *res, int row, int col0) WUR;
+void repair_put_upsert_tail(struct strbuf *b, const struct discover_side *sd);
 /* Appends "DELETE FROM qname WHERE (pk) = ('k'::type, ...);\n" for a packed key. 0 or -1. */
 int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,
                       const struct discover_side *sd, const char *key, size_t klen) WUR;

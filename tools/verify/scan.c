@@ -15,6 +15,7 @@
 #include "tools/verify/live.h"
 #include "tools/verify/options.h"
 #include "tools/verify/pool.h"
+#include "tools/verify/probe.h"
 #include "tools/verify/progress.h"
 #include "tools/verify/result.h"
 #include "tools/verify/strbuf.h"
@@ -42,6 +43,7 @@ struct scan {
 
 static int start_top(struct table *t, const struct keys_row *bounds, int nb, bool total);
 static void sample_async(struct table *t);
+static double sample_pct(const struct table *t);
 
 void scan_range_copy(struct scan_range *dst, const struct scan_range *src)
 {
@@ -298,7 +300,13 @@ static int on_sample(void *ctx, int side, const PGresult *r)
         bounds[i].klen = b.len;
         bounds[i].key = strbuf_take(&b);
     }
-    int rc = start_top(t, bounds, n, false);
+    int rc = 0;
+    if (t->live && !t->probed) {
+        t->probed = true;
+        probe_start(t, bounds, n, sample_pct(t)); /* every range a leaf, or scan_table_total */
+    } else {
+        rc = start_top(t, bounds, n, false);
+    }
     for (int i = 0; i < n; i++) {
         free(bounds[i].key);
     }
@@ -306,16 +314,23 @@ static int on_sample(void *ctx, int side, const PGresult *r)
     return rc;
 }
 
-/* Queues the choice of up to want-1 cut keys from a block sample of the primary, spread by
- * rank (only the cut keys travel); on_sample then starts the per-range scan. */
-static void sample_async(struct table *t)
+/* The TABLESAMPLE SYSTEM percentage that reads about 200 blocks or 20,000 rows of the primary. */
+static double sample_pct(const struct table *t)
 {
     const struct discover_side *sd = &t->def->side[t->primary];
     double est = sd->reltuples > 0 ? sd->reltuples : (double)sd->blocks * 60.0;
     double blocks = sd->blocks > 0 ? (double)sd->blocks : 1;
     est = est > 1 ? est : 1;
     double pct = 100.0 * (200.0 / blocks > 20000.0 / est ? 200.0 / blocks : 20000.0 / est);
-    pct = pct > 100 ? 100 : pct < 0.001 ? 0.001 : pct;
+    return pct > 100 ? 100 : pct < 0.001 ? 0.001 : pct;
+}
+
+/* Queues the choice of up to want-1 cut keys from a block sample of the primary, spread by
+ * rank (only the cut keys travel); on_sample then starts the per-range scan (--live: through
+ * the probe, which may hand every range to the repair as a leaf instead). */
+static void sample_async(struct table *t)
+{
+    double pct = sample_pct(t);
     struct strbuf b;
     strbuf_init(&b);
     strbuf_printf(&b,
@@ -349,7 +364,20 @@ static int start_top(struct table *t, const struct keys_row *bounds, int nb, boo
     return 0;
 }
 
+void scan_table_total(struct table *t)
+{
+    (void)start_top(t, NULL, 0, true);
+}
+
 int scan_table(struct table *t)
 {
+    /* --live, a keyed table: the cut keys and the probe first. When it finds many differences,
+     * every range becomes a leaf at once: the whole-table checksum and the ranged one would be
+     * two full scans of both sides that find every range different anyway. Else the usual
+     * whole-table checksum (scan_table_total), then ranges if it differs. */
+    if (t->live && t->ref->nkeys > 0) {
+        sample_async(t);
+        return 0;
+    }
     return start_top(t, NULL, 0, true);
 }

@@ -25,8 +25,12 @@ int scan_range_params(const struct table *t, const struct scan_range *r, const c
 /* Queues the whole-table checksum: each side's heap is cut into ctid chunks run on several
  * connections, each returning (count, sum of row hashes). If the totals differ, key boundaries
  * are sampled on the primary and the table is scanned again per key range; mismatching ranges
- * go to bisect. 0 or -1 (pool_error). */
+ * go to bisect. --live, a keyed table: the key boundaries first, then the probe (probe.h): every
+ * range a leaf at once, or the above. 0 or -1 (pool_error). */
 int scan_table(struct table *t) WUR;
+/* Queues the whole-table checksum (what scan_table does without --live); if it differs, the key
+ * ranges are sampled and scanned, mismatching ranges go to bisect. */
+void scan_table_total(struct table *t);
 /* Queues a checksum of r cut at bounds (nbounds packed keys, copied) on both sides. */
 void scan_start(struct table *t, const struct scan_range *r, const struct keys_row *bounds,
                 int nbounds);

@@ -33,6 +33,7 @@ struct table {
     char *allcols;     /* t.c1::text, ... (every column, for repair) */
     int leaf_rows;     /* a range of at most this many rows is diffed (or, live, repaired) */
     struct live *live; /* --live: differing leaves become chunks repaired under locks */
+    bool probed;       /* --live: the probe (probe.h) has chosen how to scan the table */
 };
 
 void table_init(struct table *t, struct pool *p, const struct options *o,
