@@ -164,11 +164,49 @@ static bool type_is(const PgQuery__TypeName *t, const char *const *names, size_t
     return false;
 }
 
+static const char *const serials[] = {"serial",  "bigserial", "smallserial",
+                                      "serial2", "serial4",   "serial8"};
+
+/* Does the column draw its values from a sequence (serial, identity)? */
+static bool column_draws(const PgQuery__ColumnDef *cd)
+{
+    if (type_is(cd->type_name, serials, 6)) {
+        return true;
+    }
+    for (size_t i = 0; i < cd->n_constraints; i++) {
+        const PgQuery__Node *n = cd->constraints[i];
+        if (n && n->node_case == PG_QUERY__NODE__NODE_CONSTRAINT && n->constraint &&
+            n->constraint->contype == PG_QUERY__CONSTR_TYPE__CONSTR_IDENTITY) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ALTER TABLE ... ADD COLUMN of a serial or identity column: the server fills the table's rows
+ * from the sequence in the order it reads them, its physical order, which new's need not share
+ * (a volatile DEFAULT is the classifier's nondeterministic already). */
+static bool adds_drawn_column(const PgQuery__Node *n)
+{
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_ALTER_TABLE_STMT || !n->alter_table_stmt) {
+        return false;
+    }
+    for (size_t i = 0; i < n->alter_table_stmt->n_cmds; i++) {
+        const PgQuery__Node *c = n->alter_table_stmt->cmds[i];
+        const PgQuery__AlterTableCmd *a =
+            c && c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD ? c->alter_table_cmd : NULL;
+        if (a && a->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_AddColumn && a->def &&
+            a->def->node_case == PG_QUERY__NODE__NODE_COLUMN_DEF && a->def->column_def &&
+            column_draws(a->def->column_def)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
                               const struct classify_options *opt)
 {
-    static const char *const serials[] = {"serial",  "bigserial", "smallserial",
-                                          "serial2", "serial4",   "serial8"};
     static const char *const jsons[] = {"json", "jsonb"};
     struct pin_column *c = pin_table_add_column(t, cd->colname);
     if (!c) {
@@ -298,7 +336,8 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     const PgQuery__Node *n = node;
     struct pin_walk w = {.opt = opt};
     bool whole = pgq_walk((const ProtobufCMessage *)n, pin_visit, &w);
-    st->nondeterministic = w.f.nondeterministic || w.order_undefined || !whole;
+    st->nondeterministic =
+        w.f.nondeterministic || w.order_undefined || !whole || adds_drawn_column(n);
     st->user_code = w.f.user_code;
     st->uses_default = w.uses_default;
     st->sets_config = w.sets_config;

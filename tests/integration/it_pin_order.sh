@@ -11,6 +11,8 @@
 #     USING (a row is deleted once whichever row matched): nothing pinned, nothing counted.
 # Every target table identical on old and new afterwards, nothing counted, in_sync. Before, A-D
 # left new different, in_sync, nothing counted.
+# (F) ALTER TABLE ... ADD COLUMN serial / identity fills the rows in physical order: counted (it
+#     was silent before).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -68,6 +70,15 @@ check "E: total orders" agg 0
 same num "E: num identical"
 same firsts "E: firsts identical"
 assert_eq in_sync "$(it_status secondary_state)" "new is in_sync"
+
+# --- F: a serial or identity column added to a table with rows --------------------------------
+for col in "s serial" "g int GENERATED ALWAYS AS IDENTITY"; do
+    it_status_mark
+    psql_proxy "$DB" -q -c "ALTER TABLE src ADD COLUMN $col"
+    assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: ADD COLUMN $col counted"
+done
+assert_eq diverged "$(it_status secondary_state)" "F: new out of in_sync (src filled in another order)"
+assert_contains "$(it_status reconcile_tables)" "*" "F: owed to the reconciliation"
 
 it_proxy_stop
 it_check_sanitizer_log

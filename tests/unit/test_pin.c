@@ -622,6 +622,15 @@ static void test_decide_update_delete_other(void **state)
         "INSERT INTO t (id, v, ts) SELECT k, array_agg(v)::text::int, max(ts) FROM o GROUP BY k",
         &t, PIN_NEEDED, NULL);
     check_decide("DELETE FROM t USING o WHERE o.k = t.id", &t, PIN_NOT_NEEDED, NULL);
+    /* a serial or identity column added to a table is filled in the table's physical order */
+    const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
+    check_decide("ALTER TABLE t ADD COLUMN s serial", NULL, PIN_IMPOSSIBLE, ddl);
+    check_decide("ALTER TABLE t ADD COLUMN g int GENERATED ALWAYS AS IDENTITY", NULL,
+                 PIN_IMPOSSIBLE, ddl);
+    check_decide("ALTER TABLE t ADD COLUMN n int DEFAULT 0", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY", NULL,
+                 PIN_NOT_NEEDED, NULL);
+    check_decide("CREATE TABLE x (id serial PRIMARY KEY)", NULL, PIN_NOT_NEEDED, NULL);
     check_decide("UPDATE t SET ts = now()", &nopk, PIN_IMPOSSIBLE, "its table has no primary key");
     check_decide("UPDATE t SET ts = now()", NULL, PIN_IMPOSSIBLE,
                  "its table is unknown (no catalog lookup possible here)");
