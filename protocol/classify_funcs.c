@@ -18,7 +18,8 @@ struct func_entry {
 /* Sorted by strcmp (bsearch). R: immutable or stable in PostgreSQL and without side effects.
  * RN: also side-effect free but the value differs between calls or between the two backends
  * (clock, randomness, physical sizes, server version; age(x) reads the current date).
- * N: nondeterministic and NOT a read (sequence state).
+ * N: nondeterministic and NOT a read (sequence state). K | N: built in, not a read, and its
+ * value differs between the two servers (a transaction id): a write storing it is pinned.
  * K: built in, NOT a read (so a call mirrors), and not code of the user's: it neither draws
  * sequence values nor touches named statements (classify_result.user_code stays false):
  * pg_advisory_*, pg_try_advisory_*, pg_notify, pg_sleep*, set_config, txid_current,
@@ -223,7 +224,9 @@ static const struct func_entry builtin[] = {
     {"pg_advisory_xact_lock_shared", K},
     {"pg_collation_for", R},
     {"pg_column_size", R},
-    {"pg_current_xact_id", K},
+    {"pg_current_snapshot", RN},
+    {"pg_current_xact_id", K | N},
+    {"pg_current_xact_id_if_assigned", K | N},
     {"pg_database_size", RN},
     {"pg_get_constraintdef", R},
     {"pg_get_expr", R},
@@ -332,7 +335,9 @@ static const struct func_entry builtin[] = {
     {"ts_headline", R},
     {"ts_rank", R},
     {"ts_rank_cd", R},
-    {"txid_current", K},
+    {"txid_current", K | N},
+    {"txid_current_if_assigned", K | N},
+    {"txid_current_snapshot", RN},
     {"unnest", R},
     {"upper", R},
     {"uuid_generate_v1", RN},

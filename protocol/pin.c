@@ -33,6 +33,17 @@ static const char *node_string(const PgQuery__Node *n)
     return n->string->sval;
 }
 
+/* A system catalog or view (pg_catalog, information_schema, or a name PostgreSQL reserves to
+ * them: pg_*): OIDs, statistics, sessions and locks differ between the two servers, so a write
+ * storing what it reads of them is pinned. */
+static bool server_state(const PgQuery__RangeVar *rv)
+{
+    const char *schema = rv->schemaname;
+    return (schema &&
+            (strcmp(schema, "pg_catalog") == 0 || strcmp(schema, "information_schema") == 0)) ||
+           (rv->relname && strncmp(rv->relname, "pg_", 3) == 0);
+}
+
 /* SELECT DISTINCT ON keeps the first row of each group in an order an ORDER BY may not make
  * total. */
 static bool distinct_on(const PgQuery__SelectStmt *s)
@@ -85,6 +96,8 @@ static void pin_visit(void *ctx, const ProtobufCMessage *m)
         const PgQuery__ColumnRef *c = (const PgQuery__ColumnRef *)m;
         const char *last = c->n_fields > 0 ? node_string(c->fields[c->n_fields - 1]) : NULL;
         w->order_undefined = w->order_undefined || (last && strcmp(last, "ctid") == 0);
+    } else if (d == &pg_query__range_var__descriptor) {
+        w->order_undefined = w->order_undefined || server_state((const PgQuery__RangeVar *)m);
     } else if (d == &pg_query__set_to_default__descriptor) {
         w->uses_default = true;
     } else if (d == &pg_query__func_call__descriptor) {

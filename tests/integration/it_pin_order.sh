@@ -12,7 +12,9 @@
 # Every target table identical on old and new afterwards, nothing counted, in_sync. Before, A-D
 # left new different, in_sync, nothing counted.
 # (F) ALTER TABLE ... ADD COLUMN serial / identity fills the rows in physical order: counted (it
-#     was silent before).
+#     was silent before);
+# (G) a transaction id (txid_current, pg_current_xact_id) or what a system catalog or view says
+#     (pg_class, pg_stat_activity) stored by an INSERT: pinned (silent before).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -79,6 +81,17 @@ for col in "s serial" "g int GENERATED ALWAYS AS IDENTITY"; do
 done
 assert_eq diverged "$(it_status secondary_state)" "F: new out of in_sync (src filled in another order)"
 assert_contains "$(it_status reconcile_tables)" "*" "F: owed to the reconciliation"
+
+# --- G: values of each server's own state stored by a write: pinned ------------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE outbox (id int PRIMARY KEY, note text)"
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO outbox VALUES (1, txid_current()::text)" \
+    -c "INSERT INTO outbox VALUES (2, pg_current_xact_id()::text)" \
+    -c "INSERT INTO outbox SELECT 3, relfilenode::text FROM pg_class WHERE relname = 'outbox'" \
+    -c "INSERT INTO outbox SELECT 4, count(*)::text FROM pg_catalog.pg_stat_activity"
+assert_eq 4 "$(it_status_delta pinned_writes_total)" "G: the four INSERTs pinned"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
+same outbox "G: outbox identical (old's transaction ids, file node, session count)"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -622,6 +622,12 @@ static void test_decide_update_delete_other(void **state)
         "INSERT INTO t (id, v, ts) SELECT k, array_agg(v)::text::int, max(ts) FROM o GROUP BY k",
         &t, PIN_NEEDED, NULL);
     check_decide("DELETE FROM t USING o WHERE o.k = t.id", &t, PIN_NOT_NEEDED, NULL);
+    /* each server's own state */
+    check_decide("UPDATE t SET v = txid_current() WHERE id = 1", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = (SELECT count(*) FROM pg_stat_activity) WHERE id = 1", &t,
+                 PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = (SELECT min(oid) FROM pg_catalog.pg_class) WHERE id = 1", &t,
+                 PIN_NEEDED, NULL);
     /* a serial or identity column added to a table is filled in the table's physical order */
     const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
     check_decide("ALTER TABLE t ADD COLUMN s serial", NULL, PIN_IMPOSSIBLE, ddl);
