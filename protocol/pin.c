@@ -57,21 +57,20 @@ static bool distinct_on(const PgQuery__SelectStmt *s)
     return false;
 }
 
-/* A call whose value depends on the order its rows come in, which the server does not define: an
- * aggregate that concatenates its input without an ORDER BY of its own (array_agg(x) over a join
- * on new's physical order is another array than old's), a window function over a window without
- * ORDER BY (row_number() OVER ()). */
+/* A call whose value may depend on the order its rows come in, which the server does not define:
+ * an aggregate that concatenates its input (array_agg(x) over a join in new's physical order is
+ * another array than old's), a window function (row_number() OVER ()). An ORDER BY of its own
+ * need not be total (ties keep the order rows came in), and pgdual cannot tell whether it is:
+ * pinned whatever it says. */
 static bool order_sensitive_call(const PgQuery__FuncCall *fc, const char *name)
 {
     if (fc->over) {
-        return fc->over->n_order_clause == 0;
+        return true;
     }
     static const char *const concatenating[] = {
         "array_agg",        "string_agg",      "json_agg",         "jsonb_agg", "json_object_agg",
         "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg"};
-    for (size_t i = 0;
-         name && fc->n_agg_order == 0 && i < sizeof(concatenating) / sizeof(concatenating[0]);
-         i++) {
+    for (size_t i = 0; name && i < sizeof(concatenating) / sizeof(concatenating[0]); i++) {
         if (strcmp(name, concatenating[i]) == 0) {
             return true;
         }
