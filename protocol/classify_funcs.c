@@ -368,15 +368,25 @@ static unsigned builtin_flags(const char *name)
 }
 
 /* "f" matches an unqualified call; "s.f" matches schema s and name f exactly. */
+/* pattern is a name, or a prefix ending in '*' (st_* for an extension's functions). */
+static bool name_matches(const char *pattern, const char *name)
+{
+    size_t n = strlen(pattern);
+    if (n > 0 && pattern[n - 1] == '*') {
+        return strncmp(pattern, name, n - 1) == 0;
+    }
+    return strcmp(pattern, name) == 0;
+}
+
 static bool option_matches(const char *entry, const char *schema, const char *name)
 {
     const char *dot = strchr(entry, '.');
     if (dot == NULL) {
-        return schema == NULL && strcmp(entry, name) == 0;
+        return schema == NULL && name_matches(entry, name);
     }
     size_t slen = (size_t)(dot - entry);
     return schema != NULL && strlen(schema) == slen && strncmp(entry, schema, slen) == 0 &&
-           strcmp(dot + 1, name) == 0;
+           name_matches(dot + 1, name);
 }
 
 unsigned classify_funcs_flags(const char *schema, const char *name,

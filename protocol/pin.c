@@ -327,6 +327,27 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
+/* Does the statement run the expressions it holds now? A write does (its verb is set apart); DDL
+ * that only stores them in the catalog does not. */
+static bool runs_code(const PgQuery__Node *n)
+{
+    switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+    case PG_QUERY__NODE__NODE_DO_STMT:
+    case PG_QUERY__NODE__NODE_CALL_STMT:
+    case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+    case PG_QUERY__NODE__NODE_COPY_STMT:
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+    case PG_QUERY__NODE__NODE_INSERT_STMT:
+    case PG_QUERY__NODE__NODE_UPDATE_STMT:
+    case PG_QUERY__NODE__NODE_DELETE_STMT:
+    case PG_QUERY__NODE__NODE_MERGE_STMT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool rolls_back(const PgQuery__Node *n)
 {
     if (!n || n->node_case != PG_QUERY__NODE__NODE_TRANSACTION_STMT || !n->transaction_stmt) {
@@ -358,6 +379,7 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
                        !n->select_stmt->into_clause;
     st->stores_values = stores_values(n);
+    st->runs_code = st->stores_values || runs_code(n);
     st->ncols = -1;
     int rc = 0;
     switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
@@ -604,9 +626,10 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         *why = pin_why_trigger_values;
         return PIN_IMPOSSIBLE;
     }
-    if (st->user_code) {
+    if (st->user_code && (st->runs_code || st->verb != PIN_VERB_NONE)) {
         /* The code runs again on the secondary, whatever pgdual sends: a default it fires, a
-         * clock it reads, a table it writes cannot be pinned, nor known. */
+         * clock it reads, a table it writes cannot be pinned, nor known. (DDL that only stores
+         * the call — a DEFAULT, a view — runs nothing: what later runs it is decided then.) */
         *why = pin_why_user_code;
         return PIN_IMPOSSIBLE;
     }

@@ -60,6 +60,9 @@ struct pin_stmt {
     bool nondeterministic;
     bool uses_default; /* DEFAULT in VALUES or SET, or DEFAULT VALUES: a column default fires */
     bool user_code;    /* calls code pgdual does not know (it may write elsewhere) */
+    bool runs_code;    /* it runs the code it names (a write, SELECT, DO, CALL, EXPLAIN, COPY,
+                          CREATE TABLE AS, ADD COLUMN), rather than only storing it in the
+                          catalog (a DEFAULT, a view, a policy, a function body) */
     bool nested_dml;   /* a data-modifying CTE: pgdual cannot see its rows */
     bool nested_insert;
     bool sql_prepare;    /* SQL PREPARE of this statement: decided now, never rewritten */

@@ -244,14 +244,17 @@ static void send_secondary(struct session *s, const void *p, size_t n)
 }
 
 /* Does u draw sequence values on the secondary that pinned inserts may have stored there as ids
- * already (protocol/seq_raise.h)? Only a unit that goes verbatim and may draw, in a transaction
- * that has not failed on either side (the raise would fail there), and only once after pinned
- * statements went to the secondary (any session's: the server's pinned_gen moved). */
+ * already (protocol/seq_raise.h)? Only a unit that goes verbatim and may draw, and only once after
+ * pinned statements went to the secondary (any session's: the server's pinned_gen moved). Only
+ * outside a transaction block on the secondary: there the raise is a transaction of its own, whose
+ * locks and snapshot end with it. Inside the client's block it would take the block's snapshot
+ * before a SET TRANSACTION that must come first, hold its table locks until the block ends, take
+ * part in its serializable conflicts, and a cancel (statement_timeout) would abort the block: the
+ * block's writes lost on new alone, or another session waiting (review 13 #1-#3). */
 static bool raise_wanted(const struct session *s, const struct unit *u)
 {
-    if (u->internal || !u->mirrored || u->prim_status_before == PQ_TXN_FAILED ||
-        s->mirror.sec_txn_expected == PQ_TXN_FAILED ||
-        !(u->inserts || u->nondeterministic || u->user_code || u->copy_in) ||
+    if (u->internal || !u->mirrored || s->mirror.sec_txn_expected != PQ_TXN_IDLE ||
+        !(u->inserts || u->nondeterministic || u->user_code || u->copy_in || u->execute_draws) ||
         !pin_unit_verbatim(u)) {
         return false;
     }
@@ -271,8 +274,11 @@ static void prepend_raise(struct session *s, struct unit *u)
         wbuf_free(&q); /* u goes without it: at worst it collides there, as before */
         return;
     }
+    /* Pinned statements of u itself come after the raise: not covered (0: the next such unit
+     * raises again). */
     s->mirror.seq_raised_gen =
-        atomic_load_explicit(&s->worker->server->pinned_gen, memory_order_acquire);
+        u->pinned_sent ? 0
+                       : atomic_load_explicit(&s->worker->server->pinned_gen, memory_order_acquire);
     wbuf_free(&u->bytes);
     u->bytes = q;
     u->sec_rfq_left = (uint8_t)((u->sec_rfq_left ? u->sec_rfq_left : 1) + 1);
@@ -317,25 +323,25 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
             : f->type == PqMsg_Execute && pin_failed_step_known(u, f->execute_index)) {
         return;
     }
-    /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class
-     * 42) drew nothing. */
-    const char *st = u->prim.sqlstate;
-    if (strcmp(st, "25P02") == 0 || strncmp(st, "42", 2) == 0) {
-        return;
-    }
-    bool drew = false;
+    bool drew = false, code = false;
     if (f->type == PqMsg_Query && f->stmt_len > 0) {
         char *stmt = strndup((const char *)u->bytes.data + 5 + f->stmt_offset, f->stmt_len);
         struct classify_result r;
-        drew = !stmt || classify_statement(stmt, NULL, &r) < 0 || r.inserts || r.nondeterministic ||
-               r.user_code;
+        bool unknown = !stmt || classify_statement(stmt, NULL, &r) < 0;
+        code = unknown || r.user_code;
+        drew = code || r.inserts || r.nondeterministic;
         free(stmt);
     } else if (f->type == PqMsg_Execute) {
         drew = (u->execute_draws >> (f->execute_index < 63 ? f->execute_index : 63)) & 1;
+        code = drew && u->user_code;
     } else if (f->type == PqMsg_FunctionCall) {
-        drew = true; /* a function by OID: pgdual does not know what it does */
+        drew = code = true; /* a function by OID: pgdual does not know what it does */
     }
-    if (!drew) {
+    /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class
+     * 42) drew nothing; but code of the user's reports class 42 from inside (a dynamic EXECUTE)
+     * after it ran, and may have committed before that (a DO or procedure's COMMIT). */
+    const char *st = u->prim.sqlstate;
+    if (!drew || strcmp(st, "25P02") == 0 || (strncmp(st, "42", 2) == 0 && !code)) {
         return;
     }
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);

@@ -68,6 +68,8 @@ struct unit {
                            steps: the primary answers each with one counted reply) */
     bool pin_inactive;  /* sent while pinning was off: what it makes up goes verbatim */
     bool inserts;       /* an INSERT/MERGE/COPY FROM in it (classify.h): may fire defaults */
+    bool pinned_sent;   /* the secondary gets pinned statements in it (pin_secondary_bytes) */
+    bool function_call; /* a FunctionCall message: a function by OID, pgdual cannot tell which */
     bool user_code; /* a mirrored DO, CALL, call of a function pgdual does not know, or FunctionCall
                        message: what it writes, and the values it makes up, are not known */
     bool session_objects; /* it PREPAREs, DEALLOCATEs, DISCARDs ... by name (classify.h) */

@@ -214,6 +214,7 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
             u->bytes = out;
             stats_add(&s->worker->stats, STAT_pinned_writes_total, (int64_t)n);
             atomic_fetch_add_explicit(&s->worker->server->pinned_gen, 1, memory_order_acq_rel);
+            u->pinned_sent = true;
             rc = (int)extra;
         } else {
             wbuf_free(&out);
@@ -231,7 +232,7 @@ int pin_secondary_bytes(struct session *s, struct unit *u)
 
 bool pin_unit_verbatim(const struct unit *u)
 {
-    return u->user_code || u->pin_inactive || (u->pin && u->pin->unpinned);
+    return u->function_call || u->pin_inactive || (u->pin && u->pin->unpinned);
 }
 
 bool pin_failed_step_known(const struct unit *u, uint32_t index)
@@ -302,9 +303,9 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         why = "pinning is off (pin_writes = off, mirror_order = parallel, or pgdual cannot trust "
               "its parse of the text)";
     }
-    if (!why && u->user_code && !u->prim.error) {
-        /* Code pinning did not plan (a FunctionCall message, an Execute of a statement it did
-         * not analyse): it ran again on the secondary. A failed one: note_failed_draw. */
+    if (!why && u->function_call && !u->prim.error) {
+        /* A function called by OID (pinning plans no statement for it): it ran again on the
+         * secondary. A failed one: note_failed_draw. */
         why = pin_why_user_code;
     }
     if (!why || !some_ran || u->internal) {

@@ -522,7 +522,7 @@ void session_classify_message(struct session *s, struct unit *u, const uint8_t *
         session_reconnect_taint(s, "a FunctionCall message");
         pin_cte_catalog_moved(s);
         u->mirrored = true;
-        u->user_code = true;
+        u->user_code = u->function_call = true;
         u->wrap_ok = false;
         u->writes++;
         u->lex_writes++;

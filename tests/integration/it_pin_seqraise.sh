@@ -6,13 +6,19 @@
 #     reason logged (before: new stored other timestamps, in_sync, nothing counted);
 # (B) pinned inserts store old's ids on new without drawing from new's sequences; a DO block then
 #     inserting into the same tables (serial, identity, a shared sequence) inside a transaction
-#     with another write: pgdual raises new's sequences first, so new draws old's ids and commits
-#     the transaction as old did (before: 23505 on new, the other write lost there);
+#     with another write, all in one Query: pgdual raises new's sequences first, so new draws
+#     old's ids and commits the transaction as old did (before: 23505 on new, the other write lost
+#     there);
 # (C) the same through the extended protocol (a prepared SELECT of a function that inserts), and
 #     for a COPY filling a serial column;
 # (D) in a transaction old has failed, nothing is raised (it would fail there): the session goes
 #     on, ROLLBACK, and the next writes are identical on both;
-# (E) the client's replies are old's alone (the raise's answers are not the client's).
+# (E) the client's replies are old's alone (the raise's answers are not the client's);
+# (F) inside a transaction block nothing is raised (a SET TRANSACTION must come first there; the
+#     raise's locks and snapshot would last the block): the block's writes are new's as old's;
+# (G) DDL that only stores a call of user code (a DEFAULT, a view) is not counted;
+# (H) a DO block that COMMITs inside and then fails with a class-42 error is counted;
+# (I) a unit with a pinned insert raises nothing for it: the session's next verbatim unit raises.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -66,17 +72,14 @@ assert_eq "3|3" "$(psql_old "$DB" -tA -c "SELECT max(id) FROM s")|$(psql_new "$D
 assert_eq "f" "$(psql_new "$DB" -tA -c "SELECT is_called FROM s_id_seq")" \
     "B: new's sequence was not drawn by pinned inserts"
 it_status_mark
-psql_proxy "$DB" -q <<'SQL'
-BEGIN;
-INSERT INTO other VALUES (1);
-DO $$ BEGIN
+# One Query: the raise goes ahead of it, outside any transaction block on new.
+psql_proxy "$DB" -q -c "BEGIN; INSERT INTO other VALUES (1);
+DO \$\$ BEGIN
     INSERT INTO s (v) VALUES (10);
     INSERT INTO i (v) VALUES (10);
     INSERT INTO sh (v) VALUES (10);
-END $$;
-INSERT INTO other VALUES (2);
-COMMIT;
-SQL
+END \$\$;
+INSERT INTO other VALUES (2); COMMIT"
 assert_eq "1,2" "$(psql_new "$DB" -tA -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM other")" \
     "B: new committed the transaction"
 for t in s i sh other; do same "$t" "B: $t"; done
@@ -114,6 +117,41 @@ assert_eq "$(printf 'C DO\nZ I\n1\n2\nD\nC SELECT 1\nZ I')" \
     "$(sed -E 's/^([12]).*/\1/; s/^D .*/D/' <<<"$out")" "E: DO, then ParseComplete, BindComplete, the row, SELECT 1"
 same s "E: s"
 no_collision E
+
+# --- F: inside a transaction block nothing is raised: the block is new's as old's ------------------
+psql_proxy "$DB" -q -c "INSERT INTO s (v) VALUES (60)" # pinned
+psql_proxy "$DB" -q -c "BEGIN" \
+    -c "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; DO \$\$ BEGIN INSERT INTO other VALUES (60); END \$\$" \
+    -c "INSERT INTO other VALUES (61)" -c "COMMIT"
+same other "F: other (SET TRANSACTION still came first on new)"
+assert_not_contains "$(cat "$PROXY_LOG")" "25001" "F: no 'must be called before any query' on new"
+no_collision F
+
+# --- G: DDL that only stores a call of user code runs nothing: not counted ---------------------------
+it_status_mark
+psql_proxy "$DB" -q -c "CREATE TABLE d2 (k int PRIMARY KEY, n int DEFAULT add_s(0))" \
+    -c "CREATE VIEW vs AS SELECT add_s(1) AS x" -c "ALTER TABLE other ALTER COLUMN id SET DEFAULT add_s(2)" \
+    -c "ALTER TABLE other ALTER COLUMN id DROP DEFAULT"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: DEFAULT, view, SET DEFAULT naming user code: nothing counted"
+
+# --- H: a DO block that commits inside, then fails with a class-42 error: counted -------------------
+it_status_mark
+psql_proxy "$DB" -q -c "CREATE TABLE kept (id int PRIMARY KEY)"
+out=$(raw "Q DO \$\$ BEGIN INSERT INTO kept VALUES (1); COMMIT; EXECUTE 'SELECT * FROM no_such_table'; END \$\$ ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_contains "$out" "E 42P01" "H: the DO block failed with 42P01 after its COMMIT"
+assert_eq 1 "$(psql_old "$DB" -tA -c "SELECT count(*) FROM kept")" "H: old kept the committed row"
+assert_delta nondeterministic_writes_total -ge 1 "H: counted (new may lack what it committed)"
+assert_eq diverged "$(it_status secondary_state)" "H: new out of in_sync"
+
+# --- I: a pinned insert and a DO block in one Query: the next such unit raises again ---------------
+# One session: a verbatim unit (raised, level), then one whose pinned insert comes after its own
+# raise, then a verbatim insert into s, which must raise again.
+out=$(raw "Q DO \$\$ BEGIN INSERT INTO s (v) VALUES (70); END \$\$ ;; SEND ;; WAIT Z ;; Q INSERT INTO s (v) VALUES (71); DO \$\$ BEGIN INSERT INTO other VALUES (71); END \$\$ ;; SEND ;; WAIT Z ;; Q DO \$\$ BEGIN INSERT INTO s (v) VALUES (72); END \$\$ ;; SEND ;; WAIT Z") ||
+    it_failed "rawpg: $out"
+assert_eq 3 "$(grep -c '^Z I' <<<"$out")" "I: the three Queries answered"
+same s "I: s"
+no_collision I
 
 it_proxy_stop
 it_check_sanitizer_log

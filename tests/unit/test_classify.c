@@ -323,6 +323,13 @@ static void test_funcs_flags(void **state)
     assert_int_equal(classify_funcs_flags(NULL, "fmt", &extra_opts), 0u);
     assert_int_equal(classify_funcs_flags("uti", "fmt", &extra_opts), 0u);
     assert_int_equal(classify_funcs_flags(NULL, NULL, NULL), 0u);
+    /* a prefix ending in '*': an extension's functions (PostGIS st_*) */
+    static const char *const prefixed[] = {"st_*", "postgis.*"};
+    const struct classify_options popt = {prefixed, 2};
+    assert_int_equal(classify_funcs_flags(NULL, "st_distance", &popt), CLASSIFY_FUNCS_READ);
+    assert_int_equal(classify_funcs_flags(NULL, "st", &popt), 0u);
+    assert_int_equal(classify_funcs_flags("public", "st_distance", &popt), 0u);
+    assert_int_equal(classify_funcs_flags("postgis", "anything", &popt), CLASSIFY_FUNCS_READ);
 }
 
 /* Very deep trees either fail to parse or are mirrored; never a crash or a READ by accident. */

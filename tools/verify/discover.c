@@ -21,7 +21,7 @@ static const char catalog_sql[] =
     " a.attidentity = 'a', ty.typcategory,"
     " coalesce((SELECT k.ord FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(num, ord)"
     "           WHERE i.indrelid = c.oid AND i.indisprimary AND k.num = a.attnum), 0),"
-    " (SELECT setting::int8 FROM pg_settings WHERE name = 'shared_buffers')"
+    " (SELECT setting::int8 FROM pg_settings WHERE name = 'shared_buffers'), c.relpages::int8"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
     " JOIN pg_type ty ON ty.oid = a.atttypid"
@@ -116,6 +116,7 @@ static int load_side(struct pool *p, int s, const struct options *o, struct disc
             sd->reltuples = atof(PQgetvalue(r, i, 2));
             sd->blocks = atoll(PQgetvalue(r, i, 3));
             sd->shared_buffers = atoll(PQgetvalue(r, i, 10));
+            sd->relpages = atoll(PQgetvalue(r, i, 11));
         }
         add_column(sd, c, r, i);
     }

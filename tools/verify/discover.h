@@ -28,6 +28,7 @@ struct discover_side {
     int nkeys;
     double reltuples;       /* planner estimate, <0 unknown */
     int64_t blocks;         /* heap size in blocks at the snapshot */
+    int64_t relpages;       /* heap size in blocks when reltuples was estimated (0: never) */
     int64_t shared_buffers; /* the server's shared_buffers, in blocks */
 };
 

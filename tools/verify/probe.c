@@ -24,18 +24,21 @@
 #include "tools/verify/table.h"
 
 /* Rows sampled on the primary. */
-#define PROBE_ROWS        1000
+#define PROBE_ROWS           1000
+/* PostgreSQL's MaxHeapTuplesPerPage for 8 kB blocks: no heap block holds more rows. */
+#define PROBE_ROWS_PER_BLOCK 291.0
 /* Differing sampled rows from which the estimate is trusted at all. */
-#define PROBE_MIN_DIFFS   3
+#define PROBE_MIN_DIFFS      3
 /* Expected differing rows per range from which every range is taken to differ (a range with
  * that many expected differences is equal with a probability below e^-20). */
-#define PROBE_RANGE_DIFFS 20.0
+#define PROBE_RANGE_DIFFS    20.0
 
 struct probe {
     struct table *t;
     struct keys_row *bounds; /* the ranges' cut keys (owned) */
     int nb;
     double range_rows;     /* the primary's estimated rows per range */
+    double range_most;     /* ...as the planner would count them now (see probe_start) */
     struct keys_row *prim; /* the primary's sampled rows, sorted */
     size_t nprim;
 };
@@ -109,7 +112,11 @@ static int on_secondary(void *ctx, int side, const PGresult *res)
     }
     rows_free(sec, ns);
     double per_range = pr->nprim ? (double)diffs / (double)pr->nprim * pr->range_rows : 0;
-    bool leaves = pr->nb > 0 && diffs >= PROBE_MIN_DIFFS && per_range >= PROBE_RANGE_DIFFS;
+    /* A range that may hold more than a leaf's rows goes through the checksums and bisection,
+     * which cut it to leaves of at most leaf_rows (a leaf is read whole, and locked whole when
+     * its read fails). */
+    bool leaves = pr->nb > 0 && diffs >= PROBE_MIN_DIFFS && per_range >= PROBE_RANGE_DIFFS &&
+                  pr->range_most <= (double)pr->t->leaf_rows;
     if (pr->t->opt->stats) {
         fprintf(stderr, "stats: %s: probe: %zu of %zu sampled rows differ: %s\n",
                 pr->t->def->display, diffs, pr->nprim, leaves ? "every range a leaf" : "checksums");
@@ -161,6 +168,13 @@ void probe_start(struct table *t, const struct keys_row *bounds, int nb, double 
     pr->t = t;
     pr->nb = nb;
     pr->range_rows = est / (nb + 1);
+    /* reltuples may be stale (a bulk load since the last ANALYZE); the heap's size is not: scale
+     * the density it was estimated at to the heap's blocks now, as the planner does (the
+     * fullest heap when there is no estimate). */
+    double now = sd->relpages > 0 && sd->reltuples >= 0
+                     ? sd->reltuples / (double)sd->relpages * (double)sd->blocks
+                     : (double)sd->blocks * PROBE_ROWS_PER_BLOCK;
+    pr->range_most = (est > now ? est : now) / (nb + 1);
     pr->bounds = util_xcalloc((size_t)nb + 1, sizeof *pr->bounds);
     for (int i = 0; i < nb; i++) {
         pr->bounds[i].key = util_xmemdup(bounds[i].key, bounds[i].klen);
