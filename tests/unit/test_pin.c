@@ -535,6 +535,13 @@ static void test_decide_insert_copy_merge(void **state)
     check_decide("CALL p(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
     check_decide("SELECT f(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
     check_decide("SELECT abs(1)", NULL, PIN_NOT_NEEDED, NULL);
+    /* DDL that only stores a call runs nothing now; ADD COLUMN runs its default on every row */
+    check_decide("CREATE TABLE x (k int DEFAULT f())", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("CREATE VIEW v AS SELECT f(1)", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("ALTER TABLE t ALTER COLUMN v SET DEFAULT f()", NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("ALTER TABLE t ADD COLUMN c int DEFAULT f()", NULL, PIN_IMPOSSIBLE,
+                 pin_why_user_code);
+    check_decide("EXPLAIN ANALYZE SELECT f(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
     check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET v = 2", &nopk,
                  PIN_IMPOSSIBLE, "ON CONFLICT DO UPDATE on a table without a primary key");
 
