@@ -106,6 +106,8 @@ static void fold_error(struct outcome *o, struct outcome_reader *r)
         if (!r->small.failed && wire_parse_error(r->small.data, r->small.len, &f) == 0 &&
             f.sqlstate) {
             snprintf(o->sqlstate, sizeof(o->sqlstate), "%s", f.sqlstate);
+            /* Unknown when the field was cut off: taken as raised inside code (it may be). */
+            o->error_in_code = f.context != NULL || r->cut;
         } else if (r->cut) {
             o->unknown |= OUTCOME_UNKNOWN_SQLSTATE;
         }

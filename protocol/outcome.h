@@ -17,6 +17,7 @@ struct outcome {
     char last_tag[OUTCOME_TAG_MAX]; /* the last command tag, for logs */
     bool error;                     /* an ErrorResponse was seen */
     char sqlstate[6];               /* of the first ErrorResponse */
+    bool error_in_code;             /* ...which has a context ('W'): raised inside code that ran */
     uint64_t rows;                  /* DataRow messages */
     uint64_t rows_hash;  /* sum of per-row hashes: the same rows in any order are equal */
     uint64_t shape_hash; /* ordered hash of RowDescription (column names and type oids) */

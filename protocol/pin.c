@@ -327,24 +327,42 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
-/* Does the statement run the expressions it holds now? A write does (its verb is set apart); DDL
- * that only stores them in the catalog does not. */
+/* ALTER TABLE of nothing but SET / DROP DEFAULT: the expression is stored, not run. */
+static bool only_sets_defaults(const PgQuery__AlterTableStmt *a)
+{
+    for (size_t i = 0; i < a->n_cmds; i++) {
+        const PgQuery__Node *c = a->cmds[i];
+        if (!c || c->node_case != PG_QUERY__NODE__NODE_ALTER_TABLE_CMD || !c->alter_table_cmd ||
+            c->alter_table_cmd->subtype != PG_QUERY__ALTER_TABLE_TYPE__AT_ColumnDefault) {
+            return false;
+        }
+    }
+    return a->n_cmds > 0;
+}
+
+/* Does the statement run the expressions it holds now? Every statement does (a write, a SELECT,
+ * ALTER TABLE ... TYPE ... USING, a CHECK validated on the table's rows, an index expression
+ * computed for them, ...) except DDL that only stores them in the catalog for later: a table's
+ * DEFAULT or CHECK (a new table has no rows), a view, a function or procedure body, a trigger,
+ * a rule, a policy, a domain, a comment, ALTER ... SET DEFAULT. What later runs them is decided
+ * then (an INSERT firing the DEFAULT, a SELECT of the view's function). */
 static bool runs_code(const PgQuery__Node *n)
 {
     switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
-    case PG_QUERY__NODE__NODE_SELECT_STMT:
-    case PG_QUERY__NODE__NODE_DO_STMT:
-    case PG_QUERY__NODE__NODE_CALL_STMT:
-    case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
-    case PG_QUERY__NODE__NODE_COPY_STMT:
-    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
-    case PG_QUERY__NODE__NODE_INSERT_STMT:
-    case PG_QUERY__NODE__NODE_UPDATE_STMT:
-    case PG_QUERY__NODE__NODE_DELETE_STMT:
-    case PG_QUERY__NODE__NODE_MERGE_STMT:
-        return true;
-    default:
+    case PG_QUERY__NODE__NODE_CREATE_STMT:
+    case PG_QUERY__NODE__NODE_VIEW_STMT:
+    case PG_QUERY__NODE__NODE_CREATE_FUNCTION_STMT:
+    case PG_QUERY__NODE__NODE_CREATE_TRIG_STMT:
+    case PG_QUERY__NODE__NODE_RULE_STMT:
+    case PG_QUERY__NODE__NODE_CREATE_POLICY_STMT:
+    case PG_QUERY__NODE__NODE_ALTER_POLICY_STMT:
+    case PG_QUERY__NODE__NODE_CREATE_DOMAIN_STMT:
+    case PG_QUERY__NODE__NODE_COMMENT_STMT:
         return false;
+    case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT:
+        return !n->alter_table_stmt || !only_sets_defaults(n->alter_table_stmt);
+    default:
+        return true;
     }
 }
 

@@ -330,6 +330,8 @@ int wire_parse_error(const uint8_t *body, size_t len, struct wire_error_fields *
             out->sqlstate = val;
         } else if (code == 'M') {
             out->message = val;
+        } else if (code == 'W') {
+            out->context = val;
         }
     }
 }

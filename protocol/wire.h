@@ -107,6 +107,7 @@ struct wire_error_fields {
     const char *severity; /* 'V' (non-localized) or else 'S' */
     const char *sqlstate; /* 'C' */
     const char *message;  /* 'M' */
+    const char *context;  /* 'W': where, inside a function or DO block, it was raised */
 };
 int wire_parse_error(const uint8_t *body, size_t len, struct wire_error_fields *out)
     __attribute__((warn_unused_result));

@@ -338,10 +338,12 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
         drew = code = true; /* a function by OID: pgdual does not know what it does */
     }
     /* A statement rejected before it ran (in a failed transaction, or at parse analysis: class
-     * 42) drew nothing; but code of the user's reports class 42 from inside (a dynamic EXECUTE)
-     * after it ran, and may have committed before that (a DO or procedure's COMMIT). */
+     * 42) drew nothing; but code of the user's reports class 42 from inside (a dynamic EXECUTE,
+     * the error's context says where) after it ran, and may have committed before that (a DO or
+     * procedure's COMMIT). A call of a missing function is refused at analysis: no context. */
     const char *st = u->prim.sqlstate;
-    if (!drew || strcmp(st, "25P02") == 0 || (strncmp(st, "42", 2) == 0 && !code)) {
+    if (!drew || strcmp(st, "25P02") == 0 ||
+        (strncmp(st, "42", 2) == 0 && !(code && u->prim.error_in_code))) {
         return;
     }
     stats_add(&s->worker->stats, STAT_nondeterministic_writes_total, 1);

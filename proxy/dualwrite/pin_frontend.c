@@ -154,7 +154,12 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
     const char *why = NULL;
     *as_is = false;
     if (st->executes[0]) {
-        return decide_execute(s, u, st, index, known, as_is);
+        struct pin_shape *sh = decide_execute(s, u, st, index, known, as_is);
+        if (st->user_code) { /* EXECUTE p(f()): its arguments call code pgdual cannot see into */
+            pin_note_unpinned(u, pin_why_user_code, "", index);
+            *known = false;
+        }
+        return sh;
     }
     /* A table created earlier in the same query is described by its CREATE TABLE; after other
      * statements of it that may change the catalog nothing is known. */

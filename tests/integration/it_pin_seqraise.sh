@@ -18,7 +18,10 @@
 #     raise's locks and snapshot would last the block): the block's writes are new's as old's;
 # (G) DDL that only stores a call of user code (a DEFAULT, a view) is not counted;
 # (H) a DO block that COMMITs inside and then fails with a class-42 error is counted;
-# (I) a unit with a pinned insert raises nothing for it: the session's next verbatim unit raises.
+# (I) a unit with a pinned insert raises nothing for it: the session's next verbatim unit raises;
+# (J) ALTER TABLE ... TYPE ... USING f(), ADD CONSTRAINT CHECK (f()) and EXECUTE p(f()) run user
+#     code and are counted (review 15: silent after d1947bd); SELECT of a missing function is
+#     refused at analysis and is not counted.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -152,6 +155,23 @@ out=$(raw "Q DO \$\$ BEGIN INSERT INTO s (v) VALUES (70); END \$\$ ;; SEND ;; WA
 assert_eq 3 "$(grep -c '^Z I' <<<"$out")" "I: the three Queries answered"
 same s "I: s"
 no_collision I
+
+# --- J: DDL and EXECUTE that run user code on the table's rows are counted; a call refused at
+# analysis ran nothing and is not ------------------------------------------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE j1 (k int PRIMARY KEY, v int)" -c "INSERT INTO j1 VALUES (1, 1), (2, 2)" \
+    -c "CREATE TABLE j2 (k int PRIMARY KEY, v int)" -c "INSERT INTO j2 VALUES (1, 1)"
+n=0
+for stmt in "ALTER TABLE j1 ALTER COLUMN v TYPE bigint USING add_s(v)" \
+    "ALTER TABLE j2 ADD CONSTRAINT ck CHECK (add_s(v) > 0)" \
+    "PREPARE jins(int) AS INSERT INTO other VALUES (\$1); EXECUTE jins(add_s(1) + 1000)"; do
+    n=$((n + 1))
+    it_status_mark
+    psql_proxy "$DB" -q -c "$stmt"
+    assert_delta nondeterministic_writes_total -ge 1 "J$n: '$stmt' counted"
+done
+it_status_mark
+assert_fails "J: a missing function is refused" -- psql_proxy "$DB" -q -c "SELECT no_such_fn(1)"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "J: a call refused at analysis is not counted"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -542,6 +542,11 @@ static void test_decide_insert_copy_merge(void **state)
     check_decide("ALTER TABLE t ADD COLUMN c int DEFAULT f()", NULL, PIN_IMPOSSIBLE,
                  pin_why_user_code);
     check_decide("EXPLAIN ANALYZE SELECT f(1)", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
+    check_decide("ALTER TABLE t ALTER COLUMN v TYPE text USING f(v)", NULL, PIN_IMPOSSIBLE,
+                 pin_why_user_code);
+    check_decide("ALTER TABLE t ADD CONSTRAINT c CHECK (f(v) > 0)", NULL, PIN_IMPOSSIBLE,
+                 pin_why_user_code);
+    check_decide("CREATE INDEX ON t (f(v))", NULL, PIN_IMPOSSIBLE, pin_why_user_code);
     check_decide("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET v = 2", &nopk,
                  PIN_IMPOSSIBLE, "ON CONFLICT DO UPDATE on a table without a primary key");
 
