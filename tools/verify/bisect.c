@@ -150,10 +150,7 @@ static int on_split(void *ctx, int side, const PGresult *res)
     } else {
         scan_start(sp->t, &sp->r, bounds, n);
     }
-    for (int i = 0; i < n; i++) {
-        free(bounds[i].key);
-    }
-    free(bounds);
+    keys_rows_free(bounds, (size_t)n);
     scan_range_free(&sp->r);
     free(sp);
     return 0;

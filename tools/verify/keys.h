@@ -21,5 +21,9 @@ int keys_cmp(const char *a, size_t alen, const char *b, size_t blen);
 void keys_split(const char *key, size_t klen, int nkeys, const char **out);
 /* qsort comparator for struct keys_row. */
 int keys_row_cmp(const void *a, const void *b);
+/* A copy of rows v[0..n-1] (keys copied) in an array of cap >= n entries, the rest zeroed. */
+struct keys_row *keys_rows_dup(const struct keys_row *v, size_t n, size_t cap);
+/* Frees the keys of v[0..n-1] and v itself (NULL v: nothing). */
+void keys_rows_free(struct keys_row *v, size_t n);
 /* Parses a decimal integer of up to 38 digits; returns 0 or -1. */
 int keys_parse_i128(const char *s, keys_i128 *out) __attribute__((warn_unused_result));

@@ -61,18 +61,10 @@ static struct keys_row *rows_of(const PGresult *r, int nk, size_t *n)
     return v;
 }
 
-static void rows_free(struct keys_row *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].key);
-    }
-    free(v);
-}
-
 static void probe_free(struct probe *pr)
 {
-    rows_free(pr->bounds, (size_t)pr->nb);
-    rows_free(pr->prim, pr->nprim);
+    keys_rows_free(pr->bounds, (size_t)pr->nb);
+    keys_rows_free(pr->prim, pr->nprim);
     free(pr);
 }
 
@@ -110,7 +102,7 @@ static int on_secondary(void *ctx, int side, const PGresult *res)
         diffs +=
             j >= ns || keys_row_cmp(&sec[j], &pr->prim[i]) != 0 || sec[j].hash != pr->prim[i].hash;
     }
-    rows_free(sec, ns);
+    keys_rows_free(sec, ns);
     double per_range = pr->nprim ? (double)diffs / (double)pr->nprim * pr->range_rows : 0;
     /* A range that may hold more than a leaf's rows goes through the checksums and bisection,
      * which cut it to leaves of at most leaf_rows (a leaf is read whole, and locked whole when
@@ -175,11 +167,7 @@ void probe_start(struct table *t, const struct keys_row *bounds, int nb, double 
                      ? sd->reltuples / (double)sd->relpages * (double)sd->blocks
                      : (double)sd->blocks * PROBE_ROWS_PER_BLOCK;
     pr->range_most = (est > now ? est : now) / (nb + 1);
-    pr->bounds = util_xcalloc((size_t)nb + 1, sizeof *pr->bounds);
-    for (int i = 0; i < nb; i++) {
-        pr->bounds[i].key = util_xmemdup(bounds[i].key, bounds[i].klen);
-        pr->bounds[i].klen = bounds[i].klen;
-    }
+    pr->bounds = keys_rows_dup(bounds, (size_t)nb, (size_t)nb + 1);
     struct strbuf b;
     strbuf_init(&b);
     strbuf_printf(&b,

@@ -92,10 +92,7 @@ static void bucket_expr(const struct table *t, struct strbuf *b, int lo, int hi,
 
 static void scan_free(struct scan *sc)
 {
-    for (int i = 0; i < sc->nb - 1; i++) {
-        free(sc->bounds[i].key);
-    }
-    free(sc->bounds);
+    keys_rows_free(sc->bounds, sc->nb > 0 ? (size_t)sc->nb - 1 : 0);
     for (int s = 0; s < 2; s++) {
         free(sc->cnt[s]);
         free(sc->sum[s]);
@@ -185,11 +182,7 @@ static struct scan *scan_new(struct table *t, const struct scan_range *r,
     sc->t = t;
     scan_range_copy(&sc->r, r);
     sc->nb = nbounds + 1;
-    sc->bounds = util_xcalloc((size_t)sc->nb, sizeof *sc->bounds);
-    for (int i = 0; i < nbounds; i++) {
-        sc->bounds[i].key = util_xmemdup(bounds[i].key, bounds[i].klen);
-        sc->bounds[i].klen = bounds[i].klen;
-    }
+    sc->bounds = keys_rows_dup(bounds, (size_t)nbounds, (size_t)sc->nb);
     for (int s = 0; s < 2; s++) {
         sc->cnt[s] = util_xcalloc((size_t)sc->nb, sizeof *sc->cnt[s]);
         sc->sum[s] = util_xcalloc((size_t)sc->nb, sizeof *sc->sum[s]);
@@ -307,10 +300,7 @@ static int on_sample(void *ctx, int side, const PGresult *r)
     } else {
         rc = start_top(t, bounds, n, false);
     }
-    for (int i = 0; i < n; i++) {
-        free(bounds[i].key);
-    }
-    free(bounds);
+    keys_rows_free(bounds, (size_t)n);
     return rc;
 }
 
