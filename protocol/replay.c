@@ -47,7 +47,14 @@ static int replay_query(const struct wire_msg *q, uint32_t done, struct wbuf *ou
     }
     PgQuerySplitResult split = pg_query_split_with_parser(sql);
     int rc = 0;
-    if (split.error || split.n_stmts < 0 || (uint32_t)split.n_stmts < done) {
+    if (split.error && done == 0) {
+        /* The server parses the whole text before it runs any of it: a text our parser rejects
+         * too (a typo) ran nothing. The failed statement is the text as a whole. */
+        fail->type = PqMsg_Query;
+        fail->stmt_offset = 0;
+        fail->stmt_len = text_len;
+        wire_put_query(out, REPLAY_FAIL_SQL);
+    } else if (split.error || split.n_stmts < 0 || (uint32_t)split.n_stmts < done) {
         rc = REPLAY_ESPLIT;
     } else {
         size_t prefix = done > 0 ? stmt_end(split.stmts[done - 1], text_len) : 0;

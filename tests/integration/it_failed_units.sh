@@ -131,6 +131,17 @@ assert_fails "an INSERT refused at commit on both sides is the client's error" -
 assert_eq "0|0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM w")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM w")" \
     "no row on either side"
 
+# --- a typo ran nothing: the server parses the whole text first (session 9 finding) -------------
+client -c "SELEC 1"
+client -c "INSERT INTO w VALUES (2); SELEC 1"
+client -c "BEGIN" -c "INSERT INTO t VALUES (16)" -c "SELEC 1" -c "COMMIT"
+client -c "BEGIN" -c "INSERT INTO t VALUES (17)" -c "SELEC 1" -c "ROLLBACK" -c "INSERT INTO t VALUES (18)"
+assert_contains "$(cat "$IT_TMP/client.out")" 'syntax error at or near "SELEC"' "old rejected the typos"
+assert_eq "0|0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM w")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM w")" \
+    "an INSERT in a Query with a typo ran on neither side"
+assert_eq "0|1" "$(psql_new "$DB" -tA -c "SELECT count(*) FROM t WHERE id IN (16, 17)")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM t WHERE id = 18")" \
+    "a block a typo aborted commits nothing on new; the next write after ROLLBACK does"
+
 assert_eq "in_sync" "$(it_status secondary_state)" "none of these took new out of sync"
 assert_eq "0" "$(it_status divergences_total)" "and none was a divergence"
 same_table t "after the transactions above"

@@ -140,7 +140,24 @@ static void test_simple_more_steps_than_statements(void **state)
     wbuf_init(&out);
     struct replay_failure f;
     assert_int_equal(replay_query_text("SELECT 1; SELECT 2", 3, &out, &f), REPLAY_ESPLIT);
-    assert_int_equal(replay_query_text("SELECT (", 0, &out, &f), REPLAY_ESPLIT);
+    assert_int_equal(replay_query_text("SELECT (", 1, &out, &f), REPLAY_ESPLIT);
+    wbuf_free(&out);
+}
+
+/* A text the parser rejects ran nothing on the server (it parses the whole text first): the
+ * failing statement alone, and the failed step is the text as a whole. */
+static void test_simple_syntax_error(void **state)
+{
+    (void)state;
+    struct wbuf out;
+    wbuf_init(&out);
+    struct replay_failure f;
+    const char *sql = "INSERT INTO t VALUES (1); SELEC 1";
+    assert_int_equal(replay_query_text(sql, 0, &out, &f), 0);
+    assert_string_equal(query_text(&out), REPLAY_FAIL_SQL);
+    assert_int_equal(f.type, PqMsg_Query);
+    assert_int_equal(f.stmt_offset, 0);
+    assert_int_equal(f.stmt_len, strlen(sql));
     wbuf_free(&out);
 }
 
@@ -236,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_simple_first_statement_fails),
         cmocka_unit_test(test_simple_error_at_commit),
         cmocka_unit_test(test_simple_more_steps_than_statements),
+        cmocka_unit_test(test_simple_syntax_error),
         cmocka_unit_test(test_batch_prefix),
         cmocka_unit_test(test_unsupported_shapes),
         cmocka_unit_test(test_function_call),
