@@ -327,6 +327,27 @@ static bool stores_values(const PgQuery__Node *n)
     }
 }
 
+static void note_range_var(void *ctx, const ProtobufCMessage *m)
+{
+    if (m->descriptor == &pg_query__range_var__descriptor) {
+        *(bool *)ctx = true;
+    }
+}
+
+/* INSERT ... SELECT ... ON CONFLICT DO NOTHING from a relation: of source rows with one key, the
+ * first the server reads is stored and the others dropped, and which is first depends on the
+ * physical order, which new's need not share (a VALUES list's order is the text's). */
+static bool keeps_first_of_duplicates(const PgQuery__InsertStmt *s)
+{
+    if (!s->on_conflict_clause || !s->select_stmt ||
+        s->on_conflict_clause->action != PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_NOTHING) {
+        return false;
+    }
+    bool reads = false;
+    bool whole = pgq_walk((const ProtobufCMessage *)s->select_stmt, note_range_var, &reads);
+    return reads || !whole;
+}
+
 /* ALTER TABLE of nothing but SET / DROP DEFAULT: the expression is stored, not run. */
 static bool only_sets_defaults(const PgQuery__AlterTableStmt *a)
 {
@@ -413,6 +434,7 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
                     ? PIN_CONFLICT_UPDATE
                     : PIN_CONFLICT_NOTHING;
         }
+        st->nondeterministic = st->nondeterministic || keeps_first_of_duplicates(s);
         rc = s->n_cols > 0 ? set_cols(st, s->cols, s->n_cols) : 0;
         break;
     }

@@ -15,7 +15,9 @@
 # (F) ALTER TABLE ... ADD COLUMN serial / identity fills the rows in physical order: counted (it
 #     was silent before);
 # (G) a transaction id (txid_current, pg_current_xact_id) or what a system catalog or view says
-#     (pg_class, pg_stat_activity) stored by an INSERT: pinned (silent before).
+#     (pg_class, pg_stat_activity) stored by an INSERT: pinned (silent before);
+# (H) INSERT ... SELECT ... ON CONFLICT DO NOTHING from a source with duplicate keys (the first
+#     row read of each key is stored): pinned (silent before).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -73,6 +75,16 @@ same num "E: num identical"
 it_status_mark
 psql_proxy "$DB" -q -c "DELETE FROM firsts USING src WHERE src.k = firsts.k AND src.k < 2"
 check "E: DELETE ... USING (a row is deleted once, whichever row matched)" firsts 0
+
+# --- H: ON CONFLICT DO NOTHING keeps the first source row of each key -----------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE dedup (k int PRIMARY KEY, v text)"
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO dedup SELECT k, v FROM src ON CONFLICT DO NOTHING"
+check "H: INSERT ... SELECT ... ON CONFLICT DO NOTHING from duplicate keys" dedup 1
+assert_eq 5 "$(psql_new "$DB" -tA -c "SELECT count(*) FROM dedup")" "H: one row per key on new"
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO dedup VALUES (7, 'a'), (7, 'b') ON CONFLICT DO NOTHING"
+check "H: a VALUES list (its order is the text's): not pinned" dedup 0
 assert_eq in_sync "$(it_status secondary_state)" "new is in_sync"
 
 # --- F: a serial or identity column added to a table with rows --------------------------------

@@ -634,6 +634,22 @@ static void test_decide_update_delete_other(void **state)
         "INSERT INTO t (id, v, ts) SELECT k, array_agg(v)::text::int, max(ts) FROM o GROUP BY k",
         &t, PIN_NEEDED, NULL);
     check_decide("DELETE FROM t USING o WHERE o.k = t.id", &t, PIN_NOT_NEEDED, NULL);
+    /* ON CONFLICT DO NOTHING keeps the first source row of a key: first in a relation's order */
+    check_decide("INSERT INTO t (id, v, ts) SELECT k, v, ts FROM o ON CONFLICT DO NOTHING", &t,
+                 PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT k, v, ts FROM (SELECT * FROM o) s ON CONFLICT "
+                 "(id) DO NOTHING",
+                 &t, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) VALUES (1, 2, '2026-01-01'), (1, 3, '2026-01-01') ON "
+                 "CONFLICT DO NOTHING",
+                 &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT g, g, '2026-01-01' FROM generate_series(1, 3) g "
+                 "ON CONFLICT DO NOTHING",
+                 &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT k, v, ts FROM o", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT k, v, ts FROM o ON CONFLICT (id) DO UPDATE SET "
+                 "v = EXCLUDED.v",
+                 &t, PIN_NOT_NEEDED, NULL); /* a key twice fails on both */
     /* each server's own state */
     check_decide("UPDATE t SET v = txid_current() WHERE id = 1", &t, PIN_NEEDED, NULL);
     check_decide("UPDATE t SET v = (SELECT count(*) FROM pg_stat_activity) WHERE id = 1", &t,
