@@ -1,5 +1,6 @@
 /* protocol/pin.c: deterministic writes: what each statement writes and whether it must be pinned
- * (see pin.h; the catalog rows are pin_catalog.c's, the SQL and bytes pin_sql.c's). */
+ * (see pin.h; the parse tree's walk is pin_walk.c's, the catalog rows pin_catalog.c's, the SQL and
+ * bytes pin_sql.c's). */
 #include "protocol/pin.h"
 
 #include <pg_query/pg_query.pb-c.h>
@@ -13,104 +14,6 @@
 #include "protocol/pin_internal.h"
 
 /* ---- analysis ------------------------------------------------------------------------------ */
-
-/* What the walk of one statement found below its top node. */
-struct pin_walk {
-    const struct classify_options *opt;
-    struct classify_node_flags f;
-    bool order_undefined; /* LIMIT/OFFSET, SKIP LOCKED, ctid */
-    bool uses_default;
-    int dml;     /* INSERT/UPDATE/DELETE/MERGE nodes, the top one included */
-    int inserts; /* ...of which INSERT or MERGE */
-    bool sets_config;
-};
-
-static const char *node_string(const PgQuery__Node *n)
-{
-    if (n == NULL || n->node_case != PG_QUERY__NODE__NODE_STRING || n->string == NULL) {
-        return NULL;
-    }
-    return n->string->sval;
-}
-
-/* A system catalog or view (pg_catalog, information_schema, or a name PostgreSQL reserves to
- * them: pg_*): OIDs, statistics, sessions and locks differ between the two servers, so a write
- * storing what it reads of them is pinned. */
-static bool server_state(const PgQuery__RangeVar *rv)
-{
-    const char *schema = rv->schemaname;
-    return (schema &&
-            (strcmp(schema, "pg_catalog") == 0 || strcmp(schema, "information_schema") == 0)) ||
-           (rv->relname && strncmp(rv->relname, "pg_", 3) == 0);
-}
-
-/* SELECT DISTINCT ON keeps the first row of each group in an order an ORDER BY may not make
- * total. */
-static bool distinct_on(const PgQuery__SelectStmt *s)
-{
-    for (size_t i = 0; i < s->n_distinct_clause; i++) {
-        if (s->distinct_clause[i] &&
-            s->distinct_clause[i]->node_case != PG_QUERY__NODE__NODE__NOT_SET) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* A call whose value may depend on the order its rows come in, which the server does not define:
- * an aggregate that concatenates its input (array_agg(x) over a join in new's physical order is
- * another array than old's), a window function (row_number() OVER ()). An ORDER BY of its own
- * need not be total (ties keep the order rows came in), and pgdual cannot tell whether it is:
- * pinned whatever it says. */
-static bool order_sensitive_call(const PgQuery__FuncCall *fc, const char *name)
-{
-    if (fc->over) {
-        return true;
-    }
-    static const char *const concatenating[] = {
-        "array_agg",        "string_agg",      "json_agg",         "jsonb_agg", "json_object_agg",
-        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg"};
-    for (size_t i = 0; name && i < sizeof(concatenating) / sizeof(concatenating[0]); i++) {
-        if (strcmp(name, concatenating[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void pin_visit(void *ctx, const ProtobufCMessage *m)
-{
-    struct pin_walk *w = ctx;
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    classify_node(m, w->opt, &w->f);
-    if (d == &pg_query__select_stmt__descriptor) {
-        const PgQuery__SelectStmt *s = (const PgQuery__SelectStmt *)m;
-        w->order_undefined =
-            w->order_undefined || s->limit_count || s->limit_offset || distinct_on(s);
-    } else if (d == &pg_query__locking_clause__descriptor) {
-        w->order_undefined =
-            w->order_undefined || ((const PgQuery__LockingClause *)m)->wait_policy ==
-                                      PG_QUERY__LOCK_WAIT_POLICY__LockWaitSkip;
-    } else if (d == &pg_query__column_ref__descriptor) {
-        const PgQuery__ColumnRef *c = (const PgQuery__ColumnRef *)m;
-        const char *last = c->n_fields > 0 ? node_string(c->fields[c->n_fields - 1]) : NULL;
-        w->order_undefined = w->order_undefined || (last && strcmp(last, "ctid") == 0);
-    } else if (d == &pg_query__range_var__descriptor) {
-        w->order_undefined = w->order_undefined || server_state((const PgQuery__RangeVar *)m);
-    } else if (d == &pg_query__set_to_default__descriptor) {
-        w->uses_default = true;
-    } else if (d == &pg_query__func_call__descriptor) {
-        const PgQuery__FuncCall *fc = (const PgQuery__FuncCall *)m;
-        const char *name = fc->n_funcname ? node_string(fc->funcname[fc->n_funcname - 1]) : NULL;
-        w->sets_config = w->sets_config || (name && strcmp(name, "set_config") == 0);
-        w->order_undefined = w->order_undefined || order_sensitive_call(fc, name);
-    } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__merge_stmt__descriptor) {
-        w->dml++;
-        w->inserts++;
-    } else if (d == &pg_query__update_stmt__descriptor || d == &pg_query__delete_stmt__descriptor) {
-        w->dml++;
-    }
-}
 
 void pin_copy_name(pin_name dst, const char *src)
 {
@@ -148,7 +51,7 @@ static int set_cols(struct pin_stmt *st, PgQuery__Node **nodes, size_t n)
         if (c && c->node_case == PG_QUERY__NODE__NODE_RES_TARGET && c->res_target) {
             name = c->res_target->name;
         } else {
-            name = node_string(c);
+            name = pin_node_string(c);
         }
         pin_copy_name(st->cols[i], name);
     }
@@ -160,14 +63,14 @@ static int set_cols(struct pin_stmt *st, PgQuery__Node **nodes, size_t n)
 /* Does the expression make up values (a default), or call code pgdual does not know? */
 static bool expr_volatile(const PgQuery__Node *e, const struct classify_options *opt)
 {
-    struct pin_walk w = {.opt = opt};
-    bool whole = pgq_walk((const ProtobufCMessage *)e, pin_visit, &w);
+    struct pin_walk w;
+    bool whole = pin_walk_node(e, opt, &w);
     return !whole || w.f.nondeterministic || w.f.user_code;
 }
 
 static bool type_is(const PgQuery__TypeName *t, const char *const *names, size_t n)
 {
-    const char *last = t && t->n_names ? node_string(t->names[t->n_names - 1]) : NULL;
+    const char *last = t && t->n_names ? pin_node_string(t->names[t->n_names - 1]) : NULL;
     for (size_t i = 0; last && i < n; i++) {
         if (strcmp(last, names[i]) == 0) {
             return t->n_array_bounds == 0;
@@ -281,7 +184,7 @@ static struct pin_table *created_table(const PgQuery__CreateStmt *cs,
             const PgQuery__Constraint *k = e->constraint;
             for (size_t j = 0; k->contype == PG_QUERY__CONSTR_TYPE__CONSTR_PRIMARY && j < k->n_keys;
                  j++) {
-                const char *key = node_string(k->keys[j]);
+                const char *key = pin_node_string(k->keys[j]);
                 for (int c = 0; key && c < t->ncols; c++) {
                     if (strcmp(t->cols[c].name, key) == 0 && !t->cols[c].pk) {
                         t->cols[c].pk = true;
@@ -302,7 +205,7 @@ static struct pin_table *created_table(const PgQuery__CreateStmt *cs,
 }
 
 /* Does a statement that is not DML store values it computes (CREATE TABLE AS, SELECT INTO, an
- * ALTER TABLE that adds a column and fills it)? */
+ * ALTER TABLE that adds a column and fills it, or changes a column's type USING an expression)? */
 static bool stores_values(const PgQuery__Node *n)
 {
     if (n == NULL) {
@@ -316,8 +219,11 @@ static bool stores_values(const PgQuery__Node *n)
     case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT:
         for (size_t i = 0; n->alter_table_stmt && i < n->alter_table_stmt->n_cmds; i++) {
             const PgQuery__Node *c = n->alter_table_stmt->cmds[i];
-            if (c && c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD && c->alter_table_cmd &&
-                c->alter_table_cmd->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_AddColumn) {
+            const PgQuery__AlterTableCmd *a =
+                c && c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD ? c->alter_table_cmd
+                                                                          : NULL;
+            if (a && (a->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_AddColumn ||
+                      a->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_AlterColumnType)) {
                 return true;
             }
         }
@@ -406,8 +312,8 @@ static bool rolls_back(const PgQuery__Node *n)
 int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st)
 {
     const PgQuery__Node *n = node;
-    struct pin_walk w = {.opt = opt};
-    bool whole = pgq_walk((const ProtobufCMessage *)n, pin_visit, &w);
+    struct pin_walk w;
+    bool whole = pin_walk_node(n, opt, &w);
     st->nondeterministic =
         w.f.nondeterministic || w.order_undefined || !whole || adds_drawn_column(n);
     st->user_code = w.f.user_code;
@@ -461,6 +367,13 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
             set_target(st, n->create_stmt->relation);
             st->created = created_table(n->create_stmt, opt);
         }
+        break;
+    case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
+        /* CREATE TABLE ... AS EXECUTE p: what p computes is not in the text (counted whatever
+         * it is: pgdual does not keep the text of a statement the session prepared). */
+        st->nondeterministic = st->nondeterministic || (n->create_table_as_stmt->query &&
+                                                        n->create_table_as_stmt->query->node_case ==
+                                                            PG_QUERY__NODE__NODE_EXECUTE_STMT);
         break;
     case PG_QUERY__NODE__NODE_PREPARE_STMT:
         /* SQL PREPARE writes nothing itself; what its EXECUTE will write is decided here, where

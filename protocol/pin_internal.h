@@ -24,6 +24,22 @@ extern const char pin_blocked_rules[];
 extern const char pin_blocked_triggers[];
 /* A new zeroed column named name at the end of t; NULL on allocation failure. */
 struct pin_column *pin_table_add_column(struct pin_table *t, const char *name);
+/* What the walk of one statement found below its top node (pin_walk.c). */
+struct pin_walk {
+    const struct classify_options *opt;
+    struct classify_node_flags f;
+    bool order_undefined; /* LIMIT/OFFSET, SKIP LOCKED, ctid */
+    bool uses_default;
+    int dml;     /* INSERT/UPDATE/DELETE/MERGE nodes, the top one included */
+    int inserts; /* ...of which INSERT or MERGE */
+    bool sets_config;
+};
+/* Walk node (a PgQuery__Node) and everything below it into *w (zeroed first). Returns false
+ * when some of it could not be walked (when in doubt, the statement is nondeterministic). */
+bool pin_walk_node(const void *node, const struct classify_options *opt, struct pin_walk *w);
+/* A String node's text, or NULL for any other node (a PgQuery__Node). */
+const char *pin_node_string(const void *node);
+
 /* Analyze one statement node (a PgQuery__Node) into st (zeroed). */
 int pin_analyze_node(const void *node, const struct classify_options *opt, struct pin_stmt *st);
 /* Statement node (a PgQuery__Node) of sql, analyzed into st, writes inside WITH queries: place

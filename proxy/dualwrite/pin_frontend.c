@@ -120,6 +120,14 @@ static const char *executed_reason(struct session *s, struct unit *u, const char
     return NULL;
 }
 
+/* Does the statement the session prepared under name write (or is it unknown to pgdual)? */
+static bool execute_may_write(struct session *s, const struct unit *u, const char *name)
+{
+    const struct stmt_class *cls =
+        stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name);
+    return !cls || (cls->mirrored && !cls->plain_select);
+}
+
 /* A SQL EXECUTE (statement index of the Query): counted when what it runs is; pinned as a
  * protocol Execute is when the name was Parsed with pinning's RETURNING list (the primary
  * returns pgdual's columns for it: its text stays, *as_is). */
@@ -157,6 +165,12 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
         struct pin_shape *sh = decide_execute(s, u, st, index, known, as_is);
         if (st->user_code) { /* EXECUTE p(f()): its arguments call code pgdual cannot see into */
             pin_note_unpinned(u, pin_why_user_code, "", index);
+            *known = false;
+        } else if (st->nondeterministic && !sh && execute_may_write(s, u, st->executes)) {
+            /* EXECUTE p(random()) of a write not pinned: new computes its own arguments. (A
+             * pinned one returns what it stored: its arguments' values are in the rows.) */
+            pin_note_unpinned(u, "EXECUTE of a write with arguments the server makes up", "",
+                              index);
             *known = false;
         }
         return sh;

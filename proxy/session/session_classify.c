@@ -174,6 +174,7 @@ static void record_effect(struct session *s, uint32_t unit, const struct classif
          * EXECUTE of it is counted too. A Parse's PREPARE was decided at the Parse (its class). */
         struct stmt_class prepared = {
             .mirrored = true,
+            .plain_select = !e->may_write,
             .unpinned = from ? from->unpinned
                              : pin_frontend_prepared_reason(s, (uint32_t)e->stmt, e->may_write)};
         stmt_track_define(t, unit, STMT_SPACE_STATEMENT, e->name, &prepared, NULL, STMT_REPLY_EXEC,

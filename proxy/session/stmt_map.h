@@ -24,6 +24,7 @@ struct stmt_class {
     bool inserts;        /* INSERT/MERGE/COPY FROM: may draw sequence values (classify.h) */
     bool lock_only_read; /* SELECT ... FOR UPDATE and the like: changes no data (classify.h) */
     bool user_code;      /* DO, CALL, unknown functions: may do anything (classify.h) */
+    bool plain_select;   /* SQL PREPARE of a plain SELECT: its EXECUTE stores nothing */
     bool copy_from;      /* COPY ... FROM STDIN: its Execute starts a copy-in */
     bool effects;        /* running it creates or drops named statements or portals (PREPARE...) */
     bool catalog;        /* running it may change what the catalog says (pin_session.h) */

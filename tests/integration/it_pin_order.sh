@@ -17,7 +17,10 @@
 # (G) a transaction id (txid_current, pg_current_xact_id) or what a system catalog or view says
 #     (pg_class, pg_stat_activity) stored by an INSERT: pinned (silent before);
 # (H) INSERT ... SELECT ... ON CONFLICT DO NOTHING from a source with duplicate keys (the first
-#     row read of each key is stored): pinned (silent before).
+#     row read of each key is stored): pinned (silent before); a server setting
+#     (current_setting('port')), xmin, tableoid, an ::oid cast stored by a write: pinned;
+# (I) ALTER TABLE ... TYPE ... USING random(), EXECUTE p(random()) of a write not pinned, CREATE
+#     TABLE AS EXECUTE: counted (silent before).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -106,6 +109,32 @@ psql_proxy "$DB" -q -c "INSERT INTO outbox VALUES (1, txid_current()::text)" \
 assert_eq 4 "$(it_status_delta pinned_writes_total)" "G: the four INSERTs pinned"
 assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
 same outbox "G: outbox identical (old's transaction ids, file node, session count)"
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO outbox SELECT 5, current_setting('port')" \
+    -c "INSERT INTO outbox SELECT 6, xmin::text FROM outbox WHERE id = 1" \
+    -c "INSERT INTO outbox SELECT 7, tableoid::text FROM outbox WHERE id = 1" \
+    -c "INSERT INTO outbox VALUES (8, 'outbox'::regclass::oid::text)" \
+    -c "SET app.note = 'same'" -c "INSERT INTO outbox VALUES (9, current_setting('app.note'))"
+assert_eq 4 "$(it_status_delta pinned_writes_total)" \
+    "G: a server setting, xmin, tableoid, an ::oid cast pinned (a custom setting is not)"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
+same outbox "G: outbox identical (old's port, row version, table OID)"
+
+# --- I: values made up where pgdual cannot pin them: counted -------------------------------------
+psql_proxy "$DB" -q -c "CREATE TABLE retyped (id int PRIMARY KEY, v int)" \
+    -c "INSERT INTO retyped SELECT g, g FROM generate_series(1, 5) g" \
+    -c "PREPARE ins AS INSERT INTO outbox VALUES (\$1, \$2)" \
+    -c "PREPARE pick AS SELECT random() AS r"
+for sql in "ALTER TABLE retyped ALTER COLUMN v TYPE float8 USING random()" \
+    "EXECUTE ins(10, random()::text)" "CREATE TABLE picked AS EXECUTE pick"; do
+    it_status_mark
+    psql_proxy "$DB" -q -c "PREPARE ins AS INSERT INTO outbox VALUES (\$1, \$2)" \
+        -c "PREPARE pick AS SELECT random() AS r" -c "$sql"
+    assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "I: $sql counted"
+done
+it_status_mark
+psql_proxy "$DB" -q -c "PREPARE pick AS SELECT random() + \$1 AS r" -c "EXECUTE pick(random())" >/dev/null
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "I: EXECUTE of a read: nothing counted"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -656,12 +656,34 @@ static void test_decide_update_delete_other(void **state)
                  PIN_NEEDED, NULL);
     check_decide("UPDATE t SET v = (SELECT min(oid) FROM pg_catalog.pg_class) WHERE id = 1", &t,
                  PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = xmin::text::int WHERE id = 1", &t, PIN_NEEDED, NULL);
+    check_decide("INSERT INTO t (id, v, ts) SELECT k, o.tableoid::int, ts FROM o", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("UPDATE t SET v = 'o'::regclass::oid::int WHERE id = 1", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = CAST(x AS xid)::text::int WHERE id = 1", &t, PIN_NEEDED, NULL);
+    check_decide("UPDATE t SET v = current_setting('port')::int WHERE id = 1", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("UPDATE t SET v = current_setting(v::text)::int WHERE id = 1", &t, PIN_NEEDED,
+                 NULL);
+    check_decide("UPDATE t SET v = current_setting('app.v')::int WHERE id = 1", &t, PIN_NOT_NEEDED,
+                 NULL); /* the session's own setting: mirrored by its SET */
+    check_decide("UPDATE t SET v = 'o'::regclass::text::int WHERE id = 1", &t, PIN_NOT_NEEDED,
+                 NULL); /* a name prints the same on both */
     /* a serial or identity column added to a table is filled in the table's physical order */
     const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
     check_decide("ALTER TABLE t ADD COLUMN s serial", NULL, PIN_IMPOSSIBLE, ddl);
     check_decide("ALTER TABLE t ADD COLUMN g int GENERATED ALWAYS AS IDENTITY", NULL,
                  PIN_IMPOSSIBLE, ddl);
     check_decide("ALTER TABLE t ADD COLUMN n int DEFAULT 0", NULL, PIN_NOT_NEEDED, NULL);
+    /* a column's type changed USING values the server makes up, CREATE TABLE AS EXECUTE */
+    check_decide("ALTER TABLE t ALTER COLUMN v TYPE bigint USING (random() * 10)::bigint", NULL,
+                 PIN_IMPOSSIBLE, ddl);
+    check_decide("ALTER TABLE t ALTER COLUMN v TYPE bigint USING nextval('s')", NULL,
+                 PIN_IMPOSSIBLE, ddl);
+    check_decide("ALTER TABLE t ALTER COLUMN v TYPE bigint USING v * 2", NULL, PIN_NOT_NEEDED,
+                 NULL);
+    check_decide("CREATE TABLE x AS EXECUTE p(1)", NULL, PIN_IMPOSSIBLE, ddl);
+    check_decide("CREATE TABLE x AS SELECT 1 AS a", NULL, PIN_NOT_NEEDED, NULL);
     check_decide("ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY", NULL,
                  PIN_NOT_NEEDED, NULL);
     check_decide("CREATE TABLE x (id serial PRIMARY KEY)", NULL, PIN_NOT_NEEDED, NULL);
