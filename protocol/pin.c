@@ -204,16 +204,21 @@ static struct pin_table *created_table(const PgQuery__CreateStmt *cs,
     return t;
 }
 
-/* Does a statement that is not DML store values it computes (CREATE TABLE AS, SELECT INTO, an
- * ALTER TABLE that adds a column and fills it, or changes a column's type USING an expression)? */
+/* Does a statement that is not DML store values it computes (CREATE TABLE AS, SELECT INTO,
+ * REFRESH MATERIALIZED VIEW, an ALTER TABLE that adds a column and fills it, or changes a
+ * column's type USING an expression)? */
 static bool stores_values(const PgQuery__Node *n)
 {
     if (n == NULL) {
         return false;
     }
     switch (n->node_case) {
-    case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
-        return true;
+    case PG_QUERY__NODE__NODE_REFRESH_MAT_VIEW_STMT:
+        /* fills the view with what its query computes now (WITH NO DATA: nothing) */
+        return n->refresh_mat_view_stmt && !n->refresh_mat_view_stmt->skip_data;
+    case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT: /* ... WITH NO DATA stores nothing */
+        return !n->create_table_as_stmt || !n->create_table_as_stmt->into ||
+               !n->create_table_as_stmt->into->skip_data;
     case PG_QUERY__NODE__NODE_SELECT_STMT:
         return n->select_stmt && n->select_stmt->into_clause;
     case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT:
@@ -368,6 +373,9 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
             st->created = created_table(n->create_stmt, opt);
         }
         break;
+    case PG_QUERY__NODE__NODE_REFRESH_MAT_VIEW_STMT:
+        st->refresh = st->stores_values;
+        break;
     case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
         /* CREATE TABLE ... AS EXECUTE p: what p computes is not in the text (counted whatever
          * it is: pgdual does not keep the text of a statement the session prepared). */
@@ -405,7 +413,41 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     bool top_insert = st->verb == PIN_VERB_INSERT || st->verb == PIN_VERB_MERGE;
     st->nested_dml = w.dml > (top_dml ? 1 : 0);
     st->nested_insert = w.inserts > (top_insert ? 1 : 0);
+    if (rc == 0 && (top_dml || st->stores_values)) {
+        rc = pin_list_reads(n, st);
+    }
     return rc;
+}
+
+/* Does what the catalog said of r make a statement reading it (or, refresh, filling it) store
+ * values made up, or run code? */
+static void apply_read(struct pin_stmt *st, const struct pin_table *t)
+{
+    if (!t || !t->found || (t->relkind != (st->refresh ? 'm' : 'v'))) {
+        return; /* a table's rows are data; a materialized view's too, read */
+    }
+    st->nondeterministic = st->nondeterministic || t->def_values;
+    st->user_code = st->user_code || t->def_code;
+}
+
+static void apply_reads_one(struct pin_stmt *st, pin_read_lookup known, void *ctx)
+{
+    for (int i = 0; i < st->nreads; i++) {
+        if (!st->refresh || i == 0) {
+            apply_read(st, known(ctx, &st->reads[i]));
+        }
+    }
+}
+
+void pin_stmt_apply_reads(struct pin_stmt *st, pin_read_lookup known, void *ctx)
+{
+    apply_reads_one(st, known, ctx);
+    if (st->outer) {
+        apply_reads_one(st->outer, known, ctx);
+    }
+    for (int k = 0; k < st->nctes; k++) {
+        apply_reads_one(&st->ctes[k].st, known, ctx);
+    }
 }
 
 const struct pin_table *pin_plan_created(const struct pin_plan *p, int i)
@@ -476,6 +518,7 @@ void pin_stmt_free(struct pin_stmt *st)
     }
     free(st->ctes);
     free(st->rels);
+    free(st->reads);
     memset(st, 0, sizeof(*st));
 }
 

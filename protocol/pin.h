@@ -92,6 +92,14 @@ struct pin_stmt {
     int nrels;
     bool rels_failed;
     enum pin_conflict conflict;
+    /* A statement that stores what it reads (a write, CREATE TABLE AS, SELECT INTO, REFRESH
+     * MATERIALIZED VIEW): every relation it names, as written, but unqualified names of its
+     * WITH queries (owned; reads_full when more than PIN_READS_MAX). Looked up like targets:
+     * a view among them whose query makes up values makes the statement nondeterministic. */
+    struct pin_relname *reads;
+    int nreads;
+    bool reads_full;
+    bool refresh; /* REFRESH MATERIALIZED VIEW: reads[0] is the view it fills */
     /* INSERT/COPY: the columns named (ncols -1: none named, so every column); UPDATE: the SET
      * targets (a subscripted or field target names its column). */
     int ncols;
@@ -154,6 +162,13 @@ struct pin_table {
      * PL/pgSQL, or its source names a value-making call (now, nextval, random, ...) or a write
      * (INSERT, UPDATE, DELETE, MERGE, COPY, EXECUTE). See pin_catalog_query. */
     unsigned trig_values, trig_writes;
+    /* 'r', 'p', 'v', 'm', ... as pg_class.relkind says. A view's or materialized view's query,
+     * and those of the views it reads (followed through views, not through stored data), make up
+     * values or take them in an order the server does not define (def_values), or call code
+     * pgdual cannot see into (def_code): a write reading the view stores them (pin.c's
+     * pin_plan_apply_reads). */
+    char relkind;
+    bool def_values, def_code;
     int ncols, npk;
     struct pin_column *cols; /* owned */
 };
@@ -184,6 +199,15 @@ enum pin_need {
 extern const char pin_why_trigger_values[];
 extern const char pin_why_trigger_writes[];
 extern const char pin_why_user_code[];
+
+#define PIN_READS_MAX 16
+
+/* A read relation's lookup (NULL: not known) for st->reads[i]. */
+typedef const struct pin_table *(*pin_read_lookup)(void *ctx, const struct pin_relname *r);
+/* Make st (and its outer statement and WITH queries) nondeterministic, or user code, where a
+ * view it reads (or the materialized view a REFRESH fills) has a query that is: known(ctx, r)
+ * says what the catalog said of each. */
+void pin_stmt_apply_reads(struct pin_stmt *st, pin_read_lookup known, void *ctx);
 
 /* t: the target as the catalog describes it (NULL when unknown). *why is a static string. */
 enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, const char **why);

@@ -100,9 +100,18 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
                 "pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid JOIN "
                 "pg_catalog.pg_language l ON l.oid = p.prolang WHERE " PIN_USER_TRIGGERS " AND "
                 "(l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* " PIN_TRIGGER_WRITES
-                " OR " PIN_CALL_WRITES ")) ");
+                " OR " PIN_CALL_WRITES ")), ");
+    /* its kind, and a view's or materialized view's query with those of the views it reads */
+    pin_put_str(out, "c.relkind::text, vd.defs ");
     pin_put_str(
         out, "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+             "LEFT JOIN LATERAL (WITH RECURSIVE dep(oid) AS (SELECT c.oid UNION SELECT d.refobjid "
+             "FROM dep JOIN pg_catalog.pg_rewrite r ON r.ev_class = dep.oid JOIN "
+             "pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+             "AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+             "JOIN pg_catalog.pg_class x ON x.oid = d.refobjid AND x.relkind = 'v') SELECT "
+             "pg_catalog.string_agg(pg_catalog.pg_get_viewdef(dep.oid), E'\\n') AS defs FROM dep) "
+             "vd ON c.relkind IN ('v', 'm') "
              "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
              "a.attisdropped "
              "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
@@ -189,6 +198,24 @@ static bool default_is_volatile(const char *expr, const struct classify_options 
     return vol;
 }
 
+/* A view's queries (pg_get_viewdef's, each ending with ';'): do they make up values or take
+ * them in an order the server does not define, or call code pgdual cannot see into? A text
+ * that does not parse is both (when in doubt, count). */
+static void classify_definitions(struct pin_table *t, const char *defs,
+                                 const struct classify_options *opt)
+{
+    struct pin_plan p;
+    if (pin_analyze(defs, opt, &p) != 0) {
+        t->def_values = t->def_code = true;
+        return;
+    }
+    for (int i = 0; i < p.n; i++) {
+        t->def_values = t->def_values || p.stmts[i].nondeterministic;
+        t->def_code = t->def_code || p.stmts[i].user_code;
+    }
+    pin_plan_free(&p);
+}
+
 /* A trigger event mask as the lookup sends it (decimal). */
 static unsigned trigger_events(const char *s)
 {
@@ -219,13 +246,13 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
 {
     struct wire_reader rd;
     wire_reader_init(&rd, body, len);
-    if (wire_u16(&rd) != 10) {
+    if (wire_u16(&rd) != 12) {
         return PIN_EPROTO;
     }
     char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
-    char generated[2], identity[2], pk[2], json[2], tvalues[12], twrites[12];
+    char generated[2], identity[2], pk[2], json[2], tvalues[12], twrites[12], relkind[2];
     char def[4096];
-    bool null_name, null_def, null;
+    bool null_name, null_def, null, null_defs;
     if (row_field(&rd, qname, sizeof(qname), &null) ||
         row_field(&rd, blocked, sizeof(blocked), &null) ||
         row_field(&rd, name, sizeof(name), &null_name) ||
@@ -234,9 +261,33 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
         row_field(&rd, def, sizeof(def), &null_def) || row_field(&rd, pk, sizeof(pk), &null) ||
         row_field(&rd, json, sizeof(json), &null) ||
         row_field(&rd, tvalues, sizeof(tvalues), &null) ||
-        row_field(&rd, twrites, sizeof(twrites), &null)) {
+        row_field(&rd, twrites, sizeof(twrites), &null) ||
+        row_field(&rd, relkind, sizeof(relkind), &null)) {
         return PIN_EPROTO;
     }
+    /* The view's queries, as long as they are (a copy), on the first row only: each row has
+     * them. */
+    uint32_t defs_len = wire_u32(&rd);
+    null_defs = defs_len == 0xffffffffu;
+    const uint8_t *defs = null_defs || rd.failed ? NULL : wire_bytes(&rd, defs_len);
+    if (rd.failed) {
+        return PIN_EPROTO;
+    }
+    if (!t->found && !null_defs) {
+        char *text = malloc((size_t)defs_len + 1);
+        if (!text) {
+            return PIN_ENOMEM;
+        }
+        memcpy(text, defs, defs_len);
+        text[defs_len] = '\0';
+        if (strlen(text) == defs_len) {
+            classify_definitions(t, text, opt);
+        } else {
+            t->def_values = t->def_code = true; /* a NUL inside: not a text pgdual can read */
+        }
+        free(text);
+    }
+    t->relkind = relkind[0];
     t->found = true;
     /* Unreadable: taken as every event (when in doubt, count). */
     t->trig_values = trigger_events(tvalues);

@@ -2,6 +2,7 @@
  * values, picks rows or takes values from rows in an order the server does not define, reads
  * each server's own state, fires a default or writes (see pin.h; pin.c decides from it). */
 #include <pg_query/pg_query.pb-c.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "protocol/pgq_walk.h"
@@ -150,4 +151,105 @@ bool pin_walk_node(const void *node, const struct classify_options *opt, struct 
     memset(w, 0, sizeof(*w));
     w->opt = opt;
     return pgq_walk((const ProtobufCMessage *)node, pin_visit, w);
+}
+
+/* ---- the relations a statement reads ---- */
+
+struct reads_walk {
+    struct pin_relname rels[PIN_READS_MAX];
+    int nrels;
+    bool full;
+    const PgQuery__RangeVar *targets[PIN_READS_MAX]; /* write targets met: not reads */
+    int ntargets;
+    pin_name ctes[PIN_READS_MAX]; /* WITH query names met anywhere */
+    int nctes;
+};
+
+static void reads_visit(void *ctx, const ProtobufCMessage *m)
+{
+    struct reads_walk *w = ctx;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const PgQuery__RangeVar *target = NULL;
+    if (d == &pg_query__insert_stmt__descriptor) { /* met before its target */
+        target = ((const PgQuery__InsertStmt *)m)->relation;
+    } else if (d == &pg_query__update_stmt__descriptor) {
+        target = ((const PgQuery__UpdateStmt *)m)->relation;
+    } else if (d == &pg_query__delete_stmt__descriptor) {
+        target = ((const PgQuery__DeleteStmt *)m)->relation;
+    } else if (d == &pg_query__merge_stmt__descriptor) {
+        target = ((const PgQuery__MergeStmt *)m)->relation;
+    } else if (d == &pg_query__into_clause__descriptor) { /* CREATE TABLE AS, SELECT INTO */
+        target = ((const PgQuery__IntoClause *)m)->rel;
+    } else if (d == &pg_query__alter_table_stmt__descriptor) { /* ADD COLUMN, ALTER TYPE */
+        target = ((const PgQuery__AlterTableStmt *)m)->relation;
+    } else if (d == &pg_query__common_table_expr__descriptor) {
+        const char *name = ((const PgQuery__CommonTableExpr *)m)->ctename;
+        if (w->nctes < PIN_READS_MAX) {
+            pin_copy_name(w->ctes[w->nctes++], name);
+        } else {
+            w->full = true;
+        }
+    }
+    if (target) {
+        if (w->ntargets < PIN_READS_MAX) {
+            w->targets[w->ntargets++] = target;
+        } else {
+            w->full = true;
+        }
+        return;
+    }
+    if (d != &pg_query__range_var__descriptor) {
+        return;
+    }
+    const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
+    for (int i = 0; i < w->ntargets; i++) {
+        if (w->targets[i] == rv) {
+            return; /* written, not read (a view written through is not queried) */
+        }
+    }
+    if (!rv->relname || server_state(rv)) {
+        return; /* a system view's query is the server's: pinned as server state already */
+    }
+    struct pin_relname r;
+    pin_copy_name(r.schema, rv->schemaname);
+    pin_copy_name(r.rel, rv->relname);
+    for (int i = 0; i < w->nrels; i++) {
+        if (strcmp(w->rels[i].schema, r.schema) == 0 && strcmp(w->rels[i].rel, r.rel) == 0) {
+            return;
+        }
+    }
+    if (w->nrels == PIN_READS_MAX) {
+        w->full = true;
+        return;
+    }
+    w->rels[w->nrels++] = r;
+}
+
+/* A relation of a three-part name (db.schema.rel) is the server's to refuse: kept as
+ * schema.rel. WITH query names are dropped once the whole tree is walked (a reference may come
+ * before its WITH in the walk). */
+int pin_list_reads(const void *node, struct pin_stmt *st)
+{
+    struct reads_walk *w = calloc(1, sizeof(*w));
+    if (!w) {
+        return PIN_ENOMEM;
+    }
+    bool whole = pgq_walk((const ProtobufCMessage *)node, reads_visit, w);
+    st->reads_full = !whole || w->full;
+    st->reads = calloc((size_t)w->nrels + 1, sizeof(*st->reads));
+    if (!st->reads) {
+        free(w);
+        return PIN_ENOMEM;
+    }
+    for (int i = 0; i < w->nrels; i++) {
+        bool cte = false;
+        for (int k = 0; !w->rels[i].schema[0] && k < w->nctes && !cte; k++) {
+            cte = strcmp(w->rels[i].rel, w->ctes[k]) == 0;
+        }
+        if (!cte) {
+            st->reads[st->nreads++] = w->rels[i];
+        }
+    }
+    free(w);
+    return 0;
 }

@@ -471,6 +471,41 @@ static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
     return make_cte_table(s, before);
 }
 
+/* What the catalog said of a relation a statement reads (pin_stmt_apply_reads). */
+static const struct pin_table *read_known(void *ctx, const struct pin_relname *r)
+{
+    const struct pin_cache_entry *e = cache_find(ctx, r->schema, r->rel);
+    return e && !e->failed ? &e->table : NULL;
+}
+
+/* Look up the first relation st reads that pgdual knows nothing of: 1 when sent, 0 when every
+ * one is known, -1. */
+static int lookup_reads(struct session *s, const struct pin_stmt *st, struct unit *before)
+{
+    for (int i = 0; st && i < st->nreads; i++) {
+        const struct pin_relname *r = &st->reads[i];
+        if (!cache_find(s, r->schema, r->rel)) {
+            struct pin_stmt one = {0};
+            memcpy(one.schema, r->schema, sizeof(pin_name));
+            memcpy(one.rel, r->rel, sizeof(pin_name));
+            return send_lookup(s, &one, before);
+        }
+    }
+    return 0;
+}
+
+/* The plan's statements as the views they read make them (up to the first that may change the
+ * catalog: what a lookup said may not hold after it). */
+static void apply_reads(struct session *s)
+{
+    struct pin_catalog *c = &s->pin;
+    for (int i = 0; i < c->plan.n && !pin_plan_catalog_moves(&c->plan, i); i++) {
+        pin_stmt_apply_reads(&c->plan.stmts[i], read_known, s);
+    }
+}
+
+static int lookup_all(struct session *s, struct unit *before);
+
 int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
 {
     struct pin_catalog *c = &s->pin;
@@ -487,18 +522,40 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
     }
     cache_sync(s);
     struct unit *before;
-    if (!lookup_place(s, &before) || s->mirror.prim_status == PQ_TXN_FAILED) {
-        /* Nowhere to put it, or a failed transaction would refuse it: the statements go
-         * without (pin_decide says what that means). */
-        return 0;
+    int rc = 0;
+    if (lookup_place(s, &before) && s->mirror.prim_status != PQ_TXN_FAILED) {
+        rc = lookup_all(s, before);
+    } /* else nowhere to put it, or a failed transaction would refuse it: the statements go
+       * without (pin_decide says what that means) */
+    if (rc == 0) {
+        apply_reads(s);
     }
-    int targets = c->plan.n;
+    return rc;
+}
+
+static int stmt_reads(const struct pin_stmt *st)
+{
+    int n = st->nreads + (st->outer ? st->outer->nreads : 0);
+    for (int k = 0; st->outer && k < st->nctes; k++) {
+        n += st->ctes[k].st.nreads;
+    }
+    return n;
+}
+
+/* Send the first lookup the plan needs (1), or none (0; -1 when one could not be sent). */
+static int lookup_all(struct session *s, struct unit *before)
+{
+    struct pin_catalog *c = &s->pin;
+    int targets = c->plan.n, reads = 0;
     for (int i = 0; i < c->plan.n; i++) {
         targets += c->plan.stmts[i].outer ? c->plan.stmts[i].nctes + 1 : 0;
+        reads += stmt_reads(&c->plan.stmts[i]);
     }
     if (targets > PIN_CACHE_MAX / 2) {
         return 0; /* more tables than the cache keeps: no lookups (pin_decide counts them) */
     }
+    /* Relations read are looked up as far as the cache keeps them with the targets. */
+    bool with_reads = targets + reads <= PIN_CACHE_MAX / 2;
     bool ctes = false;
     for (int i = 0; i < c->plan.n; i++) {
         const struct pin_stmt *st = &c->plan.stmts[i];
@@ -520,6 +577,14 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
             if (w->rel[0] && !cache_find(s, w->schema, w->rel)) {
                 return send_lookup(s, w, before);
             }
+        }
+        int rc = with_reads ? lookup_reads(s, st, before) : 0;
+        rc = rc || !with_reads ? rc : lookup_reads(s, o, before);
+        for (int k = 0; with_reads && rc == 0 && o && k < st->nctes; k++) {
+            rc = lookup_reads(s, &st->ctes[k].st, before);
+        }
+        if (rc) {
+            return rc;
         }
     }
     return ctes ? make_cte_table(s, before) : 0;

@@ -1,5 +1,5 @@
 /* tests/unit/pin_fixtures.h: catalog rows for the pin tests (test_pin.c, test_pin_shape.c), built
- * as pin_catalog_query's 10 text columns would come from the server. Included by one test file
+ * as pin_catalog_query's 12 text columns would come from the server. Included by one test file
  * each, after cmocka.h. */
 #pragma once
 #include <string.h>
@@ -7,16 +7,17 @@
 #include "protocol/pin.h"
 #include "protocol/wire.h"
 
-/* One catalog row (a DataRow body of pin_catalog_query's 10 text columns; NULL: SQL NULL): v's
- * 8 first, then the trigger event masks (values, writes). */
-static int add_row_trig(struct pin_table *t, const char *const v[8], const char *tvalues,
-                        const char *twrites)
+/* One catalog row (a DataRow body of pin_catalog_query's 12 text columns; NULL: SQL NULL): v's
+ * 8 first, then the trigger event masks (values, writes), the relkind and a view's queries. */
+static int add_row_kind(struct pin_table *t, const char *const v[8], const char *tvalues,
+                        const char *twrites, const char *relkind, const char *defs)
 {
     struct wbuf b;
     wbuf_init(&b);
-    wbuf_put_u16(&b, 10);
-    const char *all[10] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], tvalues, twrites};
-    for (int i = 0; i < 10; i++) {
+    wbuf_put_u16(&b, 12);
+    const char *all[12] = {v[0], v[1], v[2],    v[3],    v[4],    v[5],
+                           v[6], v[7], tvalues, twrites, relkind, defs};
+    for (int i = 0; i < 12; i++) {
         wbuf_put_u32(&b, all[i] ? (uint32_t)strlen(all[i]) : 0xffffffffu);
         wbuf_put_bytes(&b, all[i], all[i] ? strlen(all[i]) : 0);
     }
@@ -24,6 +25,12 @@ static int add_row_trig(struct pin_table *t, const char *const v[8], const char 
     int rc = pin_table_add_row(t, b.data, b.len, NULL);
     wbuf_free(&b);
     return rc;
+}
+
+static int add_row_trig(struct pin_table *t, const char *const v[8], const char *tvalues,
+                        const char *twrites)
+{
+    return add_row_kind(t, v, tvalues, twrites, "r", NULL);
 }
 
 /* A row of a table without triggers that may make up values or write. */

@@ -279,7 +279,7 @@ static const struct {
 };
 
 /* The lookup for sql's first statement, with its WHERE clause cut out; checks it parses, selects
- * the 10 columns pin_table_add_row reads and produces each code word pin_table_add_row maps. */
+ * the 12 columns pin_table_add_row reads and produces each code word pin_table_add_row maps. */
 static void lookup_where(const char *sql, char *where, size_t cap)
 {
     struct pin_plan p = plan_of(sql);
@@ -299,8 +299,8 @@ static void lookup_where(const char *sql, char *where, size_t cap)
     const PgQuery__Node *top = tree->stmts[0]->stmt;
     assert_int_equal(top->node_case, PG_QUERY__NODE__NODE_SELECT_STMT);
     /* qname, blocked, attname, generated, identity, default, pk, json, trigger events (values,
-     * writes) */
-    assert_int_equal(top->select_stmt->n_target_list, 10);
+     * writes), relkind, a view's queries */
+    assert_int_equal(top->select_stmt->n_target_list, 12);
     pg_query__parse_result__free_unpacked(tree, NULL);
     pg_query_free_protobuf_parse_result(r);
     for (size_t i = 0; i + 2 < sizeof(blocked) / sizeof(blocked[0]); i++) {
@@ -426,11 +426,11 @@ static void test_table_malformed(void **state)
     assert_int_equal(pin_table_add_row(&t, seven, sizeof(seven), NULL), PIN_EPROTO);
     assert_int_equal(pin_table_add_row(&t, seven, 0, NULL), PIN_EPROTO);
     assert_int_equal(pin_table_add_row(&t, seven, 1, NULL), PIN_EPROTO);
-    /* 10 fields announced, 9 present */
+    /* 12 fields announced, 11 present */
     struct wbuf b;
     wbuf_init(&b);
-    wbuf_put_u16(&b, 10);
-    for (int i = 0; i < 9; i++) {
+    wbuf_put_u16(&b, 12);
+    for (int i = 0; i < 11; i++) {
         wbuf_put_u32(&b, 1);
         wbuf_put_u8(&b, 'f');
     }
@@ -774,6 +774,118 @@ static void test_decide_triggers(void **state)
     pin_table_free(&odd);
 }
 
+/* ---- views a write reads ---------------------------------------------------------------- */
+
+static void check_reads(const char *sql, const char *want)
+{
+    print_message("%s\n", sql);
+    struct pin_plan p = plan_of(sql);
+    char got[256] = "";
+    for (int i = 0; i < p.stmts[0].nreads; i++) {
+        const struct pin_relname *r = &p.stmts[0].reads[i];
+        snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s%s%s", i ? "," : "", r->schema,
+                 r->schema[0] ? "." : "", r->rel);
+    }
+    assert_string_equal(got, want);
+    pin_plan_free(&p);
+}
+
+static void test_reads(void **state)
+{
+    (void)state;
+    check_reads("INSERT INTO t SELECT * FROM v JOIN s.w ON true", "v,s.w");
+    check_reads("UPDATE t SET x = (SELECT max(y) FROM v) WHERE id IN (SELECT id FROM t)", "v,t");
+    check_reads("WITH c AS (SELECT * FROM v) INSERT INTO t SELECT * FROM c", "v");
+    check_reads("DELETE FROM t USING v WHERE v.id = t.id", "v");
+    check_reads("CREATE TABLE x AS SELECT * FROM v", "v");
+    check_reads("SELECT * INTO x FROM v", "v");
+    check_reads("ALTER TABLE x ADD COLUMN c int DEFAULT 1", "");
+    check_reads("REFRESH MATERIALIZED VIEW s.mv", "s.mv");
+    check_reads("SELECT * FROM v", ""); /* stores nothing */
+    check_reads("INSERT INTO t SELECT count(*) FROM pg_stat_activity, information_schema.tables",
+                ""); /* server state: pinned whatever the views say */
+    check_reads("INSERT INTO t VALUES (1)", "");
+}
+
+/* A row of what the lookup says of a view (relkind k) whose queries are defs. */
+static void view_of(struct pin_table *t, char kind, const char *defs)
+{
+    memset(t, 0, sizeof(*t));
+    const char *v[8] = {"public.v", "not_table", "a", "f", "f", NULL, "f", "f"};
+    char k[2] = {kind, '\0'};
+    assert_int_equal(add_row_kind(t, v, "0", "0", k, defs), 0);
+}
+
+static const struct pin_table *the_view;
+static const struct pin_table *known_view(void *ctx, const struct pin_relname *r)
+{
+    (void)ctx;
+    return strcmp(r->rel, "v") == 0 ? the_view : NULL;
+}
+
+/* sql's decision against t once the view the lookup described is applied. */
+static void check_view(const char *sql, const struct pin_table *view, const struct pin_table *t,
+                       enum pin_need want, const char *want_why)
+{
+    print_message("%s\n", sql);
+    struct pin_plan p = plan_of(sql);
+    the_view = view;
+    pin_stmt_apply_reads(&p.stmts[0], known_view, NULL);
+    const char *why = "unset";
+    assert_int_equal(pin_decide(&p.stmts[0], t, &why), want);
+    if (want_why) {
+        assert_string_equal(why, want_why);
+    } else {
+        assert_null(why);
+    }
+    pin_plan_free(&p);
+}
+
+static void test_views_read(void **state)
+{
+    (void)state;
+    struct pin_table t, clock, agg, plain, code, mv, nested;
+    table_t(&t);
+    view_of(&clock, 'v', " SELECT s.k, clock_timestamp() AS ts FROM s;");
+    view_of(&agg, 'v', " SELECT s.k, string_agg(s.v, ','::text) AS a FROM s GROUP BY s.k;");
+    view_of(&plain, 'v', " SELECT s.k, upper(s.v) AS v FROM s;");
+    view_of(&code, 'v', " SELECT s.k, tag(s.v) AS v FROM s;");
+    view_of(&mv, 'm', " SELECT s.k, random() AS r FROM s;");
+    /* a view of a view: the lookup sends both queries */
+    view_of(&nested, 'v', " SELECT w.k FROM w;\n SELECT s.k FROM s LIMIT 3;");
+    assert_true(clock.def_values && !clock.def_code);
+    assert_true(agg.def_values && plain.found && !plain.def_values && !plain.def_code);
+    assert_true(code.def_code && nested.def_values);
+    assert_int_equal(mv.relkind, 'm');
+    const char *ins = "INSERT INTO t (id, v, ts) SELECT k, 1, now() FROM v";
+    check_view("INSERT INTO t (id, v) SELECT k, 1 FROM v", &clock, &t, PIN_NEEDED, NULL);
+    check_view("INSERT INTO t (id, v) SELECT k, 1 FROM v", &agg, &t, PIN_NEEDED, NULL);
+    check_view("INSERT INTO t (id, v) SELECT k, 1 FROM v", &nested, &t, PIN_NEEDED, NULL);
+    check_view("UPDATE t SET v = (SELECT max(k) FROM v) WHERE id = 1", &clock, &t, PIN_NEEDED,
+               NULL);
+    check_view("UPDATE t SET v = (SELECT max(k) FROM v) WHERE id = 1", &plain, &t, PIN_NOT_NEEDED,
+               NULL);
+    check_view("UPDATE t SET v = (SELECT max(k) FROM v) WHERE id = 1", &code, &t, PIN_IMPOSSIBLE,
+               pin_why_user_code);
+    check_view(ins, &code, &t, PIN_IMPOSSIBLE, pin_why_user_code);
+    /* stored data read: a materialized view's rows are what they are */
+    check_view("UPDATE t SET v = (SELECT max(k) FROM v) WHERE id = 1", &mv, &t, PIN_NOT_NEEDED,
+               NULL);
+    /* a view written through is not queried */
+    check_view("UPDATE v SET a = 1", &clock, &t, PIN_NOT_NEEDED, NULL);
+    const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
+    check_view("REFRESH MATERIALIZED VIEW v", &mv, NULL, PIN_IMPOSSIBLE, ddl);
+    check_view("REFRESH MATERIALIZED VIEW v WITH NO DATA", &mv, NULL, PIN_NOT_NEEDED, NULL);
+    check_view("REFRESH MATERIALIZED VIEW v", &plain, NULL, PIN_NOT_NEEDED, NULL); /* not 'm' */
+    check_view("CREATE TABLE x AS SELECT * FROM v", &clock, NULL, PIN_IMPOSSIBLE, ddl);
+    check_view("CREATE MATERIALIZED VIEW x AS SELECT now() FROM v WITH NO DATA", &clock, NULL,
+               PIN_NOT_NEEDED, NULL);
+    struct pin_table *all[] = {&t, &clock, &agg, &plain, &code, &mv, &nested};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        pin_table_free(all[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -791,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_decide_update_delete_other),
         cmocka_unit_test(test_decide_triggers),
         cmocka_unit_test(test_analyze_rolls_back),
+        cmocka_unit_test(test_reads),
+        cmocka_unit_test(test_views_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -321,9 +321,10 @@ static int setup_shapes(void **state)
         struct wbuf b;
         wbuf_init(&b);
         const char *const *v = rows[i];
-        wbuf_put_u16(&b, 10);
-        for (int k = 0; k < 10; k++) {
-            const char *f = k < 8 ? v[k] : "0"; /* no trigger makes up values or writes */
+        wbuf_put_u16(&b, 12);
+        for (int k = 0; k < 12; k++) {
+            /* no trigger makes up values or writes; a table (relkind r), no view query */
+            const char *f = k < 8 ? v[k] : k < 10 ? "0" : k == 10 ? "r" : NULL;
             wbuf_put_u32(&b, f ? (uint32_t)strlen(f) : 0xffffffffu);
             wbuf_put_bytes(&b, f, f ? strlen(f) : 0);
         }
