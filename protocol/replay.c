@@ -34,8 +34,8 @@ static size_t stmt_end(const PgQuerySplitStmt *st, size_t text_len)
 
 /* A simple Query: the statements the primary completed, then the failing one of ours, in the
  * same Query message, so an implicit transaction spans them as it did on the primary. */
-static int replay_query(const struct wire_msg *q, uint32_t done, struct wbuf *out,
-                        struct replay_failure *fail)
+static int replay_query(const struct wire_msg *q, uint32_t done, bool syntax_error,
+                        struct wbuf *out, struct replay_failure *fail)
 {
     if (q->body_len == 0 || q->body[q->body_len - 1] != '\0') {
         return REPLAY_EUNSUPPORTED;
@@ -47,9 +47,11 @@ static int replay_query(const struct wire_msg *q, uint32_t done, struct wbuf *ou
     }
     PgQuerySplitResult split = pg_query_split_with_parser(sql);
     int rc = 0;
-    if (split.error && done == 0) {
-        /* The server parses the whole text before it runs any of it: a text our parser rejects
-         * too (a typo) ran nothing. The failed statement is the text as a whole. */
+    if (split.error && done == 0 && syntax_error) {
+        /* The server parses the whole text before it runs any of it, and rejected it (a typo):
+         * nothing ran. The failed statement is the text as a whole. (A text only libpg_query
+         * rejects — a lexing setting it does not follow, newer syntax — may have run: a CALL
+         * that committed before it failed. Not trusted.) */
         fail->type = PqMsg_Query;
         fail->stmt_offset = 0;
         fail->stmt_len = text_len;
@@ -128,8 +130,8 @@ static int replay_batch(const uint8_t *msgs, size_t len, uint32_t done, struct w
     return REPLAY_EUNSUPPORTED; /* no Sync, or torn bytes */
 }
 
-int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, struct wbuf *out,
-                 struct replay_failure *fail)
+int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, bool syntax_error,
+                 struct wbuf *out, struct replay_failure *fail)
 {
     size_t off = 0;
     struct wire_msg first;
@@ -150,7 +152,7 @@ int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, struct wb
             wire_put_query(out, REPLAY_FAIL_SQL);
             rc = 0;
         } else {
-            rc = replay_query(&first, steps_done, out, fail);
+            rc = replay_query(&first, steps_done, syntax_error, out, fail);
         }
     } else {
         rc = replay_batch(msgs, len, steps_done, out, fail);

@@ -11,6 +11,7 @@
  * (FunctionCallResponse). protocol/outcome.c counts the steps the primary completed before its
  * first ErrorResponse. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,9 +39,11 @@ struct replay_failure {
 /* Build the secondary's version of one unit into out. msgs holds the unit's frontend messages,
  * whole (type and length included), as the client sent them: one Query, or one FunctionCall,
  * or an extended batch ending with Sync. steps_done is how many steps the primary completed
- * before its error. On success *fail tells which step failed. Returns 0, REPLAY_EUNSUPPORTED
- * (a Query or FunctionCall inside an extended batch, COPY data, a batch without its Sync),
- * REPLAY_ESPLIT (fewer statements than steps_done: the text cannot be trusted) or
+ * before its error; syntax_error: the primary's error was its own parse of the text rejecting
+ * it (42601 raised outside any code), so nothing of a Query ran. On success *fail tells which
+ * step failed. Returns 0, REPLAY_EUNSUPPORTED (a Query or FunctionCall inside an extended batch,
+ * COPY data, a batch without its Sync), REPLAY_ESPLIT (a text libpg_query cannot split, unless
+ * the server could not either; fewer statements than steps_done: the text cannot be trusted) or
  * REPLAY_ENOMEM. out is only appended to; on failure its contents are unspecified. */
-int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, struct wbuf *out,
-                 struct replay_failure *fail) __attribute__((warn_unused_result));
+int replay_build(const uint8_t *msgs, size_t len, uint32_t steps_done, bool syntax_error,
+                 struct wbuf *out, struct replay_failure *fail) __attribute__((warn_unused_result));

@@ -327,7 +327,7 @@ static void note_failed_draw(struct session *s, struct unit *u, const struct rep
     if (f->type == PqMsg_Query && f->stmt_len > 0) {
         char *stmt = strndup((const char *)u->bytes.data + 5 + f->stmt_offset, f->stmt_len);
         struct classify_result r;
-        bool unknown = !stmt || classify_statement(stmt, NULL, &r) < 0;
+        bool unknown = !stmt || classify_statement(stmt, NULL, &r) < 0 || r.parse_error;
         code = unknown || r.user_code;
         drew = code || r.inserts || r.nondeterministic;
         free(stmt);
@@ -379,7 +379,10 @@ static bool build_replay(struct session *s, struct unit *u, uint32_t pinned_step
     struct wbuf out;
     wbuf_init(&out);
     struct replay_failure f;
-    int rc = replay_build(u->bytes.data, u->bytes.len, done, &out, &f);
+    /* 42601 outside any code: the server's parse of the text rejected it, so none of it ran
+     * (a syntax error raised while running, inside a function or procedure, has a context). */
+    bool syntax_error = strcmp(u->prim.sqlstate, "42601") == 0 && !u->prim.error_in_code;
+    int rc = replay_build(u->bytes.data, u->bytes.len, done, syntax_error, &out, &f);
     if (rc < 0) {
         wbuf_free(&out);
         SLOG_INFO(s, "cannot rebuild what the primary executed of a failed unit (%d)", rc);

@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct wbuf out;
     wbuf_init(&out);
     struct replay_failure f;
-    int rc = replay_build(data + 1, size - 1, data[0], &out, &f);
+    /* the first byte: steps done (low 7 bits), and whether the server reported a syntax error */
+    int rc = replay_build(data + 1, size - 1, data[0] & 0x7f, (data[0] & 0x80) != 0, &out, &f);
     if (rc == 0) {
         check_messages(&out);
     } else if (rc != REPLAY_EUNSUPPORTED && rc != REPLAY_ESPLIT && rc != REPLAY_ENOMEM) {

@@ -245,6 +245,20 @@ assert_fails "the function fails" -- psql_proxy "$DB" -c "SELECT audit_then_fail
 assert_eq "diverged" "$(it_status secondary_state)" "a failed user function takes new out of in_sync"
 it_proxy_stop
 
+# --- a text only libpg_query rejects may have run: a CALL that committed, then failed (review 16) --
+rm -f "$IT_TMP/pgdual.state"
+# shellcheck disable=SC2119 # no ini overrides
+it_proxy_start
+psql_proxy "$DB" -q -c "CREATE TABLE proc_rows (id int PRIMARY KEY, note text)" \
+    -c "CREATE PROCEDURE commit_then_fail(x text) LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO proc_rows VALUES (1, x); COMMIT; RAISE EXCEPTION 'boom'; END\$\$"
+# Under standard_conforming_strings = off, \' escapes the quote: the server parses the CALL,
+# libpg_query (standard strings) does not.
+client -c "SET standard_conforming_strings = off" -c "CALL commit_then_fail('it\\'s')"
+assert_eq "1|0" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM proc_rows")|$(psql_new "$DB" -tA -c "SELECT count(*) FROM proc_rows")" \
+    "(old committed the procedure's row; new did not run it)"
+assert_eq "diverged" "$(it_status secondary_state)" "a failed text pgdual cannot parse, which ran, takes new out of in_sync"
+it_proxy_stop
+
 # --- mirror = off skips the secondary: out of sync; a primary switch then needs FORCE (finding 6) -
 rm -f "$IT_TMP/pgdual.state"
 # shellcheck disable=SC2119 # no ini overrides
