@@ -417,6 +417,22 @@ bool classify_result_equal(const struct classify_result *a, const struct classif
            a->catalog_safe == b->catalog_safe && a->settings_only == b->settings_only;
 }
 
+/* Does a WITH list hold a query other than a SELECT (INSERT/UPDATE/DELETE ... RETURNING)? */
+static bool modifying_with(const PgQuery__WithClause *wc)
+{
+    for (size_t i = 0; wc && i < wc->n_ctes; i++) {
+        const PgQuery__Node *c = wc->ctes[i];
+        const PgQuery__CommonTableExpr *cte =
+            c && c->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR ? c->common_table_expr
+                                                                        : NULL;
+        if (!cte || !cte->ctequery ||
+            cte->ctequery->node_case != PG_QUERY__NODE__NODE_SELECT_STMT) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The effect of one statement, if it has one: kind and name (NULL for none) into *e. */
 static bool stmt_effect(const PgQuery__Node *n, struct classify_effect *e)
 {
@@ -431,7 +447,7 @@ static bool stmt_effect(const PgQuery__Node *n, struct classify_effect *e)
         const PgQuery__Node *q = n->prepare_stmt->query;
         const PgQuery__SelectStmt *sel =
             q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ? q->select_stmt : NULL;
-        e->may_write = !sel || sel->with_clause || sel->into_clause || sel->n_locking_clause > 0;
+        e->may_write = !sel || sel->into_clause || modifying_with(sel->with_clause);
         break;
     }
     case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:

@@ -134,8 +134,9 @@ struct classify_effect {
     int stmt; /* index of the statement in the string, from 0 */
     enum classify_effect_kind kind;
     char name[CLASSIFY_NAME_MAX + 1]; /* "" for the _ALL kinds */
-    /* PREPARE: the statement is not a plain SELECT (no WITH, INTO or FOR UPDATE/SHARE): it may
-     * write when executed */
+    /* PREPARE: the statement is not a SELECT that stores nothing (one with INTO, or with a
+     * data-modifying WITH query, stores; FOR UPDATE/SHARE only locks): it may write when
+     * executed */
     bool may_write;
 };
 

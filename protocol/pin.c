@@ -272,6 +272,24 @@ static bool only_sets_defaults(const PgQuery__AlterTableStmt *a)
     return a->n_cmds > 0;
 }
 
+/* ALTER TABLE: the walk of what runs now. SET DEFAULT only stores its expression (a Rails
+ * change_column sends ALTER COLUMN ... TYPE ..., ALTER COLUMN ... SET DEFAULT now() as one
+ * statement); a type's USING, an added column's default, a CHECK validated, run on the rows. */
+static bool walk_alter_table(const PgQuery__AlterTableStmt *a, const struct classify_options *opt,
+                             struct pin_walk *w)
+{
+    bool whole = pin_walk_node(NULL, opt, w);
+    for (size_t i = 0; i < a->n_cmds; i++) {
+        const PgQuery__Node *c = a->cmds[i];
+        if (c && c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD && c->alter_table_cmd &&
+            c->alter_table_cmd->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_ColumnDefault) {
+            continue;
+        }
+        whole = pin_walk_more(c, w) && whole;
+    }
+    return whole;
+}
+
 /* Does the statement run the expressions it holds now? Every statement does (a write, a SELECT,
  * ALTER TABLE ... TYPE ... USING, a CHECK validated on the table's rows, an index expression
  * computed for them, ...) except DDL that only stores them in the catalog for later: a table's
@@ -318,7 +336,9 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
 {
     const PgQuery__Node *n = node;
     struct pin_walk w;
-    bool whole = pin_walk_node(n, opt, &w);
+    bool whole = n && n->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_STMT && n->alter_table_stmt
+                     ? walk_alter_table(n->alter_table_stmt, opt, &w)
+                     : pin_walk_node(n, opt, &w);
     st->nondeterministic =
         w.f.nondeterministic || w.order_undefined || !whole || adds_drawn_column(n);
     st->user_code = w.f.user_code;
@@ -642,6 +662,12 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         return PIN_NOT_NEEDED;
     }
     if (st->verb == PIN_VERB_NONE) {
+        if (st->nondeterministic && st->sets_config) {
+            /* set_config('app.x', random()::text): each server keeps its own value, and a
+             * later current_setting('app.x') stores it */
+            *why = "it stores values the server makes up in a setting (set_config)";
+            return PIN_IMPOSSIBLE;
+        }
         if (st->nondeterministic && st->stores_values) {
             /* ALTER TABLE ... ADD COLUMN ... DEFAULT now(), CREATE TABLE AS, SELECT INTO */
             *why = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";

@@ -37,6 +37,8 @@ struct pin_walk {
 /* Walk node (a PgQuery__Node) and everything below it into *w (zeroed first). Returns false
  * when some of it could not be walked (when in doubt, the statement is nondeterministic). */
 bool pin_walk_node(const void *node, const struct classify_options *opt, struct pin_walk *w);
+/* ... and one more node (NULL: none) into *w as it is. */
+bool pin_walk_more(const void *node, struct pin_walk *w);
 /* st->reads of node (a PgQuery__Node): see pin.h. 0 or PIN_ENOMEM. */
 int pin_list_reads(const void *node, struct pin_stmt *st);
 /* A String node's text, or NULL for any other node (a PgQuery__Node). */

@@ -76,13 +76,18 @@ static bool system_column(const char *name)
     return false;
 }
 
-/* A cast to an identifier type whose values are each server's own: oid (a regclass's OID),
- * xid, cid, tid. */
+/* A cast to an identifier type whose values are each server's own: oid, a reg* type (stored as
+ * the object's OID, whatever it prints as), xid, cid, tid. */
 static bool server_id_cast(const PgQuery__TypeCast *tc)
 {
     const PgQuery__TypeName *t = tc->type_name;
     const char *last = t && t->n_names ? pin_node_string(t->names[t->n_names - 1]) : NULL;
-    static const char *const ids[] = {"oid", "xid", "xid8", "cid", "tid"};
+    static const char *const ids[] = {"oid",           "xid",          "xid8",
+                                      "cid",           "tid",          "regclass",
+                                      "regproc",       "regprocedure", "regoper",
+                                      "regoperator",   "regtype",      "regconfig",
+                                      "regdictionary", "regnamespace", "regrole",
+                                      "regcollation"}; /* a reg* value is stored as its OID */
     for (size_t i = 0; last && i < sizeof(ids) / sizeof(ids[0]); i++) {
         if (strcmp(last, ids[i]) == 0) {
             return true;
@@ -150,7 +155,12 @@ bool pin_walk_node(const void *node, const struct classify_options *opt, struct 
 {
     memset(w, 0, sizeof(*w));
     w->opt = opt;
-    return pgq_walk((const ProtobufCMessage *)node, pin_visit, w);
+    return pin_walk_more(node, w);
+}
+
+bool pin_walk_more(const void *node, struct pin_walk *w)
+{
+    return !node || pgq_walk((const ProtobufCMessage *)node, pin_visit, w);
 }
 
 /* ---- the relations a statement reads ---- */

@@ -120,12 +120,36 @@ static const char *executed_reason(struct session *s, struct unit *u, const char
     return NULL;
 }
 
-/* Does the statement the session prepared under name write (or is it unknown to pgdual)? */
-static bool execute_may_write(struct session *s, const struct unit *u, const char *name)
+/* Does the statement the session prepared under name write (or is it unknown to pgdual)? A
+ * PREPARE of the name earlier in the same Query (statement index; UINT32_MAX: none) decides. */
+static bool execute_may_write(struct session *s, const struct unit *u, const char *name,
+                              uint32_t index)
 {
+    const struct pin_catalog *c = &s->pin;
+    for (uint32_t k = index < (uint32_t)c->plan.n ? index : 0; k-- > 0;) {
+        const struct pin_stmt *p = &c->plan.stmts[k];
+        if (p->sql_prepare && strcmp(p->prepared, name) == 0) {
+            return !p->plain_select || p->nested_dml;
+        }
+    }
     const struct stmt_class *cls =
         stmt_track_find(&s->stmts, u->serial, STMT_SPACE_STATEMENT, name);
     return !cls || (cls->mirrored && !cls->plain_select);
+}
+
+/* Why a SQL EXECUTE not pinned is counted for its arguments, or NULL: they call code pgdual
+ * cannot see into (EXECUTE p(f())), or make up values the write stores (EXECUTE ins(random()):
+ * new would compute its own). */
+static const char *execute_args_reason(struct session *s, const struct unit *u,
+                                       const struct pin_stmt *st, uint32_t index)
+{
+    if (st->user_code) {
+        return pin_why_user_code;
+    }
+    if (st->nondeterministic && execute_may_write(s, u, st->executes, index)) {
+        return "EXECUTE of a write with arguments the server makes up";
+    }
+    return NULL;
 }
 
 /* A SQL EXECUTE (statement index of the Query): counted when what it runs is; pinned as a
@@ -163,14 +187,11 @@ static struct pin_shape *decide(struct session *s, struct unit *u, const struct 
     *as_is = false;
     if (st->executes[0]) {
         struct pin_shape *sh = decide_execute(s, u, st, index, known, as_is);
-        if (st->user_code) { /* EXECUTE p(f()): its arguments call code pgdual cannot see into */
-            pin_note_unpinned(u, pin_why_user_code, "", index);
-            *known = false;
-        } else if (st->nondeterministic && !sh && execute_may_write(s, u, st->executes)) {
-            /* EXECUTE p(random()) of a write not pinned: new computes its own arguments. (A
-             * pinned one returns what it stored: its arguments' values are in the rows.) */
-            pin_note_unpinned(u, "EXECUTE of a write with arguments the server makes up", "",
-                              index);
+        /* A pinned one returns what it stored: its arguments' values are in the rows; but code
+         * of the user's in them runs again on the secondary. */
+        const char *args = execute_args_reason(s, u, st, index);
+        if (args && (!sh || args == pin_why_user_code)) {
+            pin_note_unpinned(u, args, "", index);
             *known = false;
         }
         return sh;
@@ -380,6 +401,10 @@ static bool rewrite_parse(struct session *s, struct unit *u, const uint8_t *msg,
             c->msg_unpinned = "a SQL EXECUTE through the extended protocol of a statement pinned "
                               "at its Parse";
             table = pinned->unpinned_table;
+        }
+        if (!c->msg_unpinned) {
+            c->msg_unpinned = execute_args_reason(s, u, st, UINT32_MAX);
+            table = "";
         }
         snprintf(c->msg_table, sizeof(c->msg_table), "%s", table);
         c->msg_known = !c->msg_unpinned;

@@ -19,8 +19,10 @@
 # (H) INSERT ... SELECT ... ON CONFLICT DO NOTHING from a source with duplicate keys (the first
 #     row read of each key is stored): pinned (silent before); a server setting
 #     (current_setting('port')), xmin, tableoid, an ::oid cast stored by a write: pinned;
-# (I) ALTER TABLE ... TYPE ... USING random(), EXECUTE p(random()) of a write not pinned, CREATE
-#     TABLE AS EXECUTE: counted (silent before).
+# (I) ALTER TABLE ... TYPE ... USING random(), EXECUTE p(random()) of a write not pinned (also
+#     after a PREPARE of the name in the same Query, and through Parse), CREATE TABLE AS EXECUTE,
+#     set_config() of a made-up value: counted (silent before); EXECUTE of a prepared read with
+#     a WITH or FOR UPDATE, and a DEFAULT now() set beside a type change: not counted.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
 source "$(dirname "$0")/../harness/lib.sh"
@@ -114,9 +116,10 @@ psql_proxy "$DB" -q -c "INSERT INTO outbox SELECT 5, current_setting('port')" \
     -c "INSERT INTO outbox SELECT 6, xmin::text FROM outbox WHERE id = 1" \
     -c "INSERT INTO outbox SELECT 7, tableoid::text FROM outbox WHERE id = 1" \
     -c "INSERT INTO outbox VALUES (8, 'outbox'::regclass::oid::text)" \
-    -c "SET app.note = 'same'" -c "INSERT INTO outbox VALUES (9, current_setting('app.note'))"
-assert_eq 4 "$(it_status_delta pinned_writes_total)" \
-    "G: a server setting, xmin, tableoid, an ::oid cast pinned (a custom setting is not)"
+    -c "SET app.note = 'same'" -c "INSERT INTO outbox VALUES (9, current_setting('app.note'))" \
+    -c "INSERT INTO outbox VALUES (30, 'outbox'::regclass::int::text)"
+assert_eq 5 "$(it_status_delta pinned_writes_total)" \
+    "G: a server setting, xmin, tableoid, an ::oid cast, a regclass pinned (a custom setting is not)"
 assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "G: nothing counted"
 same outbox "G: outbox identical (old's port, row version, table OID)"
 
@@ -126,7 +129,9 @@ psql_proxy "$DB" -q -c "CREATE TABLE retyped (id int PRIMARY KEY, v int)" \
     -c "PREPARE ins AS INSERT INTO outbox VALUES (\$1, \$2)" \
     -c "PREPARE pick AS SELECT random() AS r"
 for sql in "ALTER TABLE retyped ALTER COLUMN v TYPE float8 USING random()" \
-    "EXECUTE ins(10, random()::text)" "CREATE TABLE picked AS EXECUTE pick"; do
+    "EXECUTE ins(10, random()::text)" "CREATE TABLE picked AS EXECUTE pick" \
+    "DEALLOCATE pick; PREPARE pick(int, text) AS INSERT INTO outbox VALUES (\$1, \$2); EXECUTE pick(12, random()::text)" \
+    "SELECT set_config('app.r', random()::text, false)"; do
     it_status_mark
     psql_proxy "$DB" -q -c "PREPARE ins AS INSERT INTO outbox VALUES (\$1, \$2)" \
         -c "PREPARE pick AS SELECT random() AS r" -c "$sql"
@@ -134,7 +139,20 @@ for sql in "ALTER TABLE retyped ALTER COLUMN v TYPE float8 USING random()" \
 done
 it_status_mark
 psql_proxy "$DB" -q -c "PREPARE pick AS SELECT random() + \$1 AS r" -c "EXECUTE pick(random())" >/dev/null
-assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "I: EXECUTE of a read: nothing counted"
+psql_proxy "$DB" -q -c "PREPARE recent(float8) AS WITH r AS (SELECT * FROM outbox) SELECT count(*) FROM r WHERE \$1 < 2" \
+    -c "EXECUTE recent(random())" -c "PREPARE locked(float8) AS SELECT id FROM outbox WHERE id = \$1::int FOR UPDATE" \
+    -c "EXECUTE locked(random())" >/dev/null
+psql_proxy "$DB" -q -c "CREATE TABLE ev (id int PRIMARY KEY, created_at timestamp)" \
+    -c "ALTER TABLE ev ALTER COLUMN created_at TYPE timestamptz, ALTER COLUMN created_at SET DEFAULT now()"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" \
+    "I: EXECUTE of a read (WITH, FOR UPDATE), a type changed beside a DEFAULT now() stored: nothing counted"
+# The extended protocol (PgJDBC, Npgsql send every statement so): a Parse of the EXECUTE.
+printf 'PREPARE insx(int, text) AS INSERT INTO outbox VALUES ($1, $2);\nEXECUTE insx(13, random()::text);\n' \
+    >"$IT_TMP/exec.sql"
+it_status_mark
+pgbench -n -t 1 -M extended -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -f "$IT_TMP/exec.sql" "$DB" \
+    >"$IT_TMP/exec.out" 2>&1 || it_fail "pgbench: $(cat "$IT_TMP/exec.out")"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "I: a Parse of EXECUTE ins(random()) counted"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -667,8 +667,12 @@ static void test_decide_update_delete_other(void **state)
                  NULL);
     check_decide("UPDATE t SET v = current_setting('app.v')::int WHERE id = 1", &t, PIN_NOT_NEEDED,
                  NULL); /* the session's own setting: mirrored by its SET */
-    check_decide("UPDATE t SET v = 'o'::regclass::text::int WHERE id = 1", &t, PIN_NOT_NEEDED,
-                 NULL); /* a name prints the same on both */
+    check_decide("UPDATE t SET v = 'o'::regclass::text::int WHERE id = 1", &t, PIN_NEEDED,
+                 NULL); /* a reg* value is an OID, whatever it prints as */
+    check_decide("UPDATE t SET v = 'o'::text::int WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
+    check_decide("SELECT set_config('app.x', random()::text, false)", NULL, PIN_IMPOSSIBLE,
+                 "it stores values the server makes up in a setting (set_config)");
+    check_decide("SELECT set_config('app.x', 'a', false)", NULL, PIN_NOT_NEEDED, NULL);
     /* a serial or identity column added to a table is filled in the table's physical order */
     const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
     check_decide("ALTER TABLE t ADD COLUMN s serial", NULL, PIN_IMPOSSIBLE, ddl);
@@ -682,6 +686,17 @@ static void test_decide_update_delete_other(void **state)
                  PIN_IMPOSSIBLE, ddl);
     check_decide("ALTER TABLE t ALTER COLUMN v TYPE bigint USING v * 2", NULL, PIN_NOT_NEEDED,
                  NULL);
+    /* Rails change_column: the DEFAULT set beside the type is stored, not run */
+    check_decide(
+        "ALTER TABLE t ALTER COLUMN ts TYPE timestamptz, ALTER COLUMN ts SET DEFAULT now()", NULL,
+        PIN_NOT_NEEDED, NULL);
+    check_decide("ALTER TABLE t ALTER COLUMN ts TYPE timestamptz, ALTER COLUMN ts SET DEFAULT f()",
+                 NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("ALTER TABLE t ALTER COLUMN v TYPE int USING f(v), ALTER COLUMN v SET DEFAULT 1",
+                 NULL, PIN_IMPOSSIBLE, pin_why_user_code);
+    check_decide("ALTER TABLE t ALTER COLUMN ts SET DEFAULT now(), ADD COLUMN c float8 DEFAULT "
+                 "random()",
+                 NULL, PIN_IMPOSSIBLE, ddl);
     check_decide("CREATE TABLE x AS EXECUTE p(1)", NULL, PIN_IMPOSSIBLE, ddl);
     check_decide("CREATE TABLE x AS SELECT 1 AS a", NULL, PIN_NOT_NEEDED, NULL);
     check_decide("ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY", NULL,
