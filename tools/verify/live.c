@@ -10,6 +10,7 @@
 #include "tools/verify/confirm.h"
 #include "tools/verify/discover.h"
 #include "tools/verify/options.h"
+#include "tools/verify/pool.h"
 #include "tools/verify/report.h"
 #include "tools/verify/result.h"
 #include "tools/verify/resume.h"
@@ -175,17 +176,10 @@ PGconn *live_connect(const char *conninfo, int side, char *err, size_t errlen)
     /* Values travel as text from one server to the other (the locked reads, the repair's
      * literals, COPY): both sessions print and read them alike, whatever each server's defaults
      * (a date read back under another DateStyle is another date; a float needs every digit). */
-    PGresult *r = PQexec(c, "SET DateStyle = ISO, YMD; SET IntervalStyle = postgres;"
-                            " SET TimeZone = 'UTC'; SET extra_float_digits = 3;"
-                            " SET bytea_output = hex");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        snprintf(err, errlen, "cannot set the %s session's formats: %s", util_side_name(side),
-                 PQerrorMessage(c));
-        PQclear(r);
+    if (pool_session_formats(c, side, err, errlen) < 0) {
         PQfinish(c);
         return NULL;
     }
-    PQclear(r);
     return c;
 }
 

@@ -51,6 +51,20 @@ static void job_free(struct job *j)
     free(j);
 }
 
+int pool_session_formats(PGconn *c, int side, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, "SET DateStyle = ISO, YMD; SET IntervalStyle = postgres;"
+                            " SET TimeZone = 'UTC'; SET extra_float_digits = 3;"
+                            " SET bytea_output = hex");
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot set the %s session's formats: %s", util_side_name(side),
+                 PQerrorMessage(c));
+    }
+    PQclear(r);
+    return rc;
+}
+
 struct pool *pool_open(const char *const conninfo[2], int per_side, char *err, size_t errlen)
 {
     struct pool *p = util_xcalloc(1, sizeof *p);
@@ -59,9 +73,13 @@ struct pool *pool_open(const char *const conninfo[2], int per_side, char *err, s
         for (int i = 0; i < p->per_side; i++) {
             PGconn *c = PQconnectdb(conninfo[s]);
             p->c[s][i].conn = c;
-            if (PQstatus(c) != CONNECTION_OK) {
-                snprintf(err, errlen, "cannot connect to %s database: %s", util_side_name(s),
-                         PQerrorMessage(c));
+            /* Key ranges read here bound the live repair's locked reads on other connections:
+             * a date printed under DMY read back under ISO is another date. */
+            if (PQstatus(c) != CONNECTION_OK || pool_session_formats(c, s, err, errlen) < 0) {
+                if (PQstatus(c) != CONNECTION_OK) {
+                    snprintf(err, errlen, "cannot connect to %s database: %s", util_side_name(s),
+                             PQerrorMessage(c));
+                }
                 size_t n = strlen(err);
                 while (n && (err[n - 1] == '\n' || err[n - 1] == ' ')) {
                     err[--n] = '\0';

@@ -14,6 +14,10 @@ typedef int (*pool_done_fn)(void *ctx, int side, const PGresult *res);
 /* Called about every 200 ms while jobs run (progress display). */
 typedef void (*pool_tick_fn)(void *ctx);
 
+/* Set c's session to the formats values travel in from one server to the other (ISO dates,
+ * UTC, every float digit, hex bytea): both sides print and read them alike whatever each
+ * server's or database's defaults. 0, or -1 with err set. */
+int pool_session_formats(PGconn *c, int side, char *err, size_t errlen);
 /* Connects per_side connections to each side. NULL on failure with a message in err. */
 struct pool *pool_open(const char *const conninfo[2], int per_side, char *err, size_t errlen);
 void pool_close(struct pool *p);

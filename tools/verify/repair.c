@@ -233,6 +233,10 @@ int repair_apply(const struct options *o, const char *sql, char *err, size_t err
         PQfinish(c);
         return -1;
     }
+    if (pool_session_formats(c, s, err, errlen) < 0) { /* the literals' formats */
+        PQfinish(c);
+        return -1;
+    }
     struct strbuf b;
     strbuf_init(&b);
     strbuf_printf(&b, "BEGIN;\n%sCOMMIT;\n", sql);
