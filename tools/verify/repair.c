@@ -39,17 +39,22 @@ static int put_literal(PGconn *c, struct strbuf *b, const char *v, bool null, co
     return 0;
 }
 
-/* "p.c1::text, p.c2::text, ..." over the columns an upsert sets (not key, not generated), plus a
- * constant so that a single column still makes a row constructor. */
+/* Does an upsert set column i? Every stored column but a GENERATED ALWAYS identity, which an
+ * UPDATE cannot set (a difference there stays reported). The key too: a key equal to the
+ * primary's under its type's equality but printed otherwise (numeric 5.0 for 5) conflicts with
+ * the primary's row and takes its text, instead of a delete of the "extra" 5.0 removing it. */
+static bool upsert_sets(const struct discover_side *sd, int i)
+{
+    return !sd->cols[i].generated && !sd->cols[i].identity_always;
+}
+
+/* "ROW(0, p.c1::text, p.c2::text, ...)" over the columns an upsert sets, the constant making a
+ * row constructor of a single column still. */
 static void put_text_row(struct strbuf *b, const struct discover_side *sd, const char *prefix)
 {
     strbuf_puts(b, "ROW(0");
     for (int i = 0; i < sd->ncols; i++) {
-        bool key = false;
-        for (int k = 0; k < sd->nkeys; k++) {
-            key |= sd->keys[k] == i;
-        }
-        if (!key && !sd->cols[i].generated) {
+        if (upsert_sets(sd, i)) {
             strbuf_printf(b, ", %s%s::text", prefix, sd->cols[i].qname);
         }
     }
@@ -94,11 +99,7 @@ void repair_put_upsert_tail(struct strbuf *b, const struct discover_side *sd)
     strbuf_puts(b, ") DO ");
     int n = 0;
     for (int i = 0; i < sd->ncols; i++) {
-        bool key = false;
-        for (int k = 0; k < sd->nkeys; k++) {
-            key |= sd->keys[k] == i;
-        }
-        if (!key && !sd->cols[i].generated) {
+        if (upsert_sets(sd, i)) {
             strbuf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "UPDATE SET ", sd->cols[i].qname,
                           sd->cols[i].qname);
         }
@@ -143,6 +144,18 @@ int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,
     for (int k = 0; k < sd->nkeys; k++) {
         strbuf_puts(b, k ? ", " : "");
         rc |= put_literal(c, b, vals[k], false, sd->cols[sd->keys[k]].type);
+    }
+    /* Only the row whose key prints as the extra's: one equal under the key's equality but
+     * printed otherwise (numeric 5 for 5.0, an upsert just gave it the primary's text) is the
+     * primary's row. */
+    strbuf_puts(b, ") AND (");
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_printf(b, "%s%s::text", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+    }
+    strbuf_puts(b, ") = (");
+    for (int k = 0; k < sd->nkeys; k++) {
+        strbuf_puts(b, k ? ", " : "");
+        rc |= put_literal(c, b, vals[k], false, "text");
     }
     strbuf_puts(b, ");\n");
     return rc < 0 ? -1 : 0;
