@@ -346,6 +346,7 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
     st->user_code = w.f.user_code;
     st->uses_default = w.uses_default;
     st->sets_config = w.sets_config;
+    st->draws = w.f.nondeterministic;
     st->catalog_change = !classify_node_catalog_safe(n) || w.f.user_code;
     st->rolls_back = rolls_back(n);
     st->plain_select = n && n->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && n->select_stmt &&
@@ -442,10 +443,20 @@ int pin_analyze_node(const void *node, const struct classify_options *opt, struc
 }
 
 /* Does what the catalog said of r make a statement reading it (or, refresh, filling it) store
- * values made up, or run code? */
+ * values made up, or run code? NULL: pgdual could not ask (a failed lookup, one no message could
+ * precede, DDL earlier in the text): the statement is pinned as if it did, which costs a RETURNING
+ * where the relation is a table, and is counted where the write cannot be pinned. */
 static void apply_read(struct pin_stmt *st, const struct pin_table *t)
 {
-    if (!t || !t->found || (t->relkind != (st->refresh ? 'm' : 'v'))) {
+    if (!t) {
+        st->nondeterministic = true;
+        return;
+    }
+    if (t->found && t->relkind == 'S' && !st->refresh) {
+        st->nondeterministic = true; /* a sequence's last_value: new's lags behind pinned ids */
+        return;
+    }
+    if (!t->found || (t->relkind != (st->refresh ? 'm' : 'v'))) {
         return; /* a table's rows are data; a materialized view's too, read */
     }
     st->nondeterministic = st->nondeterministic || t->def_values;
@@ -454,6 +465,7 @@ static void apply_read(struct pin_stmt *st, const struct pin_table *t)
 
 static void apply_reads_one(struct pin_stmt *st, pin_read_lookup known, void *ctx)
 {
+    st->nondeterministic = st->nondeterministic || st->reads_full; /* relations not listed */
     for (int i = 0; i < st->nreads; i++) {
         if (!st->refresh || i == 0) {
             apply_read(st, known(ctx, &st->reads[i]));
@@ -664,7 +676,7 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         return PIN_NOT_NEEDED;
     }
     if (st->verb == PIN_VERB_NONE) {
-        if (st->nondeterministic && st->sets_config) {
+        if (st->draws && st->sets_config) {
             /* set_config('app.x', random()::text): each server keeps its own value, and a
              * later current_setting('app.x') stores it */
             *why = "it stores values the server makes up in a setting (set_config)";

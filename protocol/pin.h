@@ -72,6 +72,8 @@ struct pin_stmt {
     bool rolls_back;     /* COMMIT, ROLLBACK [TO], PREPARE TRANSACTION...: may end or roll back
                             (part of) the transaction, what pgdual made in it too (its table) */
     bool sets_config;    /* it calls set_config(): the session's search_path or role may change */
+    bool draws;          /* it calls something that makes up a value (the clock, random(), a
+                            sequence), as opposed to taking rows in an undefined order */
     bool plain_select;   /* a SELECT without INTO: stores nothing (a lock at most) */
     bool stores_values;  /* CREATE TABLE AS, SELECT INTO, ALTER TABLE ... ADD COLUMN */
     /* CREATE TABLE: the table it creates as the catalog will describe it (owned; NULL when the
@@ -93,9 +95,10 @@ struct pin_stmt {
     bool rels_failed;
     enum pin_conflict conflict;
     /* A statement that stores what it reads (a write, CREATE TABLE AS, SELECT INTO, REFRESH
-     * MATERIALIZED VIEW): every relation it names, as written, but unqualified names of its
-     * WITH queries (owned; reads_full when more than PIN_READS_MAX). Looked up like targets:
-     * a view among them whose query makes up values makes the statement nondeterministic. */
+     * MATERIALIZED VIEW): every relation it names but its targets, as written, names of WITH
+     * queries included (owned; reads_full when more than PIN_READS_MAX). Looked up like
+     * targets: a view among them whose query makes up values, a sequence, or one pgdual could
+     * not look up makes the statement nondeterministic. */
     struct pin_relname *reads;
     int nreads;
     bool reads_full;
@@ -202,9 +205,10 @@ extern const char pin_why_trigger_values[];
 extern const char pin_why_trigger_writes[];
 extern const char pin_why_user_code[];
 
-#define PIN_READS_MAX 16
+#define PIN_READS_MAX 32
 
-/* A read relation's lookup (NULL: not known) for st->reads[i]. */
+/* A read relation's lookup for st->reads[i]; NULL: pgdual could not look it up (the statement
+ * is then pinned as if the relation made up values). */
 typedef const struct pin_table *(*pin_read_lookup)(void *ctx, const struct pin_relname *r);
 /* Make st (and its outer statement and WITH queries) nondeterministic, or user code, where a
  * view it reads (or the materialized view a REFRESH fills) has a query that is: known(ctx, r)

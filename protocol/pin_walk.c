@@ -76,24 +76,38 @@ static bool system_column(const char *name)
     return false;
 }
 
-/* A cast to an identifier type whose values are each server's own: oid, a reg* type (stored as
- * the object's OID, whatever it prints as), xid, cid, tid. */
-static bool server_id_cast(const PgQuery__TypeCast *tc)
+static bool type_named(const PgQuery__TypeName *t, const char *const *names, size_t n)
 {
-    const PgQuery__TypeName *t = tc->type_name;
     const char *last = t && t->n_names ? pin_node_string(t->names[t->n_names - 1]) : NULL;
-    static const char *const ids[] = {"oid",           "xid",          "xid8",
-                                      "cid",           "tid",          "regclass",
-                                      "regproc",       "regprocedure", "regoper",
-                                      "regoperator",   "regtype",      "regconfig",
-                                      "regdictionary", "regnamespace", "regrole",
-                                      "regcollation"}; /* a reg* value is stored as its OID */
-    for (size_t i = 0; last && i < sizeof(ids) / sizeof(ids[0]); i++) {
-        if (strcmp(last, ids[i]) == 0) {
+    for (size_t i = 0; last && i < n; i++) {
+        if (strcmp(last, names[i]) == 0) {
             return true;
         }
     }
     return false;
+}
+
+/* A cast to an identifier type whose values are each server's own (oid, xid, cid, tid), or of a
+ * reg* value to a number ('t'::regclass::int: its OID). A reg* value itself is not: stored in a
+ * reg* column or compared, it means the object of that name on each server (pinning old's OID
+ * would point new's row at another object), and to_tsvector('english'::regconfig, ...) only
+ * names a configuration. */
+static bool server_id_cast(const PgQuery__TypeCast *tc)
+{
+    static const char *const ids[] = {"oid", "xid", "xid8", "cid", "tid"};
+    static const char *const regs[] = {"regclass",     "regproc", "regprocedure", "regoper",
+                                       "regoperator",  "regtype", "regconfig",    "regdictionary",
+                                       "regnamespace", "regrole", "regcollation"};
+    static const char *const numbers[] = {"int2",    "int4",   "int8",    "smallint",
+                                          "integer", "bigint", "numeric", "decimal",
+                                          "float4",  "float8", "real",    "double precision"};
+    if (type_named(tc->type_name, ids, sizeof(ids) / sizeof(ids[0]))) {
+        return true;
+    }
+    const PgQuery__Node *a = tc->arg;
+    return a && a->node_case == PG_QUERY__NODE__NODE_TYPE_CAST && a->type_cast &&
+           type_named(a->type_cast->type_name, regs, sizeof(regs) / sizeof(regs[0])) &&
+           type_named(tc->type_name, numbers, sizeof(numbers) / sizeof(numbers[0]));
 }
 
 /* current_setting() of a server setting (port, data_directory, cluster_name, server_version...):
@@ -171,8 +185,6 @@ struct reads_walk {
     bool full;
     const PgQuery__RangeVar *targets[PIN_READS_MAX]; /* write targets met: not reads */
     int ntargets;
-    pin_name ctes[PIN_READS_MAX]; /* WITH query names met anywhere */
-    int nctes;
 };
 
 static void reads_visit(void *ctx, const ProtobufCMessage *m)
@@ -192,13 +204,6 @@ static void reads_visit(void *ctx, const ProtobufCMessage *m)
         target = ((const PgQuery__IntoClause *)m)->rel;
     } else if (d == &pg_query__alter_table_stmt__descriptor) { /* ADD COLUMN, ALTER TYPE */
         target = ((const PgQuery__AlterTableStmt *)m)->relation;
-    } else if (d == &pg_query__common_table_expr__descriptor) {
-        const char *name = ((const PgQuery__CommonTableExpr *)m)->ctename;
-        if (w->nctes < PIN_READS_MAX) {
-            pin_copy_name(w->ctes[w->nctes++], name);
-        } else {
-            w->full = true;
-        }
     }
     if (target) {
         if (w->ntargets < PIN_READS_MAX) {
@@ -236,8 +241,7 @@ static void reads_visit(void *ctx, const ProtobufCMessage *m)
 }
 
 /* A relation of a three-part name (db.schema.rel) is the server's to refuse: kept as
- * schema.rel. WITH query names are dropped once the whole tree is walked (a reference may come
- * before its WITH in the walk). */
+ * schema.rel. */
 int pin_list_reads(const void *node, struct pin_stmt *st)
 {
     struct reads_walk *w = calloc(1, sizeof(*w));
@@ -251,14 +255,11 @@ int pin_list_reads(const void *node, struct pin_stmt *st)
         free(w);
         return PIN_ENOMEM;
     }
+    /* A name that is also a WITH query's is kept: where that query is not in force (inside its
+     * own body, `WITH v AS (SELECT * FROM v)`) it names the relation; looking up a name no
+     * relation has costs a lookup that finds nothing. */
     for (int i = 0; i < w->nrels; i++) {
-        bool cte = false;
-        for (int k = 0; !w->rels[i].schema[0] && k < w->nctes && !cte; k++) {
-            cte = strcmp(w->rels[i].rel, w->ctes[k]) == 0;
-        }
-        if (!cte) {
-            st->reads[st->nreads++] = w->rels[i];
-        }
+        st->reads[st->nreads++] = w->rels[i];
     }
     free(w);
     return 0;

@@ -471,10 +471,17 @@ static int bind_lookup(struct session *s, const uint8_t *msg, size_t len)
     return make_cte_table(s, before);
 }
 
-/* What the catalog said of a relation a statement reads (pin_stmt_apply_reads). */
+/* What the catalog said of a relation a statement reads (pin_stmt_apply_reads): NULL when
+ * pgdual could not ask, or its answer may no longer hold (DDL earlier in the same text). */
+struct read_ctx {
+    struct session *s;
+    bool stale;
+};
+
 static const struct pin_table *read_known(void *ctx, const struct pin_relname *r)
 {
-    const struct pin_cache_entry *e = cache_find(ctx, r->schema, r->rel);
+    struct read_ctx *rc = ctx;
+    const struct pin_cache_entry *e = rc->stale ? NULL : cache_find(rc->s, r->schema, r->rel);
     return e && !e->failed ? &e->table : NULL;
 }
 
@@ -494,13 +501,15 @@ static int lookup_reads(struct session *s, const struct pin_stmt *st, struct uni
     return 0;
 }
 
-/* The plan's statements as the views they read make them (up to the first that may change the
- * catalog: what a lookup said may not hold after it). */
+/* The plan's statements as the relations they read make them: after a statement that may
+ * change the catalog, what a lookup said may not hold. */
 static void apply_reads(struct session *s)
 {
     struct pin_catalog *c = &s->pin;
-    for (int i = 0; i < c->plan.n && !pin_plan_catalog_moves(&c->plan, i); i++) {
-        pin_stmt_apply_reads(&c->plan.stmts[i], read_known, s);
+    struct read_ctx rc = {.s = s};
+    for (int i = 0; i < c->plan.n; i++) {
+        rc.stale = rc.stale || pin_plan_catalog_moves(&c->plan, i);
+        pin_stmt_apply_reads(&c->plan.stmts[i], read_known, &rc);
     }
 }
 

@@ -71,11 +71,13 @@ static void add_col(struct pin_table *t, const struct pin_stmt *st, const char *
                         strchr(flags, 'i') ? "t" : "f",
                         def,
                         strchr(flags, 'p') ? "t" : "f",
-                        strchr(flags, 'j') ? "t" : "f"};
-    wbuf_put_u16(&b, 10);
-    for (int i = 0; i < 10; i++) {
-        /* the last two: no trigger makes up values or writes */
-        const char *f = i < 8 ? v[i] : "0";
+                        strchr(flags, 'j')   ? "b"
+                        : strchr(flags, 'a') ? "a"
+                                             : "f"};
+    wbuf_put_u16(&b, 12);
+    for (int i = 0; i < 12; i++) {
+        /* then: no trigger makes up values or writes; a table (relkind r), no view query */
+        const char *f = i < 8 ? v[i] : i < 10 ? "0" : i == 10 ? "r" : NULL;
         const void *p = i == 0 ? (const void *)q.data : f;
         size_t n = i == 0 ? q.len : f ? strlen(f) : 0;
         wbuf_put_u32(&b, p ? (uint32_t)n : 0xffffffffu);

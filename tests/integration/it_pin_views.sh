@@ -10,7 +10,10 @@
 #     protocol: pinned;
 # (F) a view of plain expressions: not pinned, nothing counted;
 # (G) a view calling a user function: counted (every table owed); (H) REFRESH MATERIALIZED
-#     VIEW of a view whose query makes up values: counted.
+#     VIEW of a view whose query makes up values: counted;
+# (I) a WITH query named like the view it reads, (K) a view whose definition pgdual could not read
+#     back, (L) a sequence's last_value: pinned; (J) a view read after DDL in the same Query:
+#     counted (review 17: all four were silent).
 # Before, A-E left new different and F-H were silent: in_sync, nothing counted.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -74,7 +77,26 @@ check "E: the extended protocol" viaext 1
 it_status_mark
 psql_proxy "$DB" -q -c "INSERT INTO plain SELECT * FROM vplain"
 check "F: a view of plain expressions" plain 0
-assert_eq in_sync "$(it_status secondary_state)" "A-F: new is in_sync"
+
+# --- I: a WITH query named like the view it reads; K: a view pgdual could not look up (its
+# definition longer than a lookup's row may be); L: a sequence read as a relation ----------------
+psql_proxy "$DB" -q -c "CREATE TABLE withv (k int PRIMARY KEY, s text)" \
+    -c "CREATE TABLE bigv (v text PRIMARY KEY, ts timestamptz)" \
+    -c "CREATE TABLE seqread (id int PRIMARY KEY, n bigint)" -c "CREATE SEQUENCE sq" \
+    -c "SELECT nextval('sq')"
+cases=$(for i in $(seq 1 300); do printf "WHEN v = 'label_number_%d' THEN %d " "$i" "$i"; done)
+psql_proxy "$DB" -q -c "CREATE VIEW vbig AS SELECT v, CASE $cases ELSE 0 END AS c, clock_timestamp() AS ts FROM src"
+it_status_mark
+psql_proxy "$DB" -q -c "WITH vagg AS (SELECT * FROM vagg WHERE k > 0) INSERT INTO withv SELECT k, s FROM vagg"
+check "I: WITH vagg AS (SELECT ... FROM vagg)" withv 1
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO bigv SELECT v, ts FROM vbig"
+check "K: a view whose definition could not be read back" bigv 1
+psql_new "$DB" -q -c "SELECT setval('sq', 1000)"
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO seqread SELECT 1, last_value FROM sq"
+check "L: a sequence's last_value (new's differs)" seqread 1
+assert_eq in_sync "$(it_status secondary_state)" "A-L: new is in_sync"
 
 # --- G, H: counted ---------------------------------------------------------------------------
 psql_proxy "$DB" -q <<'SQL'
@@ -86,6 +108,14 @@ psql_proxy "$DB" -q -c "INSERT INTO plain SELECT * FROM vcode"
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "G: a view calling a user function: counted"
 assert_eq diverged "$(it_status secondary_state)" "G: new out of in_sync"
 assert_contains "$(it_status reconcile_tables)" "*" "G: every table owed"
+
+# J: DDL earlier in the same Query: what a lookup said may no longer hold; the UPDATE's table is
+# unknown too, so it cannot be pinned: counted (it was silent).
+psql_proxy "$DB" -q -c "CREATE TABLE later (id int PRIMARY KEY, s text)" \
+    -c "INSERT INTO later SELECT g, '' FROM generate_series(0, 4) g"
+it_status_mark
+psql_proxy "$DB" -q -c "CREATE INDEX ON src (k); UPDATE later SET s = (SELECT s FROM vagg WHERE vagg.k = later.id)"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "J: a view read after DDL in the same Query: counted"
 
 for q in psql_old psql_new; do
     "$q" "$DB" -q -c "CREATE MATERIALIZED VIEW mv AS SELECT k, v, clock_timestamp() AS ts FROM src WITH NO DATA"

@@ -128,6 +128,17 @@ check "verify after repair exits 0" "[ $rc -eq 0 ]"
 after=$(q "$OLD_PORT" "$SUMSQL")
 check "old untouched by repair" "[ '$before' = '$after' ]"
 
+# 4b. the printed script sets the formats its literals are in: run by a psql session in another
+# TimeZone and DateStyle, its DELETE of a timestamptz key still finds the extra row (review 17:
+# the key's text condition read under Berlin time matched nothing).
+q "$OLD_PORT" "CREATE TABLE ev (at timestamptz PRIMARY KEY, v int); INSERT INTO ev VALUES ('2024-01-02 00:00:00+00', 1)"
+q "$NEW_PORT" "CREATE TABLE ev (at timestamptz PRIMARY KEY, v int); INSERT INTO ev VALUES ('2024-01-02 00:00:00+00', 1), ('2024-01-03 00:00:00+00', 2)"
+"$BIN" --old "$OLD" --new "$NEW" --tables ev --repair >"$W/ev.sql" 2>&1
+PGTZ=Europe/Berlin PGDATESTYLE='SQL, DMY' psql -X -q -v ON_ERROR_STOP=1 -p "$NEW_PORT" -d "$DB" \
+    -f "$W/ev.sql" >"$W/ev.out" 2>&1
+check "a printed repair run under another TimeZone and DateStyle deletes the extra row" \
+    "'$BIN' --old '$OLD' --new '$NEW' --tables ev >/dev/null 2>&1"
+
 # 5. schema differences are reported before data is compared
 q "$OLD_PORT" "CREATE TABLE typed (id int PRIMARY KEY, v int); CREATE TABLE only_old (id int PRIMARY KEY)"
 q "$NEW_PORT" "CREATE TABLE typed (id int PRIMARY KEY, v bigint)"

@@ -258,5 +258,20 @@ check "numeric keys: new holds old's key text ($nk_new)" "[ '$nk_new' = '5:5,7:7
 check "numeric keys, identity table's other columns: plain verify finds 0 differences" \
     "'$BIN' --old '$OLD' --new '$NEW' --tables nkeys,idcols >/dev/null 2>&1"
 
+# A key under a nondeterministic collation ('abc' on old, 'ABC' on new, equal to it): the upsert
+# compares byte for byte, so it gives new old's text; the delete of the "extra" ABC then finds
+# nothing. Before, the upsert saw no difference and the delete removed the row (review 17).
+for p in "$OLD_PORT" "$NEW_PORT"; do
+    q "$p" "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE names (name text COLLATE ci PRIMARY KEY, v int)"
+done
+q "$OLD_PORT" "INSERT INTO names VALUES ('abc', 1), ('x', 2)"
+q "$NEW_PORT" "INSERT INTO names VALUES ('ABC', 1), ('x', 2)"
+"$BIN" --old "$OLD" --new "$NEW" --tables names --live --repair --apply --max-passes 1 \
+    --no-progress >"$W/names.out" 2>&1
+names_new=$(q "$NEW_PORT" "SELECT string_agg(name, ',' ORDER BY name COLLATE \"C\") FROM names")
+check "a nondeterministic collation key: new holds old's text after one pass ($names_new)" \
+    "[ '$names_new' = 'abc,x' ]"
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

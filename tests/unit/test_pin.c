@@ -667,12 +667,24 @@ static void test_decide_update_delete_other(void **state)
                  NULL);
     check_decide("UPDATE t SET v = current_setting('app.v')::int WHERE id = 1", &t, PIN_NOT_NEEDED,
                  NULL); /* the session's own setting: mirrored by its SET */
-    check_decide("UPDATE t SET v = 'o'::regclass::text::int WHERE id = 1", &t, PIN_NEEDED,
-                 NULL); /* a reg* value is an OID, whatever it prints as */
+    check_decide("UPDATE t SET v = 'o'::regclass::int WHERE id = 1", &t, PIN_NEEDED,
+                 NULL); /* a reg* value's OID as a number */
+    check_decide("UPDATE t SET v = 'o'::regclass::text::int WHERE id = 1", &t, PIN_NOT_NEEDED,
+                 NULL); /* its name */
+    check_decide("UPDATE t SET v = length(to_tsvector('english'::regconfig, 'a b')::text) WHERE "
+                 "id = 1",
+                 &t, PIN_NOT_NEEDED, NULL);
+    check_decide("DELETE FROM t WHERE v = 'o'::regclass::oid::int", &t, PIN_NEEDED, NULL);
     check_decide("UPDATE t SET v = 'o'::text::int WHERE id = 1", &t, PIN_NOT_NEEDED, NULL);
     check_decide("SELECT set_config('app.x', random()::text, false)", NULL, PIN_IMPOSSIBLE,
                  "it stores values the server makes up in a setting (set_config)");
     check_decide("SELECT set_config('app.x', 'a', false)", NULL, PIN_NOT_NEEDED, NULL);
+    /* taken from a row picked by LIMIT, or from the search_path: no value made up */
+    check_decide("SELECT set_config('app.t', id::text, false) FROM ten WHERE slug = 'a' LIMIT 1",
+                 NULL, PIN_NOT_NEEDED, NULL);
+    check_decide("SELECT set_config('search_path', 'public,' || current_setting('search_path'), "
+                 "false)",
+                 NULL, PIN_NOT_NEEDED, NULL);
     /* a serial or identity column added to a table is filled in the table's physical order */
     const char *ddl = "it stores values the server makes up (DDL, SELECT INTO, CREATE TABLE AS)";
     check_decide("ALTER TABLE t ADD COLUMN s serial", NULL, PIN_IMPOSSIBLE, ddl);
@@ -810,7 +822,9 @@ static void test_reads(void **state)
     (void)state;
     check_reads("INSERT INTO t SELECT * FROM v JOIN s.w ON true", "v,s.w");
     check_reads("UPDATE t SET x = (SELECT max(y) FROM v) WHERE id IN (SELECT id FROM t)", "v,t");
-    check_reads("WITH c AS (SELECT * FROM v) INSERT INTO t SELECT * FROM c", "v");
+    /* a WITH query's name is looked up too: inside its own body it names the relation */
+    check_reads("WITH c AS (SELECT * FROM v) INSERT INTO t SELECT * FROM c", "c,v");
+    check_reads("WITH v AS (SELECT * FROM v WHERE k > 0) INSERT INTO t SELECT * FROM v", "v");
     check_reads("DELETE FROM t USING v WHERE v.id = t.id", "v");
     check_reads("CREATE TABLE x AS SELECT * FROM v", "v");
     check_reads("SELECT * INTO x FROM v", "v");
@@ -893,6 +907,13 @@ static void test_views_read(void **state)
     check_view("REFRESH MATERIALIZED VIEW v WITH NO DATA", &mv, NULL, PIN_NOT_NEEDED, NULL);
     check_view("REFRESH MATERIALIZED VIEW v", &plain, NULL, PIN_NOT_NEEDED, NULL); /* not 'm' */
     check_view("CREATE TABLE x AS SELECT * FROM v", &clock, NULL, PIN_IMPOSSIBLE, ddl);
+    /* a relation pgdual could not look up is taken as making up values: pinned */
+    check_view("UPDATE t SET v = (SELECT max(k) FROM v) WHERE id = 1", NULL, &t, PIN_NEEDED, NULL);
+    /* a sequence read as a relation: new's lags behind the ids pinned inserts stored */
+    struct pin_table seq;
+    view_of(&seq, 'S', NULL);
+    check_view("INSERT INTO t (id, v) SELECT last_value, 1 FROM v", &seq, &t, PIN_NEEDED, NULL);
+    pin_table_free(&seq);
     check_view("CREATE MATERIALIZED VIEW x AS SELECT now() FROM v WITH NO DATA", &clock, NULL,
                PIN_NOT_NEEDED, NULL);
     struct pin_table *all[] = {&t, &clock, &agg, &plain, &code, &mv, &nested};

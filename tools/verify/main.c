@@ -63,8 +63,12 @@ static int run_repair(const struct options *o, struct verify_pass *vp, int rc)
     int n = 0;
     char *sql = collect_repair(vp, &n);
     if (!o->apply) {
-        printf("-- repair of %s to match %s\nBEGIN;\n%sCOMMIT;\n", util_side_name(!o->primary),
-               util_side_name(o->primary), sql);
+        /* The literals and the deletes' key text are in the formats the tool's own sessions
+         * use (pool_session_formats): whoever runs the script reads them alike. */
+        printf("-- repair of %s to match %s\nBEGIN;\nSET LOCAL DateStyle = ISO, YMD;\n"
+               "SET LOCAL IntervalStyle = postgres;\nSET LOCAL TimeZone = 'UTC';\n"
+               "SET LOCAL extra_float_digits = 3;\nSET LOCAL bytea_output = hex;\n%sCOMMIT;\n",
+               util_side_name(!o->primary), util_side_name(o->primary), sql);
         free(sql);
         return rc;
     }

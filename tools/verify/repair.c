@@ -48,14 +48,15 @@ static bool upsert_sets(const struct discover_side *sd, int i)
     return !sd->cols[i].generated && !sd->cols[i].identity_always;
 }
 
-/* "ROW(0, p.c1::text, p.c2::text, ...)" over the columns an upsert sets, the constant making a
- * row constructor of a single column still. */
+/* "ROW(0, p.c1::text COLLATE "C", ...)" over the columns an upsert sets, the constant making a
+ * row constructor of a single column still. Compared byte for byte, as the comparison compares:
+ * under a column's nondeterministic collation 'abc' and 'ABC' would be equal. */
 static void put_text_row(struct strbuf *b, const struct discover_side *sd, const char *prefix)
 {
     strbuf_puts(b, "ROW(0");
     for (int i = 0; i < sd->ncols; i++) {
         if (upsert_sets(sd, i)) {
-            strbuf_printf(b, ", %s%s::text", prefix, sd->cols[i].qname);
+            strbuf_printf(b, ", %s%s::text COLLATE \"C\"", prefix, sd->cols[i].qname);
         }
     }
     strbuf_puts(b, ")");
@@ -150,7 +151,7 @@ int repair_put_delete(struct strbuf *b, PGconn *c, const char *qname,
      * primary's row. */
     strbuf_puts(b, ") AND (");
     for (int k = 0; k < sd->nkeys; k++) {
-        strbuf_printf(b, "%s%s::text", k ? ", " : "", sd->cols[sd->keys[k]].qname);
+        strbuf_printf(b, "%s%s::text COLLATE \"C\"", k ? ", " : "", sd->cols[sd->keys[k]].qname);
     }
     strbuf_puts(b, ") = (");
     for (int k = 0; k < sd->nkeys; k++) {
