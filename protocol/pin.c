@@ -128,8 +128,6 @@ static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
         return PIN_ENOMEM;
     }
     c->json = type_is(cd->type_name, jsons, 2);
-    c->jsonb = type_is(cd->type_name, jsons + 1, 1);
-    c->array = cd->type_name && cd->type_name->n_array_bounds > 0;
     c->volatile_default = type_is(cd->type_name, serials, 6);
     if (cd->raw_default) {
         c->volatile_default = c->volatile_default || expr_volatile(cd->raw_default, opt);

@@ -148,9 +148,7 @@ struct pin_column {
                             * never a generated column (its expression is immutable) */
     bool identity;         /* GENERATED ... AS IDENTITY: an upsert never sets it */
     bool pk;
-    bool json;  /* json or jsonb (or a domain over one): its value is JSON, not a string */
-    bool jsonb; /* ...jsonb */
-    bool array; /* an array (or a domain over one) */
+    bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
 };
 
 /* pg_trigger.tgtype's event bits. */
@@ -238,18 +236,8 @@ struct pin_shape {
     /* The table's columns when pgdual read the catalog (pin_columns_hash): a row whose JSON has
      * other keys comes from a table changed since (PIN_ESTALE). */
     uint64_t columns_hash;
-    int nkeys;      /* the columns the secondary's statement stores or matches on */
-    pin_name *keys; /* their names (nkeys) */
-    /* Columns whose value to_json cannot carry exactly (pin_put_row_json): json ('j') and jsonb
-     * ('b') ones travel as their text in a JSON string (a JSON null would come back as SQL NULL,
-     * json's own spacing would be lost), which the secondary's statement casts back; arrays ('a')
-     * whose lower bounds are not 1 travel as their text, which json_populate_recordset reads with
-     * the array's input function. nwrap of them. */
-    struct pin_wrap {
-        pin_name name;
-        char kind;
-    } * wrap;
-    int nwrap;
+    int nkeys;         /* the columns the secondary's statement stores or matches on */
+    pin_name *keys;    /* their names (nkeys) */
     char *returning;   /* the text appended at the statement's end */
     char *head, *tail; /* the secondary's statement: head, the rows as JSON, tail */
     /* The session's use of it on the secondary (proxy/dualwrite/pin_reply.c): prepared there as
@@ -260,9 +248,6 @@ struct pin_shape {
 
 /* NULL on allocation failure. st, t: pin_decide said PIN_NEEDED. */
 struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_table *t);
-/* The row of alias (the target's columns) as JSON for the secondary's statement: to_json(alias.*),
- * with sh's wrapped columns replaced (same keys, same order). */
-void pin_put_row_json(struct wbuf *b, const char *alias, const struct pin_shape *sh);
 struct pin_shape *pin_shape_ref(struct pin_shape *sh);
 void pin_shape_unref(struct pin_shape *sh);
 

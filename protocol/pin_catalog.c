@@ -84,9 +84,8 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "a.attname, a.attgenerated <> '', a.attidentity <> '', "
              "COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), y.typdefault), "
              "COALESCE(a.attnum = ANY (i.indkey), "
-             "false), CASE (CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
-             "WHEN 114 THEN 'j' WHEN 3802 THEN 'b' ELSE CASE WHEN y.typcategory = 'A' THEN 'a' "
-             "ELSE 'f' END END, ");
+             "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
+             "IN (114, 3802), false), ");
     /* the events whose triggers may make up values, then those whose may write (each its own
      * piece: C limits a string literal's length) */
     pin_put_str(out,
@@ -304,9 +303,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     }
     c->generated = generated[0] == 't';
     c->pk = pk[0] == 't';
-    c->jsonb = json[0] == 'b';
-    c->json = c->jsonb || json[0] == 'j' || json[0] == 't';
-    c->array = json[0] == 'a';
+    c->json = json[0] == 't';
     /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
      * column's expression is no default: the server requires it immutable, and the secondary
      * computes it again from the row (a function of the user's there is not a value made up). */

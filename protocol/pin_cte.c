@@ -601,7 +601,7 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
      * under the slot pgdual_cte_records keeps for it. */
     if (slot > slot_base || (rec_param && outer)) {
         pin_put_str(primary, ", \"pgdual_r\" AS (INSERT INTO pg_temp.pgdual_pin_rows (n, r) ");
-        for (uint32_t k = slot_base, i = 0; k < slot; k++, i++) {
+        for (uint32_t k = slot_base; k < slot; k++) {
             char num[40], row[128];
             if (rec_param) {
                 /* a statement prepared once: the numbers are its parameter's, bound each time */
@@ -609,13 +609,10 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
             } else {
                 snprintf(num, sizeof(num), "%u", rec_first + (k - slot_base));
             }
-            while (!shapes[i]) {
-                i++; /* slot k is the (k - slot_base)-th pinned WITH query's */
-            }
-            snprintf(row, sizeof(row), "%sSELECT %s, ", k > slot_base ? " UNION ALL " : "", num);
-            pin_put_str(primary, row);
-            pin_put_row_json(primary, "pgdual_x", shapes[i]);
-            snprintf(row, sizeof(row), " FROM \"pgdual_c%u\" AS \"pgdual_x\"", k);
+            snprintf(row, sizeof(row),
+                     "%sSELECT %s, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
+                     "\"pgdual_x\"",
+                     k > slot_base ? " UNION ALL " : "", num, k);
             pin_put_str(primary, row);
         }
         if (rec_param) {

@@ -70,78 +70,6 @@ static void put_key_list(struct wbuf *b, const struct pin_shape *sh, const char 
     }
 }
 
-static char wrap_kind(const struct pin_shape *sh, const char *name)
-{
-    for (int i = 0; i < sh->nwrap; i++) {
-        if (strcmp(sh->wrap[i].name, name) == 0) {
-            return sh->wrap[i].kind;
-        }
-    }
-    return 0;
-}
-
-/* Column name of the rows read back (qualifier: "pgdual_v", or NULL inside the INSERT's SELECT),
- * a json or jsonb one cast back from the text it travelled as. */
-static void put_value(struct wbuf *b, const struct pin_shape *sh, const char *qualifier,
-                      const char *name)
-{
-    char kind = wrap_kind(sh, name);
-    bool json = kind == 'j' || kind == 'b';
-    pin_put_str(b, json ? "((" : "");
-    if (qualifier) {
-        pin_put_ident(b, qualifier);
-        wbuf_put_u8(b, '.');
-    }
-    pin_put_ident(b, name);
-    pin_put_str(b, !json         ? ""
-                   : kind == 'j' ? " OPERATOR(pg_catalog.#>>) '{}')::pg_catalog.json)"
-                                 : " OPERATOR(pg_catalog.#>>) '{}')::pg_catalog.jsonb)");
-}
-
-void pin_put_row_json(struct wbuf *b, const char *alias, const struct pin_shape *sh)
-{
-    if (sh->nwrap == 0) {
-        pin_put_str(b, "pg_catalog.to_json(");
-        pin_put_ident(b, alias);
-        pin_put_str(b, ".*)");
-        return;
-    }
-    /* to_json's keys in to_json's order, a wrapped column's value replaced: a json or jsonb value
-     * as its text (SQL NULL stays null), an array with another lower bound than 1 as its text */
-    pin_put_str(b, "(SELECT pg_catalog.json_object_agg(\"pgdual_e\".key, CASE \"pgdual_e\".key");
-    for (int i = 0; i < sh->nwrap; i++) {
-        pin_put_str(b, " WHEN ");
-        pin_put_escaped_literal(b, sh->wrap[i].name);
-        pin_put_str(b, " THEN ");
-        struct wbuf col;
-        wbuf_init(&col);
-        pin_put_ident(&col, alias);
-        wbuf_put_u8(&col, '.');
-        pin_put_ident(&col, sh->wrap[i].name);
-        char *c = pin_take_string(&col);
-        if (!c) {
-            b->failed = true;
-            return;
-        }
-        if (sh->wrap[i].kind != 'a') {
-            pin_put_str(b, "pg_catalog.to_json(");
-            pin_put_str(b, c);
-            pin_put_str(b, "::pg_catalog.text)");
-        } else {
-            pin_put_str(b, "CASE WHEN pg_catalog.array_dims(");
-            pin_put_str(b, c);
-            pin_put_str(b, ") OPERATOR(pg_catalog.~) '[[](?!1:)' THEN pg_catalog.to_json(");
-            pin_put_str(b, c);
-            pin_put_str(b, "::pg_catalog.text) ELSE \"pgdual_e\".value END");
-        }
-        free(c);
-    }
-    pin_put_str(b, " ELSE \"pgdual_e\".value END ORDER BY \"pgdual_e\".n) FROM "
-                   "pg_catalog.json_each(pg_catalog.to_json(");
-    pin_put_ident(b, alias);
-    pin_put_str(b, ".*)) WITH ORDINALITY AS \"pgdual_e\"(key, value, n))");
-}
-
 /* The target as the client's statement names it: the secondary resolves it as the primary
  * resolves the client's statement (search_path is mirrored; PostgreSQL resolves a prepared
  * statement again, on both sides, when it changes), which the primary checks row by row (see
@@ -163,10 +91,7 @@ static void put_source(struct wbuf *b, const struct pin_stmt *st)
 }
 
 /* WHERE "pgdual_t".pk = "pgdual_v".pk AND ... */
-static void put_value(struct wbuf *b, const struct pin_shape *sh, const char *qualifier,
-                      const char *name);
-
-static void put_key_match(struct wbuf *b, const struct pin_shape *sh, const struct pin_table *t)
+static void put_key_match(struct wbuf *b, const struct pin_table *t)
 {
     pin_put_str(b, ") AS \"pgdual_v\" WHERE ");
     bool first = true;
@@ -178,8 +103,8 @@ static void put_key_match(struct wbuf *b, const struct pin_shape *sh, const stru
         first = false;
         pin_put_str(b, "\"pgdual_t\".");
         pin_put_ident(b, t->cols[i].name);
-        pin_put_str(b, " = ");
-        put_value(b, sh, "pgdual_v", t->cols[i].name); /* a jsonb key unwrapped */
+        pin_put_str(b, " = \"pgdual_v\".");
+        pin_put_ident(b, t->cols[i].name);
     }
 }
 
@@ -312,9 +237,10 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     wbuf_init(&h);
     wbuf_init(&tl);
     /* A newline first: the statement may end inside a line comment. */
-    pin_put_str(&r, st->client_returning ? "\n, " : "\nRETURNING ");
-    pin_put_row_json(&r, st->ref, sh);
-    pin_put_str(&r, ", ");
+    pin_put_str(&r, st->client_returning ? "\n, pg_catalog.to_json("
+                                         : "\nRETURNING pg_catalog.to_json(");
+    pin_put_ident(&r, st->ref);
+    pin_put_str(&r, ".*), ");
     put_same_table(&r, st);
     switch (st->verb) {
     case PIN_VERB_INSERT:
@@ -323,10 +249,7 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
         pin_put_str(&h, st->in_cte ? " AS \"pgdual_t\" (" : " (");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
-        for (int i = 0; i < sh->nkeys; i++) {
-            pin_put_str(&h, i ? ", " : "");
-            put_value(&h, sh, NULL, sh->keys[i]);
-        }
+        put_key_list(&h, sh, NULL);
         pin_put_str(&h, " FROM ");
         put_source(&h, st);
         pin_put_str(&tl, ")");
@@ -344,19 +267,19 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
             pin_put_str(&h, first ? "" : ", ");
             first = 0;
             pin_put_ident(&h, sh->keys[i]);
-            pin_put_str(&h, " = ");
-            put_value(&h, sh, "pgdual_v", sh->keys[i]);
+            pin_put_str(&h, " = \"pgdual_v\".");
+            pin_put_ident(&h, sh->keys[i]);
         }
         pin_put_str(&h, " FROM ");
         put_source(&h, st);
-        put_key_match(&tl, sh, t);
+        put_key_match(&tl, t);
         break;
     default: /* DELETE */
         pin_put_str(&h, "DELETE FROM ");
         put_target(&h, st);
         pin_put_str(&h, " AS \"pgdual_t\" USING ");
         put_source(&h, st);
-        put_key_match(&tl, sh, t);
+        put_key_match(&tl, t);
         break;
     }
     sh->returning = pin_take_string(&r);
@@ -381,18 +304,6 @@ struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_tabl
         return NULL;
     }
     choose_keys(sh, st, t);
-    sh->wrap = calloc(cap, sizeof(*sh->wrap));
-    if (!sh->wrap) {
-        pin_shape_unref(sh);
-        return NULL;
-    }
-    for (int i = 0; i < t->ncols; i++) {
-        const struct pin_column *c = &t->cols[i];
-        if (!c->generated && (c->json || c->array)) {
-            pin_copy_name(sh->wrap[sh->nwrap].name, c->name);
-            sh->wrap[sh->nwrap++].kind = c->jsonb ? 'b' : c->json ? 'j' : 'a';
-        }
-    }
     sh->m = 2;
     sh->columns_hash = pin_columns_hash(t);
     if (sh->nkeys == 0 || build_texts(sh, st, t) < 0) {
@@ -416,7 +327,6 @@ void pin_shape_unref(struct pin_shape *sh)
         return;
     }
     free(sh->keys);
-    free(sh->wrap);
     free(sh->returning);
     free(sh->head);
     free(sh->tail);

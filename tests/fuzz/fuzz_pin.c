@@ -71,9 +71,7 @@ static void add_col(struct pin_table *t, const struct pin_stmt *st, const char *
                         strchr(flags, 'i') ? "t" : "f",
                         def,
                         strchr(flags, 'p') ? "t" : "f",
-                        strchr(flags, 'j')   ? "b"
-                        : strchr(flags, 'a') ? "a"
-                                             : "f"};
+                        strchr(flags, 'j') ? "t" : "f"};
     wbuf_put_u16(&b, 12);
     for (int i = 0; i < 12; i++) {
         /* then: no trigger makes up values or writes; a table (relkind r), no view query */

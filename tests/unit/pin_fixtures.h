@@ -39,7 +39,7 @@ static int add_row(struct pin_table *t, const char *const v[8])
     return add_row_trig(t, v, "0", "0");
 }
 
-/* A column of table qname: flags g generated, i identity, p pk, j json, a array; def NULL: none. */
+/* A column of table qname: flags g generated, i identity, p pk, j json; def NULL: none. */
 static void col(struct pin_table *t, const char *qname, const char *name, const char *flags,
                 const char *def)
 {
@@ -50,14 +50,11 @@ static void col(struct pin_table *t, const char *qname, const char *name, const 
                         strchr(flags, 'i') ? "t" : "f",
                         def,
                         strchr(flags, 'p') ? "t" : "f",
-                        strchr(flags, 'j')   ? "j"
-                        : strchr(flags, 'a') ? "a"
-                                             : "f"};
+                        strchr(flags, 'j') ? "t" : "f"};
     assert_int_equal(add_row(t, v), 0);
 }
 
-/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j plain (the wrapping of json
- * and array columns has its own test: test_pin_shape.c's test_shape_wrap). */
+/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j json. */
 static void table_t(struct pin_table *t)
 {
     memset(t, 0, sizeof(*t));
@@ -65,5 +62,5 @@ static void table_t(struct pin_table *t)
     col(t, "public.t", "v", "", NULL);
     col(t, "public.t", "ts", "", "now()");
     col(t, "public.t", "g", "g", "(v * 2)");
-    col(t, "public.t", "j", "", NULL);
+    col(t, "public.t", "j", "j", NULL);
 }
