@@ -99,4 +99,14 @@ out=$(psql_proxy "$DB" -c "\\copy (SELECT id, name, val FROM copytest ORDER BY i
 assert_eq "COPY 100000" "$out" "\\copy TO through pgdual"
 assert_eq "$(md5sum <"$SRC")" "$(md5sum <"$OUT")" "\\copy TO output identical to the source file"
 
+# --- psql's describe commands are reads (their catalog functions are built-ins) -----------------
+psql_proxy "$DB" -q -c "CREATE STATISTICS copy_stats ON id, val FROM copytest"
+state_before=$(it_status secondary_state)
+it_status_mark
+for cmd in '\d copytest' '\d+ copytest' '\df' '\l' '\dT' '\dD' '\db' '\dn' '\du' '\dv'; do
+    psql_proxy "$DB" -c "$cmd" >/dev/null || it_failed "psql $cmd through pgdual"
+done
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "psql's \\d, \\df, \\l...: nothing counted"
+assert_eq "$state_before" "$(it_status secondary_state)" "psql's describe commands leave new's state ($state_before)"
+
 it_proxy_stop
