@@ -112,16 +112,6 @@ static void visit_message(struct walk *w, const ProtobufCMessage *m)
         }
     } else if (d == &pg_query__range_table_sample__descriptor) {
         w->nondet = true; /* TABLESAMPLE: random, and physical layouts differ anyway */
-    } else if (d == &pg_query__range_var__descriptor) {
-        /* A system catalog or view (pg_catalog, information_schema, or a name PostgreSQL
-         * reserves to them): OIDs, statistics and sessions are each server's own, so a read of
-         * them is not compared with the secondary's (psql's \d would be a divergence). */
-        const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
-        const char *schema = rv->schemaname;
-        w->nondet = w->nondet ||
-                    (schema && (strcmp(schema, "pg_catalog") == 0 ||
-                                strcmp(schema, "information_schema") == 0)) ||
-                    (rv->relname && strncmp(rv->relname, "pg_", 3) == 0);
     } else if (d == &pg_query__insert_stmt__descriptor || d == &pg_query__merge_stmt__descriptor) {
         w->unsafe = true;  /* DML anywhere (CTE) ... */
         w->inserts = true; /* ... and a column default (serial, identity) may draw a value */

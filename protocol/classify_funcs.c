@@ -33,7 +33,7 @@ struct func_entry {
  * OVERLAPS, COLLATION FOR). */
 static const struct func_entry builtin[] = {
     {"abs", R},
-    {"aclexplode", R},
+    {"aclexplode", RN},
     {"acos", R},
     {"age", RN},
     {"array_agg", R},
@@ -258,8 +258,8 @@ static const struct func_entry builtin[] = {
     {"pg_get_function_sqlbody", R},
     {"pg_get_functiondef", R},
     {"pg_get_indexdef", R},
-    {"pg_get_keywords", R},
-    {"pg_get_object_address", R},
+    {"pg_get_keywords", RN},
+    {"pg_get_object_address", RN},
     {"pg_get_partition_constraintdef", R},
     {"pg_get_partkeydef", R},
     {"pg_get_publication_tables", R},
@@ -285,7 +285,7 @@ static const struct func_entry builtin[] = {
     {"pg_postmaster_start_time", RN},
     {"pg_relation_is_publishable", R},
     {"pg_relation_size", RN},
-    {"pg_settings_get_flags", R},
+    {"pg_settings_get_flags", RN},
     {"pg_size_bytes", R},
     {"pg_size_pretty", R},
     {"pg_sleep", K},
