@@ -213,14 +213,9 @@ static void rel_visit(void *ctx, const ProtobufCMessage *m)
     struct rel_walk *w = ctx;
     const ProtobufCMessageDescriptor *d = m->descriptor;
     /* The walk meets a statement before its target. */
-    if (d == &pg_query__insert_stmt__descriptor) {
-        add_target(w, ((const PgQuery__InsertStmt *)m)->relation);
-    } else if (d == &pg_query__update_stmt__descriptor) {
-        add_target(w, ((const PgQuery__UpdateStmt *)m)->relation);
-    } else if (d == &pg_query__delete_stmt__descriptor) {
-        add_target(w, ((const PgQuery__DeleteStmt *)m)->relation);
-    } else if (d == &pg_query__merge_stmt__descriptor) {
-        add_target(w, ((const PgQuery__MergeStmt *)m)->relation);
+    const PgQuery__RangeVar *target = pin_dml_target(m);
+    if (target) {
+        add_target(w, target);
     } else if (d == &pg_query__common_table_expr__descriptor) {
         w->nested++;
     }

@@ -39,6 +39,9 @@ struct pin_walk {
 bool pin_walk_node(const void *node, const struct classify_options *opt, struct pin_walk *w);
 /* ... and one more node (NULL: none) into *w as it is. */
 bool pin_walk_more(const void *node, struct pin_walk *w);
+/* The target (a PgQuery__RangeVar) of msg when it is an INSERT, UPDATE, DELETE or MERGE node
+ * (a ProtobufCMessage), else NULL. */
+const void *pin_dml_target(const void *msg);
 /* st->reads of node (a PgQuery__Node): see pin.h. 0 or PIN_ENOMEM. */
 int pin_list_reads(const void *node, struct pin_stmt *st);
 /* A String node's text, or NULL for any other node (a PgQuery__Node). */

@@ -179,6 +179,25 @@ bool pin_walk_more(const void *node, struct pin_walk *w)
 
 /* ---- the relations a statement reads ---- */
 
+const void *pin_dml_target(const void *msg)
+{
+    const ProtobufCMessage *m = msg;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__insert_stmt__descriptor) {
+        return ((const PgQuery__InsertStmt *)m)->relation;
+    }
+    if (d == &pg_query__update_stmt__descriptor) {
+        return ((const PgQuery__UpdateStmt *)m)->relation;
+    }
+    if (d == &pg_query__delete_stmt__descriptor) {
+        return ((const PgQuery__DeleteStmt *)m)->relation;
+    }
+    if (d == &pg_query__merge_stmt__descriptor) {
+        return ((const PgQuery__MergeStmt *)m)->relation;
+    }
+    return NULL;
+}
+
 struct reads_walk {
     struct pin_relname rels[PIN_READS_MAX];
     int nrels;
@@ -191,16 +210,8 @@ static void reads_visit(void *ctx, const ProtobufCMessage *m)
 {
     struct reads_walk *w = ctx;
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const PgQuery__RangeVar *target = NULL;
-    if (d == &pg_query__insert_stmt__descriptor) { /* met before its target */
-        target = ((const PgQuery__InsertStmt *)m)->relation;
-    } else if (d == &pg_query__update_stmt__descriptor) {
-        target = ((const PgQuery__UpdateStmt *)m)->relation;
-    } else if (d == &pg_query__delete_stmt__descriptor) {
-        target = ((const PgQuery__DeleteStmt *)m)->relation;
-    } else if (d == &pg_query__merge_stmt__descriptor) {
-        target = ((const PgQuery__MergeStmt *)m)->relation;
-    } else if (d == &pg_query__into_clause__descriptor) { /* CREATE TABLE AS, SELECT INTO */
+    const PgQuery__RangeVar *target = pin_dml_target(m); /* met before its target */
+    if (d == &pg_query__into_clause__descriptor) {       /* CREATE TABLE AS, SELECT INTO */
         target = ((const PgQuery__IntoClause *)m)->rel;
     } else if (d == &pg_query__alter_table_stmt__descriptor) { /* ADD COLUMN, ALTER TYPE */
         target = ((const PgQuery__AlterTableStmt *)m)->relation;

@@ -442,6 +442,24 @@ it_same() {
     assert_eq "$(psql_old "$1" -tA -c "$sql")" "$(psql_new "$1" -tA -c "$sql")" "$3"
 }
 
+# it_reorder_src DB: the table src (v text) of DB gets another physical row order on new: every
+# other row (v ending in an even digit) moved to the end of new's heap by an UPDATE run there
+# directly. Values then taken from src in scan order differ unless pgdual pins them.
+it_reorder_src() {
+    local agg="SELECT string_agg(v, ',') FROM src"
+    psql_new "$1" -q -c "UPDATE src SET v = v WHERE right(v, 1) IN ('0', '2', '4', '6', '8')"
+    [[ "$(psql_old "$1" -tA -c "$agg")" != "$(psql_new "$1" -tA -c "$agg")" ]] ||
+        it_fail "setup: src's physical order is the same on both sides"
+}
+
+# it_pinned_same DB NAME TABLE PINNED: since it_status_mark, PINNED statements were pinned and
+# none counted, and TABLE is the same on old and new.
+it_pinned_same() {
+    assert_eq "$4" "$(it_status_delta pinned_writes_total)" "$2: pinned"
+    assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "$2: nothing counted"
+    it_same "$1" "$3" "$2: $3 identical on old and new"
+}
+
 # it_as_ref REF DB TABLE MESSAGE: on old, TABLE in DB (written through pgdual) holds the rows it
 # holds in REF (the same script run on old alone).
 it_as_ref() {

@@ -43,17 +43,8 @@ CREATE TABLE agg (id int PRIMARY KEY, s text, a text);
 CREATE TABLE num (id int PRIMARY KEY, v text);
 CREATE TABLE firsts (k int PRIMARY KEY, v text);
 SQL
-# New's physical order of src: every other row moved to the end of the heap.
-psql_new "$DB" -q -c "UPDATE src SET v = v WHERE right(v, 1) IN ('0', '2', '4', '6', '8')"
-[[ "$(psql_old "$DB" -tA -c "SELECT string_agg(v, ',') FROM src")" != \
-    "$(psql_new "$DB" -tA -c "SELECT string_agg(v, ',') FROM src")" ]] ||
-    it_fail "setup: src's physical order is the same on both sides"
-
-check() { # NAME TABLE PINNED: TABLE the same on both, PINNED statements pinned, none counted
-    assert_eq "$3" "$(it_status_delta pinned_writes_total)" "$1: pinned"
-    assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "$1: nothing counted"
-    same "$2" "$1: $2 identical on old and new"
-}
+it_reorder_src "$DB"
+check() { it_pinned_same "$DB" "$@"; }
 
 it_status_mark
 psql_proxy "$DB" -q -c "UPDATE t SET v = src.v FROM src WHERE src.k = t.id"

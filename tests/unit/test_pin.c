@@ -448,20 +448,27 @@ static void test_table_malformed(void **state)
 /* ---- pin_decide ----------------------------------------------------------------------------- */
 
 /* The decision for sql's only statement against t; want_why NULL for no reason. */
-static void check_decide(const char *sql, const struct pin_table *t, enum pin_need want,
-                         const char *want_why)
+/* The decision for st against t, and its reason (want_why NULL: none). */
+static void check_decided(const struct pin_stmt *st, const struct pin_table *t, enum pin_need want,
+                          const char *want_why)
 {
-    print_message("%s\n", sql);
-    struct pin_plan p = plan_of(sql);
-    assert_int_equal(p.n, 1);
     const char *why = "unset";
-    assert_int_equal(pin_decide(&p.stmts[0], t, &why), want);
+    assert_int_equal(pin_decide(st, t, &why), want);
     if (want_why) {
         assert_non_null(why);
         assert_string_equal(why, want_why);
     } else {
         assert_null(why);
     }
+}
+
+static void check_decide(const char *sql, const struct pin_table *t, enum pin_need want,
+                         const char *want_why)
+{
+    print_message("%s\n", sql);
+    struct pin_plan p = plan_of(sql);
+    assert_int_equal(p.n, 1);
+    check_decided(&p.stmts[0], t, want, want_why);
     pin_plan_free(&p);
 }
 
@@ -860,13 +867,7 @@ static void check_view(const char *sql, const struct pin_table *view, const stru
     struct pin_plan p = plan_of(sql);
     the_view = view;
     pin_stmt_apply_reads(&p.stmts[0], known_view, NULL);
-    const char *why = "unset";
-    assert_int_equal(pin_decide(&p.stmts[0], t, &why), want);
-    if (want_why) {
-        assert_string_equal(why, want_why);
-    } else {
-        assert_null(why);
-    }
+    check_decided(&p.stmts[0], t, want, want_why);
     pin_plan_free(&p);
 }
 
