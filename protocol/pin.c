@@ -122,12 +122,16 @@ static bool adds_drawn_column(const PgQuery__Node *n)
 static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
                               const struct classify_options *opt)
 {
-    static const char *const jsons[] = {"json", "jsonb"};
+    static const char *const json[] = {"json"}, *const jsonb[] = {"jsonb"};
     struct pin_column *c = pin_table_add_column(t, cd->colname);
     if (!c) {
         return PIN_ENOMEM;
     }
-    c->json = type_is(cd->type_name, jsons, 2);
+    /* (a domain over one is not seen here: the catalog's lookup sees it) */
+    c->kind = cd->type_name && cd->type_name->n_array_bounds ? PIN_VALUE_ARRAY
+              : type_is(cd->type_name, json, 1)              ? PIN_VALUE_JSON
+              : type_is(cd->type_name, jsonb, 1)             ? PIN_VALUE_JSONB
+                                                             : PIN_VALUE_PLAIN;
     c->volatile_default = type_is(cd->type_name, serials, 6);
     if (cd->raw_default) {
         c->volatile_default = c->volatile_default || expr_volatile(cd->raw_default, opt);
@@ -742,6 +746,11 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
             return PIN_NOT_NEEDED; /* its rows hold nothing a server could make up */
         }
         *why = "its table has no column to return"; /* how many rows: RETURNING cannot say */
+    }
+    if (!*why && st->in_cte && pin_values_needed(st, t)) {
+        /* a WITH query's rows come back through pgdual's table as JSON alone (pin_cte.c) */
+        *why = "a WITH query storing json, jsonb or array values (a JSON null, an array's lower "
+               "bounds) that its rows as JSON cannot carry";
     }
     if (!*why && st->sql_prepare) {
         *why = "SQL PREPARE ... EXECUTE (the extended protocol's Parse/Bind/Execute is pinned)";

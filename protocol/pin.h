@@ -141,6 +141,15 @@ void pin_plan_free(struct pin_plan *p);
 
 /* ---- the target table, from the primary's catalog ---- */
 
+/* A column's values that to_json(t.*) cannot carry to the secondary exactly (pin_values.c): the
+ * column's type, or its domain's base type. */
+enum pin_value_kind {
+    PIN_VALUE_PLAIN = 0,
+    PIN_VALUE_JSON,  /* json: a JSON null prints as an SQL NULL does */
+    PIN_VALUE_JSONB, /* jsonb: likewise */
+    PIN_VALUE_ARRAY, /* an array: its lower bounds */
+};
+
 struct pin_column {
     pin_name name;
     bool generated;        /* GENERATED ALWAYS AS (...) STORED: never inserted */
@@ -148,7 +157,7 @@ struct pin_column {
                             * never a generated column (its expression is immutable) */
     bool identity;         /* GENERATED ... AS IDENTITY: an upsert never sets it */
     bool pk;
-    bool json; /* json or jsonb (or a domain over one): its value is JSON, not a string */
+    enum pin_value_kind kind; /* what the row's JSON cannot carry of its values (pin_values.c) */
 };
 
 /* pg_trigger.tgtype's event bits. */
@@ -222,9 +231,9 @@ struct pin_shape {
     int refs;
     enum pin_verb verb;
     bool client_returning;
-    /* Columns pgdual appends to the primary's RETURNING: two. The whole row as JSON
-     * (to_json(t.*): dates and times in ISO form whatever DateStyle says, json values as they are),
-     * which the secondary reads back by column name; and whether the row went into the table the
+    /* Columns pgdual appends to the primary's RETURNING: two (three with extras, below). The
+     * whole row as JSON (to_json(t.*): dates and times in ISO form whatever DateStyle says, json
+     * values as they are), which the secondary reads back by column name; and whether the row went into the table the
      * client's name finds now on the primary, or a partition of it. The secondary's statement
      * names the table as the client wrote it, and pgdual prepares it there at the statement's
      * first pinned Execute, later than the client's Parse: by then the name may find another table
@@ -236,6 +245,16 @@ struct pin_shape {
     /* The table's columns when pgdual read the catalog (pin_columns_hash): a row whose JSON has
      * other keys comes from a table changed since (PIN_ESTALE). */
     uint64_t columns_hash;
+    /* The columns among keys whose values the row's JSON cannot carry (pin_values.c). When
+     * there are any, m is 3: the row's text (record_out) comes third, and the secondary gets
+     * each row as [row, extras]. */
+    int nfields; /* the table's columns: the fields of the row's text */
+    int nextras;
+    struct pin_extra {
+        int field; /* its index among the row's fields */
+        enum pin_value_kind kind;
+        pin_name name;
+    } * extras;        /* owned, in field order */
     int nkeys;         /* the columns the secondary's statement stores or matches on */
     pin_name *keys;    /* their names (nkeys) */
     char *returning;   /* the text appended at the statement's end */
@@ -273,6 +292,21 @@ int pin_strip_data_row(const uint8_t *body, size_t len, int m, struct wbuf *out)
 int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *body, size_t len)
     __attribute__((warn_unused_result));
 void pin_rows_close(struct wbuf *rows);
+/* ---- values the row's JSON cannot carry (pin_values.c) ---- */
+
+/* Does a pinned st of t store or match on a column whose values its JSON cannot carry? */
+bool pin_values_needed(const struct pin_stmt *st, const struct pin_table *t);
+/* sh's extras for st of t. 0 or PIN_ENOMEM. */
+int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
+    __attribute__((warn_unused_result));
+/* The secondary's expression for column col of the row (sh with extras). */
+void pin_values_put_expr(struct wbuf *b, const struct pin_shape *sh, const char *col);
+/* The row json (to_json) and its text rec (record_out) as [json, extras], appended to rows as
+ * pin_rows_add appends. PIN_EPROTO (rows as it was) or PIN_ENOMEM. */
+int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *json,
+                   size_t json_len, const uint8_t *rec, size_t rec_len)
+    __attribute__((warn_unused_result));
+
 /* The names of t's columns, in order, as to_json prints them (pin_json.c). */
 uint64_t pin_columns_hash(const struct pin_table *t);
 /* The same of the keys of one JSON object, as the server's to_json wrote it. PIN_EPROTO. */

@@ -84,8 +84,15 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "a.attname, a.attgenerated <> '', a.attidentity <> '', "
              "COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), y.typdefault), "
              "COALESCE(a.attnum = ANY (i.indkey), "
-             "false), COALESCE((CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE a.atttypid END) "
-             "IN (114, 3802), false), ");
+             "false), ");
+    /* what the row's JSON cannot carry of the column's values (pin_values.c): by its type, or
+     * its domain's base type (through domains over domains) */
+    pin_put_str(
+        out, "(WITH RECURSIVE b(oid) AS (SELECT a.atttypid UNION ALL SELECT x.typbasetype FROM b "
+             "JOIN pg_catalog.pg_type x ON x.oid = b.oid WHERE x.typtype = 'd') SELECT CASE "
+             "WHEN bt.oid = 114 THEN 'j' WHEN bt.oid = 3802 THEN 'b' WHEN bt.typcategory = 'A' "
+             "THEN 'a' ELSE 'p' END FROM b JOIN pg_catalog.pg_type bt ON bt.oid = b.oid AND "
+             "bt.typtype <> 'd'), ");
     /* the events whose triggers may make up values, then those whose may write (each its own
      * piece: C limits a string literal's length) */
     pin_put_str(out,
@@ -250,7 +257,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
         return PIN_EPROTO;
     }
     char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
-    char generated[2], identity[2], pk[2], json[2], tvalues[12], twrites[12], relkind[2];
+    char generated[2], identity[2], pk[2], kind[2], tvalues[12], twrites[12], relkind[2];
     char def[4096];
     bool null_name, null_def, null, null_defs;
     if (row_field(&rd, qname, sizeof(qname), &null) ||
@@ -259,7 +266,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
         row_field(&rd, generated, sizeof(generated), &null) ||
         row_field(&rd, identity, sizeof(identity), &null) ||
         row_field(&rd, def, sizeof(def), &null_def) || row_field(&rd, pk, sizeof(pk), &null) ||
-        row_field(&rd, json, sizeof(json), &null) ||
+        row_field(&rd, kind, sizeof(kind), &null) ||
         row_field(&rd, tvalues, sizeof(tvalues), &null) ||
         row_field(&rd, twrites, sizeof(twrites), &null) ||
         row_field(&rd, relkind, sizeof(relkind), &null)) {
@@ -303,7 +310,10 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
     }
     c->generated = generated[0] == 't';
     c->pk = pk[0] == 't';
-    c->json = json[0] == 't';
+    c->kind = kind[0] == 'j'   ? PIN_VALUE_JSON
+              : kind[0] == 'b' ? PIN_VALUE_JSONB
+              : kind[0] == 'a' ? PIN_VALUE_ARRAY
+                               : PIN_VALUE_PLAIN;
     /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
      * column's expression is no default: the server requires it immutable, and the secondary
      * computes it again from the row (a function of the user's there is not a value made up). */

@@ -16,6 +16,9 @@ void pin_put_escaped_literal(struct wbuf *b, const char *s);
 void pin_put_ident(struct wbuf *b, const char *s);
 /* t's column named name, or NULL. */
 const struct pin_column *pin_find_col(const struct pin_table *t, const char *name);
+/* Does a pinned st's row return column c (INSERT: every stored column; UPDATE: the key and
+ * what it sets; DELETE: the key)? */
+bool pin_column_returned(const struct pin_stmt *st, const struct pin_column *c);
 /* Does st name the column col (INSERT/COPY column list, UPDATE SET target)? */
 bool pin_stmt_names_col(const struct pin_stmt *st, const char *col);
 /* Why writes of a view or foreign table, or of a table with rules, cannot be pinned. */

@@ -37,8 +37,16 @@ static int add_key(struct pin_shape *sh, const struct pin_column *c)
     return 0;
 }
 
-/* Which columns come back: INSERT every column it stores; UPDATE the key and what it sets;
- * DELETE the key. */
+bool pin_column_returned(const struct pin_stmt *st, const struct pin_column *c)
+{
+    if (st->verb == PIN_VERB_INSERT) {
+        return !c->generated;
+    }
+    return c->pk || (st->verb == PIN_VERB_UPDATE && pin_stmt_names_col(st, c->name));
+}
+
+/* Which columns come back (pin_column_returned): the table's stored or key columns in its
+ * order, then those an UPDATE sets in the statement's. */
 static void choose_keys(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
 {
     for (int i = 0; i < t->ncols; i++) {
@@ -83,17 +91,45 @@ static void put_target(struct wbuf *b, const struct pin_stmt *st)
     pin_put_ident(b, st->rel);
 }
 
-static void put_source(struct wbuf *b, const struct pin_stmt *st)
+/* The rows' source, up to where the rows go: each row a record of the target's type; with
+ * extras, each element of the array is [row, extras] (pin_values.c). */
+static void put_source(struct wbuf *b, const struct pin_stmt *st, const struct pin_shape *sh)
 {
+    if (sh->nextras) {
+        pin_put_str(b, "pg_catalog.json_array_elements(");
+        return;
+    }
     pin_put_str(b, "pg_catalog.json_populate_recordset(NULL::");
     put_target(b, st);
     pin_put_str(b, ", ");
 }
 
-/* WHERE "pgdual_t".pk = "pgdual_v".pk AND ... */
-static void put_key_match(struct wbuf *b, const struct pin_table *t)
+/* ... and after the rows, to the source's name "pgdual_v" */
+static void put_source_end(struct wbuf *b, const struct pin_stmt *st, const struct pin_shape *sh)
 {
-    pin_put_str(b, ") AS \"pgdual_v\" WHERE ");
+    if (sh->nextras) {
+        pin_put_str(b, ") AS \"pgdual_e\"(\"r\"), pg_catalog.json_populate_record(NULL::");
+        put_target(b, st);
+        pin_put_str(b, ", \"pgdual_e\".\"r\" -> 0)");
+    } else {
+        pin_put_str(b, ")");
+        if (st->verb == PIN_VERB_INSERT) {
+            return; /* its columns are named without a qualifier */
+        }
+    }
+    pin_put_str(b, " AS \"pgdual_v\"");
+}
+
+/* The row's value of column col: "pgdual_v".col, or what pin_values.c puts back. */
+static void put_value(struct wbuf *b, const struct pin_shape *sh, const char *col)
+{
+    pin_values_put_expr(b, sh, col);
+}
+
+/* WHERE "pgdual_t".pk = "pgdual_v".pk AND ... */
+static void put_key_match(struct wbuf *b, const struct pin_table *t, const struct pin_shape *sh)
+{
+    pin_put_str(b, " WHERE ");
     bool first = true;
     for (int i = 0; i < t->ncols; i++) {
         if (!t->cols[i].pk) {
@@ -103,8 +139,8 @@ static void put_key_match(struct wbuf *b, const struct pin_table *t)
         first = false;
         pin_put_str(b, "\"pgdual_t\".");
         pin_put_ident(b, t->cols[i].name);
-        pin_put_str(b, " = \"pgdual_v\".");
-        pin_put_ident(b, t->cols[i].name);
+        pin_put_str(b, " = ");
+        put_value(b, sh, t->cols[i].name);
     }
 }
 
@@ -242,6 +278,11 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     pin_put_ident(&r, st->ref);
     pin_put_str(&r, ".*), ");
     put_same_table(&r, st);
+    if (sh->nextras) {
+        pin_put_str(&r, ", pg_catalog.textin(pg_catalog.record_out(");
+        pin_put_ident(&r, st->ref);
+        pin_put_str(&r, ".*))");
+    }
     switch (st->verb) {
     case PIN_VERB_INSERT:
         pin_put_str(&h, "INSERT INTO ");
@@ -249,10 +290,17 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
         pin_put_str(&h, st->in_cte ? " AS \"pgdual_t\" (" : " (");
         put_key_list(&h, sh, NULL);
         pin_put_str(&h, ") OVERRIDING SYSTEM VALUE SELECT ");
-        put_key_list(&h, sh, NULL);
+        if (sh->nextras) {
+            for (int i = 0; i < sh->nkeys; i++) {
+                pin_put_str(&h, i ? ", " : "");
+                put_value(&h, sh, sh->keys[i]);
+            }
+        } else {
+            put_key_list(&h, sh, NULL);
+        }
         pin_put_str(&h, " FROM ");
-        put_source(&h, st);
-        pin_put_str(&tl, ")");
+        put_source(&h, st, sh);
+        put_source_end(&tl, st, sh);
         put_conflict(&tl, st, t);
         break;
     case PIN_VERB_UPDATE:
@@ -267,19 +315,21 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
             pin_put_str(&h, first ? "" : ", ");
             first = 0;
             pin_put_ident(&h, sh->keys[i]);
-            pin_put_str(&h, " = \"pgdual_v\".");
-            pin_put_ident(&h, sh->keys[i]);
+            pin_put_str(&h, " = ");
+            put_value(&h, sh, sh->keys[i]);
         }
         pin_put_str(&h, " FROM ");
-        put_source(&h, st);
-        put_key_match(&tl, t);
+        put_source(&h, st, sh);
+        put_source_end(&tl, st, sh);
+        put_key_match(&tl, t, sh);
         break;
     default: /* DELETE */
         pin_put_str(&h, "DELETE FROM ");
         put_target(&h, st);
         pin_put_str(&h, " AS \"pgdual_t\" USING ");
-        put_source(&h, st);
-        put_key_match(&tl, t);
+        put_source(&h, st, sh);
+        put_source_end(&tl, st, sh);
+        put_key_match(&tl, t, sh);
         break;
     }
     sh->returning = pin_take_string(&r);
@@ -304,7 +354,11 @@ struct pin_shape *pin_shape_new(const struct pin_stmt *st, const struct pin_tabl
         return NULL;
     }
     choose_keys(sh, st, t);
-    sh->m = 2;
+    if (pin_values_plan(sh, st, t) < 0) {
+        pin_shape_unref(sh);
+        return NULL;
+    }
+    sh->m = sh->nextras ? 3 : 2;
     sh->columns_hash = pin_columns_hash(t);
     if (sh->nkeys == 0 || build_texts(sh, st, t) < 0) {
         pin_shape_unref(sh);
@@ -327,6 +381,7 @@ void pin_shape_unref(struct pin_shape *sh)
         return;
     }
     free(sh->keys);
+    free(sh->extras);
     free(sh->returning);
     free(sh->head);
     free(sh->tail);
@@ -426,10 +481,10 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
         return PIN_EPROTO;
     }
     int n = body[0] << 8 | body[1];
-    if (n < sh->m || sh->m != 2) {
+    if (n < sh->m || sh->m != (sh->nextras ? 3 : 2)) {
         return PIN_EPROTO;
     }
-    size_t off = prefix_end(body, len, n - 2, true);
+    size_t off = prefix_end(body, len, n - sh->m, true);
     if (off == 0) {
         return PIN_EPROTO;
     }
@@ -439,7 +494,13 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     const uint8_t *v = vlen == 0xffffffffu || vlen == 0 ? NULL : wire_bytes(&rd, vlen);
     uint32_t slen = wire_u32(&rd);
     const uint8_t *same = slen == 1 ? wire_bytes(&rd, 1) : NULL;
-    if (rd.failed || !v || v[0] != '{' || rd.off != rd.len ||
+    uint32_t rlen = 0;
+    const uint8_t *rec = NULL;
+    if (sh->nextras) {
+        rlen = wire_u32(&rd);
+        rec = rlen == 0xffffffffu ? NULL : wire_bytes(&rd, rlen);
+    }
+    if (rd.failed || !v || v[0] != '{' || rd.off != rd.len || (sh->nextras && !rec) ||
         (slen != 0xffffffffu && (!same || (same[0] != 't' && same[0] != 'f')))) {
         return PIN_EPROTO; /* to_json of a row is an object, never NULL; then a boolean */
     }
@@ -452,6 +513,9 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
     }
     if (keys != sh->columns_hash) {
         return PIN_ESTALE; /* DDL of another session since pgdual read the catalog */
+    }
+    if (sh->nextras) {
+        return pin_values_add(rows, sh, v, vlen, rec, rlen);
     }
     wbuf_put_u8(rows, rows->len == 0 ? '[' : ',');
     wbuf_put_bytes(rows, v, vlen); /* the server's own JSON text */

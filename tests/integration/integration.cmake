@@ -76,6 +76,9 @@ pgdual_shell_it(pin_shadow 300)
 pgdual_shell_it(pin_seqraise 120)
 pgdual_shell_it(pin_order 120)
 pgdual_shell_it(pin_views 120)
+pgdual_shell_it(pin_values 120)
+set_tests_properties(it.pin_values PROPERTIES ENVIRONMENT
+  "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 set_tests_properties(it.pin_trigger PROPERTIES ENVIRONMENT
   "${PGDUAL_IT_ENV};PGDUAL_PQSCRIPT=$<TARGET_FILE:pqscript>")
 pgdual_shell_it(pin_cte 120)

@@ -39,7 +39,14 @@ static int add_row(struct pin_table *t, const char *const v[8])
     return add_row_trig(t, v, "0", "0");
 }
 
-/* A column of table qname: flags g generated, i identity, p pk, j json; def NULL: none. */
+/* The catalog's kind of a column of flags (pin_catalog.c): j json, b jsonb, a an array. */
+static const char *kind_of(const char *flags)
+{
+    return strchr(flags, 'j') ? "j" : strchr(flags, 'b') ? "b" : strchr(flags, 'a') ? "a" : "p";
+}
+
+/* A column of table qname: flags g generated, i identity, p pk, j json, b jsonb, a an array;
+ * def NULL: none. */
 static void col(struct pin_table *t, const char *qname, const char *name, const char *flags,
                 const char *def)
 {
@@ -50,11 +57,11 @@ static void col(struct pin_table *t, const char *qname, const char *name, const 
                         strchr(flags, 'i') ? "t" : "f",
                         def,
                         strchr(flags, 'p') ? "t" : "f",
-                        strchr(flags, 'j') ? "t" : "f"};
+                        kind_of(flags)};
     assert_int_equal(add_row(t, v), 0);
 }
 
-/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j json. */
+/* public.t: id serial pk, v plain, ts DEFAULT now(), g generated, j plain. */
 static void table_t(struct pin_table *t)
 {
     memset(t, 0, sizeof(*t));
@@ -62,5 +69,5 @@ static void table_t(struct pin_table *t)
     col(t, "public.t", "v", "", NULL);
     col(t, "public.t", "ts", "", "now()");
     col(t, "public.t", "g", "g", "(v * 2)");
-    col(t, "public.t", "j", "j", NULL);
+    col(t, "public.t", "j", "", NULL);
 }

@@ -357,6 +357,8 @@ static void test_table_rows(void **state)
         /* a generation expression is no default: immutable, computed again on the secondary */
         {"g2", "g", "public.dbl(v)", false},
         {"j", "j", NULL, false},
+        {"jb", "b", NULL, false},
+        {"arr", "a", NULL, false},
         {"plain", "", NULL, false},
         {"Qu\"o te", "pj", NULL, false},
     };
@@ -375,7 +377,11 @@ static void test_table_rows(void **state)
         assert_int_equal(t.cols[i].volatile_default, c[i].vol);
         assert_int_equal(t.cols[i].generated, strchr(c[i].flags, 'g') != NULL);
         assert_int_equal(t.cols[i].pk, strchr(c[i].flags, 'p') != NULL);
-        assert_int_equal(t.cols[i].json, strchr(c[i].flags, 'j') != NULL);
+        enum pin_value_kind kind = strchr(c[i].flags, 'j')   ? PIN_VALUE_JSON
+                                   : strchr(c[i].flags, 'b') ? PIN_VALUE_JSONB
+                                   : strchr(c[i].flags, 'a') ? PIN_VALUE_ARRAY
+                                                             : PIN_VALUE_PLAIN;
+        assert_int_equal(t.cols[i].kind, kind);
     }
     pin_table_free(&t);
     assert_int_equal(t.ncols, 0);
@@ -475,22 +481,25 @@ static void check_decide(const char *sql, const struct pin_table *t, enum pin_ne
 static void test_created_table(void **state)
 {
     (void)state;
-    struct pin_plan p =
-        plan_of("CREATE TABLE c (id serial, k int PRIMARY KEY, r float8 DEFAULT "
-                "random(), d int DEFAULT 7, g int GENERATED ALWAYS AS (k * 2) "
-                "STORED, j jsonb); INSERT INTO c (k) VALUES (1); INSERT INTO other "
-                "(k) VALUES (1); CREATE TABLE l (LIKE c); INSERT INTO l VALUES (1)");
+    struct pin_plan p = plan_of(
+        "CREATE TABLE c (id serial, k int PRIMARY KEY, r float8 DEFAULT "
+        "random(), d int DEFAULT 7, g int GENERATED ALWAYS AS (k * 2) "
+        "STORED, j jsonb, a int[], js json); INSERT INTO c (k) VALUES (1); INSERT INTO other "
+        "(k) VALUES (1); CREATE TABLE l (LIKE c); INSERT INTO l VALUES (1)");
     assert_int_equal(p.n, 5);
     const struct pin_table *t = pin_plan_created(&p, 1);
     assert_non_null(t);
-    assert_int_equal(t->ncols, 6);
+    assert_int_equal(t->ncols, 8);
     assert_int_equal(t->npk, 1);
     assert_true(t->cols[0].volatile_default); /* serial */
     assert_true(t->cols[1].pk);
     assert_true(t->cols[2].volatile_default);  /* random() */
     assert_false(t->cols[3].volatile_default); /* 7 */
     assert_true(t->cols[4].generated);
-    assert_true(t->cols[5].json);
+    assert_int_equal(t->cols[5].kind, PIN_VALUE_JSONB);
+    assert_int_equal(t->cols[6].kind, PIN_VALUE_ARRAY);
+    assert_int_equal(t->cols[7].kind, PIN_VALUE_JSON);
+    assert_int_equal(t->cols[3].kind, PIN_VALUE_PLAIN);
     assert_null(pin_plan_created(&p, 2)); /* another table */
     assert_null(pin_plan_created(&p, 4)); /* LIKE: its columns are not in the statement */
     const char *why = NULL;

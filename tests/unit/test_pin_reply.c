@@ -241,6 +241,70 @@ static void test_rows_json(void **state)
     wbuf_free(&rows);
 }
 
+/* A table id, j json, b jsonb, a int[], v text: what its JSON cannot carry travels beside each
+ * row, read from the row's text (record_out's, as PostgreSQL 15 prints it). */
+static void test_rows_extras(void **state)
+{
+    (void)state;
+    static const char *const cols[] = {"id", "j", "b", "a", "v"};
+    struct pin_extra extras[] = {{.field = 1, .kind = PIN_VALUE_JSON, .name = "j"},
+                                 {.field = 2, .kind = PIN_VALUE_JSONB, .name = "b"},
+                                 {.field = 3, .kind = PIN_VALUE_ARRAY, .name = "a"}};
+    struct pin_shape sh = {.refs = 1, .m = 3, .nfields = 5, .nextras = 3, .extras = extras};
+    sh.columns_hash = columns_of(cols, 5);
+    struct wbuf rows, body;
+    wbuf_init(&rows);
+    wbuf_init(&body);
+    /* JSON nulls (json, jsonb) and an array from 0: the row's JSON says null and [1,2] */
+    const char *r1[] = {"client", "{\"id\":1,\"j\":null,\"b\":null,\"a\":[1,2],\"v\":\"x\"}", "t",
+                        "(1,null,null,\"[0:1]={1,2}\",x)"};
+    data_row_body(&body, 4, r1, NULL);
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
+    /* SQL NULLs, and an empty string: nothing beside the row */
+    const char *r2[] = {"{\"id\":2,\"j\":null,\"b\":null,\"a\":null,\"v\":\"\"}", "t",
+                        "(2,,,,\"\")"};
+    wbuf_reset(&body);
+    data_row_body(&body, 3, r2, NULL);
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
+    /* json's own spacing (a newline) and quotes, a jsonb string "null", an array from 1 (no
+     * bounds: its JSON carries it), then one from 0 without a comma to quote it */
+    const char *r3[] = {
+        "{\"id\":3,\"j\":{ \"a\" :\n\"x\\\"y\" },\"b\":\"null\",\"a\":[],\"v\":null}", "t",
+        "(3,\"{ \"\"a\"\" :\n\"\"x\\\\\"\"y\"\" }\",\"\"\"null\"\"\",{},)"};
+    wbuf_reset(&body);
+    data_row_body(&body, 3, r3, NULL);
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
+    const char *r4[] = {"{\"id\":4,\"j\":1,\"b\":[],\"a\":[[5],[6]],\"v\":null}", "t",
+                        "(4,1,[],\"[-2:-1][7:7]={{5},{6}}\",)"};
+    wbuf_reset(&body);
+    data_row_body(&body, 3, r4, NULL);
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
+    /* malformed texts: a field too few or too many, a quote not closed, no text at all; nothing
+     * is kept of them */
+    size_t before = rows.len;
+    const char *bad[] = {"(5,,,)", "(5,,,,,)", "(5,\"x,,,)", "5,,,,", "(5,\"x\"y,,,)", NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        const char *r[] = {"{\"id\":5,\"j\":null,\"b\":null,\"a\":null,\"v\":null}", "t", bad[i]};
+        wbuf_reset(&body);
+        data_row_body(&body, 3, r, NULL);
+        assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_EPROTO);
+        assert_int_equal(rows.len, before);
+    }
+    pin_rows_close(&rows);
+    const char *want =
+        "[[{\"id\":1,\"j\":null,\"b\":null,\"a\":[1,2],\"v\":\"x\"},{\"j\":\"null\",\"b\":\"null\","
+        "\"a\":\"[0:1]=\"}],"
+        "[{\"id\":2,\"j\":null,\"b\":null,\"a\":null,\"v\":\"\"},{}],"
+        "[{\"id\":3,\"j\":{ \"a\" :\n\"x\\\"y\" },\"b\":\"null\",\"a\":[],\"v\":null},"
+        "{\"j\":\"{ \\\"a\\\" :\\u000a\\\"x\\\\\\\"y\\\" }\",\"b\":\"\\\"null\\\"\"}],"
+        "[{\"id\":4,\"j\":1,\"b\":[],\"a\":[[5],[6]],\"v\":null},{\"j\":\"1\",\"b\":\"[]\","
+        "\"a\":\"[-2:-1][7:7]=\"}]]";
+    assert_int_equal(rows.len, strlen(want));
+    assert_memory_equal(rows.data, want, rows.len);
+    wbuf_free(&body);
+    wbuf_free(&rows);
+}
+
 /* Keys as the server's to_json writes them: escaped names; values nested, with strings holding
  * braces, commas, colons and quotes. */
 static void test_json_keys(void **state)
@@ -644,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_strip_row_description),
         cmocka_unit_test(test_strip_data_row),
         cmocka_unit_test(test_rows_json),
+        cmocka_unit_test(test_rows_extras),
         cmocka_unit_test(test_json_keys),
         cmocka_unit_test(test_rows_malformed),
         cmocka_unit_test(test_substitute_query),

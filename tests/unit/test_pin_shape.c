@@ -42,8 +42,8 @@ static struct pin_shape *shape_of(const char *sql, const struct pin_table *t)
     return sh;
 }
 
-static void check_shape(const struct pin_shape *sh, const char *keys, const char *returning,
-                        const char *head, const char *tail)
+static void check_shape_m(const struct pin_shape *sh, int m, const char *keys,
+                          const char *returning, const char *head, const char *tail)
 {
     char k[256] = "";
     for (int i = 0; i < sh->nkeys; i++) {
@@ -51,10 +51,17 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
         strcat(k, sh->keys[i]);
     }
     assert_string_equal(k, keys);
-    assert_int_equal(sh->m, 2); /* the whole row as JSON, and whether it went into the table */
+    assert_int_equal(sh->m, m);
     assert_string_equal(sh->returning, returning);
     assert_string_equal(sh->head, head);
     assert_string_equal(sh->tail, tail);
+}
+
+/* m = 2: the whole row as JSON, and whether it went into the table */
+static void check_shape(const struct pin_shape *sh, const char *keys, const char *returning,
+                        const char *head, const char *tail)
+{
+    check_shape_m(sh, 2, keys, returning, head, tail);
 }
 
 /* Whether the returned row (ref: the statement's name for the target's rows) went into the
@@ -150,7 +157,7 @@ static void test_shape_update_delete(void **state)
     /* A two-column key matches on both. */
     struct pin_table k = {0};
     col(&k, "s.k", "a", "p", NULL);
-    col(&k, "s.k", "b", "pj", NULL);
+    col(&k, "s.k", "b", "p", NULL);
     col(&k, "s.k", "c", "", NULL);
     sh = shape_of("DELETE FROM s.k AS z WHERE ctid = '(0,1)' RETURNING c", &k);
     check_shape(sh, "a,b", "\n, pg_catalog.to_json(\"z\".*)" SAME_IN("z", "s", "k"),
@@ -158,6 +165,73 @@ static void test_shape_update_delete(void **state)
                 "pg_catalog.json_populate_recordset(NULL::\"s\".\"k\", ",
                 ") AS \"pgdual_v\" WHERE \"pgdual_t\".\"a\" = \"pgdual_v\".\"a\" AND "
                 "\"pgdual_t\".\"b\" = \"pgdual_v\".\"b\"");
+    pin_shape_unref(sh);
+    pin_table_free(&k);
+}
+
+/* Columns whose values the row's JSON cannot carry (a JSON null, an array's bounds): the row's
+ * text comes third, the secondary reads each row as [row, extras] and takes json/jsonb values
+ * from the primary's text, arrays with the primary's bounds in front of their own text. */
+#define RECORD(ref) ", pg_catalog.textin(pg_catalog.record_out(\"" ref "\".*))"
+#define EXTRA(col)  "(\"pgdual_e\".\"r\" -> 1 ->> E'" col "')"
+#define SRC_E       "pg_catalog.json_array_elements("
+#define END_E(rel)                                                                               \
+    ") AS \"pgdual_e\"(\"r\"), pg_catalog.json_populate_record(NULL::\"" rel "\", \"pgdual_e\"." \
+    "\"r\" -> 0) AS \"pgdual_v\""
+static void test_shape_extras(void **state)
+{
+    (void)state;
+    struct pin_table t = {0};
+    col(&t, "public.x", "id", "p", "nextval('x_id_seq'::regclass)");
+    col(&t, "public.x", "j", "j", NULL);
+    col(&t, "public.x", "b", "b", NULL);
+    col(&t, "public.x", "a", "a", NULL);
+    col(&t, "public.x", "v", "", NULL);
+    struct pin_shape *sh = shape_of("INSERT INTO x (v) VALUES (1)", &t);
+    check_shape_m(
+        sh, 3, "id,j,b,a,v", "\nRETURNING pg_catalog.to_json(\"x\".*)" SAME("x", "x") RECORD("x"),
+        "INSERT INTO \"x\" (\"id\", \"j\", \"b\", \"a\", \"v\") OVERRIDING SYSTEM VALUE "
+        "SELECT \"pgdual_v\".\"id\", " EXTRA("j") "::pg_catalog.json, " EXTRA(
+            "b") "::pg_catalog.jsonb, CASE WHEN " EXTRA("a") " IS NULL THEN "
+                                                             "\"pgdual_v\".\"a\" ELSE "
+                                                             "(pg_catalog.json_populate_record("
+                                                             "\"pgdual_v\".*, "
+                                                             "pg_catalog.json_build_object(E'a',"
+                                                             " " EXTRA(
+                                                                 "a") " OPERATOR(pg_catalog.||) "
+                                                                      "\"pgdual_v\".\"a\"::pg_"
+                                                                      "catalog."
+                                                                      "text))).\"a\" END, "
+                                                                      "\"pgdual_v\".\"v\" "
+                                                                      "FROM " SRC_E,
+        END_E("x"));
+    assert_int_equal(sh->nfields, 5);
+    assert_int_equal(sh->nextras, 3);
+    assert_int_equal(sh->extras[0].field, 1);
+    assert_int_equal(sh->extras[0].kind, PIN_VALUE_JSON);
+    assert_int_equal(sh->extras[2].field, 3);
+    assert_int_equal(sh->extras[2].kind, PIN_VALUE_ARRAY);
+    pin_shape_unref(sh);
+    /* An UPDATE setting only plain columns needs none; one setting b reads it back. */
+    sh = shape_of("UPDATE x SET v = random() WHERE id < 3", &t);
+    assert_int_equal(sh->m, 2);
+    assert_int_equal(sh->nextras, 0);
+    pin_shape_unref(sh);
+    sh = shape_of("UPDATE x SET b = '{}', v = random() WHERE id < 3", &t);
+    check_shape_m(sh, 3, "id,b,v",
+                  "\nRETURNING pg_catalog.to_json(\"x\".*)" SAME("x", "x") RECORD("x"),
+                  "UPDATE \"x\" AS \"pgdual_t\" SET \"b\" = " EXTRA(
+                      "b") "::pg_catalog.jsonb, \"v\" = \"pgdual_v\".\"v\" FROM " SRC_E,
+                  END_E("x") " WHERE \"pgdual_t\".\"id\" = \"pgdual_v\".\"id\"");
+    pin_shape_unref(sh);
+    pin_table_free(&t);
+    /* A jsonb key: matched on the primary's text. */
+    struct pin_table k = {0};
+    col(&k, "public.y", "k", "pb", NULL);
+    sh = shape_of("DELETE FROM y WHERE k IN (SELECT k FROM y LIMIT 1)", &k);
+    check_shape_m(sh, 3, "k", "\nRETURNING pg_catalog.to_json(\"y\".*)" SAME("y", "y") RECORD("y"),
+                  "DELETE FROM \"y\" AS \"pgdual_t\" USING " SRC_E,
+                  END_E("y") " WHERE \"pgdual_t\".\"k\" = " EXTRA("k") "::pg_catalog.jsonb");
     pin_shape_unref(sh);
     pin_table_free(&k);
 }
@@ -216,6 +290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_insert),
         cmocka_unit_test(test_shape_update_delete),
+        cmocka_unit_test(test_shape_extras),
         cmocka_unit_test(test_primary_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
