@@ -18,7 +18,6 @@ struct walk {
     bool inserts;   /* see classify_result.inserts */
     bool locking;   /* a locking clause (FOR UPDATE/SHARE...) was seen */
     bool user_code; /* see classify_result.user_code */
-    bool catalog;   /* see classify_result.reads_catalog */
 };
 
 static const char *node_string(const PgQuery__Node *n)
@@ -98,23 +97,10 @@ static bool type_cast_reads_clock(const PgQuery__TypeCast *tc)
 }
 
 /* Node-specific checks; the generic walk then descends into every child anyway. */
-/* A relation of the system catalogs: pg_catalog's or information_schema's, or an unqualified
- * pg_* name (pg_catalog comes first in the search path unless named later in it). */
-static bool names_system_relation(const PgQuery__RangeVar *rv)
-{
-    const char *schema = rv->schemaname && rv->schemaname[0] ? rv->schemaname : NULL;
-    if (schema) {
-        return strcmp(schema, "pg_catalog") == 0 || strcmp(schema, "information_schema") == 0;
-    }
-    return rv->relname && strncmp(rv->relname, "pg_", 3) == 0;
-}
-
 static void visit_message(struct walk *w, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__range_var__descriptor) {
-        w->catalog = w->catalog || names_system_relation((const PgQuery__RangeVar *)m);
-    } else if (d == &pg_query__func_call__descriptor) {
+    if (d == &pg_query__func_call__descriptor) {
         visit_func_call(w, (const PgQuery__FuncCall *)m);
     } else if (d == &pg_query__sqlvalue_function__descriptor) {
         if (sqlvalue_is_clock(((const PgQuery__SQLValueFunction *)m)->op)) {
@@ -381,7 +367,6 @@ static void classify_tree(const PgQuery__ParseResult *tree, const struct classif
     out->kind = all_read && !w.unsafe && !w.locking ? CLASSIFY_READ : CLASSIFY_MIRROR;
     out->lock_only_read = all_read && !w.unsafe && w.locking;
     out->user_code = w.user_code;
-    out->reads_catalog = w.catalog;
     out->catalog_safe = out->catalog_safe && !w.user_code;
     out->settings_only = !out->catalog_safe && !unsafe_other && !w.user_code;
 }

@@ -59,12 +59,6 @@ struct classify_result {
      * A serial or identity default that fires on INSERT is NOT flagged: whether a column has
      * one needs the catalog, so it is detected later by comparing RETURNING/row hashes. */
     bool nondeterministic;
-    /* Some statement names a relation of the system catalogs (pg_catalog's, information_schema's,
-     * or an unqualified pg_* name): what it reads (OIDs, statistics, sizes, other sessions)
-     * differs between two servers holding the same data, so a read of it is not shadow-compared.
-     * Apart from nondeterministic, which also decides how writes are compared: a write reading
-     * the catalog is compared as any other. */
-    bool reads_catalog;
     bool parse_error;      /* did not parse: mirrored, the primary's error reaches the client */
     bool txn_control;      /* some statement is BEGIN/COMMIT/ROLLBACK/SAVEPOINT/... */
     enum classify_txn txn; /* verb of the first statement (NONE if not txn control) */

@@ -98,8 +98,7 @@ struct unit {
      * class, so it never reaches the secondary, whatever the dials say when it is dispatched. */
     bool relay;
     int reads;                  /* routed-read statements (Query or Execute) in it */
-    bool read_nondeterministic; /* a read uses now(), random() ... or reads the system catalogs:
-                                   not comparable */
+    bool read_nondeterministic; /* a read uses now(), random() ...: not comparable */
     bool defines;               /* it Parses a statement or Binds a portal */
     uint8_t needs;              /* backends (bit per enum dial_backend) holding what it uses but did
                                    not define itself */

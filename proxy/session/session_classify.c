@@ -291,8 +291,7 @@ static void on_query(struct session *s, struct unit *u, const char *sql)
     u->nondeterministic = u->nondeterministic || (mirrored && r.nondeterministic);
     if (read) {
         u->reads++;
-        u->read_nondeterministic =
-            u->read_nondeterministic || r.nondeterministic || r.reads_catalog;
+        u->read_nondeterministic = u->read_nondeterministic || r.nondeterministic;
     } else {
         u->routable = false;
     }
@@ -345,7 +344,6 @@ static void on_parse(struct session *s, struct unit *u, struct wire_reader *rd)
     struct stmt_class c = {
         .mirrored = r.kind != CLASSIFY_READ,
         .nondeterministic = r.nondeterministic,
-        .reads_catalog = r.reads_catalog,
         .dml_only = r.dml_only,
         .commits = result_commits(&r),
         .txn_end = r.txn_control && r.txn != CLASSIFY_TXN_BEGIN &&
@@ -439,8 +437,7 @@ static void on_execute(struct session *s, struct unit *u, struct wire_reader *rd
     }
     if (c && !c->mirrored) {
         u->reads++;
-        u->read_nondeterministic =
-            u->read_nondeterministic || c->nondeterministic || c->reads_catalog;
+        u->read_nondeterministic = u->read_nondeterministic || c->nondeterministic;
     }
     if (!c || c->mirrored) {
         u->mirrored = true;

@@ -14,7 +14,6 @@
 struct stmt_class {
     bool mirrored;
     bool nondeterministic;
-    bool reads_catalog;  /* names a system catalog: a read of it is not shadow-compared */
     bool dml_only;       /* may run inside pgdual's BEGIN/COMMIT (see struct mirror) */
     bool commits;        /* COMMIT/END/PREPARE TRANSACTION: waits for the secondary in lockstep */
     bool txn_end;        /* COMMIT, ROLLBACK [TO SAVEPOINT], PREPARE TRANSACTION ...: its Execute

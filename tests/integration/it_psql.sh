@@ -109,32 +109,4 @@ done
 assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "psql's \\d, \\df, \\l...: nothing counted"
 assert_eq "$state_before" "$(it_status secondary_state)" "psql's describe commands leave new's state ($state_before)"
 
-# ... and their reads of the catalogs are not shadow-compared: the OIDs, sizes and statistics they
-# print differ between two servers holding the same data (new's OIDs made to differ here).
-if it_mirrors; then
-    # The DO block above was counted (new diverged, and nothing is shadowed then): a fresh start.
-    it_proxy_stop
-    rm -f "$IT_TMP/pgdual.state"
-    # shellcheck disable=SC2119 # no ini overrides
-    it_proxy_start
-    assert_eq in_sync "$(it_status secondary_state)" "a fresh pgdual: in_sync"
-    psql_new "$DB" -c "CREATE TABLE oid_pad (x int); DROP TABLE oid_pad"
-    psql_proxy "$DB" -q -c "CREATE TABLE described (id int PRIMARY KEY, v text)"
-    [[ "$(psql_old "$DB" -tA -c "SELECT 'described'::regclass::oid")" != \
-        "$(psql_new "$DB" -tA -c "SELECT 'described'::regclass::oid")" ]] ||
-        it_fail "setup: the table's OID is the same on old and new"
-    it_dials read_new_percent=0 compare_percent=100
-    it_status_mark
-    for cmd in '\d described' '\d+ described' '\dt+'; do
-        psql_proxy "$DB" -c "$cmd" >/dev/null || it_failed "psql $cmd through pgdual"
-    done
-    psql_proxy "$DB" -tA -c "SELECT relpages FROM pg_class WHERE relname = 'described'" >/dev/null
-    assert_delta shadow_not_comparable_total -ge 4 "psql's \\d reads of the catalogs: not compared"
-    assert_eq 0 "$(it_status_delta divergences_total)" "psql's \\d reads: no divergence reported"
-    it_status_mark
-    psql_proxy "$DB" -tA -c "SELECT count(*) FROM described" >/dev/null
-    assert_eq 0 "$(it_status_delta shadow_not_comparable_total)" "a read of a user table is still comparable"
-    assert_delta shadow_compares_total -ge 1 "... and compared" 5
-fi
-
 it_proxy_stop

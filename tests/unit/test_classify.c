@@ -101,7 +101,6 @@ static int run_case(const struct tcase *t, struct classify_cache *cache)
     bad += r.is_copy_to != has_check(t, "copy_to") ? case_fail(t, "is_copy_to") : 0;
     bad += r.txn_control != has_check(t, "txn_control") ? case_fail(t, "txn_control") : 0;
     bad += r.session_objects != has_check(t, "objects") ? case_fail(t, "session_objects") : 0;
-    bad += r.reads_catalog != has_check(t, "catalog") ? case_fail(t, "reads_catalog") : 0;
     bad += check_txn(t, "txn", r.txn) + check_txn(t, "last", r.txn_last);
     char buf[16];
     const char *dml = check_value(t, "dml", buf, sizeof buf);
