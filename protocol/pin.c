@@ -127,11 +127,15 @@ static int add_created_column(struct pin_table *t, const PgQuery__ColumnDef *cd,
     if (!c) {
         return PIN_ENOMEM;
     }
-    /* (a domain over one is not seen here: the catalog's lookup sees it) */
-    c->kind = cd->type_name && cd->type_name->n_array_bounds ? PIN_VALUE_ARRAY
-              : type_is(cd->type_name, json, 1)              ? PIN_VALUE_JSON
-              : type_is(cd->type_name, jsonb, 1)             ? PIN_VALUE_JSONB
-                                                             : PIN_VALUE_PLAIN;
+    /* A domain over one is not seen here (documented); an array type named _elem is. */
+    const char *last = cd->type_name && cd->type_name->n_names
+                           ? pin_node_string(cd->type_name->names[cd->type_name->n_names - 1])
+                           : NULL;
+    bool array = cd->type_name && (cd->type_name->n_array_bounds || (last && last[0] == '_'));
+    c->kind = array                              ? PIN_VALUE_ARRAY
+              : type_is(cd->type_name, json, 1)  ? PIN_VALUE_JSON
+              : type_is(cd->type_name, jsonb, 1) ? PIN_VALUE_JSONB
+                                                 : PIN_VALUE_PLAIN;
     c->volatile_default = type_is(cd->type_name, serials, 6);
     if (cd->raw_default) {
         c->volatile_default = c->volatile_default || expr_volatile(cd->raw_default, opt);

@@ -24,12 +24,13 @@
 #include "protocol/classify.h"
 #include "protocol/wire.h"
 
-#define PIN_ENOMEM (-5001)
-#define PIN_EPROTO (-5002) /* a reply message that does not have the shape pgdual asked for */
-#define PIN_EPARSE (-5003) /* the text does not parse */
-#define PIN_ESHAPE (-5004) /* the unit's bytes do not have the shape the substitution expects */
-#define PIN_EOTHER (-5005) /* a row went into another table than its name finds now */
-#define PIN_ESTALE (-5006) /* a row's columns are not the ones pgdual read from the catalog */
+#define PIN_ENOMEM  (-5001)
+#define PIN_EPROTO  (-5002) /* a reply message that does not have the shape pgdual asked for */
+#define PIN_EPARSE  (-5003) /* the text does not parse */
+#define PIN_ESHAPE  (-5004) /* the unit's bytes do not have the shape the substitution expects */
+#define PIN_EOTHER  (-5005) /* a row went into another table than its name finds now */
+#define PIN_ESTALE  (-5006) /* a row's columns are not the ones pgdual read from the catalog */
+#define PIN_EBOUNDS (-5007) /* a row holds an array whose lower bounds are not 1 */
 
 #define PIN_NAME_MAX 63 /* NAMEDATALEN - 1 */
 typedef char pin_name[PIN_NAME_MAX + 1];
@@ -147,7 +148,7 @@ enum pin_value_kind {
     PIN_VALUE_PLAIN = 0,
     PIN_VALUE_JSON,  /* json: a JSON null prints as an SQL NULL does */
     PIN_VALUE_JSONB, /* jsonb: likewise */
-    PIN_VALUE_ARRAY, /* an array: its lower bounds */
+    PIN_VALUE_ARRAY, /* an array: its lower bounds (such a row is not pinned: counted) */
 };
 
 struct pin_column {
@@ -158,6 +159,7 @@ struct pin_column {
     bool identity;         /* GENERATED ... AS IDENTITY: an upsert never sets it */
     bool pk;
     enum pin_value_kind kind; /* what the row's JSON cannot carry of its values (pin_values.c) */
+    uint32_t type_oid;        /* its type (0: not known, a table created in the same text) */
 };
 
 /* pg_trigger.tgtype's event bits. */
@@ -233,13 +235,13 @@ struct pin_shape {
     bool client_returning;
     /* Columns pgdual appends to the primary's RETURNING: two (three with extras, below). The
      * whole row as JSON (to_json(t.*): dates and times in ISO form whatever DateStyle says, json
-     * values as they are), which the secondary reads back by column name; and whether the row went into the table the
-     * client's name finds now on the primary, or a partition of it. The secondary's statement
-     * names the table as the client wrote it, and pgdual prepares it there at the statement's
-     * first pinned Execute, later than the client's Parse: by then the name may find another table
-     * (a temporary table made since, or one another session made in an earlier schema of
-     * search_path) while PostgreSQL keeps the prepared statement's table. Such rows are not
-     * pinned (counted). A change of search_path makes PostgreSQL resolve both sides' statements
+     * values as they are), which the secondary reads back by column name; and whether the row went
+     * into the table the client's name finds now on the primary, or a partition of it. The
+     * secondary's statement names the table as the client wrote it, and pgdual prepares it there at
+     * the statement's first pinned Execute, later than the client's Parse: by then the name may
+     * find another table (a temporary table made since, or one another session made in an earlier
+     * schema of search_path) while PostgreSQL keeps the prepared statement's table. Such rows are
+     * not pinned (counted). A change of search_path makes PostgreSQL resolve both sides' statements
      * again: the check then still holds. */
     int m;
     /* The table's columns when pgdual read the catalog (pin_columns_hash): a row whose JSON has
@@ -249,6 +251,11 @@ struct pin_shape {
      * there are any, m is 3: the row's text (record_out) comes third, and the secondary gets
      * each row as [row, extras]. */
     int nfields; /* the table's columns: the fields of the row's text */
+    /* Their types when pgdual read the catalog ("23,3802,..."), which the primary checks at each
+     * execution (a prepared statement outlives an ALTER ... TYPE or a change of search_path):
+     * pgdual's second column is then 's' where the types differ (PIN_ESTALE). NULL: not known
+     * (a table created in the same text), not checked. */
+    char *types;
     int nextras;
     struct pin_extra {
         int field; /* its index among the row's fields */

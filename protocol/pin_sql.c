@@ -243,6 +243,22 @@ static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
                    "\"pgdual_tree\")");
 }
 
+/* put_same_table as 't' or 'f', or 's' when the table the name finds now has other column types
+ * than types (pin_shape's: an ALTER ... TYPE since a prepared statement's Parse, or a change of
+ * search_path to a table of the same name and columns). The types are read once per execution. */
+static void put_same_table_typed(struct wbuf *b, const struct pin_stmt *st, const char *types)
+{
+    pin_put_str(b, "CASE WHEN (");
+    put_same_table(b, st);
+    pin_put_str(b, ") IS NOT TRUE THEN 'f' WHEN (SELECT pg_catalog.string_agg(a.atttypid::"
+                   "pg_catalog.text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE "
+                   "a.attrelid = ");
+    put_named_oid(b, st->schema, st->rel);
+    pin_put_str(b, " AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM ");
+    pin_put_escaped_literal(b, types);
+    pin_put_str(b, " THEN 's' ELSE 't' END");
+}
+
 /* "the name finds another relation now than when the statement holding this was analysed": the
  * name as a regclass literal is resolved at parse analysis, like the statement's own names (a
  * prepared statement keeps both until it is analysed again), the lookup at each execution. */
@@ -277,7 +293,11 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
                                          : "\nRETURNING pg_catalog.to_json(");
     pin_put_ident(&r, st->ref);
     pin_put_str(&r, ".*), ");
-    put_same_table(&r, st);
+    if (sh->types) {
+        put_same_table_typed(&r, st, sh->types);
+    } else {
+        put_same_table(&r, st);
+    }
     if (sh->nextras) {
         pin_put_str(&r, ", pg_catalog.textin(pg_catalog.record_out(");
         pin_put_ident(&r, st->ref);
@@ -382,6 +402,7 @@ void pin_shape_unref(struct pin_shape *sh)
     }
     free(sh->keys);
     free(sh->extras);
+    free(sh->types);
     free(sh->returning);
     free(sh->head);
     free(sh->tail);
@@ -500,9 +521,14 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
         rlen = wire_u32(&rd);
         rec = rlen == 0xffffffffu ? NULL : wire_bytes(&rd, rlen);
     }
+    bool typed = sh->types != NULL;
     if (rd.failed || !v || v[0] != '{' || rd.off != rd.len || (sh->nextras && !rec) ||
-        (slen != 0xffffffffu && (!same || (same[0] != 't' && same[0] != 'f')))) {
+        (slen != 0xffffffffu &&
+         (!same || (same[0] != 't' && same[0] != 'f' && !(typed && same[0] == 's'))))) {
         return PIN_EPROTO; /* to_json of a row is an object, never NULL; then a boolean */
+    }
+    if (same && same[0] == 's') {
+        return PIN_ESTALE; /* its column types changed since pgdual read the catalog */
     }
     if (!same || same[0] != 't') {
         return PIN_EOTHER; /* NULL: the name finds no table now */

@@ -10,10 +10,13 @@
  * returns the row's text (record_out), whose fields tell an SQL NULL (an empty field) from any
  * value and print an array's bounds. pgdual sends each row to the secondary as [row, extras]:
  * extras holds, by column name, the primary's text of each non-NULL json/jsonb value (their text
- * depends on no setting) and the bounds of each array that has any ("[0:1]="); the secondary's
- * statement takes a json/jsonb column from its text and puts the bounds back in front of the
- * array's own text, read in by the column's type. The row's text is only read here, never sent
- * to the secondary: dates and intervals in it follow the primary's DateStyle and IntervalStyle. */
+ * depends on no setting), from which the secondary's statement takes the column. A row holding an
+ * array with bounds is not pinned (PIN_EBOUNDS: counted): only an array's text carries them, and
+ * its elements' text depends on each server's settings (DateStyle, TimeZone, extra_float_digits),
+ * which may differ. The row's text is only read here, never sent to the secondary.
+ * The shape also keeps the table's column types, which the primary checks at each execution (a
+ * prepared statement outlives an ALTER ... TYPE): a row whose table's types changed is stale. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +31,24 @@ bool pin_values_needed(const struct pin_stmt *st, const struct pin_table *t)
         }
     }
     return false;
+}
+
+/* "23,3802,...": t's column types, or NULL when one is not known. */
+static int plan_types(struct pin_shape *sh, const struct pin_table *t)
+{
+    struct wbuf b;
+    wbuf_init(&b);
+    for (int i = 0; i < t->ncols; i++) {
+        if (t->cols[i].type_oid == 0) {
+            wbuf_free(&b);
+            return 0;
+        }
+        char oid[16];
+        snprintf(oid, sizeof(oid), "%s%u", i ? "," : "", t->cols[i].type_oid);
+        pin_put_str(&b, oid);
+    }
+    sh->types = pin_take_string(&b);
+    return sh->types ? 0 : PIN_ENOMEM;
 }
 
 int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
@@ -48,7 +69,7 @@ int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struc
         e->kind = c->kind;
         pin_copy_name(e->name, c->name);
     }
-    return 0;
+    return sh->nextras ? plan_types(sh, t) : 0;
 }
 
 static const struct pin_extra *extra_of(const struct pin_shape *sh, const char *col)
@@ -78,33 +99,13 @@ static void put_row_column(struct wbuf *b, const char *col)
 void pin_values_put_expr(struct wbuf *b, const struct pin_shape *sh, const char *col)
 {
     const struct pin_extra *e = extra_of(sh, col);
-    if (!e) {
-        put_row_column(b, col);
+    if (!e || e->kind == PIN_VALUE_ARRAY) {
+        put_row_column(b, col); /* an array with bounds never gets here (PIN_EBOUNDS) */
         return;
     }
-    if (e->kind != PIN_VALUE_ARRAY) {
-        /* the primary's text; none: an SQL NULL */
-        put_extra_text(b, col);
-        pin_put_str(b, e->kind == PIN_VALUE_JSONB ? "::pg_catalog.jsonb" : "::pg_catalog.json");
-        return;
-    }
-    /* The bounds in front of the array's own text on the secondary, read in as the column's
-     * type: json_populate_record reads a JSON string into an array column with the type's input
-     * function (a domain's checks included); the row's other columns come from the row as it is. */
-    pin_put_str(b, "CASE WHEN ");
+    /* the primary's text; none: an SQL NULL (the assignment to the column checks a domain) */
     put_extra_text(b, col);
-    pin_put_str(b, " IS NULL THEN ");
-    put_row_column(b, col);
-    pin_put_str(b, " ELSE (pg_catalog.json_populate_record(\"pgdual_v\".*, "
-                   "pg_catalog.json_build_object(");
-    pin_put_escaped_literal(b, col);
-    pin_put_str(b, ", ");
-    put_extra_text(b, col);
-    pin_put_str(b, " OPERATOR(pg_catalog.||) ");
-    put_row_column(b, col);
-    pin_put_str(b, "::pg_catalog.text))).");
-    pin_put_ident(b, col);
-    pin_put_str(b, " END");
+    pin_put_str(b, e->kind == PIN_VALUE_JSONB ? "::pg_catalog.jsonb" : "::pg_catalog.json");
 }
 
 /* ---- the row's text -------------------------------------------------------------------------- */
@@ -223,19 +224,6 @@ static size_t bounds_len(const struct record_field *f)
     return 0;
 }
 
-/* The field's first n bytes (after unquoting) as a JSON string: bounds are digits, signs, [ : ]
- * and =, so nothing needs escaping. */
-static void put_bounds(struct wbuf *b, const struct record_field *f, size_t n)
-{
-    wbuf_put_u8(b, '"');
-    uint8_t c;
-    size_t j = field_byte(f, 0, &c);
-    for (size_t k = 0; k < n && j; k++, j = field_byte(f, j, &c)) {
-        wbuf_put_u8(b, c);
-    }
-    wbuf_put_u8(b, '"');
-}
-
 /* A column name as a JSON string (the names are PostgreSQL identifiers: no NUL). */
 static void put_json_name(struct wbuf *b, const char *name)
 {
@@ -256,6 +244,7 @@ int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t 
     pin_put_str(rows, ",{");
     size_t i = 0;
     int next = 0, written = 0;
+    bool bounded = false;
     for (int field = 0; field < sh->nfields; field++) {
         struct record_field f;
         i++; /* past '(' or ',' */
@@ -267,22 +256,24 @@ int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t 
             continue;
         }
         const struct pin_extra *e = &sh->extras[next++];
-        size_t bounds = e->kind == PIN_VALUE_ARRAY && !f.null ? bounds_len(&f) : 0;
-        if (f.null || (e->kind == PIN_VALUE_ARRAY && bounds == 0)) {
+        if (e->kind == PIN_VALUE_ARRAY && !f.null && bounds_len(&f) > 0) {
+            bounded = true; /* the whole text is read first: a malformed one is PIN_EPROTO */
+        }
+        if (f.null || e->kind == PIN_VALUE_ARRAY) {
             continue; /* the row's JSON carries it */
         }
         pin_put_str(rows, written++ ? "," : "");
         put_json_name(rows, e->name);
         wbuf_put_u8(rows, ':');
-        if (bounds) {
-            put_bounds(rows, &f, bounds);
-        } else {
-            put_json_string(rows, &f);
-        }
+        put_json_string(rows, &f);
     }
     if (i != rec_len - 1 || next != sh->nextras) {
         rows->len = start;
         return PIN_EPROTO;
+    }
+    if (bounded) {
+        rows->len = start;
+        return PIN_EBOUNDS;
     }
     pin_put_str(rows, "}]");
     return rows->failed ? PIN_ENOMEM : 0;

@@ -94,6 +94,7 @@ void pin_reply_end(struct session *s, struct unit *u, uint8_t type, const uint8_
                 st->broken = true; /* the secondary gets it verbatim: pin_secondary_bytes */
                 st->other_table = added == PIN_EOTHER;
                 st->stale_table = added == PIN_ESTALE;
+                st->bounded = added == PIN_EBOUNDS;
                 wbuf_free(&st->rows);
                 /* A batch's verbatim Execute returns pgdual's columns on the secondary too. */
                 p->rows_unknown = p->rows_unknown || !p->simple;
@@ -283,10 +284,12 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
             unpinned(u, st->other_table ? "the primary wrote another table than its name finds now "
                                           "(a table made since shadows it)"
-                        : st->stale_table ? "its table's columns changed since pgdual read them "
-                                            "(DDL of another session)"
-                        : st->broken      ? "its returned rows could not be kept"
-                                          : "its rows did not come");
+                        : st->stale_table ? "its table's columns or their types changed since "
+                                            "pgdual read them (DDL since it was prepared)"
+                        : st->bounded ? "it stores an array whose lower bounds are not 1, which "
+                                        "its rows as JSON cannot carry"
+                        : st->broken  ? "its returned rows could not be kept"
+                                      : "its rows did not come");
         }
     }
     bool lost = u->pin && !u->pin->readback_pending && readback_loss(u);

@@ -195,6 +195,7 @@ struct pin_step {
     bool broken;      /* rows too many, or out of memory: the secondary gets it verbatim */
     bool other_table; /* ...because a row came from a table the lookup did not describe */
     bool stale_table; /* ...because a row's columns are not the ones the lookup read */
+    bool bounded;     /* ...because a row holds an array whose lower bounds are not 1 */
 };
 
 /* What pinning does to one unit (struct unit's pin, NULL when nothing). */

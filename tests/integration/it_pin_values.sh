@@ -5,16 +5,20 @@
 # new's database set to another DateStyle than old's (set there directly: pgdual mirrors only the
 # client's SET), so a value that travelled as old's text of a date would land on another day:
 # (A) INSERTs (simple protocol) of JSON nulls, SQL NULLs, a jsonb string "null", json with its own
-#     spacing, arrays from 0 and multi-dimensional ones of ints and dates, a domain over jsonb
-#     whose CHECK looks at the value: pinned, identical;
-# (B) UPDATE ... SET jsonb = 'null', array = '[5:6]={...}' on rows picked by LIMIT, and
-#     INSERT ... ON CONFLICT DO UPDATE: pinned, identical;
+#     spacing, arrays (multi-dimensional, of dates), a domain over jsonb whose CHECK looks at the
+#     value: pinned, identical;
+# (B) UPDATE ... SET jsonb = 'null' on rows picked by LIMIT, and INSERT ... ON CONFLICT DO UPDATE:
+#     pinned, identical;
 # (C) the extended protocol (prepared INSERT with parameters): pinned, identical;
 # (D) a DELETE matching on a jsonb primary key holding a JSON null: pinned, identical;
 # (E) a prepared INSERT executed after another session dropped a json column: the client's
 #     INSERT succeeds as on old alone (review 18: it failed when the RETURNING named the column);
 # (F) a data-modifying WITH query into such a table: counted, not silent; (G) the outer INSERT of a
-#     query whose WITH query writes another table: pinned, identical, both protocols.
+#     query whose WITH query writes another table: pinned, identical, both protocols;
+# (H) an array whose lower bounds are not 1 (only its text carries them, in each server's own
+#     settings): counted, also in a table created in the same Query (an array type named _int4);
+#     a prepared INSERT executed after an ALTER ... TYPE of such a column: counted (review 20: it
+#     applied the rule of the old type silently).
 # Before, A-D left new different (SQL NULL for JSON null, arrays from 1), in_sync.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -61,23 +65,20 @@ SQL
 it_status_mark
 psql_proxy "$DB" -q <<'SQL'
 INSERT INTO jv (j, b, d, a, da, v) VALUES
-  ('null', 'null', 'null', '[0:1]={1,2}', '[0:0]={2026-01-02}', 'json nulls, arrays from 0'),
+  ('null', 'null', 'null', '{1,2}', '{2026-01-02}', 'json nulls'),
   (NULL, NULL, NULL, NULL, NULL, 'SQL NULLs'),
   ('{ "a" :  [1,  null] }', '"null"', '{"k": null}', '{}', '{}', 'spacing, a string "null", empty'),
-  ('  null  ', '{"x": [null]}', NULL, '[-3:-2][7:8]={{1,2},{3,4}}', '{2026-03-04,NULL}', 'spaced null, 2-d'),
-  ('[null, {"n": null}]', '[]', '{}', '{5}', '[2:3]={2026-05-06,2026-07-08}', 'nested nulls');
+  ('  null  ', '{"x": [null]}', NULL, '{{1,2},{3,4}}', '{2026-03-04,NULL}', 'spaced null, 2-d'),
+  ('[null, {"n": null}]', '[]', '{}', '{5}', '{2026-05-06,2026-07-08}', 'nested nulls');
 SQL
-check "A: INSERT of JSON nulls and arrays with bounds" jv 1
+check "A: INSERT of JSON nulls and arrays" jv 1
 assert_eq "t|f|t" "$(psql_new "$DB" -tA -c "SELECT j IS NOT NULL, b IS NULL, b = 'null' FROM jv WHERE id = 1")" \
     "A: new holds a JSON null (not an SQL NULL) where old does"
-assert_eq "0|[0:0]={2026-01-02}" \
-    "$(psql_new "$DB" -tA -c "SET DateStyle = ISO; SELECT array_lower(a, 1), da FROM jv WHERE id = 1")" \
-    "A: new's arrays start where old's do, the date as old's"
 
 # --- B ----------------------------------------------------------------------------------------
 it_status_mark
 psql_proxy "$DB" -q <<'SQL'
-UPDATE jv SET b = 'null', d = 'null', a = '[5:6]={7,8}', da = '[0:0]={2026-12-31}' WHERE id IN (SELECT id FROM jv ORDER BY id DESC LIMIT 2);
+UPDATE jv SET b = 'null', d = 'null', a = '{7,8}', da = '{2026-12-31}' WHERE id IN (SELECT id FROM jv ORDER BY id DESC LIMIT 2);
 INSERT INTO jv (id, j, b, v) VALUES (2, 'null', '"x"', 'upserted') ON CONFLICT (id) DO UPDATE SET j = EXCLUDED.j, b = 'null', at = now();
 SQL
 check "B: UPDATE by LIMIT and ON CONFLICT DO UPDATE" jv 2
@@ -86,9 +87,9 @@ check "B: UPDATE by LIMIT and ON CONFLICT DO UPDATE" jv 2
 it_status_mark
 pq >"$IT_TMP/c.out" <<'EOF'
 P	ins	INSERT INTO jv (j, b, a, v) VALUES ($1::json, $2::jsonb, $3::int[], 'extended')
-E	ins	null	null	[0:2]={1,2,3}
+E	ins	null	null	{1,2,3}
 E	ins	\N	"null"	\N
-E	ins	{ "s" : 1 }	{"t": null}	[9:9]={9}
+E	ins	{ "s" : 1 }	{"t": null}	{9}
 EOF
 assert_eq "3" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/c.out")" "C: the prepared INSERTs ran"
 check "C: the extended protocol" jv 3
@@ -101,9 +102,9 @@ assert_eq "3" "$(psql_new "$DB" -tA -c "SELECT count(*) FROM jk")" "D: new delet
 
 # --- G: the outer statement of a query with a data-modifying WITH, both protocols -------------
 it_status_mark
-psql_proxy "$DB" -q -c "WITH w AS (UPDATE jk SET n = n + 10 WHERE n = 2 RETURNING n) INSERT INTO jv (b, a, v) SELECT 'null', '[0:0]={1}', 'outer simple' FROM w" >/dev/null
+psql_proxy "$DB" -q -c "WITH w AS (UPDATE jk SET n = n + 10 WHERE n = 2 RETURNING n) INSERT INTO jv (b, a, v) SELECT 'null', '{1}', 'outer simple' FROM w" >/dev/null
 pq >"$IT_TMP/g.out" <<'EOF'
-X	WITH w AS (UPDATE jk SET n = n + 10 WHERE n = 3 RETURNING n) INSERT INTO jv (b, a, v) SELECT $1::jsonb, '[0:0]={1}', 'outer extended' FROM w	null
+X	WITH w AS (UPDATE jk SET n = n + 10 WHERE n = 3 RETURNING n) INSERT INTO jv (b, a, v) SELECT $1::jsonb, '{1}', 'outer extended' FROM w	null
 EOF
 assert_eq "1" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/g.out")" "G: the extended-protocol WITH query ran"
 check "G: the outer INSERT of a query with a WITH UPDATE" jv 2
@@ -128,6 +129,28 @@ assert_eq "2" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM jv WHERE v = 'after
 it_status_mark
 psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO jv (b, v) VALUES ('null', 'with') RETURNING id) SELECT count(*) FROM w" >/dev/null
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: a WITH write of a jsonb column: counted"
+
+# --- H ----------------------------------------------------------------------------------------
+it_status_mark
+psql_proxy "$DB" -q -c "INSERT INTO jv (b, a, v) VALUES ('{}', '[0:1]={1,2}', 'bounds')"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: an array from 0: counted"
+assert_eq 0 "$(it_status_delta pinned_writes_total)" "H: ... not pinned"
+assert_eq "0" "$(psql_old "$DB" -tA -c "SELECT array_lower(a, 1) FROM jv WHERE v = 'bounds'")" \
+    "H: old stored the client's array"
+it_status_mark
+psql_proxy "$DB" -q -c "CREATE TABLE made (id serial PRIMARY KEY, f _int4); INSERT INTO made (f) VALUES ('[0:1]={1,2}')"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: ... in a table made in the same Query (_int4): counted"
+psql_proxy "$DB" -q -c "CREATE TABLE retyped (id serial PRIMARY KEY, a int[], j jsonb)"
+it_status_mark
+pq >"$IT_TMP/h.out" <<'EOF'
+P	ins3	INSERT INTO retyped (a, j) VALUES ($1, json_build_object('b', 1, 'a', 2))
+E	ins3	{1}
+Q	ALTER TABLE retyped ALTER a TYPE text, ALTER j TYPE json
+E	ins3	[0:1]={1,2}
+EOF
+assert_eq "2" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/h.out")" "H: the prepared INSERT ran before and after ALTER ... TYPE"
+assert_eq 1 "$(it_status_delta pinned_writes_total)" "H: pinned before the ALTER"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: counted after it (the types changed)"
 
 it_proxy_stop
 it_check_sanitizer_log

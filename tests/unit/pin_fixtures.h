@@ -39,10 +39,14 @@ static int add_row(struct pin_table *t, const char *const v[8])
     return add_row_trig(t, v, "0", "0");
 }
 
-/* The catalog's kind of a column of flags (pin_catalog.c): j json, b jsonb, a an array. */
+/* The catalog's kind of a column of flags and its type's OID (pin_catalog.c): j json, b jsonb,
+ * a an array (int[]), else an int. */
 static const char *kind_of(const char *flags)
 {
-    return strchr(flags, 'j') ? "j" : strchr(flags, 'b') ? "b" : strchr(flags, 'a') ? "a" : "p";
+    return strchr(flags, 'j')   ? "j114"
+           : strchr(flags, 'b') ? "b3802"
+           : strchr(flags, 'a') ? "a1007"
+                                : "p23";
 }
 
 /* A column of table qname: flags g generated, i identity, p pk, j json, b jsonb, a an array;

@@ -255,9 +255,9 @@ static void test_rows_extras(void **state)
     struct wbuf rows, body;
     wbuf_init(&rows);
     wbuf_init(&body);
-    /* JSON nulls (json, jsonb) and an array from 0: the row's JSON says null and [1,2] */
+    /* JSON nulls (json, jsonb): the row's JSON says null for them as for an SQL NULL */
     const char *r1[] = {"client", "{\"id\":1,\"j\":null,\"b\":null,\"a\":[1,2],\"v\":\"x\"}", "t",
-                        "(1,null,null,\"[0:1]={1,2}\",x)"};
+                        "(1,null,null,\"{1,2}\",x)"};
     data_row_body(&body, 4, r1, NULL);
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
     /* SQL NULLs, and an empty string: nothing beside the row */
@@ -266,22 +266,43 @@ static void test_rows_extras(void **state)
     wbuf_reset(&body);
     data_row_body(&body, 3, r2, NULL);
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
-    /* json's own spacing (a newline) and quotes, a jsonb string "null", an array from 1 (no
-     * bounds: its JSON carries it), then one from 0 without a comma to quote it */
+    /* json's own spacing (a newline) and quotes, a jsonb string "null", an empty array */
     const char *r3[] = {
         "{\"id\":3,\"j\":{ \"a\" :\n\"x\\\"y\" },\"b\":\"null\",\"a\":[],\"v\":null}", "t",
         "(3,\"{ \"\"a\"\" :\n\"\"x\\\\\"\"y\"\" }\",\"\"\"null\"\"\",{},)"};
     wbuf_reset(&body);
     data_row_body(&body, 3, r3, NULL);
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
-    const char *r4[] = {"{\"id\":4,\"j\":1,\"b\":[],\"a\":[[5],[6]],\"v\":null}", "t",
-                        "(4,1,[],\"[-2:-1][7:7]={{5},{6}}\",)"};
+    /* 's': the table's column types changed since the shape was made */
+    size_t before = rows.len;
+    const char *r4[] = {"{\"id\":4,\"j\":1,\"b\":[],\"a\":[5],\"v\":null}", "s", "(4,1,[],{5},)"};
     wbuf_reset(&body);
     data_row_body(&body, 3, r4, NULL);
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_EPROTO); /* no types */
+    char types[] = "23,114,3802,1007,25";
+    sh.types = types;
+    assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_ESTALE);
+    sh.types = NULL;
+    /* an array with lower bounds other than 1, quoted or not, one or two dimensions: not pinned */
+    const char *bounded[] = {"(5,,,\"[0:1]={1,2}\",)", "(5,,,[0:0]={1},)",
+                             "(5,,,\"[-2:-1][7:7]={{5},{6}}\",)"};
+    for (size_t i = 0; i < sizeof(bounded) / sizeof(*bounded); i++) {
+        const char *r[] = {"{\"id\":5,\"j\":null,\"b\":null,\"a\":[1],\"v\":null}", "t",
+                           bounded[i]};
+        wbuf_reset(&body);
+        data_row_body(&body, 3, r, NULL);
+        assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_EBOUNDS);
+        assert_int_equal(rows.len, before);
+    }
+    /* a text that only looks like bounds is an array's elements ('{"[0:1]=x"}') */
+    const char *r6[] = {"{\"id\":6,\"j\":null,\"b\":null,\"a\":[\"[0:1]=x\"],\"v\":null}", "t",
+                        "(6,,,\"{\"\"[0:1]=x\"\"}\",)"};
+    wbuf_reset(&body);
+    data_row_body(&body, 3, r6, NULL);
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), 0);
     /* malformed texts: a field too few or too many, a quote not closed, no text at all; nothing
      * is kept of them */
-    size_t before = rows.len;
+    before = rows.len;
     const char *bad[] = {"(5,,,)", "(5,,,,,)", "(5,\"x,,,)", "5,,,,", "(5,\"x\"y,,,)", NULL};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         const char *r[] = {"{\"id\":5,\"j\":null,\"b\":null,\"a\":null,\"v\":null}", "t", bad[i]};
@@ -292,13 +313,12 @@ static void test_rows_extras(void **state)
     }
     pin_rows_close(&rows);
     const char *want =
-        "[[{\"id\":1,\"j\":null,\"b\":null,\"a\":[1,2],\"v\":\"x\"},{\"j\":\"null\",\"b\":\"null\","
-        "\"a\":\"[0:1]=\"}],"
+        "[[{\"id\":1,\"j\":null,\"b\":null,\"a\":[1,2],\"v\":\"x\"},{\"j\":\"null\",\"b\":\"null\"}"
+        "],"
         "[{\"id\":2,\"j\":null,\"b\":null,\"a\":null,\"v\":\"\"},{}],"
         "[{\"id\":3,\"j\":{ \"a\" :\n\"x\\\"y\" },\"b\":\"null\",\"a\":[],\"v\":null},"
         "{\"j\":\"{ \\\"a\\\" :\\u000a\\\"x\\\\\\\"y\\\" }\",\"b\":\"\\\"null\\\"\"}],"
-        "[{\"id\":4,\"j\":1,\"b\":[],\"a\":[[5],[6]],\"v\":null},{\"j\":\"1\",\"b\":\"[]\","
-        "\"a\":\"[-2:-1][7:7]=\"}]]";
+        "[{\"id\":6,\"j\":null,\"b\":null,\"a\":[\"[0:1]=x\"],\"v\":null},{}]]";
     assert_int_equal(rows.len, strlen(want));
     assert_memory_equal(rows.data, want, rows.len);
     wbuf_free(&body);
