@@ -751,11 +751,6 @@ enum pin_need pin_decide(const struct pin_stmt *st, const struct pin_table *t, c
         }
         *why = "its table has no column to return"; /* how many rows: RETURNING cannot say */
     }
-    if (!*why && st->in_cte && pin_values_needed(st, t)) {
-        /* a WITH query's rows come back through pgdual's table as JSON alone (pin_cte.c) */
-        *why = "a WITH query storing json, jsonb or array values (a JSON null, an array's lower "
-               "bounds) that its rows as JSON cannot carry";
-    }
     if (!*why && st->sql_prepare) {
         *why = "SQL PREPARE ... EXECUTE (the extended protocol's Parse/Bind/Execute is pinned)";
     }

@@ -256,6 +256,13 @@ struct pin_shape {
      * pgdual's second column is then 's' where the types differ (PIN_ESTALE). NULL: not known
      * (a table created in the same text), not checked. */
     char *types;
+    /* A data-modifying WITH query's shape (in_cte) has no extras: its rows come back through
+     * pgdual's table as JSON, with the row's text beside them when the shape has json_cols, its
+     * json/jsonb columns among keys (nfields: the table's columns). A row holding a JSON null in
+     * one of them is not pinned (pin_values_readback); an SQL NULL is pinned. An array's bounds
+     * are not seen there (documented). */
+    int njson_cols;
+    struct pin_extra *json_cols;
     int nextras;
     struct pin_extra {
         int field; /* its index among the row's fields */
@@ -301,8 +308,6 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
 void pin_rows_close(struct wbuf *rows);
 /* ---- values the row's JSON cannot carry (pin_values.c) ---- */
 
-/* Does a pinned st of t store or match on a column whose values its JSON cannot carry? */
-bool pin_values_needed(const struct pin_stmt *st, const struct pin_table *t);
 /* sh's extras for st of t. 0 or PIN_ENOMEM. */
 int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
     __attribute__((warn_unused_result));
@@ -314,6 +319,12 @@ int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t 
                    size_t json_len, const uint8_t *rec, size_t rec_len)
     __attribute__((warn_unused_result));
 
+/* A row read back from pgdual's table for a WITH query of shape sh (pin_cte.c): the row's
+ * JSON, or [JSON, its text] when sh has json_cols. *row, *row_len: the JSON object; *json_null:
+ * a json/jsonb column of it holds a JSON null. PIN_EPROTO when r has neither form. */
+int pin_values_readback(const struct pin_shape *sh, const uint8_t *r, size_t len,
+                        const uint8_t **row, size_t *row_len, bool *json_null)
+    __attribute__((warn_unused_result));
 /* The names of t's columns, in order, as to_json prints them (pin_json.c). */
 uint64_t pin_columns_hash(const struct pin_table *t);
 /* The same of the keys of one JSON object, as the server's to_json wrote it. PIN_EPROTO. */

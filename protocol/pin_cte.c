@@ -596,17 +596,26 @@ int pin_cte_build_at(const char *sql, const struct pin_stmt *st, struct pin_shap
      * under the slot pgdual_cte_records keeps for it. */
     if (slot > slot_base || (rec_param && outer)) {
         pin_put_str(primary, ", \"pgdual_r\" AS (INSERT INTO pg_temp.pgdual_pin_rows (n, r) ");
-        for (uint32_t k = slot_base; k < slot; k++) {
-            char num[40], row[128];
+        for (uint32_t k = slot_base, i = 0; k < slot; k++, i++) {
+            char num[40], row[256];
+            while (!shapes[i]) {
+                i++; /* shapes[i]: slot k's */
+            }
             if (rec_param) {
                 /* a statement prepared once: the numbers are its parameter's, bound each time */
                 snprintf(num, sizeof(num), "$%u + %u", rec_param, k - slot_base);
             } else {
                 snprintf(num, sizeof(num), "%u", rec_first + (k - slot_base));
             }
+            /* with the row's text beside its JSON when the JSON cannot tell what it needs to
+             * (pin_values_readback) */
             snprintf(row, sizeof(row),
-                     "%sSELECT %s, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
-                     "\"pgdual_x\"",
+                     shapes[i]->njson_cols
+                         ? "%sSELECT %s, pg_catalog.json_build_array(pg_catalog.to_json("
+                           "\"pgdual_x\".*), pg_catalog.textin(pg_catalog.record_out("
+                           "\"pgdual_x\".*))) FROM \"pgdual_c%u\" AS \"pgdual_x\""
+                         : "%sSELECT %s, pg_catalog.to_json(\"pgdual_x\".*) FROM \"pgdual_c%u\" AS "
+                           "\"pgdual_x\"",
                      k > slot_base ? " UNION ALL " : "", num, k);
             pin_put_str(primary, row);
         }
@@ -658,7 +667,8 @@ int pin_cte_readback_row(const uint8_t *body, size_t len, uint32_t *slot, bool *
     }
     uint32_t jn = wire_u32(&rd);
     const uint8_t *j = rd.failed || jn == 0xffffffffu || jn == 0 ? NULL : wire_bytes(&rd, jn);
-    if (!j || rd.failed || j[0] != '{' || rd.off != len || (mark && (n == 1 || s == 0))) {
+    if (!j || rd.failed || (j[0] != '{' && j[0] != '[') || rd.off != len ||
+        (mark && (n == 1 || s == 0))) {
         return PIN_EPROTO;
     }
     *moved = mark;

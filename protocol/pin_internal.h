@@ -19,6 +19,9 @@ const struct pin_column *pin_find_col(const struct pin_table *t, const char *nam
 /* Does a pinned st's row return column c (INSERT: every stored column; UPDATE: the key and
  * what it sets; DELETE: the key)? */
 bool pin_column_returned(const struct pin_stmt *st, const struct pin_column *c);
+/* The end of the JSON value starting at s[i] (past a string, object or array; at the ',' or the
+ * closing bracket after a scalar), or 0 when it does not end (pin_json.c). */
+size_t pin_json_value_end(const uint8_t *s, size_t len, size_t i);
 /* Does st name the column col (INSERT/COPY column list, UPDATE SET target)? */
 bool pin_stmt_names_col(const struct pin_stmt *st, const char *col);
 /* Why writes of a view or foreign table, or of a table with rules, cannot be pinned. */

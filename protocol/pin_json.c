@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "protocol/pin.h"
+#include "protocol/pin_internal.h"
 
 #define FNV_OFFSET 1469598103934665603ull
 #define FNV_PRIME  1099511628211ull
@@ -115,6 +116,11 @@ static size_t value_end(const uint8_t *s, size_t len, size_t i)
         i++;
     }
     return 0;
+}
+
+size_t pin_json_value_end(const uint8_t *s, size_t len, size_t i)
+{
+    return value_end(s, len, i);
 }
 
 static size_t skip_space(const uint8_t *s, size_t len, size_t i)

@@ -403,6 +403,7 @@ void pin_shape_unref(struct pin_shape *sh)
     free(sh->keys);
     free(sh->extras);
     free(sh->types);
+    free(sh->json_cols);
     free(sh->returning);
     free(sh->head);
     free(sh->tail);

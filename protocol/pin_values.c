@@ -23,16 +23,6 @@
 #include "protocol/pin.h"
 #include "protocol/pin_internal.h"
 
-bool pin_values_needed(const struct pin_stmt *st, const struct pin_table *t)
-{
-    for (int i = 0; i < t->ncols; i++) {
-        if (t->cols[i].kind != PIN_VALUE_PLAIN && pin_column_returned(st, &t->cols[i])) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* "23,3802,...": t's column types, or NULL when one is not known. */
 static int plan_types(struct pin_shape *sh, const struct pin_table *t)
 {
@@ -51,8 +41,35 @@ static int plan_types(struct pin_shape *sh, const struct pin_table *t)
     return sh->types ? 0 : PIN_ENOMEM;
 }
 
+/* A WITH query's shape: its json/jsonb columns, checked row by row (pin.h, json_cols). */
+static int plan_json_cols(struct pin_shape *sh, const struct pin_stmt *st,
+                          const struct pin_table *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        const struct pin_column *c = &t->cols[i];
+        if ((c->kind != PIN_VALUE_JSON && c->kind != PIN_VALUE_JSONB) ||
+            !pin_column_returned(st, c)) {
+            continue;
+        }
+        struct pin_extra *e = realloc(sh->json_cols, ((size_t)sh->njson_cols + 1) * sizeof(*e));
+        if (!e) {
+            return PIN_ENOMEM;
+        }
+        sh->json_cols = e;
+        e = &sh->json_cols[sh->njson_cols++];
+        e->field = i;
+        e->kind = c->kind;
+        pin_copy_name(e->name, c->name);
+    }
+    sh->nfields = t->ncols;
+    return 0;
+}
+
 int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struct pin_table *t)
 {
+    if (st->in_cte) {
+        return plan_json_cols(sh, st, t);
+    }
     sh->nfields = t->ncols;
     for (int i = 0; i < t->ncols; i++) {
         const struct pin_column *c = &t->cols[i];
@@ -277,4 +294,129 @@ int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t 
     }
     pin_put_str(rows, "}]");
     return rows->failed ? PIN_ENOMEM : 0;
+}
+
+/* ---- a WITH query's rows read back from pgdual's table ------------------------------------ */
+
+static size_t skip_json_space(const uint8_t *s, size_t len, size_t i)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) {
+        i++;
+    }
+    return i;
+}
+
+/* The JSON string at s[i] (its opening quote) unescaped into out: the index past it, or 0. Read
+ * are the escapes PostgreSQL's escape_json writes (\" \\ \b \f \n \r \t, \u00XX for other
+ * control characters) and \/; any other \u: 0 (not a text pgdual reads). */
+static size_t json_string(const uint8_t *s, size_t len, size_t i, struct wbuf *out)
+{
+    static const char simple[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+    if (i >= len || s[i] != '"') {
+        return 0;
+    }
+    for (i++; i < len; i++) {
+        if (s[i] == '"') {
+            return i + 1;
+        }
+        if (s[i] != '\\') {
+            wbuf_put_u8(out, s[i]);
+            continue;
+        }
+        if (++i >= len) {
+            return 0;
+        }
+        const char *m = s[i] ? strchr(simple, s[i]) : NULL;
+        if (m && (m - simple) % 2 == 0) {
+            wbuf_put_u8(out, (uint8_t)m[1]);
+            continue;
+        }
+        unsigned v = 0;
+        for (int k = 1; s[i] == 'u' && k <= 4 && i + k < len; k++) {
+            uint8_t h = s[i + k];
+            int d = h >= '0' && h <= '9'   ? h - '0'
+                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                           : -1;
+            v = d < 0 ? 0x10000u : v * 16 + (unsigned)d;
+        }
+        if (s[i] != 'u' || i + 4 >= len || v == 0 || v >= 0x20) {
+            return 0;
+        }
+        wbuf_put_u8(out, (uint8_t)v);
+        i += 4;
+    }
+    return 0;
+}
+
+/* Is the field's value, JSON white space aside, the JSON null? */
+static bool field_is_json_null(const struct record_field *f)
+{
+    char word[5];
+    size_t n = 0;
+    uint8_t c;
+    for (size_t j = field_byte(f, 0, &c); j; j = field_byte(f, j, &c)) {
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue; /* only around the word: "nu ll" is not JSON, the server never stores it */
+        }
+        if (n >= 4) {
+            return false;
+        }
+        word[n++] = (char)c;
+    }
+    word[n] = '\0';
+    return strcmp(word, "null") == 0;
+}
+
+/* The fields of the row's text rec: does one of sh's json_cols hold a JSON null? */
+static int text_json_null(const struct pin_shape *sh, const uint8_t *rec, size_t len, bool *out)
+{
+    if (len < 2 || rec[0] != '(' || rec[len - 1] != ')') {
+        return PIN_EPROTO;
+    }
+    size_t i = 0;
+    int next = 0;
+    for (int field = 0; field < sh->nfields; field++) {
+        struct record_field f;
+        i++;
+        if (read_field(rec, len, &i, &f) < 0 || (rec[i] == ')') != (field == sh->nfields - 1)) {
+            return PIN_EPROTO;
+        }
+        if (next < sh->njson_cols && sh->json_cols[next].field == field) {
+            next++;
+            *out = *out || (!f.null && field_is_json_null(&f));
+        }
+    }
+    return i == len - 1 && next == sh->njson_cols ? 0 : PIN_EPROTO;
+}
+
+int pin_values_readback(const struct pin_shape *sh, const uint8_t *r, size_t len,
+                        const uint8_t **row, size_t *row_len, bool *json_null)
+{
+    *json_null = false;
+    if (!sh->njson_cols) {
+        *row = r;
+        *row_len = len;
+        return len > 0 && r[0] == '{' ? 0 : PIN_EPROTO;
+    }
+    size_t at = len > 0 && r[0] == '[' ? skip_json_space(r, len, 1) : len;
+    size_t end = at < len && r[at] == '{' ? pin_json_value_end(r, len, at) : 0;
+    if (end == 0) {
+        return PIN_EPROTO;
+    }
+    *row = r + at;
+    *row_len = end - at;
+    at = skip_json_space(r, len, end);
+    if (at >= len || r[at] != ',') {
+        return PIN_EPROTO;
+    }
+    struct wbuf text;
+    wbuf_init(&text);
+    size_t after = json_string(r, len, skip_json_space(r, len, at + 1), &text);
+    int rc =
+        after == 0 || skip_json_space(r, len, after) != len - 1 || r[len - 1] != ']' || text.failed
+            ? PIN_EPROTO
+            : text_json_null(sh, text.data, text.len, json_null);
+    wbuf_free(&text);
+    return rc;
 }

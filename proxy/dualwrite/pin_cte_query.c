@@ -42,18 +42,19 @@ bool pin_add_slots(struct session *s, struct unit *u, struct pin_shape *const *s
     if (sl) {
         p->slots = sl;
     }
-    uint64_t *cols = sl ? realloc(p->slot_columns, (size_t)(p->nslots + n) * sizeof(*cols)) : NULL;
-    if (!cols) {
+    struct pin_shape **sh =
+        sl ? realloc(p->slot_shapes, (size_t)(p->nslots + n) * sizeof(*sh)) : NULL;
+    if (!sh) {
         return false;
     }
-    p->slot_columns = cols;
+    p->slot_shapes = sh;
     if (mark_only) {
-        cols[p->nslots] = 0;
+        sh[p->nslots] = NULL;
         wbuf_init(&sl[p->nslots++]);
     }
     for (int i = 0; i < nshapes; i++) {
         if (shapes[i]) {
-            cols[p->nslots] = shapes[i]->columns_hash;
+            sh[p->nslots] = pin_shape_ref(shapes[i]);
             wbuf_init(&sl[p->nslots++]);
         }
     }

@@ -39,7 +39,10 @@ void unit_pin_free(struct unit_pin *p)
         wbuf_free(&p->slots[i]);
     }
     free(p->slots);
-    free(p->slot_columns);
+    for (uint32_t i = 0; p->slot_shapes && i < p->nslots; i++) {
+        pin_shape_unref(p->slot_shapes[i]);
+    }
+    free(p->slot_shapes);
     free(p->steps);
     pin_cte_binds_free(p);
     free(p);

@@ -270,8 +270,11 @@ static const char *readback_why(const struct unit *u)
                                       "shadows it)"
            : u->pin->readback_stale ? "a WITH query's table's columns changed since pgdual read "
                                       "them (DDL of another session)"
-                                    : "the rows of a data-modifying WITH query could not be read "
-                                      "back";
+           : u->pin->readback_json_null
+               ? "a WITH query stored a JSON null in a json or jsonb column (its rows as JSON "
+                 "cannot tell it from an SQL NULL)"
+               : "the rows of a data-modifying WITH query could not be read "
+                 "back";
 }
 
 void pin_account(struct session *s, struct unit *u, bool some_ran)
@@ -409,11 +412,22 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
         return;
     }
     slot -= o->pin->rec_base;
+    const struct pin_shape *sh = o->pin->slot_shapes[slot];
+    bool json_null = false;
+    if (!sh || pin_values_readback(sh, json, jlen, &json, &jlen, &json_null) < 0) {
+        o->pin->readback_failed = true;
+        return;
+    }
     uint64_t keys;
-    if (pin_json_keys_hash(json, jlen, &keys) < 0 || keys != o->pin->slot_columns[slot]) {
+    if (pin_json_keys_hash(json, jlen, &keys) < 0 || keys != sh->columns_hash) {
         /* DDL of another session since the shape was made: the secondary's statement would store
          * the columns pgdual read then, and let new make up the others */
         o->pin->readback_failed = o->pin->readback_stale = true;
+        return;
+    }
+    if (json_null) {
+        /* a JSON null in a json/jsonb column: the secondary would store an SQL NULL */
+        o->pin->readback_failed = o->pin->readback_json_null = true;
         return;
     }
     if (o->pin->slots[slot].len + jlen > PIN_ROWS_MAX) {

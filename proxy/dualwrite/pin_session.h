@@ -218,18 +218,19 @@ struct unit_pin {
      * temporary table by an internal unit right after this one; the secondary gets this unit
      * only once they are in. */
     struct wbuf *slots;
-    uint64_t *slot_columns; /* slot i's table's columns when its shape was made (columns_hash) */
+    struct pin_shape **slot_shapes; /* slot i's shape (a reference; NULL: a mark's slot) */
     uint32_t nslots;
     uint32_t rec_base; /* slot i's rows are recorded in pgdual's table as rec_base + i */
     bool readback_pending;
     bool readback_failed;
-    bool readback_moved; /* ...because a WITH query's table name finds another table now */
-    bool readback_stale; /* ...because a row's columns are not the ones pgdual read */
-    bool readback;       /* an internal unit: the read-back of unit owner's slots */
-    uint32_t owner;      /* ...its serial */
-    bool create;         /* an internal unit: pgdual's PIN_CTE_CHECK */
-    bool made;           /* ...its answer was 't' */
-    bool lookup;         /* an internal unit: pgdual's catalog lookup */
+    bool readback_moved;     /* ...because a WITH query's table name finds another table now */
+    bool readback_stale;     /* ...because a row's columns are not the ones pgdual read */
+    bool readback_json_null; /* ...because a row holds a JSON null in a json/jsonb column */
+    bool readback;           /* an internal unit: the read-back of unit owner's slots */
+    uint32_t owner;          /* ...its serial */
+    bool create;             /* an internal unit: pgdual's PIN_CTE_CHECK */
+    bool made;               /* ...its answer was 't' */
+    bool lookup;             /* an internal unit: pgdual's catalog lookup */
     /* Binds of statements with pinned WITH queries in this batch (pin_cte_exec.c), in order. */
     struct pin_cte_bind *cte_binds;
     int ncte_binds;

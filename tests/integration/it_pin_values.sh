@@ -13,7 +13,9 @@
 # (D) a DELETE matching on a jsonb primary key holding a JSON null: pinned, identical;
 # (E) a prepared INSERT executed after another session dropped a json column: the client's
 #     INSERT succeeds as on old alone (review 18: it failed when the RETURNING named the column);
-# (F) a data-modifying WITH query into such a table: counted, not silent; (G) the outer INSERT of a
+# (F) a data-modifying WITH query into such a table, both protocols: pinned, identical (SQL NULLs
+#     included); one storing a JSON null: counted (its rows come back as JSON; review 20: every
+#     such WITH write was counted); (G) the outer INSERT of a
 #     query whose WITH query writes another table: pinned, identical, both protocols;
 # (H) an array whose lower bounds are not 1 (only its text carries them, in each server's own
 #     settings): counted, also in a table created in the same Query (an array type named _int4);
@@ -127,8 +129,16 @@ assert_eq "2" "$(psql_old "$DB" -tA -c "SELECT count(*) FROM jv WHERE v = 'after
 
 # --- F ----------------------------------------------------------------------------------------
 it_status_mark
-psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO jv (b, v) VALUES ('null', 'with') RETURNING id) SELECT count(*) FROM w" >/dev/null
-assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: a WITH write of a jsonb column: counted"
+psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO jv (b, d, v) VALUES ('{\"k\": 1}', '{}', 'with') RETURNING id) SELECT count(*) FROM w" >/dev/null
+pq >"$IT_TMP/f.out" <<'EOF'
+X	WITH w AS (INSERT INTO jv (b, v) VALUES ($1::jsonb, 'with extended') RETURNING id) SELECT count(*) FROM w	[1, null]
+EOF
+assert_eq "1" "$(grep -c "TUPLES_OK" "$IT_TMP/f.out")" "F: the extended-protocol WITH query ran"
+# (E's row after the DROP went verbatim, counted: its clock differs on new)
+check "F: a WITH write of json/jsonb values and SQL NULLs" "(SELECT * FROM jv WHERE v LIKE 'with%')" 2
+it_status_mark
+psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO jv (b, v) VALUES ('null', 'with null') RETURNING id) SELECT count(*) FROM w" >/dev/null
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: a WITH write of a JSON null: counted"
 
 # --- H ----------------------------------------------------------------------------------------
 it_status_mark

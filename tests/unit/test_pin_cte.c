@@ -284,7 +284,7 @@ static void test_cte_readback_row(void **state)
     b.data[7] = 'x'; /* not a number */
     assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
     b.data[7] = '2';
-    b.data[12] = '['; /* not an object */
+    b.data[12] = '"'; /* neither an object nor [object, its text] */
     assert_int_equal(pin_cte_readback_row(b.data, b.len, &slot, &moved, &j, &jn), PIN_EPROTO);
     b.data[12] = '{';
     /* a moved-name mark: -(record number) - 1 */

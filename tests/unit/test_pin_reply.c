@@ -325,6 +325,65 @@ static void test_rows_extras(void **state)
     wbuf_free(&rows);
 }
 
+/* A WITH query's row read back from pgdual's table: [JSON, its text] for a shape with json/jsonb
+ * columns (a JSON null there is not pinned; an SQL NULL is), the JSON alone otherwise. */
+static void test_rows_readback(void **state)
+{
+    (void)state;
+    struct pin_extra jcols[] = {{.field = 1, .kind = PIN_VALUE_JSON, .name = "j"},
+                                {.field = 2, .kind = PIN_VALUE_JSONB, .name = "b"}};
+    struct pin_shape sh = {.refs = 1, .m = 2, .nfields = 4, .njson_cols = 2, .json_cols = jcols};
+    struct {
+        const char *r;
+        int rc;
+        bool json_null;
+    } cases[] = {
+        {"[{\"id\":1,\"j\":null,\"b\":{},\"v\":\"x\"}, \"(1,,{},x)\"]", 0, false},
+        {"[{\"id\":1,\"j\":null,\"b\":null,\"v\":null}, \"(1,null,,)\"]", 0, true},
+        {"[{\"id\":1,\"j\":null,\"b\":null,\"v\":null}, \"(1,,null,)\"]", 0, true},
+        /* json's own spacing around null: record_out quotes it */
+        {"[{\"id\":1,\"j\": null ,\"b\":null,\"v\":null}, \"(1,\\\" null \\\",,)\"]", 0, true},
+        /* a jsonb string "null", a text column holding null: not a JSON null */
+        {"[{\"id\":1,\"j\":1,\"b\":\"null\",\"v\":\"null\"}, "
+         "\"(1,1,\\\"\\\"\\\"null\\\"\\\"\\\",null)\"]",
+         0, false},
+        /* control characters escaped by escape_json */
+        {"[{\"id\":1,\"j\":{},\"b\":null,\"v\":\"a\\nb\"}, \"(1,{},,\\\"a\\u000ab\\\")\"]", 0,
+         false},
+        /* malformed: no text, a text of another width, an escape pgdual does not read */
+        {"{\"id\":1,\"j\":null,\"b\":null,\"v\":null}", PIN_EPROTO, false},
+        {"[{\"id\":1}, \"(1,,)\"]", PIN_EPROTO, false},
+        {"[{\"id\":1}, \"(1,\\u00e9,,)\"]", PIN_EPROTO, false},
+        {"[{\"id\":1}, \"(1,,,)\"", PIN_EPROTO, false},
+        {"[{\"id\":1} \"(1,,,)\"]", PIN_EPROTO, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        const uint8_t *row = NULL;
+        size_t row_len = 0;
+        bool json_null = !cases[i].json_null;
+        print_message("%s\n", cases[i].r);
+        assert_int_equal(pin_values_readback(&sh, (const uint8_t *)cases[i].r, strlen(cases[i].r),
+                                             &row, &row_len, &json_null),
+                         cases[i].rc);
+        if (cases[i].rc == 0) {
+            assert_int_equal(json_null, cases[i].json_null);
+            assert_int_equal(row[0], '{');
+            assert_int_equal(row[row_len - 1], '}');
+        }
+    }
+    /* no json/jsonb column: the JSON alone, as it is */
+    struct pin_shape plain = {.refs = 1, .m = 2};
+    const char *r = "{\"id\":1}";
+    const uint8_t *row = NULL;
+    size_t row_len = 0;
+    bool json_null = true;
+    assert_int_equal(
+        pin_values_readback(&plain, (const uint8_t *)r, strlen(r), &row, &row_len, &json_null), 0);
+    assert_false(json_null);
+    assert_ptr_equal(row, (const uint8_t *)r);
+    assert_int_equal(row_len, strlen(r));
+}
+
 /* Keys as the server's to_json writes them: escaped names; values nested, with strings holding
  * braces, commas, colons and quotes. */
 static void test_json_keys(void **state)
@@ -729,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_strip_data_row),
         cmocka_unit_test(test_rows_json),
         cmocka_unit_test(test_rows_extras),
+        cmocka_unit_test(test_rows_readback),
         cmocka_unit_test(test_json_keys),
         cmocka_unit_test(test_rows_malformed),
         cmocka_unit_test(test_substitute_query),
