@@ -287,8 +287,8 @@ void pin_account(struct session *s, struct unit *u, bool some_ran)
         if (st->pinned && !st->describe && (!st->complete || st->broken)) {
             unpinned(u, st->other_table ? "the primary wrote another table than its name finds now "
                                           "(a table made since shadows it)"
-                        : st->stale_table ? "its table's columns or their types changed since "
-                                            "pgdual read them (DDL since it was prepared)"
+                        : st->stale_table ? "its table's columns changed since pgdual read them "
+                                            "(added, dropped or retyped since it was prepared)"
                         : st->bounded ? "it stores an array whose lower bounds are not 1, which "
                                         "its rows as JSON cannot carry"
                         : st->broken  ? "its returned rows could not be kept"
