@@ -259,8 +259,8 @@ struct pin_shape {
     /* A data-modifying WITH query's shape (in_cte) has no extras: its rows come back through
      * pgdual's table as JSON, with the row's text beside them when the shape has json_cols, its
      * json/jsonb columns among keys (nfields: the table's columns). A row holding a JSON null in
-     * one of them is not pinned (pin_values_readback); an SQL NULL is pinned. An array's bounds
-     * are not seen there (documented). */
+     * one of them, or a json scalar, is not pinned (pin_values_readback); an SQL NULL is. An
+     * array's bounds are not seen there (documented). */
     int njson_cols;
     struct pin_extra *json_cols;
     int nextras;
@@ -321,7 +321,9 @@ int pin_values_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t 
 
 /* A row read back from pgdual's table for a WITH query of shape sh (pin_cte.c): the row's
  * JSON, or [JSON, its text] when sh has json_cols. *row, *row_len: the JSON object; *json_null:
- * a json/jsonb column of it holds a JSON null. PIN_EPROTO when r has neither form. */
+ * a json/jsonb column of it holds a value the secondary would not store as old holds it (a JSON
+ * null; a json column's top-level scalar or its text with white space around). PIN_EPROTO when r
+ * has neither form. */
 int pin_values_readback(const struct pin_shape *sh, const uint8_t *r, size_t len,
                         const uint8_t **row, size_t *row_len, bool *json_null)
     __attribute__((warn_unused_result));

@@ -271,8 +271,8 @@ static const char *readback_why(const struct unit *u)
            : u->pin->readback_stale ? "a WITH query's table's columns changed since pgdual read "
                                       "them (DDL of another session)"
            : u->pin->readback_json_null
-               ? "a WITH query stored a JSON null in a json or jsonb column (its rows as JSON "
-                 "cannot tell it from an SQL NULL)"
+               ? "a WITH query stored a JSON null in a json or jsonb column, or a json scalar "
+                 "(its rows as JSON cannot carry them)"
                : "the rows of a data-modifying WITH query could not be read "
                  "back";
 }
@@ -426,7 +426,7 @@ void pin_readback_row(struct session *s, struct unit *u, const uint8_t *body, si
         return;
     }
     if (json_null) {
-        /* a JSON null in a json/jsonb column: the secondary would store an SQL NULL */
+        /* a JSON null (the secondary would store an SQL NULL), or a json scalar (another text) */
         o->pin->readback_failed = o->pin->readback_json_null = true;
         return;
     }

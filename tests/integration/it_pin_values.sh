@@ -14,8 +14,8 @@
 # (E) a prepared INSERT executed after another session dropped a json column: the client's
 #     INSERT succeeds as on old alone (review 18: it failed when the RETURNING named the column);
 # (F) a data-modifying WITH query into such a table, both protocols: pinned, identical (SQL NULLs
-#     included); one storing a JSON null: counted (its rows come back as JSON; review 20: every
-#     such WITH write was counted); (G) the outer INSERT of a
+#     included); one storing a JSON null or a json scalar: counted (its rows come back as JSON,
+#     which new's json_populate_record unescapes; reviews 20 and 22); (G) the outer INSERT of a
 #     query whose WITH query writes another table: pinned, identical, both protocols;
 # (H) an array whose lower bounds are not 1 (only its text carries them, in each server's own
 #     settings): counted, also in a table created in the same Query (an array type named _int4);
@@ -60,6 +60,7 @@ CREATE DOMAIN doc AS jsonb CHECK (VALUE IS NULL OR jsonb_typeof(VALUE) IN ('obje
 CREATE TABLE jv (id serial PRIMARY KEY, j json, b jsonb, d doc, a int[], da date[],
                  v text, at timestamptz DEFAULT now());
 CREATE TABLE jk (k jsonb PRIMARY KEY, n int);
+CREATE TABLE js (id serial PRIMARY KEY, j json);
 INSERT INTO jk VALUES ('null', 1), ('{"a": 1}', 2), ('"null"', 3), ('[]', 4);
 SQL
 
@@ -139,6 +140,9 @@ check "F: a WITH write of json/jsonb values and SQL NULLs" "(SELECT * FROM jv WH
 it_status_mark
 psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO jv (b, v) VALUES ('null', 'with null') RETURNING id) SELECT count(*) FROM w" >/dev/null
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: a WITH write of a JSON null: counted"
+it_status_mark
+psql_proxy "$DB" -q -c "WITH w AS (INSERT INTO js (j) VALUES ('\"a\\u00e9\"') RETURNING id) SELECT count(*) FROM w" >/dev/null
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "F: a WITH write of a json scalar (new would unescape it): counted"
 
 # --- H ----------------------------------------------------------------------------------------
 it_status_mark

@@ -344,9 +344,16 @@ static void test_rows_readback(void **state)
         /* json's own spacing around null: record_out quotes it */
         {"[{\"id\":1,\"j\": null ,\"b\":null,\"v\":null}, \"(1,\\\" null \\\",,)\"]", 0, true},
         /* a jsonb string "null", a text column holding null: not a JSON null */
-        {"[{\"id\":1,\"j\":1,\"b\":\"null\",\"v\":\"null\"}, "
-         "\"(1,1,\\\"\\\"\\\"null\\\"\\\"\\\",null)\"]",
+        {"[{\"id\":1,\"j\":[],\"b\":\"null\",\"v\":\"null\"}, "
+         "\"(1,[],\\\"\\\"\\\"null\\\"\\\"\\\",null)\"]",
          0, false},
+        /* a json scalar, or json text with space around it: new would not keep its text; a
+         * jsonb scalar is kept (its normal form) */
+        {"[{\"id\":1,\"j\":1,\"b\":null,\"v\":null}, \"(1,1,,)\"]", 0, true},
+        {"[{\"id\":1,\"j\":\"a\",\"b\":null,\"v\":null}, \"(1,\\\"\\\"\\\"a\\\"\\\"\\\",,)\"]", 0,
+         true},
+        {"[{\"id\":1,\"j\": {} ,\"b\":null,\"v\":null}, \"(1,\\\" {} \\\",,)\"]", 0, true},
+        {"[{\"id\":1,\"j\":null,\"b\":1,\"v\":null}, \"(1,,1,)\"]", 0, false},
         /* control characters escaped by escape_json */
         {"[{\"id\":1,\"j\":{},\"b\":null,\"v\":\"a\\nb\"}, \"(1,{},,\\\"a\\u000ab\\\")\"]", 0,
          false},
