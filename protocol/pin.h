@@ -251,10 +251,10 @@ struct pin_shape {
      * there are any, m is 3: the row's text (record_out) comes third, and the secondary gets
      * each row as [row, extras]. */
     int nfields; /* the table's columns: the fields of the row's text */
-    /* Their types when pgdual read the catalog ("23,3802,..."), which the primary checks at each
-     * execution (a prepared statement outlives an ALTER ... TYPE or a change of search_path):
-     * pgdual's second column is then 's' where the types differ (PIN_ESTALE). NULL: not known
-     * (a table created in the same text), not checked. */
+    /* The table's column types when pgdual read the catalog ("23,3802,..."), which the primary
+     * checks at each execution (a prepared statement outlives an ALTER ... TYPE or a change of
+     * search_path): pgdual's second column is then 's' where the types differ (PIN_ESTALE). NULL:
+     * not known (a table created in the same text) or a WITH query's shape, not checked. */
     char *types;
     /* A data-modifying WITH query's shape (in_cte) has no extras: its rows come back through
      * pgdual's table as JSON, with the row's text beside them when the shape has json_cols, its

@@ -14,8 +14,9 @@
  * array with bounds is not pinned (PIN_EBOUNDS: counted): only an array's text carries them, and
  * its elements' text depends on each server's settings (DateStyle, TimeZone, extra_float_digits),
  * which may differ. The row's text is only read here, never sent to the secondary.
- * The shape also keeps the table's column types, which the primary checks at each execution (a
- * prepared statement outlives an ALTER ... TYPE): a row whose table's types changed is stale. */
+ * Every shape (not a WITH query's) also keeps the table's column types, which the primary checks
+ * at each execution (a prepared statement outlives an ALTER ... TYPE): a row whose table's types
+ * changed is stale. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,8 @@ static int plan_types(struct pin_shape *sh, const struct pin_table *t)
 {
     struct wbuf b;
     wbuf_init(&b);
-    for (int i = 0; i < t->ncols; i++) {
-        if (t->cols[i].type_oid == 0) {
+    for (int i = 0; i < t->ncols || t->ncols == 0; i++) {
+        if (t->ncols == 0 || t->cols[i].type_oid == 0) {
             wbuf_free(&b);
             return 0;
         }
@@ -86,7 +87,10 @@ int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struc
         e->kind = c->kind;
         pin_copy_name(e->name, c->name);
     }
-    return sh->nextras ? plan_types(sh, t) : 0;
+    /* Every shape: a column retyped since a prepared statement's Parse (ALTER ... TYPE, or
+     * search_path now finding another table of that name) may now be json or an array, whose
+     * values the plain JSON form does not carry (review 22). */
+    return plan_types(sh, t);
 }
 
 static const struct pin_extra *extra_of(const struct pin_shape *sh, const char *col)

@@ -19,8 +19,8 @@
 #     query whose WITH query writes another table: pinned, identical, both protocols;
 # (H) an array whose lower bounds are not 1 (only its text carries them, in each server's own
 #     settings): counted, also in a table created in the same Query (an array type named _int4);
-#     a prepared INSERT executed after an ALTER ... TYPE of such a column: counted (review 20: it
-#     applied the rule of the old type silently).
+#     a prepared INSERT executed after an ALTER ... TYPE of such a column, or of a text column to
+#     jsonb: counted (reviews 20 and 22: new got the old type's rule, or SQL NULL, silently).
 # Before, A-D left new different (SQL NULL for JSON null, arrays from 1), in_sync.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../harness/lib.sh
@@ -165,6 +165,18 @@ EOF
 assert_eq "2" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/h.out")" "H: the prepared INSERT ran before and after ALTER ... TYPE"
 assert_eq 1 "$(it_status_delta pinned_writes_total)" "H: pinned before the ALTER"
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: counted after it (the types changed)"
+# ... also when the table had no such column when the statement was prepared (review 22)
+psql_proxy "$DB" -q -c "CREATE TABLE plainly (id serial PRIMARY KEY, v text)"
+it_status_mark
+pq >"$IT_TMP/h2.out" <<'EOF'
+P	ins4	INSERT INTO plainly (v) VALUES ($1::jsonb)
+E	ins4	{}
+Q	ALTER TABLE plainly ALTER v TYPE jsonb USING v::jsonb
+E	ins4	null
+EOF
+assert_eq "2" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/h2.out")" "H: a prepared INSERT into a text column ran before and after its ALTER to jsonb"
+assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: counted after it (the types changed)"
+assert_eq "t" "$(psql_old "$DB" -tA -c "SELECT v = 'null' FROM plainly WHERE id = 2")" "H: old stored a JSON null"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -40,13 +40,15 @@ static int add_row(struct pin_table *t, const char *const v[8])
 }
 
 /* The catalog's kind of a column of flags and its type's OID (pin_catalog.c): j json, b jsonb,
- * a an array (int[]), else an int. */
+ * a an array (int[]), o an int; else a plain column of a type not given (no OID: the shapes of
+ * such a table check no types, as for a table made in the same text). */
 static const char *kind_of(const char *flags)
 {
     return strchr(flags, 'j')   ? "j114"
            : strchr(flags, 'b') ? "b3802"
            : strchr(flags, 'a') ? "a1007"
-                                : "p23";
+           : strchr(flags, 'o') ? "p23"
+                                : "p";
 }
 
 /* A column of table qname: flags g generated, i identity, p pk, j json, b jsonb, a an array;
