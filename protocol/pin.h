@@ -159,7 +159,6 @@ struct pin_column {
     bool identity;         /* GENERATED ... AS IDENTITY: an upsert never sets it */
     bool pk;
     enum pin_value_kind kind; /* what the row's JSON cannot carry of its values (pin_values.c) */
-    uint32_t type_oid;        /* its type (0: not known, a table created in the same text) */
 };
 
 /* pg_trigger.tgtype's event bits. */
@@ -169,6 +168,9 @@ struct pin_column {
 
 struct pin_table {
     bool found;
+    /* The columns' kinds are the catalog's (not a CREATE TABLE's in the same text, which cannot
+     * see through a domain): the primary may check them at each execution (pin_shape's kinds). */
+    bool kinds_known;
     char qname[2 * (2 * PIN_NAME_MAX + 2) + 2]; /* "schema"."rel" as the catalog found it (logs) */
     const char *blocked; /* why no write of it can be pinned (a static string), or NULL */
     /* The events (PIN_TRIG_*) for which an enabled user trigger of the table (or of a partition)
@@ -251,11 +253,14 @@ struct pin_shape {
      * there are any, m is 3: the row's text (record_out) comes third, and the secondary gets
      * each row as [row, extras]. */
     int nfields; /* the table's columns: the fields of the row's text */
-    /* The table's column types when pgdual read the catalog ("23,3802,..."), which the primary
-     * checks at each execution (a prepared statement outlives an ALTER ... TYPE or a change of
-     * search_path): pgdual's second column is then 's' where the types differ (PIN_ESTALE). NULL:
-     * not known (a table created in the same text) or a WITH query's shape, not checked. */
-    char *types;
+    /* The kinds of the table's columns when pgdual read the catalog ("pjbap": pin_value_kind's
+     * letters, PIN_COLUMN_KIND), which the primary checks at each execution (a prepared statement
+     * outlives an ALTER ... TYPE or a change of search_path): pgdual's second column is then 's'
+     * where a kind differs (PIN_ESTALE). Kinds, not type OIDs: an int made bigint changes nothing
+     * pinning depends on, and a user type's OID differs between the two servers (a statement
+     * prepared before SET primary = new runs on after it). NULL: not known (a table created in
+     * the same text) or a WITH query's shape, not checked. */
+    char *kinds;
     /* A data-modifying WITH query's shape (in_cte) has no extras: its rows come back through
      * pgdual's table as JSON, with the row's text beside them when the shape has json_cols, its
      * json/jsonb columns among keys (nfields: the table's columns). A row holding a JSON null in

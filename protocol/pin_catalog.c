@@ -87,12 +87,7 @@ int pin_catalog_query(const struct pin_stmt *st, struct wbuf *out)
              "false), ");
     /* what the row's JSON cannot carry of the column's values (pin_values.c): by its type, or
      * its domain's base type (through domains over domains) */
-    pin_put_str(
-        out, "(WITH RECURSIVE b(oid) AS (SELECT a.atttypid UNION ALL SELECT x.typbasetype FROM b "
-             "JOIN pg_catalog.pg_type x ON x.oid = b.oid WHERE x.typtype = 'd') SELECT CASE "
-             "WHEN bt.oid = 114 THEN 'j' WHEN bt.oid = 3802 THEN 'b' WHEN bt.typcategory = 'A' "
-             "THEN 'a' ELSE 'p' END || a.atttypid::pg_catalog.text FROM b JOIN pg_catalog.pg_type "
-             "bt ON bt.oid = b.oid AND bt.typtype <> 'd'), ");
+    pin_put_str(out, PIN_COLUMN_KIND ", ");
     /* the events whose triggers may make up values, then those whose may write (each its own
      * piece: C limits a string literal's length) */
     pin_put_str(out,
@@ -257,7 +252,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
         return PIN_EPROTO;
     }
     char qname[sizeof(t->qname)], blocked[16], name[PIN_NAME_MAX + 1];
-    char generated[2], identity[2], pk[2], kind[16], tvalues[12], twrites[12], relkind[2];
+    char generated[2], identity[2], pk[2], kind[2], tvalues[12], twrites[12], relkind[2];
     char def[4096];
     bool null_name, null_def, null, null_defs;
     if (row_field(&rd, qname, sizeof(qname), &null) ||
@@ -314,10 +309,7 @@ int pin_table_add_row(struct pin_table *t, const uint8_t *body, size_t len,
               : kind[0] == 'b' ? PIN_VALUE_JSONB
               : kind[0] == 'a' ? PIN_VALUE_ARRAY
                                : PIN_VALUE_PLAIN;
-    /* then the type's OID (a reply without one, or an odd one, leaves it unknown: not checked) */
-    char *end = NULL;
-    unsigned long oid = kind[0] ? strtoul(kind + 1, &end, 10) : 0;
-    c->type_oid = end && end != kind + 1 && !*end && oid <= UINT32_MAX ? (uint32_t)oid : 0;
+    t->kinds_known = true; /* the catalog's own kinds (domains followed) */
     /* A default too long to read here is taken as volatile (when in doubt, pin). A generated
      * column's expression is no default: the server requires it immutable, and the secondary
      * computes it again from the row (a function of the user's there is not a value made up). */

@@ -243,19 +243,18 @@ static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
                    "\"pgdual_tree\")");
 }
 
-/* put_same_table as 't' or 'f', or 's' when the table the name finds now has other column types
- * than types (pin_shape's: an ALTER ... TYPE since a prepared statement's Parse, or a change of
- * search_path to a table of the same name and columns). The types are read once per execution. */
-static void put_same_table_typed(struct wbuf *b, const struct pin_stmt *st, const char *types)
+/* put_same_table as 't' or 'f', or 's' when the columns of the table the name finds now are of
+ * other kinds than kinds (pin_shape's: an ALTER ... TYPE since a prepared statement's Parse, or
+ * a change of search_path to a table of the same name and columns). Read once per execution. */
+static void put_same_table_typed(struct wbuf *b, const struct pin_stmt *st, const char *kinds)
 {
     pin_put_str(b, "CASE WHEN (");
     put_same_table(b, st);
-    pin_put_str(b, ") IS NOT TRUE THEN 'f' WHEN (SELECT pg_catalog.string_agg(a.atttypid::"
-                   "pg_catalog.text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE "
-                   "a.attrelid = ");
+    pin_put_str(b, ") IS NOT TRUE THEN 'f' WHEN (SELECT pg_catalog.string_agg(" PIN_COLUMN_KIND
+                   ", '' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
     put_named_oid(b, st->schema, st->rel);
     pin_put_str(b, " AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM ");
-    pin_put_escaped_literal(b, types);
+    pin_put_escaped_literal(b, kinds);
     pin_put_str(b, " THEN 's' ELSE 't' END");
 }
 
@@ -293,8 +292,8 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
                                          : "\nRETURNING pg_catalog.to_json(");
     pin_put_ident(&r, st->ref);
     pin_put_str(&r, ".*), ");
-    if (sh->types) {
-        put_same_table_typed(&r, st, sh->types);
+    if (sh->kinds) {
+        put_same_table_typed(&r, st, sh->kinds);
     } else {
         put_same_table(&r, st);
     }
@@ -402,7 +401,7 @@ void pin_shape_unref(struct pin_shape *sh)
     }
     free(sh->keys);
     free(sh->extras);
-    free(sh->types);
+    free(sh->kinds);
     free(sh->json_cols);
     free(sh->returning);
     free(sh->head);
@@ -522,7 +521,7 @@ int pin_rows_add(struct wbuf *rows, const struct pin_shape *sh, const uint8_t *b
         rlen = wire_u32(&rd);
         rec = rlen == 0xffffffffu ? NULL : wire_bytes(&rd, rlen);
     }
-    bool typed = sh->types != NULL;
+    bool typed = sh->kinds != NULL;
     if (rd.failed || !v || v[0] != '{' || rd.off != rd.len || (sh->nextras && !rec) ||
         (slen != 0xffffffffu &&
          (!same || (same[0] != 't' && same[0] != 'f' && !(typed && same[0] == 's'))))) {

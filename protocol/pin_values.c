@@ -14,9 +14,9 @@
  * array with bounds is not pinned (PIN_EBOUNDS: counted): only an array's text carries them, and
  * its elements' text depends on each server's settings (DateStyle, TimeZone, extra_float_digits),
  * which may differ. The row's text is only read here, never sent to the secondary.
- * Every shape (not a WITH query's) also keeps the table's column types, which the primary checks
- * at each execution (a prepared statement outlives an ALTER ... TYPE): a row whose table's types
- * changed is stale. */
+ * Every shape (not a WITH query's) also keeps the kinds of the table's columns, which the primary
+ * checks at each execution (a prepared statement outlives an ALTER ... TYPE): a row whose table's
+ * kinds changed is stale. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +24,25 @@
 #include "protocol/pin.h"
 #include "protocol/pin_internal.h"
 
-/* "23,3802,...": t's column types, or NULL when one is not known. */
-static int plan_types(struct pin_shape *sh, const struct pin_table *t)
+/* "pjbap": t's columns' kinds (pin_shape's kinds), or NULL when not known. */
+static int plan_kinds(struct pin_shape *sh, const struct pin_table *t)
 {
-    struct wbuf b;
-    wbuf_init(&b);
-    for (int i = 0; i < t->ncols || t->ncols == 0; i++) {
-        if (t->ncols == 0 || t->cols[i].type_oid == 0) {
-            wbuf_free(&b);
-            return 0;
-        }
-        char oid[16];
-        snprintf(oid, sizeof(oid), "%s%u", i ? "," : "", t->cols[i].type_oid);
-        pin_put_str(&b, oid);
+    static const char letter[] = {[PIN_VALUE_PLAIN] = 'p',
+                                  [PIN_VALUE_JSON] = 'j',
+                                  [PIN_VALUE_JSONB] = 'b',
+                                  [PIN_VALUE_ARRAY] = 'a'};
+    if (!t->kinds_known || t->ncols == 0) {
+        return 0;
     }
-    sh->types = pin_take_string(&b);
-    return sh->types ? 0 : PIN_ENOMEM;
+    sh->kinds = malloc((size_t)t->ncols + 1);
+    if (!sh->kinds) {
+        return PIN_ENOMEM;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        sh->kinds[i] = letter[t->cols[i].kind];
+    }
+    sh->kinds[t->ncols] = '\0';
+    return 0;
 }
 
 /* A WITH query's shape: its json/jsonb columns, checked row by row (pin.h, json_cols). */
@@ -90,7 +93,7 @@ int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struc
     /* Every shape: a column retyped since a prepared statement's Parse (ALTER ... TYPE, or
      * search_path now finding another table of that name) may now be json or an array, whose
      * values the plain JSON form does not carry (review 22). */
-    return plan_types(sh, t);
+    return plan_kinds(sh, t);
 }
 
 static const struct pin_extra *extra_of(const struct pin_shape *sh, const char *col)

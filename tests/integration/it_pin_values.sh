@@ -177,6 +177,22 @@ EOF
 assert_eq "2" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/h2.out")" "H: a prepared INSERT into a text column ran before and after its ALTER to jsonb"
 assert_eq 1 "$(it_status_delta nondeterministic_writes_total)" "H: counted after it (the types changed)"
 assert_eq "t" "$(psql_old "$DB" -tA -c "SELECT v = 'null' FROM plainly WHERE id = 2")" "H: old stored a JSON null"
+# ... but a change of type that pinning does not depend on (int to bigint) counts nothing (review
+# 23: comparing type OIDs counted it, and every write after SET primary = new to a table with a
+# user type, whose OIDs differ between the servers)
+psql_proxy "$DB" -q -c "CREATE TYPE mood AS ENUM ('ok', 'sad')" \
+    -c "CREATE TABLE widened (id serial PRIMARY KEY, n int, m mood, at timestamptz DEFAULT now())"
+it_status_mark
+pq >"$IT_TMP/h3.out" <<'EOF'
+P	ins5	INSERT INTO widened (n, m) VALUES ($1::int, 'ok')
+E	ins5	1
+Q	ALTER TABLE widened ALTER n TYPE bigint
+E	ins5	2
+EOF
+assert_eq "2" "$(grep -c "COMMAND_OK	INSERT 0 1" "$IT_TMP/h3.out")" "H: a prepared INSERT ran before and after ALTER ... TYPE bigint"
+assert_eq 2 "$(it_status_delta pinned_writes_total)" "H: ... pinned both times"
+assert_eq 0 "$(it_status_delta nondeterministic_writes_total)" "H: ... nothing counted"
+same_rows widened "H: widened identical on old and new"
 
 it_proxy_stop
 it_check_sanitizer_log

@@ -39,16 +39,10 @@ static int add_row(struct pin_table *t, const char *const v[8])
     return add_row_trig(t, v, "0", "0");
 }
 
-/* The catalog's kind of a column of flags and its type's OID (pin_catalog.c): j json, b jsonb,
- * a an array (int[]), o an int; else a plain column of a type not given (no OID: the shapes of
- * such a table check no types, as for a table made in the same text). */
+/* The catalog's kind of a column of flags (pin_catalog.c): j json, b jsonb, a an array. */
 static const char *kind_of(const char *flags)
 {
-    return strchr(flags, 'j')   ? "j114"
-           : strchr(flags, 'b') ? "b3802"
-           : strchr(flags, 'a') ? "a1007"
-           : strchr(flags, 'o') ? "p23"
-                                : "p";
+    return strchr(flags, 'j') ? "j" : strchr(flags, 'b') ? "b" : strchr(flags, 'a') ? "a" : "p";
 }
 
 /* A column of table qname: flags g generated, i identity, p pk, j json, b jsonb, a an array;
@@ -76,4 +70,7 @@ static void table_t(struct pin_table *t)
     col(t, "public.t", "ts", "", "now()");
     col(t, "public.t", "g", "g", "(v * 2)");
     col(t, "public.t", "j", "", NULL);
+    /* The shapes' expected texts below leave out the per-execution check of the columns' kinds
+     * (test_shape_extras has it): as for a table made in the same text. */
+    t->kinds_known = false;
 }

@@ -367,6 +367,7 @@ static void test_table_rows(void **state)
         col(&t, "public.t", c[i].name, c[i].flags, c[i].def);
     }
     assert_true(t.found);
+    assert_true(t.kinds_known); /* the catalog's, domains followed */
     assert_string_equal(t.qname, "public.t");
     assert_null(t.blocked);
     assert_int_equal(t.ncols, (int)n);
@@ -496,6 +497,7 @@ static void test_created_table(void **state)
     assert_true(t->cols[2].volatile_default);  /* random() */
     assert_false(t->cols[3].volatile_default); /* 7 */
     assert_true(t->cols[4].generated);
+    assert_false(t->kinds_known); /* a domain would not be seen: no per-execution check */
     assert_int_equal(t->cols[5].kind, PIN_VALUE_JSONB);
     assert_int_equal(t->cols[6].kind, PIN_VALUE_ARRAY);
     assert_int_equal(t->cols[7].kind, PIN_VALUE_JSON);

@@ -279,10 +279,10 @@ static void test_rows_extras(void **state)
     wbuf_reset(&body);
     data_row_body(&body, 3, r4, NULL);
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_EPROTO); /* no types */
-    char types[] = "23,114,3802,1007,25";
-    sh.types = types;
+    char kinds[] = "pjbap";
+    sh.kinds = kinds;
     assert_int_equal(pin_rows_add(&rows, &sh, body.data, body.len), PIN_ESTALE);
-    sh.types = NULL;
+    sh.kinds = NULL;
     /* an array with lower bounds other than 1, quoted or not, one or two dimensions: not pinned */
     const char *bounded[] = {"(5,,,\"[0:1]={1,2}\",)", "(5,,,[0:0]={1},)",
                              "(5,,,\"[-2:-1][7:7]={{5},{6}}\",)"};
