@@ -189,9 +189,14 @@ check "dense differences: exit 0, 15000 rows updated" \
      [ \$(wc -l <'$W/dense.jsonl') -eq 15000 ]"
 check "dense differences: plain verify finds 0 differences" \
     "'$BIN' --old '$OLD' --new '$NEW' --tables fill >/dev/null 2>&1"
-check "probe: every range a leaf at 5 %, checksums at 0.1 %" \
+# The probe's sample is random (TABLESAMPLE, random()): at 0.1 % it draws 3 or more of the 317
+# differing rows in about one run in eleven, and then rightly takes every range as a leaf. So
+# at 0.1 % the check is that the choice follows what the sample drew (fewer than 3: checksums).
+sparse=$(grep -m1 'stats: public.fill: probe:' "$W/par.err")
+sparse_diffs=$(echo "$sparse" | sed -n 's/.*probe: \([0-9]*\) of .*/\1/p')
+check "probe: every range a leaf at 5 %, checksums at 0.1 % when its sample drew fewer than 3 ($sparse)" \
     "grep -m1 'stats: public.fill: probe:' '$W/dense.err' | grep -q 'every range a leaf' &&
-     grep -m1 'stats: public.fill: probe:' '$W/par.err' | grep -q 'checksums'"
+     { [ \"\${sparse_diffs:-9}\" -ge 3 ] || echo '$sparse' | grep -q 'checksums'; }"
 
 # Different server defaults on the two sides: new's database reads dates as SQL, DMY and prints
 # timestamptz in India's zone. A repaired row must still hold old's values (01/02 is 2 January
