@@ -45,6 +45,21 @@ static int plan_kinds(struct pin_shape *sh, const struct pin_table *t)
     return 0;
 }
 
+/* Column c, field `field` of the row, at the end of *list (*n of them). 0 or PIN_ENOMEM. */
+static int append_extra(struct pin_extra **list, int *n, int field, const struct pin_column *c)
+{
+    struct pin_extra *e = realloc(*list, ((size_t)*n + 1) * sizeof(*e));
+    if (!e) {
+        return PIN_ENOMEM;
+    }
+    *list = e;
+    e = &e[(*n)++];
+    e->field = field;
+    e->kind = c->kind;
+    pin_copy_name(e->name, c->name);
+    return 0;
+}
+
 /* A WITH query's shape: its json/jsonb columns, checked row by row (pin.h, json_cols). */
 static int plan_json_cols(struct pin_shape *sh, const struct pin_stmt *st,
                           const struct pin_table *t)
@@ -55,15 +70,9 @@ static int plan_json_cols(struct pin_shape *sh, const struct pin_stmt *st,
             !pin_column_returned(st, c)) {
             continue;
         }
-        struct pin_extra *e = realloc(sh->json_cols, ((size_t)sh->njson_cols + 1) * sizeof(*e));
-        if (!e) {
+        if (append_extra(&sh->json_cols, &sh->njson_cols, i, c) < 0) {
             return PIN_ENOMEM;
         }
-        sh->json_cols = e;
-        e = &sh->json_cols[sh->njson_cols++];
-        e->field = i;
-        e->kind = c->kind;
-        pin_copy_name(e->name, c->name);
     }
     sh->nfields = t->ncols;
     return 0;
@@ -80,15 +89,9 @@ int pin_values_plan(struct pin_shape *sh, const struct pin_stmt *st, const struc
         if (c->kind == PIN_VALUE_PLAIN || !pin_column_returned(st, c)) {
             continue;
         }
-        struct pin_extra *e = realloc(sh->extras, ((size_t)sh->nextras + 1) * sizeof(*e));
-        if (!e) {
+        if (append_extra(&sh->extras, &sh->nextras, i, c) < 0) {
             return PIN_ENOMEM;
         }
-        sh->extras = e;
-        e = &sh->extras[sh->nextras++];
-        e->field = i;
-        e->kind = c->kind;
-        pin_copy_name(e->name, c->name);
     }
     /* Every shape: a column retyped since a prepared statement's Parse (ALTER ... TYPE, or
      * search_path now finding another table of that name) may now be json or an array, whose
