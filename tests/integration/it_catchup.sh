@@ -59,19 +59,22 @@ pgbench -i -q -s 1 -h 127.0.0.1 -p "$PROXY_PORT" -U postgres "$DB" >"$IT_TMP/ini
 assert_eq "in_sync" "$(it_status secondary_state)" "in_sync after pgbench -i"
 
 # 1. New down in the middle of TPC-B.
-pgbench -n -c 8 -j 2 -M prepared -T $((OUTAGE + 6)) -h 127.0.0.1 -p "$PROXY_PORT" -U postgres \
+pgbench -n -c 8 -j 2 -M prepared -T $((OUTAGE + 10)) -h 127.0.0.1 -p "$PROXY_PORT" -U postgres \
     "$DB" >"$IT_TMP/tpcb.out" 2>&1 &
 load=$!
-# Every client prepares its statements at its first transaction. One prepared while new is down
-# is counted at each Execute (pgdual could not analyse it: diverged, not lagging), so new stops
-# only once each of the 8 backends on old has been seen holding a transaction id, i.e. past its
-# prepares (a fixed sleep was too short on a loaded machine).
+# Every client prepares each statement of its script when it first runs it. One prepared while
+# new is down is counted at each Execute (pgdual could not analyse it: diverged, not lagging), so
+# new stops only once each of the 8 backends on old has been seen holding two different
+# transaction ids: its first transaction ended, every statement of the script ran once. (A fixed
+# sleep was too short on a loaded machine; one transaction id was not enough either: a client
+# seen at its first UPDATE had not yet prepared its INSERT, and a fresh-clone run diverged.)
 : >"$IT_TMP/xid_pids"
-clients_all_wrote() {
-    psql_old "$DB" -tA -c "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()" >>"$IT_TMP/xid_pids"
-    (($(sort -u "$IT_TMP/xid_pids" | grep -c .) >= 8))
+clients_all_committed() {
+    psql_old "$DB" -tA -F ' ' -c "SELECT pid, backend_xid FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()" >>"$IT_TMP/xid_pids"
+    (($(sort -u "$IT_TMP/xid_pids" | awk 'NF == 2 { n[$1]++ } END { c = 0; for (p in n) if (n[p] >= 2) c++; print c }') >= 8))
 }
-it_wait_for 30 clients_all_wrote || it_fail "setup: not every pgbench client ran a transaction within 30 s"
+it_wait_for 30 clients_all_committed || it_fail "setup: not every pgbench client finished a transaction within 30 s"
+kill -0 "$load" 2>/dev/null || it_fail "setup: pgbench ended before new was stopped"
 bash "$PGC" stop-one "$CLUSTER_DIR" new immediate
 if it_wait_for 10 state_is lagging; then it_pass "lagging once new is down"; else it_failed "state $(it_status secondary_state)"; fi
 sleep "$OUTAGE" # the outage itself
