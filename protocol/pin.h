@@ -82,6 +82,10 @@ struct pin_stmt {
     struct pin_table *created;
     bool client_returning;
     bool in_cte; /* a data-modifying WITH query (its pinned version names the target "pgdual_t") */
+    /* Its text came in a simple Query: the server analyses it right before it runs, so a name
+     * in a literal ('t'::regclass) resolves as its target does, and pgdual's catalog read is the
+     * current primary's. Set by the proxy after pin_analyze. */
+    bool runs_now;
     /* Data-modifying WITH queries at the top of the statement, each pinned apart (a simple Query
      * only; see pin_cte.c): outer is the statement without them (owned; NULL when there are none
      * or pgdual cannot place them in the text: the flags above then cover them all). */

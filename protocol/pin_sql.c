@@ -225,43 +225,9 @@ static void put_named_oid(struct wbuf *b, const char *schema, const char *rel)
     pin_put_str(b, ")");
 }
 
-/* Whether the row (st->ref) went into the table the client's name finds now or, failing that,
- * one of its partitions, read from pg_inherits: pg_partition_tree would lock every partition.
- * The first is evaluated once per execution; the second only for a row the first did not find
- * (a partitioned table's), once per execution too (a hashed subplan). */
-static void put_same_table(struct wbuf *b, const struct pin_stmt *st)
-{
-    pin_put_ident(b, st->ref);
-    pin_put_str(b, ".tableoid = ");
-    put_named_oid(b, st->schema, st->rel);
-    pin_put_str(b, " OR ");
-    pin_put_ident(b, st->ref);
-    pin_put_str(b, ".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT ");
-    put_named_oid(b, st->schema, st->rel);
-    pin_put_str(b, " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN "
-                   "\"pgdual_tree\" ON i.inhparent = \"pgdual_tree\".o) SELECT o FROM "
-                   "\"pgdual_tree\")");
-}
-
-/* put_same_table as 't' or 'f', or 's' when the columns of the table the name finds now are of
- * other kinds than kinds (pin_shape's: an ALTER ... TYPE since a prepared statement's Parse, or
- * a change of search_path to a table of the same name and columns). Read once per execution. */
-static void put_same_table_typed(struct wbuf *b, const struct pin_stmt *st, const char *kinds)
-{
-    pin_put_str(b, "CASE WHEN (");
-    put_same_table(b, st);
-    pin_put_str(b, ") IS NOT TRUE THEN 'f' WHEN (SELECT pg_catalog.string_agg(" PIN_COLUMN_KIND
-                   ", '' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
-    put_named_oid(b, st->schema, st->rel);
-    pin_put_str(b, " AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM ");
-    pin_put_escaped_literal(b, kinds);
-    pin_put_str(b, " THEN 's' ELSE 't' END");
-}
-
-/* "the name finds another relation now than when the statement holding this was analysed": the
- * name as a regclass literal is resolved at parse analysis, like the statement's own names (a
- * prepared statement keeps both until it is analysed again), the lookup at each execution. */
-void pin_put_name_moved(struct wbuf *b, const char *schema, const char *rel)
+/* 'schema.rel'::pg_catalog.regclass: the name as the server resolves it when it analyses the text
+ * holding it (search_path, the session's temporary schema first), like the statement's own. */
+static void put_name_regclass(struct wbuf *b, const char *schema, const char *rel)
 {
     struct wbuf name;
     wbuf_init(&name);
@@ -277,7 +243,70 @@ void pin_put_name_moved(struct wbuf *b, const char *schema, const char *rel)
     }
     pin_put_escaped_literal(b, text);
     free(text);
-    pin_put_str(b, "::pg_catalog.regclass IS DISTINCT FROM ");
+    pin_put_str(b, "::pg_catalog.regclass");
+}
+
+/* The relation the client's name finds now: for a statement that runs now (pin_stmt's runs_now)
+ * a regclass literal, resolved by the server's analysis of the same text, as the statement's own
+ * target is; else (SELECT c.oid ...), looked up at each execution, when a prepared statement may
+ * keep a table the name no longer finds. */
+static void put_rel_now(struct wbuf *b, const struct pin_stmt *st, bool runs_now)
+{
+    if (runs_now) {
+        put_name_regclass(b, st->schema, st->rel);
+    } else {
+        put_named_oid(b, st->schema, st->rel);
+    }
+}
+
+/* Whether the row (st->ref) went into the table the client's name finds now or, for a table not
+ * known to be a plain one (partitioned, or made earlier in the same text), one of its partitions,
+ * read from pg_inherits: pg_partition_tree would lock every partition. A plain table pinning
+ * covers has no children (pin_catalog_query refuses one with them); one made a parent since by
+ * another session's ALTER TABLE ... INHERIT has its children's rows 'f' (counted). The first is
+ * evaluated once per execution; the second only for a row the first did not find, once per
+ * execution too (a hashed subplan). */
+static void put_same_table(struct wbuf *b, const struct pin_stmt *st, char relkind, bool runs_now)
+{
+    pin_put_ident(b, st->ref);
+    pin_put_str(b, ".tableoid = ");
+    put_rel_now(b, st, runs_now);
+    if (relkind == 'r') {
+        return;
+    }
+    pin_put_str(b, " OR ");
+    pin_put_ident(b, st->ref);
+    pin_put_str(b, ".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT ");
+    put_rel_now(b, st, runs_now);
+    pin_put_str(b, " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN "
+                   "\"pgdual_tree\" ON i.inhparent = \"pgdual_tree\".o) SELECT o FROM "
+                   "\"pgdual_tree\")");
+}
+
+/* put_same_table as 't' or 'f', or 's' when the columns of the table the name finds now are of
+ * other kinds than sh's (an ALTER ... TYPE since a prepared statement's Parse or since pgdual
+ * read the catalog, or a change of search_path to a table of the same name and columns). Read
+ * once per execution. */
+static void put_same_table_typed(struct wbuf *b, const struct pin_stmt *st,
+                                 const struct pin_shape *sh, char relkind)
+{
+    pin_put_str(b, "CASE WHEN (");
+    put_same_table(b, st, relkind, st->runs_now);
+    pin_put_str(b, ") IS NOT TRUE THEN 'f' WHEN (SELECT pg_catalog.string_agg(" PIN_COLUMN_KIND
+                   ", '' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
+    put_rel_now(b, st, st->runs_now);
+    pin_put_str(b, " AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM ");
+    pin_put_escaped_literal(b, sh->kinds);
+    pin_put_str(b, " THEN 's' ELSE 't' END");
+}
+
+/* "the name finds another relation now than when the statement holding this was analysed": the
+ * name as a regclass literal is resolved at parse analysis, like the statement's own names (a
+ * prepared statement keeps both until it is analysed again), the lookup at each execution. */
+void pin_put_name_moved(struct wbuf *b, const char *schema, const char *rel)
+{
+    put_name_regclass(b, schema, rel);
+    pin_put_str(b, " IS DISTINCT FROM ");
     put_named_oid(b, schema, rel);
 }
 
@@ -293,9 +322,9 @@ static int build_texts(struct pin_shape *sh, const struct pin_stmt *st, const st
     pin_put_ident(&r, st->ref);
     pin_put_str(&r, ".*), ");
     if (sh->kinds) {
-        put_same_table_typed(&r, st, sh->kinds);
+        put_same_table_typed(&r, st, sh, t->relkind);
     } else {
-        put_same_table(&r, st);
+        put_same_table(&r, st, t->relkind, false);
     }
     if (sh->nextras) {
         pin_put_str(&r, ", pg_catalog.textin(pg_catalog.record_out(");

@@ -367,6 +367,15 @@ static bool plan_message(struct session *s, const char *sql)
     return c->plan_valid;
 }
 
+/* A simple Query's statements are analysed by the server right before each runs (pin_stmt's
+ * runs_now); a Parse's may run much later. */
+static void plan_mark_runs_now(struct pin_plan *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        p->stmts[i].runs_now = true;
+    }
+}
+
 /* Where a lookup can go now: before the unit being received if nothing of it went to the
  * primary yet, or at the end of the queue between units. false: nowhere. */
 static bool lookup_place(struct session *s, struct unit **before)
@@ -528,6 +537,9 @@ int pin_frontend_lookup(struct session *s, const uint8_t *msg, size_t len)
     const char *sql = pin_analysis_active(s) ? message_sql(msg, len) : NULL;
     if (!sql || !plan_message(s, sql)) {
         return 0;
+    }
+    if (msg[0] == PqMsg_Query) {
+        plan_mark_runs_now(&c->plan);
     }
     cache_sync(s);
     struct unit *before;

@@ -65,15 +65,14 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
 }
 
 /* Whether the returned row (ref: the statement's name for the target's rows) went into the
- * table the name finds (match: a condition on pg_class c) or a partition of it. */
+ * table the name finds (match: a condition on pg_class c); for a table not known to be a plain
+ * one, or a partition of it (TREE_AS). */
 #define NAMED_OID(match) "(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match ")"
-#define SAME_AS(ref, match)                                                                  \
-    ", \"" ref "\".tableoid = " NAMED_OID(                                                   \
-        match) " OR \"" ref                                                                  \
-               "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " NAMED_OID(    \
-                   match) " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN " \
-                          "\"pgdual_tree\" ON "                                              \
-                          "i.inhparent = \"pgdual_tree\".o) SELECT o FROM \"pgdual_tree\")"
+#define SAME_AS(ref, match) ", \"" ref "\".tableoid = " NAMED_OID(match)
+#define TREE_OF(ref, rel)                                                                     \
+    " OR \"" ref "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " rel            \
+    " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN \"pgdual_tree\" ON "       \
+    "i.inhparent = \"pgdual_tree\".o) SELECT o FROM \"pgdual_tree\")"
 /* ...rel found through search_path; rel in schema (both as E'' literals' text) */
 #define SAME(ref, rel) \
     SAME_AS(ref, "c.relname = E'" rel "' AND pg_catalog.pg_table_is_visible(c.oid)")
@@ -107,6 +106,19 @@ static void test_shape_insert(void **state)
                 "\"id\", \"v\", \"ts\", \"j\" FROM " SRC_T,
                 ") ON CONFLICT DO NOTHING");
     pin_shape_unref(sh);
+
+    /* A partitioned table: the row may be in a partition of it, read from pg_inherits. */
+    struct pin_table pt = {0};
+    const char *const v[8] = {"public.pt", "", "id", "f", "f", "nextval('s'::regclass)", "t", "p"};
+    assert_int_equal(add_row_kind(&pt, v, "0", "0", "p", NULL), 0);
+    pt.kinds_known = false;
+    sh = shape_of("INSERT INTO pt DEFAULT VALUES", &pt);
+#define PT_OID NAMED_OID("c.relname = E'pt' AND pg_catalog.pg_table_is_visible(c.oid)")
+    assert_string_equal(sh->returning, "\nRETURNING pg_catalog.to_json(\"pt\".*)" SAME(
+                                           "pt", "pt") TREE_OF("pt", PT_OID));
+#undef PT_OID
+    pin_shape_unref(sh);
+    pin_table_free(&pt);
 
     sh = shape_of("INSERT INTO t (v) VALUES (1) ON CONFLICT (v) DO UPDATE SET ts = now()", &t);
     assert_string_equal(sh->tail, ") ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\", "
@@ -177,27 +189,18 @@ static void test_shape_update_delete(void **state)
 #define RECORD(ref) ", pg_catalog.textin(pg_catalog.record_out(\"" ref "\".*))"
 #define EXTRA(col)  "(\"pgdual_e\".\"r\" -> 1 ->> E'" col "')"
 #define SRC_E       "pg_catalog.json_array_elements("
-#define SAME_X                                                                                  \
-    "\"x\".tableoid = " NAMED_OID(                                                              \
-        X_MATCH) " OR \"x\".tableoid IN (WITH RECURSIVE "                                       \
-                 "\"pgdual_tree\"(o) AS (SELECT " NAMED_OID(                                    \
-                     X_MATCH) " UNION ALL SELECT i.inhrelid FROM "                              \
-                              "pg_catalog.pg_inherits i JOIN \"pgdual_tree\" ON i.inhparent = " \
-                              "\"pgdual_tree\".o) SELECT o "                                    \
-                              "FROM \"pgdual_tree\")"
+#define SAME_X "\"x\".tableoid = " NAMED_OID(X_MATCH)
 #define X_MATCH "c.relname = E'x' AND pg_catalog.pg_table_is_visible(c.oid)"
-/* The kinds of the table's columns now, through domains over domains (as the catalog lookup reads
- * them), in column order. */
-#define TYPES(rel)                                                                              \
-    "(SELECT pg_catalog.string_agg((SELECT CASE WHEN t.typtype = 'd' THEN (WITH RECURSIVE "     \
-    "b(oid) AS (SELECT t.typbasetype UNION ALL SELECT x.typbasetype FROM b JOIN "               \
-    "pg_catalog.pg_type x ON x.oid = b.oid WHERE x.typtype = 'd') SELECT CASE WHEN bt.oid = "   \
-    "114 THEN 'j' WHEN bt.oid = 3802 THEN 'b' WHEN bt.typcategory = 'A' THEN 'a' ELSE 'p' END " \
-    "FROM b JOIN pg_catalog.pg_type bt ON bt.oid = b.oid AND bt.typtype <> 'd') WHEN t.oid = "  \
-    "114 THEN 'j' WHEN t.oid = 3802 THEN 'b' WHEN t.typcategory = 'A' THEN 'a' ELSE 'p' END "   \
-    "FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), '' ORDER BY a.attnum) FROM "          \
-    "pg_catalog.pg_attribute a WHERE a.attrelid = " NAMED_OID(X_MATCH) " AND a.attnum > 0 AND " \
-                                                                       "NOT a.attisdropped)"
+/* The kinds of the columns of the relation rel_now finds, through domains over domains (as the
+ * catalog lookup reads them: a domain keeps its base type's output function and category), in
+ * column order. */
+#define TYPES(rel_now)                                                                            \
+    "(SELECT pg_catalog.string_agg((SELECT CASE WHEN t.typoutput = "                              \
+    "'pg_catalog.json_out'::pg_catalog.regproc THEN 'j' WHEN t.typoutput = "                      \
+    "'pg_catalog.jsonb_out'::pg_catalog.regproc THEN 'b' WHEN t.typcategory = 'A' THEN 'a' ELSE " \
+    "'p' END FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), '' ORDER BY a.attnum) FROM "    \
+    "pg_catalog.pg_attribute a WHERE a.attrelid = " rel_now " AND a.attnum > 0 AND NOT "          \
+    "a.attisdropped)"
 #define END_E(rel)                                                                               \
     ") AS \"pgdual_e\"(\"r\"), pg_catalog.json_populate_record(NULL::\"" rel "\", \"pgdual_e\"." \
     "\"r\" -> 0) AS \"pgdual_v\""
@@ -214,8 +217,9 @@ static void test_shape_extras(void **state)
     check_shape_m(
         sh, 3, "id,j,b,a,v",
         "\nRETURNING pg_catalog.to_json(\"x\".*), CASE WHEN (" SAME_X
-        ") IS NOT TRUE THEN 'f' WHEN " TYPES("x") " IS DISTINCT FROM "
-                                                  "E'pjbap' THEN 's' ELSE 't' END" RECORD("x"),
+        ") IS NOT TRUE THEN 'f' WHEN " TYPES(NAMED_OID(X_MATCH)) " IS DISTINCT FROM "
+                                                                 "E'pjbap' THEN 's' ELSE 't' "
+                                                                 "END" RECORD("x"),
         "INSERT INTO \"x\" (\"id\", \"j\", \"b\", \"a\", \"v\") OVERRIDING SYSTEM VALUE "
         "SELECT \"pgdual_v\".\"id\", " EXTRA("j") "::pg_catalog.json, " EXTRA(
             "b") "::pg_catalog.jsonb, \"pgdual_v\".\"a\", \"pgdual_v\".\"v\" FROM " SRC_E,
@@ -228,6 +232,20 @@ static void test_shape_extras(void **state)
     assert_int_equal(sh->extras[2].kind, PIN_VALUE_ARRAY);
     assert_string_equal(sh->kinds, "pjbap");
     pin_shape_unref(sh);
+    /* A simple Query's statement (runs_now): the name is a regclass literal, resolved by the
+     * server's analysis of the same text as the statement's own target. */
+    struct pin_plan p = plan_of("INSERT INTO x (v) VALUES (1)");
+    p.stmts[0].runs_now = true;
+    sh = pin_shape_new(&p.stmts[0], &t);
+    assert_non_null(sh);
+#define X_NOW "E'\"x\"'::pg_catalog.regclass"
+    assert_string_equal(sh->returning,
+                        "\nRETURNING pg_catalog.to_json(\"x\".*), CASE WHEN (\"x\".tableoid = " X_NOW
+                        ") IS NOT TRUE THEN 'f' WHEN " TYPES(
+                            X_NOW) " IS DISTINCT FROM E'pjbap' THEN 's' ELSE 't' END" RECORD("x"));
+#undef X_NOW
+    pin_shape_unref(sh);
+    pin_plan_free(&p);
     /* An UPDATE setting only plain columns needs none; one setting b reads it back. */
     sh = shape_of("UPDATE x SET v = random() WHERE id < 3", &t);
     assert_int_equal(sh->m, 2);
