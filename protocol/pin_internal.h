@@ -22,13 +22,16 @@ bool pin_column_returned(const struct pin_stmt *st, const struct pin_column *c);
 /* SQL: the kind (pin_value_kind's letter: j json, b jsonb, a an array, p anything else) of the
  * type of the pg_attribute row "a", through domains over domains: a domain keeps its base type's
  * output function and category at every level (CREATE DOMAIN copies them), so one index lookup
- * of the column's own type tells, json_out and jsonb_out being json's and jsonb's alone. The
+ * of the column's own type tells, json_out(json) and jsonb_out(jsonb) being json's and jsonb's
+ * alone (named with their argument: a superuser's overload of the name must not fail it). The
  * catalog lookup reads it and the primary's check at each execution compares it (pin_sql.c): the
  * same text in both. (Walking the domains down with a recursive query, as before, cost a small
  * pinned INSERT on the simple protocol several times its own time on the primary.) */
 #define PIN_COLUMN_KIND                                                                         \
-    "(SELECT CASE WHEN t.typoutput = 'pg_catalog.json_out'::pg_catalog.regproc THEN 'j' WHEN "  \
-    "t.typoutput = 'pg_catalog.jsonb_out'::pg_catalog.regproc THEN 'b' WHEN t.typcategory = "   \
+    "(SELECT CASE WHEN t.typoutput = "                                                          \
+    "'pg_catalog.json_out(pg_catalog.json)'::pg_catalog.regprocedure THEN 'j' WHEN "            \
+    "t.typoutput = 'pg_catalog.jsonb_out(pg_catalog.jsonb)'::pg_catalog.regprocedure THEN 'b' " \
+    "WHEN t.typcategory = "                                                                     \
     "'A' THEN 'a' ELSE 'p' END FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)"
 /* The end of the JSON value starting at s[i] (past a string, object or array; at the ',' or the
  * closing bracket after a scalar), or 0 when it does not end (pin_json.c). */

@@ -67,11 +67,11 @@ static void check_shape(const struct pin_shape *sh, const char *keys, const char
 /* Whether the returned row (ref: the statement's name for the target's rows) went into the
  * table the name finds (match: a condition on pg_class c); for a table not known to be a plain
  * one, or a partition of it (TREE_AS). */
-#define NAMED_OID(match) "(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match ")"
+#define NAMED_OID(match)    "(SELECT c.oid FROM pg_catalog.pg_class c WHERE " match ")"
 #define SAME_AS(ref, match) ", \"" ref "\".tableoid = " NAMED_OID(match)
-#define TREE_OF(ref, rel)                                                                     \
-    " OR \"" ref "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " rel            \
-    " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN \"pgdual_tree\" ON "       \
+#define TREE_OF(ref, rel)                                                                 \
+    " OR \"" ref "\".tableoid IN (WITH RECURSIVE \"pgdual_tree\"(o) AS (SELECT " rel      \
+    " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN \"pgdual_tree\" ON " \
     "i.inhparent = \"pgdual_tree\".o) SELECT o FROM \"pgdual_tree\")"
 /* ...rel found through search_path; rel in schema (both as E'' literals' text) */
 #define SAME(ref, rel) \
@@ -114,8 +114,8 @@ static void test_shape_insert(void **state)
     pt.kinds_known = false;
     sh = shape_of("INSERT INTO pt DEFAULT VALUES", &pt);
 #define PT_OID NAMED_OID("c.relname = E'pt' AND pg_catalog.pg_table_is_visible(c.oid)")
-    assert_string_equal(sh->returning, "\nRETURNING pg_catalog.to_json(\"pt\".*)" SAME(
-                                           "pt", "pt") TREE_OF("pt", PT_OID));
+    assert_string_equal(sh->returning, "\nRETURNING pg_catalog.to_json(\"pt\".*)" SAME("pt", "pt")
+                                           TREE_OF("pt", PT_OID));
 #undef PT_OID
     pin_shape_unref(sh);
     pin_table_free(&pt);
@@ -189,17 +189,18 @@ static void test_shape_update_delete(void **state)
 #define RECORD(ref) ", pg_catalog.textin(pg_catalog.record_out(\"" ref "\".*))"
 #define EXTRA(col)  "(\"pgdual_e\".\"r\" -> 1 ->> E'" col "')"
 #define SRC_E       "pg_catalog.json_array_elements("
-#define SAME_X "\"x\".tableoid = " NAMED_OID(X_MATCH)
-#define X_MATCH "c.relname = E'x' AND pg_catalog.pg_table_is_visible(c.oid)"
+#define SAME_X      "\"x\".tableoid = " NAMED_OID(X_MATCH)
+#define X_MATCH     "c.relname = E'x' AND pg_catalog.pg_table_is_visible(c.oid)"
 /* The kinds of the columns of the relation rel_now finds, through domains over domains (as the
  * catalog lookup reads them: a domain keeps its base type's output function and category), in
  * column order. */
-#define TYPES(rel_now)                                                                            \
-    "(SELECT pg_catalog.string_agg((SELECT CASE WHEN t.typoutput = "                              \
-    "'pg_catalog.json_out'::pg_catalog.regproc THEN 'j' WHEN t.typoutput = "                      \
-    "'pg_catalog.jsonb_out'::pg_catalog.regproc THEN 'b' WHEN t.typcategory = 'A' THEN 'a' ELSE " \
-    "'p' END FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), '' ORDER BY a.attnum) FROM "    \
-    "pg_catalog.pg_attribute a WHERE a.attrelid = " rel_now " AND a.attnum > 0 AND NOT "          \
+#define TYPES(rel_now)                                                                             \
+    "(SELECT pg_catalog.string_agg((SELECT CASE WHEN t.typoutput = "                               \
+    "'pg_catalog.json_out(pg_catalog.json)'::pg_catalog.regprocedure THEN 'j' WHEN t.typoutput = " \
+    "'pg_catalog.jsonb_out(pg_catalog.jsonb)'::pg_catalog.regprocedure THEN 'b' WHEN "             \
+    "t.typcategory = 'A' THEN 'a' ELSE "                                                           \
+    "'p' END FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), '' ORDER BY a.attnum) FROM "     \
+    "pg_catalog.pg_attribute a WHERE a.attrelid = " rel_now " AND a.attnum > 0 AND NOT "           \
     "a.attisdropped)"
 #define END_E(rel)                                                                               \
     ") AS \"pgdual_e\"(\"r\"), pg_catalog.json_populate_record(NULL::\"" rel "\", \"pgdual_e\"." \
@@ -239,10 +240,10 @@ static void test_shape_extras(void **state)
     sh = pin_shape_new(&p.stmts[0], &t);
     assert_non_null(sh);
 #define X_NOW "E'\"x\"'::pg_catalog.regclass"
-    assert_string_equal(sh->returning,
-                        "\nRETURNING pg_catalog.to_json(\"x\".*), CASE WHEN (\"x\".tableoid = " X_NOW
-                        ") IS NOT TRUE THEN 'f' WHEN " TYPES(
-                            X_NOW) " IS DISTINCT FROM E'pjbap' THEN 's' ELSE 't' END" RECORD("x"));
+    assert_string_equal(
+        sh->returning, "\nRETURNING pg_catalog.to_json(\"x\".*), CASE WHEN (\"x\".tableoid = " X_NOW
+                       ") IS NOT TRUE THEN 'f' WHEN " TYPES(
+                           X_NOW) " IS DISTINCT FROM E'pjbap' THEN 's' ELSE 't' END" RECORD("x"));
 #undef X_NOW
     pin_shape_unref(sh);
     pin_plan_free(&p);
